@@ -1,0 +1,167 @@
+//! Command line: `--config FILE [--listen ADDR:PORT] [--once]`.
+//!
+//! Exit codes: 0 success; 1 a source failed in `--once` or the server stopped on an error;
+//! 2 bad flags or config (one line naming the problem on stderr).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+
+use crate::config::Config;
+use crate::schedule;
+use crate::source::Source;
+use crate::store::Store;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "surge-exporter",
+    version,
+    about = "Pod CPU vs HPA target, Kafka consumer lag and PostgreSQL replication lag for Prometheus."
+)]
+pub struct Cli {
+    /// TOML config file (see exporter/surge-exporter.example.toml).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Address to serve /metrics on (overrides exporter.listen).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<SocketAddr>,
+    /// Collect every source once, print the exposition to stdout and exit (1 if any failed).
+    #[arg(long)]
+    pub once: bool,
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                print!("{e}");
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("surge-exporter: {}", one_line_clap_error(&e.to_string()));
+            return ExitCode::from(2);
+        }
+    };
+    init_logging();
+    let config = match Config::load(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("surge-exporter: config {}: {e}", cli.config.display());
+            return ExitCode::from(2);
+        }
+    };
+    let sources = match crate::sources::build(&config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("surge-exporter: config {}: {e}", cli.config.display());
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("surge-exporter: cannot start runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if cli.once {
+        let (ok, text) = runtime.block_on(run_once(&sources));
+        print!("{text}");
+        return if ok { ExitCode::SUCCESS } else { ExitCode::from(1) };
+    }
+    let listen = cli.listen.unwrap_or(config.exporter.listen);
+    match runtime.block_on(run_server(sources, listen)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("surge-exporter: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Collect every source once; returns whether all targets succeeded and the exposition.
+pub async fn run_once(sources: &[Arc<dyn Source>]) -> (bool, String) {
+    let store = Store::new();
+    let results = futures::future::join_all(sources.iter().map(|s| {
+        let store = Arc::clone(&store);
+        async move {
+            s.start().await;
+            schedule::collect_cycle(s.as_ref(), &store).await
+        }
+    }))
+    .await;
+    let text = store.encode_prometheus_text().unwrap_or_default();
+    (results.iter().all(|ok| *ok), text)
+}
+
+async fn run_server(sources: Vec<Arc<dyn Source>>, listen: SocketAddr) -> Result<(), String> {
+    let listener = crate::server::bind(listen).await?;
+    let store = Store::new();
+    let _collectors = schedule::spawn_all(sources, Arc::clone(&store));
+    tracing::info!(%listen, "serving /metrics");
+    crate::server::serve(listener, store, shutdown_signal())
+        .await
+        .map_err(|e| format!("server error: {e}"))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SURGE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// clap's message without the usage block and tips, on one line.
+fn one_line_clap_error(text: &str) -> String {
+    let body = text.split("\n\nUsage:").next().unwrap_or(text);
+    let body = body.split("\n\n  tip:").next().unwrap_or(body);
+    let body = body.trim().trim_start_matches("error:").trim();
+    body.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clap_errors_become_one_line_naming_the_flag() {
+        let e = Cli::try_parse_from(["surge-exporter", "--config", "x", "--bogus"]).expect_err("bogus");
+        let line = one_line_clap_error(&e.to_string());
+        assert!(line.contains("--bogus"), "{line}");
+        assert!(!line.contains('\n'));
+        let e = Cli::try_parse_from(["surge-exporter"]).expect_err("missing");
+        let line = one_line_clap_error(&e.to_string());
+        assert!(line.contains("--config"), "{line}");
+        let e = Cli::try_parse_from(["surge-exporter", "--config", "x", "--listen", "nowhere"]).expect_err("listen");
+        let line = one_line_clap_error(&e.to_string());
+        assert!(line.contains("--listen"), "{line}");
+    }
+}

@@ -1,0 +1,93 @@
+//! HTTP side: `/metrics` encodes the store's latest snapshot (Prometheus text by default,
+//! OpenMetrics when the scraper asks for it), `/healthz` for liveness.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::store::Store;
+
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+pub fn router(store: Arc<Store>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/", get(index))
+        .with_state(store)
+}
+
+async fn index() -> impl IntoResponse {
+    "surge-exporter: pod CPU vs HPA target, Kafka consumer lag, PostgreSQL replication lag.\nMetrics: /metrics\n"
+}
+
+/// True if the `Accept` header asks for OpenMetrics (as Prometheus does by default).
+pub fn wants_openmetrics(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|part| {
+            let mut params = part.split(';').map(str::trim);
+            let media = params.next().unwrap_or("");
+            let refused = params.any(|p| p.replace(' ', "") == "q=0");
+            media.eq_ignore_ascii_case("application/openmetrics-text") && !refused
+        })
+}
+
+async fn metrics(State(store): State<Arc<Store>>, headers: HeaderMap) -> Response {
+    let (body, content_type) = if wants_openmetrics(&headers) {
+        (store.encode_openmetrics(), OPENMETRICS)
+    } else {
+        (store.encode_prometheus_text(), PROMETHEUS_TEXT)
+    };
+    match body {
+        Ok(body) => ([(header::CONTENT_TYPE, content_type)], body).into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n").into_response(),
+    }
+}
+
+/// Serve until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    store: Arc<Store>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(store))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Bind the listen address with a message that names it on failure.
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, String> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn negotiates_openmetrics_like_prometheus_asks() {
+        let mut h = HeaderMap::new();
+        assert!(!wants_openmetrics(&h));
+        h.insert(header::ACCEPT, HeaderValue::from_static(
+            "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+        ));
+        assert!(wants_openmetrics(&h));
+        h.insert(header::ACCEPT, HeaderValue::from_static("text/plain"));
+        assert!(!wants_openmetrics(&h));
+        h.insert(header::ACCEPT, HeaderValue::from_static("application/openmetrics-text; q=0"));
+        assert!(!wants_openmetrics(&h));
+    }
+}

@@ -1,0 +1,316 @@
+//! Pod CPU against the HPA target from the Kubernetes API.
+//!
+//! Pods, ReplicaSets and HPAs come from watches (kube-runtime reflectors): one LIST at
+//! start, then a WATCH stream, so API load does not grow with scrapes or cycles. PodMetrics
+//! (`metrics.k8s.io`) cannot be watched and is listed once per namespace per cycle.
+//! Targets are the configured namespaces (or `all`, when none are configured).
+
+mod model;
+mod pod_metrics;
+
+pub use model::{HPA_FAMILIES, HpaTiming, hpa_pod_state, pod_request_millis, samples, usage_map};
+pub use pod_metrics::{PodMetrics, PodUsage, parse_go_duration};
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use async_trait::async_trait;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::ListParams;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+use tokio::task::JoinHandle;
+
+use crate::config::KubernetesSection;
+use crate::cpu::CPU_FAMILIES;
+use crate::source::{Family, Sample, Source};
+
+pub static POD_METRICS_AVAILABLE: Family = Family::gauge(
+    "surge_kubernetes_pod_metrics_available",
+    None,
+    "1 if metrics.k8s.io answered this cycle; 0 if not (pod CPU and utilization are then absent, HPA series remain).",
+);
+
+static FAMILIES: std::sync::LazyLock<Vec<&'static Family>> = std::sync::LazyLock::new(|| {
+    let mut all: Vec<&'static Family> = CPU_FAMILIES.to_vec();
+    all.extend(HPA_FAMILIES.iter().copied());
+    all.push(&POD_METRICS_AVAILABLE);
+    all
+});
+
+/// The label used as target when every namespace is watched.
+pub const ALL_NAMESPACES: &str = "all";
+
+pub struct KubernetesSource {
+    section: KubernetesSection,
+    families: &'static [&'static Family],
+    cluster: tokio::sync::Mutex<Option<Arc<Cluster>>>,
+}
+
+/// Watch caches for one target (a namespace or all namespaces).
+struct Scope {
+    namespace: Option<String>,
+    pods: Store<Pod>,
+    replicasets: Store<ReplicaSet>,
+    hpas: Store<HorizontalPodAutoscaler>,
+    /// Last error of each watch, cleared by its next good event.
+    watch_errors: Arc<Mutex<HashMap<&'static str, String>>>,
+}
+
+struct Cluster {
+    client: Client,
+    scopes: HashMap<String, Scope>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl KubernetesSource {
+    pub fn new(section: &KubernetesSection) -> Self {
+        let families: &'static [&'static Family] = FAMILIES.as_slice();
+        KubernetesSource {
+            section: section.clone(),
+            families,
+            cluster: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    fn timing(&self) -> HpaTiming {
+        HpaTiming {
+            cpu_initialization_period: self.section.cpu_initialization_period,
+            initial_readiness_delay: self.section.initial_readiness_delay,
+        }
+    }
+
+    /// Connect and start the watches on first use; retried every cycle until it works, so a
+    /// missing kubeconfig or an unreachable API marks this source down, never the exporter.
+    async fn cluster(&self) -> anyhow::Result<Arc<Cluster>> {
+        let mut slot = self.cluster.lock().await;
+        if let Some(cluster) = slot.as_ref() {
+            return Ok(Arc::clone(cluster));
+        }
+        let client = self.client().await?;
+        let mut scopes = HashMap::new();
+        let mut tasks = Vec::new();
+        let namespaces: Vec<Option<String>> = if self.section.namespaces.is_empty() {
+            vec![None]
+        } else {
+            self.section.namespaces.iter().cloned().map(Some).collect()
+        };
+        for namespace in namespaces {
+            let errors = Arc::new(Mutex::new(HashMap::new()));
+            let (pods, t1) = watch::<Pod>(&client, namespace.as_deref(), "pods", &errors);
+            let (replicasets, t2) =
+                watch::<ReplicaSet>(&client, namespace.as_deref(), "replicasets", &errors);
+            let (hpas, t3) = watch::<HorizontalPodAutoscaler>(
+                &client,
+                namespace.as_deref(),
+                "horizontalpodautoscalers",
+                &errors,
+            );
+            tasks.extend([t1, t2, t3]);
+            let target = namespace.clone().unwrap_or_else(|| ALL_NAMESPACES.to_string());
+            scopes.insert(
+                target,
+                Scope {
+                    namespace,
+                    pods,
+                    replicasets,
+                    hpas,
+                    watch_errors: errors,
+                },
+            );
+        }
+        let cluster = Arc::new(Cluster {
+            client,
+            scopes,
+            tasks,
+        });
+        *slot = Some(Arc::clone(&cluster));
+        Ok(cluster)
+    }
+
+    async fn client(&self) -> anyhow::Result<Client> {
+        let config = match &self.section.kubeconfig {
+            Some(path) => {
+                let file = Kubeconfig::read_from(path)
+                    .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+                let options = KubeConfigOptions {
+                    context: self.section.context.clone(),
+                    ..Default::default()
+                };
+                kube::Config::from_custom_kubeconfig(file, &options)
+                    .await
+                    .with_context(|| format!("loading kubeconfig {}", path.display()))?
+            }
+            None if self.section.context.is_some() => {
+                let options = KubeConfigOptions {
+                    context: self.section.context.clone(),
+                    ..Default::default()
+                };
+                kube::Config::from_kubeconfig(&options)
+                    .await
+                    .context("loading kubeconfig")?
+            }
+            None => kube::Config::infer()
+                .await
+                .context("no in-cluster service account and no usable kubeconfig")?,
+        };
+        Client::try_from(config).context("building Kubernetes client")
+    }
+
+    async fn collect_scope(&self, cluster: &Cluster, target: &str) -> anyhow::Result<Vec<Sample>> {
+        let scope = cluster
+            .scopes
+            .get(target)
+            .ok_or_else(|| anyhow!("unknown target {target}"))?;
+        // Wait for the first LIST of every watch, at most most of the cycle's budget.
+        let budget = self.section.timeout.mul_f64(0.8);
+        let synced = tokio::time::timeout(budget, async {
+            let _ = scope.pods.wait_until_ready().await;
+            let _ = scope.replicasets.wait_until_ready().await;
+            let _ = scope.hpas.wait_until_ready().await;
+        })
+        .await;
+        {
+            let errors = lock(&scope.watch_errors);
+            if let Some((kind, error)) = errors.iter().next() {
+                return Err(anyhow!("{kind} watch failing: {error}"));
+            }
+        }
+        if synced.is_err() {
+            return Err(anyhow!("watches not synced within {}", humantime::format_duration(budget)));
+        }
+
+        let metrics_api: Api<PodMetrics> = match &scope.namespace {
+            Some(ns) => Api::namespaced(cluster.client.clone(), ns),
+            None => Api::all(cluster.client.clone()),
+        };
+        let (usage, available) = match metrics_api.list(&ListParams::default()).await {
+            Ok(list) => (Some(usage_map(&list.items).map_err(|e| anyhow!(e))?), true),
+            // The API server answered but metrics.k8s.io did not (metrics-server missing or
+            // unhealthy): keep HPA and pod series, drop CPU, and say so.
+            Err(kube::Error::Api(status)) => {
+                tracing::warn!(target, code = status.code, message = %status.message, "metrics.k8s.io unavailable");
+                (None, false)
+            }
+            Err(other) => return Err(anyhow!("listing PodMetrics: {other}")),
+        };
+        let pods = scope.pods.state();
+        let replicasets = scope.replicasets.state();
+        let hpas = scope.hpas.state();
+        let inputs = model::Inputs {
+            pods: &pods,
+            replicasets: &replicasets,
+            hpas: &hpas,
+            usage: usage.as_ref(),
+            now: jiff::Timestamp::now(),
+            timing: self.timing(),
+        };
+        let mut out = samples(&inputs).map_err(|e| anyhow!(e))?;
+        out.push(Sample::new(
+            &POD_METRICS_AVAILABLE,
+            vec![("target", target.to_string())],
+            f64::from(u8::from(available)),
+        ));
+        Ok(out)
+    }
+}
+
+fn watch<K>(
+    client: &Client,
+    namespace: Option<&str>,
+    kind: &'static str,
+    errors: &Arc<Mutex<HashMap<&'static str, String>>>,
+) -> (Store<K>, JoinHandle<()>)
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let api: Api<K> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let (reader, writer) = reflector::store();
+    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
+    let errors = Arc::clone(errors);
+    let task = tokio::spawn(async move {
+        stream
+            .for_each(|event| {
+                let mut errors = lock(&errors);
+                match event {
+                    Ok(_) => {
+                        errors.remove(kind);
+                    }
+                    Err(error) => {
+                        if !errors.contains_key(kind) {
+                            tracing::warn!(kind, %error, "watch error; retrying with backoff");
+                        }
+                        errors.insert(kind, error.to_string());
+                    }
+                }
+                futures::future::ready(())
+            })
+            .await;
+    });
+    (reader, task)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+#[async_trait]
+impl Source for KubernetesSource {
+    fn name(&self) -> &'static str {
+        "kubernetes"
+    }
+    fn interval(&self) -> Duration {
+        self.section.interval
+    }
+    fn timeout(&self) -> Duration {
+        self.section.timeout
+    }
+    fn targets(&self) -> Vec<String> {
+        if self.section.namespaces.is_empty() {
+            vec![ALL_NAMESPACES.to_string()]
+        } else {
+            self.section.namespaces.clone()
+        }
+    }
+    fn families(&self) -> &'static [&'static Family] {
+        self.families
+    }
+    async fn start(&self) {
+        if let Err(error) = self.cluster().await {
+            tracing::warn!(%error, "kubernetes source not started yet; retrying each cycle");
+        }
+    }
+    async fn collect(&self, target: &str) -> anyhow::Result<Vec<Sample>> {
+        let cluster = self.cluster().await?;
+        self.collect_scope(&cluster, target).await
+    }
+}

@@ -1,0 +1,327 @@
+//! Pure part of the Kubernetes source: objects from the watch caches plus PodMetrics in,
+//! samples out. No I/O here, so the HPA rules are tested on fixtures directly.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::Pod;
+
+use super::pod_metrics::PodUsage;
+use crate::cpu::{PodCpu, PodState, workload_samples};
+use crate::quantity::parse_cpu_millis;
+use crate::source::{Family, Labels, Sample};
+
+pub static HPA_CURRENT: Family = Family::gauge(
+    "surge_hpa_current_replicas",
+    None,
+    "Current replicas of the HPA's scale target (status.currentReplicas).",
+);
+pub static HPA_DESIRED: Family = Family::gauge(
+    "surge_hpa_desired_replicas",
+    None,
+    "Replicas the HPA last computed (status.desiredReplicas).",
+);
+pub static HPA_MIN: Family = Family::gauge(
+    "surge_hpa_min_replicas",
+    None,
+    "Lower replica bound of the HPA (spec.minReplicas, default 1).",
+);
+pub static HPA_MAX: Family = Family::gauge(
+    "surge_hpa_max_replicas",
+    None,
+    "Upper replica bound of the HPA (spec.maxReplicas).",
+);
+pub static HPA_TARGET_CPU: Family = Family::gauge(
+    "surge_hpa_target_cpu_utilization_ratio",
+    Some("ratio"),
+    "The HPA's CPU target as a ratio of requests (Resource cpu, type Utilization).",
+);
+pub static HPA_OBSERVED_CPU: Family = Family::gauge(
+    "surge_hpa_observed_cpu_utilization_ratio",
+    Some("ratio"),
+    "CPU utilization the HPA itself last reported (status.currentMetrics), for comparison.",
+);
+pub static HPA_SCALING_LIMITED: Family = Family::gauge(
+    "surge_hpa_scaling_limited",
+    None,
+    "1 if the HPA's ScalingLimited condition is True (desired replicas clamped by min/max), else 0.",
+);
+pub static HPA_ABLE_TO_SCALE: Family = Family::gauge(
+    "surge_hpa_able_to_scale",
+    None,
+    "1 if the HPA's AbleToScale condition is True, 0 if False or absent.",
+);
+
+pub static HPA_FAMILIES: [&Family; 8] = [
+    &HPA_CURRENT,
+    &HPA_DESIRED,
+    &HPA_MIN,
+    &HPA_MAX,
+    &HPA_TARGET_CPU,
+    &HPA_OBSERVED_CPU,
+    &HPA_SCALING_LIMITED,
+    &HPA_ABLE_TO_SCALE,
+];
+
+/// The controller flags that decide which pods count (see `replica_calculator.go`).
+#[derive(Debug, Clone, Copy)]
+pub struct HpaTiming {
+    pub cpu_initialization_period: Duration,
+    pub initial_readiness_delay: Duration,
+}
+
+/// How the HPA controller's `groupPods` treats `pod` for a CPU metric at time `now`.
+pub fn hpa_pod_state(
+    pod: &Pod,
+    usage: Option<&PodUsage>,
+    now: jiff::Timestamp,
+    timing: HpaTiming,
+) -> PodState {
+    let status = pod.status.as_ref();
+    let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("");
+    if pod.metadata.deletion_timestamp.is_some() || phase == "Failed" {
+        return PodState::Excluded;
+    }
+    if phase == "Pending" {
+        return PodState::Unready;
+    }
+    let Some(usage) = usage else {
+        return PodState::MissingMetrics;
+    };
+    let ready = status
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
+    let start = status.and_then(|s| s.start_time.as_ref()).map(|t| t.0);
+    let (Some(ready), Some(start)) = (ready, start) else {
+        return PodState::Unready;
+    };
+    let transition = ready.last_transition_time.as_ref().map(|t| t.0);
+    let is_false = ready.status == "False";
+    let unready = if add(start, timing.cpu_initialization_period) > now {
+        // Still initialising: skip if unready, or if the metric window started before the
+        // last readiness change (it would include start-up CPU).
+        is_false
+            || transition.is_none_or(|t| usage.timestamp < add(t, usage.window))
+    } else {
+        // Past initialisation: skip only pods that are unready and never became ready.
+        is_false && transition.is_none_or(|t| add(start, timing.initial_readiness_delay) > t)
+    };
+    if unready {
+        PodState::Unready
+    } else {
+        PodState::Counted
+    }
+}
+
+fn add(t: jiff::Timestamp, d: Duration) -> jiff::Timestamp {
+    jiff::SignedDuration::try_from(d)
+        .ok()
+        .and_then(|d| t.checked_add(d).ok())
+        .unwrap_or(jiff::Timestamp::MAX)
+}
+
+/// Sum of the pod's container CPU requests in milli-cores; `None` if any container lacks one
+/// (as `calculatePodRequests`). A malformed quantity is an error.
+pub fn pod_request_millis(pod: &Pod) -> Result<Option<i64>, String> {
+    let name = pod.metadata.name.as_deref().unwrap_or("?");
+    let Some(spec) = &pod.spec else {
+        return Ok(None);
+    };
+    if spec.containers.is_empty() {
+        return Ok(None);
+    }
+    let mut total = 0i64;
+    for c in &spec.containers {
+        let request = c
+            .resources
+            .as_ref()
+            .and_then(|r| r.requests.as_ref())
+            .and_then(|r| r.get("cpu"));
+        match request {
+            Some(q) => {
+                total += parse_cpu_millis(&q.0)
+                    .map_err(|e| format!("pod {name} container {}: cpu request: {e}", c.name))?;
+            }
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(total))
+}
+
+/// Name of the workload owning `pod`: the Deployment behind its ReplicaSet, or its direct
+/// controller (StatefulSet, DaemonSet, Job, a bare ReplicaSet), or the pod itself.
+pub fn workload_of(pod: &Pod, replicaset_owner: &HashMap<(String, String), String>) -> String {
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let controller = pod
+        .metadata
+        .owner_references
+        .as_ref()
+        .and_then(|refs| refs.iter().find(|r| r.controller == Some(true)));
+    match controller {
+        Some(owner) if owner.kind == "ReplicaSet" => replicaset_owner
+            .get(&(namespace, owner.name.clone()))
+            .cloned()
+            .unwrap_or_else(|| owner.name.clone()),
+        Some(owner) => owner.name.clone(),
+        None => pod.metadata.name.clone().unwrap_or_default(),
+    }
+}
+
+/// (namespace, ReplicaSet) → name of its controlling Deployment.
+pub fn replicaset_owners(replicasets: &[impl AsRef<ReplicaSet>]) -> HashMap<(String, String), String> {
+    let mut out = HashMap::new();
+    for rs in replicasets {
+        let rs = rs.as_ref();
+        let controller = rs
+            .metadata
+            .owner_references
+            .as_ref()
+            .and_then(|refs| refs.iter().find(|r| r.controller == Some(true)));
+        if let (Some(owner), Some(name)) = (controller, &rs.metadata.name) {
+            out.insert(
+                (rs.metadata.namespace.clone().unwrap_or_default(), name.clone()),
+                owner.name.clone(),
+            );
+        }
+    }
+    out
+}
+
+/// Everything one cycle needs.
+pub struct Inputs<'a, P, R, H> {
+    pub pods: &'a [P],
+    pub replicasets: &'a [R],
+    pub hpas: &'a [H],
+    /// (namespace, pod) → usage. `None` when the metrics API could not be read.
+    pub usage: Option<&'a HashMap<(String, String), PodUsage>>,
+    pub now: jiff::Timestamp,
+    pub timing: HpaTiming,
+}
+
+/// Pod, workload and HPA series for one cycle.
+pub fn samples<P: AsRef<Pod>, R: AsRef<ReplicaSet>, H: AsRef<HorizontalPodAutoscaler>>(
+    inputs: &Inputs<'_, P, R, H>,
+) -> Result<Vec<Sample>, String> {
+    let owners = replicaset_owners(inputs.replicasets);
+    let mut workloads: BTreeMap<(String, String), Vec<PodCpu>> = BTreeMap::new();
+    for pod in inputs.pods {
+        let pod = pod.as_ref();
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let usage = inputs
+            .usage
+            .and_then(|u| u.get(&(namespace.clone(), name.clone())));
+        let ready = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+            .is_some_and(|c| c.status == "True");
+        let cpu = PodCpu {
+            pod: name,
+            state: hpa_pod_state(pod, usage, inputs.now, inputs.timing),
+            ready,
+            usage_cores: usage.map(|u| u.cores),
+            usage_millis: usage.map(|u| u.millis),
+            request_millis: pod_request_millis(pod)?,
+        };
+        workloads
+            .entry((namespace, workload_of(pod, &owners)))
+            .or_default()
+            .push(cpu);
+    }
+    let mut out = Vec::new();
+    for ((namespace, workload), pods) in &workloads {
+        out.extend(workload_samples(namespace, workload, pods));
+    }
+    for hpa in inputs.hpas {
+        hpa_samples(hpa.as_ref(), &mut out)?;
+    }
+    Ok(out)
+}
+
+fn hpa_samples(hpa: &HorizontalPodAutoscaler, out: &mut Vec<Sample>) -> Result<(), String> {
+    let name = hpa.metadata.name.clone().unwrap_or_default();
+    let Some(spec) = &hpa.spec else {
+        return Err(format!("HPA {name}: no spec"));
+    };
+    let labels = || -> Labels {
+        vec![
+            ("namespace", hpa.metadata.namespace.clone().unwrap_or_default()),
+            ("hpa", name.clone()),
+            ("workload", spec.scale_target_ref.name.clone()),
+        ]
+    };
+    let status = hpa.status.as_ref();
+    out.push(Sample::new(&HPA_MIN, labels(), f64::from(spec.min_replicas.unwrap_or(1))));
+    out.push(Sample::new(&HPA_MAX, labels(), f64::from(spec.max_replicas)));
+    if let Some(status) = status {
+        out.push(Sample::new(
+            &HPA_CURRENT,
+            labels(),
+            f64::from(status.current_replicas.unwrap_or(0)),
+        ));
+        out.push(Sample::new(&HPA_DESIRED, labels(), f64::from(status.desired_replicas)));
+    }
+    let cpu_target = spec.metrics.iter().flatten().find_map(|m| {
+        m.resource
+            .as_ref()
+            .filter(|r| m.type_ == "Resource" && r.name == "cpu" && r.target.type_ == "Utilization")
+            .and_then(|r| r.target.average_utilization)
+    });
+    if let Some(target) = cpu_target {
+        out.push(Sample::new(&HPA_TARGET_CPU, labels(), f64::from(target) / 100.0));
+    }
+    let observed = status
+        .and_then(|s| s.current_metrics.as_ref())
+        .into_iter()
+        .flatten()
+        .find_map(|m| {
+            m.resource
+                .as_ref()
+                .filter(|r| m.type_ == "Resource" && r.name == "cpu")
+                .and_then(|r| r.current.average_utilization)
+        });
+    if let Some(observed) = observed {
+        out.push(Sample::new(&HPA_OBSERVED_CPU, labels(), f64::from(observed) / 100.0));
+    }
+    let condition = |kind: &str| {
+        status
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == kind))
+            .is_some_and(|c| c.status == "True")
+    };
+    out.push(Sample::new(
+        &HPA_SCALING_LIMITED,
+        labels(),
+        f64::from(u8::from(condition("ScalingLimited"))),
+    ));
+    out.push(Sample::new(
+        &HPA_ABLE_TO_SCALE,
+        labels(),
+        f64::from(u8::from(condition("AbleToScale"))),
+    ));
+    Ok(())
+}
+
+/// Parse a PodMetrics list body's usage per (namespace, pod), keeping pods whose
+/// containers all report CPU.
+pub fn usage_map(
+    items: &[super::pod_metrics::PodMetrics],
+) -> Result<HashMap<(String, String), PodUsage>, String> {
+    let mut out = HashMap::with_capacity(items.len());
+    for m in items {
+        if let Some(usage) = m.cpu_usage()? {
+            out.insert(
+                (
+                    m.metadata.namespace.clone().unwrap_or_default(),
+                    m.metadata.name.clone().unwrap_or_default(),
+                ),
+                usage,
+            );
+        }
+    }
+    Ok(out)
+}

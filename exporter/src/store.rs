@@ -1,0 +1,309 @@
+//! The latest result of every (source, target) pair, and its encoding for `/metrics`.
+//!
+//! Collection writes here once per target per cycle; scrapes only read. A scrape never
+//! waits on a source: it copies `Arc`s under a short read lock and encodes outside it.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::source::{Family, Kind, Labels, Sample};
+
+pub static SOURCE_UP: Family = Family::gauge(
+    "surge_source_up",
+    None,
+    "1 if the last collection of this source target succeeded, 0 if it failed.",
+);
+pub static SOURCE_LAST_SUCCESS: Family = Family::gauge(
+    "surge_source_last_success_timestamp_seconds",
+    Some("seconds"),
+    "Unix time of the last successful collection of this source target.",
+);
+pub static SOURCE_DURATION: Family = Family::gauge(
+    "surge_source_collect_duration_seconds",
+    Some("seconds"),
+    "Wall time the last collection of this source target took.",
+);
+pub static SOURCE_ERRORS: Family = Family::counter(
+    "surge_source_errors",
+    None,
+    "Failed collections of this source target since the exporter started.",
+);
+pub static SOURCE_SERIES: Family = Family::gauge(
+    "surge_source_series",
+    None,
+    "Series this source target produced in its last successful collection.",
+);
+pub static BUILD_INFO: Family = Family::gauge(
+    "surge_exporter_build_info",
+    None,
+    "Always 1; labels carry the surge-exporter version.",
+);
+
+/// The exporter's own families, always present.
+pub static SELF_FAMILIES: &[&Family] = &[
+    &SOURCE_UP,
+    &SOURCE_LAST_SUCCESS,
+    &SOURCE_DURATION,
+    &SOURCE_ERRORS,
+    &SOURCE_SERIES,
+    &BUILD_INFO,
+];
+
+/// State of one (source, target) pair.
+#[derive(Debug, Clone, Default)]
+pub struct TargetState {
+    /// Samples of the last successful cycle; empty while the target is down, so a down
+    /// target shows `surge_source_up 0` and no stale values.
+    pub samples: Arc<Vec<Sample>>,
+    pub up: bool,
+    pub last_success: Option<SystemTime>,
+    pub last_duration: Duration,
+    pub errors: u64,
+    pub last_error: Option<String>,
+}
+
+/// Shared, cheaply readable store of the latest results.
+#[derive(Debug, Default)]
+pub struct Store {
+    targets: RwLock<BTreeMap<(String, String), TargetState>>,
+}
+
+impl Store {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Store::default())
+    }
+
+    /// Record the outcome of one collection of one target.
+    pub fn record(
+        &self,
+        source: &str,
+        target: &str,
+        outcome: Result<Vec<Sample>, String>,
+        duration: Duration,
+    ) {
+        let mut targets = match self.targets.write() {
+            Ok(guard) => guard,
+            // A panic while holding the lock cannot leave the map half-written (every
+            // update is a single insert), so the data is still consistent.
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let state = targets
+            .entry((source.to_string(), target.to_string()))
+            .or_default();
+        state.last_duration = duration;
+        match outcome {
+            Ok(samples) => {
+                state.samples = Arc::new(samples);
+                state.up = true;
+                state.last_success = Some(SystemTime::now());
+                state.last_error = None;
+            }
+            Err(error) => {
+                state.samples = Arc::new(Vec::new());
+                state.up = false;
+                state.errors += 1;
+                state.last_error = Some(error);
+            }
+        }
+    }
+
+    /// Whether the target was up after its last collection (`None` before the first one).
+    pub fn is_up(&self, source: &str, target: &str) -> Option<bool> {
+        let targets = match self.targets.read() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        targets
+            .get(&(source.to_string(), target.to_string()))
+            .map(|state| state.up)
+    }
+
+    /// A copy of every target's state, taken under a short read lock.
+    pub fn snapshot(&self) -> Vec<((String, String), TargetState)> {
+        let targets = match self.targets.read() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        targets
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Encode everything in the Prometheus text format (0.0.4).
+    pub fn encode_prometheus_text(self: &Arc<Self>) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry())?;
+        Ok(out)
+    }
+
+    /// Encode everything in the OpenMetrics text format (ends with `# EOF`).
+    pub fn encode_openmetrics(self: &Arc<Self>) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry())?;
+        Ok(out)
+    }
+
+    fn registry(self: &Arc<Self>) -> Registry {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(StoreCollector(Arc::clone(self))));
+        registry
+    }
+}
+
+/// Adapter so `prometheus-client` encodes the store's content on every scrape.
+#[derive(Debug)]
+struct StoreCollector(Arc<Store>);
+
+impl Collector for StoreCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let snapshot = self.0.snapshot();
+
+        // Self-observability series, one per (source, target).
+        let mut own: BTreeMap<&'static str, (&'static Family, Vec<(Labels, f64)>)> =
+            BTreeMap::new();
+        let mut push = |family: &'static Family, labels: Labels, value: f64| {
+            own.entry(family.name)
+                .or_insert_with(|| (family, Vec::new()))
+                .1
+                .push((labels, value));
+        };
+        push(
+            &BUILD_INFO,
+            vec![("version", env!("CARGO_PKG_VERSION").to_string())],
+            1.0,
+        );
+        for ((source, target), state) in &snapshot {
+            let labels = || -> Labels { vec![("source", source.clone()), ("target", target.clone())] };
+            push(&SOURCE_UP, labels(), if state.up { 1.0 } else { 0.0 });
+            push(
+                &SOURCE_DURATION,
+                labels(),
+                state.last_duration.as_secs_f64(),
+            );
+            push(&SOURCE_ERRORS, labels(), state.errors as f64);
+            if let Some(at) = state.last_success {
+                let secs = at
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs_f64())
+                    .unwrap_or(0.0);
+                push(&SOURCE_LAST_SUCCESS, labels(), secs);
+            }
+            if state.up {
+                push(&SOURCE_SERIES, labels(), state.samples.len() as f64);
+            }
+        }
+        for (family, series) in own.values() {
+            encode_family(&mut encoder, family, series.iter().map(|(l, v)| (l, *v)))?;
+        }
+
+        // Source samples, grouped by family across targets so each family is described once.
+        let mut by_family: BTreeMap<&'static str, (&'static Family, Vec<&Sample>)> =
+            BTreeMap::new();
+        for (_, state) in &snapshot {
+            for sample in state.samples.iter() {
+                by_family
+                    .entry(sample.family.name)
+                    .or_insert_with(|| (sample.family, Vec::new()))
+                    .1
+                    .push(sample);
+            }
+        }
+        for (family, samples) in by_family.values() {
+            encode_family(
+                &mut encoder,
+                family,
+                samples.iter().map(|s| (&s.labels, s.value)),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn encode_family<'a>(
+    encoder: &mut DescriptorEncoder,
+    family: &'static Family,
+    series: impl Iterator<Item = (&'a Labels, f64)>,
+) -> Result<(), std::fmt::Error> {
+    let unit = family.unit.map(unit_of);
+    let metric_type = match family.kind {
+        Kind::Gauge => prometheus_client::metrics::MetricType::Gauge,
+        Kind::Counter => prometheus_client::metrics::MetricType::Counter,
+    };
+    let mut metric_encoder =
+        encoder.encode_descriptor(family.base_name(), family.help, unit.as_ref(), metric_type)?;
+    for (labels, value) in series {
+        let series_encoder = metric_encoder.encode_family(labels)?;
+        match family.kind {
+            Kind::Gauge => ConstGauge::new(value).encode(series_encoder)?,
+            Kind::Counter => ConstCounter::new(value).encode(series_encoder)?,
+        }
+    }
+    Ok(())
+}
+
+fn unit_of(unit: &'static str) -> Unit {
+    match unit {
+        "seconds" => Unit::Seconds,
+        "bytes" => Unit::Bytes,
+        other => Unit::Other(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static LAG: Family = Family::gauge("surge_test_lag_bytes", Some("bytes"), "Test lag.");
+
+    fn sample(target: &str, value: f64) -> Sample {
+        Sample::new(&LAG, vec![("target", target.to_string())], value)
+    }
+
+    #[test]
+    fn failed_target_drops_only_its_own_series() {
+        let store = Store::new();
+        store.record("pg", "a", Ok(vec![sample("a", 1.0)]), Duration::from_millis(5));
+        store.record("pg", "b", Ok(vec![sample("b", 2.0)]), Duration::from_millis(5));
+        store.record("pg", "b", Err("connection refused".into()), Duration::from_millis(5));
+        let text = store.encode_prometheus_text().expect("encode");
+        assert!(text.contains("surge_test_lag_bytes{target=\"a\"} 1"), "{text}");
+        assert!(!text.contains("target=\"b\"} 2"), "{text}");
+        assert!(text.contains("surge_source_up{source=\"pg\",target=\"b\"} 0"), "{text}");
+        assert!(text.contains("surge_source_up{source=\"pg\",target=\"a\"} 1"), "{text}");
+        assert!(text.contains("surge_source_errors_total{source=\"pg\",target=\"b\"} 1"), "{text}");
+        // Recovery brings the series back and keeps the error count.
+        store.record("pg", "b", Ok(vec![sample("b", 3.0)]), Duration::from_millis(5));
+        let text = store.encode_prometheus_text().expect("encode");
+        assert!(text.contains("surge_test_lag_bytes{target=\"b\"} 3"), "{text}");
+        assert!(text.contains("surge_source_errors_total{source=\"pg\",target=\"b\"} 1"), "{text}");
+    }
+
+    #[test]
+    fn each_family_is_described_once_across_targets() {
+        let store = Store::new();
+        store.record("pg", "a", Ok(vec![sample("a", 1.0)]), Duration::ZERO);
+        store.record("pg", "b", Ok(vec![sample("b", 2.0)]), Duration::ZERO);
+        let text = store.encode_prometheus_text().expect("encode");
+        assert_eq!(text.matches("# TYPE surge_test_lag_bytes gauge").count(), 1, "{text}");
+        let om = store.encode_openmetrics().expect("encode");
+        assert!(om.ends_with("# EOF\n"), "{om}");
+        assert!(om.contains("# UNIT surge_test_lag_bytes bytes"), "{om}");
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let store = Store::new();
+        let odd = Sample::new(&LAG, vec![("target", "a\"b\\c\nd".to_string())], 1.0);
+        store.record("pg", "odd", Ok(vec![odd]), Duration::ZERO);
+        let text = store.encode_prometheus_text().expect("encode");
+        assert!(text.contains(r#"target="a\"b\\c\nd""#), "{text}");
+    }
+}
