@@ -54,18 +54,20 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let sources = match crate::sources::build(&config) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("surge-exporter: config {}: {e}", cli.config.display());
-            return ExitCode::from(2);
-        }
-    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("surge-exporter: cannot start runtime: {e}");
             return ExitCode::from(1);
+        }
+    };
+    // Sources create connection pools, which need the runtime's context.
+    let _context = runtime.enter();
+    let sources = match crate::sources::build(&config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("surge-exporter: config {}: {e}", cli.config.display());
+            return ExitCode::from(2);
         }
     };
     if cli.once {

@@ -110,7 +110,7 @@ pub struct KubernetesSection {
 pub struct ProcessesSection {
     #[serde(default = "default_process_interval", with = "humantime_serde")]
     pub interval: Duration,
-    #[serde(default = "default_timeout", with = "humantime_serde")]
+    #[serde(default = "default_process_timeout", with = "humantime_serde")]
     pub timeout: Duration,
     pub workloads: Vec<ProcessWorkload>,
 }
@@ -133,6 +133,9 @@ fn default_interval() -> Duration {
 }
 fn default_process_interval() -> Duration {
     Duration::from_secs(5)
+}
+fn default_process_timeout() -> Duration {
+    Duration::from_secs(2)
 }
 fn default_timeout() -> Duration {
     Duration::from_secs(10)

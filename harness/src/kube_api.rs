@@ -1,0 +1,406 @@
+//! A loopback stand-in for the Kubernetes API server — the one allowed stand-in, since no
+//! cluster can run here. It serves real-shaped JSON for list and watch requests:
+//! `GET /api/v1[/namespaces/{ns}]/pods`, `GET /apis/{group}/{version}[/namespaces/{ns}]/{plural}`,
+//! with `?watch=true&resourceVersion=N` streaming newline-delimited watch events, and records
+//! every request so tests can assert the API load.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::{Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, oneshot};
+
+/// (group, version, plural): `("", "v1", "pods")`, `("apps", "v1", "replicasets")`.
+pub type Collection = (String, String, String);
+
+/// One request the stand-in served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRecord {
+    pub method: String,
+    pub path: String,
+    pub watch: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Event {
+    resource_version: u64,
+    collection: Collection,
+    namespace: String,
+    kind: &'static str,
+    object: Value,
+}
+
+#[derive(Default)]
+struct ApiState {
+    resource_version: u64,
+    /// collection → (namespace, name) → object (with apiVersion/kind).
+    objects: BTreeMap<Collection, BTreeMap<(String, String), Value>>,
+    events: Vec<Event>,
+    failures: BTreeMap<Collection, u16>,
+    requests: Vec<RequestRecord>,
+}
+
+struct Shared {
+    state: Mutex<ApiState>,
+    events: broadcast::Sender<Event>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, ApiState> {
+        match self.state.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+}
+
+/// The running stand-in. Dropping it stops the server.
+pub struct KubeApiStandIn {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl KubeApiStandIn {
+    /// Start on a free loopback port, on its own thread and runtime.
+    pub fn start() -> anyhow::Result<Self> {
+        let (events, _) = broadcast::channel(1024);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(ApiState {
+                resource_version: 1000,
+                ..Default::default()
+            }),
+            events,
+        });
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let app = Router::new().fallback(handle).with_state(Arc::clone(&shared));
+        let thread = std::thread::Builder::new()
+            .name("kube-api-stand-in".into())
+            .spawn(move || {
+                let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                    return;
+                };
+                runtime.block_on(async move {
+                    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                        return;
+                    };
+                    let _ = axum::serve(listener, app)
+                        .with_graceful_shutdown(async {
+                            let _ = stopped.await;
+                        })
+                        .await;
+                });
+            })?;
+        Ok(KubeApiStandIn {
+            addr,
+            shared,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Write a kubeconfig pointing at this server (no auth: loopback only).
+    pub fn write_kubeconfig(&self, path: &Path) -> anyhow::Result<()> {
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: stand-in\n  cluster:\n    server: {}\n\
+             users:\n- name: tester\n  user: {{}}\ncontexts:\n- name: stand-in\n  context:\n    cluster: stand-in\n    user: tester\n\
+             current-context: stand-in\n",
+            self.url()
+        );
+        std::fs::write(path, text).context("writing kubeconfig")
+    }
+
+    /// Add or replace objects: a single object or a `*List` with `items`, each carrying
+    /// `apiVersion` and `kind` as `kubectl get -o json` prints them. Watchers get events.
+    pub fn apply(&self, document: &Value) -> anyhow::Result<()> {
+        let items: Vec<Value> = match document.get("items").and_then(Value::as_array) {
+            Some(items) => items.clone(),
+            None => vec![document.clone()],
+        };
+        let mut state = self.shared.lock();
+        for item in items {
+            let collection = collection_of(&item)?;
+            let (namespace, name) = name_of(&item)?;
+            state.resource_version += 1;
+            let rv = state.resource_version;
+            let mut item = item;
+            if let Some(meta) = item.get_mut("metadata").and_then(Value::as_object_mut) {
+                meta.insert("resourceVersion".into(), Value::String(rv.to_string()));
+            }
+            let existed = state
+                .objects
+                .entry(collection.clone())
+                .or_default()
+                .insert((namespace.clone(), name), item.clone())
+                .is_some();
+            let event = Event {
+                resource_version: rv,
+                collection,
+                namespace,
+                kind: if existed { "MODIFIED" } else { "ADDED" },
+                object: item,
+            };
+            state.events.push(event.clone());
+            let _ = self.shared.events.send(event);
+        }
+        Ok(())
+    }
+
+    /// Remove an object; watchers get a DELETED event.
+    pub fn delete(&self, collection: &Collection, namespace: &str, name: &str) -> anyhow::Result<()> {
+        let mut state = self.shared.lock();
+        let removed = state
+            .objects
+            .get_mut(collection)
+            .and_then(|objects| objects.remove(&(namespace.to_string(), name.to_string())))
+            .ok_or_else(|| anyhow!("no {collection:?} {namespace}/{name}"))?;
+        state.resource_version += 1;
+        let event = Event {
+            resource_version: state.resource_version,
+            collection: collection.clone(),
+            namespace: namespace.to_string(),
+            kind: "DELETED",
+            object: removed,
+        };
+        state.events.push(event.clone());
+        let _ = self.shared.events.send(event);
+        Ok(())
+    }
+
+    /// Make every request for `collection` fail with `status` (e.g. 503 for a metrics-server
+    /// outage), or clear the failure with `None`.
+    pub fn set_failure(&self, collection: &Collection, status: Option<u16>) {
+        let mut state = self.shared.lock();
+        match status {
+            Some(code) => state.failures.insert(collection.clone(), code),
+            None => state.failures.remove(collection),
+        };
+    }
+
+    /// Every request served so far.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.shared.lock().requests.clone()
+    }
+}
+
+impl Drop for KubeApiStandIn {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        // Open watch streams end with the runtime; do not wait on them forever.
+        if let Some(thread) = self.thread.take() {
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while !thread.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+pub fn pods() -> Collection {
+    (String::new(), "v1".into(), "pods".into())
+}
+pub fn replicasets() -> Collection {
+    ("apps".into(), "v1".into(), "replicasets".into())
+}
+pub fn hpas() -> Collection {
+    ("autoscaling".into(), "v2".into(), "horizontalpodautoscalers".into())
+}
+pub fn pod_metrics() -> Collection {
+    ("metrics.k8s.io".into(), "v1beta1".into(), "pods".into())
+}
+
+fn collection_of(item: &Value) -> anyhow::Result<Collection> {
+    let api_version = item
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .ok_or_else(|| anyhow!("object without apiVersion"))?;
+    let kind = item
+        .get("kind")
+        .and_then(Value::as_str)
+        .ok_or_else(|| anyhow!("object without kind"))?;
+    let plural = match kind {
+        "Pod" | "PodMetrics" => "pods",
+        "ReplicaSet" => "replicasets",
+        "Deployment" => "deployments",
+        "HorizontalPodAutoscaler" => "horizontalpodautoscalers",
+        other => return Err(anyhow!("stand-in does not serve kind {other}")),
+    };
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    Ok((group.into(), version.into(), plural.into()))
+}
+
+fn name_of(item: &Value) -> anyhow::Result<(String, String)> {
+    let meta = item.get("metadata").ok_or_else(|| anyhow!("object without metadata"))?;
+    let namespace = meta.get("namespace").and_then(Value::as_str).unwrap_or("").to_string();
+    let name = meta
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| anyhow!("object without metadata.name"))?
+        .to_string();
+    Ok((namespace, name))
+}
+
+/// Parse `/api/v1[/namespaces/ns]/plural` or `/apis/g/v[/namespaces/ns]/plural`.
+fn route(path: &str) -> Option<(Collection, Option<String>)> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, version, rest) = match parts.as_slice() {
+        ["api", version, rest @ ..] => ("", *version, rest),
+        ["apis", group, version, rest @ ..] => (*group, *version, rest),
+        _ => return None,
+    };
+    let (namespace, plural) = match rest {
+        [plural] => (None, *plural),
+        ["namespaces", ns, plural] => (Some((*ns).to_string()), *plural),
+        _ => return None,
+    };
+    Some(((group.into(), version.into(), plural.into()), namespace))
+}
+
+fn list_kind(collection: &Collection) -> &'static str {
+    match (collection.0.as_str(), collection.2.as_str()) {
+        ("", "pods") => "PodList",
+        ("metrics.k8s.io", "pods") => "PodMetricsList",
+        (_, "replicasets") => "ReplicaSetList",
+        (_, "deployments") => "DeploymentList",
+        (_, "horizontalpodautoscalers") => "HorizontalPodAutoscalerList",
+        _ => "List",
+    }
+}
+
+fn status(code: u16, reason: &str, message: &str) -> Response {
+    let body = json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {},
+        "status": "Failure", "message": message, "reason": reason, "code": code
+    });
+    let code = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (code, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+async fn handle(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Response {
+    let watch = matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
+    let path = uri.path().to_string();
+    let mut state = shared.lock();
+    state.requests.push(RequestRecord {
+        method: method.to_string(),
+        path: path.clone(),
+        watch,
+    });
+    if method != Method::GET {
+        return status(405, "MethodNotAllowed", "the stand-in is read-only");
+    }
+    let Some((collection, namespace)) = route(&path) else {
+        return status(404, "NotFound", &format!("the server could not find the requested resource ({path})"));
+    };
+    if let Some(code) = state.failures.get(&collection) {
+        return status(*code, "ServiceUnavailable", "the server is currently unable to handle the request");
+    }
+    let in_scope = |ns: &str| namespace.as_deref().is_none_or(|want| want == ns);
+    if !watch {
+        let items: Vec<Value> = state
+            .objects
+            .get(&collection)
+            .into_iter()
+            .flatten()
+            .filter(|((ns, _), _)| in_scope(ns))
+            .map(|(_, object)| {
+                // Real list responses omit apiVersion/kind on items.
+                let mut object = object.clone();
+                if let Some(map) = object.as_object_mut() {
+                    map.remove("apiVersion");
+                    map.remove("kind");
+                }
+                object
+            })
+            .collect();
+        let api_version = if collection.0.is_empty() {
+            collection.1.clone()
+        } else {
+            format!("{}/{}", collection.0, collection.1)
+        };
+        let body = json!({
+            "kind": list_kind(&collection),
+            "apiVersion": api_version,
+            "metadata": {"resourceVersion": state.resource_version.to_string()},
+            "items": items,
+        });
+        return ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
+    }
+    if collection.0 == "metrics.k8s.io" {
+        return status(405, "MethodNotAllowed", "watch is not supported on metrics.k8s.io");
+    }
+    let since: u64 = query.get("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let timeout = query
+        .get("timeoutSeconds")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(290u64);
+    let receiver = shared.events.subscribe();
+    let backlog: Vec<Event> = state
+        .events
+        .iter()
+        .filter(|e| e.resource_version > since && e.collection == collection && in_scope(&e.namespace))
+        .cloned()
+        .collect();
+    drop(state);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
+    let filter = move |e: &Event| e.collection == collection && in_scope_owned(&namespace, &e.namespace);
+    let last_sent = backlog.last().map_or(since, |e| e.resource_version);
+    let stream = futures::stream::unfold(
+        (backlog.into_iter(), receiver, last_sent, filter),
+        move |(mut backlog, mut receiver, mut last_sent, filter)| async move {
+            if let Some(event) = backlog.next() {
+                return Some((Ok::<Bytes, Infallible>(encode(&event)), (backlog, receiver, last_sent, filter)));
+            }
+            loop {
+                let next = tokio::time::timeout_at(deadline, receiver.recv()).await;
+                match next {
+                    Ok(Ok(event)) if event.resource_version > last_sent && filter(&event) => {
+                        last_sent = event.resource_version;
+                        return Some((Ok(encode(&event)), (backlog, receiver, last_sent, filter)));
+                    }
+                    Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
+                    // Timeout or server shutting down: end the watch like the API server does.
+                    _ => return None,
+                }
+            }
+        },
+    );
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| status(500, "InternalError", "building watch response"))
+}
+
+fn in_scope_owned(want: &Option<String>, ns: &str) -> bool {
+    want.as_deref().is_none_or(|w| w == ns)
+}
+
+fn encode(event: &Event) -> Bytes {
+    let mut line = json!({"type": event.kind, "object": event.object}).to_string();
+    line.push('\n');
+    Bytes::from(line)
+}

@@ -1,0 +1,362 @@
+//! A PostgreSQL primary with streaming replicas on loopback ports, built with `initdb` and
+//! `pg_basebackup -R -C -S <slot>` like a real deployment.
+//!
+//! PostgreSQL refuses to run as root: when we are root, every server command runs as the
+//! `postgres` user on directories it owns.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+
+use crate::ports::free_port;
+use crate::process::{ServerProcess, run};
+use crate::wait::wait_until;
+
+/// Role the exporter connects as: `pg_monitor` only, password-authenticated.
+pub const MONITOR_ROLE: &str = "surge_monitor";
+pub const MONITOR_PASSWORD: &str = "surge-monitor-test-password";
+
+/// One server of the cluster.
+#[derive(Debug)]
+pub struct PgNode {
+    pub name: String,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    log: PathBuf,
+    process: Option<ServerProcess>,
+}
+
+impl PgNode {
+    pub fn is_running(&mut self) -> bool {
+        self.process.as_mut().is_some_and(ServerProcess::is_running)
+    }
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+}
+
+/// Primary + streaming replicas. Dropping it stops every server and deletes the data.
+#[derive(Debug)]
+pub struct PgCluster {
+    bin: PathBuf,
+    run_as: Option<(u32, u32)>,
+    nodes: Vec<PgNode>,
+    // Declared last: removed after the servers above have stopped.
+    root: tempfile::TempDir,
+}
+
+impl PgCluster {
+    /// Start a primary and `replicas` streaming replicas (`replica1`, `replica2`, ...), each
+    /// with a physical replication slot of the same name and `application_name`.
+    pub fn start(replicas: usize) -> anyhow::Result<PgCluster> {
+        let bin = bin_dir()?;
+        let run_as = server_user()?;
+        let root = tempfile::Builder::new().prefix("surge-pg-").tempdir()?;
+        if let Some((uid, gid)) = run_as {
+            std::os::unix::fs::chown(root.path(), Some(uid), Some(gid))?;
+        }
+        let mut cluster = PgCluster {
+            bin,
+            run_as,
+            nodes: Vec::new(),
+            root,
+        };
+        cluster.init_primary()?;
+        for i in 1..=replicas {
+            cluster.add_replica(&format!("replica{i}"))?;
+        }
+        Ok(cluster)
+    }
+
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    pub fn node(&self, name: &str) -> anyhow::Result<&PgNode> {
+        self.nodes
+            .iter()
+            .find(|n| n.name == name)
+            .ok_or_else(|| anyhow!("no node {name}"))
+    }
+
+    fn node_mut(&mut self, name: &str) -> anyhow::Result<&mut PgNode> {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.name == name)
+            .ok_or_else(|| anyhow!("no node {name}"))
+    }
+
+    pub fn node_names(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.name.clone()).collect()
+    }
+
+    pub fn port(&self, name: &str) -> anyhow::Result<u16> {
+        Ok(self.node(name)?.port)
+    }
+
+    /// Superuser URL (trust auth on loopback).
+    pub fn superuser_dsn(&self, name: &str) -> anyhow::Result<String> {
+        Ok(format!("postgres://postgres@127.0.0.1:{}/postgres", self.port(name)?))
+    }
+
+    /// URL for the least-privilege monitoring role, without its password.
+    pub fn monitor_dsn(&self, name: &str) -> anyhow::Result<String> {
+        Ok(format!(
+            "postgres://{MONITOR_ROLE}@127.0.0.1:{}/postgres",
+            self.port(name)?
+        ))
+    }
+
+    /// Run SQL as superuser with psql; returns unaligned, tuples-only output.
+    pub fn psql(&self, name: &str, sql: &str) -> anyhow::Result<String> {
+        let port = self.port(name)?;
+        let mut cmd = Command::new(self.bin.join("psql"));
+        cmd.args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres"])
+            .arg("-p")
+            .arg(port.to_string())
+            .args(["-d", "postgres", "-c", sql]);
+        Ok(run(&format!("psql on {name}"), cmd)?.trim().to_string())
+    }
+
+    /// Stop one server (fast shutdown) and wait for it to exit.
+    pub fn stop_node(&mut self, name: &str) -> anyhow::Result<()> {
+        let node = self.node_mut(name)?;
+        if let Some(mut process) = node.process.take() {
+            process.stop();
+        }
+        Ok(())
+    }
+
+    /// Start a stopped server again on the same port and data directory.
+    pub fn start_node(&mut self, name: &str) -> anyhow::Result<()> {
+        let (port, data_dir, log) = {
+            let node = self.node(name)?;
+            (node.port, node.data_dir.clone(), node.log.clone())
+        };
+        let process = self.spawn_server(name, port, &data_dir, &log)?;
+        self.node_mut(name)?.process = Some(process);
+        self.wait_accepting(name)
+    }
+
+    /// Wait until `replica` streams from the primary (as seen in `pg_stat_replication`).
+    pub fn wait_streaming(&self, replica: &str, timeout: Duration) -> anyhow::Result<()> {
+        let sql = format!(
+            "SELECT count(*) FROM pg_stat_replication WHERE application_name = '{replica}' AND state = 'streaming'"
+        );
+        wait_until(
+            &format!("{replica} streaming"),
+            timeout,
+            Duration::from_millis(100),
+            || Ok(self.psql("primary", &sql)? == "1"),
+        )
+    }
+
+    /// Wait until `replica` has replayed everything the primary has written so far.
+    pub fn wait_caught_up(&self, replica: &str, timeout: Duration) -> anyhow::Result<()> {
+        let target = self.psql("primary", "SELECT pg_current_wal_lsn()")?;
+        let sql = format!("SELECT pg_last_wal_replay_lsn() >= '{target}'::pg_lsn");
+        wait_until(
+            &format!("{replica} caught up"),
+            timeout,
+            Duration::from_millis(100),
+            || Ok(self.psql(replica, &sql)? == "t"),
+        )
+    }
+
+    fn init_primary(&mut self) -> anyhow::Result<()> {
+        let name = "primary";
+        let data_dir = self.root.path().join(name);
+        let log = self.root.path().join(format!("{name}.log"));
+        let mut initdb = self.server_command("initdb");
+        initdb
+            .args(["-U", "postgres", "--auth=trust", "--no-sync", "--encoding=UTF8", "--locale=C", "-D"])
+            .arg(&data_dir);
+        run("initdb", initdb)?;
+        let conf = "\n# surge test harness\n\
+            listen_addresses = '127.0.0.1'\n\
+            unix_socket_directories = ''\n\
+            wal_level = replica\n\
+            max_wal_senders = 10\n\
+            max_replication_slots = 10\n\
+            hot_standby = on\n\
+            fsync = off\n\
+            full_page_writes = off\n\
+            shared_buffers = 32MB\n\
+            max_connections = 60\n\
+            wal_receiver_status_interval = 1s\n\
+            logging_collector = off\n";
+        append(&data_dir.join("postgresql.conf"), conf)?;
+        let hba = "\n# surge test harness: superuser and replication trusted on loopback,\n\
+            # everyone else (the monitoring role) must authenticate.\n\
+            host replication all 127.0.0.1/32 trust\n\
+            host all postgres 127.0.0.1/32 trust\n\
+            host all all 127.0.0.1/32 scram-sha-256\n";
+        std::fs::write(data_dir.join("pg_hba.conf"), hba)?;
+        self.chown_tree(&data_dir)?;
+        let port = free_port()?;
+        let process = self.spawn_server(name, port, &data_dir, &log)?;
+        self.nodes.push(PgNode {
+            name: name.into(),
+            port,
+            data_dir,
+            log,
+            process: Some(process),
+        });
+        self.wait_accepting(name)?;
+        self.psql(
+            name,
+            &format!(
+                "CREATE ROLE {MONITOR_ROLE} LOGIN PASSWORD '{MONITOR_PASSWORD}'; GRANT pg_monitor TO {MONITOR_ROLE};"
+            ),
+        )?;
+        Ok(())
+    }
+
+    fn add_replica(&mut self, name: &str) -> anyhow::Result<()> {
+        let primary_port = self.port("primary")?;
+        let data_dir = self.root.path().join(name);
+        let log = self.root.path().join(format!("{name}.log"));
+        let mut backup = self.server_command("pg_basebackup");
+        backup
+            .arg("-d")
+            .arg(format!(
+                "host=127.0.0.1 port={primary_port} user=postgres application_name={name}"
+            ))
+            .args(["-R", "-C", "-S", name, "--checkpoint=fast", "--no-sync", "-X", "stream", "-D"])
+            .arg(&data_dir);
+        run(&format!("pg_basebackup for {name}"), backup)?;
+        let port = free_port()?;
+        let process = self.spawn_server(name, port, &data_dir, &log)?;
+        self.nodes.push(PgNode {
+            name: name.into(),
+            port,
+            data_dir,
+            log,
+            process: Some(process),
+        });
+        self.wait_accepting(name)?;
+        self.wait_streaming(name, Duration::from_secs(30))
+    }
+
+    fn spawn_server(
+        &self,
+        name: &str,
+        port: u16,
+        data_dir: &Path,
+        log: &Path,
+    ) -> anyhow::Result<ServerProcess> {
+        let mut cmd = self.server_command("postgres");
+        cmd.arg("-D").arg(data_dir).arg("-p").arg(port.to_string());
+        Ok(ServerProcess::spawn(&format!("postgres {name}"), cmd, log)?.with_stop_signal(libc::SIGINT))
+    }
+
+    fn wait_accepting(&mut self, name: &str) -> anyhow::Result<()> {
+        let port = self.port(name)?;
+        let isready = self.bin.join("pg_isready");
+        let result = wait_until(
+            &format!("postgres {name} on port {port}"),
+            Duration::from_secs(30),
+            Duration::from_millis(50),
+            || {
+                let status = Command::new(&isready)
+                    .args(["-q", "-h", "127.0.0.1", "-t", "1", "-p"])
+                    .arg(port.to_string())
+                    .status()
+                    .context("running pg_isready")?;
+                Ok(status.success())
+            },
+        );
+        if let Err(e) = result {
+            let node = self.node_mut(name)?;
+            let running = node.is_running();
+            let tail = crate::process::log_tail(&node.log, 2000);
+            bail!("{e:#} (server running: {running}); log tail:\n{tail}");
+        }
+        Ok(())
+    }
+
+    /// A command for a PostgreSQL server binary, run as `postgres` when we are root.
+    fn server_command(&self, program: &str) -> Command {
+        let mut cmd = Command::new(self.bin.join(program));
+        if let Some((uid, gid)) = self.run_as {
+            cmd.uid(uid).gid(gid);
+        }
+        // initdb and friends refuse to run if HOME points somewhere unreadable.
+        cmd.env("HOME", self.root.path()).env_remove("PGDATA");
+        cmd
+    }
+
+    fn chown_tree(&self, path: &Path) -> anyhow::Result<()> {
+        let Some((uid, gid)) = self.run_as else {
+            return Ok(());
+        };
+        std::os::unix::fs::chown(path, Some(uid), Some(gid))?;
+        if path.is_dir() {
+            for entry in std::fs::read_dir(path)? {
+                self.chown_tree(&entry?.path())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        // Replicas first, so the primary does not wait on their walsenders.
+        for node in self.nodes.iter_mut().rev() {
+            if let Some(mut process) = node.process.take() {
+                process.stop();
+            }
+        }
+    }
+}
+
+fn append(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new().append(true).open(path)?;
+    file.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// Directory of the PostgreSQL server binaries: `$SURGE_PG_BINDIR`, else the newest
+/// `/usr/lib/postgresql/<version>/bin` (Debian's layout; not on PATH).
+pub fn bin_dir() -> anyhow::Result<PathBuf> {
+    if let Ok(dir) = std::env::var("SURGE_PG_BINDIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .context("PostgreSQL is not installed (no /usr/lib/postgresql); run scripts/install-deps")?
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("postgres").exists().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .map(|(_, bin)| bin)
+        .ok_or_else(|| anyhow!("no PostgreSQL server under /usr/lib/postgresql; run scripts/install-deps"))
+}
+
+/// `Some((uid, gid))` of the `postgres` user when running as root, else `None`.
+fn server_user() -> anyhow::Result<Option<(u32, u32)>> {
+    // SAFETY: geteuid has no preconditions.
+    #[allow(unsafe_code)]
+    let euid = unsafe { libc::geteuid() };
+    if euid != 0 {
+        return Ok(None);
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd")?;
+    for line in passwd.lines() {
+        let fields: Vec<&str> = line.split(':').collect();
+        if fields.len() > 3 && fields[0] == "postgres" {
+            return Ok(Some((fields[2].parse()?, fields[3].parse()?)));
+        }
+    }
+    bail!("running as root but there is no postgres user to run PostgreSQL as; install the postgresql package")
+}

@@ -1,0 +1,161 @@
+//! A server child process that is stopped when its guard drops.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running server. Dropping it stops it: `stop_signal`, then SIGKILL after the grace time.
+#[derive(Debug)]
+pub struct ServerProcess {
+    name: String,
+    child: Option<Child>,
+    log: PathBuf,
+    stop_signal: i32,
+    grace: Duration,
+}
+
+impl ServerProcess {
+    /// Start `command` with stdout and stderr appended to `log`. The child gets
+    /// `PR_SET_PDEATHSIG`, so it is killed if this process dies without running destructors.
+    /// Spawn from a thread that lives as long as the server (the signal fires when the
+    /// spawning *thread* exits): the test thread or a runtime worker, not a blocking-pool thread.
+    pub fn spawn(name: &str, mut command: Command, log: &Path) -> anyhow::Result<Self> {
+        let out = File::options().create(true).append(true).open(log)?;
+        let err = out.try_clone()?;
+        command.stdin(Stdio::null()).stdout(out).stderr(err);
+        set_parent_death_signal(&mut command);
+        let child = command
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("starting {name} ({:?}): {e}", command.get_program()))?;
+        Ok(ServerProcess {
+            name: name.to_string(),
+            child: Some(child),
+            log: log.to_path_buf(),
+            stop_signal: libc::SIGTERM,
+            grace: Duration::from_secs(10),
+        })
+    }
+
+    /// Signal used for a graceful stop (PostgreSQL: SIGINT = fast shutdown).
+    pub fn with_stop_signal(mut self, signal: i32) -> Self {
+        self.stop_signal = signal;
+        self
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// The last `max_bytes` of the log, for error messages.
+    pub fn log_tail(&self, max_bytes: u64) -> String {
+        log_tail(&self.log, max_bytes)
+    }
+
+    /// Send a signal without waiting (e.g. SIGSTOP to freeze a server).
+    pub fn signal(&self, signal: i32) -> anyhow::Result<()> {
+        let pid = self
+            .pid()
+            .ok_or_else(|| anyhow::anyhow!("{} is not running", self.name))?;
+        send_signal(pid, signal)
+    }
+
+    /// Stop gracefully, then forcibly after the grace time. Idempotent.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        let _ = send_signal(child.id(), self.stop_signal);
+        let deadline = Instant::now() + self.grace;
+        while Instant::now() < deadline {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        tracing::warn!(server = %self.name, "did not stop in time; killing");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub fn log_tail(path: &Path, max_bytes: u64) -> String {
+    let Ok(mut file) = File::open(path) else {
+        return String::new();
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = file.seek(SeekFrom::Start(len.saturating_sub(max_bytes)));
+    let mut text = String::new();
+    let _ = file.read_to_string(&mut text);
+    text
+}
+
+fn send_signal(pid: u32, signal: i32) -> anyhow::Result<()> {
+    let pid = i32::try_from(pid)?;
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::kill(pid, signal) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error().into())
+    }
+}
+
+fn set_parent_death_signal(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs between fork and exec and only calls prctl(2), which is
+    // async-signal-safe and touches no memory of the parent.
+    #[allow(unsafe_code)]
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Run a command to completion, with its output in the error if it fails.
+pub fn run(what: &str, mut command: Command) -> anyhow::Result<String> {
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| anyhow::anyhow!("{what}: cannot run {:?}: {e}", command.get_program()))?;
+    if !output.status.success() {
+        anyhow::bail!(
+            "{what} failed ({}): {}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
