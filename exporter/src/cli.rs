@@ -54,7 +54,10 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("surge-exporter: cannot start runtime: {e}");
@@ -73,7 +76,11 @@ pub fn main() -> ExitCode {
     if cli.once {
         let (ok, text) = runtime.block_on(run_once(&sources));
         print!("{text}");
-        return if ok { ExitCode::SUCCESS } else { ExitCode::from(1) };
+        return if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        };
     }
     let listen = cli.listen.unwrap_or(config.exporter.listen);
     match runtime.block_on(run_server(sources, listen)) {
@@ -135,8 +142,10 @@ async fn shutdown_signal() {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SURGE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }
@@ -155,14 +164,16 @@ mod tests {
 
     #[test]
     fn clap_errors_become_one_line_naming_the_flag() {
-        let e = Cli::try_parse_from(["surge-exporter", "--config", "x", "--bogus"]).expect_err("bogus");
+        let e =
+            Cli::try_parse_from(["surge-exporter", "--config", "x", "--bogus"]).expect_err("bogus");
         let line = one_line_clap_error(&e.to_string());
         assert!(line.contains("--bogus"), "{line}");
         assert!(!line.contains('\n'));
         let e = Cli::try_parse_from(["surge-exporter"]).expect_err("missing");
         let line = one_line_clap_error(&e.to_string());
         assert!(line.contains("--config"), "{line}");
-        let e = Cli::try_parse_from(["surge-exporter", "--config", "x", "--listen", "nowhere"]).expect_err("listen");
+        let e = Cli::try_parse_from(["surge-exporter", "--config", "x", "--listen", "nowhere"])
+            .expect_err("listen");
         let line = one_line_clap_error(&e.to_string());
         assert!(line.contains("--listen"), "{line}");
     }

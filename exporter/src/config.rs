@@ -160,8 +160,8 @@ impl Config {
 
     /// Parse and validate config text.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let deserializer = toml::Deserializer::parse(text)
-            .map_err(|e| ConfigError(syntax_message(text, &e)))?;
+        let deserializer =
+            toml::Deserializer::parse(text).map_err(|e| ConfigError(syntax_message(text, &e)))?;
         let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
             let path = e.path().to_string();
             let message = one_line(e.inner().message());
@@ -185,18 +185,27 @@ impl Config {
         if let Some(pg) = &self.postgres {
             check_timing("postgres", pg.interval, pg.timeout)?;
             if pg.targets.is_empty() {
-                return Err(ConfigError::field("postgres.targets", "at least one target is required"));
+                return Err(ConfigError::field(
+                    "postgres.targets",
+                    "at least one target is required",
+                ));
             }
             let mut names = HashSet::new();
             for (i, t) in pg.targets.iter().enumerate() {
                 let at = |f: &str| format!("postgres.targets[{i}].{f}");
                 check_label_value(&at("name"), &t.name)?;
                 if !names.insert(t.name.as_str()) {
-                    return Err(ConfigError::field(at("name"), format!("duplicate target name {:?}", t.name)));
+                    return Err(ConfigError::field(
+                        at("name"),
+                        format!("duplicate target name {:?}", t.name),
+                    ));
                 }
                 match (&t.dsn, &t.dsn_env) {
                     (Some(_), Some(_)) => {
-                        return Err(ConfigError::field(at("dsn"), "set either dsn or dsn_env, not both"));
+                        return Err(ConfigError::field(
+                            at("dsn"),
+                            "set either dsn or dsn_env, not both",
+                        ));
                     }
                     (None, None) => {
                         return Err(ConfigError::field(at("dsn"), "missing: set dsn or dsn_env"));
@@ -240,7 +249,10 @@ impl Config {
         if let Some(p) = &self.processes {
             check_timing("processes", p.interval, p.timeout)?;
             if p.workloads.is_empty() {
-                return Err(ConfigError::field("processes.workloads", "at least one workload is required"));
+                return Err(ConfigError::field(
+                    "processes.workloads",
+                    "at least one workload is required",
+                ));
             }
             let mut seen = HashSet::new();
             for (i, w) in p.workloads.iter().enumerate() {
@@ -255,24 +267,41 @@ impl Config {
                 }
                 match parse_cpu_millis(&w.cpu_request) {
                     Ok(m) if m > 0 => {}
-                    Ok(_) => return Err(ConfigError::field(at("cpu_request"), "must be greater than 0")),
+                    Ok(_) => {
+                        return Err(ConfigError::field(
+                            at("cpu_request"),
+                            "must be greater than 0",
+                        ));
+                    }
                     Err(e) => return Err(ConfigError::field(at("cpu_request"), e)),
                 }
                 match (&w.pid_files, &w.cmdline) {
                     (None, None) => {
-                        return Err(ConfigError::field(at("pid_files"), "missing: set pid_files or cmdline"));
+                        return Err(ConfigError::field(
+                            at("pid_files"),
+                            "missing: set pid_files or cmdline",
+                        ));
                     }
                     (Some(_), Some(_)) => {
-                        return Err(ConfigError::field(at("cmdline"), "set either pid_files or cmdline, not both"));
+                        return Err(ConfigError::field(
+                            at("cmdline"),
+                            "set either pid_files or cmdline, not both",
+                        ));
                     }
                     (Some(pattern), None) => {
                         if let Err(e) = glob::Pattern::new(pattern) {
-                            return Err(ConfigError::field(at("pid_files"), format!("invalid glob: {e}")));
+                            return Err(ConfigError::field(
+                                at("pid_files"),
+                                format!("invalid glob: {e}"),
+                            ));
                         }
                     }
                     (None, Some(re)) => {
                         if let Err(e) = Regex::new(re) {
-                            return Err(ConfigError::field(at("cmdline"), format!("invalid regex: {}", one_line(&e.to_string()))));
+                            return Err(ConfigError::field(
+                                at("cmdline"),
+                                format!("invalid regex: {}", one_line(&e.to_string())),
+                            ));
                         }
                     }
                 }
@@ -284,10 +313,16 @@ impl Config {
 
 fn check_timing(section: &str, interval: Duration, timeout: Duration) -> Result<(), ConfigError> {
     if interval.is_zero() {
-        return Err(ConfigError::field(format!("{section}.interval"), "must be greater than 0"));
+        return Err(ConfigError::field(
+            format!("{section}.interval"),
+            "must be greater than 0",
+        ));
     }
     if timeout.is_zero() {
-        return Err(ConfigError::field(format!("{section}.timeout"), "must be greater than 0"));
+        return Err(ConfigError::field(
+            format!("{section}.timeout"),
+            "must be greater than 0",
+        ));
     }
     if timeout > interval {
         return Err(ConfigError::field(
@@ -313,7 +348,8 @@ fn check_label_value(field: &str, value: &str) -> Result<(), ConfigError> {
 fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -354,21 +390,36 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         let cases = [
-            ("[postgres]\ninterval = \"15x\"\ntargets = []", "postgres.interval"),
+            (
+                "[postgres]\ninterval = \"15x\"\ntargets = []",
+                "postgres.interval",
+            ),
             (
                 "[[postgres.targets]]\nname = \"a\"\ndsn = \"postgres://x\"\n[[postgres.targets]]\nname = \"a\"\ndsn = \"postgres://y\"",
                 "postgres.targets[1].name: duplicate",
             ),
-            ("[[postgres.targets]]\nname = \"a\"\nhost = \"x\"", "unknown field `host`"),
+            (
+                "[[postgres.targets]]\nname = \"a\"\nhost = \"x\"",
+                "unknown field `host`",
+            ),
             ("[exporter]\nlisten = \"nope\"", "exporter.listen"),
-            ("[[postgres.targets]]\nname = \"a\"", "postgres.targets[0].dsn: missing"),
-            ("[kubernetes]\nnamespaces = [\"Shop\"]", "kubernetes.namespaces[0]"),
+            (
+                "[[postgres.targets]]\nname = \"a\"",
+                "postgres.targets[0].dsn: missing",
+            ),
+            (
+                "[kubernetes]\nnamespaces = [\"Shop\"]",
+                "kubernetes.namespaces[0]",
+            ),
             ("", "no source configured"),
             ("[postgres\n", "line 1:"),
         ];
         for (text, expected) in cases {
             let err = Config::parse(text).expect_err(text).to_string();
-            assert!(err.contains(expected), "{text:?} gave {err:?}, wanted {expected:?}");
+            assert!(
+                err.contains(expected),
+                "{text:?} gave {err:?}, wanted {expected:?}"
+            );
             assert!(!err.contains('\n'), "multi-line error: {err:?}");
         }
     }

@@ -146,12 +146,20 @@ pub fn workload_samples(namespace: &str, workload: &str, pods: &[PodCpu]) -> Vec
             l.push(("pod", pod.pod.clone()));
             l
         };
-        out.push(Sample::new(&POD_READY, labels(), f64::from(u8::from(pod.ready))));
+        out.push(Sample::new(
+            &POD_READY,
+            labels(),
+            f64::from(u8::from(pod.ready)),
+        ));
         if let Some(usage) = pod.usage_cores {
             out.push(Sample::new(&POD_CPU_USAGE, labels(), usage));
         }
         if let Some(request) = pod.request_millis {
-            out.push(Sample::new(&POD_CPU_REQUEST, labels(), request as f64 / 1000.0));
+            out.push(Sample::new(
+                &POD_CPU_REQUEST,
+                labels(),
+                request as f64 / 1000.0,
+            ));
         }
     }
     let summary = workload_cpu(pods);
@@ -223,6 +231,10 @@ mod tests {
         let pods = [pod(PodState::Counted, Some(400), None)];
         assert_eq!(workload_cpu(&pods).utilization_ratio, None);
         let samples = workload_samples("ns", "w", &pods);
-        assert!(samples.iter().all(|s| s.family.name != WORKLOAD_UTILIZATION.name));
+        assert!(
+            samples
+                .iter()
+                .all(|s| s.family.name != WORKLOAD_UTILIZATION.name)
+        );
     }
 }

@@ -140,7 +140,17 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_number() {
-        for bad in ["", "abc", "1x", "m", "1.2.3", "-1", "1e", "1e999", "99999999999999999999999999999999999"] {
+        for bad in [
+            "",
+            "abc",
+            "1x",
+            "m",
+            "1.2.3",
+            "-1",
+            "1e",
+            "1e999",
+            "99999999999999999999999999999999999",
+        ] {
             assert!(parse_cpu_millis(bad).is_err(), "{bad:?} parsed");
         }
     }

@@ -87,7 +87,10 @@ mod tests {
         assert!(wants_openmetrics(&h));
         h.insert(header::ACCEPT, HeaderValue::from_static("text/plain"));
         assert!(!wants_openmetrics(&h));
-        h.insert(header::ACCEPT, HeaderValue::from_static("application/openmetrics-text; q=0"));
+        h.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/openmetrics-text; q=0"),
+        );
         assert!(!wants_openmetrics(&h));
     }
 }

@@ -158,6 +158,9 @@ impl Store {
     }
 }
 
+/// Self-observability series of one family, built per scrape.
+type OwnFamily = (&'static Family, Vec<(Labels, f64)>);
+
 /// Adapter so `prometheus-client` encodes the store's content on every scrape.
 #[derive(Debug)]
 struct StoreCollector(Arc<Store>);
@@ -167,8 +170,7 @@ impl Collector for StoreCollector {
         let snapshot = self.0.snapshot();
 
         // Self-observability series, one per (source, target).
-        let mut own: BTreeMap<&'static str, (&'static Family, Vec<(Labels, f64)>)> =
-            BTreeMap::new();
+        let mut own: BTreeMap<&'static str, OwnFamily> = BTreeMap::new();
         let mut push = |family: &'static Family, labels: Labels, value: f64| {
             own.entry(family.name)
                 .or_insert_with(|| (family, Vec::new()))
@@ -181,7 +183,8 @@ impl Collector for StoreCollector {
             1.0,
         );
         for ((source, target), state) in &snapshot {
-            let labels = || -> Labels { vec![("source", source.clone()), ("target", target.clone())] };
+            let labels =
+                || -> Labels { vec![("source", source.clone()), ("target", target.clone())] };
             push(&SOURCE_UP, labels(), if state.up { 1.0 } else { 0.0 });
             push(
                 &SOURCE_DURATION,
@@ -270,20 +273,58 @@ mod tests {
     #[test]
     fn failed_target_drops_only_its_own_series() {
         let store = Store::new();
-        store.record("pg", "a", Ok(vec![sample("a", 1.0)]), Duration::from_millis(5));
-        store.record("pg", "b", Ok(vec![sample("b", 2.0)]), Duration::from_millis(5));
-        store.record("pg", "b", Err("connection refused".into()), Duration::from_millis(5));
+        store.record(
+            "pg",
+            "a",
+            Ok(vec![sample("a", 1.0)]),
+            Duration::from_millis(5),
+        );
+        store.record(
+            "pg",
+            "b",
+            Ok(vec![sample("b", 2.0)]),
+            Duration::from_millis(5),
+        );
+        store.record(
+            "pg",
+            "b",
+            Err("connection refused".into()),
+            Duration::from_millis(5),
+        );
         let text = store.encode_prometheus_text().expect("encode");
-        assert!(text.contains("surge_test_lag_bytes{target=\"a\"} 1"), "{text}");
+        assert!(
+            text.contains("surge_test_lag_bytes{target=\"a\"} 1"),
+            "{text}"
+        );
         assert!(!text.contains("target=\"b\"} 2"), "{text}");
-        assert!(text.contains("surge_source_up{source=\"pg\",target=\"b\"} 0"), "{text}");
-        assert!(text.contains("surge_source_up{source=\"pg\",target=\"a\"} 1"), "{text}");
-        assert!(text.contains("surge_source_errors_total{source=\"pg\",target=\"b\"} 1"), "{text}");
+        assert!(
+            text.contains("surge_source_up{source=\"pg\",target=\"b\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("surge_source_up{source=\"pg\",target=\"a\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("surge_source_errors_total{source=\"pg\",target=\"b\"} 1"),
+            "{text}"
+        );
         // Recovery brings the series back and keeps the error count.
-        store.record("pg", "b", Ok(vec![sample("b", 3.0)]), Duration::from_millis(5));
+        store.record(
+            "pg",
+            "b",
+            Ok(vec![sample("b", 3.0)]),
+            Duration::from_millis(5),
+        );
         let text = store.encode_prometheus_text().expect("encode");
-        assert!(text.contains("surge_test_lag_bytes{target=\"b\"} 3"), "{text}");
-        assert!(text.contains("surge_source_errors_total{source=\"pg\",target=\"b\"} 1"), "{text}");
+        assert!(
+            text.contains("surge_test_lag_bytes{target=\"b\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("surge_source_errors_total{source=\"pg\",target=\"b\"} 1"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -292,7 +333,11 @@ mod tests {
         store.record("pg", "a", Ok(vec![sample("a", 1.0)]), Duration::ZERO);
         store.record("pg", "b", Ok(vec![sample("b", 2.0)]), Duration::ZERO);
         let text = store.encode_prometheus_text().expect("encode");
-        assert_eq!(text.matches("# TYPE surge_test_lag_bytes gauge").count(), 1, "{text}");
+        assert_eq!(
+            text.matches("# TYPE surge_test_lag_bytes gauge").count(),
+            1,
+            "{text}"
+        );
         let om = store.encode_openmetrics().expect("encode");
         assert!(om.ends_with("# EOF\n"), "{om}");
         assert!(om.contains("# UNIT surge_test_lag_bytes bytes"), "{om}");

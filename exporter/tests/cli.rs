@@ -1,7 +1,5 @@
 //! The `surge-exporter` binary: `--once`, exposition lint, exit codes, config errors, serving.
 
-mod common;
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -48,8 +46,15 @@ fn promtool_check(exposition: &str) -> anyhow::Result<String> {
         .ok_or_else(|| anyhow::anyhow!("no stdin"))?
         .write_all(exposition.as_bytes())?;
     let out = child.wait_with_output()?;
-    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    anyhow::ensure!(out.status.success(), "promtool check metrics failed:\n{report}");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    anyhow::ensure!(
+        out.status.success(),
+        "promtool check metrics failed:\n{report}"
+    );
     Ok(report)
 }
 
@@ -58,9 +63,18 @@ fn once_prints_lint_clean_exposition_and_exit_code_tracks_failures() -> anyhow::
     let cluster = PgCluster::start(1)?;
     let dir = tempfile::tempdir()?;
     let config = pg_config(dir.path(), &cluster, "")?;
-    let out = Command::new(BIN).arg("--config").arg(&config).arg("--once").output()?;
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .arg("--once")
+        .output()?;
     let stdout = String::from_utf8(out.stdout)?;
-    assert!(out.status.success(), "exit {:?}; stderr: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "exit {:?}; stderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     for needle in [
         "surge_source_up{source=\"postgres\",target=\"primary\"} 1",
         "surge_postgres_replica_streaming{target=\"primary\",replica=\"replica1\"} 1",
@@ -78,14 +92,29 @@ fn once_prints_lint_clean_exposition_and_exit_code_tracks_failures() -> anyhow::
     let config = pg_config(
         dir.path(),
         &cluster,
-        &format!("[[postgres.targets]]\nname = \"gone\"\ndsn = \"postgres://surge@127.0.0.1:{port}/postgres\"\n"),
+        &format!(
+            "[[postgres.targets]]\nname = \"gone\"\ndsn = \"postgres://surge@127.0.0.1:{port}/postgres\"\n"
+        ),
     )?;
-    let out = Command::new(BIN).arg("--config").arg(&config).arg("--once").output()?;
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .arg("--once")
+        .output()?;
     let stdout = String::from_utf8(out.stdout)?;
     assert_eq!(out.status.code(), Some(1));
-    assert!(stdout.contains("surge_source_up{source=\"postgres\",target=\"gone\"} 0"), "{stdout}");
-    assert!(stdout.contains("surge_source_up{source=\"postgres\",target=\"primary\"} 1"), "{stdout}");
-    assert!(stdout.contains("surge_postgres_is_replica{target=\"replica1\"} 1"), "{stdout}");
+    assert!(
+        stdout.contains("surge_source_up{source=\"postgres\",target=\"gone\"} 0"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("surge_source_up{source=\"postgres\",target=\"primary\"} 1"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("surge_postgres_is_replica{target=\"replica1\"} 1"),
+        "{stdout}"
+    );
     promtool_check(&stdout)?;
     Ok(())
 }
@@ -101,11 +130,24 @@ fn every_invalid_config_fixture_fails_with_its_one_line_error() -> anyhow::Resul
             .next()
             .and_then(|l| l.strip_prefix("# expect: "))
             .ok_or_else(|| anyhow::anyhow!("{} lacks an '# expect:' line", path.display()))?;
-        let out = Command::new(BIN).arg("--config").arg(&path).arg("--once").output()?;
+        let out = Command::new(BIN)
+            .arg("--config")
+            .arg(&path)
+            .arg("--once")
+            .output()?;
         let stderr = String::from_utf8(out.stderr)?;
         assert_eq!(out.status.code(), Some(2), "{}: {stderr}", path.display());
-        assert_eq!(stderr.lines().count(), 1, "{}: not one line: {stderr}", path.display());
-        assert!(stderr.contains(expected), "{}: wanted {expected:?}, got {stderr}", path.display());
+        assert_eq!(
+            stderr.lines().count(),
+            1,
+            "{}: not one line: {stderr}",
+            path.display()
+        );
+        assert!(
+            stderr.contains(expected),
+            "{}: wanted {expected:?}, got {stderr}",
+            path.display()
+        );
         assert!(out.stdout.is_empty(), "{}: printed metrics", path.display());
         checked += 1;
     }
@@ -118,9 +160,15 @@ fn bad_flags_are_one_line_exit_2() -> anyhow::Result<()> {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("surge-exporter.example.toml");
     for (args, expected) in [
         (vec!["--once"], "--config"),
-        (vec!["--config", "x.toml", "--listen", "nowhere"], "--listen"),
+        (
+            vec!["--config", "x.toml", "--listen", "nowhere"],
+            "--listen",
+        ),
         (vec!["--config", "x.toml", "--frobnicate"], "--frobnicate"),
-        (vec!["--config", "/nonexistent/surge.toml"], "cannot read /nonexistent/surge.toml"),
+        (
+            vec!["--config", "/nonexistent/surge.toml"],
+            "cannot read /nonexistent/surge.toml",
+        ),
     ] {
         let out = Command::new(BIN).args(&args).output()?;
         let stderr = String::from_utf8(out.stderr)?;
@@ -129,10 +177,17 @@ fn bad_flags_are_one_line_exit_2() -> anyhow::Result<()> {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
     // The documented example parses (its secrets are missing here, which is the error).
-    let out = Command::new(BIN).arg("--config").arg(&example).arg("--once").output()?;
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&example)
+        .arg("--once")
+        .output()?;
     let stderr = String::from_utf8(out.stderr)?;
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("postgres.targets[0].password_file: cannot read"), "{stderr}");
+    assert!(
+        stderr.contains("postgres.targets[0].password_file: cannot read"),
+        "{stderr}"
+    );
     Ok(())
 }
 
@@ -146,7 +201,9 @@ fn serves_both_formats_while_a_target_hangs_and_stops_on_sigterm() -> anyhow::Re
     let config = pg_config(
         dir.path(),
         &cluster,
-        &format!("[[postgres.targets]]\nname = \"hung\"\ndsn = \"postgres://surge@127.0.0.1:{silent_port}/postgres\"\n"),
+        &format!(
+            "[[postgres.targets]]\nname = \"hung\"\ndsn = \"postgres://surge@127.0.0.1:{silent_port}/postgres\"\n"
+        ),
     )?;
     let port = surge_harness::free_port()?;
     let addr = format!("127.0.0.1:{port}");
@@ -154,11 +211,18 @@ fn serves_both_formats_while_a_target_hangs_and_stops_on_sigterm() -> anyhow::Re
     let mut cmd = Command::new(BIN);
     cmd.arg("--config").arg(&config).arg("--listen").arg(&addr);
     let mut server = surge_harness::ServerProcess::spawn("surge-exporter", cmd, &log)?;
-    surge_harness::wait_until("exporter up", Duration::from_secs(10), Duration::from_millis(50), || {
-        Ok(common::http_get(&addr, "/metrics", None)
-            .map(|(_, _, body)| body.contains("target=\"primary\"} 1") && body.contains("target=\"hung\"} 0"))
-            .unwrap_or(false))
-    })?;
+    surge_harness::wait_until(
+        "exporter up",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || {
+            Ok(surge_harness::http::get(&addr, "/metrics", None)
+                .map(|(_, _, body)| {
+                    body.contains("target=\"primary\"} 1") && body.contains("target=\"hung\"} 0")
+                })
+                .unwrap_or(false))
+        },
+    )?;
 
     // Scrapes answer from the snapshot, fast, even while "hung" is mid-timeout; concurrently.
     let scrapes: Vec<_> = (0..8)
@@ -166,33 +230,49 @@ fn serves_both_formats_while_a_target_hangs_and_stops_on_sigterm() -> anyhow::Re
             let addr = addr.clone();
             std::thread::spawn(move || {
                 let started = std::time::Instant::now();
-                let accept = (i % 2 == 0).then_some("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5");
-                let result = common::http_get(&addr, "/metrics", accept);
+                let accept = (i % 2 == 0).then_some(
+                    "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+                );
+                let result = surge_harness::http::get(&addr, "/metrics", accept);
                 (accept.is_some(), result, started.elapsed())
             })
         })
         .collect();
     for handle in scrapes {
-        let (openmetrics, result, elapsed) = handle.join().map_err(|_| anyhow::anyhow!("scrape panicked"))?;
+        let (openmetrics, result, elapsed) = handle
+            .join()
+            .map_err(|_| anyhow::anyhow!("scrape panicked"))?;
         let (status, content_type, body) = result?;
         assert_eq!(status, 200);
-        assert!(elapsed < Duration::from_millis(900), "scrape waited on the hung target: {elapsed:?}");
+        assert!(
+            elapsed < Duration::from_millis(900),
+            "scrape waited on the hung target: {elapsed:?}"
+        );
         if openmetrics {
-            assert!(content_type.starts_with("application/openmetrics-text"), "{content_type}");
+            assert!(
+                content_type.starts_with("application/openmetrics-text"),
+                "{content_type}"
+            );
             assert!(body.ends_with("# EOF\n"), "{body}");
         } else {
-            assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
+            assert!(
+                content_type.starts_with("text/plain; version=0.0.4"),
+                "{content_type}"
+            );
             assert!(!body.contains("# EOF"));
             promtool_check(&body)?;
         }
     }
-    let (status, _, body) = common::http_get(&addr, "/healthz", None)?;
+    let (status, _, body) = surge_harness::http::get(&addr, "/healthz", None)?;
     assert_eq!((status, body.as_str()), (200, "ok\n"));
 
     server.signal(libc_sigterm())?;
-    surge_harness::wait_until("exporter exit", Duration::from_secs(10), Duration::from_millis(50), || {
-        Ok(!server.is_running())
-    })?;
+    surge_harness::wait_until(
+        "exporter exit",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || Ok(!server.is_running()),
+    )?;
     drop(silent);
     Ok(())
 }

@@ -53,6 +53,8 @@ struct ApiState {
 struct Shared {
     state: Mutex<ApiState>,
     events: broadcast::Sender<Event>,
+    /// Flipped on drop so open watch streams end and the server can stop at once.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl Shared {
@@ -82,16 +84,22 @@ impl KubeApiStandIn {
                 ..Default::default()
             }),
             events,
+            stopping: tokio::sync::watch::Sender::new(false),
         });
         let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
-        let app = Router::new().fallback(handle).with_state(Arc::clone(&shared));
+        let app = Router::new()
+            .fallback(handle)
+            .with_state(Arc::clone(&shared));
         let thread = std::thread::Builder::new()
             .name("kube-api-stand-in".into())
             .spawn(move || {
-                let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
                     return;
                 };
                 runtime.block_on(async move {
@@ -165,7 +173,12 @@ impl KubeApiStandIn {
     }
 
     /// Remove an object; watchers get a DELETED event.
-    pub fn delete(&self, collection: &Collection, namespace: &str, name: &str) -> anyhow::Result<()> {
+    pub fn delete(
+        &self,
+        collection: &Collection,
+        namespace: &str,
+        name: &str,
+    ) -> anyhow::Result<()> {
         let mut state = self.shared.lock();
         let removed = state
             .objects
@@ -203,6 +216,7 @@ impl KubeApiStandIn {
 
 impl Drop for KubeApiStandIn {
     fn drop(&mut self) {
+        self.shared.stopping.send_replace(true);
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -223,7 +237,11 @@ pub fn replicasets() -> Collection {
     ("apps".into(), "v1".into(), "replicasets".into())
 }
 pub fn hpas() -> Collection {
-    ("autoscaling".into(), "v2".into(), "horizontalpodautoscalers".into())
+    (
+        "autoscaling".into(),
+        "v2".into(),
+        "horizontalpodautoscalers".into(),
+    )
 }
 pub fn pod_metrics() -> Collection {
     ("metrics.k8s.io".into(), "v1beta1".into(), "pods".into())
@@ -250,8 +268,14 @@ fn collection_of(item: &Value) -> anyhow::Result<Collection> {
 }
 
 fn name_of(item: &Value) -> anyhow::Result<(String, String)> {
-    let meta = item.get("metadata").ok_or_else(|| anyhow!("object without metadata"))?;
-    let namespace = meta.get("namespace").and_then(Value::as_str).unwrap_or("").to_string();
+    let meta = item
+        .get("metadata")
+        .ok_or_else(|| anyhow!("object without metadata"))?;
+    let namespace = meta
+        .get("namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     let name = meta
         .get("name")
         .and_then(Value::as_str)
@@ -293,7 +317,12 @@ fn status(code: u16, reason: &str, message: &str) -> Response {
         "status": "Failure", "message": message, "reason": reason, "code": code
     });
     let code = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (code, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 async fn handle(
@@ -314,10 +343,18 @@ async fn handle(
         return status(405, "MethodNotAllowed", "the stand-in is read-only");
     }
     let Some((collection, namespace)) = route(&path) else {
-        return status(404, "NotFound", &format!("the server could not find the requested resource ({path})"));
+        return status(
+            404,
+            "NotFound",
+            &format!("the server could not find the requested resource ({path})"),
+        );
     };
     if let Some(code) = state.failures.get(&collection) {
-        return status(*code, "ServiceUnavailable", "the server is currently unable to handle the request");
+        return status(
+            *code,
+            "ServiceUnavailable",
+            "the server is currently unable to handle the request",
+        );
     }
     let in_scope = |ns: &str| namespace.as_deref().is_none_or(|want| want == ns);
     if !watch {
@@ -348,43 +385,66 @@ async fn handle(
             "metadata": {"resourceVersion": state.resource_version.to_string()},
             "items": items,
         });
-        return ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
+        return (
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response();
     }
     if collection.0 == "metrics.k8s.io" {
-        return status(405, "MethodNotAllowed", "watch is not supported on metrics.k8s.io");
+        return status(
+            405,
+            "MethodNotAllowed",
+            "watch is not supported on metrics.k8s.io",
+        );
     }
-    let since: u64 = query.get("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let since: u64 = query
+        .get("resourceVersion")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let timeout = query
         .get("timeoutSeconds")
         .and_then(|v| v.parse().ok())
         .unwrap_or(290u64);
     let receiver = shared.events.subscribe();
+    let stopping = shared.stopping.subscribe();
     let backlog: Vec<Event> = state
         .events
         .iter()
-        .filter(|e| e.resource_version > since && e.collection == collection && in_scope(&e.namespace))
+        .filter(|e| {
+            e.resource_version > since && e.collection == collection && in_scope(&e.namespace)
+        })
         .cloned()
         .collect();
     drop(state);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
-    let filter = move |e: &Event| e.collection == collection && in_scope_owned(&namespace, &e.namespace);
+    let filter =
+        move |e: &Event| e.collection == collection && in_scope_owned(&namespace, &e.namespace);
     let last_sent = backlog.last().map_or(since, |e| e.resource_version);
     let stream = futures::stream::unfold(
-        (backlog.into_iter(), receiver, last_sent, filter),
-        move |(mut backlog, mut receiver, mut last_sent, filter)| async move {
+        (backlog.into_iter(), receiver, stopping, last_sent, filter),
+        move |(mut backlog, mut receiver, mut stopping, mut last_sent, filter)| async move {
             if let Some(event) = backlog.next() {
-                return Some((Ok::<Bytes, Infallible>(encode(&event)), (backlog, receiver, last_sent, filter)));
+                let item = Ok::<Bytes, Infallible>(encode(&event));
+                return Some((item, (backlog, receiver, stopping, last_sent, filter)));
             }
             loop {
-                let next = tokio::time::timeout_at(deadline, receiver.recv()).await;
+                let next = tokio::select! {
+                    next = receiver.recv() => next,
+                    // Timeout or stand-in stopping: end the watch like the API server does.
+                    _ = tokio::time::sleep_until(deadline) => return None,
+                    _ = stopping.wait_for(|stop| *stop) => return None,
+                };
                 match next {
-                    Ok(Ok(event)) if event.resource_version > last_sent && filter(&event) => {
+                    Ok(event) if event.resource_version > last_sent && filter(&event) => {
                         last_sent = event.resource_version;
-                        return Some((Ok(encode(&event)), (backlog, receiver, last_sent, filter)));
+                        return Some((
+                            Ok(encode(&event)),
+                            (backlog, receiver, stopping, last_sent, filter),
+                        ));
                     }
-                    Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
-                    // Timeout or server shutting down: end the watch like the API server does.
-                    _ => return None,
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return None,
                 }
             }
         },

@@ -4,6 +4,7 @@
 //! temporary root. Guards stop servers on drop (also when a test panics), and children ask
 //! the kernel to kill them if the process that started them dies, so nothing outlives a run.
 
+pub mod http;
 pub mod kube_api;
 pub mod ports;
 pub mod postgres;

@@ -19,5 +19,7 @@ pub fn free_port() -> std::io::Result<u16> {
             return Ok(port);
         }
     }
-    Err(std::io::Error::other("no free loopback port after 64 tries"))
+    Err(std::io::Error::other(
+        "no free loopback port after 64 tries",
+    ))
 }

@@ -99,7 +99,10 @@ impl PgCluster {
 
     /// Superuser URL (trust auth on loopback).
     pub fn superuser_dsn(&self, name: &str) -> anyhow::Result<String> {
-        Ok(format!("postgres://postgres@127.0.0.1:{}/postgres", self.port(name)?))
+        Ok(format!(
+            "postgres://postgres@127.0.0.1:{}/postgres",
+            self.port(name)?
+        ))
     }
 
     /// URL for the least-privilege monitoring role, without its password.
@@ -114,10 +117,19 @@ impl PgCluster {
     pub fn psql(&self, name: &str, sql: &str) -> anyhow::Result<String> {
         let port = self.port(name)?;
         let mut cmd = Command::new(self.bin.join("psql"));
-        cmd.args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres"])
-            .arg("-p")
-            .arg(port.to_string())
-            .args(["-d", "postgres", "-c", sql]);
+        cmd.args([
+            "-X",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+        ])
+        .arg("-p")
+        .arg(port.to_string())
+        .args(["-d", "postgres", "-c", sql]);
         Ok(run(&format!("psql on {name}"), cmd)?.trim().to_string())
     }
 
@@ -141,10 +153,12 @@ impl PgCluster {
         self.wait_accepting(name)
     }
 
-    /// Wait until `replica` streams from the primary (as seen in `pg_stat_replication`).
+    /// Wait until `replica` streams from the primary and has reported a replay position
+    /// (as seen in `pg_stat_replication`).
     pub fn wait_streaming(&self, replica: &str, timeout: Duration) -> anyhow::Result<()> {
         let sql = format!(
-            "SELECT count(*) FROM pg_stat_replication WHERE application_name = '{replica}' AND state = 'streaming'"
+            "SELECT count(*) FROM pg_stat_replication WHERE application_name = '{replica}' \
+             AND state = 'streaming' AND replay_lsn IS NOT NULL"
         );
         wait_until(
             &format!("{replica} streaming"),
@@ -172,7 +186,15 @@ impl PgCluster {
         let log = self.root.path().join(format!("{name}.log"));
         let mut initdb = self.server_command("initdb");
         initdb
-            .args(["-U", "postgres", "--auth=trust", "--no-sync", "--encoding=UTF8", "--locale=C", "-D"])
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "--encoding=UTF8",
+                "--locale=C",
+                "-D",
+            ])
             .arg(&data_dir);
         run("initdb", initdb)?;
         let conf = "\n# surge test harness\n\
@@ -225,7 +247,17 @@ impl PgCluster {
             .arg(format!(
                 "host=127.0.0.1 port={primary_port} user=postgres application_name={name}"
             ))
-            .args(["-R", "-C", "-S", name, "--checkpoint=fast", "--no-sync", "-X", "stream", "-D"])
+            .args([
+                "-R",
+                "-C",
+                "-S",
+                name,
+                "--checkpoint=fast",
+                "--no-sync",
+                "-X",
+                "stream",
+                "-D",
+            ])
             .arg(&data_dir);
         run(&format!("pg_basebackup for {name}"), backup)?;
         let port = free_port()?;
@@ -250,7 +282,8 @@ impl PgCluster {
     ) -> anyhow::Result<ServerProcess> {
         let mut cmd = self.server_command("postgres");
         cmd.arg("-D").arg(data_dir).arg("-p").arg(port.to_string());
-        Ok(ServerProcess::spawn(&format!("postgres {name}"), cmd, log)?.with_stop_signal(libc::SIGINT))
+        Ok(ServerProcess::spawn(&format!("postgres {name}"), cmd, log)?
+            .with_stop_signal(libc::SIGINT))
     }
 
     fn wait_accepting(&mut self, name: &str) -> anyhow::Result<()> {
@@ -337,10 +370,9 @@ pub fn bin_dir() -> anyhow::Result<PathBuf> {
         })
         .collect();
     versions.sort();
-    versions
-        .pop()
-        .map(|(_, bin)| bin)
-        .ok_or_else(|| anyhow!("no PostgreSQL server under /usr/lib/postgresql; run scripts/install-deps"))
+    versions.pop().map(|(_, bin)| bin).ok_or_else(|| {
+        anyhow!("no PostgreSQL server under /usr/lib/postgresql; run scripts/install-deps")
+    })
 }
 
 /// `Some((uid, gid))` of the `postgres` user when running as root, else `None`.
@@ -358,5 +390,7 @@ fn server_user() -> anyhow::Result<Option<(u32, u32)>> {
             return Ok(Some((fields[2].parse()?, fields[3].parse()?)));
         }
     }
-    bail!("running as root but there is no postgres user to run PostgreSQL as; install the postgresql package")
+    bail!(
+        "running as root but there is no postgres user to run PostgreSQL as; install the postgresql package"
+    )
 }

@@ -1,1 +1,1 @@
-//! Scenarios live in `tests/tests/`.
+//! Cross-crate scenarios live in `tests/tests/`; this crate has no library code.

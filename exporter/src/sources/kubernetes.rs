@@ -124,7 +124,9 @@ impl KubernetesSource {
                 &errors,
             );
             tasks.extend([t1, t2, t3]);
-            let target = namespace.clone().unwrap_or_else(|| ALL_NAMESPACES.to_string());
+            let target = namespace
+                .clone()
+                .unwrap_or_else(|| ALL_NAMESPACES.to_string());
             scopes.insert(
                 target,
                 Scope {
@@ -171,6 +173,10 @@ impl KubernetesSource {
                 .await
                 .context("no in-cluster service account and no usable kubeconfig")?,
         };
+        let mut config = config;
+        // No in-request retries: a cycle that fails is retried by the next cycle, and
+        // retrying inside one would only push the whole target past its timeout.
+        config.default_retry = false;
         Client::try_from(config).context("building Kubernetes client")
     }
 
@@ -194,22 +200,35 @@ impl KubernetesSource {
             }
         }
         if synced.is_err() {
-            return Err(anyhow!("watches not synced within {}", humantime::format_duration(budget)));
+            return Err(anyhow!(
+                "watches not synced within {}",
+                humantime::format_duration(budget)
+            ));
         }
 
         let metrics_api: Api<PodMetrics> = match &scope.namespace {
             Some(ns) => Api::namespaced(cluster.client.clone(), ns),
             None => Api::all(cluster.client.clone()),
         };
-        let (usage, available) = match metrics_api.list(&ListParams::default()).await {
-            Ok(list) => (Some(usage_map(&list.items).map_err(|e| anyhow!(e))?), true),
+        // Half the budget at most: a hung metrics-server must not cost the HPA series.
+        let list = tokio::time::timeout(
+            self.section.timeout / 2,
+            metrics_api.list(&ListParams::default()),
+        )
+        .await;
+        let (usage, available) = match list {
+            Ok(Ok(list)) => (Some(usage_map(&list.items).map_err(|e| anyhow!(e))?), true),
             // The API server answered but metrics.k8s.io did not (metrics-server missing or
-            // unhealthy): keep HPA and pod series, drop CPU, and say so.
-            Err(kube::Error::Api(status)) => {
+            // unhealthy), or it hung: keep HPA and pod series, drop CPU, and say so.
+            Ok(Err(kube::Error::Api(status))) => {
                 tracing::warn!(target, code = status.code, message = %status.message, "metrics.k8s.io unavailable");
                 (None, false)
             }
-            Err(other) => return Err(anyhow!("listing PodMetrics: {other}")),
+            Err(_) => {
+                tracing::warn!(target, "metrics.k8s.io did not answer in time");
+                (None, false)
+            }
+            Ok(Err(other)) => return Err(anyhow!("listing PodMetrics: {other}")),
         };
         let pods = scope.pods.state();
         let replicasets = scope.replicasets.state();
@@ -252,7 +271,8 @@ where
         None => Api::all(client.clone()),
     };
     let (reader, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
+    let stream =
+        reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
     let errors = Arc::clone(errors);
     let task = tokio::spawn(async move {
         stream

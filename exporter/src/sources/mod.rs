@@ -23,3 +23,14 @@ pub fn build(config: &Config) -> Result<Vec<Arc<dyn Source>>, ConfigError> {
     }
     Ok(sources)
 }
+
+/// Every family the exporter can emit: its own, then each source's. Naming and lint tests
+/// walk this list, so a new family cannot skip them.
+pub fn all_families() -> Vec<&'static crate::source::Family> {
+    let mut all: Vec<&'static crate::source::Family> = crate::store::SELF_FAMILIES.to_vec();
+    all.extend(postgres::FAMILIES.iter().copied());
+    all.extend(crate::cpu::CPU_FAMILIES.iter().copied());
+    all.extend(kubernetes::HPA_FAMILIES.iter().copied());
+    all.push(&kubernetes::POD_METRICS_AVAILABLE);
+    all
+}

@@ -13,7 +13,8 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use async_trait::async_trait;
 use sqlx::Row;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{ConnectOptions, Connection};
 
 use crate::config::{ConfigError, PostgresSection, PostgresTarget};
 use crate::source::{Family, Labels, Sample, Source};
@@ -173,7 +174,10 @@ pub fn replay_lag_seconds(reading: &ReplicaReading, last_fresh_at: &mut Option<f
 
 struct Target {
     name: String,
-    pool: PgPool,
+    options: PgConnectOptions,
+    /// One connection kept between cycles (reconnecting costs more than the queries). Not a
+    /// pool: a pool retries refused connections until its timeout, hiding the real error.
+    connection: tokio::sync::Mutex<Option<PgConnection>>,
     memory: Mutex<TargetMemory>,
 }
 
@@ -203,16 +207,10 @@ impl PostgresSource {
             .enumerate()
             .map(|(i, t)| {
                 let options = connect_options(i, t, section.timeout)?;
-                let pool = PgPoolOptions::new()
-                    .max_connections(1)
-                    .min_connections(0)
-                    .acquire_timeout(section.timeout)
-                    // Keep the connection: reconnecting every cycle costs more than the queries.
-                    .idle_timeout(None)
-                    .connect_lazy_with(options);
                 Ok(Target {
                     name: t.name.clone(),
-                    pool,
+                    options,
+                    connection: tokio::sync::Mutex::new(None),
                     memory: Mutex::new(TargetMemory::default()),
                 })
             })
@@ -226,17 +224,43 @@ impl PostgresSource {
     }
 
     async fn collect_target(&self, target: &Target) -> anyhow::Result<Vec<Sample>> {
+        let mut slot = target.connection.lock().await;
+        if let Some(conn) = slot.as_mut() {
+            match self.read(target, conn).await {
+                Ok(samples) => return Ok(samples),
+                // A kept connection may have died with a server restart: retry once on a
+                // fresh one before calling the target down.
+                Err(error) => {
+                    tracing::debug!(target = %target.name, %error, "kept connection failed; reconnecting");
+                    *slot = None;
+                }
+            }
+        }
         let mut conn = target
-            .pool
-            .acquire()
+            .options
+            .connect()
             .await
             .with_context(|| format!("connecting to {}", target.name))?;
+        let result = self.read(target, &mut conn).await;
+        if result.is_ok() {
+            *slot = Some(conn);
+        } else {
+            let _ = conn.close().await;
+        }
+        result
+    }
+
+    async fn read(&self, target: &Target, conn: &mut PgConnection) -> anyhow::Result<Vec<Sample>> {
         let role = sqlx::query(ROLE_SQL).fetch_one(&mut *conn).await?;
         let in_recovery: bool = role.try_get("in_recovery")?;
         let now: f64 = role.try_get("now")?;
         let started: f64 = role.try_get("started")?;
         let t = || -> Labels { vec![("target", target.name.clone())] };
-        let mut out = vec![Sample::new(&IS_REPLICA, t(), f64::from(u8::from(in_recovery)))];
+        let mut out = vec![Sample::new(
+            &IS_REPLICA,
+            t(),
+            f64::from(u8::from(in_recovery)),
+        )];
 
         if in_recovery {
             let row = sqlx::query(REPLICA_SQL).fetch_one(&mut *conn).await?;
@@ -267,7 +291,11 @@ impl PostgresSource {
                 t(),
                 f64::from(u8::from(reading.receiver_streaming)),
             ));
-            out.push(Sample::new(&REPLAY_PAUSED, t(), f64::from(u8::from(paused))));
+            out.push(Sample::new(
+                &REPLAY_PAUSED,
+                t(),
+                f64::from(u8::from(paused)),
+            ));
             if let Some(bytes) = reading.replay_bytes {
                 out.push(Sample::new(&REPLAY_LAG_BYTES, t(), bytes.max(0.0)));
             }
@@ -282,8 +310,12 @@ impl PostgresSource {
             let mut standbys = Vec::with_capacity(rows.len());
             for row in &rows {
                 standbys.push(StandbyRow {
-                    application_name: row.try_get::<Option<String>, _>("application_name")?.unwrap_or_default(),
-                    client_addr: row.try_get::<Option<String>, _>("client_addr")?.unwrap_or_default(),
+                    application_name: row
+                        .try_get::<Option<String>, _>("application_name")?
+                        .unwrap_or_default(),
+                    client_addr: row
+                        .try_get::<Option<String>, _>("client_addr")?
+                        .unwrap_or_default(),
                     pid: row.try_get::<Option<i32>, _>("pid")?.unwrap_or_default(),
                     state: row.try_get("state")?,
                     bytes: [
@@ -317,11 +349,20 @@ impl PostgresSource {
 
         for row in sqlx::query(SLOTS_SQL).fetch_all(&mut *conn).await? {
             let slot: String = row.try_get("slot_name")?;
-            let labels = || -> Labels { vec![("target", target.name.clone()), ("slot", slot.clone())] };
+            let labels =
+                || -> Labels { vec![("target", target.name.clone()), ("slot", slot.clone())] };
             let active: bool = row.try_get("active")?;
-            out.push(Sample::new(&SLOT_ACTIVE, labels(), f64::from(u8::from(active))));
+            out.push(Sample::new(
+                &SLOT_ACTIVE,
+                labels(),
+                f64::from(u8::from(active)),
+            ));
             if let Some(retained) = row.try_get::<Option<f64>, _>("retained")? {
-                out.push(Sample::new(&SLOT_RETAINED_BYTES, labels(), retained.max(0.0)));
+                out.push(Sample::new(
+                    &SLOT_RETAINED_BYTES,
+                    labels(),
+                    retained.max(0.0),
+                ));
             }
         }
         Ok(out)
@@ -363,7 +404,12 @@ pub fn standby_samples(
     for s in standbys {
         let mut replica = if s.application_name.is_empty() {
             s.client_addr.clone()
-        } else if name_count.get(s.application_name.as_str()).copied().unwrap_or(0) > 1 {
+        } else if name_count
+            .get(s.application_name.as_str())
+            .copied()
+            .unwrap_or(0)
+            > 1
+        {
             format!("{}@{}", s.application_name, s.client_addr)
         } else {
             s.application_name.clone()
@@ -373,11 +419,20 @@ pub fn standby_samples(
         if *uses > 1 {
             replica = format!("{replica}#{}", s.pid);
         }
-        let labels = || -> Labels { vec![("target", target.to_string()), ("replica", replica.clone())] };
+        let labels =
+            || -> Labels { vec![("target", target.to_string()), ("replica", replica.clone())] };
         let streaming = s.state.as_deref() == Some("streaming");
-        out.push(Sample::new(&REPLICA_STREAMING, labels(), f64::from(u8::from(streaming))));
+        out.push(Sample::new(
+            &REPLICA_STREAMING,
+            labels(),
+            f64::from(u8::from(streaming)),
+        ));
         if let Some(replay_bytes) = s.bytes[2] {
-            out.push(Sample::new(&REPLICA_LAG_BYTES, labels(), replay_bytes.max(0.0)));
+            out.push(Sample::new(
+                &REPLICA_LAG_BYTES,
+                labels(),
+                replay_bytes.max(0.0),
+            ));
         }
         for ((stage, bytes), lag) in STAGES.iter().zip(s.bytes).zip(s.lag) {
             // PostgreSQL shows NULL lag once a standby has caught up and the primary is idle:
@@ -427,7 +482,10 @@ fn connect_options(
         (Some(dsn), _) => (dsn.clone(), field("dsn")),
         (None, Some(var)) => (
             std::env::var(var).map_err(|_| {
-                ConfigError(format!("{}: environment variable {var} is not set", field("dsn_env")))
+                ConfigError(format!(
+                    "{}: environment variable {var} is not set",
+                    field("dsn_env")
+                ))
             })?,
             field("dsn_env"),
         ),
@@ -436,17 +494,26 @@ fn connect_options(
     let mut options = PgConnectOptions::from_str(&dsn).map_err(|e| {
         // The sqlx message may quote the URL; never echo a password into logs.
         let _ = e;
-        ConfigError(format!("{dsn_field}: not a valid PostgreSQL connection URL"))
+        ConfigError(format!(
+            "{dsn_field}: not a valid PostgreSQL connection URL"
+        ))
     })?;
     if let Some(var) = &target.password_env {
         let password = std::env::var(var).map_err(|_| {
-            ConfigError(format!("{}: environment variable {var} is not set", field("password_env")))
+            ConfigError(format!(
+                "{}: environment variable {var} is not set",
+                field("password_env")
+            ))
         })?;
         options = options.password(&password);
     }
     if let Some(path) = &target.password_file {
         let password = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError(format!("{}: cannot read {}: {e}", field("password_file"), path.display()))
+            ConfigError(format!(
+                "{}: cannot read {}: {e}",
+                field("password_file"),
+                path.display()
+            ))
         })?;
         options = options.password(password.trim_end_matches(['\n', '\r']));
     }
@@ -487,7 +554,12 @@ impl Source for PostgresSource {
 mod tests {
     use super::*;
 
-    fn reading(streaming: bool, replay_bytes: f64, last_replay: Option<f64>, now: f64) -> ReplicaReading {
+    fn reading(
+        streaming: bool,
+        replay_bytes: f64,
+        last_replay: Option<f64>,
+        now: f64,
+    ) -> ReplicaReading {
         ReplicaReading {
             now,
             receiver_streaming: streaming,
@@ -502,7 +574,10 @@ mod tests {
     fn idle_healthy_link_stays_zero_even_with_an_old_last_commit() {
         let mut fresh = None;
         for now in [1000.0, 1015.0, 1030.0, 5000.0] {
-            assert_eq!(replay_lag_seconds(&reading(true, 0.0, Some(10.0), now), &mut fresh), 0.0);
+            assert_eq!(
+                replay_lag_seconds(&reading(true, 0.0, Some(10.0), now), &mut fresh),
+                0.0
+            );
         }
     }
 
@@ -510,7 +585,10 @@ mod tests {
     fn broken_receiver_grows_even_though_receive_equals_replay() {
         // postgres_exporter would say 0 here: nothing new arrives, so receive == replay.
         let mut fresh = None;
-        assert_eq!(replay_lag_seconds(&reading(true, 0.0, Some(10.0), 1000.0), &mut fresh), 0.0);
+        assert_eq!(
+            replay_lag_seconds(&reading(true, 0.0, Some(10.0), 1000.0), &mut fresh),
+            0.0
+        );
         let a = replay_lag_seconds(&reading(false, 0.0, Some(10.0), 1015.0), &mut fresh);
         let b = replay_lag_seconds(&reading(false, 0.0, Some(10.0), 1030.0), &mut fresh);
         assert_eq!(a, 15.0);
@@ -520,13 +598,25 @@ mod tests {
     #[test]
     fn paused_replay_grows_from_the_last_fresh_moment_or_last_commit() {
         let mut fresh = None;
-        assert_eq!(replay_lag_seconds(&reading(true, 0.0, Some(990.0), 1000.0), &mut fresh), 0.0);
+        assert_eq!(
+            replay_lag_seconds(&reading(true, 0.0, Some(990.0), 1000.0), &mut fresh),
+            0.0
+        );
         // Replay paused; the primary keeps committing, nothing new is replayed.
-        assert_eq!(replay_lag_seconds(&reading(true, 4096.0, Some(995.0), 1010.0), &mut fresh), 10.0);
-        assert_eq!(replay_lag_seconds(&reading(true, 8192.0, Some(995.0), 1040.0), &mut fresh), 40.0);
+        assert_eq!(
+            replay_lag_seconds(&reading(true, 4096.0, Some(995.0), 1010.0), &mut fresh),
+            10.0
+        );
+        assert_eq!(
+            replay_lag_seconds(&reading(true, 8192.0, Some(995.0), 1040.0), &mut fresh),
+            40.0
+        );
         // Busy but keeping up: bounded by the last replayed commit.
         let mut fresh = None;
-        assert_eq!(replay_lag_seconds(&reading(true, 100.0, Some(1999.5), 2000.0), &mut fresh), 0.5);
+        assert_eq!(
+            replay_lag_seconds(&reading(true, 100.0, Some(1999.5), 2000.0), &mut fresh),
+            0.5
+        );
     }
 
     #[test]
@@ -543,7 +633,14 @@ mod tests {
         assert_eq!(replay_lag_seconds(&r, &mut fresh), 60.0);
     }
 
-    fn standby(name: &str, addr: &str, pid: i32, state: &str, bytes: f64, lag: Option<f64>) -> StandbyRow {
+    fn standby(
+        name: &str,
+        addr: &str,
+        pid: i32,
+        state: &str,
+        bytes: f64,
+        lag: Option<f64>,
+    ) -> StandbyRow {
         StandbyRow {
             application_name: name.into(),
             client_addr: addr.into(),
@@ -569,7 +666,14 @@ mod tests {
             .filter_map(|s| s.label("replica"))
             .collect();
         replicas.sort();
-        assert_eq!(replicas, ["walreceiver@10.0.0.1", "walreceiver@10.0.0.2", "walreceiver@10.0.0.2#13"]);
+        assert_eq!(
+            replicas,
+            [
+                "walreceiver@10.0.0.1",
+                "walreceiver@10.0.0.2",
+                "walreceiver@10.0.0.2#13"
+            ]
+        );
     }
 
     #[test]
@@ -602,7 +706,14 @@ mod tests {
     fn vanished_standby_reports_not_streaming_until_retention() {
         let mut seen = HashMap::new();
         let mut out = Vec::new();
-        standby_samples("p", &[standby("r1", "", 1, "streaming", 0.0, None)], 100.0, 60.0, &mut seen, &mut out);
+        standby_samples(
+            "p",
+            &[standby("r1", "", 1, "streaming", 0.0, None)],
+            100.0,
+            60.0,
+            &mut seen,
+            &mut out,
+        );
         out.clear();
         standby_samples("p", &[], 130.0, 60.0, &mut seen, &mut out);
         assert_eq!(out.len(), 1);

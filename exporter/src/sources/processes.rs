@@ -69,7 +69,8 @@ fn workload(index: usize, w: &ProcessWorkload) -> Result<Workload, ConfigError> 
     let finder = match (&w.pid_files, &w.cmdline) {
         (Some(pattern), _) => Finder::PidFiles(pattern.clone()),
         (None, Some(re)) => Finder::Cmdline(
-            Regex::new(re).map_err(|e| ConfigError(format!("{}: invalid regex: {e}", field("cmdline"))))?,
+            Regex::new(re)
+                .map_err(|e| ConfigError(format!("{}: invalid regex: {e}", field("cmdline"))))?,
         ),
         (None, None) => return Err(ConfigError(format!("{}: missing", field("pid_files")))),
     };
@@ -102,22 +103,24 @@ fn find_replicas(finder: &Finder, workload: &str) -> anyhow::Result<Vec<Replica>
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                     Err(e) => return Err(anyhow!("reading {}: {e}", path.display())),
                 };
-                let pid: i32 = text
-                    .trim()
-                    .parse()
-                    .map_err(|_| anyhow!("{}: not a pid: {:?}", path.display(), truncate(text.trim())))?;
+                let pid: i32 = text.trim().parse().map_err(|_| {
+                    anyhow!("{}: not a pid: {:?}", path.display(), truncate(text.trim()))
+                })?;
                 let alive = procfs::process::Process::new(pid).is_ok();
                 out.push((pod, alive.then_some(pid)));
             }
         }
         Finder::Cmdline(regex) => {
             let own = std::process::id() as i32;
-            let processes = procfs::process::all_processes().map_err(|e| anyhow!("listing /proc: {e}"))?;
+            let processes =
+                procfs::process::all_processes().map_err(|e| anyhow!("listing /proc: {e}"))?;
             for process in processes.flatten() {
                 if process.pid == own {
                     continue;
                 }
-                let Ok(cmdline) = process.cmdline() else { continue };
+                let Ok(cmdline) = process.cmdline() else {
+                    continue;
+                };
                 if !cmdline.is_empty() && regex.is_match(&cmdline.join(" ")) {
                     out.push((format!("{workload}-{}", process.pid), Some(process.pid)));
                 }
@@ -163,7 +166,9 @@ impl Workload {
             };
             let usage = last.get(&pid).and_then(|prev| {
                 let elapsed = now.at.duration_since(prev.at).as_secs_f64();
-                (prev.start_ticks == now.start_ticks && elapsed > 0.0 && now.cpu_ticks >= prev.cpu_ticks)
+                (prev.start_ticks == now.start_ticks
+                    && elapsed > 0.0
+                    && now.cpu_ticks >= prev.cpu_ticks)
                     .then(|| (now.cpu_ticks - prev.cpu_ticks) as f64 / ticks_per_second / elapsed)
             });
             seen.insert(pid, now);

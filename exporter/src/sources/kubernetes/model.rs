@@ -102,8 +102,7 @@ pub fn hpa_pod_state(
     let unready = if add(start, timing.cpu_initialization_period) > now {
         // Still initialising: skip if unready, or if the metric window started before the
         // last readiness change (it would include start-up CPU).
-        is_false
-            || transition.is_none_or(|t| usage.timestamp < add(t, usage.window))
+        is_false || transition.is_none_or(|t| usage.timestamp < add(t, usage.window))
     } else {
         // Past initialisation: skip only pods that are unready and never became ready.
         is_false && transition.is_none_or(|t| add(start, timing.initial_readiness_delay) > t)
@@ -170,7 +169,9 @@ pub fn workload_of(pod: &Pod, replicaset_owner: &HashMap<(String, String), Strin
 }
 
 /// (namespace, ReplicaSet) → name of its controlling Deployment.
-pub fn replicaset_owners(replicasets: &[impl AsRef<ReplicaSet>]) -> HashMap<(String, String), String> {
+pub fn replicaset_owners(
+    replicasets: &[impl AsRef<ReplicaSet>],
+) -> HashMap<(String, String), String> {
     let mut out = HashMap::new();
     for rs in replicasets {
         let rs = rs.as_ref();
@@ -181,7 +182,10 @@ pub fn replicaset_owners(replicasets: &[impl AsRef<ReplicaSet>]) -> HashMap<(Str
             .and_then(|refs| refs.iter().find(|r| r.controller == Some(true)));
         if let (Some(owner), Some(name)) = (controller, &rs.metadata.name) {
             out.insert(
-                (rs.metadata.namespace.clone().unwrap_or_default(), name.clone()),
+                (
+                    rs.metadata.namespace.clone().unwrap_or_default(),
+                    name.clone(),
+                ),
                 owner.name.clone(),
             );
         }
@@ -249,21 +253,36 @@ fn hpa_samples(hpa: &HorizontalPodAutoscaler, out: &mut Vec<Sample>) -> Result<(
     };
     let labels = || -> Labels {
         vec![
-            ("namespace", hpa.metadata.namespace.clone().unwrap_or_default()),
+            (
+                "namespace",
+                hpa.metadata.namespace.clone().unwrap_or_default(),
+            ),
             ("hpa", name.clone()),
             ("workload", spec.scale_target_ref.name.clone()),
         ]
     };
     let status = hpa.status.as_ref();
-    out.push(Sample::new(&HPA_MIN, labels(), f64::from(spec.min_replicas.unwrap_or(1))));
-    out.push(Sample::new(&HPA_MAX, labels(), f64::from(spec.max_replicas)));
+    out.push(Sample::new(
+        &HPA_MIN,
+        labels(),
+        f64::from(spec.min_replicas.unwrap_or(1)),
+    ));
+    out.push(Sample::new(
+        &HPA_MAX,
+        labels(),
+        f64::from(spec.max_replicas),
+    ));
     if let Some(status) = status {
         out.push(Sample::new(
             &HPA_CURRENT,
             labels(),
             f64::from(status.current_replicas.unwrap_or(0)),
         ));
-        out.push(Sample::new(&HPA_DESIRED, labels(), f64::from(status.desired_replicas)));
+        out.push(Sample::new(
+            &HPA_DESIRED,
+            labels(),
+            f64::from(status.desired_replicas),
+        ));
     }
     let cpu_target = spec.metrics.iter().flatten().find_map(|m| {
         m.resource
@@ -272,7 +291,11 @@ fn hpa_samples(hpa: &HorizontalPodAutoscaler, out: &mut Vec<Sample>) -> Result<(
             .and_then(|r| r.target.average_utilization)
     });
     if let Some(target) = cpu_target {
-        out.push(Sample::new(&HPA_TARGET_CPU, labels(), f64::from(target) / 100.0));
+        out.push(Sample::new(
+            &HPA_TARGET_CPU,
+            labels(),
+            f64::from(target) / 100.0,
+        ));
     }
     let observed = status
         .and_then(|s| s.current_metrics.as_ref())
@@ -285,7 +308,11 @@ fn hpa_samples(hpa: &HorizontalPodAutoscaler, out: &mut Vec<Sample>) -> Result<(
                 .and_then(|r| r.current.average_utilization)
         });
     if let Some(observed) = observed {
-        out.push(Sample::new(&HPA_OBSERVED_CPU, labels(), f64::from(observed) / 100.0));
+        out.push(Sample::new(
+            &HPA_OBSERVED_CPU,
+            labels(),
+            f64::from(observed) / 100.0,
+        ));
     }
     let condition = |kind: &str| {
         status
@@ -324,4 +351,153 @@ pub fn usage_map(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const TIMING: HpaTiming = HpaTiming {
+        cpu_initialization_period: Duration::from_secs(300),
+        initial_readiness_delay: Duration::from_secs(30),
+    };
+
+    fn at(s: &str) -> jiff::Timestamp {
+        s.parse().expect("timestamp")
+    }
+
+    fn pod(phase: &str, start: Option<&str>, ready: Option<(&str, &str)>) -> Pod {
+        let mut conditions = vec![];
+        if let Some((status, since)) = ready {
+            conditions
+                .push(json!({"type": "Ready", "status": status, "lastTransitionTime": since}));
+        }
+        let mut status = json!({"phase": phase, "conditions": conditions});
+        if let Some(start) = start {
+            status["startTime"] = json!(start);
+        }
+        serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "ns"},
+            "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "100m"}}}]},
+            "status": status
+        }))
+        .expect("pod")
+    }
+
+    fn usage(timestamp: &str) -> PodUsage {
+        PodUsage {
+            millis: 50,
+            cores: 0.05,
+            timestamp: at(timestamp),
+            window: Duration::from_secs(15),
+        }
+    }
+
+    #[test]
+    fn groups_pods_like_the_hpa_controller() {
+        let now = at("2026-11-28T12:00:00Z");
+        let fresh = usage("2026-11-28T11:59:58Z");
+        let state = |p: &Pod, u: Option<&PodUsage>| hpa_pod_state(p, u, now, TIMING);
+        // Initialising (started 1 min ago): a metric window that began before the pod turned
+        // ready would include start-up CPU, so the pod is left out until a full window passes.
+        let young_ready_10s = pod(
+            "Running",
+            Some("2026-11-28T11:59:00Z"),
+            Some(("True", "2026-11-28T11:59:50Z")),
+        );
+        assert_eq!(state(&young_ready_10s, Some(&fresh)), PodState::Unready);
+        let young_ready_30s = pod(
+            "Running",
+            Some("2026-11-28T11:59:00Z"),
+            Some(("True", "2026-11-28T11:59:30Z")),
+        );
+        assert_eq!(state(&young_ready_30s, Some(&fresh)), PodState::Counted);
+        let young_unready = pod(
+            "Running",
+            Some("2026-11-28T11:59:00Z"),
+            Some(("False", "2026-11-28T11:59:00Z")),
+        );
+        assert_eq!(state(&young_unready, Some(&fresh)), PodState::Unready);
+        // Past initialisation: unready and never ready is left out; unready after having
+        // been ready is still counted (that is the controller's rule).
+        let never_ready = pod(
+            "Running",
+            Some("2026-11-28T10:00:00Z"),
+            Some(("False", "2026-11-28T10:00:10Z")),
+        );
+        assert_eq!(state(&never_ready, Some(&fresh)), PodState::Unready);
+        let went_unready = pod(
+            "Running",
+            Some("2026-11-28T10:00:00Z"),
+            Some(("False", "2026-11-28T11:00:00Z")),
+        );
+        assert_eq!(state(&went_unready, Some(&fresh)), PodState::Counted);
+        // No Ready condition or no start time, Pending, Failed, deleting, no metric.
+        assert_eq!(
+            state(
+                &pod("Running", Some("2026-11-28T10:00:00Z"), None),
+                Some(&fresh)
+            ),
+            PodState::Unready
+        );
+        assert_eq!(
+            state(
+                &pod("Running", None, Some(("True", "2026-11-28T10:00:00Z"))),
+                Some(&fresh)
+            ),
+            PodState::Unready
+        );
+        assert_eq!(state(&pod("Pending", None, None), None), PodState::Unready);
+        assert_eq!(
+            state(
+                &pod("Failed", Some("2026-11-28T10:00:00Z"), None),
+                Some(&fresh)
+            ),
+            PodState::Excluded
+        );
+        let mut deleting = pod(
+            "Running",
+            Some("2026-11-28T10:00:00Z"),
+            Some(("True", "2026-11-28T10:00:10Z")),
+        );
+        deleting.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now));
+        assert_eq!(state(&deleting, Some(&fresh)), PodState::Excluded);
+        let ready_old = pod(
+            "Running",
+            Some("2026-11-28T10:00:00Z"),
+            Some(("True", "2026-11-28T10:00:10Z")),
+        );
+        assert_eq!(state(&ready_old, None), PodState::MissingMetrics);
+        assert_eq!(state(&ready_old, Some(&fresh)), PodState::Counted);
+    }
+
+    #[test]
+    fn requests_sum_containers_and_any_missing_request_means_none() {
+        let two: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p"},
+            "spec": {"containers": [
+                {"name": "a", "resources": {"requests": {"cpu": "250m"}}},
+                {"name": "b", "resources": {"requests": {"cpu": "0.25"}}}
+            ]}
+        }))
+        .expect("pod");
+        assert_eq!(pod_request_millis(&two), Ok(Some(500)));
+        let missing: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p"},
+            "spec": {"containers": [
+                {"name": "a", "resources": {"requests": {"cpu": "250m"}}},
+                {"name": "b", "resources": {"requests": {"memory": "1Gi"}}}
+            ]}
+        }))
+        .expect("pod");
+        assert_eq!(pod_request_millis(&missing), Ok(None));
+        let bad: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "a", "resources": {"requests": {"cpu": "2 cores"}}}]}
+        }))
+        .expect("pod");
+        assert!(pod_request_millis(&bad).is_err());
+    }
 }

@@ -73,7 +73,9 @@ impl PodMetrics {
             None => return Err(format!("PodMetrics {name}: missing timestamp")),
         };
         let window = match &self.window {
-            Some(w) => parse_go_duration(w).map_err(|e| format!("PodMetrics {name}: window: {e}"))?,
+            Some(w) => {
+                parse_go_duration(w).map_err(|e| format!("PodMetrics {name}: window: {e}"))?
+            }
             None => Duration::ZERO,
         };
         if self.containers.is_empty() {
@@ -145,7 +147,10 @@ mod tests {
         assert_eq!(parse_go_duration("15s"), Ok(Duration::from_secs(15)));
         assert_eq!(parse_go_duration("1m0s"), Ok(Duration::from_secs(60)));
         assert_eq!(parse_go_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_go_duration("1h2m3.5s"), Ok(Duration::from_secs_f64(3723.5)));
+        assert_eq!(
+            parse_go_duration("1h2m3.5s"),
+            Ok(Duration::from_secs_f64(3723.5))
+        );
         assert_eq!(parse_go_duration("0"), Ok(Duration::ZERO));
         for bad in ["", "15", "15x", "s", "1.2.3s"] {
             assert!(parse_go_duration(bad).is_err(), "{bad:?}");

@@ -1,0 +1,341 @@
+//! Kubernetes source against the loopback API stand-in serving real-shaped JSON
+//! (fixtures under tests/fixtures/kube, shaped like `kubectl get -o json`).
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::Exporter;
+use serde_json::Value;
+use surge_harness::kube_api::{self, KubeApiStandIn};
+
+fn fixture(name: &str) -> anyhow::Result<Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/kube")
+        .join(name);
+    Ok(serde_json::from_str(&std::fs::read_to_string(path)?)?)
+}
+
+fn loaded_stand_in() -> anyhow::Result<KubeApiStandIn> {
+    let api = KubeApiStandIn::start()?;
+    for f in [
+        "pods.json",
+        "replicasets.json",
+        "hpas.json",
+        "podmetrics.json",
+    ] {
+        api.apply(&fixture(f)?)?;
+    }
+    Ok(api)
+}
+
+fn exporter_for(api: &KubeApiStandIn, dir: &Path, namespaces: &str) -> anyhow::Result<Exporter> {
+    let kubeconfig = dir.join("kubeconfig");
+    api.write_kubeconfig(&kubeconfig)?;
+    Exporter::from_toml(&format!(
+        "[kubernetes]\ninterval = \"5s\"\ntimeout = \"3s\"\nnamespaces = {namespaces}\nkubeconfig = \"{}\"\n",
+        kubeconfig.display()
+    ))
+}
+
+const ORDERS: [(&str, &str); 2] = [("namespace", "shop"), ("workload", "orders")];
+const PAYMENT: [(&str, &str); 2] = [("namespace", "shop"), ("workload", "payment")];
+
+fn pod(name: &str) -> [(&'static str, &str); 2] {
+    [("namespace", "shop"), ("pod", name)]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn utilization_matches_a_hand_computed_hpa_ratio() -> anyhow::Result<()> {
+    let api = loaded_stand_in()?;
+    let dir = tempfile::tempdir()?;
+    let exporter = exporter_for(&api, dir.path(), "[\"shop\", \"empty\"]")?;
+    exporter.start().await;
+    assert!(
+        exporter.cycle().await,
+        "{:?}",
+        exporter.last_error("kubernetes", "shop")
+    );
+
+    // orders, by the HPA's groupPods rules:
+    //   2xkqp ready, 455123456n -> 456m (rounded up) of 500m            counted
+    //   7hvfm ready, 380m + 1250u -> 380m + 2m of 400m + 100m            counted
+    //   x7r2d Ready=False but was ready for 2 h after start: the HPA still counts it, 300m of 500m
+    //   9wzrt never became ready (unready 5 s after start)               unready
+    //   pnd2w Pending                                                     unready
+    //   btq8n ready, no PodMetrics yet                                    missing_metrics
+    //   zz9lk being deleted                                               excluded
+    // (456 + 382 + 300) * 100 / (500 + 500 + 500) = 75.87 -> 75 % (the controller truncates).
+    assert_eq!(
+        exporter.value("surge_workload_cpu_utilization_ratio", &ORDERS),
+        Some(0.75)
+    );
+    for (state, count) in [
+        ("counted", 3.0),
+        ("unready", 2.0),
+        ("missing_metrics", 1.0),
+        ("excluded", 1.0),
+    ] {
+        let mut labels = ORDERS.to_vec();
+        labels.push(("state", state));
+        assert_eq!(
+            exporter.value("surge_workload_pods", &labels),
+            Some(count),
+            "{state}"
+        );
+    }
+    assert_eq!(
+        exporter.value("surge_workload_pods_without_cpu_request", &ORDERS),
+        Some(0.0)
+    );
+    // Per-pod series: readiness as Kubernetes reports it; no usage series for a pod without metrics.
+    assert_eq!(
+        exporter.value("surge_pod_ready", &pod("orders-6d4cf56db6-x7r2d")),
+        Some(0.0)
+    );
+    assert_eq!(
+        exporter.value("surge_pod_ready", &pod("orders-6d4cf56db6-btq8n")),
+        Some(1.0)
+    );
+    assert_eq!(
+        exporter.value("surge_pod_cpu_usage_cores", &pod("orders-6d4cf56db6-btq8n")),
+        None
+    );
+    let usage = exporter
+        .value("surge_pod_cpu_usage_cores", &pod("orders-6d4cf56db6-7hvfm"))
+        .unwrap_or(0.0);
+    assert!((usage - 0.38125).abs() < 1e-9, "{usage}");
+    assert_eq!(
+        exporter.value(
+            "surge_pod_cpu_request_cores",
+            &pod("orders-6d4cf56db6-7hvfm")
+        ),
+        Some(0.5)
+    );
+
+    // payment: one pod has no CPU request. It is reported, and left out of the ratio:
+    // 200 * 100 / 250 = 80 %.
+    assert_eq!(
+        exporter.value("surge_workload_cpu_utilization_ratio", &PAYMENT),
+        Some(0.8)
+    );
+    assert_eq!(
+        exporter.value("surge_workload_pods_without_cpu_request", &PAYMENT),
+        Some(1.0)
+    );
+    assert_eq!(
+        exporter.value(
+            "surge_pod_cpu_request_cores",
+            &pod("payment-7c9d8f7b5-fghij")
+        ),
+        None
+    );
+
+    // HPA state, including the one at max with ScalingLimited.
+    let hpa = |name: &'static str| [("namespace", "shop"), ("hpa", name)];
+    assert_eq!(
+        exporter.value("surge_hpa_current_replicas", &hpa("orders")),
+        Some(6.0)
+    );
+    assert_eq!(
+        exporter.value("surge_hpa_max_replicas", &hpa("orders")),
+        Some(6.0)
+    );
+    assert_eq!(
+        exporter.value("surge_hpa_min_replicas", &hpa("orders")),
+        Some(2.0)
+    );
+    assert_eq!(
+        exporter.value("surge_hpa_scaling_limited", &hpa("orders")),
+        Some(1.0)
+    );
+    assert_eq!(
+        exporter.value("surge_hpa_target_cpu_utilization_ratio", &hpa("orders")),
+        Some(0.7)
+    );
+    assert_eq!(
+        exporter.value("surge_hpa_observed_cpu_utilization_ratio", &hpa("orders")),
+        Some(0.75)
+    );
+    assert_eq!(
+        exporter.value("surge_hpa_desired_replicas", &hpa("payment")),
+        Some(3.0)
+    );
+    assert_eq!(
+        exporter.value("surge_hpa_scaling_limited", &hpa("payment")),
+        Some(0.0)
+    );
+    assert_eq!(
+        exporter.value("surge_hpa_min_replicas", &hpa("shipping")),
+        Some(1.0),
+        "minReplicas defaults to 1"
+    );
+    assert_eq!(
+        exporter.value(
+            "surge_hpa_current_replicas",
+            &[("hpa", "orders"), ("workload", "orders")]
+        ),
+        Some(6.0)
+    );
+    assert_eq!(exporter.up("kubernetes", "empty"), Some(true));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_keep_api_load_flat_and_see_changes() -> anyhow::Result<()> {
+    let api = loaded_stand_in()?;
+    let dir = tempfile::tempdir()?;
+    let exporter = exporter_for(&api, dir.path(), "[\"shop\"]")?;
+    exporter.start().await;
+    for _ in 0..4 {
+        assert!(
+            exporter.cycle().await,
+            "{:?}",
+            exporter.last_error("kubernetes", "shop")
+        );
+    }
+    let requests = api.requests();
+    let count = |suffix: &str, watch: bool| {
+        requests
+            .iter()
+            .filter(|r| r.path.ends_with(suffix) && r.watch == watch)
+            .count()
+    };
+    // One LIST and one WATCH per watched kind, whatever the number of cycles; PodMetrics
+    // (which cannot be watched) once per cycle.
+    assert_eq!(
+        count("/api/v1/namespaces/shop/pods", false),
+        1,
+        "{requests:#?}"
+    );
+    assert_eq!(
+        count("/api/v1/namespaces/shop/pods", true),
+        1,
+        "{requests:#?}"
+    );
+    assert_eq!(count("/apis/apps/v1/namespaces/shop/replicasets", false), 1);
+    assert_eq!(
+        count(
+            "/apis/autoscaling/v2/namespaces/shop/horizontalpodautoscalers",
+            false
+        ),
+        1
+    );
+    assert_eq!(
+        count("/apis/metrics.k8s.io/v1beta1/namespaces/shop/pods", false),
+        4
+    );
+
+    // The never-ready pod turns ready and gets counted: seen through the watch, no new LIST.
+    let mut pods = fixture("pods.json")?;
+    let items = pods["items"]
+        .as_array_mut()
+        .ok_or_else(|| anyhow::anyhow!("items"))?;
+    let pod = items
+        .iter_mut()
+        .find(|p| p["metadata"]["name"] == "orders-6d4cf56db6-9wzrt")
+        .ok_or_else(|| anyhow::anyhow!("fixture pod"))?;
+    for condition in pod["status"]["conditions"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
+        if condition["type"] == "Ready" || condition["type"] == "ContainersReady" {
+            condition["status"] = "True".into();
+            condition["lastTransitionTime"] = "2026-11-27T21:41:00Z".into();
+        }
+    }
+    api.apply(pod)?;
+    // (456 + 382 + 300 + 20) * 100 / 2000 = 57.9 -> 57 %.
+    surge_harness::wait_until(
+        "watch event applied",
+        Duration::from_secs(5),
+        Duration::from_millis(50),
+        || {
+            let rt = tokio::runtime::Handle::current();
+            let ok = tokio::task::block_in_place(|| rt.block_on(exporter.cycle()));
+            Ok(ok && exporter.value("surge_workload_cpu_utilization_ratio", &ORDERS) == Some(0.57))
+        },
+    )?;
+    assert_eq!(
+        api.requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/api/v1/namespaces/shop/pods") && !r.watch)
+            .count(),
+        1
+    );
+
+    // metrics-server outage: HPA and pod series stay, CPU goes away, and it says so.
+    api.set_failure(&kube_api::pod_metrics(), Some(503));
+    assert!(
+        exporter.cycle().await,
+        "{:?}",
+        exporter.last_error("kubernetes", "shop")
+    );
+    assert_eq!(
+        exporter.value(
+            "surge_kubernetes_pod_metrics_available",
+            &[("target", "shop")]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        exporter.value("surge_workload_cpu_utilization_ratio", &ORDERS),
+        None
+    );
+    assert_eq!(
+        exporter.value("surge_hpa_current_replicas", &[("hpa", "orders")]),
+        Some(6.0)
+    );
+    api.set_failure(&kube_api::pod_metrics(), None);
+    assert!(exporter.cycle().await);
+    assert_eq!(
+        exporter.value(
+            "surge_kubernetes_pod_metrics_available",
+            &[("target", "shop")]
+        ),
+        Some(1.0)
+    );
+
+    // The API server itself gone: this target is down; nothing panics.
+    drop(api);
+    assert!(!exporter.cycle().await);
+    assert_eq!(exporter.up("kubernetes", "shop"), Some(false));
+    Ok(())
+}
+
+#[tokio::test]
+async fn malformed_quantity_from_the_api_is_an_error_not_a_number() -> anyhow::Result<()> {
+    let api = loaded_stand_in()?;
+    let mut bad = fixture("podmetrics.json")?;
+    bad["items"][0]["containers"][0]["usage"]["cpu"] = "lots".into();
+    api.apply(&bad)?;
+    let dir = tempfile::tempdir()?;
+    let exporter = exporter_for(&api, dir.path(), "[\"shop\"]")?;
+    exporter.start().await;
+    assert!(!exporter.cycle().await);
+    let error = exporter
+        .last_error("kubernetes", "shop")
+        .unwrap_or_default();
+    assert!(error.contains("invalid quantity \"lots\""), "{error}");
+    assert_eq!(
+        exporter.value("surge_workload_cpu_utilization_ratio", &ORDERS),
+        None
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn missing_kubeconfig_marks_the_source_down_only() -> anyhow::Result<()> {
+    let exporter = Exporter::from_toml(
+        "[kubernetes]\nnamespaces = [\"shop\"]\nkubeconfig = \"/nonexistent/kubeconfig\"\n",
+    )?;
+    exporter.start().await;
+    assert!(!exporter.cycle().await);
+    let error = exporter
+        .last_error("kubernetes", "shop")
+        .unwrap_or_default();
+    assert!(error.contains("/nonexistent/kubeconfig"), "{error}");
+    Ok(())
+}

@@ -1,0 +1,157 @@
+//! One exporter, all three sources, served over HTTP: a failing source never takes the others
+//! down, scrapes keep answering, and a recovered target comes back by itself.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use surge_exporter::config::Config;
+use surge_exporter::store::Store;
+use surge_harness::kube_api::KubeApiStandIn;
+use surge_harness::postgres::MONITOR_PASSWORD;
+use surge_harness::{PgCluster, ServerProcess, free_port, wait_until};
+
+fn kube_fixture(name: &str) -> anyhow::Result<serde_json::Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../exporter/tests/fixtures/kube")
+        .join(name);
+    Ok(serde_json::from_str(&std::fs::read_to_string(path)?)?)
+}
+
+fn scrape(addr: &str) -> anyhow::Result<String> {
+    let (status, _, body) = surge_harness::http::get(addr, "/metrics", None)?;
+    anyhow::ensure!(status == 200, "scrape answered {status}");
+    Ok(body)
+}
+
+fn up(body: &str, source: &str, target: &str) -> Option<bool> {
+    let prefix = format!("surge_source_up{{source=\"{source}\",target=\"{target}\"}} ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map(|v| v.trim() == "1" || v.trim() == "1.0")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_sources_stay_contained_and_recover() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut cluster = PgCluster::start(1)?;
+    let api = KubeApiStandIn::start()?;
+    for f in [
+        "pods.json",
+        "replicasets.json",
+        "hpas.json",
+        "podmetrics.json",
+    ] {
+        api.apply(&kube_fixture(f)?)?;
+    }
+    let kubeconfig = dir.path().join("kubeconfig");
+    api.write_kubeconfig(&kubeconfig)?;
+    let mut sleeper_cmd = Command::new("sleep");
+    sleeper_cmd.arg("600");
+    let sleeper = ServerProcess::spawn("sleeper", sleeper_cmd, &dir.path().join("sleeper.log"))?;
+    std::fs::write(
+        dir.path().join("worker-0.pid"),
+        format!("{}", sleeper.pid().unwrap_or(0)),
+    )?;
+    let password_file = dir.path().join("password");
+    std::fs::write(&password_file, MONITOR_PASSWORD)?;
+
+    let config = Config::parse(&format!(
+        "[postgres]\ninterval = \"500ms\"\ntimeout = \"400ms\"\n\
+         [[postgres.targets]]\nname = \"primary\"\ndsn = \"{}\"\npassword_file = \"{pw}\"\n\
+         [[postgres.targets]]\nname = \"replica1\"\ndsn = \"{}\"\npassword_file = \"{pw}\"\n\
+         [kubernetes]\ninterval = \"500ms\"\ntimeout = \"400ms\"\nnamespaces = [\"shop\"]\nkubeconfig = \"{}\"\n\
+         [processes]\ninterval = \"500ms\"\ntimeout = \"400ms\"\n\
+         [[processes.workloads]]\nnamespace = \"local\"\nworkload = \"worker\"\ncpu_request = \"100m\"\npid_files = \"{}/worker-*.pid\"\n",
+        cluster.monitor_dsn("primary")?,
+        cluster.monitor_dsn("replica1")?,
+        kubeconfig.display(),
+        dir.path().display(),
+        pw = password_file.display(),
+    ))?;
+    let sources = surge_exporter::sources::build(&config)?;
+    let store = Store::new();
+    let _collectors = surge_exporter::schedule::spawn_all(sources, Arc::clone(&store));
+    let addr = format!("127.0.0.1:{}", free_port()?);
+    let listener = surge_exporter::server::bind(addr.parse()?)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(surge_exporter::server::serve(
+        listener,
+        Arc::clone(&store),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+
+    let all_up = |body: &str| {
+        [
+            ("postgres", "primary"),
+            ("postgres", "replica1"),
+            ("kubernetes", "shop"),
+            ("processes", "local/worker"),
+        ]
+        .iter()
+        .all(|(s, t)| up(body, s, t) == Some(true))
+    };
+    let wait_scrape = |what: &str, check: &dyn Fn(&str) -> bool| -> anyhow::Result<()> {
+        wait_until(
+            what,
+            Duration::from_secs(15),
+            Duration::from_millis(100),
+            || Ok(scrape(&addr).map(|b| check(&b)).unwrap_or(false)),
+        )
+    };
+    tokio::task::block_in_place(|| wait_scrape("all sources up", &all_up))?;
+    let body = scrape(&addr)?;
+    assert!(
+        body.contains(
+            "surge_workload_cpu_utilization_ratio{namespace=\"shop\",workload=\"orders\"} 0.75"
+        ),
+        "{body}"
+    );
+    assert!(
+        body.contains(
+            "surge_pod_ready{namespace=\"local\",workload=\"worker\",pod=\"worker-0\"} 1"
+        ),
+        "{body}"
+    );
+
+    // The Kubernetes API and the PostgreSQL primary go away together.
+    drop(api);
+    cluster.stop_node("primary")?;
+    tokio::task::block_in_place(|| {
+        wait_scrape("kubernetes and primary down, others up", &|b| {
+            up(b, "kubernetes", "shop") == Some(false)
+                && up(b, "postgres", "primary") == Some(false)
+                && up(b, "postgres", "replica1") == Some(true)
+                && up(b, "processes", "local/worker") == Some(true)
+        })
+    })?;
+    let body = scrape(&addr)?;
+    assert!(
+        !body.contains("surge_hpa_current_replicas"),
+        "no stale HPA series from a down API:\n{body}"
+    );
+    assert!(
+        body.contains("surge_postgres_wal_receiver_streaming{target=\"replica1\"} 0"),
+        "{body}"
+    );
+    assert!(body.contains("pod=\"worker-0\"} 1"), "{body}");
+
+    // The primary returns: recovered without a restart of the exporter.
+    cluster.start_node("primary")?;
+    tokio::task::block_in_place(|| {
+        wait_scrape("primary recovered", &|b| {
+            up(b, "postgres", "primary") == Some(true)
+                && b.contains("surge_postgres_wal_receiver_streaming{target=\"replica1\"} 1")
+        })
+    })?;
+
+    let _ = stop.send(());
+    server.await??;
+    drop(sleeper);
+    Ok(())
+}
