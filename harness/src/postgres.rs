@@ -168,15 +168,21 @@ impl PgCluster {
         )
     }
 
-    /// Wait until `replica` has replayed everything the primary has written so far.
+    /// Wait until `replica` has replayed everything the primary has written so far, and the
+    /// primary has heard so (its `pg_stat_replication.replay_lsn` lags the replica's own view
+    /// by up to one `wal_receiver_status_interval`).
     pub fn wait_caught_up(&self, replica: &str, timeout: Duration) -> anyhow::Result<()> {
         let target = self.psql("primary", "SELECT pg_current_wal_lsn()")?;
-        let sql = format!("SELECT pg_last_wal_replay_lsn() >= '{target}'::pg_lsn");
+        let on_replica = format!("SELECT pg_last_wal_replay_lsn() >= '{target}'::pg_lsn");
+        let on_primary = format!(
+            "SELECT count(*) FROM pg_stat_replication \
+             WHERE application_name = '{replica}' AND replay_lsn >= '{target}'::pg_lsn"
+        );
         wait_until(
             &format!("{replica} caught up"),
             timeout,
             Duration::from_millis(100),
-            || Ok(self.psql(replica, &sql)? == "t"),
+            || Ok(self.psql(replica, &on_replica)? == "t" && self.psql("primary", &on_primary)? == "1"),
         )
     }
 

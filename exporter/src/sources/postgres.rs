@@ -96,6 +96,7 @@ pub static FAMILIES: &[&Family] = &[
 ];
 
 const ROLE_SQL: &str = "SELECT pg_is_in_recovery() AS in_recovery, \
+    current_setting('server_version_num')::int AS version, \
     extract(epoch FROM clock_timestamp())::float8 AS now, \
     extract(epoch FROM pg_postmaster_start_time())::float8 AS started";
 
@@ -252,6 +253,14 @@ impl PostgresSource {
 
     async fn read(&self, target: &Target, conn: &mut PgConnection) -> anyhow::Result<Vec<Sample>> {
         let role = sqlx::query(ROLE_SQL).fetch_one(&mut *conn).await?;
+        let version: i32 = role.try_get("version")?;
+        if version < 130000 {
+            // pg_stat_wal_receiver.flushed_lsn and friends appeared in 13.
+            return Err(anyhow!(
+                "PostgreSQL {} is not supported; surge-exporter needs 13 or newer",
+                version / 10000
+            ));
+        }
         let in_recovery: bool = role.try_get("in_recovery")?;
         let now: f64 = role.try_get("now")?;
         let started: f64 = role.try_get("started")?;
