@@ -13,3 +13,4 @@ pub mod server;
 pub mod source;
 pub mod sources;
 pub mod store;
+pub mod sync;

@@ -14,6 +14,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::source::{Family, Kind, Labels, Sample};
+use crate::sync::{read, write};
 
 pub static SOURCE_UP: Family = Family::gauge(
     "surge_source_up",
@@ -88,12 +89,7 @@ impl Store {
         outcome: Result<Vec<Sample>, String>,
         duration: Duration,
     ) {
-        let mut targets = match self.targets.write() {
-            Ok(guard) => guard,
-            // A panic while holding the lock cannot leave the map half-written (every
-            // update is a single insert), so the data is still consistent.
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut targets = write(&self.targets);
         let state = targets
             .entry((source.to_string(), target.to_string()))
             .or_default();
@@ -116,10 +112,7 @@ impl Store {
 
     /// Whether the target was up after its last collection (`None` before the first one).
     pub fn is_up(&self, source: &str, target: &str) -> Option<bool> {
-        let targets = match self.targets.read() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let targets = read(&self.targets);
         targets
             .get(&(source.to_string(), target.to_string()))
             .map(|state| state.up)
@@ -127,10 +120,7 @@ impl Store {
 
     /// A copy of every target's state, taken under a short read lock.
     pub fn snapshot(&self) -> Vec<((String, String), TargetState)> {
-        let targets = match self.targets.read() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let targets = read(&self.targets);
         targets
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))

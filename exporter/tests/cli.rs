@@ -1,8 +1,7 @@
 //! The `surge-exporter` binary: `--once`, exposition lint, exit codes, config errors, serving.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use surge_harness::PgCluster;
@@ -31,33 +30,6 @@ fn pg_config(dir: &Path, cluster: &PgCluster, extra: &str) -> anyhow::Result<Pat
     Ok(path)
 }
 
-/// promtool, which the install script provides; its absence is a failure, not a skip.
-fn promtool_check(exposition: &str) -> anyhow::Result<String> {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| anyhow::anyhow!("promtool not found ({e}); run scripts/install-deps"))?;
-    child
-        .stdin
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("no stdin"))?
-        .write_all(exposition.as_bytes())?;
-    let out = child.wait_with_output()?;
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    anyhow::ensure!(
-        out.status.success(),
-        "promtool check metrics failed:\n{report}"
-    );
-    Ok(report)
-}
-
 #[test]
 fn once_prints_lint_clean_exposition_and_exit_code_tracks_failures() -> anyhow::Result<()> {
     let cluster = PgCluster::start(1)?;
@@ -84,7 +56,7 @@ fn once_prints_lint_clean_exposition_and_exit_code_tracks_failures() -> anyhow::
     ] {
         assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
     }
-    let report = promtool_check(&stdout)?;
+    let report = surge_harness::promtool::check_metrics(&stdout)?;
     assert!(report.trim().is_empty(), "promtool findings:\n{report}");
 
     // One unreachable target: exit 1, the rest still printed.
@@ -115,7 +87,7 @@ fn once_prints_lint_clean_exposition_and_exit_code_tracks_failures() -> anyhow::
         stdout.contains("surge_postgres_is_replica{target=\"replica1\"} 1"),
         "{stdout}"
     );
-    promtool_check(&stdout)?;
+    surge_harness::promtool::check_metrics(&stdout)?;
     Ok(())
 }
 
@@ -260,7 +232,7 @@ fn serves_both_formats_while_a_target_hangs_and_stops_on_sigterm() -> anyhow::Re
                 "{content_type}"
             );
             assert!(!body.contains("# EOF"));
-            promtool_check(&body)?;
+            surge_harness::promtool::check_metrics(&body)?;
         }
     }
     let (status, _, body) = surge_harness::http::get(&addr, "/healthz", None)?;

@@ -10,23 +10,26 @@ use common::Exporter;
 use serde_json::Value;
 use surge_harness::kube_api::{self, KubeApiStandIn};
 
+const FIXTURES: [&str; 4] = [
+    "pods.json",
+    "replicasets.json",
+    "hpas.json",
+    "podmetrics.json",
+];
+
+fn fixtures() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kube")
+}
+
 fn fixture(name: &str) -> anyhow::Result<Value> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/kube")
-        .join(name);
-    Ok(serde_json::from_str(&std::fs::read_to_string(path)?)?)
+    Ok(serde_json::from_str(&std::fs::read_to_string(
+        fixtures().join(name),
+    )?)?)
 }
 
 fn loaded_stand_in() -> anyhow::Result<KubeApiStandIn> {
     let api = KubeApiStandIn::start()?;
-    for f in [
-        "pods.json",
-        "replicasets.json",
-        "hpas.json",
-        "podmetrics.json",
-    ] {
-        api.apply(&fixture(f)?)?;
-    }
+    api.apply_files(&fixtures(), &FIXTURES)?;
     Ok(api)
 }
 

@@ -2,8 +2,6 @@
 //! `promtool check metrics`, including families the real-server tests may not produce.
 
 use std::collections::HashSet;
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use surge_exporter::source::{Kind, Sample};
@@ -73,27 +71,7 @@ fn every_family_is_well_named_and_lint_clean() -> anyhow::Result<()> {
             f.name
         );
     }
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| anyhow::anyhow!("promtool not found ({e}); run scripts/install-deps"))?;
-    child
-        .stdin
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("stdin"))?
-        .write_all(text.as_bytes())?;
-    let out = child.wait_with_output()?;
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && report.trim().is_empty(),
-        "promtool:\n{report}\n{text}"
-    );
+    let report = surge_harness::promtool::check_metrics(&text)?;
+    assert!(report.trim().is_empty(), "promtool:\n{report}\n{text}");
     Ok(())
 }

@@ -172,6 +172,19 @@ impl KubeApiStandIn {
         Ok(())
     }
 
+    /// Apply every JSON document in `files` (e.g. `pods.json`, `hpas.json`) under `dir`.
+    pub fn apply_files(&self, dir: &Path, files: &[&str]) -> anyhow::Result<()> {
+        for file in files {
+            let path = dir.join(file);
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let document: Value = serde_json::from_str(&text)
+                .with_context(|| format!("parsing {}", path.display()))?;
+            self.apply(&document)?;
+        }
+        Ok(())
+    }
+
     /// Remove an object; watchers get a DELETED event.
     pub fn delete(
         &self,

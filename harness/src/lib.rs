@@ -9,6 +9,7 @@ pub mod kube_api;
 pub mod ports;
 pub mod postgres;
 pub mod process;
+pub mod promtool;
 pub mod wait;
 
 pub use ports::free_port;

@@ -182,14 +182,16 @@ impl PgCluster {
             &format!("{replica} caught up"),
             timeout,
             Duration::from_millis(100),
-            || Ok(self.psql(replica, &on_replica)? == "t" && self.psql("primary", &on_primary)? == "1"),
+            || {
+                Ok(self.psql(replica, &on_replica)? == "t"
+                    && self.psql("primary", &on_primary)? == "1")
+            },
         )
     }
 
     fn init_primary(&mut self) -> anyhow::Result<()> {
         let name = "primary";
         let data_dir = self.root.path().join(name);
-        let log = self.root.path().join(format!("{name}.log"));
         let mut initdb = self.server_command("initdb");
         initdb
             .args([
@@ -224,16 +226,7 @@ impl PgCluster {
             host all all 127.0.0.1/32 scram-sha-256\n";
         std::fs::write(data_dir.join("pg_hba.conf"), hba)?;
         self.chown_tree(&data_dir)?;
-        let port = free_port()?;
-        let process = self.spawn_server(name, port, &data_dir, &log)?;
-        self.nodes.push(PgNode {
-            name: name.into(),
-            port,
-            data_dir,
-            log,
-            process: Some(process),
-        });
-        self.wait_accepting(name)?;
+        self.launch(name, data_dir)?;
         self.psql(
             name,
             &format!(
@@ -246,7 +239,6 @@ impl PgCluster {
     fn add_replica(&mut self, name: &str) -> anyhow::Result<()> {
         let primary_port = self.port("primary")?;
         let data_dir = self.root.path().join(name);
-        let log = self.root.path().join(format!("{name}.log"));
         let mut backup = self.server_command("pg_basebackup");
         backup
             .arg("-d")
@@ -266,6 +258,13 @@ impl PgCluster {
             ])
             .arg(&data_dir);
         run(&format!("pg_basebackup for {name}"), backup)?;
+        self.launch(name, data_dir)?;
+        self.wait_streaming(name, Duration::from_secs(30))
+    }
+
+    /// Start a new node's server on a free port and wait until it accepts connections.
+    fn launch(&mut self, name: &str, data_dir: PathBuf) -> anyhow::Result<()> {
+        let log = self.root.path().join(format!("{name}.log"));
         let port = free_port()?;
         let process = self.spawn_server(name, port, &data_dir, &log)?;
         self.nodes.push(PgNode {
@@ -275,8 +274,7 @@ impl PgCluster {
             log,
             process: Some(process),
         });
-        self.wait_accepting(name)?;
-        self.wait_streaming(name, Duration::from_secs(30))
+        self.wait_accepting(name)
     }
 
     fn spawn_server(

@@ -12,13 +12,6 @@ use surge_harness::kube_api::KubeApiStandIn;
 use surge_harness::postgres::MONITOR_PASSWORD;
 use surge_harness::{PgCluster, ServerProcess, free_port, wait_until};
 
-fn kube_fixture(name: &str) -> anyhow::Result<serde_json::Value> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../exporter/tests/fixtures/kube")
-        .join(name);
-    Ok(serde_json::from_str(&std::fs::read_to_string(path)?)?)
-}
-
 fn scrape(addr: &str) -> anyhow::Result<String> {
     let (status, _, body) = surge_harness::http::get(addr, "/metrics", None)?;
     anyhow::ensure!(status == 200, "scrape answered {status}");
@@ -37,14 +30,15 @@ async fn failing_sources_stay_contained_and_recover() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let mut cluster = PgCluster::start(1)?;
     let api = KubeApiStandIn::start()?;
-    for f in [
-        "pods.json",
-        "replicasets.json",
-        "hpas.json",
-        "podmetrics.json",
-    ] {
-        api.apply(&kube_fixture(f)?)?;
-    }
+    api.apply_files(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../exporter/tests/fixtures/kube"),
+        &[
+            "pods.json",
+            "replicasets.json",
+            "hpas.json",
+            "podmetrics.json",
+        ],
+    )?;
     let kubeconfig = dir.path().join("kubeconfig");
     api.write_kubeconfig(&kubeconfig)?;
     let mut sleeper_cmd = Command::new("sleep");

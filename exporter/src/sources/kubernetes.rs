@@ -33,6 +33,7 @@ use tokio::task::JoinHandle;
 use crate::config::KubernetesSection;
 use crate::cpu::CPU_FAMILIES;
 use crate::source::{Family, Sample, Source};
+use crate::sync::lock;
 
 pub static POD_METRICS_AVAILABLE: Family = Family::gauge(
     "surge_kubernetes_pod_metrics_available",
@@ -294,13 +295,6 @@ where
             .await;
     });
     (reader, task)
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
-    }
 }
 
 #[async_trait]

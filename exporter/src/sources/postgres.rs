@@ -18,6 +18,7 @@ use sqlx::{ConnectOptions, Connection};
 
 use crate::config::{ConfigError, PostgresSection, PostgresTarget};
 use crate::source::{Family, Labels, Sample, Source};
+use crate::sync::lock;
 
 pub static IS_REPLICA: Family = Family::gauge(
     "surge_postgres_is_replica",
@@ -471,13 +472,6 @@ pub fn standby_samples(
             vec![("target", target.to_string()), ("replica", replica.clone())],
             0.0,
         ));
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
     }
 }
 

@@ -17,6 +17,7 @@ use crate::config::{ConfigError, ProcessWorkload, ProcessesSection};
 use crate::cpu::{CPU_FAMILIES, PodCpu, PodState, workload_samples};
 use crate::quantity::parse_cpu_millis;
 use crate::source::{Family, Sample, Source};
+use crate::sync::lock;
 
 enum Finder {
     PidFiles(String),
@@ -139,10 +140,7 @@ impl Workload {
     fn collect(&self) -> anyhow::Result<Vec<Sample>> {
         let replicas = find_replicas(&self.finder, &self.workload)?;
         let ticks_per_second = procfs::ticks_per_second() as f64;
-        let mut last = match self.last.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut last = lock(&self.last);
         let mut seen = HashMap::with_capacity(replicas.len());
         let mut pods = Vec::with_capacity(replicas.len());
         for (pod, pid) in replicas {
