@@ -32,6 +32,7 @@ pub struct Config {
     pub postgres: Option<PostgresSection>,
     pub kubernetes: Option<KubernetesSection>,
     pub processes: Option<ProcessesSection>,
+    pub kafka: Option<KafkaSection>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -128,6 +129,80 @@ pub struct ProcessWorkload {
     pub cmdline: Option<String>,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSection {
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// How often topics, partitions and groups are re-discovered (and groups described).
+    #[serde(default = "default_discovery", with = "humantime_serde")]
+    pub discovery_interval: Duration,
+    /// Span the growing/draining decision looks at.
+    #[serde(default = "default_trend_window", with = "humantime_serde")]
+    pub window: Duration,
+    /// Span consume/produce rates are computed over.
+    #[serde(default = "default_rate_window", with = "humantime_serde")]
+    pub rate_window: Duration,
+    /// Committed offset unchanged this long with lag > 0 means stalled.
+    #[serde(default = "default_stall_after", with = "humantime_serde")]
+    pub stall_after: Duration,
+    /// How far back log-end history goes for time lag; older lag is reported as a lower bound.
+    #[serde(default = "default_time_lag_horizon", with = "humantime_serde")]
+    pub time_lag_horizon: Duration,
+    /// Per-partition series (offsets, lag); off keeps only per-topic and per-group series.
+    #[serde(default = "default_true")]
+    pub partition_metrics: bool,
+    /// Partitions a group never committed: `absent` (no lag series) or `log_start`.
+    #[serde(default)]
+    pub uncommitted: crate::sources::kafka::Uncommitted,
+    pub clusters: Vec<KafkaCluster>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaCluster {
+    /// The `cluster` label and source target; unique.
+    pub name: String,
+    pub bootstrap_servers: String,
+    /// Regexes over group and topic names. Deny wins over allow.
+    pub group_allow: Option<String>,
+    pub group_deny: Option<String>,
+    pub topic_allow: Option<String>,
+    /// Default: internal topics (`^__`).
+    #[serde(default = "default_topic_deny")]
+    pub topic_deny: Option<String>,
+    /// Extra librdkafka properties (security.protocol, sasl.mechanism, ssl.ca.location, ...).
+    #[serde(default)]
+    pub properties: std::collections::BTreeMap<String, String>,
+    /// Environment variable or file holding `sasl.password`.
+    pub sasl_password_env: Option<String>,
+    pub sasl_password_file: Option<PathBuf>,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_topic_deny() -> Option<String> {
+    Some("^__".into())
+}
+fn default_discovery() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_trend_window() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_rate_window() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_stall_after() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_time_lag_horizon() -> Duration {
+    Duration::from_secs(3600)
+}
+
 fn default_interval() -> Duration {
     Duration::from_secs(15)
 }
@@ -176,11 +251,18 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.postgres.is_none() && self.kubernetes.is_none() && self.processes.is_none() {
+        if self.postgres.is_none()
+            && self.kubernetes.is_none()
+            && self.processes.is_none()
+            && self.kafka.is_none()
+        {
             return Err(ConfigError(
-                "no source configured: add a [postgres], [kubernetes] or [processes] section"
+                "no source configured: add a [postgres], [kafka], [kubernetes] or [processes] section"
                     .into(),
             ));
+        }
+        if let Some(k) = &self.kafka {
+            validate_kafka(k)?;
         }
         if let Some(pg) = &self.postgres {
             check_timing("postgres", pg.interval, pg.timeout)?;
@@ -309,6 +391,78 @@ impl Config {
         }
         Ok(())
     }
+}
+
+fn validate_kafka(k: &KafkaSection) -> Result<(), ConfigError> {
+    check_timing("kafka", k.interval, k.timeout)?;
+    if k.discovery_interval < k.interval {
+        return Err(ConfigError::field(
+            "kafka.discovery_interval",
+            "must not be shorter than kafka.interval",
+        ));
+    }
+    if k.window < k.interval * 4 {
+        return Err(ConfigError::field(
+            "kafka.window",
+            "must cover at least 4 intervals to judge a trend",
+        ));
+    }
+    if k.clusters.is_empty() {
+        return Err(ConfigError::field(
+            "kafka.clusters",
+            "at least one cluster is required",
+        ));
+    }
+    let mut names = HashSet::new();
+    for (i, c) in k.clusters.iter().enumerate() {
+        let at = |f: &str| format!("kafka.clusters[{i}].{f}");
+        check_label_value(&at("name"), &c.name)?;
+        if !names.insert(c.name.as_str()) {
+            return Err(ConfigError::field(
+                at("name"),
+                format!("duplicate cluster name {:?}", c.name),
+            ));
+        }
+        if c.bootstrap_servers.trim().is_empty() {
+            return Err(ConfigError::field(
+                at("bootstrap_servers"),
+                "must not be empty",
+            ));
+        }
+        for (field, re) in [
+            ("group_allow", &c.group_allow),
+            ("group_deny", &c.group_deny),
+            ("topic_allow", &c.topic_allow),
+            ("topic_deny", &c.topic_deny),
+        ] {
+            if let Some(re) = re
+                && let Err(e) = Regex::new(re)
+            {
+                return Err(ConfigError::field(
+                    at(field),
+                    format!("invalid regex: {}", one_line(&e.to_string())),
+                ));
+            }
+        }
+        for key in c.properties.keys() {
+            if matches!(
+                key.as_str(),
+                "bootstrap.servers" | "group.id" | "statistics.interval.ms" | "sasl.password"
+            ) {
+                return Err(ConfigError::field(
+                    format!("kafka.clusters[{i}].properties.{key:?}"),
+                    "is set by surge-exporter (use bootstrap_servers / sasl_password_env / sasl_password_file)",
+                ));
+            }
+        }
+        if c.sasl_password_env.is_some() && c.sasl_password_file.is_some() {
+            return Err(ConfigError::field(
+                at("sasl_password_file"),
+                "set either sasl_password_env or sasl_password_file, not both",
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_timing(section: &str, interval: Duration, timeout: Duration) -> Result<(), ConfigError> {

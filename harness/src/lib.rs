@@ -5,6 +5,7 @@
 //! the kernel to kill them if the process that started them dies, so nothing outlives a run.
 
 pub mod http;
+pub mod kafka;
 pub mod kube_api;
 pub mod ports;
 pub mod postgres;

@@ -1,5 +1,6 @@
 //! One file per source. [`build`] turns a validated config into the list of sources.
 
+pub mod kafka;
 pub mod kubernetes;
 pub mod postgres;
 pub mod processes;
@@ -15,6 +16,9 @@ pub fn build(config: &Config) -> Result<Vec<Arc<dyn Source>>, ConfigError> {
     if let Some(section) = &config.postgres {
         sources.push(Arc::new(postgres::PostgresSource::new(section)?));
     }
+    if let Some(section) = &config.kafka {
+        sources.push(Arc::new(kafka::KafkaSource::new(section)?));
+    }
     if let Some(section) = &config.kubernetes {
         sources.push(Arc::new(kubernetes::KubernetesSource::new(section)));
     }
@@ -29,6 +33,7 @@ pub fn build(config: &Config) -> Result<Vec<Arc<dyn Source>>, ConfigError> {
 pub fn all_families() -> Vec<&'static crate::source::Family> {
     let mut all: Vec<&'static crate::source::Family> = crate::store::SELF_FAMILIES.to_vec();
     all.extend(postgres::FAMILIES.iter().copied());
+    all.extend(kafka::FAMILIES.iter().copied());
     all.extend(crate::cpu::CPU_FAMILIES.iter().copied());
     all.extend(kubernetes::HPA_FAMILIES.iter().copied());
     all.push(&kubernetes::POD_METRICS_AVAILABLE);

@@ -1,0 +1,430 @@
+//! Lag trends from a short in-memory history: rates, drain ETA, time lag, and the lag state
+//! (`ok | growing | draining | stalled | idle`). Pure functions over samples, so every rule is
+//! unit-tested on traces.
+//!
+//! The state rule, in priority order (first match wins), over the samples of one
+//! (group, topic) in the last `window`:
+//! 1. **idle** — lag is 0 now and the log end did not move over the window: nothing to do.
+//! 2. **stalled** — lag > 0 and the committed offset has not moved for `stall_after`
+//!    (a few cycles, not a whole window): work is waiting and nobody is doing it.
+//! 3. **growing** / **draining** — needs at least `min_samples` spanning half the window, so
+//!    a fresh history (exporter restart) can never claim a trend. The lag's slope is the
+//!    Theil–Sen estimate (median of pairwise slopes), which commit-cadence sawtooth dips do
+//!    not flip, and the net change is the median of the last third of the window minus the
+//!    median of the first third. Growing needs both positive and the net change above
+//!    `min_change` of the typical lag; draining is the mirror image. Burrow resets its WARN
+//!    on any single dip between consecutive commits (#453); neither estimate can be moved by
+//!    one dip.
+//! 4. **ok** — anything else (including too little history).
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// The lag states, in the order they are exported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LagState {
+    Ok,
+    Growing,
+    Draining,
+    Stalled,
+    Idle,
+}
+
+impl LagState {
+    pub const ALL: [LagState; 5] = [
+        LagState::Ok,
+        LagState::Growing,
+        LagState::Draining,
+        LagState::Stalled,
+        LagState::Idle,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            LagState::Ok => "ok",
+            LagState::Growing => "growing",
+            LagState::Draining => "draining",
+            LagState::Stalled => "stalled",
+            LagState::Idle => "idle",
+        }
+    }
+}
+
+/// Knobs of the trend rule.
+#[derive(Debug, Clone, Copy)]
+pub struct TrendConfig {
+    /// Span the growing/draining decision looks at.
+    pub window: Duration,
+    /// Span rates are computed over.
+    pub rate_window: Duration,
+    /// How long an unchanged committed offset with lag > 0 takes to count as stalled.
+    pub stall_after: Duration,
+    /// Fewest samples a trend may be based on.
+    pub min_samples: usize,
+    /// Smallest net change, as a fraction of the typical lag, that counts as a trend.
+    pub min_change: f64,
+}
+
+impl Default for TrendConfig {
+    fn default() -> Self {
+        TrendConfig {
+            window: Duration::from_secs(600),
+            rate_window: Duration::from_secs(60),
+            stall_after: Duration::from_secs(60),
+            min_samples: 4,
+            min_change: 0.05,
+        }
+    }
+}
+
+/// One observation of a (group, topic), summed over the partitions the group has commits on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Point {
+    /// Unix seconds.
+    pub t: f64,
+    pub lag: f64,
+    pub committed: f64,
+    pub log_end: f64,
+}
+
+/// Decide the state of one (group, topic) from its samples (oldest first).
+pub fn classify(points: &[Point], config: &TrendConfig) -> LagState {
+    let Some(latest) = points.last() else {
+        return LagState::Ok;
+    };
+    let window_start = latest.t - config.window.as_secs_f64();
+    let recent: Vec<&Point> = points.iter().filter(|p| p.t >= window_start).collect();
+
+    if latest.lag <= 0.0 {
+        let no_production = recent.len() >= 2 && recent.iter().all(|p| p.log_end == latest.log_end);
+        return if no_production {
+            LagState::Idle
+        } else {
+            LagState::Ok
+        };
+    }
+
+    // Stalled: committed unchanged since `since`, for at least stall_after.
+    let since = points
+        .iter()
+        .rev()
+        .take_while(|p| p.committed == latest.committed)
+        .last()
+        .map_or(latest.t, |p| p.t);
+    if latest.t - since >= config.stall_after.as_secs_f64() {
+        return LagState::Stalled;
+    }
+
+    let span = recent.last().map_or(0.0, |l| l.t) - recent.first().map_or(0.0, |f| f.t);
+    if recent.len() < config.min_samples || span < config.window.as_secs_f64() / 2.0 {
+        return LagState::Ok;
+    }
+    let slope = theil_sen_slope(&recent);
+    let third = (recent.len() / 3).max(1);
+    let first = median(recent[..third].iter().map(|p| p.lag).collect());
+    let last = median(
+        recent[recent.len() - third..]
+            .iter()
+            .map(|p| p.lag)
+            .collect(),
+    );
+    let net = last - first;
+    let typical = median(recent.iter().map(|p| p.lag).collect()).max(1.0);
+    let threshold = config.min_change * typical;
+    if slope > 0.0 && net > threshold && slope * span > threshold {
+        LagState::Growing
+    } else if slope < 0.0 && net < -threshold && -slope * span > threshold {
+        LagState::Draining
+    } else {
+        LagState::Ok
+    }
+}
+
+fn theil_sen_slope(points: &[&Point]) -> f64 {
+    let mut slopes = Vec::with_capacity(points.len() * points.len() / 2);
+    for (i, a) in points.iter().enumerate() {
+        for b in &points[i + 1..] {
+            let dt = b.t - a.t;
+            if dt > 0.0 {
+                slopes.push((b.lag - a.lag) / dt);
+            }
+        }
+    }
+    median(slopes)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 0 {
+        (values[mid - 1] + values[mid]) / 2.0
+    } else {
+        values[mid]
+    }
+}
+
+/// Consume and produce rates (messages/s) of a (group, topic) over `rate_window`; `None`
+/// until two samples span some time. A committed offset moving backwards (a reset) gives
+/// no consume rate rather than a negative one.
+pub fn rates(points: &[Point], rate_window: Duration) -> Option<(Option<f64>, f64)> {
+    let latest = points.last()?;
+    let first = points
+        .iter()
+        .find(|p| p.t >= latest.t - rate_window.as_secs_f64())?;
+    let dt = latest.t - first.t;
+    if dt <= 0.0 {
+        return None;
+    }
+    let consumed = latest.committed - first.committed;
+    let produced = (latest.log_end - first.log_end).max(0.0);
+    let consume = (consumed >= 0.0).then_some(consumed / dt);
+    Some((consume, produced / dt))
+}
+
+/// Seconds until the lag reaches 0 at the current rates, only while draining.
+pub fn drain_eta(lag: f64, consume_rate: f64, produce_rate: f64) -> Option<f64> {
+    let net = consume_rate - produce_rate;
+    (lag > 0.0 && net > 0.0).then(|| lag / net)
+}
+
+/// Log-end offsets of one partition over time, thinned so memory stays bounded while old
+/// history keeps coarse resolution.
+#[derive(Debug, Clone, Default)]
+pub struct LogEndHistory {
+    points: VecDeque<(f64, f64)>,
+}
+
+/// Most samples kept per partition.
+const HISTORY_CAP: usize = 64;
+
+impl LogEndHistory {
+    /// Record the log end at `t`, dropping what is older than `horizon`.
+    pub fn push(&mut self, t: f64, log_end: f64, horizon: Duration) {
+        self.points.push_back((t, log_end));
+        let oldest = t - horizon.as_secs_f64();
+        while self.points.front().is_some_and(|(pt, _)| *pt < oldest) && self.points.len() > 1 {
+            self.points.pop_front();
+        }
+        if self.points.len() > HISTORY_CAP {
+            // Drop every other sample of the older half: recent history stays exact.
+            let half = self.points.len() / 2;
+            let mut kept = VecDeque::with_capacity(HISTORY_CAP);
+            for (i, p) in self.points.iter().enumerate() {
+                if i >= half || i % 2 == 0 {
+                    kept.push_back(*p);
+                }
+            }
+            self.points = kept;
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.points.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.points.is_empty()
+    }
+
+    /// How long ago (from `now`) the message at offset `committed` was appended, estimated by
+    /// interpolating when the log end passed it. `(seconds, lower_bound)`: `lower_bound` is
+    /// true when the history does not reach back that far, so the true lag is larger.
+    pub fn time_lag(&self, committed: f64, now: f64) -> Option<(f64, bool)> {
+        let (_, latest_end) = *self.points.back()?;
+        if committed >= latest_end {
+            return Some((0.0, false));
+        }
+        // The message at `committed` exists once the log end exceeds it.
+        let mut after: Option<(f64, f64)> = None;
+        for &(t, end) in self.points.iter().rev() {
+            if end <= committed {
+                let Some((t_after, end_after)) = after else {
+                    return Some((0.0, false));
+                };
+                let fraction = ((committed + 1.0 - end) / (end_after - end)).clamp(0.0, 1.0);
+                let appended = t + fraction * (t_after - t);
+                return Some(((now - appended).max(0.0), false));
+            }
+            after = Some((t, end));
+        }
+        let (oldest, _) = *self.points.front()?;
+        Some(((now - oldest).max(0.0), true))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STEP: f64 = 15.0;
+
+    fn trace(
+        lags: &[f64],
+        committed: impl Fn(usize) -> f64,
+        log_end: impl Fn(usize) -> f64,
+    ) -> Vec<Point> {
+        lags.iter()
+            .enumerate()
+            .map(|(i, lag)| Point {
+                t: 1_000.0 + i as f64 * STEP,
+                lag: *lag,
+                committed: committed(i),
+                log_end: log_end(i),
+            })
+            .collect()
+    }
+
+    /// A live pipeline: the log end grows by `produce` per step, the consumer commits a
+    /// varying amount each step; lag is what is left.
+    fn pipeline(steps: usize, produce: f64, consume: impl Fn(usize) -> f64) -> Vec<Point> {
+        let (mut end, mut committed) = (10_000.0, 10_000.0);
+        let mut points = Vec::new();
+        for i in 0..steps {
+            end += produce;
+            committed = (committed + consume(i)).min(end);
+            points.push(Point {
+                t: 1_000.0 + i as f64 * STEP,
+                lag: end - committed,
+                committed,
+                log_end: end,
+            });
+        }
+        points
+    }
+
+    fn states(points: &[Point]) -> Vec<LagState> {
+        (1..=points.len())
+            .map(|n| classify(&points[..n], &TrendConfig::default()))
+            .collect()
+    }
+
+    #[test]
+    fn steady_growth_is_growing_within_one_window() {
+        // Produce 100/step, consume 60/step: lag +40 per 15 s. Window 10 min = 40 steps.
+        let points = pipeline(41, 100.0, |_| 60.0);
+        let states = states(&points);
+        let first_growing = states.iter().position(|s| *s == LagState::Growing);
+        assert!(matches!(first_growing, Some(i) if i <= 40), "{states:?}");
+        assert!(
+            states[first_growing.unwrap_or(0)..]
+                .iter()
+                .all(|s| *s == LagState::Growing)
+        );
+    }
+
+    #[test]
+    fn draining_sawtooth_is_draining_never_growing() {
+        // Commits arrive in bursts every 4th step (cadence jitter): lag rises 3 steps, then
+        // drops by more than it rose.
+        let points = pipeline(60, 100.0, |i| if i % 4 == 3 { 520.0 } else { 0.0 });
+        let states = states(&points);
+        assert!(!states.contains(&LagState::Growing), "{states:?}");
+        assert_eq!(states.last(), Some(&LagState::Draining), "{states:?}");
+    }
+
+    #[test]
+    fn growing_sawtooth_with_dips_is_growing() {
+        // Burrow #453's shape: 204,894 -> 228,876 over the window with regular dips.
+        let mut lag = 204_894.0;
+        let mut lags = Vec::new();
+        for i in 0..41 {
+            lag += if i % 3 == 2 { -1_400.0 } else { 1_300.0 };
+            lags.push(lag);
+        }
+        assert!(*lags.last().unwrap_or(&0.0) > 228_000.0);
+        let points = trace(
+            &lags,
+            |i| i as f64 * 1_000.0,
+            |i| i as f64 * 1_000.0 + lags[i],
+        );
+        assert_eq!(
+            classify(&points, &TrendConfig::default()),
+            LagState::Growing
+        );
+    }
+
+    #[test]
+    fn stationary_sawtooth_is_ok() {
+        let points = pipeline(60, 100.0, |i| if i % 4 == 3 { 400.0 } else { 0.0 });
+        let states = states(&points);
+        assert!(!states[5..].contains(&LagState::Growing), "{states:?}");
+        assert!(!states[5..].contains(&LagState::Draining), "{states:?}");
+    }
+
+    #[test]
+    fn stopped_consumer_is_stalled_within_a_few_cycles() {
+        // Healthy for 10 steps, then the consumer stops while the producer keeps going.
+        let points = pipeline(20, 100.0, |i| if i < 10 { 100.0 } else { 0.0 });
+        let states = states(&points);
+        // Caught up while the producer produces: ok, not idle.
+        assert_eq!(states[9], LagState::Ok, "{states:?}");
+        // Committed last moved at step 9; 60 s = 4 steps later it is stalled.
+        assert_eq!(states[13], LagState::Stalled, "{states:?}");
+        assert!(states[13..].iter().all(|s| *s == LagState::Stalled));
+    }
+
+    #[test]
+    fn idle_group_is_idle_and_stopped_at_zero_is_not_stalled() {
+        let points = trace(&[0.0; 30], |_| 5_000.0, |_| 5_000.0);
+        assert!(states(&points)[1..].iter().all(|s| *s == LagState::Idle));
+        // One sample: not enough to call it idle, but never stalled or growing.
+        assert_eq!(
+            classify(&points[..1], &TrendConfig::default()),
+            LagState::Ok
+        );
+    }
+
+    #[test]
+    fn restart_never_claims_growth_from_short_history() {
+        // A long steady growth, but the exporter only saw the last few samples.
+        let points = pipeline(200, 100.0, |_| 60.0);
+        let after_restart = &points[190..];
+        for n in 1..=after_restart.len() {
+            assert_ne!(
+                classify(&after_restart[..n], &TrendConfig::default()),
+                LagState::Growing
+            );
+        }
+    }
+
+    #[test]
+    fn rates_and_eta() {
+        let points = pipeline(10, 100.0, |_| 150.0);
+        let (consume, produce) = rates(&points, Duration::from_secs(60)).unwrap_or((None, 0.0));
+        assert!((produce - 100.0 / STEP).abs() < 1e-9);
+        assert!(consume.is_some_and(|c| c > 0.0));
+        assert_eq!(drain_eta(1_000.0, 20.0, 10.0), Some(100.0));
+        assert_eq!(drain_eta(1_000.0, 10.0, 20.0), None);
+        assert_eq!(drain_eta(0.0, 20.0, 10.0), None);
+        assert_eq!(rates(&points[..1], Duration::from_secs(60)), None);
+    }
+
+    #[test]
+    fn time_lag_interpolates_when_the_log_end_passed_the_commit() {
+        let mut h = LogEndHistory::default();
+        let horizon = Duration::from_secs(3600);
+        for (t, end) in [(0.0, 100.0), (10.0, 200.0), (20.0, 300.0), (30.0, 400.0)] {
+            h.push(t, end, horizon);
+        }
+        // Offset 249 was appended when the log end went from 249 to 250: 15 s.
+        assert_eq!(h.time_lag(249.0, 30.0), Some((15.0, false)));
+        assert_eq!(h.time_lag(400.0, 30.0), Some((0.0, false)));
+        // Offset 50 predates the history: at least 30 s, flagged as a lower bound.
+        assert_eq!(h.time_lag(50.0, 30.0), Some((30.0, true)));
+    }
+
+    #[test]
+    fn log_end_history_is_bounded() {
+        let mut h = LogEndHistory::default();
+        for i in 0..10_000 {
+            h.push(i as f64, i as f64 * 10.0, Duration::from_secs(100_000));
+        }
+        assert!(h.len() <= HISTORY_CAP, "{}", h.len());
+        // Old history is coarse but still there: offset 10 lies near the start.
+        let (seconds, lower) = h.time_lag(10.0, 9_999.0).unwrap_or((0.0, true));
+        assert!(!lower && seconds > 9_000.0, "{seconds} {lower}");
+    }
+}

@@ -1,0 +1,219 @@
+//! Kafka source against a real Kafka-protocol broker (tansu with SQLite storage).
+
+mod common;
+
+use std::time::Duration;
+
+use common::Exporter;
+use surge_harness::kafka::KafkaBroker;
+
+fn config(broker: &KafkaBroker, extra: &str) -> String {
+    format!(
+        "[kafka]\ninterval = \"2s\"\ntimeout = \"2s\"\ndiscovery_interval = \"2s\"\nwindow = \"20s\"\n\
+         rate_window = \"5s\"\nstall_after = \"3s\"\n{extra}\n\
+         [[kafka.clusters]]\nname = \"local\"\nbootstrap_servers = \"{}\"\n",
+        broker.bootstrap()
+    )
+}
+
+fn lag_labels<'a>(
+    group: &'a str,
+    topic: &'a str,
+    partition: &'a str,
+) -> [(&'static str, &'a str); 3] {
+    [("group", group), ("topic", topic), ("partition", partition)]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exact_lag_missing_commits_and_degraded_group_state() -> anyhow::Result<()> {
+    let broker = KafkaBroker::start()?;
+    broker.create_topic("order-placed", 3)?;
+    let producer = broker.producer()?;
+    for (partition, count) in [(0, 102), (1, 108), (2, 90)] {
+        producer.send("order-placed", partition, count)?;
+    }
+    producer.flush()?;
+    // payment committed 100 and 50; never committed partition 2.
+    broker.commit("payment", "order-placed", &[(0, 100), (1, 50)])?;
+    // shipping committed everything that exists.
+    broker.commit("shipping", "order-placed", &[(0, 102), (1, 108), (2, 90)])?;
+
+    let exporter = Exporter::from_toml(&config(&broker, ""))?;
+    assert!(
+        exporter.cycle().await,
+        "{:?}",
+        exporter.last_error("kafka", "local")
+    );
+    let end = |p: &str| {
+        exporter.value(
+            "surge_kafka_partition_log_end_offset",
+            &[("topic", "order-placed"), ("partition", p)],
+        )
+    };
+    assert_eq!(
+        (end("0"), end("1"), end("2")),
+        (Some(102.0), Some(108.0), Some(90.0))
+    );
+    assert_eq!(
+        exporter.value(
+            "surge_kafka_partition_log_start_offset",
+            &[("topic", "order-placed"), ("partition", "0")]
+        ),
+        Some(0.0)
+    );
+
+    let lag = |g: &str, p: &str| {
+        exporter.value("surge_kafka_group_lag", &lag_labels(g, "order-placed", p))
+    };
+    let has_commit = |g: &str, p: &str| {
+        exporter.value(
+            "surge_kafka_group_has_commit",
+            &lag_labels(g, "order-placed", p),
+        )
+    };
+    assert_eq!(
+        (lag("payment", "0"), lag("payment", "1")),
+        (Some(2.0), Some(58.0))
+    );
+    assert_eq!(lag("payment", "2"), None, "never -1, no series");
+    assert_eq!(has_commit("payment", "2"), Some(0.0));
+    assert_eq!(has_commit("payment", "0"), Some(1.0));
+    assert_eq!(
+        exporter.value(
+            "surge_kafka_group_topic_lag",
+            &[("group", "payment"), ("topic", "order-placed")]
+        ),
+        Some(60.0)
+    );
+    assert_eq!(
+        exporter.value(
+            "surge_kafka_group_topic_lag",
+            &[("group", "shipping"), ("topic", "order-placed")]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        exporter.value(
+            "surge_kafka_group_committed_offset",
+            &lag_labels("payment", "order-placed", "1")
+        ),
+        Some(50.0)
+    );
+
+    // This broker cannot describe groups: state unknown, no member count, error counted per
+    // group; the lag above is still there.
+    assert_eq!(
+        exporter.value(
+            "surge_kafka_group_state",
+            &[("group", "payment"), ("state", "Unknown")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        exporter.value("surge_kafka_group_members", &[("group", "payment")]),
+        None
+    );
+    let errors = exporter.value(
+        "surge_kafka_group_errors",
+        &[("group", "payment"), ("api", "DescribeGroups")],
+    );
+    assert!(errors.is_some_and(|e| e >= 1.0), "{errors:?}");
+    assert_eq!(exporter.up("kafka", "local"), Some(true));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_past_the_log_end_are_clamped_and_counted() -> anyhow::Result<()> {
+    let broker = KafkaBroker::start()?;
+    broker.create_topic("t", 1)?;
+    let producer = broker.producer()?;
+    producer.send("t", 0, 10)?;
+    producer.flush()?;
+    // Kafka accepts any committed offset; one past the end must not become negative lag.
+    broker.commit("racer", "t", &[(0, 25)])?;
+    let exporter = Exporter::from_toml(&config(&broker, ""))?;
+    assert!(exporter.cycle().await);
+    assert!(exporter.cycle().await);
+    assert_eq!(
+        exporter.value("surge_kafka_group_lag", &lag_labels("racer", "t", "0")),
+        Some(0.0)
+    );
+    assert_eq!(
+        exporter.value(
+            "surge_kafka_lag_clamped",
+            &[("group", "racer"), ("topic", "t")]
+        ),
+        Some(2.0)
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_per_cycle_do_not_grow_with_partitions() -> anyhow::Result<()> {
+    let broker = KafkaBroker::start()?;
+    broker.create_topic("small", 2)?;
+    broker.create_topic("large", 64)?;
+    let producer = broker.producer()?;
+    for p in 0..2 {
+        producer.send("small", p, 5)?;
+    }
+    for p in 0..64 {
+        producer.send("large", p, 5)?;
+    }
+    producer.flush()?;
+    broker.commit("g-small", "small", &[(0, 1), (1, 1)])?;
+    let all: Vec<(i32, i64)> = (0..64).map(|p| (p, 1)).collect();
+    broker.commit("g-large", "large", &all)?;
+
+    // Two exporters on the same broker: one sees 2 partitions, the other 64.
+    let watch = |topic: &str, group: &str| {
+        Exporter::from_toml(&format!(
+            "{}topic_allow = \"^{topic}$\"\ngroup_allow = \"^{group}$\"\n",
+            config(&broker, "")
+        ))
+    };
+    let small = watch("small", "g-small")?;
+    let large = watch("large", "g-large")?;
+    let requests = |e: &Exporter, api: &str| {
+        e.value("surge_kafka_requests", &[("api", api)])
+            .unwrap_or(0.0)
+    };
+    // Warm up (connections, first discovery), then count over cycles once stats caught up.
+    for e in [&small, &large] {
+        assert!(e.cycle().await, "{:?}", e.last_error("kafka", "local"));
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    for e in [&small, &large] {
+        e.cycle().await;
+    }
+    let before: Vec<(f64, f64)> = [&small, &large]
+        .iter()
+        .map(|e| (requests(e, "ListOffsets"), requests(e, "OffsetFetch")))
+        .collect();
+    for _ in 0..3 {
+        for e in [&small, &large] {
+            assert!(e.cycle().await);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    for e in [&small, &large] {
+        e.cycle().await;
+    }
+    let delta: Vec<(f64, f64)> = [&small, &large]
+        .iter()
+        .zip(&before)
+        .map(|(e, (lo, of))| {
+            (
+                requests(e, "ListOffsets") - lo,
+                requests(e, "OffsetFetch") - of,
+            )
+        })
+        .collect();
+    // 4 cycles, one broker: latest + earliest = 2 ListOffsets per cycle, 1 OffsetFetch per group.
+    assert_eq!(delta[0], (8.0, 4.0), "small: {delta:?}");
+    assert_eq!(
+        delta[1], delta[0],
+        "request count grew with partitions: {delta:?}"
+    );
+    Ok(())
+}
