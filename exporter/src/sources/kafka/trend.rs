@@ -279,8 +279,13 @@ mod tests {
 
     /// A live pipeline: the log end grows by `produce` per step, the consumer commits a
     /// varying amount each step; lag is what is left.
-    fn pipeline(steps: usize, produce: f64, consume: impl Fn(usize) -> f64) -> Vec<Point> {
-        let (mut end, mut committed) = (10_000.0, 10_000.0);
+    fn pipeline(
+        steps: usize,
+        backlog: f64,
+        produce: f64,
+        consume: impl Fn(usize) -> f64,
+    ) -> Vec<Point> {
+        let (mut end, mut committed) = (10_000.0 + backlog, 10_000.0);
         let mut points = Vec::new();
         for i in 0..steps {
             end += produce;
@@ -304,7 +309,7 @@ mod tests {
     #[test]
     fn steady_growth_is_growing_within_one_window() {
         // Produce 100/step, consume 60/step: lag +40 per 15 s. Window 10 min = 40 steps.
-        let points = pipeline(41, 100.0, |_| 60.0);
+        let points = pipeline(41, 0.0, 100.0, |_| 60.0);
         let states = states(&points);
         let first_growing = states.iter().position(|s| *s == LagState::Growing);
         assert!(matches!(first_growing, Some(i) if i <= 40), "{states:?}");
@@ -317,9 +322,9 @@ mod tests {
 
     #[test]
     fn draining_sawtooth_is_draining_never_growing() {
-        // Commits arrive in bursts every 4th step (cadence jitter): lag rises 3 steps, then
-        // drops by more than it rose.
-        let points = pipeline(60, 100.0, |i| if i % 4 == 3 { 520.0 } else { 0.0 });
+        // A backlog of 5,000; commits arrive in bursts every 4th step (cadence jitter): lag
+        // rises for 3 steps, then drops by more than it rose.
+        let points = pipeline(60, 5_000.0, 100.0, |i| if i % 4 == 3 { 520.0 } else { 0.0 });
         let states = states(&points);
         assert!(!states.contains(&LagState::Growing), "{states:?}");
         assert_eq!(states.last(), Some(&LagState::Draining), "{states:?}");
@@ -328,10 +333,11 @@ mod tests {
     #[test]
     fn growing_sawtooth_with_dips_is_growing() {
         // Burrow #453's shape: 204,894 -> 228,876 over the window with regular dips.
+        // Each dip is deeper than a single rise, which is what resets Burrow's rule.
         let mut lag = 204_894.0;
         let mut lags = Vec::new();
         for i in 0..41 {
-            lag += if i % 3 == 2 { -1_400.0 } else { 1_300.0 };
+            lag += if i % 3 == 2 { -2_300.0 } else { 2_000.0 };
             lags.push(lag);
         }
         assert!(*lags.last().unwrap_or(&0.0) > 228_000.0);
@@ -348,7 +354,7 @@ mod tests {
 
     #[test]
     fn stationary_sawtooth_is_ok() {
-        let points = pipeline(60, 100.0, |i| if i % 4 == 3 { 400.0 } else { 0.0 });
+        let points = pipeline(60, 0.0, 100.0, |i| if i % 4 == 3 { 400.0 } else { 0.0 });
         let states = states(&points);
         assert!(!states[5..].contains(&LagState::Growing), "{states:?}");
         assert!(!states[5..].contains(&LagState::Draining), "{states:?}");
@@ -357,7 +363,7 @@ mod tests {
     #[test]
     fn stopped_consumer_is_stalled_within_a_few_cycles() {
         // Healthy for 10 steps, then the consumer stops while the producer keeps going.
-        let points = pipeline(20, 100.0, |i| if i < 10 { 100.0 } else { 0.0 });
+        let points = pipeline(20, 0.0, 100.0, |i| if i < 10 { 100.0 } else { 0.0 });
         let states = states(&points);
         // Caught up while the producer produces: ok, not idle.
         assert_eq!(states[9], LagState::Ok, "{states:?}");
@@ -380,7 +386,7 @@ mod tests {
     #[test]
     fn restart_never_claims_growth_from_short_history() {
         // A long steady growth, but the exporter only saw the last few samples.
-        let points = pipeline(200, 100.0, |_| 60.0);
+        let points = pipeline(200, 0.0, 100.0, |_| 60.0);
         let after_restart = &points[190..];
         for n in 1..=after_restart.len() {
             assert_ne!(
@@ -392,7 +398,7 @@ mod tests {
 
     #[test]
     fn rates_and_eta() {
-        let points = pipeline(10, 100.0, |_| 150.0);
+        let points = pipeline(10, 0.0, 100.0, |_| 150.0);
         let (consume, produce) = rates(&points, Duration::from_secs(60)).unwrap_or((None, 0.0));
         assert!((produce - 100.0 / STEP).abs() < 1e-9);
         assert!(consume.is_some_and(|c| c > 0.0));
