@@ -217,3 +217,83 @@ async fn requests_per_cycle_do_not_grow_with_partitions() -> anyhow::Result<()> 
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_consumer_stopping_shows_as_stalled_through_metrics() -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+
+    let broker = KafkaBroker::start()?;
+    broker.create_topic("payment-processed", 2)?;
+    let exporter = Exporter::from_toml(&config(&broker, ""))?;
+    let served = common::Served::start(&exporter).await?;
+
+    let producing = Arc::new(AtomicBool::new(true));
+    let consuming = Arc::new(AtomicBool::new(true));
+    let producer = {
+        let producing = Arc::clone(&producing);
+        let producer = broker.producer()?;
+        std::thread::spawn(move || -> anyhow::Result<()> {
+            while producing.load(Ordering::Relaxed) {
+                for p in 0..2 {
+                    producer.send("payment-processed", p, 10)?;
+                }
+                producer.flush()?;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Ok(())
+        })
+    };
+    let consumer: BaseConsumer = broker.consumer_config("shipping").create()?;
+    consumer.subscribe(&["payment-processed"])?;
+    let consumer = {
+        let consuming = Arc::clone(&consuming);
+        std::thread::spawn(move || {
+            while consuming.load(Ordering::Relaxed) {
+                if let Some(Err(error)) = consumer.poll(Duration::from_millis(100)) {
+                    eprintln!("consumer: {error}");
+                }
+            }
+            // Leaving without a final commit: what a crashed consumer looks like.
+        })
+    };
+
+    let state = |body: &str, s: &str| {
+        common::series_value(
+            body,
+            &format!(
+                "surge_kafka_group_topic_lag_state{{cluster=\"local\",group=\"shipping\",topic=\"payment-processed\",state=\"{s}\"}}"
+            ),
+        )
+    };
+    let consume_rate = "surge_kafka_group_topic_consume_rate{cluster=\"local\",group=\"shipping\",topic=\"payment-processed\"}";
+    served.wait_for("consumer keeping up", Duration::from_secs(30), |b| {
+        state(b, "ok") == Some(1.0)
+            && common::series_value(b, consume_rate).is_some_and(|r| r > 0.0)
+    })?;
+
+    consuming.store(false, Ordering::Relaxed);
+    consumer
+        .join()
+        .map_err(|_| anyhow::anyhow!("consumer thread panicked"))?;
+    let body = served.wait_for("stall reported", Duration::from_secs(30), |b| {
+        state(b, "stalled") == Some(1.0)
+    })?;
+    let lag = common::series_value(
+        &body,
+        "surge_kafka_group_topic_lag{cluster=\"local\",group=\"shipping\",topic=\"payment-processed\"}",
+    );
+    assert!(lag.is_some_and(|l| l > 0.0), "{lag:?}");
+    let seconds = common::series_value(
+        &body,
+        "surge_kafka_group_topic_lag_seconds{cluster=\"local\",group=\"shipping\",topic=\"payment-processed\"}",
+    );
+    assert!(seconds.is_some_and(|s| s >= 1.0), "time lag {seconds:?}");
+    producing.store(false, Ordering::Relaxed);
+    producer
+        .join()
+        .map_err(|_| anyhow::anyhow!("producer thread panicked"))??;
+    Ok(())
+}

@@ -303,12 +303,14 @@ impl ClusterTarget {
         let mut state = lock(&self.state);
         let state = &mut *state;
         if state.handle.is_none() {
-            state.handle = Some(AdminHandle::new(&self.properties).map_err(|e| anyhow!(e))?);
+            state.handle =
+                Some(AdminHandle::new(&self.properties, section.timeout).map_err(|e| anyhow!(e))?);
         }
         let Some(handle) = state.handle.as_ref() else {
             return Err(anyhow!("no Kafka client"));
         };
         handle.poll_main();
+        handle.begin_cycle();
 
         let discover = state
             .discovered_at
@@ -360,7 +362,7 @@ impl ClusterTarget {
         let requests_main = handle.requests();
 
         if discover {
-            self.describe(state, &group_names, deadline);
+            self.describe(state, &group_names, deadline, section.timeout);
             state.discovered_at = Some(Instant::now());
         }
         let mut requests = requests_main;
@@ -384,12 +386,18 @@ impl ClusterTarget {
 
     /// Describe groups on the second handle; on failure every group's state is unknown and
     /// the error is counted per group.
-    fn describe(&self, state: &mut ClusterState, groups: &[String], deadline: Instant) {
+    fn describe(
+        &self,
+        state: &mut ClusterState,
+        groups: &[String],
+        deadline: Instant,
+        timeout: Duration,
+    ) {
         if groups.is_empty() {
             return;
         }
         if state.describer.is_none() {
-            match AdminHandle::new(&self.properties) {
+            match AdminHandle::new(&self.properties, timeout) {
                 Ok(h) => state.describer = Some(h),
                 Err(error) => {
                     tracing::warn!(cluster = %self.name, %error, "cannot create describe client");
@@ -400,6 +408,7 @@ impl ClusterTarget {
         let Some(describer) = &state.describer else {
             return;
         };
+        describer.begin_cycle();
         match describer.describe_groups(groups, deadline) {
             Ok(descriptions) => {
                 if state.describe_failing {

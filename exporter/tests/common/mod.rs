@@ -81,3 +81,75 @@ impl Exporter {
         self.store.encode_prometheus_text().unwrap_or_default()
     }
 }
+
+/// The exporter served over HTTP on a free loopback port, collecting in the background.
+pub struct Served {
+    pub addr: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _collectors: tokio::task::JoinSet<()>,
+}
+
+impl Served {
+    pub async fn start(exporter: &Exporter) -> anyhow::Result<Served> {
+        let collectors = surge_exporter::schedule::spawn_all(
+            exporter.sources.clone(),
+            Arc::clone(&exporter.store),
+        );
+        let addr = format!("127.0.0.1:{}", surge_harness::free_port()?);
+        let listener = surge_exporter::server::bind(addr.parse()?)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(surge_exporter::server::serve(
+            listener,
+            Arc::clone(&exporter.store),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        Ok(Served {
+            addr,
+            stop: Some(stop),
+            _collectors: collectors,
+        })
+    }
+
+    pub fn scrape(&self) -> anyhow::Result<String> {
+        let (status, _, body) = surge_harness::http::get(&self.addr, "/metrics", None)?;
+        anyhow::ensure!(status == 200, "scrape answered {status}");
+        Ok(body)
+    }
+
+    /// Scrape until `check` holds (blocking the calling worker thread meanwhile).
+    pub fn wait_for(
+        &self,
+        what: &str,
+        timeout: std::time::Duration,
+        check: impl Fn(&str) -> bool,
+    ) -> anyhow::Result<String> {
+        let mut last = String::new();
+        let result = tokio::task::block_in_place(|| {
+            surge_harness::wait_until(what, timeout, std::time::Duration::from_millis(200), || {
+                last = self.scrape()?;
+                Ok(check(&last))
+            })
+        });
+        result.map_err(|e| anyhow::anyhow!("{e:#}\nlast scrape:\n{last}"))?;
+        Ok(last)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The value of the series whose text (name and labels, as written) is `series`.
+pub fn series_value(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}

@@ -248,15 +248,39 @@ pub struct AdminHandle {
     // Declared first so it is destroyed before the client it belongs to.
     queue: Queue,
     consumer: BaseConsumer<HandleContext>,
+    /// Admin-level timeout, kept longer than the socket timeout (see `new`).
+    request_timeout: Duration,
+    /// Tags this cycle's requests, so a late answer from an earlier cycle is ignored.
+    cycle: std::sync::atomic::AtomicUsize,
 }
 
 impl AdminHandle {
     /// Create the handle from librdkafka properties (`bootstrap.servers`, security, ...).
-    pub fn new(properties: &BTreeMap<String, String>) -> Result<Self, String> {
+    ///
+    /// Timeouts: librdkafka 2.12 asserts (`rd_kafka_enq_once_del_source_return`) when a
+    /// coordinator request's admin timeout fires and the broker connection then dies with
+    /// the request still queued. So the admin timeout is kept well above `socket.timeout.ms`:
+    /// the socket always fails a request first. Cycles do not wait that long — they stop at
+    /// their own deadline and ignore answers that arrive later (see `begin_cycle`).
+    pub fn new(
+        properties: &BTreeMap<String, String>,
+        cycle_timeout: Duration,
+    ) -> Result<Self, String> {
         let mut config = ClientConfig::new();
         for (key, value) in properties {
             config.set(key, value);
         }
+        let socket_timeout = match properties
+            .get("socket.timeout.ms")
+            .and_then(|v| v.parse().ok())
+        {
+            Some(ms) => Duration::from_millis(ms),
+            None => {
+                let t = (cycle_timeout * 3).clamp(Duration::from_secs(10), Duration::from_secs(60));
+                config.set("socket.timeout.ms", t.as_millis().to_string());
+                t
+            }
+        };
         // Request counters come from statistics; once a second is cheap (no toppars here).
         config.set("statistics.interval.ms", "1000");
         config.set_log_level(RDKafkaLogLevel::Warning);
@@ -272,7 +296,24 @@ impl AdminHandle {
         Ok(AdminHandle {
             queue: Queue(queue),
             consumer,
+            request_timeout: socket_timeout * 2 + Duration::from_secs(10),
+            cycle: std::sync::atomic::AtomicUsize::new(0),
         })
+    }
+
+    /// Start a new cycle: answers to earlier cycles' requests will be dropped when they arrive.
+    pub fn begin_cycle(&self) {
+        self.cycle
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Opaque tag for request `index` of the current cycle.
+    fn tag(&self, index: usize) -> usize {
+        (self.cycle.load(std::sync::atomic::Ordering::Relaxed) << 8) | (index & 0xff)
+    }
+
+    fn is_current(&self, tag: usize) -> bool {
+        tag >> 8 == self.tag(0) >> 8
     }
 
     /// Serve librdkafka's main queue: delivers statistics and logs. Call once per cycle.
@@ -303,16 +344,9 @@ impl AdminHandle {
             .collect())
     }
 
-    fn options(
-        &self,
-        api: rd::rd_kafka_admin_op_t,
-        deadline: Instant,
-        tag: usize,
-    ) -> Result<Options, String> {
-        let timeout_ms = deadline
-            .saturating_duration_since(Instant::now())
-            .as_millis()
-            .clamp(1, i32::MAX as u128) as i32;
+    fn options(&self, api: rd::rd_kafka_admin_op_t, index: usize) -> Result<Options, String> {
+        let timeout_ms = self.request_timeout.as_millis().clamp(1, i32::MAX as u128) as i32;
+        let tag = self.tag(index);
         // SAFETY: valid client pointer; the options are owned by the returned guard.
         unsafe {
             let options = Options(rd::rd_kafka_AdminOptions_new(
@@ -371,7 +405,8 @@ impl AdminHandle {
                 continue;
             }
             let event = Event(event);
-            if event.kind() == kind {
+            // Answers to an earlier cycle (it gave up waiting) are dropped here.
+            if event.kind() == kind && self.is_current(event.opaque()) {
                 events.push(event);
             }
         }
@@ -400,11 +435,8 @@ impl AdminHandle {
                 list.add_partition_offset(topic, *partition, offset)
                     .map_err(|e| format!("ListOffsets input: {e}"))?;
             }
-            let options = self.options(
-                rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_LISTOFFSETS,
-                deadline,
-                tag,
-            )?;
+            let options =
+                self.options(rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_LISTOFFSETS, tag)?;
             // SAFETY: valid client, list, options and queue; librdkafka copies the list and
             // the options, so both may be dropped after the call.
             unsafe {
@@ -424,7 +456,7 @@ impl AdminHandle {
             if let Some(error) = event.error() {
                 return Err(format!("ListOffsets: {error}"));
             }
-            let Some(slot) = out.get_mut(event.opaque()) else {
+            let Some(slot) = out.get_mut(event.opaque() & 0xff) else {
                 continue;
             };
             // SAFETY: valid event of the right type; every pointer read lives as long as it.
@@ -465,7 +497,6 @@ impl AdminHandle {
             };
             let options = match self.options(
                 rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS,
-                deadline,
                 0,
             ) {
                 Ok(o) => o,
@@ -542,7 +573,6 @@ impl AdminHandle {
     pub fn list_groups(&self, deadline: Instant) -> Result<Vec<GroupListing>, String> {
         let options = self.options(
             rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPS,
-            deadline,
             0,
         )?;
         // SAFETY: valid client, options and queue.
@@ -602,7 +632,6 @@ impl AdminHandle {
             names.iter().map(|n| n.as_ptr()).collect();
         let options = self.options(
             rd::rd_kafka_admin_op_t::RD_KAFKA_ADMIN_OP_DESCRIBECONSUMERGROUPS,
-            deadline,
             0,
         )?;
         // SAFETY: `pointers` and `names` outlive the call; librdkafka copies the names.

@@ -1,0 +1,107 @@
+//! The Kafka broker goes away mid-run: only the Kafka source is down, PostgreSQL series stay,
+//! and when the broker returns the exporter recovers without a restart.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use surge_exporter::config::Config;
+use surge_exporter::store::Store;
+use surge_harness::kafka::KafkaBroker;
+use surge_harness::postgres::MONITOR_PASSWORD;
+use surge_harness::{PgCluster, free_port, wait_until};
+
+fn scrape(addr: &str) -> anyhow::Result<String> {
+    let (status, _, body) = surge_harness::http::get(addr, "/metrics", None)?;
+    anyhow::ensure!(status == 200, "scrape answered {status}");
+    Ok(body)
+}
+
+fn up(body: &str, source: &str, target: &str) -> Option<bool> {
+    let prefix = format!("surge_source_up{{source=\"{source}\",target=\"{target}\"}} ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map(|v| v.trim() == "1" || v.trim() == "1.0")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_outage_downs_only_kafka_and_recovers() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cluster = PgCluster::start(1)?;
+    let mut broker = KafkaBroker::start()?;
+    broker.create_topic("order-placed", 2)?;
+    let producer = broker.producer()?;
+    producer.send("order-placed", 0, 40)?;
+    producer.send("order-placed", 1, 60)?;
+    producer.flush()?;
+    broker.commit("payment", "order-placed", &[(0, 30), (1, 60)])?;
+    let password_file = dir.path().join("password");
+    std::fs::write(&password_file, MONITOR_PASSWORD)?;
+
+    let config = Config::parse(&format!(
+        "[postgres]\ninterval = \"500ms\"\ntimeout = \"400ms\"\n\
+         [[postgres.targets]]\nname = \"primary\"\ndsn = \"{}\"\npassword_file = \"{pw}\"\n\
+         [[postgres.targets]]\nname = \"replica1\"\ndsn = \"{}\"\npassword_file = \"{pw}\"\n\
+         [kafka]\ninterval = \"1s\"\ntimeout = \"1s\"\ndiscovery_interval = \"1s\"\n\
+         [[kafka.clusters]]\nname = \"shop\"\nbootstrap_servers = \"{}\"\n",
+        cluster.monitor_dsn("primary")?,
+        cluster.monitor_dsn("replica1")?,
+        broker.bootstrap(),
+        pw = password_file.display(),
+    ))?;
+    let store = Store::new();
+    let _collectors = surge_exporter::schedule::spawn_all(
+        surge_exporter::sources::build(&config)?,
+        Arc::clone(&store),
+    );
+    let addr = format!("127.0.0.1:{}", free_port()?);
+    let listener = surge_exporter::server::bind(addr.parse()?)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    tokio::spawn(surge_exporter::server::serve(
+        listener,
+        Arc::clone(&store),
+        std::future::pending(),
+    ));
+
+    let lag =
+        "surge_kafka_group_topic_lag{cluster=\"shop\",group=\"payment\",topic=\"order-placed\"} 10";
+    let wait = |what: &str, check: &dyn Fn(&str) -> bool| {
+        tokio::task::block_in_place(|| {
+            wait_until(
+                what,
+                Duration::from_secs(20),
+                Duration::from_millis(200),
+                || Ok(scrape(&addr).map(|b| check(&b)).unwrap_or(false)),
+            )
+        })
+    };
+    wait("everything up", &|b| {
+        up(b, "kafka", "shop") == Some(true)
+            && up(b, "postgres", "primary") == Some(true)
+            && b.contains(lag)
+    })?;
+
+    broker.stop();
+    wait("kafka down, postgres up", &|b| {
+        up(b, "kafka", "shop") == Some(false)
+            && up(b, "postgres", "primary") == Some(true)
+            && up(b, "postgres", "replica1") == Some(true)
+    })?;
+    let body = scrape(&addr)?;
+    assert!(
+        body.contains(
+            "surge_postgres_replica_streaming{target=\"primary\",replica=\"replica1\"} 1"
+        ),
+        "{body}"
+    );
+    assert!(
+        !body.contains("surge_kafka_group_topic_lag{"),
+        "no stale lag from a down broker:\n{body}"
+    );
+
+    broker.restart()?;
+    wait("kafka recovered", &|b| {
+        up(b, "kafka", "shop") == Some(true) && b.contains(lag)
+    })?;
+    Ok(())
+}
