@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::store::Store;
+use crate::store::{Format, Store};
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -43,11 +43,12 @@ pub fn wants_openmetrics(headers: &HeaderMap) -> bool {
 }
 
 async fn metrics(State(store): State<Arc<Store>>, headers: HeaderMap) -> Response {
-    let (body, content_type) = if wants_openmetrics(&headers) {
-        (store.encode_openmetrics(), OPENMETRICS)
+    let (format, content_type) = if wants_openmetrics(&headers) {
+        (Format::OpenMetrics, OPENMETRICS)
     } else {
-        (store.encode_prometheus_text(), PROMETHEUS_TEXT)
+        (Format::PrometheusText, PROMETHEUS_TEXT)
     };
+    let body = store.exposition(format);
     match body {
         Ok(body) => ([(header::CONTENT_TYPE, content_type)], body).into_response(),
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n").into_response(),

@@ -4,7 +4,8 @@
 //! waits on a source: it copies `Arc`s under a short read lock and encodes outside it.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::collector::Collector;
@@ -14,7 +15,9 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::source::{Family, Kind, Labels, Sample};
-use crate::sync::{read, write};
+use crate::sync::{lock, read, write};
+
+use bytes::Bytes;
 
 pub static SOURCE_UP: Family = Family::gauge(
     "surge_source_up",
@@ -70,10 +73,24 @@ pub struct TargetState {
     pub last_error: Option<String>,
 }
 
+/// Exposition formats `/metrics` can answer in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Prometheus text format 0.0.4.
+    PrometheusText,
+    /// OpenMetrics text 1.0.0.
+    OpenMetrics,
+}
+
 /// Shared, cheaply readable store of the latest results.
 #[derive(Debug, Default)]
 pub struct Store {
     targets: RwLock<BTreeMap<(String, String), TargetState>>,
+    /// Bumped by every `record`, so an encoded exposition knows when it is stale.
+    generation: AtomicU64,
+    /// The last encoding per format: scrapes between two collections reuse it, so scrape
+    /// cost does not grow with the number of scrapers.
+    encoded: Mutex<[Option<(u64, Bytes)>; 2]>,
 }
 
 impl Store {
@@ -90,6 +107,7 @@ impl Store {
         duration: Duration,
     ) {
         let mut targets = write(&self.targets);
+        self.generation.fetch_add(1, Ordering::AcqRel);
         let state = targets
             .entry((source.to_string(), target.to_string()))
             .or_default();
@@ -125,6 +143,34 @@ impl Store {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
+    }
+
+    /// The exposition in `format`, encoded at most once per change of the store.
+    pub fn exposition(self: &Arc<Self>, format: Format) -> Result<Bytes, std::fmt::Error> {
+        let slot = match format {
+            Format::PrometheusText => 0,
+            Format::OpenMetrics => 1,
+        };
+        // Read before encoding: a record racing with us makes the cached text look older
+        // than it is, which only costs one extra encoding later.
+        let generation = self.generation.load(Ordering::Acquire);
+        if let Some((cached, text)) = &lock(&self.encoded)[slot]
+            && *cached == generation
+        {
+            return Ok(text.clone());
+        }
+        let text = Bytes::from(match format {
+            Format::PrometheusText => self.encode_prometheus_text()?,
+            Format::OpenMetrics => self.encode_openmetrics()?,
+        });
+        let mut encoded = lock(&self.encoded);
+        if encoded[slot]
+            .as_ref()
+            .is_none_or(|(cached, _)| *cached < generation)
+        {
+            encoded[slot] = Some((generation, text.clone()));
+        }
+        Ok(text)
     }
 
     /// Encode everything in the Prometheus text format (0.0.4).
@@ -331,6 +377,20 @@ mod tests {
         let om = store.encode_openmetrics().expect("encode");
         assert!(om.ends_with("# EOF\n"), "{om}");
         assert!(om.contains("# UNIT surge_test_lag_bytes bytes"), "{om}");
+    }
+
+    #[test]
+    fn encoding_is_cached_until_the_next_record() {
+        let store = Store::new();
+        store.record("pg", "a", Ok(vec![sample("a", 1.0)]), Duration::ZERO);
+        let first = store.exposition(Format::PrometheusText).expect("encode");
+        let again = store.exposition(Format::PrometheusText).expect("encode");
+        assert_eq!(first.as_ptr(), again.as_ptr(), "second scrape re-encoded");
+        store.record("pg", "a", Ok(vec![sample("a", 2.0)]), Duration::ZERO);
+        let fresh = store.exposition(Format::PrometheusText).expect("encode");
+        assert!(String::from_utf8_lossy(&fresh).contains("target=\"a\"} 2"));
+        let om = store.exposition(Format::OpenMetrics).expect("encode");
+        assert!(om.ends_with(b"# EOF\n"));
     }
 
     #[test]

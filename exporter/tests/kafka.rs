@@ -119,6 +119,49 @@ async fn exact_lag_missing_commits_and_degraded_group_state() -> anyhow::Result<
     );
     assert!(errors.is_some_and(|e| e >= 1.0), "{errors:?}");
     assert_eq!(exporter.up("kafka", "local"), Some(true));
+
+    // Cardinality control: per-partition series off, per-topic and per-group ones stay.
+    let lean = Exporter::from_toml(&config(&broker, "partition_metrics = false"))?;
+    assert!(lean.cycle().await);
+    assert_eq!(
+        lean.value(
+            "surge_kafka_group_lag",
+            &lag_labels("payment", "order-placed", "0")
+        ),
+        None
+    );
+    assert_eq!(
+        lean.value(
+            "surge_kafka_partition_log_end_offset",
+            &[("topic", "order-placed"), ("partition", "0")]
+        ),
+        None
+    );
+    assert_eq!(
+        lean.value(
+            "surge_kafka_group_topic_lag",
+            &[("group", "payment"), ("topic", "order-placed")]
+        ),
+        Some(60.0)
+    );
+
+    // Opt-in: a never-committed partition counts everything retained as lag.
+    let from_start = Exporter::from_toml(&config(&broker, "uncommitted = \"log_start\""))?;
+    assert!(from_start.cycle().await);
+    assert_eq!(
+        from_start.value(
+            "surge_kafka_group_lag",
+            &lag_labels("payment", "order-placed", "2")
+        ),
+        Some(90.0)
+    );
+    assert_eq!(
+        from_start.value(
+            "surge_kafka_group_topic_lag",
+            &[("group", "payment"), ("topic", "order-placed")]
+        ),
+        Some(150.0)
+    );
     Ok(())
 }
 
@@ -248,6 +291,12 @@ async fn live_consumer_stopping_shows_as_stalled_through_metrics() -> anyhow::Re
     };
     let consumer: BaseConsumer = broker.consumer_config("shipping").create()?;
     consumer.subscribe(&["payment-processed"])?;
+    // A member of a group that never commits (auto-commit off): known, but no lag series.
+    let auditor: BaseConsumer = broker
+        .consumer_config("audit")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    auditor.subscribe(&["payment-processed"])?;
     let consumer = {
         let consuming = Arc::clone(&consuming);
         std::thread::spawn(move || {
@@ -255,6 +304,7 @@ async fn live_consumer_stopping_shows_as_stalled_through_metrics() -> anyhow::Re
                 if let Some(Err(error)) = consumer.poll(Duration::from_millis(100)) {
                     eprintln!("consumer: {error}");
                 }
+                let _ = auditor.poll(Duration::ZERO);
             }
             // Leaving without a final commit: what a crashed consumer looks like.
         })
@@ -269,10 +319,24 @@ async fn live_consumer_stopping_shows_as_stalled_through_metrics() -> anyhow::Re
         )
     };
     let consume_rate = "surge_kafka_group_topic_consume_rate{cluster=\"local\",group=\"shipping\",topic=\"payment-processed\"}";
-    served.wait_for("consumer keeping up", Duration::from_secs(30), |b| {
+    let body = served.wait_for("consumer keeping up", Duration::from_secs(30), |b| {
         state(b, "ok") == Some(1.0)
             && common::series_value(b, consume_rate).is_some_and(|r| r > 0.0)
     })?;
+    // This broker cannot describe groups: the live group's state is Unknown and its member
+    // count absent (the degraded path), while its lag is exported.
+    let group_state = |g: &str, s: &str| {
+        common::series_value(
+            &body,
+            &format!("surge_kafka_group_state{{cluster=\"local\",group=\"{g}\",state=\"{s}\"}}"),
+        )
+    };
+    assert_eq!(group_state("shipping", "Unknown"), Some(1.0), "{body}");
+    assert!(!body.contains("surge_kafka_group_members{"), "{body}");
+    // A group that joined but never committed: listed, state known as Unknown, no lag
+    // series (never -1).
+    assert_eq!(group_state("audit", "Unknown"), Some(1.0), "{body}");
+    assert!(!body.contains("group=\"audit\",topic="), "{body}");
 
     consuming.store(false, Ordering::Relaxed);
     consumer

@@ -283,6 +283,10 @@ impl AdminHandle {
         };
         // Request counters come from statistics; once a second is cheap (no toppars here).
         config.set("statistics.interval.ms", "1000");
+        // KIP-714 client telemetry would add requests of its own to every cycle.
+        if !properties.contains_key("enable.metrics.push") {
+            config.set("enable.metrics.push", "false");
+        }
         config.set_log_level(RDKafkaLogLevel::Warning);
         let consumer: BaseConsumer<HandleContext> = config
             .create_with_context(HandleContext::default())
@@ -318,8 +322,22 @@ impl AdminHandle {
 
     /// Serve librdkafka's main queue: delivers statistics and logs. Call once per cycle.
     pub fn poll_main(&self) {
-        // Without a subscription there are no messages, only callbacks.
-        while self.consumer.poll(Duration::ZERO).is_some() {}
+        // rdkafka's poll returns after each consumed callback event when the timeout is zero,
+        // so poll as many times as events are waiting (statistics arrive every second).
+        // SAFETY: valid client; the main-queue reference is released right away.
+        let pending = unsafe {
+            let main = rd::rd_kafka_queue_get_main(self.consumer.client().native_ptr());
+            if main.is_null() {
+                0
+            } else {
+                let n = rd::rd_kafka_queue_length(main);
+                rd::rd_kafka_queue_destroy(main);
+                n
+            }
+        };
+        for _ in 0..pending.min(100_000) {
+            let _ = self.consumer.poll(Duration::ZERO);
+        }
     }
 
     /// API name → requests sent so far (as of the latest statistics, at most a second old).

@@ -1,0 +1,193 @@
+//! Kafka lag at scale on the local broker (tansu, SQLite storage): 100 topics × 50
+//! partitions, 200 groups each committed on one topic's 50 partitions (10,000
+//! group-partitions). Runs the release `surge-exporter` binary and reports collection cycle
+//! time, Kafka requests per cycle, `/metrics` latency and RSS.
+//!
+//! Run with `exporter/benches/run-kafka-benchmark`, or
+//! `cargo bench -p surge-exporter --bench kafka_scale`.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use surge_harness::kafka::KafkaBroker;
+use surge_harness::{ServerProcess, free_port, wait_until};
+
+const TOPICS: usize = 100;
+const PARTITIONS: i32 = 50;
+const GROUPS: usize = 200;
+const RECORDS_PER_PARTITION: usize = 20;
+const SCRAPES: usize = 200;
+
+fn series(body: &str, prefix: &str) -> Vec<(String, f64)> {
+    body.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            Some((name.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+fn requests(body: &str) -> BTreeMap<String, f64> {
+    series(body, "surge_kafka_requests_total{")
+        .into_iter()
+        .filter_map(|(name, v)| {
+            let api = name.split("api=\"").nth(1)?.split('"').next()?.to_string();
+            Some((api, v))
+        })
+        .collect()
+}
+
+fn status_kib(pid: u32, field: &str) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .ok_or_else(|| anyhow::anyhow!("no {field}"))
+}
+
+fn main() -> anyhow::Result<()> {
+    let setup = Instant::now();
+    let broker = KafkaBroker::start()?;
+    let topics: Vec<String> = (0..TOPICS).map(|i| format!("orders-{i:03}")).collect();
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    for chunk in names.chunks(20) {
+        broker.create_topics(chunk, PARTITIONS)?;
+    }
+    let producer = broker.producer()?;
+    for topic in &topics {
+        for p in 0..PARTITIONS {
+            producer.send(topic, p, RECORDS_PER_PARTITION)?;
+        }
+    }
+    producer.flush()?;
+    for g in 0..GROUPS {
+        let topic = &topics[g % TOPICS];
+        let offsets: Vec<(i32, i64)> = (0..PARTITIONS)
+            .map(|p| (p, (g % RECORDS_PER_PARTITION) as i64))
+            .collect();
+        broker.commit(&format!("group-{g:03}"), topic, &offsets)?;
+    }
+    eprintln!("setup: {:.1} s", setup.elapsed().as_secs_f64());
+
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("surge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[kafka]\ninterval = \"5s\"\ntimeout = \"5s\"\ndiscovery_interval = \"30s\"\n\
+             [[kafka.clusters]]\nname = \"local\"\nbootstrap_servers = \"{}\"\n",
+            broker.bootstrap()
+        ),
+    )?;
+    let addr = format!("127.0.0.1:{}", free_port()?);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_surge-exporter"));
+    cmd.arg("--config").arg(&config).arg("--listen").arg(&addr);
+    let exporter = ServerProcess::spawn("surge-exporter", cmd, &dir.path().join("surge.log"))?;
+    let pid = exporter.pid().unwrap_or(0);
+    let scrape = || surge_harness::http::get(&addr, "/metrics", None).map(|r| r.2);
+
+    // Wait for a full first cycle, then watch several cycles (the first is a discovery cycle).
+    wait_until(
+        "first cycle",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || {
+            Ok(scrape()
+                .map(|b| b.contains("surge_kafka_group_topic_lag{"))
+                .unwrap_or(false))
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("{e:#}\n{}", exporter.log_tail(3000)))?;
+    let mut durations = Vec::new();
+    let mut snapshots = Vec::new();
+    let mut last_success = 0.0;
+    let watch_until = Instant::now() + Duration::from_secs(62);
+    while Instant::now() < watch_until {
+        let body = scrape()?;
+        let success = series(
+            &body,
+            "surge_source_last_success_timestamp_seconds{source=\"kafka\"",
+        )
+        .first()
+        .map_or(0.0, |(_, v)| *v);
+        if success != last_success {
+            last_success = success;
+            if let Some((_, d)) = series(
+                &body,
+                "surge_source_collect_duration_seconds{source=\"kafka\"",
+            )
+            .first()
+            {
+                durations.push(*d);
+            }
+            snapshots.push((Instant::now(), requests(&body)));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let body = scrape()?;
+    let up = body.contains("surge_source_up{source=\"kafka\",target=\"local\"} 1");
+    let group_partitions = series(&body, "surge_kafka_group_lag{").len();
+    let total_series = body.lines().filter(|l| !l.starts_with('#')).count();
+
+    let mut latencies = Vec::with_capacity(SCRAPES);
+    for _ in 0..SCRAPES {
+        let t = Instant::now();
+        let len = scrape()?.len();
+        latencies.push(t.elapsed());
+        anyhow::ensure!(len > 0);
+    }
+    latencies.sort();
+    let median = latencies[SCRAPES / 2];
+    let p99 = latencies[SCRAPES * 99 / 100];
+    let rss = status_kib(pid, "VmRSS:")? / 1024.0;
+    let hwm = status_kib(pid, "VmHWM:")? / 1024.0;
+
+    println!("| quantity | value |\n|---|---|");
+    println!(
+        "| topics × partitions | {TOPICS} × {PARTITIONS} = {} |",
+        TOPICS * PARTITIONS as usize
+    );
+    println!("| groups / group-partition lag series | {GROUPS} / {group_partitions} |");
+    println!(
+        "| series on /metrics | {total_series} (body {} KiB) |",
+        body.len() / 1024
+    );
+    println!("| source up | {up} |");
+    let cycles: Vec<String> = durations.iter().map(|d| format!("{d:.2}")).collect();
+    println!(
+        "| collection cycle, s (each cycle seen, first = discovery) | {} |",
+        cycles.join(", ")
+    );
+    if snapshots.len() >= 3 {
+        // Request counters come from librdkafka statistics (up to 1 s stale): take deltas
+        // over several cycles, skipping the first.
+        let (first, last) = (&snapshots[1].1, &snapshots[snapshots.len() - 1].1);
+        let cycles = (snapshots.len() - 2) as f64;
+        let mut per_api = Vec::new();
+        let mut total = 0.0;
+        for (api, end) in last {
+            let delta = end - first.get(api).copied().unwrap_or(0.0);
+            if delta > 0.0 {
+                per_api.push(format!("{api} {:.1}", delta / cycles));
+                total += delta;
+            }
+        }
+        println!(
+            "| Kafka requests per cycle (mean over {cycles} cycles) | {:.1}: {} |",
+            total / cycles,
+            per_api.join(", ")
+        );
+    }
+    println!(
+        "| /metrics median / p99 | {:.2} ms / {:.2} ms |",
+        median.as_secs_f64() * 1000.0,
+        p99.as_secs_f64() * 1000.0
+    );
+    println!("| RSS (end / peak) | {rss:.1} MiB / {hwm:.1} MiB |");
+    drop(exporter);
+    Ok(())
+}
