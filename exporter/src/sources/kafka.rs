@@ -706,11 +706,17 @@ fn build_samples(
             }
         }
     }
-    state
-        .group_topic_history
-        .retain(|k, _| seen_group_topics.contains(k));
-    state.clamped.retain(|k, _| seen_group_topics.contains(k));
+    // Forget groups and topics that are gone; a group whose OffsetFetch failed this cycle
+    // keeps its history, so one failed request does not reset its trend.
     let groups: HashSet<&String> = state.groups.keys().collect();
+    let alive = |(g, t): &(String, String)| {
+        seen_group_topics.contains(&(g.clone(), t.clone()))
+            || (groups.contains(g)
+                && state.topics.contains_key(t)
+                && matches!(inputs.committed.get(g), Some(Err(_))))
+    };
+    state.group_topic_history.retain(|k, _| alive(k));
+    state.clamped.retain(|k, _| alive(k));
     state.group_errors.retain(|(g, _), _| groups.contains(g));
     let mut errors: Vec<_> = state.group_errors.iter().collect();
     errors.sort();
