@@ -70,7 +70,10 @@ fn main() -> anyhow::Result<()> {
     let config_path = dir.path().join("surge.toml");
     std::fs::write(&config_path, config)?;
     let surge_addr = format!("127.0.0.1:{}", free_port()?);
-    let mut surge_cmd = Command::new(env!("CARGO_BIN_EXE_surge-exporter"));
+    // SURGE_EXPORTER_BIN measures another build (e.g. --no-default-features) the same way.
+    let surge_bin = std::env::var("SURGE_EXPORTER_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_surge-exporter").into());
+    let mut surge_cmd = Command::new(surge_bin);
     surge_cmd
         .arg("--config")
         .arg(&config_path)
