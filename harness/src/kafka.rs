@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crate::ports::free_port;
 use crate::process::ServerProcess;
 use crate::wait::wait_until;
+use crate::workdir::Workdir;
 
 /// The tansu binary: `$SURGE_TANSU`, else `tansu` on PATH, else `~/.cargo/bin/tansu`.
 pub fn tansu_binary() -> anyhow::Result<PathBuf> {
@@ -47,19 +48,32 @@ pub struct KafkaBroker {
     port: u16,
     process: Option<ServerProcess>,
     // Declared last: removed after the broker stopped.
-    dir: tempfile::TempDir,
+    dir: Workdir,
 }
 
 impl KafkaBroker {
     pub fn start() -> anyhow::Result<Self> {
-        let dir = tempfile::Builder::new().prefix("surge-kafka-").tempdir()?;
+        Self::start_in(Workdir::temp("surge-kafka-")?, free_port()?)
+    }
+
+    /// Start on `port` with its data in `dir`.
+    pub fn start_in(dir: Workdir, port: u16) -> anyhow::Result<Self> {
         let mut broker = KafkaBroker {
-            port: free_port()?,
+            port,
             process: None,
             dir,
         };
         broker.restart()?;
         Ok(broker)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Pid of the broker process, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().and_then(ServerProcess::pid)
     }
 
     /// `127.0.0.1:PORT`, for `bootstrap.servers`.

@@ -11,9 +11,12 @@ pub mod ports;
 pub mod postgres;
 pub mod process;
 pub mod promtool;
+pub mod servers;
 pub mod wait;
+pub mod workdir;
 
 pub use ports::free_port;
 pub use postgres::{PgCluster, PgNode};
 pub use process::ServerProcess;
 pub use wait::wait_until;
+pub use workdir::Workdir;

@@ -14,6 +14,7 @@ use anyhow::{Context, anyhow, bail};
 use crate::ports::free_port;
 use crate::process::{ServerProcess, run};
 use crate::wait::wait_until;
+use crate::workdir::Workdir;
 
 /// Role the exporter connects as: `pg_monitor` only, password-authenticated.
 pub const MONITOR_ROLE: &str = "surge_monitor";
@@ -45,16 +46,20 @@ pub struct PgCluster {
     run_as: Option<(u32, u32)>,
     nodes: Vec<PgNode>,
     // Declared last: removed after the servers above have stopped.
-    root: tempfile::TempDir,
+    root: Workdir,
 }
 
 impl PgCluster {
     /// Start a primary and `replicas` streaming replicas (`replica1`, `replica2`, ...), each
     /// with a physical replication slot of the same name and `application_name`.
     pub fn start(replicas: usize) -> anyhow::Result<PgCluster> {
+        Self::start_in(Workdir::temp("surge-pg-")?, replicas)
+    }
+
+    /// Like `start`, in `root` (which must not hold a cluster yet).
+    pub fn start_in(root: Workdir, replicas: usize) -> anyhow::Result<PgCluster> {
         let bin = bin_dir()?;
         let run_as = server_user()?;
-        let root = tempfile::Builder::new().prefix("surge-pg-").tempdir()?;
         if let Some((uid, gid)) = run_as {
             std::os::unix::fs::chown(root.path(), Some(uid), Some(gid))?;
         }
