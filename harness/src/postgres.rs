@@ -220,7 +220,7 @@ impl PgCluster {
             fsync = off\n\
             full_page_writes = off\n\
             shared_buffers = 32MB\n\
-            max_connections = 60\n\
+            max_connections = 300\n\
             wal_receiver_status_interval = 1s\n\
             logging_collector = off\n";
         append(&data_dir.join("postgresql.conf"), conf)?;

@@ -8,7 +8,11 @@
 mod model;
 mod pod_metrics;
 
-pub use model::{HPA_FAMILIES, HpaTiming, hpa_pod_state, pod_request_millis, samples, usage_map};
+pub use model::{
+    HPA_ABLE_TO_SCALE, HPA_CURRENT, HPA_DESIRED, HPA_FAMILIES, HPA_MAX, HPA_MIN, HPA_OBSERVED_CPU,
+    HPA_SCALING_LIMITED, HPA_TARGET_CPU, HpaTiming, hpa_pod_state, pod_request_millis, samples,
+    usage_map,
+};
 pub use pod_metrics::{PodMetrics, PodUsage, parse_go_duration};
 
 use std::collections::HashMap;

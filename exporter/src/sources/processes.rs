@@ -29,8 +29,7 @@ struct Workload {
     workload: String,
     request_millis: i64,
     finder: Finder,
-    /// pid → last reading, to turn cumulative CPU time into a rate.
-    last: Mutex<HashMap<i32, Reading>>,
+    sampler: Mutex<CpuSampler>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -80,7 +79,7 @@ fn workload(index: usize, w: &ProcessWorkload) -> Result<Workload, ConfigError> 
         workload: w.workload.clone(),
         request_millis,
         finder,
-        last: Mutex::new(HashMap::new()),
+        sampler: Mutex::new(CpuSampler::default()),
     })
 }
 
@@ -136,24 +135,36 @@ fn truncate(s: &str) -> String {
     s.chars().take(40).collect()
 }
 
-impl Workload {
-    fn collect(&self) -> anyhow::Result<Vec<Sample>> {
-        let replicas = find_replicas(&self.finder, &self.workload)?;
+/// Turns cumulative `/proc` CPU time into per-replica usage between two calls. Shared by the
+/// process source and the local stack's autoscaler, so both see the same numbers.
+#[derive(Debug, Default)]
+pub struct CpuSampler {
+    last: HashMap<i32, Reading>,
+}
+
+impl CpuSampler {
+    /// One sample of `replicas` (pod name, pid or `None` for a replica that is down), each
+    /// with `request_millis` of CPU requested. A replica seen for the first time has no usage
+    /// yet (like a new pod before its first metrics window).
+    pub fn sample(
+        &mut self,
+        replicas: Vec<(String, Option<i32>)>,
+        request_millis: i64,
+    ) -> Vec<PodCpu> {
         let ticks_per_second = procfs::ticks_per_second() as f64;
-        let mut last = lock(&self.last);
         let mut seen = HashMap::with_capacity(replicas.len());
         let mut pods = Vec::with_capacity(replicas.len());
         for (pod, pid) in replicas {
             let stat = pid.and_then(|pid| procfs::process::Process::new(pid).ok()?.stat().ok());
             let Some((pid, stat)) = pid.zip(stat) else {
-                // A pid file whose process is gone: a replica that is down.
+                // A replica whose process is gone: down, not idle.
                 pods.push(PodCpu {
                     pod,
                     state: PodState::Unready,
                     ready: false,
                     usage_cores: None,
                     usage_millis: None,
-                    request_millis: Some(self.request_millis),
+                    request_millis: Some(request_millis),
                 });
                 continue;
             };
@@ -162,7 +173,7 @@ impl Workload {
                 cpu_ticks: stat.utime + stat.stime,
                 at: Instant::now(),
             };
-            let usage = last.get(&pid).and_then(|prev| {
+            let usage = self.last.get(&pid).and_then(|prev| {
                 let elapsed = now.at.duration_since(prev.at).as_secs_f64();
                 (prev.start_ticks == now.start_ticks
                     && elapsed > 0.0
@@ -184,10 +195,18 @@ impl Workload {
                 usage_cores: usage,
                 // Rounded up to milli-cores like metrics-server quantities read by the HPA.
                 usage_millis: usage.map(|u| (u * 1000.0).ceil() as i64),
-                request_millis: Some(self.request_millis),
+                request_millis: Some(request_millis),
             });
         }
-        *last = seen;
+        self.last = seen;
+        pods
+    }
+}
+
+impl Workload {
+    fn collect(&self) -> anyhow::Result<Vec<Sample>> {
+        let replicas = find_replicas(&self.finder, &self.workload)?;
+        let pods = lock(&self.sampler).sample(replicas, self.request_millis);
         Ok(workload_samples(&self.namespace, &self.workload, &pods))
     }
 }

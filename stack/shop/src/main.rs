@@ -1,0 +1,79 @@
+//! `shop <service>`: run one service of the bundled shop (config from `SHOP_*` env vars).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "shop", version, about = "The bundled scaled shop's services.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Register, log in, log out (JWT + Redis revocation list).
+    Auth,
+    /// Products: reads from replicas, writes to the primary.
+    Catalog,
+    /// Place orders (outbox → order-placed) and read their status.
+    Orders,
+    /// Consume order-placed, charge, publish payment-processed.
+    Payment,
+    /// Consume payment-processed, ship.
+    Shipping,
+    /// Apply database migrations and create the Kafka topics, then exit.
+    Setup,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    use std::io::IsTerminal;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SHOP_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
+    let config = match surge_shop::config::Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("shop: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("shop: cannot start runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    use surge_shop::services::{auth, catalog, orders, payment, shipping};
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Auth => auth::run(config).await,
+            Command::Catalog => catalog::run(config).await,
+            Command::Orders => orders::run(config).await,
+            Command::Payment => payment::run(config).await,
+            Command::Shipping => shipping::run(config).await,
+            Command::Setup => {
+                surge_shop::data::migrate(&config.database_url).await?;
+                surge_shop::kafka::create_topics(config.require_kafka()?).await
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("shop: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

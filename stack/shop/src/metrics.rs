@@ -1,0 +1,158 @@
+//! Service metrics with `prometheus-client`: request count and latency histogram by route and
+//! status, plus pipeline counters for the Kafka side.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: String,
+    pub method: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MessageLabels {
+    pub topic: String,
+    /// `processed`, `duplicate`, `dead_lettered`.
+    pub outcome: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub latency: Family<RequestLabels, Histogram>,
+    pub messages: Family<MessageLabels, Counter>,
+    pub outbox_published: Counter,
+    pub outbox_backlog: Gauge,
+    pub provider_attempts: Family<MessageLabels, Counter>,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new([
+        0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.3, 0.5, 1.0, 2.5, 5.0,
+    ])
+}
+
+impl Metrics {
+    pub fn new(service: &str) -> Arc<Metrics> {
+        let mut root = Registry::with_prefix_and_labels(
+            "shop",
+            [(
+                std::borrow::Cow::Borrowed("service"),
+                std::borrow::Cow::Owned(service.to_string()),
+            )]
+            .into_iter(),
+        );
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<RequestLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let messages = Family::<MessageLabels, Counter>::default();
+        let outbox_published = Counter::default();
+        let outbox_backlog = Gauge::default();
+        let provider_attempts = Family::<MessageLabels, Counter>::default();
+        root.register(
+            "http_requests",
+            "HTTP requests answered, by route, method and status.",
+            requests.clone(),
+        );
+        root.register_with_unit(
+            "http_request_duration",
+            "Time to answer HTTP requests, by route, method and status.",
+            prometheus_client::registry::Unit::Seconds,
+            latency.clone(),
+        );
+        root.register(
+            "messages",
+            "Kafka messages handled, by topic and outcome.",
+            messages.clone(),
+        );
+        root.register(
+            "outbox_published",
+            "Outbox rows published to Kafka.",
+            outbox_published.clone(),
+        );
+        root.register(
+            "outbox_backlog",
+            "Outbox rows waiting to be published, as last seen by the relay.",
+            outbox_backlog.clone(),
+        );
+        root.register(
+            "payment_provider_attempts",
+            "Calls to the payment provider, by outcome.",
+            provider_attempts.clone(),
+        );
+        Arc::new(Metrics {
+            registry: root,
+            requests,
+            latency,
+            messages,
+            outbox_published,
+            outbox_backlog,
+            provider_attempts,
+        })
+    }
+
+    pub fn message(&self, topic: &str, outcome: &str) {
+        self.messages
+            .get_or_create(&MessageLabels {
+                topic: topic.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn render(&self) -> Response {
+        let mut out = String::new();
+        match prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            Ok(()) => (
+                [(
+                    header::CONTENT_TYPE,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                )],
+                out,
+            )
+                .into_response(),
+            Err(_) => (
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "encoding failed",
+            )
+                .into_response(),
+        }
+    }
+}
+
+/// Middleware: count and time every request by its route template (not the raw path, so
+/// ids do not explode cardinality).
+pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = request.method().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let labels = RequestLabels {
+        route,
+        method,
+        status: response.status().as_u16().to_string(),
+    };
+    metrics
+        .latency
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    metrics.requests.get_or_create(&labels).inc();
+    response
+}

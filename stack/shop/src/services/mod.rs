@@ -1,0 +1,33 @@
+//! One module per service; each `run` builds what it needs from the config and serves until
+//! SIGTERM.
+
+pub mod auth;
+pub mod catalog;
+pub mod orders;
+pub mod payment;
+pub mod shipping;
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::data::Db;
+use crate::tokens::Tokens;
+
+pub(crate) fn db(config: &Config) -> anyhow::Result<Arc<Db>> {
+    Ok(Arc::new(Db::connect(
+        &config.database_url,
+        &config.replica_urls,
+        config.pool_size,
+    )?))
+}
+
+pub(crate) async fn tokens(config: &Config) -> anyhow::Result<Arc<Tokens>> {
+    Ok(Arc::new(
+        Tokens::new(
+            config.require_jwt_secret()?,
+            config.jwt_ttl,
+            config.require_redis()?,
+        )
+        .await?,
+    ))
+}

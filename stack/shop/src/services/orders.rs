@@ -1,0 +1,226 @@
+//! orders: `POST /orders` validates synchronously, writes the order and an outbox row in one
+//! transaction on the primary and answers 202 at once; the relay publishes `order-placed`
+//! (so an order is never lost while Kafka is down). `GET /orders/{id}` reads from a replica
+//! that has replayed the order's write (the `consistency_token` from the POST), else from
+//! the primary — read-your-writes without pinning every read to the primary.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::data::{Db, Served};
+use crate::http::ApiError;
+use crate::messages::{Item, OrderPlaced};
+use crate::metrics::Metrics;
+use crate::tokens::{Authenticated, HasTokens, Tokens};
+
+#[derive(Clone)]
+struct OrdersState {
+    db: Arc<Db>,
+    tokens: Arc<Tokens>,
+}
+
+impl HasTokens for OrdersState {
+    fn tokens(&self) -> &Tokens {
+        &self.tokens
+    }
+}
+
+#[derive(Deserialize)]
+struct NewOrder {
+    items: Vec<NewItem>,
+}
+
+#[derive(Deserialize)]
+struct NewItem {
+    product_id: i64,
+    quantity: i32,
+}
+
+pub fn router(db: Arc<Db>, tokens: Arc<Tokens>) -> Router {
+    Router::new()
+        .route("/orders", post(place))
+        .route("/orders/{id}", get(status))
+        .with_state(OrdersState { db, tokens })
+}
+
+async fn place(
+    State(s): State<OrdersState>,
+    Authenticated(claims): Authenticated,
+    Json(order): Json<NewOrder>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let user_id = claims.user_id()?;
+    if order.items.is_empty() || order.items.len() > 20 {
+        return Err(ApiError::BadRequest("items: 1 to 20 lines".into()));
+    }
+    let mut seen = HashSet::new();
+    for item in &order.items {
+        if !(1..=100).contains(&item.quantity) {
+            return Err(ApiError::BadRequest(format!(
+                "product {}: quantity must be 1..=100",
+                item.product_id
+            )));
+        }
+        if !seen.insert(item.product_id) {
+            return Err(ApiError::BadRequest(format!(
+                "product {} listed twice",
+                item.product_id
+            )));
+        }
+    }
+    let ids: Vec<i64> = order.items.iter().map(|i| i.product_id).collect();
+    let mut tx = s.db.writer().begin().await?;
+    let rows = sqlx::query("SELECT id, sku, price_cents FROM products WHERE id = ANY($1)")
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut items = Vec::with_capacity(order.items.len());
+    for wanted in &order.items {
+        let row = rows
+            .iter()
+            .find(|r| {
+                r.try_get::<i64, _>("id")
+                    .is_ok_and(|id| id == wanted.product_id)
+            })
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!("product {} does not exist", wanted.product_id))
+            })?;
+        items.push(Item {
+            product_id: wanted.product_id,
+            sku: row.try_get("sku")?,
+            quantity: wanted.quantity,
+            price_cents: row.try_get("price_cents")?,
+        });
+    }
+    let total: i64 = items
+        .iter()
+        .map(|i| i.price_cents * i64::from(i.quantity))
+        .sum();
+    let order_id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO orders (id, user_id, status, total_cents) VALUES ($1, $2, 'pending', $3)",
+    )
+    .bind(order_id)
+    .bind(user_id)
+    .bind(total)
+    .execute(&mut *tx)
+    .await?;
+    for item in &items {
+        sqlx::query("INSERT INTO order_items (order_id, product_id, quantity, price_cents) VALUES ($1, $2, $3, $4)")
+            .bind(order_id)
+            .bind(item.product_id)
+            .bind(item.quantity)
+            .bind(item.price_cents)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let message = OrderPlaced {
+        order_id,
+        user_id,
+        total_cents: total,
+        items,
+    };
+    sqlx::query("INSERT INTO outbox (topic, key, payload) VALUES ($1, $2, $3)")
+        .bind(crate::topics::ORDER_PLACED)
+        .bind(order_id.to_string())
+        .bind(sqlx::types::Json(&message))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    // Any LSN read after the commit covers it.
+    let lsn: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
+        .fetch_one(s.db.writer())
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(
+            json!({ "order_id": order_id, "status": "pending", "total_cents": total, "consistency_token": lsn }),
+        ),
+    ))
+}
+
+#[derive(Deserialize)]
+struct After {
+    /// The `consistency_token` of the POST: read from a server that has it.
+    after: Option<String>,
+}
+
+async fn status(
+    State(s): State<OrdersState>,
+    Authenticated(claims): Authenticated,
+    Path(id): Path<Uuid>,
+    Query(after): Query<After>,
+) -> Result<Json<Value>, ApiError> {
+    let user_id = claims.user_id()?;
+    let sql = "SELECT status, total_cents, reason, user_id, pg_is_in_recovery() AS in_recovery FROM orders WHERE id = $1";
+    let mut readers = match &after.after {
+        Some(lsn) if lsn.len() <= 32 && lsn.contains('/') => vec![s.db.reader_at(lsn).await],
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "after: not a consistency token".into(),
+            ));
+        }
+        None => s.db.readers(),
+    };
+    // A replica that has not replayed the order yet answers "not found": fall back to the
+    // primary before saying so.
+    readers.push(s.db.writer());
+    for reader in readers {
+        let row = match sqlx::query(sql).bind(id).fetch_optional(reader).await {
+            Ok(row) => row,
+            Err(e) => {
+                tracing::debug!(error = %e, "reader failed; trying the next");
+                continue;
+            }
+        };
+        if let Some(row) = row {
+            if row.try_get::<i64, _>("user_id")? != user_id {
+                return Err(ApiError::NotFound);
+            }
+            let served = Served::from_recovery(row.try_get("in_recovery")?);
+            return Ok(Json(json!({
+                "order_id": id,
+                "status": row.try_get::<String, _>("status")?,
+                "total_cents": row.try_get::<i64, _>("total_cents")?,
+                "reason": row.try_get::<Option<String>, _>("reason")?,
+                "served_by": served.as_str(),
+            })));
+        }
+    }
+    Err(ApiError::NotFound)
+}
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let db = super::db(&config)?;
+    let tokens = super::tokens(&config).await?;
+    let metrics = Metrics::new("orders");
+    let producer = crate::kafka::producer(config.require_kafka()?)?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let relay = tokio::spawn(crate::outbox::relay(
+        db.writer().clone(),
+        producer,
+        Arc::clone(&metrics),
+        stopped,
+    ));
+    let ready = {
+        let db = Arc::clone(&db);
+        move || {
+            let db = Arc::clone(&db);
+            async move { db.ready().await }
+        }
+    };
+    let served =
+        crate::http::serve("orders", config.listen, router(db, tokens), metrics, ready).await;
+    let _ = stop.send(true);
+    let _ = relay.await;
+    served
+}

@@ -1,0 +1,180 @@
+//! The local HPA: every sync period it measures each workload's replicas from `/proc` (the
+//! same sampler and HPA-exact ratio as surge-exporter), runs `hpa::HpaState::decide`, starts
+//! or stops replica processes, points nginx at the new set, and publishes the same
+//! `surge_hpa_*` families the exporter reads from Kubernetes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use surge_exporter::cpu::{PodState, workload_cpu};
+use surge_exporter::source::{Labels, Sample};
+use surge_exporter::sources::kubernetes::{
+    HPA_ABLE_TO_SCALE, HPA_CURRENT, HPA_DESIRED, HPA_MAX, HPA_MIN, HPA_OBSERVED_CPU,
+    HPA_SCALING_LIMITED, HPA_TARGET_CPU,
+};
+use surge_exporter::sources::processes::CpuSampler;
+use surge_exporter::store::Store;
+use surge_harness::servers::Nginx;
+
+use crate::hpa::{HpaSpec, HpaState, recommend};
+use crate::replicas::{ReplicaSet, nginx_config};
+
+/// What the autoscaler and the stack share: the replica sets and the load balancer.
+pub struct Fleet {
+    pub sets: Mutex<BTreeMap<&'static str, ReplicaSet>>,
+    pub nginx: Nginx,
+    pub lb_port: u16,
+    /// Where Prometheus reads the shop's scrape targets (file_sd), if monitoring runs.
+    pub prometheus_targets: Option<std::path::PathBuf>,
+}
+
+impl Fleet {
+    /// Rewrite nginx's upstreams (and Prometheus's targets) from the current replica sets.
+    pub fn publish(&self, sets: &BTreeMap<&'static str, ReplicaSet>) -> anyhow::Result<()> {
+        let ordered: Vec<&ReplicaSet> = sets.values().collect();
+        self.nginx.reload(&nginx_config(self.lb_port, &ordered))?;
+        if let Some(path) = &self.prometheus_targets {
+            let groups: Vec<serde_json::Value> = sets
+                .values()
+                .flat_map(|set| {
+                    set.replicas().iter().map(move |r| {
+                        serde_json::json!({
+                            "targets": [format!("127.0.0.1:{}", r.port)],
+                            "labels": {"service": set.service.name, "pod": r.name, "namespace": "shop"},
+                        })
+                    })
+                })
+                .collect();
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, serde_json::to_string_pretty(&groups)?)?;
+            std::fs::rename(tmp, path)?;
+        }
+        Ok(())
+    }
+}
+
+pub struct Autoscaler {
+    specs: Vec<HpaSpec>,
+    request_millis: i64,
+    states: HashMap<String, HpaState>,
+    samplers: HashMap<String, CpuSampler>,
+    started: Instant,
+}
+
+impl Autoscaler {
+    pub fn new(specs: Vec<HpaSpec>, request_millis: i64) -> Self {
+        Autoscaler {
+            specs,
+            request_millis,
+            states: HashMap::new(),
+            samplers: HashMap::new(),
+            started: Instant::now(),
+        }
+    }
+
+    /// One sync of every HPA; returns the `surge_hpa_*` samples.
+    pub fn sync(&mut self, fleet: &Fleet) -> anyhow::Result<Vec<Sample>> {
+        let now = self.started.elapsed().as_secs_f64();
+        let mut samples = Vec::new();
+        let mut changed = false;
+        let mut sets = surge_exporter::sync::lock(&fleet.sets);
+        for spec in &self.specs {
+            let Some(set) = sets.get_mut(spec.workload.as_str()) else {
+                continue;
+            };
+            let pods = self
+                .samplers
+                .entry(spec.workload.clone())
+                .or_default()
+                .sample(set.pods(), self.request_millis);
+            let counted = pods.iter().filter(|p| p.state == PodState::Counted).count() as i32;
+            let current = set.len() as i32;
+            let utilization = workload_cpu(&pods).utilization_ratio;
+            let state = self.states.entry(spec.name.clone()).or_default();
+            // Without a measurement (first sync, or every replica new) the controller holds.
+            let recommendation = match utilization {
+                Some(u) if counted > 0 => recommend(counted, u, spec.target),
+                _ => current,
+            };
+            let decision = state.decide(spec, now, current, recommendation);
+            if decision.desired != current {
+                tracing::info!(
+                    workload = %spec.workload,
+                    from = current,
+                    to = decision.desired,
+                    utilization = ?utilization,
+                    "scaling"
+                );
+                set.scale_to(usize::try_from(decision.desired).unwrap_or(0))?;
+                changed = true;
+            }
+            let labels = || -> Labels {
+                vec![
+                    ("namespace", spec.namespace.clone()),
+                    ("hpa", spec.name.clone()),
+                    ("workload", spec.workload.clone()),
+                ]
+            };
+            samples.push(Sample::new(&HPA_CURRENT, labels(), set.len() as f64));
+            samples.push(Sample::new(
+                &HPA_DESIRED,
+                labels(),
+                f64::from(decision.desired),
+            ));
+            samples.push(Sample::new(&HPA_MIN, labels(), f64::from(spec.min)));
+            samples.push(Sample::new(&HPA_MAX, labels(), f64::from(spec.max)));
+            samples.push(Sample::new(&HPA_TARGET_CPU, labels(), spec.target));
+            samples.push(Sample::new(
+                &HPA_SCALING_LIMITED,
+                labels(),
+                f64::from(u8::from(decision.scaling_limited)),
+            ));
+            samples.push(Sample::new(&HPA_ABLE_TO_SCALE, labels(), 1.0));
+            if let Some(u) = utilization {
+                samples.push(Sample::new(&HPA_OBSERVED_CPU, labels(), u));
+            }
+        }
+        if changed {
+            fleet.publish(&sets)?;
+        }
+        Ok(samples)
+    }
+}
+
+/// Run the autoscaler on its own thread until `stop`; its samples go to `store`. Replicas
+/// are started from this thread, which lives as long as the stack (their parent-death
+/// signal is tied to it).
+pub fn spawn(
+    mut autoscaler: Autoscaler,
+    fleet: Arc<Fleet>,
+    period: Duration,
+    store: Arc<Store>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("local-hpa".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                let outcome = autoscaler.sync(&fleet).map_err(|e| format!("{e:#}"));
+                if let Err(error) = &outcome {
+                    tracing::warn!(%error, "autoscaler sync failed");
+                }
+                store.record("autoscaler", "local", outcome, started.elapsed());
+                let deadline = Instant::now() + period;
+                while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        })
+}
+
+/// Unix seconds, for logs and state files.
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}

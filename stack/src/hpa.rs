@@ -1,0 +1,434 @@
+//! The HorizontalPodAutoscaler algorithm for local replicas, driven by the same
+//! `autoscaling/v2` manifests a cluster would use (`stack/k8s/base/hpa.yaml`), so targets and
+//! bounds have one source of truth.
+//!
+//! Per sync (like the controller's 15 s loop):
+//! 1. utilization = sum(usage) / sum(requests) over ready replicas with a metric (the same
+//!    HPA-exact arithmetic as surge-exporter, `surge_exporter::cpu`);
+//! 2. recommendation = ceil(ready × utilization / target), unless |ratio − 1| ≤ tolerance (0.1);
+//! 3. stabilization: scaling down takes the highest recommendation of the scale-down window,
+//!    scaling up the lowest of the scale-up window;
+//! 4. rate policies from `behavior` (Pods / Percent per period, `selectPolicy`);
+//! 5. clamp to min/max; ScalingLimited when the clamp changed the answer.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use k8s_openapi::api::autoscaling::v2::{HPAScalingRules, HorizontalPodAutoscaler};
+use serde::Deserialize;
+
+pub const TOLERANCE: f64 = 0.1;
+
+/// A scaling policy: at most `value` pods or percent per `period`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Policy {
+    Pods { value: i32, period: Duration },
+    Percent { value: i32, period: Duration },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rules {
+    pub stabilization: Duration,
+    pub policies: Vec<Policy>,
+    /// `Max` (default), `Min` or `Disabled`.
+    pub select: String,
+}
+
+/// What the local autoscaler needs from one HPA manifest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HpaSpec {
+    pub name: String,
+    pub namespace: String,
+    pub workload: String,
+    pub min: i32,
+    pub max: i32,
+    /// Target CPU utilization as a ratio of requests (0.70).
+    pub target: f64,
+    pub scale_up: Rules,
+    pub scale_down: Rules,
+}
+
+fn rules(rules: Option<&HPAScalingRules>, up: bool) -> Result<Rules, String> {
+    // Kubernetes defaults: up — no stabilization, max(4 pods, 100%) per 15 s;
+    // down — 300 s stabilization, 100% per 15 s.
+    let default_policies = if up {
+        vec![
+            Policy::Pods {
+                value: 4,
+                period: Duration::from_secs(15),
+            },
+            Policy::Percent {
+                value: 100,
+                period: Duration::from_secs(15),
+            },
+        ]
+    } else {
+        vec![Policy::Percent {
+            value: 100,
+            period: Duration::from_secs(15),
+        }]
+    };
+    let Some(r) = rules else {
+        return Ok(Rules {
+            stabilization: Duration::from_secs(if up { 0 } else { 300 }),
+            policies: default_policies,
+            select: "Max".into(),
+        });
+    };
+    let mut policies = Vec::new();
+    for p in r.policies.iter().flatten() {
+        let period = Duration::from_secs(
+            u64::try_from(p.period_seconds).map_err(|_| "negative periodSeconds")?,
+        );
+        policies.push(match p.type_.as_str() {
+            "Pods" => Policy::Pods {
+                value: p.value,
+                period,
+            },
+            "Percent" => Policy::Percent {
+                value: p.value,
+                period,
+            },
+            other => return Err(format!("unknown policy type {other:?}")),
+        });
+    }
+    let stabilization = r
+        .stabilization_window_seconds
+        .map(|s| u64::try_from(s).map_err(|_| "negative stabilizationWindowSeconds"))
+        .transpose()?
+        .map_or(
+            Duration::from_secs(if up { 0 } else { 300 }),
+            Duration::from_secs,
+        );
+    Ok(Rules {
+        stabilization,
+        policies: if policies.is_empty() {
+            default_policies
+        } else {
+            policies
+        },
+        select: r.select_policy.clone().unwrap_or_else(|| "Max".into()),
+    })
+}
+
+impl HpaSpec {
+    pub fn from_manifest(hpa: &HorizontalPodAutoscaler) -> Result<HpaSpec, String> {
+        let name = hpa
+            .metadata
+            .name
+            .clone()
+            .ok_or("HPA without metadata.name")?;
+        let spec = hpa
+            .spec
+            .as_ref()
+            .ok_or_else(|| format!("HPA {name}: no spec"))?;
+        let target = spec
+            .metrics
+            .iter()
+            .flatten()
+            .find_map(|m| {
+                m.resource
+                    .as_ref()
+                    .filter(|r| {
+                        m.type_ == "Resource" && r.name == "cpu" && r.target.type_ == "Utilization"
+                    })
+                    .and_then(|r| r.target.average_utilization)
+            })
+            .ok_or_else(|| format!("HPA {name}: no Resource cpu Utilization target"))?;
+        let min = spec.min_replicas.unwrap_or(1);
+        if min < 1 || spec.max_replicas < min {
+            return Err(format!("HPA {name}: need 1 <= minReplicas <= maxReplicas"));
+        }
+        let behavior = spec.behavior.as_ref();
+        Ok(HpaSpec {
+            namespace: hpa
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into()),
+            workload: spec.scale_target_ref.name.clone(),
+            min,
+            max: spec.max_replicas,
+            target: f64::from(target) / 100.0,
+            scale_up: rules(behavior.and_then(|b| b.scale_up.as_ref()), true)
+                .map_err(|e| format!("HPA {name}: scaleUp: {e}"))?,
+            scale_down: rules(behavior.and_then(|b| b.scale_down.as_ref()), false)
+                .map_err(|e| format!("HPA {name}: scaleDown: {e}"))?,
+            name,
+        })
+    }
+}
+
+/// Every HorizontalPodAutoscaler in a multi-document YAML file.
+pub fn load_manifests(path: &Path) -> anyhow::Result<Vec<HpaSpec>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut out = Vec::new();
+    for document in serde_yaml_ng::Deserializer::from_str(&text) {
+        let value = serde_yaml_ng::Value::deserialize(document)
+            .with_context(|| format!("parsing {}", path.display()))?;
+        if value.get("kind").and_then(|k| k.as_str()) != Some("HorizontalPodAutoscaler") {
+            continue;
+        }
+        let hpa: HorizontalPodAutoscaler = serde_yaml_ng::from_value(value)
+            .with_context(|| format!("{}: not a valid HPA", path.display()))?;
+        out.push(HpaSpec::from_manifest(&hpa).map_err(|e| anyhow!("{}: {e}", path.display()))?);
+    }
+    if out.is_empty() {
+        bail!("{}: no HorizontalPodAutoscaler found", path.display());
+    }
+    Ok(out)
+}
+
+/// The raw recommendation from utilization (step 2).
+pub fn recommend(ready: i32, utilization: f64, target: f64) -> i32 {
+    if ready <= 0 || target <= 0.0 {
+        return ready;
+    }
+    let ratio = utilization / target;
+    if (ratio - 1.0).abs() <= TOLERANCE {
+        ready
+    } else {
+        (ratio * f64::from(ready)).ceil() as i32
+    }
+}
+
+/// One HPA's memory between syncs: recommendations and scale events, timestamped in seconds.
+#[derive(Debug, Default, Clone)]
+pub struct HpaState {
+    recommendations: VecDeque<(f64, i32)>,
+    /// (time, replicas added (+) or removed (−)).
+    events: VecDeque<(f64, i32)>,
+}
+
+/// The outcome of one sync.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Decision {
+    pub desired: i32,
+    /// The min/max clamp changed the answer.
+    pub scaling_limited: bool,
+}
+
+impl HpaState {
+    /// Steps 3–5 at time `now` (seconds) for `current` replicas and `recommendation`.
+    pub fn decide(
+        &mut self,
+        spec: &HpaSpec,
+        now: f64,
+        current: i32,
+        recommendation: i32,
+    ) -> Decision {
+        let keep = spec
+            .scale_down
+            .stabilization
+            .max(spec.scale_up.stabilization)
+            .as_secs_f64();
+        self.recommendations.push_back((now, recommendation));
+        while self
+            .recommendations
+            .front()
+            .is_some_and(|(t, _)| now - t > keep)
+        {
+            self.recommendations.pop_front();
+        }
+        let within = |window: Duration| {
+            self.recommendations
+                .iter()
+                .filter(move |(t, _)| now - t <= window.as_secs_f64())
+                .map(|(_, r)| *r)
+        };
+        // Scale down only to the highest recommendation of the window; up only to the lowest.
+        let down_floor = within(spec.scale_down.stabilization)
+            .max()
+            .unwrap_or(recommendation);
+        let up_ceiling = within(spec.scale_up.stabilization)
+            .min()
+            .unwrap_or(recommendation);
+        let mut desired = if recommendation < current {
+            down_floor.min(current)
+        } else if recommendation > current {
+            up_ceiling.max(current)
+        } else {
+            current
+        };
+        // Rate policies.
+        if desired > current {
+            desired = desired.min(self.limit(&spec.scale_up, now, current, true));
+        } else if desired < current {
+            desired = desired.max(self.limit(&spec.scale_down, now, current, false));
+        }
+        let clamped = desired.clamp(spec.min, spec.max);
+        let decision = Decision {
+            desired: clamped,
+            scaling_limited: clamped != desired,
+        };
+        if clamped != current {
+            self.events.push_back((now, clamped - current));
+        }
+        let longest = spec
+            .scale_up
+            .policies
+            .iter()
+            .chain(&spec.scale_down.policies)
+            .map(|p| match p {
+                Policy::Pods { period, .. } | Policy::Percent { period, .. } => {
+                    period.as_secs_f64()
+                }
+            })
+            .fold(0.0, f64::max);
+        while self.events.front().is_some_and(|(t, _)| now - t > longest) {
+            self.events.pop_front();
+        }
+        decision
+    }
+
+    /// The furthest the replica count may move now under `rules`.
+    fn limit(&self, rules: &Rules, now: f64, current: i32, up: bool) -> i32 {
+        if rules.select == "Disabled" {
+            return current;
+        }
+        let limits = rules.policies.iter().map(|p| {
+            let period = match p {
+                Policy::Pods { period, .. } | Policy::Percent { period, .. } => {
+                    period.as_secs_f64()
+                }
+            };
+            // Replicas changed in this direction within the period, and the count before that.
+            let moved: i32 = self
+                .events
+                .iter()
+                .filter(|(t, d)| now - t <= period && (*d > 0) == up)
+                .map(|(_, d)| d.abs())
+                .sum();
+            let base = if up { current - moved } else { current + moved };
+            let allowed = match p {
+                Policy::Pods { value, .. } => *value,
+                Policy::Percent { value, .. } => {
+                    (f64::from(base) * f64::from(*value) / 100.0).ceil() as i32
+                }
+            };
+            if up { base + allowed } else { base - allowed }
+        });
+        let pick_max = (rules.select == "Max") == up;
+        let limit = if pick_max { limits.max() } else { limits.min() };
+        limit.unwrap_or(current)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> HpaSpec {
+        HpaSpec {
+            name: "orders".into(),
+            namespace: "shop".into(),
+            workload: "orders".into(),
+            min: 2,
+            max: 10,
+            target: 0.7,
+            scale_up: Rules {
+                stabilization: Duration::ZERO,
+                policies: vec![
+                    Policy::Pods {
+                        value: 4,
+                        period: Duration::from_secs(15),
+                    },
+                    Policy::Percent {
+                        value: 100,
+                        period: Duration::from_secs(15),
+                    },
+                ],
+                select: "Max".into(),
+            },
+            scale_down: Rules {
+                stabilization: Duration::from_secs(60),
+                policies: vec![Policy::Percent {
+                    value: 50,
+                    period: Duration::from_secs(15),
+                }],
+                select: "Max".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn recommendation_follows_the_controller_formula() {
+        assert_eq!(recommend(2, 0.75, 0.7), 2, "within tolerance");
+        assert_eq!(recommend(2, 1.4, 0.7), 4);
+        assert_eq!(recommend(3, 0.95, 0.7), 5, "ceil(3 × 1.357)");
+        assert_eq!(recommend(4, 0.2, 0.7), 2);
+    }
+
+    #[test]
+    fn scale_up_is_rate_limited_and_clamped_at_max() {
+        let s = spec();
+        let mut state = HpaState::default();
+        // 2 → wants 20: Max(4 pods, 100%) per 15 s allows 6; then max 10 clamps and says so.
+        assert_eq!(
+            state.decide(&s, 0.0, 2, 20),
+            Decision {
+                desired: 6,
+                scaling_limited: false
+            }
+        );
+        assert_eq!(
+            state.decide(&s, 5.0, 6, 20),
+            Decision {
+                desired: 6,
+                scaling_limited: false
+            },
+            "same period"
+        );
+        assert_eq!(
+            state.decide(&s, 16.0, 6, 20),
+            Decision {
+                desired: 10,
+                scaling_limited: true
+            }
+        );
+    }
+
+    #[test]
+    fn scale_down_waits_for_the_stabilization_window() {
+        let s = spec();
+        let mut state = HpaState::default();
+        assert_eq!(state.decide(&s, 0.0, 8, 8).desired, 8);
+        // Load gone: recommendations drop, but the window still holds the 8.
+        assert_eq!(state.decide(&s, 15.0, 8, 2).desired, 8);
+        assert_eq!(state.decide(&s, 45.0, 8, 2).desired, 8);
+        // Window (60 s) passed: down, at most 50% per 15 s, never below min.
+        assert_eq!(state.decide(&s, 61.0, 8, 2).desired, 4);
+        assert_eq!(state.decide(&s, 77.0, 4, 2).desired, 2);
+        // Past the window, wanting 1: the min bound holds it at 2, and says so.
+        assert_eq!(
+            state.decide(&s, 200.0, 2, 1),
+            Decision {
+                desired: 2,
+                scaling_limited: true
+            }
+        );
+    }
+
+    #[test]
+    fn manifests_parse_with_kubernetes_defaults() -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("surge-hpa-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("hpa.yaml");
+        std::fs::write(
+            &path,
+            "apiVersion: v1\nkind: Service\nmetadata: {name: x}\n---\n\
+             apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: orders, namespace: shop}\n\
+             spec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: orders}\n  maxReplicas: 10\n\
+             \x20 metrics:\n  - type: Resource\n    resource: {name: cpu, target: {type: Utilization, averageUtilization: 70}}\n",
+        )?;
+        let specs = load_manifests(&path)?;
+        assert_eq!(specs.len(), 1);
+        assert_eq!((specs[0].min, specs[0].max, specs[0].target), (1, 10, 0.7));
+        assert_eq!(specs[0].scale_down.stabilization, Duration::from_secs(300));
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+}

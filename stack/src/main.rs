@@ -1,0 +1,354 @@
+//! `surge-stack up | down | status`: the bundled shop on this machine.
+//!
+//! `up` starts a supervisor in the background (it owns every server; if it dies they die
+//! with it) and returns once the stack is ready; `down` stops it and waits until nothing is
+//! left running; `status` shows what runs where. State lives under `--dir`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use serde::{Deserialize, Serialize};
+use surge_stack::{Stack, StackOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "surge-stack",
+    version,
+    about = "The bundled scaled shop, on this machine."
+)]
+struct Cli {
+    /// Directory holding all of the stack's state.
+    #[arg(long, global = true, default_value = ".surge/stack")]
+    dir: PathBuf,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start everything and return when ready (a supervisor keeps running in the background).
+    Up {
+        /// Stay in the foreground (Ctrl-C stops the stack).
+        #[arg(long)]
+        foreground: bool,
+        /// Keep replicas at the HPA minimum (no local autoscaler).
+        #[arg(long)]
+        no_autoscale: bool,
+        /// Local HPA sync period.
+        #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+        sync_period: Duration,
+        /// Load balancer port (default: a free one).
+        #[arg(long)]
+        port: Option<u16>,
+    },
+    /// Stop the stack; nothing is left running.
+    Down,
+    /// What runs, where, and whether it answers.
+    Status,
+    /// The supervisor (used by `up`).
+    #[command(hide = true)]
+    Run {
+        #[arg(long)]
+        no_autoscale: bool,
+        #[arg(long, value_parser = humantime::parse_duration)]
+        sync_period: Duration,
+        #[arg(long)]
+        port: Option<u16>,
+    },
+}
+
+/// Written by the supervisor once the stack is ready.
+#[derive(Serialize, Deserialize)]
+struct State {
+    pid: u32,
+    api: String,
+    prometheus: Option<String>,
+    alertmanager: Option<String>,
+    exporter: Option<String>,
+    local_hpa: Option<String>,
+    postgres: Vec<(String, u16)>,
+    kafka: String,
+    redis: String,
+}
+
+fn state_path(dir: &Path) -> PathBuf {
+    dir.join("state.json")
+}
+
+fn read_state(dir: &Path) -> Option<State> {
+    serde_json::from_str(&std::fs::read_to_string(state_path(dir)).ok()?).ok()
+}
+
+fn alive(pid: u32) -> bool {
+    // SAFETY: kill(pid, 0) only checks for existence.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::kill(pid as i32, 0) };
+    rc == 0
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SURGE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+    let result = match cli.command {
+        Cmd::Up {
+            foreground,
+            no_autoscale,
+            sync_period,
+            port,
+        } => up(&cli.dir, foreground, no_autoscale, sync_period, port),
+        Cmd::Down => down(&cli.dir),
+        Cmd::Status => status(&cli.dir),
+        Cmd::Run {
+            no_autoscale,
+            sync_period,
+            port,
+        } => run(&cli.dir, no_autoscale, sync_period, port),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("surge-stack: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn up(
+    dir: &Path,
+    foreground: bool,
+    no_autoscale: bool,
+    sync_period: Duration,
+    port: Option<u16>,
+) -> anyhow::Result<()> {
+    if let Some(state) = read_state(dir)
+        && alive(state.pid)
+    {
+        bail!(
+            "a stack is already running from {} (pid {}); run `surge-stack down` first",
+            dir.display(),
+            state.pid
+        );
+    }
+    // A fresh start every time: old data would only confuse the demo.
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(dir)?;
+    if foreground {
+        return run(dir, no_autoscale, sync_period, port);
+    }
+    let log = dir.join("stack.log");
+    let out = std::fs::File::create(&log)?;
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.arg("--dir")
+        .arg(dir)
+        .arg("run")
+        .arg("--sync-period")
+        .arg(humantime::format_duration(sync_period).to_string())
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out);
+    if no_autoscale {
+        cmd.arg("--no-autoscale");
+    }
+    if let Some(p) = port {
+        cmd.arg("--port").arg(p.to_string());
+    }
+    detach(&mut cmd);
+    let mut child = cmd.spawn().context("starting the supervisor")?;
+    let started = Instant::now();
+    let mut shown = 0;
+    loop {
+        // Progress: echo the supervisor's step lines as they come.
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        for line in text.lines().skip(shown) {
+            if let Some((_, step)) = line.split_once("step: ") {
+                eprintln!("  [{:>5.1}s] {step}", started.elapsed().as_secs_f64());
+            }
+        }
+        shown = text.lines().count();
+        if let Some(state) = read_state(dir) {
+            print_state(&state);
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            let tail: Vec<&str> = text.lines().rev().take(30).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            bail!(
+                "the stack failed to start ({status}); log {}:\n{}",
+                log.display(),
+                tail.join("\n")
+            );
+        }
+        if started.elapsed() > Duration::from_secs(300) {
+            bail!(
+                "the stack did not get ready in 5 minutes; see {}",
+                log.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// New session, so the supervisor outlives the terminal that started it.
+fn detach(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid(2) is async-signal-safe and touches no parent memory.
+    #[allow(unsafe_code)]
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+}
+
+fn run(
+    dir: &Path,
+    no_autoscale: bool,
+    sync_period: Duration,
+    port: Option<u16>,
+) -> anyhow::Result<()> {
+    let mut options = StackOptions::for_checkout(dir)?;
+    options.autoscale = (!no_autoscale).then_some(sync_period);
+    options.lb_port = port;
+    let stack = Stack::start(options)?;
+    let url = |port: Option<u16>| port.map(|p| format!("http://127.0.0.1:{p}"));
+    let state = State {
+        pid: std::process::id(),
+        api: format!("http://{}", stack.api()),
+        prometheus: stack.prometheus.as_ref().map(|p| p.url()),
+        alertmanager: stack.alertmanager.as_ref().map(|a| a.url()),
+        exporter: url(stack.exporter_port),
+        local_hpa: url(stack.autoscaler_port),
+        postgres: stack
+            .postgres
+            .node_names()
+            .into_iter()
+            .filter_map(|n| stack.postgres.port(&n).ok().map(|p| (n, p)))
+            .collect(),
+        kafka: stack.kafka.bootstrap(),
+        redis: stack.redis.url(),
+    };
+    let tmp = dir.join("state.json.tmp");
+    std::fs::write(&tmp, serde_json::to_string_pretty(&state)?)?;
+    std::fs::rename(&tmp, state_path(dir))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+        anyhow::Ok(())
+    })?;
+    tracing::info!("step: stopping");
+    let _ = std::fs::remove_file(state_path(dir));
+    drop(stack);
+    tracing::info!("step: stopped");
+    Ok(())
+}
+
+fn down(dir: &Path) -> anyhow::Result<()> {
+    let Some(state) = read_state(dir) else {
+        println!("no stack running from {}", dir.display());
+        return Ok(());
+    };
+    if !alive(state.pid) {
+        let _ = std::fs::remove_file(state_path(dir));
+        println!("no stack running (stale state removed)");
+        return Ok(());
+    }
+    // SAFETY: plain kill(2).
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(state.pid as i32, libc::SIGTERM);
+    }
+    let started = Instant::now();
+    while alive(state.pid) {
+        if started.elapsed() > Duration::from_secs(120) {
+            bail!("supervisor {} did not stop in 2 minutes", state.pid);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("stopped (in {:.1} s)", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn status(dir: &Path) -> anyhow::Result<()> {
+    let Some(state) = read_state(dir) else {
+        println!("not running ({})", dir.display());
+        return Ok(());
+    };
+    if !alive(state.pid) {
+        println!(
+            "not running (supervisor {} is gone; run `surge-stack up`)",
+            state.pid
+        );
+        return Ok(());
+    }
+    print_state(&state);
+    let check = |name: &str, url: &Option<String>, path: &str| {
+        if let Some(url) = url {
+            let addr = url.trim_start_matches("http://");
+            let ok = surge_harness::http::get(addr, path, None).is_ok_and(|(s, _, _)| s == 200);
+            println!(
+                "  {name:<14} {}",
+                if ok { "answers" } else { "NOT ANSWERING" }
+            );
+        }
+    };
+    println!("health:");
+    check("load balancer", &Some(state.api.clone()), "/healthz");
+    check("surge-exporter", &state.exporter, "/healthz");
+    check("prometheus", &state.prometheus, "/-/ready");
+    check("alertmanager", &state.alertmanager, "/-/ready");
+    println!("replicas:");
+    let mut counts = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(dir.join("shop/pids"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some((service, _)) = name.rsplit_once('-') {
+            *counts.entry(service.to_string()).or_insert(0) += 1;
+        }
+    }
+    for (service, n) in counts {
+        println!("  {service:<14} {n}");
+    }
+    Ok(())
+}
+
+fn print_state(state: &State) {
+    println!("surge stack running (supervisor pid {})", state.pid);
+    println!("  shop API (nginx) {}", state.api);
+    for (name, url) in [
+        ("prometheus", &state.prometheus),
+        ("alertmanager", &state.alertmanager),
+        ("surge-exporter", &state.exporter),
+        ("local HPA", &state.local_hpa),
+    ] {
+        if let Some(url) = url {
+            println!("  {name:<16} {url}");
+        }
+    }
+    for (node, port) in &state.postgres {
+        println!("  postgres {node:<8} 127.0.0.1:{port}");
+    }
+    println!("  kafka            {}", state.kafka);
+    println!("  redis            {}", state.redis);
+}

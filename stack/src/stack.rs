@@ -1,0 +1,406 @@
+//! The whole local stack, built from the test harness: PostgreSQL primary + 2 streaming
+//! replicas, Redis, the Kafka-protocol broker, the shop's services as replica processes behind
+//! nginx, and (optionally) surge-exporter, Prometheus, Alertmanager and the local HPA. All
+//! state lives under one directory; dropping the `Stack` stops everything.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use surge_harness::kafka::KafkaBroker;
+use surge_harness::postgres::{MONITOR_PASSWORD, PgCluster};
+use surge_harness::servers::{Alertmanager, Nginx, Prometheus, Redis};
+use surge_harness::{ServerProcess, Workdir, free_port};
+
+use crate::autoscaler::{Autoscaler, Fleet};
+use crate::hpa::{HpaSpec, load_manifests};
+use crate::replicas::{ReplicaSet, SERVICES, nginx_config};
+
+/// CPU request of one replica, as in the Deployments (`stack/k8s/base/shop.yaml`).
+pub const CPU_REQUEST_MILLIS: i64 = 200;
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// Everything is kept under here (fresh: must not hold a running stack).
+    pub dir: PathBuf,
+    /// The repository root (for `stack/k8s`, `alerts/`).
+    pub repo: PathBuf,
+    pub shop_bin: PathBuf,
+    pub exporter_bin: PathBuf,
+    /// surge-exporter + Prometheus + Alertmanager.
+    pub monitoring: bool,
+    /// The local HPA, with this sync period (None: replicas stay at the HPA minimum).
+    pub autoscale: Option<Duration>,
+    /// Simulated payment provider.
+    pub payment_latency_ms: u64,
+    pub payment_failure_rate: f64,
+    /// Port of the load balancer (None: a free one).
+    pub lb_port: Option<u16>,
+    /// HPA manifests (default: `stack/k8s/base/hpa.yaml`).
+    pub hpa_manifest: PathBuf,
+}
+
+impl StackOptions {
+    /// Defaults for this checkout: binaries next to the running executable (the same
+    /// `target/` profile), repo two levels above `stack/src`.
+    pub fn for_checkout(dir: &Path) -> anyhow::Result<StackOptions> {
+        let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .map(Path::to_path_buf)
+            .context("locating the repository")?;
+        Ok(StackOptions {
+            dir: dir.to_path_buf(),
+            hpa_manifest: repo.join("stack/k8s/base/hpa.yaml"),
+            shop_bin: sibling_binary("shop", "SURGE_SHOP_BIN")?,
+            exporter_bin: sibling_binary("surge-exporter", "SURGE_EXPORTER_BIN")?,
+            repo,
+            monitoring: true,
+            autoscale: Some(Duration::from_secs(15)),
+            payment_latency_ms: 20,
+            payment_failure_rate: 0.01,
+            lb_port: None,
+        })
+    }
+}
+
+/// A binary of this workspace: `$ENV`, else next to the current executable (or one level up,
+/// from `target/<profile>/deps` test binaries).
+pub fn sibling_binary(name: &str, env: &str) -> anyhow::Result<PathBuf> {
+    if let Ok(path) = std::env::var(env) {
+        return Ok(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe()?;
+    for dir in exe.ancestors().skip(1).take(2) {
+        let candidate = dir.join(name);
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    bail!(
+        "{name} not built next to {}; run `cargo build --workspace` (or set {env})",
+        exe.display()
+    )
+}
+
+pub struct Stack {
+    pub options: StackOptions,
+    stop: Arc<AtomicBool>,
+    autoscaler: Option<std::thread::JoinHandle<()>>,
+    metrics_server: Option<(tokio::runtime::Runtime, tokio::sync::oneshot::Sender<()>)>,
+    pub autoscaler_port: Option<u16>,
+    pub fleet: Arc<Fleet>,
+    pub exporter: Option<ServerProcess>,
+    pub exporter_port: Option<u16>,
+    pub prometheus: Option<Prometheus>,
+    pub alertmanager: Option<Alertmanager>,
+    pub kafka: KafkaBroker,
+    pub redis: Redis,
+    pub postgres: PgCluster,
+    pub hpas: Vec<HpaSpec>,
+}
+
+impl Stack {
+    pub fn start(options: StackOptions) -> anyhow::Result<Stack> {
+        let dir = options.dir.clone();
+        std::fs::create_dir_all(&dir)?;
+        for bin in [&options.shop_bin, &options.exporter_bin] {
+            if !bin.is_file() {
+                bail!(
+                    "{} is missing; run `cargo build --workspace`",
+                    bin.display()
+                );
+            }
+        }
+        let hpas = load_manifests(&options.hpa_manifest)?;
+        step("postgres: primary + 2 streaming replicas");
+        let postgres = PgCluster::start_in(Workdir::kept(&dir.join("postgres"))?, 2)?;
+        postgres.psql("primary", "CREATE DATABASE shop")?;
+        step("redis");
+        let redis = Redis::start_in(Workdir::kept(&dir.join("redis"))?, free_port()?)?;
+        step("kafka broker (tansu)");
+        let kafka = KafkaBroker::start_in(Workdir::kept(&dir.join("kafka"))?, free_port()?)?;
+
+        let secrets = dir.join("secrets");
+        std::fs::create_dir_all(&secrets)?;
+        let jwt_secret: String = {
+            use rand::Rng;
+            let mut rng = rand::rng();
+            (0..48)
+                .map(|_| char::from(b'a' + rng.random_range(0..26u8)))
+                .collect()
+        };
+        std::fs::write(secrets.join("jwt"), &jwt_secret)?;
+        std::fs::write(secrets.join("pg-monitor"), MONITOR_PASSWORD)?;
+        let db_url = |node: &str| -> anyhow::Result<String> {
+            Ok(format!(
+                "postgres://postgres@127.0.0.1:{}/shop",
+                postgres.port(node)?
+            ))
+        };
+        let env: Vec<(String, String)> = vec![
+            ("SHOP_DATABASE_URL".into(), db_url("primary")?),
+            (
+                "SHOP_DATABASE_REPLICAS".into(),
+                format!("{},{}", db_url("replica1")?, db_url("replica2")?),
+            ),
+            ("SHOP_REDIS_URL".into(), redis.url()),
+            ("SHOP_KAFKA_BOOTSTRAP".into(), kafka.bootstrap()),
+            (
+                "SHOP_JWT_SECRET_FILE".into(),
+                secrets.join("jwt").display().to_string(),
+            ),
+            (
+                "SHOP_PAYMENT_LATENCY_MS".into(),
+                options.payment_latency_ms.to_string(),
+            ),
+            (
+                "SHOP_PAYMENT_FAILURE_RATE".into(),
+                options.payment_failure_rate.to_string(),
+            ),
+            ("SHOP_DB_POOL_SIZE".into(), "4".into()),
+        ];
+        step("schema migrations and topics");
+        let setup = Command::new(&options.shop_bin)
+            .arg("setup")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .output()?;
+        if !setup.status.success() {
+            bail!(
+                "shop setup failed: {}",
+                String::from_utf8_lossy(&setup.stderr)
+            );
+        }
+
+        step("shop services (HPA minimum replicas each)");
+        let services_dir = dir.join("shop");
+        let mut sets = BTreeMap::new();
+        for service in SERVICES {
+            let mut set = ReplicaSet::new(service, &options.shop_bin, env.clone(), &services_dir)?;
+            let min = hpas
+                .iter()
+                .find(|h| h.workload == service.name)
+                .map_or(1, |h| h.min);
+            set.scale_to(usize::try_from(min).unwrap_or(1))?;
+            sets.insert(service.name, set);
+        }
+        step("nginx load balancer");
+        let lb_port = match options.lb_port {
+            Some(p) => p,
+            None => free_port()?,
+        };
+        let ordered: Vec<&ReplicaSet> = sets.values().collect();
+        let nginx = Nginx::start_in(
+            Workdir::kept(&dir.join("nginx"))?,
+            &nginx_config(lb_port, &ordered),
+            lb_port,
+        )?;
+        let prometheus_targets = options
+            .monitoring
+            .then(|| dir.join("prometheus-shop-targets.json"));
+        let fleet = Arc::new(Fleet {
+            sets: Mutex::new(sets),
+            nginx,
+            lb_port,
+            prometheus_targets,
+        });
+        fleet.publish(&surge_exporter::sync::lock(&fleet.sets))?;
+
+        let mut stack = Stack {
+            options: options.clone(),
+            stop: Arc::new(AtomicBool::new(false)),
+            autoscaler: None,
+            metrics_server: None,
+            autoscaler_port: None,
+            fleet,
+            exporter: None,
+            exporter_port: None,
+            prometheus: None,
+            alertmanager: None,
+            kafka,
+            redis,
+            postgres,
+            hpas,
+        };
+        if let Some(period) = options.autoscale {
+            step("local HPA");
+            stack.start_autoscaler(period)?;
+        }
+        if options.monitoring {
+            step("surge-exporter, Prometheus, Alertmanager");
+            stack.start_monitoring()?;
+        }
+        step("ready");
+        Ok(stack)
+    }
+
+    /// The load balancer's base URL.
+    pub fn api(&self) -> String {
+        format!("127.0.0.1:{}", self.fleet.lb_port)
+    }
+
+    fn start_autoscaler(&mut self, period: Duration) -> anyhow::Result<()> {
+        let store = surge_exporter::store::Store::new();
+        let port = free_port()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
+        let listener = runtime
+            .block_on(surge_exporter::server::bind(([127, 0, 0, 1], port).into()))
+            .map_err(anyhow::Error::msg)?;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        runtime.spawn(surge_exporter::server::serve(
+            listener,
+            Arc::clone(&store),
+            async {
+                let _ = stop_rx.await;
+            },
+        ));
+        let autoscaler = Autoscaler::new(self.hpas.clone(), CPU_REQUEST_MILLIS);
+        self.autoscaler = Some(crate::autoscaler::spawn(
+            autoscaler,
+            Arc::clone(&self.fleet),
+            period,
+            store,
+            Arc::clone(&self.stop),
+        )?);
+        self.metrics_server = Some((runtime, stop_tx));
+        self.autoscaler_port = Some(port);
+        Ok(())
+    }
+
+    fn start_monitoring(&mut self) -> anyhow::Result<()> {
+        let dir = self.options.dir.clone();
+        let exporter_port = free_port()?;
+        let pids = dir.join("shop/pids");
+        let mut config = format!(
+            "[postgres]\ninterval = \"5s\"\ntimeout = \"4s\"\n\
+             [kafka]\ninterval = \"5s\"\ntimeout = \"4s\"\ndiscovery_interval = \"30s\"\nwindow = \"5m\"\nrate_window = \"30s\"\nstall_after = \"30s\"\n\
+             [[kafka.clusters]]\nname = \"local\"\nbootstrap_servers = \"{}\"\n\
+             [processes]\ninterval = \"5s\"\ntimeout = \"2s\"\n",
+            self.kafka.bootstrap()
+        );
+        for node in self.postgres.node_names() {
+            config.push_str(&format!(
+                "[[postgres.targets]]\nname = \"{node}\"\ndsn = \"{}\"\npassword_file = \"{}\"\n",
+                self.postgres.monitor_dsn(&node)?,
+                dir.join("secrets/pg-monitor").display()
+            ));
+        }
+        for service in SERVICES {
+            config.push_str(&format!(
+                "[[processes.workloads]]\nnamespace = \"shop\"\nworkload = \"{0}\"\ncpu_request = \"{CPU_REQUEST_MILLIS}m\"\npid_files = \"{1}/{0}-*.pid\"\n",
+                service.name,
+                pids.display()
+            ));
+        }
+        let config_path = dir.join("surge-exporter.toml");
+        std::fs::write(&config_path, config)?;
+        let mut cmd = Command::new(&self.options.exporter_bin);
+        cmd.arg("--config")
+            .arg(&config_path)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{exporter_port}"));
+        self.exporter = Some(ServerProcess::spawn(
+            "surge-exporter",
+            cmd,
+            &dir.join("surge-exporter.log"),
+        )?);
+        self.exporter_port = Some(exporter_port);
+
+        let am_port = free_port()?;
+        let am_config =
+            std::fs::read_to_string(self.options.repo.join("alerts/alertmanager.local.yml"))
+                .unwrap_or_else(|_| {
+                    "route:\n  receiver: \"null\"\nreceivers:\n  - name: \"null\"\n".into()
+                });
+        self.alertmanager = Some(Alertmanager::start_in(
+            Workdir::kept(&dir.join("alertmanager"))?,
+            am_port,
+            &am_config,
+        )?);
+
+        let rules_dir = self.options.repo.join("alerts");
+        let rules = if rules_dir.join("rules.yml").is_file() {
+            format!(
+                "rule_files:\n  - {}\n",
+                rules_dir.join("rules.yml").display()
+            )
+        } else {
+            String::new()
+        };
+        let mut scrape = format!(
+            "scrape_configs:\n  - job_name: surge-exporter\n    static_configs:\n      - targets: [\"127.0.0.1:{exporter_port}\"]\n\
+             \x20 - job_name: shop\n    file_sd_configs:\n      - files: [\"{}\"]\n",
+            dir.join("prometheus-shop-targets.json").display()
+        );
+        if let Some(port) = self.autoscaler_port {
+            scrape.push_str(&format!(
+                "  - job_name: local-hpa\n    static_configs:\n      - targets: [\"127.0.0.1:{port}\"]\n"
+            ));
+        }
+        let prometheus_config = format!(
+            "global:\n  scrape_interval: 5s\n  evaluation_interval: 5s\n{rules}\
+             alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: [\"127.0.0.1:{am_port}\"]\n{scrape}"
+        );
+        self.prometheus = Some(Prometheus::start_in(
+            Workdir::kept(&dir.join("prometheus"))?,
+            free_port()?,
+            &prometheus_config,
+        )?);
+        Ok(())
+    }
+
+    /// Current replicas of each service.
+    pub fn replicas(&self) -> BTreeMap<&'static str, usize> {
+        surge_exporter::sync::lock(&self.fleet.sets)
+            .iter()
+            .map(|(k, v)| (*k, v.len()))
+            .collect()
+    }
+
+    /// Set a service's replica count by hand (drills, tests) and update nginx.
+    pub fn scale(&self, service: &str, replicas: usize) -> anyhow::Result<()> {
+        let mut sets = surge_exporter::sync::lock(&self.fleet.sets);
+        let set = sets
+            .get_mut(service)
+            .with_context(|| format!("no service {service}"))?;
+        set.scale_to(replicas)?;
+        self.fleet.publish(&sets)
+    }
+
+    /// Stop the autoscaler, then everything else (also done on drop).
+    pub fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(handle) = self.autoscaler.take() {
+            let _ = handle.join();
+        }
+        if let Some((runtime, stop)) = self.metrics_server.take() {
+            let _ = stop.send(());
+            runtime.shutdown_timeout(Duration::from_secs(2));
+        }
+        self.exporter = None;
+        self.prometheus = None;
+        self.alertmanager = None;
+        // Services before the things they depend on.
+        let mut sets = surge_exporter::sync::lock(&self.fleet.sets);
+        for set in sets.values_mut() {
+            let _ = set.scale_to(0);
+        }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn step(what: &str) {
+    tracing::info!("step: {what}");
+}
