@@ -120,6 +120,11 @@ impl PgCluster {
 
     /// Run SQL as superuser with psql; returns unaligned, tuples-only output.
     pub fn psql(&self, name: &str, sql: &str) -> anyhow::Result<String> {
+        self.psql_in(name, "postgres", sql)
+    }
+
+    /// Like `psql`, in database `database`.
+    pub fn psql_in(&self, name: &str, database: &str, sql: &str) -> anyhow::Result<String> {
         let port = self.port(name)?;
         let mut cmd = Command::new(self.bin.join("psql"));
         cmd.args([
@@ -134,7 +139,7 @@ impl PgCluster {
         ])
         .arg("-p")
         .arg(port.to_string())
-        .args(["-d", "postgres", "-c", sql]);
+        .args(["-d", database, "-c", sql]);
         Ok(run(&format!("psql on {name}"), cmd)?.trim().to_string())
     }
 
