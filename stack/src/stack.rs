@@ -105,9 +105,11 @@ pub struct Stack {
 }
 
 impl Stack {
-    pub fn start(options: StackOptions) -> anyhow::Result<Stack> {
+    pub fn start(mut options: StackOptions) -> anyhow::Result<Stack> {
+        std::fs::create_dir_all(&options.dir)?;
+        // Absolute: servers get these paths from their own working directories.
+        options.dir = std::fs::canonicalize(&options.dir)?;
         let dir = options.dir.clone();
-        std::fs::create_dir_all(&dir)?;
         for bin in [&options.shop_bin, &options.exporter_bin] {
             if !bin.is_file() {
                 bail!(
