@@ -7,6 +7,7 @@
 pub mod http;
 pub mod kafka;
 pub mod kube_api;
+pub mod pagerduty;
 pub mod ports;
 pub mod postgres;
 pub mod process;

@@ -186,6 +186,10 @@ impl Prometheus {
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--web.enable-lifecycle")
+            // Alerts found before Alertmanager discovery completes (its first 5 s) are
+            // dropped and only re-sent after this delay; the 1 m default would make every
+            // local alert a minute late.
+            .arg("--rules.alert.resend-delay=2s")
             .arg("--log.level=warn");
         let mut process =
             ServerProcess::spawn("prometheus", cmd, &dir.path().join("prometheus.log"))?;

@@ -1,1 +1,3 @@
-//! Cross-crate scenarios live in `tests/tests/`; this crate has no library code.
+//! Helpers for the cross-crate scenarios in `tests/tests/`.
+
+pub mod alerting;
