@@ -327,29 +327,31 @@ impl Stack {
             &am_config,
         )?);
 
-        let rules_dir = self.options.repo.join("alerts");
-        let rules = if rules_dir.join("rules.yml").is_file() {
-            format!(
-                "rule_files:\n  - {}\n",
-                rules_dir.join("rules.yml").display()
+        let template =
+            std::fs::read_to_string(self.options.repo.join("dashboards/prometheus.local.yml"))
+                .context("reading dashboards/prometheus.local.yml")?;
+        let prometheus_config = template
+            .replace(
+                "{{RULES}}",
+                &self
+                    .options
+                    .repo
+                    .join("alerts/rules.yml")
+                    .display()
+                    .to_string(),
             )
-        } else {
-            String::new()
-        };
-        let mut scrape = format!(
-            "scrape_configs:\n  - job_name: surge-exporter\n    static_configs:\n      - targets: [\"127.0.0.1:{exporter_port}\"]\n\
-             \x20 - job_name: shop\n    file_sd_configs:\n      - files: [\"{}\"]\n",
-            dir.join("prometheus-shop-targets.json").display()
-        );
-        if let Some(port) = self.autoscaler_port {
-            scrape.push_str(&format!(
-                "  - job_name: local-hpa\n    static_configs:\n      - targets: [\"127.0.0.1:{port}\"]\n"
-            ));
-        }
-        let prometheus_config = format!(
-            "global:\n  scrape_interval: 5s\n  evaluation_interval: 5s\n{rules}\
-             alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: [\"127.0.0.1:{am_port}\"]\n{scrape}"
-        );
+            .replace("{{ALERTMANAGER}}", &format!("127.0.0.1:{am_port}"))
+            .replace("{{EXPORTER}}", &format!("127.0.0.1:{exporter_port}"))
+            .replace(
+                "{{LOCAL_HPA}}",
+                &format!("127.0.0.1:{}", self.autoscaler_port.unwrap_or(9)),
+            )
+            .replace(
+                "{{SHOP_TARGETS}}",
+                &dir.join("prometheus-shop-targets.json")
+                    .display()
+                    .to_string(),
+            );
         self.prometheus = Some(Prometheus::start_in(
             Workdir::kept(&dir.join("prometheus"))?,
             free_port()?,

@@ -1,0 +1,371 @@
+//! The Grafana boards, proven without Grafana: the JSON model is checked, thresholds come
+//! from the alert rules and HPA manifests, every `surge_*` metric they or the rules name is one
+//! the exporter emits, and every panel query — template variables expanded as Grafana would —
+//! runs against a real Prometheus scraping the local stack and returns data.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use regex::Regex;
+use serde_json::{Value, json};
+use surge_tests::alerting::repo;
+
+fn boards() -> anyhow::Result<Vec<(String, Value)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(repo().join("dashboards"))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            out.push((
+                name,
+                serde_json::from_str(&std::fs::read_to_string(&path)?)?,
+            ));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    anyhow::ensure!(out.len() == 4, "expected 4 boards, found {}", out.len());
+    Ok(out)
+}
+
+fn panels(board: &Value) -> Vec<&Value> {
+    board["panels"].as_array().into_iter().flatten().collect()
+}
+
+fn exprs(board: &Value) -> Vec<String> {
+    panels(board)
+        .into_iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t["expr"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn board_models_are_valid() -> anyhow::Result<()> {
+    let mut uids = BTreeSet::new();
+    for (name, board) in boards()? {
+        for key in [
+            "uid",
+            "title",
+            "schemaVersion",
+            "panels",
+            "templating",
+            "time",
+            "refresh",
+        ] {
+            assert!(!board[key].is_null(), "{name}: no {key}");
+        }
+        assert!(
+            uids.insert(board["uid"].as_str().unwrap_or_default().to_string()),
+            "{name}: duplicate uid"
+        );
+        assert!(
+            board["schemaVersion"].as_i64().is_some_and(|v| v >= 39),
+            "{name}: old schemaVersion"
+        );
+        let vars = board["templating"]["list"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            vars.iter()
+                .any(|v| v["type"] == "datasource" && v["name"] == "datasource"),
+            "{name}: no datasource variable"
+        );
+        let mut ids = BTreeSet::new();
+        let mut rects: Vec<(i64, i64, i64, i64, String)> = Vec::new();
+        for p in panels(&board) {
+            let title = p["title"].as_str().unwrap_or_default().to_string();
+            assert!(
+                ids.insert(p["id"].as_i64().unwrap_or(-1)),
+                "{name}: duplicate panel id at {title}"
+            );
+            let g = &p["gridPos"];
+            let (x, y, w, h) = (
+                g["x"].as_i64().unwrap_or(-1),
+                g["y"].as_i64().unwrap_or(-1),
+                g["w"].as_i64().unwrap_or(0),
+                g["h"].as_i64().unwrap_or(0),
+            );
+            assert!(
+                x >= 0 && y >= 0 && w > 0 && h > 0 && x + w <= 24,
+                "{name}: {title} outside the 24-column grid"
+            );
+            for (ox, oy, ow, oh, other) in &rects {
+                let overlap = x < ox + ow && *ox < x + w && y < oy + oh && *oy < y + h;
+                assert!(!overlap, "{name}: {title} overlaps {other}");
+            }
+            rects.push((x, y, w, h, title.clone()));
+            if p["type"] == "row" {
+                continue;
+            }
+            assert_eq!(
+                p["datasource"]["uid"], "${datasource}",
+                "{name}: {title} datasource"
+            );
+            let targets = p["targets"].as_array().cloned().unwrap_or_default();
+            assert!(!targets.is_empty(), "{name}: {title} has no targets");
+            for t in targets {
+                assert_eq!(
+                    t["datasource"]["uid"], "${datasource}",
+                    "{name}: {title} target datasource"
+                );
+                let expr = t["expr"].as_str().unwrap_or_default();
+                assert!(!expr.is_empty(), "{name}: {title} empty expr");
+                // Every range selector (the windows of rate/increase) is Grafana's rate interval.
+                for window in Regex::new(r"\[(\$\w+|\d+[smhdwy])\]")?.captures_iter(expr) {
+                    assert_eq!(&window[1], "$__rate_interval", "{name}: {title}: {expr}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The number in `<metric> > N` in alerts/rules.yml.
+fn rule_threshold(metric: &str) -> anyhow::Result<Vec<f64>> {
+    let rules = std::fs::read_to_string(repo().join("alerts/rules.yml"))?;
+    let re = Regex::new(&format!(r"{metric} > ([0-9.* ]+)"))?;
+    let mut out = Vec::new();
+    for c in re.captures_iter(&rules) {
+        let product: f64 = c[1]
+            .split('*')
+            .map(|f| f.trim().parse::<f64>().unwrap_or(f64::NAN))
+            .product();
+        out.push(product);
+    }
+    out.sort_by(f64::total_cmp);
+    out.dedup();
+    Ok(out)
+}
+
+fn panel_thresholds(board: &Value, title: &str) -> Vec<f64> {
+    panels(board)
+        .into_iter()
+        .find(|p| p["title"] == title)
+        .and_then(|p| {
+            p["fieldConfig"]["defaults"]["thresholds"]["steps"]
+                .as_array()
+                .cloned()
+        })
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|s| s["value"].as_f64())
+        .collect()
+}
+
+#[test]
+fn thresholds_come_from_the_rules_and_hpa_manifests() -> anyhow::Result<()> {
+    let all = boards()?;
+    let board = |file: &str| {
+        all.iter()
+            .find(|(n, _)| n == file)
+            .map(|(_, b)| b.clone())
+            .unwrap_or(Value::Null)
+    };
+    let hpa = surge_stack::hpa::load_manifests(&repo().join("stack/k8s/base/hpa.yaml"))?;
+    let targets: BTreeSet<u64> = hpa
+        .iter()
+        .map(|h| (h.target * 100.0).round() as u64)
+        .collect();
+    anyhow::ensure!(
+        targets.len() == 1,
+        "HPAs disagree on the target: {targets:?}"
+    );
+    let hpa_target = hpa[0].target;
+    let cpu_alert = rule_threshold("surge_workload_cpu_utilization_ratio")?;
+    assert_eq!(cpu_alert, vec![0.85]);
+    assert_eq!(
+        panel_thresholds(
+            &board("scaling-overview.json"),
+            "CPU utilization of request (HPA arithmetic)"
+        ),
+        vec![hpa_target, cpu_alert[0]]
+    );
+    assert_eq!(
+        panel_thresholds(
+            &board("postgres-replication.json"),
+            "Replica data age (replay lag)"
+        ),
+        rule_threshold("surge_postgres_replay_lag_seconds")?
+    );
+    assert_eq!(
+        panel_thresholds(
+            &board("postgres-replication.json"),
+            "WAL behind, per standby (primary view)"
+        ),
+        rule_threshold("surge_postgres_replica_lag_bytes")?
+    );
+    Ok(())
+}
+
+#[test]
+fn every_surge_metric_named_by_boards_and_rules_is_exported() -> anyhow::Result<()> {
+    let exported: BTreeSet<String> = surge_exporter::sources::all_families()
+        .iter()
+        .map(|f| f.sample_name())
+        .collect();
+    let mut texts: Vec<String> = boards()?.iter().flat_map(|(_, b)| exprs(b)).collect();
+    for (_, b) in boards()? {
+        for v in b["templating"]["list"].as_array().into_iter().flatten() {
+            texts.extend(v["definition"].as_str().map(str::to_string));
+        }
+    }
+    texts.push(std::fs::read_to_string(repo().join("alerts/rules.yml"))?);
+    let name = Regex::new(r"surge_[a-z0-9_]+")?;
+    let mut checked = 0;
+    for text in &texts {
+        for m in name.find_iter(text) {
+            assert!(
+                exported.contains(m.as_str()),
+                "{} is not an exported metric",
+                m.as_str()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 50, "only {checked} references");
+    Ok(())
+}
+
+/// Substitute Grafana's variables the way "All" does.
+fn expand(expr: &str, vars: &BTreeMap<String, String>) -> String {
+    let mut out = expr
+        .replace("$__rate_interval", "20s")
+        .replace("$__interval", "5s");
+    for (k, v) in vars {
+        out = out.replace(&format!("${k}"), v);
+    }
+    out
+}
+
+#[test]
+fn every_panel_query_returns_data_from_a_real_prometheus() -> anyhow::Result<()> {
+    let dir = tempfile::Builder::new().prefix("surge-boards-").tempdir()?;
+    let mut options = surge_stack::StackOptions::for_checkout(dir.path())?;
+    options.autoscale = Some(Duration::from_secs(5));
+    options.payment_failure_rate = 0.0;
+    let stack = surge_stack::Stack::start(options)?;
+    let prometheus = stack
+        .prometheus
+        .as_ref()
+        .map(|p| p.url())
+        .ok_or_else(|| anyhow::anyhow!("no prometheus"))?;
+    let api = format!("http://{}", stack.api());
+    let http = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()?;
+
+    // Traffic: shoppers, orders, a declined payment (a dead letter), and a payment outage
+    // that leaves a backlog to drain (drain ETA).
+    let credentials = json!({"email": "boards@example.com", "password": "correct horse battery"});
+    http.post(format!("{api}/auth/register"))
+        .json(&credentials)
+        .send()?;
+    let login: Value = http
+        .post(format!("{api}/auth/login"))
+        .json(&credentials)
+        .send()?
+        .json()?;
+    let token = login["token"].as_str().unwrap_or_default().to_string();
+    let products: Value = http
+        .get(format!("{api}/products?limit=100"))
+        .send()?
+        .json()?;
+    let decline = products["products"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["sku"] == "test-decline-card"))
+        .and_then(|p| p["id"].as_i64())
+        .unwrap_or(61);
+    let order = |product: i64| -> anyhow::Result<()> {
+        let r = http
+            .post(format!("{api}/orders"))
+            .bearer_auth(&token)
+            .json(&json!({"items": [{"product_id": product, "quantity": 1}]}))
+            .send()?;
+        anyhow::ensure!(r.status().as_u16() == 202, "order: {}", r.status());
+        Ok(())
+    };
+    order(decline)?;
+    stack.scale("payment", 0)?;
+    for i in 0..200 {
+        order(1 + i % 50)?;
+    }
+    std::thread::sleep(Duration::from_secs(15));
+    stack.scale("payment", 2)?;
+    for i in 0..40 {
+        let _ = http.get(format!("{api}/products/{}", 1 + i % 50)).send();
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    std::thread::sleep(Duration::from_secs(10));
+
+    let end = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs_f64();
+    let query = |path: &str, params: &[(&str, String)]| -> anyhow::Result<Value> {
+        let body: Value = http
+            .get(format!("{prometheus}{path}"))
+            .query(params)
+            .send()?
+            .json()?;
+        anyhow::ensure!(body["status"] == "success", "{path} {params:?}: {body}");
+        Ok(body["data"].clone())
+    };
+    let mut failures = Vec::new();
+    for (name, board) in boards()? {
+        // Variables: each query variable must have values; panels then use them all.
+        let mut vars = BTreeMap::new();
+        for v in board["templating"]["list"].as_array().into_iter().flatten() {
+            if v["type"] != "query" {
+                continue;
+            }
+            let var = v["name"].as_str().unwrap_or_default().to_string();
+            let definition = expand(v["definition"].as_str().unwrap_or_default(), &vars);
+            let caps = Regex::new(r"^label_values\((.+), *(\w+)\)$")?
+                .captures(&definition)
+                .ok_or_else(|| {
+                    anyhow::anyhow!("{name}: unsupported variable query {definition}")
+                })?;
+            let values = query(
+                &format!("/api/v1/label/{}/values", &caps[2]),
+                &[("match[]", caps[1].to_string())],
+            )?;
+            let values: Vec<String> = values
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect();
+            if values.is_empty() {
+                failures.push(format!(
+                    "{name}: variable {var} ({definition}) has no values"
+                ));
+            }
+            vars.insert(var, values.join("|"));
+        }
+        for p in panels(&board) {
+            for t in p["targets"].as_array().into_iter().flatten() {
+                let expr = expand(t["expr"].as_str().unwrap_or_default(), &vars);
+                let data = query(
+                    "/api/v1/query_range",
+                    &[
+                        ("query", expr.clone()),
+                        ("start", format!("{}", end - 300.0)),
+                        ("end", format!("{end}")),
+                        ("step", "5".into()),
+                    ],
+                )?;
+                if data["result"].as_array().is_none_or(Vec::is_empty) {
+                    failures.push(format!(
+                        "{name}: \"{}\" returned no series: {expr}",
+                        p["title"].as_str().unwrap_or_default()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    Ok(())
+}
