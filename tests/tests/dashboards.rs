@@ -45,6 +45,7 @@ fn exprs(board: &Value) -> Vec<String> {
 #[test]
 fn board_models_are_valid() -> anyhow::Result<()> {
     let mut uids = BTreeSet::new();
+    let range_selector = Regex::new(r"\[(\$\w+|\d+[smhdwy])\]")?;
     for (name, board) in boards()? {
         for key in [
             "uid",
@@ -115,7 +116,7 @@ fn board_models_are_valid() -> anyhow::Result<()> {
                 let expr = t["expr"].as_str().unwrap_or_default();
                 assert!(!expr.is_empty(), "{name}: {title} empty expr");
                 // Every range selector (the windows of rate/increase) is Grafana's rate interval.
-                for window in Regex::new(r"\[(\$\w+|\d+[smhdwy])\]")?.captures_iter(expr) {
+                for window in range_selector.captures_iter(expr) {
                     assert_eq!(&window[1], "$__rate_interval", "{name}: {title}: {expr}");
                 }
             }
@@ -314,6 +315,7 @@ fn every_panel_query_returns_data_from_a_real_prometheus() -> anyhow::Result<()>
         Ok(body["data"].clone())
     };
     let mut failures = Vec::new();
+    let label_values = Regex::new(r"^label_values\((.+), *(\w+)\)$")?;
     for (name, board) in boards()? {
         // Variables: each query variable must have values; panels then use them all.
         let mut vars = BTreeMap::new();
@@ -323,11 +325,9 @@ fn every_panel_query_returns_data_from_a_real_prometheus() -> anyhow::Result<()>
             }
             let var = v["name"].as_str().unwrap_or_default().to_string();
             let definition = expand(v["definition"].as_str().unwrap_or_default(), &vars);
-            let caps = Regex::new(r"^label_values\((.+), *(\w+)\)$")?
-                .captures(&definition)
-                .ok_or_else(|| {
-                    anyhow::anyhow!("{name}: unsupported variable query {definition}")
-                })?;
+            let caps = label_values.captures(&definition).ok_or_else(|| {
+                anyhow::anyhow!("{name}: unsupported variable query {definition}")
+            })?;
             let values = query(
                 &format!("/api/v1/label/{}/values", &caps[2]),
                 &[("match[]", caps[1].to_string())],
