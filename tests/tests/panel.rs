@@ -1,0 +1,470 @@
+//! The `surge` panel against real servers: a headless frame from Prometheus + Alertmanager +
+//! surge-exporter (real broker and PostgreSQL) that shows a stalled group and its firing
+//! alert; the same from the exporter directly; silences created and expired on the real
+//! Alertmanager; and the real binary driven by keys in a pseudo-terminal (tmux).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use surge_exporter::config::Config;
+use surge_exporter::store::Store;
+use surge_harness::kafka::KafkaBroker;
+use surge_harness::pagerduty::PagerDutyStandIn;
+use surge_harness::postgres::MONITOR_PASSWORD;
+use surge_harness::servers::{Alertmanager, Prometheus};
+use surge_harness::{PgCluster, Workdir, free_port};
+use surge_tui::fetch::alertmanager::{Alertmanager as AmClient, NewSilence};
+use surge_tui::model::Matcher;
+
+/// The `surge` binary next to this test's (scripts/test builds every binary first).
+fn surge_bin() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("test binary has no parent directory")?
+        .join("surge");
+    if !bin.exists() {
+        bail!(
+            "{} missing: run `cargo build -p surge-tui` first",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// `surge --once` with `args`: (frame, exit code).
+fn once(args: &[&str]) -> anyhow::Result<(String, i32)> {
+    let out = Command::new(surge_bin()?)
+        .args([
+            "--once",
+            "--size",
+            "160x48",
+            "--wait",
+            "20s",
+            "--log",
+            "/dev/null",
+        ])
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !stderr.trim().is_empty() {
+        bail!("surge --once wrote to stderr: {stderr}");
+    }
+    Ok((
+        String::from_utf8(out.stdout)?,
+        out.status.code().unwrap_or(-1),
+    ))
+}
+
+fn wait_until(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut last_error = None;
+    while Instant::now() < deadline {
+        match check() {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => last_error = Some(e),
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    Err(anyhow!(
+        "timed out after {timeout:?} waiting for {what} (last error: {last_error:?})"
+    ))
+}
+
+fn get_json(url: &str) -> anyhow::Result<serde_json::Value> {
+    Ok(reqwest::blocking::get(url)?.error_for_status()?.json()?)
+}
+
+fn consume(
+    broker: &KafkaBroker,
+    group: &str,
+    topic: &str,
+) -> anyhow::Result<(Arc<AtomicBool>, std::thread::JoinHandle<()>)> {
+    let consumer: BaseConsumer = broker.consumer_config(group).create()?;
+    consumer.subscribe(&[topic])?;
+    let running = Arc::new(AtomicBool::new(true));
+    let flag = Arc::clone(&running);
+    let handle = std::thread::spawn(move || {
+        while flag.load(Ordering::Relaxed) {
+            let _ = consumer.poll(Duration::from_millis(100));
+        }
+    });
+    Ok((running, handle))
+}
+
+fn alertmanager_config(dir: &Path, pager: &PagerDutyStandIn) -> anyhow::Result<String> {
+    let key_file = dir.join("routing-key");
+    std::fs::write(&key_file, "0123456789abcdef0123456789abcdef\n")?;
+    surge_tests::alerting::test_alertmanager(&pager.events_url(), &key_file, |name| {
+        pager.webhook_url(name)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headless_frames_show_a_stalled_group_its_alert_and_silences() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let pager = PagerDutyStandIn::start()?;
+    let broker = KafkaBroker::start()?;
+    broker.create_topic("payment-processed", 2)?;
+    let cluster = PgCluster::start(1)?;
+    std::fs::write(dir.path().join("pg-password"), MONITOR_PASSWORD)?;
+    let config = Config::parse(&format!(
+        "[postgres]\ninterval = \"1s\"\ntimeout = \"1s\"\n\
+         [[postgres.targets]]\nname = \"primary\"\ndsn = \"{}\"\npassword_file = \"{pw}\"\n\
+         [[postgres.targets]]\nname = \"replica1\"\ndsn = \"{}\"\npassword_file = \"{pw}\"\n\
+         [kafka]\ninterval = \"1s\"\ntimeout = \"1s\"\ndiscovery_interval = \"2s\"\nwindow = \"20s\"\n\
+         rate_window = \"5s\"\nstall_after = \"3s\"\n\
+         [[kafka.clusters]]\nname = \"shop\"\nbootstrap_servers = \"{}\"\n",
+        cluster.monitor_dsn("primary")?,
+        cluster.monitor_dsn("replica1")?,
+        broker.bootstrap(),
+        pw = dir.path().join("pg-password").display(),
+    ))?;
+    let store = Store::new();
+    let _collectors = surge_exporter::schedule::spawn_all(
+        surge_exporter::sources::build(&config)?,
+        Arc::clone(&store),
+    );
+    let exporter_port = free_port()?;
+    let listener = surge_exporter::server::bind(([127, 0, 0, 1], exporter_port).into())
+        .await
+        .map_err(anyhow::Error::msg)?;
+    tokio::spawn(surge_exporter::server::serve(
+        listener,
+        Arc::clone(&store),
+        std::future::pending(),
+    ));
+
+    let alertmanager = Alertmanager::start_in(
+        Workdir::temp("surge-am-")?,
+        free_port()?,
+        &alertmanager_config(dir.path(), &pager)?,
+    )?;
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(&rules, surge_tests::alerting::scaled_rules(60)?)?;
+    let prometheus = Prometheus::start_in(
+        Workdir::temp("surge-prom-")?,
+        free_port()?,
+        &format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [\"{}\"]\n\
+             alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: [\"127.0.0.1:{}\"]\n\
+             scrape_configs:\n  - job_name: surge-exporter\n    static_configs:\n      - targets: [\"127.0.0.1:{exporter_port}\"]\n",
+            rules.display(),
+            alertmanager.port()
+        ),
+    )?;
+
+    // A live pipeline whose consumer dies while the producer keeps going: a stall.
+    let producing = Arc::new(AtomicBool::new(true));
+    let producer_thread = {
+        let producing = Arc::clone(&producing);
+        let producer = broker.producer()?;
+        std::thread::spawn(move || -> anyhow::Result<()> {
+            while producing.load(Ordering::Relaxed) {
+                for p in 0..2 {
+                    producer.send("payment-processed", p, 5)?;
+                }
+                producer.flush()?;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Ok(())
+        })
+    };
+    let (running, consumer) = consume(&broker, "shipping", "payment-processed")?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    running.store(false, Ordering::Relaxed);
+    let _ = consumer.join();
+
+    let (prom, am) = (prometheus.url(), alertmanager.url());
+    tokio::task::block_in_place(|| {
+        wait_until(
+            "KafkaConsumerStalled firing in Alertmanager",
+            Duration::from_secs(120),
+            || {
+                let alerts = get_json(&format!("{am}/api/v2/alerts"))?;
+                Ok(alerts.to_string().contains("KafkaConsumerStalled"))
+            },
+        )
+    })?;
+
+    // Through Prometheus and Alertmanager: the group is stalled and its alert fires.
+    let (frame, code) =
+        tokio::task::block_in_place(|| once(&["--prometheus", &prom, "--alertmanager", &am]))?;
+    assert_eq!(code, 0, "every source answered:\n{frame}");
+    let stalled_row = frame
+        .lines()
+        .find(|l| l.contains("shipping → payment-processed"))
+        .unwrap_or_default();
+    assert!(
+        stalled_row.contains("stalled"),
+        "pipeline row: {stalled_row:?}\n{frame}"
+    );
+    let alert_row = frame
+        .lines()
+        .find(|l| l.contains("KafkaConsumerStalled"))
+        .unwrap_or_default();
+    assert!(
+        alert_row.contains("firing"),
+        "alert row: {alert_row:?}\n{frame}"
+    );
+    assert!(
+        frame.contains("replica1") && frame.contains("streaming"),
+        "{frame}"
+    );
+
+    // Directly from the exporter, no Prometheus: the same lag state.
+    let exporter = format!("127.0.0.1:{exporter_port}");
+    let (frame, code) =
+        tokio::task::block_in_place(|| once(&["--exporter", &exporter, "--view", "kafka"]))?;
+    assert_eq!(code, 0, "{frame}");
+    let row = frame
+        .lines()
+        .find(|l| l.contains("shipping") && l.contains("payment-processed"))
+        .unwrap_or_default();
+    assert!(row.contains("stalled"), "direct-mode row: {row:?}\n{frame}");
+
+    // A silence created on the real Alertmanager mutes the alert in the panel; expiring it
+    // brings it back.
+    let client = AmClient::new(
+        &am,
+        surge_tui::run::http_client(Duration::from_secs(5)).map_err(anyhow::Error::msg)?,
+    );
+    let silence = NewSilence {
+        matchers: vec![Matcher {
+            name: "alertname".into(),
+            value: "KafkaConsumerStalled".into(),
+            is_regex: false,
+            is_equal: true,
+        }],
+        seconds: 3600,
+        comment: "shipping is being redeployed".into(),
+        created_by: "panel-test".into(),
+    };
+    let id = client
+        .create_silence(&silence, surge_tui::fetch::now())
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    let listed = client.silences().await.map_err(|e| anyhow!("{e}"))?;
+    assert!(
+        listed.iter().any(|s| s.id == id && s.state == "active"),
+        "{listed:?}"
+    );
+    tokio::task::block_in_place(|| {
+        wait_until(
+            "the alert muted in the panel",
+            Duration::from_secs(20),
+            || {
+                let (frame, _) = once(&["--alertmanager", &am, "--view", "alerts"])?;
+                Ok(frame
+                    .lines()
+                    .any(|l| l.contains("KafkaConsumerStalled") && l.contains("muted")))
+            },
+        )
+    })?;
+    client
+        .expire_silence(&id)
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    let listed = client.silences().await.map_err(|e| anyhow!("{e}"))?;
+    assert!(
+        listed.iter().any(|s| s.id == id && s.state == "expired"),
+        "{listed:?}"
+    );
+    let bogus = client
+        .expire_silence("00000000-0000-0000-0000-000000000000")
+        .await;
+    assert!(
+        bogus.is_err_and(|e| e.reason.starts_with("HTTP")),
+        "expiring an unknown silence is an error"
+    );
+
+    producing.store(false, Ordering::Relaxed);
+    let _ = producer_thread.join();
+    Ok(())
+}
+
+/// A tmux server on its own socket, killed on drop (also when the test fails).
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()?;
+        if !out.status.success() {
+            bail!("tmux {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn screen(&self) -> anyhow::Result<String> {
+        self.run(&["capture-pane", "-p", "-t", "panel"])
+    }
+
+    fn keys(&self, keys: &[&str]) -> anyhow::Result<()> {
+        for k in keys {
+            self.run(&["send-keys", "-t", "panel", k])?;
+            std::thread::sleep(Duration::from_millis(150));
+        }
+        Ok(())
+    }
+
+    fn wait_for(&self, what: &str, needle: &str) -> anyhow::Result<String> {
+        let mut screen = String::new();
+        let found = wait_until(what, Duration::from_secs(20), || {
+            screen = self.screen()?;
+            Ok(screen.contains(needle))
+        });
+        found.map_err(|e| anyhow!("{e}\nscreen:\n{screen}"))?;
+        Ok(screen)
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
+    }
+}
+
+#[test]
+fn keys_in_screen_out_in_a_pseudo_terminal() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let pager = PagerDutyStandIn::start()?;
+    let alertmanager = Alertmanager::start_in(
+        Workdir::temp("surge-am-")?,
+        free_port()?,
+        &alertmanager_config(dir.path(), &pager)?,
+    )?;
+    let am = alertmanager.url();
+    // A firing alert, posted as Prometheus would.
+    let now = surge_tui::fetch::now();
+    let stamp = |t: f64| surge_tui::snapshot::timestamp(t);
+    let alert = serde_json::json!([{
+        "labels": {"alertname": "KafkaConsumerLagGrowing", "severity": "page", "cluster": "shop", "group": "payment", "topic": "order-placed"},
+        "annotations": {"summary": "payment lag on order-placed keeps growing"},
+        "startsAt": stamp(now - 60.0),
+        "endsAt": stamp(now + 3600.0),
+    }]);
+    reqwest::blocking::Client::new()
+        .post(format!("{am}/api/v2/alerts"))
+        .json(&alert)
+        .send()?
+        .error_for_status()?;
+
+    let tmux = Tmux {
+        socket: format!("surge-test-{}", std::process::id()),
+    };
+    let exit_file = dir.path().join("exit");
+    let command = format!(
+        "NO_COLOR=1 {} --alertmanager {am} --refresh 500ms --log {} --snapshot-dir {}; echo $? > {}",
+        surge_bin()?.display(),
+        dir.path().join("surge.log").display(),
+        dir.path().display(),
+        exit_file.display()
+    );
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "panel",
+        "-x",
+        "160",
+        "-y",
+        "48",
+        &command,
+    ])?;
+
+    tmux.wait_for("the alert on the Overview", "KafkaConsumerLagGrowing")?;
+    // To the Alerts view, silence the selected alert with a comment, confirm.
+    tmux.keys(&["4"])?;
+    tmux.wait_for("the Alerts view", "Timeline, last 5m")?;
+    tmux.keys(&["m"])?;
+    tmux.wait_for("the silence form", "Silence KafkaConsumerLagGrowing")?;
+    tmux.run(&[
+        "send-keys",
+        "-t",
+        "panel",
+        "-l",
+        "draining after the payment fix",
+    ])?;
+    tmux.keys(&["Enter"])?;
+    tmux.wait_for("the confirmation", "y to confirm")?;
+    tmux.keys(&["y"])?;
+    tmux.wait_for("the notice", "created for 2h")?;
+    let silences = get_json(&format!("{am}/api/v2/silences"))?;
+    let ours = silences
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["comment"] == "draining after the payment fix")
+        .context("silence not in Alertmanager")?;
+    assert_eq!(ours["status"]["state"], "active", "{ours:#}");
+    let matchers = ours["matchers"].to_string();
+    assert!(
+        matchers.contains("\"group\"") && !matchers.contains("\"severity\""),
+        "{matchers}"
+    );
+    tmux.wait_for("the alert muted", "muted")?;
+
+    // Expire it from the silences list.
+    tmux.keys(&["Tab", "e"])?;
+    tmux.wait_for("the expire confirmation", "Expire silence")?;
+    tmux.keys(&["y"])?;
+    tmux.wait_for("the expired notice", "expired")?;
+    wait_until(
+        "the silence expired in Alertmanager",
+        Duration::from_secs(10),
+        || {
+            let silences = get_json(&format!("{am}/api/v2/silences"))?;
+            Ok(silences.as_array().into_iter().flatten().any(|s| {
+                s["comment"] == "draining after the payment fix"
+                    && s["status"]["state"] == "expired"
+            }))
+        },
+    )?;
+
+    // Command mode, help, snapshot, then quit: the terminal is given back and the exit is clean.
+    tmux.keys(&[":", "k", "a", "f", "k", "a", "Enter"])?;
+    tmux.wait_for("the Kafka view", "Consumer groups")?;
+    tmux.keys(&["?"])?;
+    tmux.wait_for("the help overlay", "Help (Esc closes)")?;
+    tmux.keys(&["Escape", "s"])?;
+    tmux.wait_for("the snapshot notice", "snapshot written to")?;
+    let snapshot = std::fs::read_dir(dir.path())?
+        .filter_map(Result::ok)
+        .find(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("surge-snapshot-")
+        })
+        .context("no snapshot file")?;
+    let text = std::fs::read_to_string(snapshot.path())?;
+    assert!(
+        text.contains("## Firing alerts (1)") && text.contains("KafkaConsumerLagGrowing"),
+        "{text}"
+    );
+    tmux.keys(&["q"])?;
+    wait_until("surge to exit", Duration::from_secs(10), || {
+        Ok(exit_file.exists())
+    })?;
+    assert_eq!(std::fs::read_to_string(&exit_file)?.trim(), "0");
+    Ok(())
+}

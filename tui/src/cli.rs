@@ -1,0 +1,240 @@
+//! Flags, merged over the config file into `Settings`. Exit codes: 0 fine; 1 a source failed
+//! in `--once`; 2 bad flags or config (one line naming the problem).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::config::{self, Config};
+use crate::fetch::Endpoints;
+use crate::ui::theme::ThemeName;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "surge",
+    version,
+    about = "The on-call panel: scaling, Kafka lag and replicas on one screen, alerts you can act on."
+)]
+pub struct Cli {
+    /// Prometheus base URL (e.g. http://127.0.0.1:9090).
+    #[arg(long, value_name = "URL")]
+    pub prometheus: Option<String>,
+    /// Alertmanager base URL: alerts with silences, and silence create/expire.
+    #[arg(long, value_name = "URL")]
+    pub alertmanager: Option<String>,
+    /// surge-exporter to scrape directly, no Prometheus needed (repeatable).
+    #[arg(long, value_name = "URL")]
+    pub exporter: Vec<String>,
+    /// Config file (default: $XDG_CONFIG_HOME/surge/config.toml when it exists).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Time between refreshes (e.g. 1s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub refresh: Option<Duration>,
+    /// Per-request timeout.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// No silences: look, don't touch.
+    #[arg(long)]
+    pub readonly: bool,
+    /// default, high-contrast or mono (NO_COLOR selects mono unless a theme is given).
+    #[arg(long, value_name = "NAME", value_parser = parse_theme)]
+    pub theme: Option<ThemeName>,
+    /// History range: 5m, 1h or 6h.
+    #[arg(long, value_name = "RANGE", value_parser = config::range_index)]
+    pub range: Option<usize>,
+    /// Render one frame as text to stdout and exit (1 if a source failed).
+    #[arg(long)]
+    pub once: bool,
+    /// Frame size for --once, WIDTHxHEIGHT.
+    #[arg(long, value_name = "WxH", default_value = "160x48", value_parser = parse_size)]
+    pub size: (u16, u16),
+    /// View for --once: overview, kafka, pg, alerts, or svc:NAME.
+    #[arg(long, value_name = "VIEW", default_value = "overview")]
+    pub view: String,
+    /// With --once, wait at most this long for every source's first answer.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub wait: Duration,
+    /// Log file (default: $XDG_STATE_HOME/surge/surge.log). Never the terminal.
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    /// Directory for snapshots (default: current directory).
+    #[arg(long, value_name = "DIR")]
+    pub snapshot_dir: Option<PathBuf>,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{e} (e.g. 1s, 500ms)"))
+}
+
+fn parse_theme(text: &str) -> Result<ThemeName, String> {
+    ThemeName::parse(text)
+}
+
+fn parse_size(text: &str) -> Result<(u16, u16), String> {
+    let (w, h) = text
+        .split_once(['x', 'X'])
+        .ok_or("expected WIDTHxHEIGHT, e.g. 160x48")?;
+    let w: u16 = w.parse().map_err(|_| format!("bad width {w:?}"))?;
+    let h: u16 = h.parse().map_err(|_| format!("bad height {h:?}"))?;
+    if !(20..=1000).contains(&w) || !(6..=500).contains(&h) {
+        return Err(format!("{w}x{h} is outside 20x6 ..= 1000x500"));
+    }
+    Ok((w, h))
+}
+
+/// Everything the program runs with, flags over file over defaults.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub endpoints: Endpoints,
+    pub stale_after: f64,
+    pub readonly: bool,
+    pub theme: Option<ThemeName>,
+    pub range: usize,
+    pub snapshot_dir: PathBuf,
+    pub log: Option<PathBuf>,
+    pub service_groups: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// clap's multi-line error as one line.
+pub fn one_line_clap_error(text: &str) -> String {
+    let body = text.split("\n\nUsage:").next().unwrap_or(text);
+    let body = body.split("\n\n  tip:").next().unwrap_or(body);
+    let body = body.trim().trim_start_matches("error:").trim();
+    body.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+impl Cli {
+    /// Merge with the config file; the error is one line.
+    pub fn settings(&self) -> Result<Settings, String> {
+        let file = match &self.config {
+            Some(path) => {
+                Config::load(path).map_err(|e| format!("config {}: {e}", path.display()))?
+            }
+            None => match config::default_path().filter(|p| p.exists()) {
+                Some(path) => {
+                    Config::load(&path).map_err(|e| format!("config {}: {e}", path.display()))?
+                }
+                None => Config::default(),
+            },
+        };
+        for (flag, url) in [
+            ("--prometheus", &self.prometheus),
+            ("--alertmanager", &self.alertmanager),
+        ] {
+            if let Some(url) = url {
+                config::check_url(url).map_err(|e| format!("{flag}: {e}"))?;
+            }
+        }
+        for url in &self.exporter {
+            config::check_url(url).map_err(|e| format!("--exporter: {e}"))?;
+        }
+        let prometheus = self.prometheus.clone().or(file.sources.prometheus);
+        let alertmanager = self.alertmanager.clone().or(file.sources.alertmanager);
+        let exporters = if self.exporter.is_empty() {
+            file.sources.exporters
+        } else {
+            self.exporter.clone()
+        };
+        if prometheus.is_none() && alertmanager.is_none() && exporters.is_empty() {
+            return Err("no source: give --prometheus URL, --alertmanager URL or --exporter URL (or [sources] in the config file)".into());
+        }
+        let refresh = self.refresh.unwrap_or(file.sources.refresh);
+        if refresh < Duration::from_millis(100) {
+            return Err("--refresh: at least 100ms".into());
+        }
+        let timeout = self.timeout.unwrap_or(file.sources.timeout);
+        if timeout.is_zero() {
+            return Err("--timeout: must be more than 0".into());
+        }
+        let stale_after = file
+            .sources
+            .stale_after
+            .unwrap_or_else(|| (refresh * 3).max(Duration::from_secs(10)))
+            .as_secs_f64();
+        let theme = match (self.theme, &file.ui.theme) {
+            (Some(t), _) => Some(t),
+            (None, Some(name)) => Some(ThemeName::parse(name)?),
+            (None, None) => None,
+        };
+        let range = match (self.range, &file.ui.range) {
+            (Some(r), _) => r,
+            (None, Some(text)) => config::range_index(text)?,
+            (None, None) => 0,
+        };
+        Ok(Settings {
+            endpoints: Endpoints {
+                prometheus: prometheus.map(|u| config::with_scheme(&u)),
+                alertmanager: alertmanager.map(|u| config::with_scheme(&u)),
+                exporters,
+                refresh,
+                timeout,
+            },
+            stale_after,
+            readonly: self.readonly || file.ui.readonly,
+            theme,
+            range,
+            snapshot_dir: self
+                .snapshot_dir
+                .clone()
+                .or(file.snapshot.dir)
+                .unwrap_or_else(|| PathBuf::from(".")),
+            log: self.log.clone().or_else(config::default_log_path),
+            service_groups: file
+                .services
+                .into_iter()
+                .map(|(k, v)| (k, v.groups))
+                .collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Result<Cli, String> {
+        let mut all = vec!["surge", "--config", "/dev/null"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).map_err(|e| one_line_clap_error(&e.to_string()))
+    }
+
+    #[test]
+    fn flags_are_checked_in_one_line() {
+        for (args, want) in [
+            (&["--size", "10x10", "--exporter", "x:1"][..], "--size"),
+            (&["--refresh", "fast"], "--refresh"),
+            (&["--theme", "neon"], "unknown theme"),
+            (&["--range", "2h"], "--range"),
+            (&["--bogus"], "--bogus"),
+        ] {
+            match cli(args) {
+                Ok(c) => panic!("{args:?} parsed: {c:?}"),
+                Err(e) => assert!(e.contains(want) && !e.contains('\n'), "{args:?}: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn sources_are_required_and_checked() -> Result<(), String> {
+        let none = cli(&[])?.settings();
+        assert!(none.is_err_and(|e| e.starts_with("no source")));
+        let bad = cli(&["--prometheus", "gopher://x"])?.settings();
+        assert!(bad.is_err_and(|e| e.starts_with("--prometheus")));
+        let good = cli(&[
+            "--exporter",
+            "127.0.0.1:9187",
+            "--refresh",
+            "1s",
+            "--range",
+            "1h",
+        ])?
+        .settings()?;
+        assert_eq!(
+            (good.endpoints.exporters.len(), good.range, good.stale_after),
+            (1, 1, 10.0)
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,141 @@
+//! Direct mode: scrape surge-exporter's `/metrics` without Prometheus. The store's history
+//! is the ring buffer; sparklines and rates come from it.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::{FetchError, describe, exposition, now, ticker};
+use crate::store::Update;
+
+#[derive(Debug, Clone)]
+pub struct Exporter {
+    url: String,
+    /// The source name shown in the panel: `exporter HOST:PORT`.
+    pub name: String,
+    http: reqwest::Client,
+}
+
+impl Exporter {
+    /// `url` may be `host:port`, `http://host:port` or a full URL with a path.
+    pub fn new(url: &str, http: reqwest::Client) -> Self {
+        Exporter {
+            url: metrics_url(url),
+            name: source_name(url),
+            http,
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// One scrape, parsed. Unreadable lines are skipped and reported, never guessed.
+    pub async fn scrape(&self) -> Result<exposition::Parsed, FetchError> {
+        let response = self
+            .http
+            .get(&self.url)
+            .header("accept", "text/plain;version=0.0.4")
+            .send()
+            .await
+            .map_err(|e| FetchError::new(&self.url, describe(&e)))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(FetchError::new(
+                &self.url,
+                format!("HTTP {}", status.as_u16()),
+            ));
+        }
+        let text = response
+            .text()
+            .await
+            .map_err(|e| FetchError::new(&self.url, describe(&e)))?;
+        exposition::parse(&text).map_err(|e| FetchError::new(&self.url, e))
+    }
+}
+
+/// The scrape URL: a scheme added when missing, `/metrics` when no path is given.
+pub fn metrics_url(url: &str) -> String {
+    let with_scheme = crate::config::with_scheme(url);
+    let path_given = with_scheme
+        .split("://")
+        .nth(1)
+        .is_some_and(|rest| rest.contains('/'));
+    if path_given {
+        with_scheme
+    } else {
+        format!("{with_scheme}/metrics")
+    }
+}
+
+/// How the panel names an exporter: `exporter HOST:PORT`.
+pub fn source_name(url: &str) -> String {
+    let with_scheme = crate::config::with_scheme(url);
+    let authority = with_scheme
+        .split("://")
+        .nth(1)
+        .unwrap_or("")
+        .split('/')
+        .next()
+        .unwrap_or("");
+    format!("exporter {authority}")
+}
+
+pub async fn run(exporter: Exporter, refresh: Duration, updates: mpsc::Sender<Update>) {
+    let mut interval = ticker(refresh);
+    let mut warned = false;
+    loop {
+        interval.tick().await;
+        let update = match exporter.scrape().await {
+            Ok(parsed) => {
+                if parsed.skipped > 0 && !warned {
+                    warned = true;
+                    let notice = format!(
+                        "{}: {} unreadable line(s) skipped, first: {}",
+                        exporter.name,
+                        parsed.skipped,
+                        parsed.first_bad_line.unwrap_or_default()
+                    );
+                    tracing::warn!("{notice}");
+                    if updates.send(Update::Notice(notice)).await.is_err() {
+                        return;
+                    }
+                }
+                Update::Metrics {
+                    source: exporter.name.clone(),
+                    metrics: parsed.metrics,
+                    at: now(),
+                }
+            }
+            Err(e) => Update::Failed {
+                source: exporter.name.clone(),
+                error: e.to_string(),
+            },
+        };
+        if updates.send(update).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_get_a_scheme_and_a_metrics_path() {
+        assert_eq!(
+            metrics_url("127.0.0.1:9187"),
+            "http://127.0.0.1:9187/metrics"
+        );
+        assert_eq!(source_name("127.0.0.1:9187"), "exporter 127.0.0.1:9187");
+        assert_eq!(
+            metrics_url("https://x.example:443/custom"),
+            "https://x.example:443/custom"
+        );
+        assert_eq!(
+            source_name("https://x.example:443/custom"),
+            "exporter x.example:443"
+        );
+    }
+}

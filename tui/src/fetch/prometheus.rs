@@ -1,0 +1,376 @@
+//! Prometheus HTTP API: instant and range queries, alerts, rules. Parsing is separate from
+//! the requests so every shape of answer (good, error, garbage) is unit-tested.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{FetchError, get_json};
+use crate::model::{Alert, AlertState, Labels, Metrics, RangeSeries};
+
+/// The Overview, Kafka, PostgreSQL and health views in one instant query. Per-partition
+/// series are left out: they are fetched only for the partition drill-in.
+pub const OVERVIEW_QUERY: &str = "{__name__=~\"surge_(hpa_.*|workload_.*|pod_.*|postgres_.*|kafka_group_topic_.*|kafka_topic_.*|kafka_group_state|kafka_group_members|source_.*)\"}";
+
+/// The per-partition series of one group on one topic.
+pub fn partitions_query(cluster: &str, group: &str, topic: &str) -> String {
+    let (c, g, t) = (quote(cluster), quote(group), quote(topic));
+    format!(
+        "{{__name__=~\"surge_kafka_group_(lag|committed_offset|has_commit)\",cluster={c},group={g},topic={t}}} \
+         or surge_kafka_partition_log_end_offset{{cluster={c},topic={t}}}"
+    )
+}
+
+/// A PromQL string literal.
+pub fn quote(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[derive(Debug, Clone)]
+pub struct Prometheus {
+    base: String,
+    http: reqwest::Client,
+}
+
+/// What the loaded alert rules say.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleSummary {
+    pub cpu_alert: Option<f64>,
+    pub rules: usize,
+    pub unhealthy: usize,
+}
+
+impl Prometheus {
+    pub fn new(base: &str, http: reqwest::Client) -> Self {
+        Prometheus {
+            base: base.trim_end_matches('/').to_string(),
+            http,
+        }
+    }
+
+    pub async fn instant(&self, query: &str) -> Result<Metrics, FetchError> {
+        let url = format!("{}/api/v1/query", self.base);
+        let body = get_json(&self.http, &url, &[("query", query.to_string())]).await?;
+        parse_vector(&body).map_err(|e| FetchError::new(&url, e))
+    }
+
+    pub async fn range(
+        &self,
+        query: &str,
+        start: f64,
+        end: f64,
+        step: f64,
+    ) -> Result<RangeSeries, FetchError> {
+        let url = format!("{}/api/v1/query_range", self.base);
+        let params = [
+            ("query", query.to_string()),
+            ("start", format!("{start:.3}")),
+            ("end", format!("{end:.3}")),
+            ("step", format!("{step:.3}")),
+        ];
+        let body = get_json(&self.http, &url, &params).await?;
+        parse_matrix(&body).map_err(|e| FetchError::new(&url, e))
+    }
+
+    pub async fn alerts(&self) -> Result<Vec<Alert>, FetchError> {
+        let url = format!("{}/api/v1/alerts", self.base);
+        let body = get_json(&self.http, &url, &[]).await?;
+        parse_alerts(&body).map_err(|e| FetchError::new(&url, e))
+    }
+
+    pub async fn rules(&self) -> Result<RuleSummary, FetchError> {
+        let url = format!("{}/api/v1/rules", self.base);
+        let body = get_json(&self.http, &url, &[("type", "alert".to_string())]).await?;
+        parse_rules(&body).map_err(|e| FetchError::new(&url, e))
+    }
+}
+
+/// The `data` of a successful answer, or the API's own error.
+fn data(body: &Value) -> Result<&Value, String> {
+    match body.get("status").and_then(Value::as_str) {
+        Some("success") => body
+            .get("data")
+            .ok_or_else(|| "answer has no data".to_string()),
+        Some("error") => Err(format!(
+            "{}: {}",
+            body.get("errorType")
+                .and_then(Value::as_str)
+                .unwrap_or("error"),
+            body.get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("no message")
+        )),
+        _ => Err("not a Prometheus API answer (no status)".into()),
+    }
+}
+
+#[derive(Deserialize)]
+struct Sample {
+    metric: Labels,
+    value: (f64, String),
+}
+
+#[derive(Deserialize)]
+struct Series {
+    metric: Labels,
+    values: Vec<(f64, String)>,
+}
+
+fn result_of<'a>(body: &'a Value, want: &str) -> Result<&'a Value, String> {
+    let data = data(body)?;
+    match data.get("resultType").and_then(Value::as_str) {
+        Some(t) if t == want => data
+            .get("result")
+            .ok_or_else(|| "answer has no result".to_string()),
+        Some(other) => Err(format!("expected a {want} result, got {other}")),
+        None => Err("answer has no resultType".into()),
+    }
+}
+
+fn value(text: &str) -> Result<f64, String> {
+    super::exposition::parse_value(text)
+}
+
+pub fn parse_vector(body: &Value) -> Result<Metrics, String> {
+    let samples: Vec<Sample> = Vec::deserialize(result_of(body, "vector")?)
+        .map_err(|e| format!("bad vector result: {e}"))?;
+    let mut metrics = Metrics::default();
+    for Sample {
+        mut metric,
+        value: (_, v),
+    } in samples
+    {
+        let name = metric.remove("__name__").unwrap_or_default();
+        metrics.insert(&name, metric, value(&v)?);
+    }
+    Ok(metrics)
+}
+
+pub fn parse_matrix(body: &Value) -> Result<RangeSeries, String> {
+    let series: Vec<Series> = Vec::deserialize(result_of(body, "matrix")?)
+        .map_err(|e| format!("bad matrix result: {e}"))?;
+    series
+        .into_iter()
+        .map(|Series { mut metric, values }| {
+            metric.remove("__name__");
+            let points = values
+                .into_iter()
+                .map(|(t, v)| value(&v).map(|v| (t, v)))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((metric, points))
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+struct RawAlert {
+    labels: Labels,
+    #[serde(default)]
+    annotations: Labels,
+    state: String,
+    #[serde(default, rename = "activeAt")]
+    active_at: Option<String>,
+}
+
+/// Unix seconds of an RFC 3339 timestamp (any offset, any fraction).
+pub fn unix_seconds(text: &str) -> Option<f64> {
+    let ts: jiff::Timestamp = text.parse().ok()?;
+    Some(ts.as_millisecond() as f64 / 1000.0)
+}
+
+/// Turn labels and annotations into an `Alert`.
+pub fn alert(
+    labels: Labels,
+    annotations: &Labels,
+    state: AlertState,
+    active_at: Option<f64>,
+    muted: bool,
+) -> Alert {
+    let note = |k: &str| annotations.get(k).cloned().unwrap_or_default();
+    Alert {
+        name: labels.get("alertname").cloned().unwrap_or_default(),
+        state,
+        severity: labels
+            .get("severity")
+            .cloned()
+            .unwrap_or_else(|| "none".into()),
+        summary: note("summary"),
+        description: note("description"),
+        runbook: note("runbook_url"),
+        labels,
+        active_at,
+        muted,
+    }
+}
+
+pub fn parse_alerts(body: &Value) -> Result<Vec<Alert>, String> {
+    let raw = data(body)?.get("alerts").ok_or("answer has no alerts")?;
+    let raw: Vec<RawAlert> = Vec::deserialize(raw).map_err(|e| format!("bad alerts: {e}"))?;
+    Ok(raw
+        .into_iter()
+        .filter_map(|a| {
+            let state = match a.state.as_str() {
+                "firing" => AlertState::Firing,
+                "pending" => AlertState::Pending,
+                _ => return None,
+            };
+            let active = a.active_at.as_deref().and_then(unix_seconds);
+            Some(alert(a.labels, &a.annotations, state, active, false))
+        })
+        .collect())
+}
+
+pub fn parse_rules(body: &Value) -> Result<RuleSummary, String> {
+    let groups = data(body)?
+        .get("groups")
+        .and_then(Value::as_array)
+        .ok_or("answer has no rule groups")?;
+    let mut summary = RuleSummary {
+        cpu_alert: None,
+        rules: 0,
+        unhealthy: 0,
+    };
+    for rule in groups
+        .iter()
+        .filter_map(|g| g.get("rules")?.as_array())
+        .flatten()
+    {
+        summary.rules += 1;
+        if rule.get("health").and_then(Value::as_str) == Some("err") {
+            summary.unhealthy += 1;
+        }
+        if rule.get("name").and_then(Value::as_str) == Some("ServiceCPUHigh") {
+            summary.cpu_alert = rule
+                .get("query")
+                .and_then(Value::as_str)
+                .and_then(cpu_threshold);
+        }
+    }
+    Ok(summary)
+}
+
+/// The number in `surge_workload_cpu_utilization_ratio > N`.
+fn cpu_threshold(query: &str) -> Option<f64> {
+    let rest = query
+        .split("surge_workload_cpu_utilization_ratio")
+        .nth(1)?
+        .trim_start();
+    let rest = rest
+        .strip_prefix('>')?
+        .trim_start()
+        .trim_start_matches('=')
+        .trim_start();
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == 'e' || c == '-'))
+        .unwrap_or(rest.len());
+    rest[..end]
+        .parse()
+        .ok()
+        .filter(|v: &f64| v.is_finite() && *v > 0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn vectors_keep_names_and_labels_and_read_special_values() -> Result<(), String> {
+        let body = json!({"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{"__name__":"surge_kafka_group_topic_lag","group":"payment","instance":"x:1"},"value":[1.7e9,"1500"]},
+            {"metric":{"__name__":"surge_kafka_group_topic_drain_eta_seconds","group":"payment"},"value":[1.7e9,"+Inf"]},
+            {"metric":{"__name__":"surge_hpa_current_replicas"},"value":[1.7e9,"NaN"]}
+        ]}});
+        let m = parse_vector(&body)?;
+        assert_eq!(
+            m.value("surge_kafka_group_topic_lag", &[("group", "payment")]),
+            Some(1500.0)
+        );
+        assert_eq!(
+            m.value("surge_kafka_group_topic_drain_eta_seconds", &[]),
+            Some(f64::INFINITY)
+        );
+        assert!(
+            !m.points("surge_kafka_group_topic_lag")[0]
+                .labels
+                .contains_key("__name__")
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn api_errors_and_wrong_shapes_are_one_line_errors() {
+        let err =
+            json!({"status":"error","errorType":"bad_data","error":"invalid parameter \"query\""});
+        assert_eq!(
+            parse_vector(&err),
+            Err("bad_data: invalid parameter \"query\"".into())
+        );
+        let matrix = json!({"status":"success","data":{"resultType":"matrix","result":[]}});
+        assert_eq!(
+            parse_vector(&matrix),
+            Err("expected a vector result, got matrix".into())
+        );
+        assert!(parse_vector(&json!({"hello":"world"})).is_err());
+        let bad_value = json!({"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{},"value":[1.0,"twelve"]}]}});
+        assert!(parse_vector(&bad_value).is_err_and(|e| e.contains("twelve")));
+        let bad_shape =
+            json!({"status":"success","data":{"resultType":"vector","result":[{"metric":{}}]}});
+        assert!(parse_vector(&bad_shape).is_err_and(|e| e.starts_with("bad vector result")));
+    }
+
+    #[test]
+    fn matrices_and_alerts_and_rules() -> Result<(), String> {
+        let body = json!({"status":"success","data":{"resultType":"matrix","result":[
+            {"metric":{"__name__":"ALERTS","alertname":"X","alertstate":"firing"},"values":[[10,"1"],[20,"1"]]}]}});
+        let series = parse_matrix(&body)?;
+        assert_eq!(series[0].1, vec![(10.0, 1.0), (20.0, 1.0)]);
+        assert!(!series[0].0.contains_key("__name__"));
+
+        let alerts = json!({"status":"success","data":{"alerts":[
+            {"labels":{"alertname":"KafkaConsumerStalled","severity":"page","group":"shipping"},
+             "annotations":{"summary":"stalled","runbook_url":"https://r"},"state":"firing",
+             "activeAt":"2026-11-28T08:00:00.5+01:00","value":"1e+00"},
+            {"labels":{"alertname":"P"},"state":"pending","activeAt":"2026-11-28T07:00:00Z"},
+            {"labels":{"alertname":"I"},"state":"inactive"}]}});
+        let alerts = parse_alerts(&alerts)?;
+        assert_eq!(alerts.len(), 2);
+        assert_eq!(
+            (alerts[0].name.as_str(), alerts[0].severity.as_str()),
+            ("KafkaConsumerStalled", "page")
+        );
+        assert_eq!(alerts[0].active_at, unix_seconds("2026-11-28T07:00:00.5Z"));
+        assert_eq!(alerts[1].state, AlertState::Pending);
+
+        let rules = json!({"status":"success","data":{"groups":[{"rules":[
+            {"name":"ServiceCPUHigh","query":"surge_workload_cpu_utilization_ratio > 0.85","health":"ok"},
+            {"name":"Broken","query":"x","health":"err"}]}]}});
+        assert_eq!(
+            parse_rules(&rules)?,
+            RuleSummary {
+                cpu_alert: Some(0.85),
+                rules: 2,
+                unhealthy: 1
+            }
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn promql_strings_are_escaped() {
+        assert_eq!(quote(r#"a"b\c"#), r#""a\"b\\c""#);
+        let q = partitions_query("shop", "pay\"ment", "order-placed");
+        assert!(q.contains(r#"group="pay\"ment""#), "{q}");
+    }
+}

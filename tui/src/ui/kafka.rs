@@ -1,0 +1,182 @@
+//! Kafka: every group on every topic (lag, lag in time, trend, rates, ETA, history), and the
+//! partition drill-in.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+
+use super::table::{self, col, num};
+use super::{Ctx, cells, format, spark};
+use crate::app;
+use crate::store::{GroupRow, PartitionRow};
+
+pub fn draw_groups(frame: &mut Frame, area: Rect, ctx: &Ctx) {
+    let t = *ctx.theme;
+    let (now, range) = (ctx.now, ctx.range());
+    let rows = app::groups(ctx.store, &ctx.app.filter);
+    let columns = vec![
+        col("GROUP", 14, 0, move |g: &&GroupRow| {
+            Span::styled(g.group.clone(), t.text)
+        }),
+        col("TOPIC", 20, 0, move |g: &&GroupRow| {
+            Span::styled(g.topic.clone(), t.text)
+        }),
+        col("CLUSTER", 8, 6, move |g: &&GroupRow| {
+            Span::styled(g.cluster.clone(), t.dim)
+        }),
+        num("LAG", 8, 0, move |g: &&GroupRow| cells::lag(&t, g)),
+        num("LAG TIME", 8, 1, move |g: &&GroupRow| {
+            cells::lag_time(&t, g)
+        }),
+        col("TREND", 11, 0, move |g: &&GroupRow| {
+            cells::lag_state(&t, &g.state)
+        }),
+        col("GROUP STATE", 13, 5, move |g: &&GroupRow| {
+            let members = g.members.map_or(String::new(), |m| format!(" ({m:.0})"));
+            let state = if g.group_state.is_empty() {
+                "unknown".to_string()
+            } else {
+                g.group_state.clone()
+            };
+            Span::styled(
+                format!("{state}{members}"),
+                if state == "Stable" { t.dim } else { t.warn },
+            )
+        }),
+        num("IN/s", 7, 3, move |g: &&GroupRow| {
+            Span::styled(format::count(g.produce_rate), t.text)
+        }),
+        num("OUT/s", 7, 3, move |g: &&GroupRow| {
+            Span::styled(format::count(g.consume_rate), t.text)
+        }),
+        num("ETA", 7, 2, move |g: &&GroupRow| cells::eta(&t, g)),
+    ];
+    let inner = area.width.saturating_sub(4);
+    let mut columns = table::fit(columns, inner);
+    let spark_width = table::spark_width(&columns, inner, 48);
+    if spark_width >= 8 {
+        columns.push(col("LAG (range)", spark_width, 0, move |g: &&GroupRow| {
+            let style = match g.state.as_str() {
+                "growing" | "stalled" => t.crit,
+                _ => t.accent,
+            };
+            Span::styled(
+                spark::line(&g.history, now, range, usize::from(spark_width), None),
+                style,
+            )
+        }));
+    }
+    let title = format!(
+        "Consumer groups ({}), history {}",
+        rows.len(),
+        app::RANGES[ctx.app.range].1
+    );
+    let block = ctx.panel(
+        &title,
+        ctx.store.age_of("surge_kafka_group_topic_lag", ctx.now),
+    );
+    table::draw(
+        frame,
+        area,
+        ctx,
+        block,
+        columns,
+        table::Body {
+            rows: &rows,
+            cursor: Some(ctx.app.cursor()),
+            empty: "no consumer groups seen (is the Kafka source configured?)",
+        },
+    );
+}
+
+pub fn draw_partitions(
+    frame: &mut Frame,
+    area: Rect,
+    ctx: &Ctx,
+    cluster: &str,
+    group: &str,
+    topic: &str,
+) {
+    let t = *ctx.theme;
+    let [head, body] = Layout::vertical([Constraint::Length(3), Constraint::Min(0)]).areas(area);
+    let summary = ctx
+        .store
+        .derived
+        .groups
+        .iter()
+        .find(|g| g.cluster == cluster && g.group == group && g.topic == topic);
+    let line = match summary {
+        Some(g) => Line::from(vec![
+            Span::styled("lag ", t.dim),
+            cells::lag(&t, g),
+            Span::styled("   lag time ", t.dim),
+            cells::lag_time(&t, g),
+            Span::styled("   trend ", t.dim),
+            cells::lag_state(&t, &g.state),
+            Span::styled("   eta ", t.dim),
+            cells::eta(&t, g),
+            Span::styled(
+                format!(
+                    "   in {}  out {}",
+                    format::rate(g.produce_rate),
+                    format::rate(g.consume_rate)
+                ),
+                t.dim,
+            ),
+        ]),
+        None => Line::from(Span::styled(
+            "no lag series for this group and topic",
+            t.dim,
+        )),
+    };
+    frame.render_widget(
+        Paragraph::new(line).block(ctx.panel(&format!("{group} on {topic} ({cluster})"), None)),
+        head,
+    );
+    let rows = app::partitions(ctx.store, group, topic, &ctx.app.filter);
+    let columns = vec![
+        num("PARTITION", 9, 0, move |p: &PartitionRow| {
+            Span::styled(p.partition.clone(), t.text)
+        }),
+        num("COMMITTED", 12, 0, move |p: &PartitionRow| {
+            if p.has_commit {
+                Span::styled(format!("{:.0}", p.committed.unwrap_or(f64::NAN)), t.text)
+            } else {
+                Span::styled("none", t.warn)
+            }
+        }),
+        num("LOG END", 12, 0, move |p: &PartitionRow| {
+            Span::styled(
+                p.log_end.map_or(format::NONE.into(), |v| format!("{v:.0}")),
+                t.text,
+            )
+        }),
+        num("LAG", 10, 0, move |p: &PartitionRow| {
+            Span::styled(format::count(p.lag), t.text)
+        }),
+        col("NOTE", 30, 1, move |p: &PartitionRow| {
+            match (p.has_commit, p.lag) {
+                (true, _) => Span::raw(""),
+                (false, Some(_)) => Span::styled("never committed: lag from log start", t.dim),
+                (false, None) => Span::styled("never committed: no lag", t.dim),
+            }
+        }),
+    ];
+    let block = ctx.panel(
+        &format!("Partitions ({})", rows.len()),
+        ctx.store.age_of("surge_kafka_group_lag", ctx.now),
+    );
+    table::draw(
+        frame,
+        body,
+        ctx,
+        block,
+        columns,
+        table::Body {
+            rows: &rows,
+            cursor: Some(ctx.app.cursor()),
+            empty: "loading partitions… (fetched only while this view is open)",
+        },
+    );
+}

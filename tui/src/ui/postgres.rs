@@ -1,0 +1,177 @@
+//! PostgreSQL: each server as it sees itself (role, receiver, replay lag), each standby as
+//! its primary sees it, and replication slots.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::Span;
+
+use super::table::{self, col, num};
+use super::{Ctx, cells, format, spark};
+use crate::app;
+use crate::store::{ServerRow, SlotRow, StandbyRow};
+
+pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx) {
+    let t = *ctx.theme;
+    let (now, range) = (ctx.now, ctx.range());
+    let servers = app::servers(ctx.store, &ctx.app.filter);
+    let standbys: Vec<&StandbyRow> = ctx.store.derived.standbys.iter().collect();
+    let slots: Vec<&SlotRow> = ctx.store.derived.slots.iter().collect();
+    let h = |n: usize| (n.max(1) as u16) + 3;
+    let [top, middle, bottom] = Layout::vertical([
+        Constraint::Length(h(servers.len())),
+        Constraint::Length(h(standbys.len())),
+        Constraint::Min(0),
+    ])
+    .areas(area);
+
+    let columns = vec![
+        col("SERVER", 14, 0, move |s: &&ServerRow| {
+            Span::styled(s.target.clone(), t.text)
+        }),
+        col("ROLE", 8, 0, move |s: &&ServerRow| {
+            let style = if s.role == "down" { t.crit } else { t.text };
+            Span::styled(s.role.clone(), style)
+        }),
+        col("RECEIVER", 13, 1, move |s: &&ServerRow| {
+            match (s.role.as_str(), s.receiver_streaming, s.paused) {
+                ("replica", _, true) => Span::styled("replay paused", t.warn),
+                ("replica", Some(true), _) => Span::styled("streaming", t.ok),
+                ("replica", Some(false), _) => Span::styled("NOT STREAMING", t.crit),
+                _ => Span::styled(format::NONE, t.dim),
+            }
+        }),
+        num("REPLAY LAG", 10, 0, move |s: &&ServerRow| {
+            if s.role == "replica" {
+                cells::replica_lag(&t, s.replay_lag_seconds)
+            } else {
+                Span::styled(format::NONE, t.dim)
+            }
+        }),
+        num("REPLAY BYTES", 12, 2, move |s: &&ServerRow| {
+            Span::styled(format::bytes(s.replay_lag_bytes), t.text)
+        }),
+        num("RECEIVE BYTES", 13, 3, move |s: &&ServerRow| {
+            Span::styled(format::bytes(s.receive_lag_bytes), t.text)
+        }),
+    ];
+    let inner = top.width.saturating_sub(4);
+    let mut columns = table::fit(columns, inner);
+    let spark_width = table::spark_width(&columns, inner, 48);
+    if spark_width >= 8 {
+        columns.push(col(
+            "REPLAY LAG (range)",
+            spark_width,
+            0,
+            move |s: &&ServerRow| {
+                Span::styled(
+                    spark::line(&s.history, now, range, usize::from(spark_width), Some(30.0)),
+                    t.accent,
+                )
+            },
+        ));
+    }
+    let block = ctx.panel(
+        &format!("Servers ({})", servers.len()),
+        ctx.store.age_of("surge_source_up", ctx.now),
+    );
+    table::draw(
+        frame,
+        top,
+        ctx,
+        block,
+        columns,
+        table::Body {
+            rows: &servers,
+            cursor: Some(ctx.app.cursor()),
+            empty: "no PostgreSQL targets (is the postgres source configured?)",
+        },
+    );
+
+    let columns = vec![
+        col("PRIMARY → STANDBY", 22, 0, move |s: &&StandbyRow| {
+            Span::styled(format!("{} → {}", s.primary, s.replica), t.text)
+        }),
+        col("STATE", 13, 0, move |s: &&StandbyRow| {
+            if s.streaming {
+                Span::styled("streaming", t.ok)
+            } else {
+                Span::styled("NOT STREAMING", t.crit)
+            }
+        }),
+        num("LAG BYTES", 10, 0, move |s: &&StandbyRow| {
+            Span::styled(format::bytes(s.lag_bytes), t.text)
+        }),
+        num("REPLAY LAG", 10, 1, move |s: &&StandbyRow| {
+            cells::replica_lag(&t, s.replay_seconds)
+        }),
+    ];
+    let inner = middle.width.saturating_sub(4);
+    let mut columns = table::fit(columns, inner);
+    let spark_width = table::spark_width(&columns, inner, 48);
+    if spark_width >= 8 {
+        columns.push(col(
+            "LAG BYTES (range)",
+            spark_width,
+            0,
+            move |s: &&StandbyRow| {
+                Span::styled(
+                    spark::line(&s.history, now, range, usize::from(spark_width), None),
+                    t.accent,
+                )
+            },
+        ));
+    }
+    let block = ctx.panel(
+        &format!("Standbys seen by their primary ({})", standbys.len()),
+        ctx.store
+            .age_of("surge_postgres_replica_streaming", ctx.now),
+    );
+    table::draw(
+        frame,
+        middle,
+        ctx,
+        block,
+        columns,
+        table::Body {
+            rows: &standbys,
+            cursor: None,
+            empty: "no standbys in pg_stat_replication",
+        },
+    );
+
+    let columns = vec![
+        col("SLOT", 16, 0, move |s: &&SlotRow| {
+            Span::styled(s.slot.clone(), t.text)
+        }),
+        col("SERVER", 12, 0, move |s: &&SlotRow| {
+            Span::styled(s.target.clone(), t.dim)
+        }),
+        col("ACTIVE", 8, 0, move |s: &&SlotRow| {
+            if s.active {
+                Span::styled("active", t.ok)
+            } else {
+                Span::styled("INACTIVE", t.warn)
+            }
+        }),
+        num("RETAINED WAL", 12, 0, move |s: &&SlotRow| {
+            Span::styled(format::bytes(s.retained_bytes), t.text)
+        }),
+    ];
+    let block = ctx.panel(
+        &format!("Replication slots ({})", slots.len()),
+        ctx.store
+            .age_of("surge_postgres_replication_slot_active", ctx.now),
+    );
+    table::draw(
+        frame,
+        bottom,
+        ctx,
+        block,
+        columns,
+        table::Body {
+            rows: &slots,
+            cursor: None,
+            empty: "no replication slots",
+        },
+    );
+}

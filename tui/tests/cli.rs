@@ -1,0 +1,110 @@
+//! The binary's front door: bad flags and bad config files get one line naming the problem
+//! and exit 2, never a panic or a half-drawn terminal.
+
+use std::path::Path;
+use std::process::Command;
+
+fn surge(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_surge"))
+        .args(args)
+        .env("XDG_CONFIG_HOME", "/nonexistent")
+        .output()
+        .expect("run surge");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn invalid_config_fixtures_fail_in_one_line_naming_the_field() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/invalid");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("fixtures") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("read");
+        let expect = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# expect: "))
+            .unwrap_or_else(|| panic!("{} has no # expect: line", path.display()));
+        let (code, stdout, stderr) = surge(&[
+            "--config",
+            path.to_str().expect("utf-8 path"),
+            "--once",
+            "--log",
+            "/dev/null",
+        ]);
+        assert_eq!(code, 2, "{}: {stderr}", path.display());
+        assert!(stdout.is_empty(), "{}: {stdout}", path.display());
+        assert_eq!(stderr.lines().count(), 1, "{}: {stderr}", path.display());
+        assert!(
+            stderr.starts_with("surge: "),
+            "{}: {stderr}",
+            path.display()
+        );
+        assert!(
+            stderr.contains(expect),
+            "{}: want {expect:?} in {stderr}",
+            path.display()
+        );
+        seen += 1;
+    }
+    assert!(seen >= 7, "only {seen} fixtures");
+}
+
+#[test]
+fn bad_flags_fail_in_one_line() {
+    for (args, want) in [
+        (
+            &["--exporter", "127.0.0.1:9187", "--size", "huge"][..],
+            "--size",
+        ),
+        (
+            &[
+                "--exporter",
+                "127.0.0.1:9187",
+                "--view",
+                "graphs",
+                "--once",
+                "--wait",
+                "1s",
+            ],
+            "--view \"graphs\"",
+        ),
+        (&["--prometheus", "gopher://x"], "--prometheus"),
+        (&[], "no source"),
+        (&["--config", "/nonexistent/surge.toml"], "cannot read it"),
+    ] {
+        let (code, _, stderr) = surge(args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(want), "{args:?}: want {want:?} in {stderr}");
+    }
+    let (code, stdout, _) = surge(&["--help"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("--readonly") && stdout.contains("--once"));
+}
+
+#[test]
+fn an_unreachable_source_still_renders_a_frame_and_exits_1() {
+    // Port 9 (discard) on loopback: nothing listens there in tests.
+    let (code, stdout, stderr) = surge(&[
+        "--exporter",
+        "127.0.0.1:9",
+        "--once",
+        "--wait",
+        "5s",
+        "--size",
+        "100x20",
+        "--log",
+        "/dev/null",
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    assert!(
+        stdout.contains("exporter 127.0.0.1:9 is failing"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("cannot connect"), "{stdout}");
+}
