@@ -248,6 +248,9 @@ fn every_panel_query_returns_data_from_a_real_prometheus() -> anyhow::Result<()>
     let mut options = surge_stack::StackOptions::for_checkout(dir.path())?;
     options.autoscale = Some(Duration::from_secs(5));
     options.payment_failure_rate = 0.0;
+    // Slow enough payments that the backlog below takes several exporter cycles to drain,
+    // so the drain ETA exists for more than one scrape even on a busy CI machine.
+    options.payment_latency_ms = 150;
     let stack = surge_stack::Stack::start(options)?;
     let prometheus = stack
         .prometheus
@@ -296,9 +299,28 @@ fn every_panel_query_returns_data_from_a_real_prometheus() -> anyhow::Result<()>
     }
     std::thread::sleep(Duration::from_secs(15));
     stack.scale("payment", 2)?;
-    for i in 0..40 {
+    // Browse while the backlog drains, until Prometheus has seen a drain ETA (or give up
+    // after two minutes and let the panel check below name what is missing).
+    let seen_drain = |http: &reqwest::blocking::Client| -> bool {
+        http.get(format!("{prometheus}/api/v1/query"))
+            .query(&[(
+                "query",
+                "max_over_time(surge_kafka_group_topic_drain_eta_seconds[5m])",
+            )])
+            .send()
+            .and_then(|r| r.json::<Value>())
+            .is_ok_and(|b| {
+                b["data"]["result"]
+                    .as_array()
+                    .is_some_and(|r| !r.is_empty())
+            })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut i = 0;
+    while std::time::Instant::now() < deadline && (i < 40 || !seen_drain(&http)) {
         let _ = http.get(format!("{api}/products/{}", 1 + i % 50)).send();
         std::thread::sleep(Duration::from_millis(500));
+        i += 1;
     }
     std::thread::sleep(Duration::from_secs(10));
 

@@ -53,6 +53,22 @@ impl Metrics {
         self.points(name).iter().find(|p| p.matches(want))
     }
 
+    /// Points of `name` keyed by their values of `keys`, for joins without rescanning
+    /// (points lacking a key are left out; the first of duplicates wins).
+    pub fn index<'a>(&'a self, name: &str, keys: &[&str]) -> HashMap<Vec<&'a str>, &'a Point> {
+        let mut out = HashMap::new();
+        for p in self.points(name) {
+            let key: Option<Vec<&str>> = keys
+                .iter()
+                .map(|k| p.labels.get(*k).map(String::as_str))
+                .collect();
+            if let Some(key) = key {
+                out.entry(key).or_insert(p);
+            }
+        }
+        out
+    }
+
     /// Number of series.
     pub fn len(&self) -> usize {
         self.by_name.values().map(Vec::len).sum()

@@ -132,20 +132,23 @@ pub async fn once(
     let mut store = new_store(settings, &app);
     let mut wiring = wire(settings, &app)?;
     let expected = expected_sources(settings);
-    // Prometheus answers in two batches: instant data, then history.
-    let mut prometheus_batches = 0;
+    // Prometheus answers instant data first, history after: sparklines need both.
+    let mut history_seen = false;
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let heard: BTreeSet<String> = store.health.keys().cloned().collect();
-        let prometheus_done = settings.endpoints.prometheus.is_none() || prometheus_batches >= 2;
+        let prometheus_failed = store
+            .health
+            .get("prometheus")
+            .is_some_and(|h| h.error.is_some());
+        let prometheus_done =
+            settings.endpoints.prometheus.is_none() || history_seen || prometheus_failed;
         if expected.is_subset(&heard) && prometheus_done {
             break;
         }
         match tokio::time::timeout_at(deadline, wiring.updates.recv()).await {
             Ok(Some(update)) => {
-                if matches!(update, Update::Batch(_)) {
-                    prometheus_batches += 1;
-                }
+                history_seen |= carries_history(&update);
                 store.apply(update, fetch::now());
             }
             Ok(None) | Err(_) => break,
@@ -162,6 +165,18 @@ pub async fn once(
     });
     Ok((ui::render_text(&app, &store, now, size.0, size.1), all_ok))
 }
+
+fn carries_history(update: &Update) -> bool {
+    match update {
+        Update::History { .. } => true,
+        Update::Batch(updates) => updates.iter().any(carries_history),
+        _ => false,
+    }
+}
+
+/// How long to wait after one update for the rest of the same refresh (Prometheus and
+/// Alertmanager answer within milliseconds of each other): one redraw instead of several.
+const COALESCE: Duration = Duration::from_millis(25);
 
 fn write_snapshot(store: &Store, dir: &Path, clipboard: bool) -> String {
     let now = fetch::now();
@@ -251,7 +266,8 @@ pub async fn interactive(settings: &Settings, started: Instant) -> Result<(), St
             update = wiring.updates.recv() => {
                 let Some(update) = update else { break Err("all sources stopped".into()) };
                 let mut batch = vec![update];
-                while let Ok(more) = wiring.updates.try_recv() {
+                let until = tokio::time::Instant::now() + COALESCE;
+                while let Ok(Some(more)) = tokio::time::timeout_at(until, wiring.updates.recv()).await {
                     batch.push(more);
                 }
                 store.apply_all(batch, fetch::now());

@@ -1,9 +1,11 @@
 //! The state store: the latest data from every source, its history, and the rows the views
 //! show, derived once per update. Plain data: unit-tested without a terminal or a network.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::model::{Alert, AlertState, Health, History, Labels, Metrics, RangeSeries, Silence};
+use crate::model::{
+    Alert, AlertState, Health, History, Labels, Metrics, Point, RangeSeries, Silence,
+};
 
 /// Metrics whose history the views draw.
 pub const HISTORY_METRICS: [&str; 6] = [
@@ -636,8 +638,46 @@ impl Store {
     }
 
     fn groups(&self, range: f64, now: f64) -> Vec<GroupRow> {
+        const GTOPIC: [&str; 3] = ["cluster", "group", "topic"];
+        // One pass per metric, then joins by key: 200 groups cost 200 lookups, not 200 scans.
+        let m = &self.metrics;
+        let lag_seconds = m.index("surge_kafka_group_topic_lag_seconds", &GTOPIC);
+        let lower_bound = m.index("surge_kafka_group_topic_lag_seconds_lower_bound", &GTOPIC);
+        let consume = m.index("surge_kafka_group_topic_consume_rate", &GTOPIC);
+        let eta = m.index("surge_kafka_group_topic_drain_eta_seconds", &GTOPIC);
+        let produce = m.index("surge_kafka_topic_produce_rate", &["cluster", "topic"]);
+        let members = m.index("surge_kafka_group_members", &["cluster", "group"]);
+        let mut states: HashMap<Vec<&str>, &str> = HashMap::new();
+        for p in m
+            .points("surge_kafka_group_topic_lag_state")
+            .iter()
+            .filter(|p| p.value >= 1.0)
+        {
+            if let (Some(c), Some(g), Some(t), Some(s)) = (
+                p.labels.get("cluster"),
+                p.labels.get("group"),
+                p.labels.get("topic"),
+                p.labels.get("state"),
+            ) {
+                states.insert(vec![c.as_str(), g.as_str(), t.as_str()], s.as_str());
+            }
+        }
+        let mut group_states: HashMap<Vec<&str>, &str> = HashMap::new();
+        for p in m
+            .points("surge_kafka_group_state")
+            .iter()
+            .filter(|p| p.value >= 1.0)
+        {
+            if let (Some(c), Some(g), Some(s)) = (
+                p.labels.get("cluster"),
+                p.labels.get("group"),
+                p.labels.get("state"),
+            ) {
+                group_states.insert(vec![c.as_str(), g.as_str()], s.as_str());
+            }
+        }
         let mut rows: BTreeMap<(String, String, String), GroupRow> = BTreeMap::new();
-        for p in self.metrics.points("surge_kafka_group_topic_lag") {
+        for p in m.points("surge_kafka_group_topic_lag") {
             let (Some(c), Some(g), Some(t)) = (
                 p.labels.get("cluster"),
                 p.labels.get("group"),
@@ -645,34 +685,9 @@ impl Store {
             ) else {
                 continue;
             };
-            let want = [
-                ("cluster", c.as_str()),
-                ("group", g.as_str()),
-                ("topic", t.as_str()),
-            ];
-            let get = |m: &str| self.metrics.value(m, &want);
-            let state = self
-                .metrics
-                .points("surge_kafka_group_topic_lag_state")
-                .iter()
-                .find(|s| {
-                    want.iter()
-                        .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
-                        && s.value >= 1.0
-                })
-                .and_then(|s| s.labels.get("state").cloned())
-                .unwrap_or_else(|| "unknown".into());
-            let group_state = self
-                .metrics
-                .points("surge_kafka_group_state")
-                .iter()
-                .find(|s| {
-                    s.labels.get("group") == Some(g)
-                        && s.labels.get("cluster") == Some(c)
-                        && s.value >= 1.0
-                })
-                .and_then(|s| s.labels.get("state").cloned())
-                .unwrap_or_default();
+            let key = vec![c.as_str(), g.as_str(), t.as_str()];
+            let value =
+                |index: &HashMap<Vec<&str>, &Point>, key: &[&str]| index.get(key).map(|p| p.value);
             rows.insert(
                 (c.clone(), g.clone(), t.clone()),
                 GroupRow {
@@ -680,20 +695,17 @@ impl Store {
                     group: g.clone(),
                     topic: t.clone(),
                     lag: Some(p.value),
-                    lag_seconds: get("surge_kafka_group_topic_lag_seconds"),
-                    lower_bound: get("surge_kafka_group_topic_lag_seconds_lower_bound")
-                        .is_some_and(|v| v >= 1.0),
-                    state,
-                    consume_rate: get("surge_kafka_group_topic_consume_rate"),
-                    produce_rate: self.metrics.value(
-                        "surge_kafka_topic_produce_rate",
-                        &[("cluster", c), ("topic", t)],
-                    ),
-                    eta: get("surge_kafka_group_topic_drain_eta_seconds"),
-                    members: self
-                        .metrics
-                        .value("surge_kafka_group_members", &[("cluster", c), ("group", g)]),
-                    group_state,
+                    lag_seconds: value(&lag_seconds, &key),
+                    lower_bound: value(&lower_bound, &key).is_some_and(|v| v >= 1.0),
+                    state: states.get(&key).map_or("unknown", |s| s).to_string(),
+                    consume_rate: value(&consume, &key),
+                    produce_rate: value(&produce, &[c.as_str(), t.as_str()]),
+                    eta: value(&eta, &key),
+                    members: value(&members, &[c.as_str(), g.as_str()]),
+                    group_state: group_states
+                        .get(&[c.as_str(), g.as_str()][..])
+                        .map_or("", |s| s)
+                        .to_string(),
                     history: self.history.since(
                         "surge_kafka_group_topic_lag",
                         &p.labels,

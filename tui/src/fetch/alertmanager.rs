@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::prometheus::{alert, unix_seconds};
-use super::{FetchError, get_json};
+use super::{FetchError, get_body};
 use crate::model::{Alert, AlertState, Labels, Matcher, Silence};
 
 #[derive(Debug, Clone)]
@@ -89,13 +89,13 @@ impl Alertmanager {
             ("silenced", "true".to_string()),
             ("inhibited", "true".to_string()),
         ];
-        let body = get_json(&self.http, &url, &params).await?;
+        let body = get_body(&self.http, &url, &params).await?;
         parse_alerts(&body).map_err(|e| FetchError::new(&url, e))
     }
 
     pub async fn silences(&self) -> Result<Vec<Silence>, FetchError> {
         let url = format!("{}/api/v2/silences", self.base);
-        let body = get_json(&self.http, &url, &[]).await?;
+        let body = get_body(&self.http, &url, &[]).await?;
         parse_silences(&body).map_err(|e| FetchError::new(&url, e))
     }
 
@@ -196,8 +196,9 @@ pub fn silence_body(silence: &NewSilence, now: f64) -> Result<Value, String> {
     }))
 }
 
-pub fn parse_alerts(body: &Value) -> Result<Vec<Alert>, String> {
-    let raw: Vec<RawAlert> = Vec::deserialize(body).map_err(|e| format!("bad alerts: {e}"))?;
+pub fn parse_alerts(body: &[u8]) -> Result<Vec<Alert>, String> {
+    let raw: Vec<RawAlert> =
+        serde_json::from_slice(body).map_err(|e| format!("bad alerts: {e}"))?;
     Ok(raw
         .into_iter()
         .filter(|a| a.status.state != "unprocessed")
@@ -211,8 +212,9 @@ pub fn parse_alerts(body: &Value) -> Result<Vec<Alert>, String> {
         .collect())
 }
 
-pub fn parse_silences(body: &Value) -> Result<Vec<Silence>, String> {
-    let raw: Vec<RawSilence> = Vec::deserialize(body).map_err(|e| format!("bad silences: {e}"))?;
+pub fn parse_silences(body: &[u8]) -> Result<Vec<Silence>, String> {
+    let raw: Vec<RawSilence> =
+        serde_json::from_slice(body).map_err(|e| format!("bad silences: {e}"))?;
     let mut silences: Vec<Silence> = raw
         .into_iter()
         .map(|s| Silence {
@@ -262,11 +264,11 @@ mod tests {
              "status":{"state":"suppressed","silencedBy":["x"],"inhibitedBy":[]}},
             {"labels":{"alertname":"C"},"status":{"state":"unprocessed"}}
         ]);
-        let alerts = parse_alerts(&body)?;
+        let alerts = parse_alerts(body.to_string().as_bytes())?;
         assert_eq!(alerts.len(), 2);
         assert!(!alerts[0].muted && alerts[1].muted);
         assert_eq!(alerts[0].active_at, unix_seconds("2026-11-28T08:00:00Z"));
-        assert!(parse_alerts(&json!({"data":[]})).is_err());
+        assert!(parse_alerts(json!({"data":[]}).to_string().as_bytes()).is_err());
         Ok(())
     }
 
@@ -278,7 +280,7 @@ mod tests {
             {"id":"now","matchers":[{"name":"alertname","value":"A","isRegex":false,"isEqual":true}],
              "startsAt":"x","endsAt":"2026-11-28T10:00:00Z","createdBy":"me","comment":"c","status":{"state":"active"}}
         ]);
-        let silences = parse_silences(&body)?;
+        let silences = parse_silences(body.to_string().as_bytes())?;
         assert_eq!(silences[0].id, "now");
         assert!(
             silences[1].matchers[0].is_equal,

@@ -10,7 +10,6 @@ pub mod prometheus;
 use std::fmt;
 use std::time::Duration;
 
-use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -58,12 +57,12 @@ pub fn describe(error: &reqwest::Error) -> String {
     format!("{kind} ({root})")
 }
 
-/// GET a JSON document; HTTP errors carry the API's own error text when it has one.
-pub async fn get_json(
+/// GET a document's bytes; HTTP errors carry the API's own error text when it has one.
+pub async fn get_body(
     http: &reqwest::Client,
     url: &str,
     params: &[(&str, String)],
-) -> Result<Value, FetchError> {
+) -> Result<bytes::Bytes, FetchError> {
     let response = http
         .get(url)
         .query(params)
@@ -71,27 +70,26 @@ pub async fn get_json(
         .await
         .map_err(|e| FetchError::new(url, describe(&e)))?;
     let status = response.status();
-    let bytes = response
+    let body = response
         .bytes()
         .await
         .map_err(|e| FetchError::new(url, describe(&e)))?;
-    let parsed: Result<Value, _> = serde_json::from_slice(&bytes);
-    match parsed {
-        Ok(body) if status.is_success() => Ok(body),
-        Ok(body) => {
-            let said = body.get("error").and_then(Value::as_str).unwrap_or("");
-            Err(FetchError::new(
-                url,
-                format!("HTTP {} {said}", status.as_u16())
-                    .trim_end()
-                    .to_string(),
-            ))
-        }
-        Err(_) if !status.is_success() => {
-            Err(FetchError::new(url, format!("HTTP {}", status.as_u16())))
-        }
-        Err(e) => Err(FetchError::new(url, format!("invalid JSON: {e}"))),
+    if status.is_success() {
+        return Ok(body);
     }
+    #[derive(serde::Deserialize)]
+    struct ApiError {
+        error: String,
+    }
+    let said = serde_json::from_slice::<ApiError>(&body)
+        .map(|e| e.error)
+        .unwrap_or_default();
+    Err(FetchError::new(
+        url,
+        format!("HTTP {} {said}", status.as_u16())
+            .trim_end()
+            .to_string(),
+    ))
 }
 
 /// What the views currently need beyond the default (asked for by the app).
@@ -373,29 +371,28 @@ async fn run_alertmanager(
             }
         }
         let (alerts, silences) = tokio::join!(source.alerts(), source.silences());
-        let mut sent = Vec::new();
+        // One batch per refresh: one store rebuild, one redraw.
+        let mut batch = Vec::new();
         let mut failure = None;
         match alerts {
-            Ok(alerts) => sent.push(Update::Alerts {
+            Ok(alerts) => batch.push(Update::Alerts {
                 source: "alertmanager".into(),
                 alerts,
             }),
             Err(e) => failure = Some(e),
         }
         match silences {
-            Ok(silences) => sent.push(Update::Silences(silences)),
+            Ok(silences) => batch.push(Update::Silences(silences)),
             Err(e) => failure = failure.or(Some(e)),
         }
         if let Some(e) = failure {
-            sent.push(Update::Failed {
+            batch.push(Update::Failed {
                 source: "alertmanager".into(),
                 error: e.to_string(),
             });
         }
-        for update in sent {
-            if updates.send(update).await.is_err() {
-                return;
-            }
+        if updates.send(Update::Batch(batch)).await.is_err() {
+            return;
         }
     }
 }

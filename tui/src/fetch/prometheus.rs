@@ -2,9 +2,8 @@
 //! the requests so every shape of answer (good, error, garbage) is unit-tested.
 
 use serde::Deserialize;
-use serde_json::Value;
 
-use super::{FetchError, get_json};
+use super::{FetchError, get_body};
 use crate::model::{Alert, AlertState, Labels, Metrics, RangeSeries};
 
 /// The Overview, Kafka, PostgreSQL and health views in one instant query. Per-partition
@@ -60,7 +59,7 @@ impl Prometheus {
 
     pub async fn instant(&self, query: &str) -> Result<Metrics, FetchError> {
         let url = format!("{}/api/v1/query", self.base);
-        let body = get_json(&self.http, &url, &[("query", query.to_string())]).await?;
+        let body = get_body(&self.http, &url, &[("query", query.to_string())]).await?;
         parse_vector(&body).map_err(|e| FetchError::new(&url, e))
     }
 
@@ -78,39 +77,68 @@ impl Prometheus {
             ("end", format!("{end:.3}")),
             ("step", format!("{step:.3}")),
         ];
-        let body = get_json(&self.http, &url, &params).await?;
+        let body = get_body(&self.http, &url, &params).await?;
         parse_matrix(&body).map_err(|e| FetchError::new(&url, e))
     }
 
     pub async fn alerts(&self) -> Result<Vec<Alert>, FetchError> {
         let url = format!("{}/api/v1/alerts", self.base);
-        let body = get_json(&self.http, &url, &[]).await?;
+        let body = get_body(&self.http, &url, &[]).await?;
         parse_alerts(&body).map_err(|e| FetchError::new(&url, e))
     }
 
     pub async fn rules(&self) -> Result<RuleSummary, FetchError> {
         let url = format!("{}/api/v1/rules", self.base);
-        let body = get_json(&self.http, &url, &[("type", "alert".to_string())]).await?;
+        let body = get_body(&self.http, &url, &[("type", "alert".to_string())]).await?;
         parse_rules(&body).map_err(|e| FetchError::new(&url, e))
     }
 }
 
-/// The `data` of a successful answer, or the API's own error.
-fn data(body: &Value) -> Result<&Value, String> {
-    match body.get("status").and_then(Value::as_str) {
-        Some("success") => body
-            .get("data")
+/// Every API answer: `status`, then `data` or the error. Parsed straight from the bytes
+/// into typed structs (no intermediate JSON tree).
+#[derive(Deserialize)]
+struct Envelope<T> {
+    status: String,
+    data: Option<T>,
+    #[serde(rename = "errorType")]
+    error_type: Option<String>,
+    error: Option<String>,
+}
+
+fn data<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, String> {
+    let envelope: Envelope<T> =
+        serde_json::from_slice(body).map_err(|e| format!("bad {what} answer: {e}"))?;
+    match envelope.status.as_str() {
+        "success" => envelope
+            .data
             .ok_or_else(|| "answer has no data".to_string()),
-        Some("error") => Err(format!(
+        "error" => Err(format!(
             "{}: {}",
-            body.get("errorType")
-                .and_then(Value::as_str)
-                .unwrap_or("error"),
-            body.get("error")
-                .and_then(Value::as_str)
-                .unwrap_or("no message")
+            envelope.error_type.as_deref().unwrap_or("error"),
+            envelope.error.as_deref().unwrap_or("no message")
         )),
-        _ => Err("not a Prometheus API answer (no status)".into()),
+        other => Err(format!("not a Prometheus API answer (status {other:?})")),
+    }
+}
+
+/// A query's `data`: the result, tagged by its type.
+#[derive(Deserialize)]
+#[serde(tag = "resultType", content = "result", rename_all = "lowercase")]
+enum QueryData {
+    Vector(Vec<Sample>),
+    Matrix(Vec<Series>),
+    Scalar(serde::de::IgnoredAny),
+    String(serde::de::IgnoredAny),
+}
+
+impl QueryData {
+    fn kind(&self) -> &'static str {
+        match self {
+            QueryData::Vector(_) => "vector",
+            QueryData::Matrix(_) => "matrix",
+            QueryData::Scalar(_) => "scalar",
+            QueryData::String(_) => "string",
+        }
     }
 }
 
@@ -126,24 +154,15 @@ struct Series {
     values: Vec<(f64, String)>,
 }
 
-fn result_of<'a>(body: &'a Value, want: &str) -> Result<&'a Value, String> {
-    let data = data(body)?;
-    match data.get("resultType").and_then(Value::as_str) {
-        Some(t) if t == want => data
-            .get("result")
-            .ok_or_else(|| "answer has no result".to_string()),
-        Some(other) => Err(format!("expected a {want} result, got {other}")),
-        None => Err("answer has no resultType".into()),
-    }
-}
-
 fn value(text: &str) -> Result<f64, String> {
     super::exposition::parse_value(text)
 }
 
-pub fn parse_vector(body: &Value) -> Result<Metrics, String> {
-    let samples: Vec<Sample> = Vec::deserialize(result_of(body, "vector")?)
-        .map_err(|e| format!("bad vector result: {e}"))?;
+pub fn parse_vector(body: &[u8]) -> Result<Metrics, String> {
+    let samples = match data::<QueryData>(body, "query")? {
+        QueryData::Vector(samples) => samples,
+        other => return Err(format!("expected a vector result, got {}", other.kind())),
+    };
     let mut metrics = Metrics::default();
     for Sample {
         mut metric,
@@ -156,9 +175,11 @@ pub fn parse_vector(body: &Value) -> Result<Metrics, String> {
     Ok(metrics)
 }
 
-pub fn parse_matrix(body: &Value) -> Result<RangeSeries, String> {
-    let series: Vec<Series> = Vec::deserialize(result_of(body, "matrix")?)
-        .map_err(|e| format!("bad matrix result: {e}"))?;
+pub fn parse_matrix(body: &[u8]) -> Result<RangeSeries, String> {
+    let series = match data::<QueryData>(body, "query")? {
+        QueryData::Matrix(series) => series,
+        other => return Err(format!("expected a matrix result, got {}", other.kind())),
+    };
     series
         .into_iter()
         .map(|Series { mut metric, values }| {
@@ -213,9 +234,13 @@ pub fn alert(
     }
 }
 
-pub fn parse_alerts(body: &Value) -> Result<Vec<Alert>, String> {
-    let raw = data(body)?.get("alerts").ok_or("answer has no alerts")?;
-    let raw: Vec<RawAlert> = Vec::deserialize(raw).map_err(|e| format!("bad alerts: {e}"))?;
+#[derive(Deserialize)]
+struct AlertsData {
+    alerts: Vec<RawAlert>,
+}
+
+pub fn parse_alerts(body: &[u8]) -> Result<Vec<Alert>, String> {
+    let raw = data::<AlertsData>(body, "alerts")?.alerts;
     Ok(raw
         .into_iter()
         .filter_map(|a| {
@@ -230,30 +255,41 @@ pub fn parse_alerts(body: &Value) -> Result<Vec<Alert>, String> {
         .collect())
 }
 
-pub fn parse_rules(body: &Value) -> Result<RuleSummary, String> {
-    let groups = data(body)?
-        .get("groups")
-        .and_then(Value::as_array)
-        .ok_or("answer has no rule groups")?;
+#[derive(Deserialize)]
+struct RulesData {
+    groups: Vec<RuleGroup>,
+}
+
+#[derive(Deserialize)]
+struct RuleGroup {
+    #[serde(default)]
+    rules: Vec<Rule>,
+}
+
+#[derive(Deserialize)]
+struct Rule {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    query: String,
+    #[serde(default)]
+    health: String,
+}
+
+pub fn parse_rules(body: &[u8]) -> Result<RuleSummary, String> {
+    let groups = data::<RulesData>(body, "rules")?.groups;
     let mut summary = RuleSummary {
         cpu_alert: None,
         rules: 0,
         unhealthy: 0,
     };
-    for rule in groups
-        .iter()
-        .filter_map(|g| g.get("rules")?.as_array())
-        .flatten()
-    {
+    for rule in groups.iter().flat_map(|g| &g.rules) {
         summary.rules += 1;
-        if rule.get("health").and_then(Value::as_str) == Some("err") {
+        if rule.health == "err" {
             summary.unhealthy += 1;
         }
-        if rule.get("name").and_then(Value::as_str) == Some("ServiceCPUHigh") {
-            summary.cpu_alert = rule
-                .get("query")
-                .and_then(Value::as_str)
-                .and_then(cpu_threshold);
+        if rule.name == "ServiceCPUHigh" {
+            summary.cpu_alert = cpu_threshold(&rule.query);
         }
     }
     Ok(summary)
@@ -282,7 +318,11 @@ fn cpu_threshold(query: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
+
+    fn bytes(v: &Value) -> Vec<u8> {
+        v.to_string().into_bytes()
+    }
 
     #[test]
     fn vectors_keep_names_and_labels_and_read_special_values() -> Result<(), String> {
@@ -291,7 +331,7 @@ mod tests {
             {"metric":{"__name__":"surge_kafka_group_topic_drain_eta_seconds","group":"payment"},"value":[1.7e9,"+Inf"]},
             {"metric":{"__name__":"surge_hpa_current_replicas"},"value":[1.7e9,"NaN"]}
         ]}});
-        let m = parse_vector(&body)?;
+        let m = parse_vector(&bytes(&body))?;
         assert_eq!(
             m.value("surge_kafka_group_topic_lag", &[("group", "payment")]),
             Some(1500.0)
@@ -313,28 +353,28 @@ mod tests {
         let err =
             json!({"status":"error","errorType":"bad_data","error":"invalid parameter \"query\""});
         assert_eq!(
-            parse_vector(&err),
+            parse_vector(&bytes(&err)),
             Err("bad_data: invalid parameter \"query\"".into())
         );
         let matrix = json!({"status":"success","data":{"resultType":"matrix","result":[]}});
         assert_eq!(
-            parse_vector(&matrix),
+            parse_vector(&bytes(&matrix)),
             Err("expected a vector result, got matrix".into())
         );
-        assert!(parse_vector(&json!({"hello":"world"})).is_err());
+        assert!(parse_vector(&bytes(&json!({"hello":"world"}))).is_err());
         let bad_value = json!({"status":"success","data":{"resultType":"vector","result":[
             {"metric":{},"value":[1.0,"twelve"]}]}});
-        assert!(parse_vector(&bad_value).is_err_and(|e| e.contains("twelve")));
+        assert!(parse_vector(&bytes(&bad_value)).is_err_and(|e| e.contains("twelve")));
         let bad_shape =
             json!({"status":"success","data":{"resultType":"vector","result":[{"metric":{}}]}});
-        assert!(parse_vector(&bad_shape).is_err_and(|e| e.starts_with("bad vector result")));
+        assert!(parse_vector(&bytes(&bad_shape)).is_err_and(|e| e.starts_with("bad query answer")));
     }
 
     #[test]
     fn matrices_and_alerts_and_rules() -> Result<(), String> {
         let body = json!({"status":"success","data":{"resultType":"matrix","result":[
             {"metric":{"__name__":"ALERTS","alertname":"X","alertstate":"firing"},"values":[[10,"1"],[20,"1"]]}]}});
-        let series = parse_matrix(&body)?;
+        let series = parse_matrix(&bytes(&body))?;
         assert_eq!(series[0].1, vec![(10.0, 1.0), (20.0, 1.0)]);
         assert!(!series[0].0.contains_key("__name__"));
 
@@ -344,7 +384,7 @@ mod tests {
              "activeAt":"2026-11-28T08:00:00.5+01:00","value":"1e+00"},
             {"labels":{"alertname":"P"},"state":"pending","activeAt":"2026-11-28T07:00:00Z"},
             {"labels":{"alertname":"I"},"state":"inactive"}]}});
-        let alerts = parse_alerts(&alerts)?;
+        let alerts = parse_alerts(&bytes(&alerts))?;
         assert_eq!(alerts.len(), 2);
         assert_eq!(
             (alerts[0].name.as_str(), alerts[0].severity.as_str()),
@@ -357,7 +397,7 @@ mod tests {
             {"name":"ServiceCPUHigh","query":"surge_workload_cpu_utilization_ratio > 0.85","health":"ok"},
             {"name":"Broken","query":"x","health":"err"}]}]}});
         assert_eq!(
-            parse_rules(&rules)?,
+            parse_rules(&bytes(&rules))?,
             RuleSummary {
                 cpu_alert: Some(0.85),
                 rules: 2,

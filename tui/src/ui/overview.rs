@@ -153,20 +153,24 @@ pub fn services_table(
 /// Who and what an alert is about, from its labels.
 pub fn subject(labels: &Labels) -> String {
     let l = |k: &str| labels.get(k).map(String::as_str);
-    match (
-        l("workload"),
-        l("group"),
-        l("topic"),
-        l("replica").or(l("target")),
-        l("source"),
-    ) {
-        (Some(w), ..) => l("namespace").map_or(w.to_string(), |ns| format!("{ns}/{w}")),
-        (None, Some(g), Some(t), ..) => format!("{g} on {t}"),
-        (None, Some(g), None, ..) => g.to_string(),
-        (None, None, Some(t), ..) => t.to_string(),
-        (None, None, None, Some(r), _) => r.to_string(),
-        (None, None, None, None, Some(s)) => format!("{s} {}", l("target").unwrap_or("")),
-        _ => String::new(),
+    if let Some(w) = l("workload") {
+        return l("namespace").map_or(w.to_string(), |ns| format!("{ns}/{w}"));
+    }
+    match (l("group"), l("topic")) {
+        (Some(g), Some(t)) => return format!("{g} on {t}"),
+        (Some(g), None) => return g.to_string(),
+        (None, Some(t)) => return t.to_string(),
+        (None, None) => {}
+    }
+    if let Some(r) = l("replica") {
+        return r.to_string();
+    }
+    // An exporter source's own alert (SurgeSourceDown): which source, which target.
+    match (l("source"), l("target")) {
+        (Some(s), Some(t)) => format!("{s} {t}"),
+        (Some(s), None) => s.to_string(),
+        (None, Some(t)) => t.to_string(),
+        (None, None) => l("job").unwrap_or("").to_string(),
     }
 }
 

@@ -125,11 +125,22 @@ pub fn draw<T>(
     let header = Row::new(
         columns
             .iter()
-            .map(|c| Cell::from(align(Span::raw(c.header), c.width, c.right)))
+            .enumerate()
+            .map(|(i, c)| {
+                let width = if i == grow { u16::MAX } else { c.width };
+                Cell::from(align(Span::raw(c.header), width, c.right))
+            })
             .collect::<Vec<_>>(),
     )
     .style(ctx.theme.header);
-    let body: Vec<Row> = rows
+    // Build only the rows that fit: a 200-row list costs what its visible 20 rows cost.
+    let visible = usize::from(area.height.saturating_sub(3)).max(1);
+    let offset = match cursor {
+        Some(c) if c.min(rows.len() - 1) >= visible => c.min(rows.len() - 1) + 1 - visible,
+        _ => 0,
+    };
+    let end = (offset + visible).min(rows.len());
+    let body: Vec<Row> = rows[offset..end]
         .iter()
         .map(|r| {
             Row::new(
@@ -167,6 +178,7 @@ pub fn draw<T>(
         .row_highlight_style(ctx.theme.selected)
         .highlight_symbol("▶ ")
         .highlight_spacing(ratatui::widgets::HighlightSpacing::Always);
-    let mut state = TableState::default().with_selected(cursor.map(|c| c.min(rows.len() - 1)));
+    let mut state =
+        TableState::default().with_selected(cursor.map(|c| c.min(rows.len() - 1) - offset));
     frame.render_stateful_widget(table, area, &mut state);
 }

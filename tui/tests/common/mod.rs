@@ -1,0 +1,456 @@
+//! Fixtures shared by the view snapshots and the render benchmark: the shop mid flash sale,
+//! and a large deployment (50 services, 200 groups).
+#![allow(dead_code)]
+
+use surge_tui::model::{Alert, AlertState, Labels, Matcher, Metrics, Silence};
+use surge_tui::store::{ALERTS, Store, Update};
+
+pub const NOW: f64 = 1_795_856_400.0;
+
+pub fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+        .collect()
+}
+
+pub struct Shop {
+    pub m: Metrics,
+}
+
+impl Shop {
+    pub fn service(
+        &mut self,
+        name: &str,
+        current: f64,
+        desired: f64,
+        max: f64,
+        cpu: f64,
+        limited: bool,
+    ) {
+        let w = labels(&[("namespace", "shop"), ("workload", name)]);
+        let hpa = labels(&[("namespace", "shop"), ("workload", name), ("hpa", name)]);
+        self.m
+            .insert("surge_workload_cpu_utilization_ratio", w.clone(), cpu);
+        self.m
+            .insert("surge_workload_pods_without_cpu_request", w, 0.0);
+        self.m
+            .insert("surge_hpa_current_replicas", hpa.clone(), current);
+        self.m
+            .insert("surge_hpa_desired_replicas", hpa.clone(), desired);
+        self.m.insert("surge_hpa_min_replicas", hpa.clone(), 2.0);
+        self.m.insert("surge_hpa_max_replicas", hpa.clone(), max);
+        self.m
+            .insert("surge_hpa_target_cpu_utilization_ratio", hpa.clone(), 0.7);
+        self.m.insert(
+            "surge_hpa_scaling_limited",
+            hpa.clone(),
+            f64::from(u8::from(limited)),
+        );
+        self.m.insert("surge_hpa_able_to_scale", hpa, 1.0);
+        for i in 0..current as usize {
+            let pod = labels(&[
+                ("namespace", "shop"),
+                ("workload", name),
+                ("pod", &format!("{name}-{i}")),
+            ]);
+            self.m.insert(
+                "surge_pod_ready",
+                pod.clone(),
+                if i == 3 { 0.0 } else { 1.0 },
+            );
+            self.m.insert(
+                "surge_pod_cpu_usage_cores",
+                pod.clone(),
+                0.2 * cpu + 0.01 * i as f64,
+            );
+            self.m.insert("surge_pod_cpu_request_cores", pod, 0.2);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn group(
+        &mut self,
+        group: &str,
+        topic: &str,
+        lag: f64,
+        seconds: f64,
+        state: &str,
+        produce: f64,
+        consume: f64,
+        eta: Option<f64>,
+    ) {
+        let gt = labels(&[("cluster", "shop"), ("group", group), ("topic", topic)]);
+        self.m
+            .insert("surge_kafka_group_topic_lag", gt.clone(), lag);
+        self.m
+            .insert("surge_kafka_group_topic_lag_seconds", gt.clone(), seconds);
+        self.m
+            .insert("surge_kafka_group_topic_consume_rate", gt.clone(), consume);
+        if let Some(eta) = eta {
+            self.m
+                .insert("surge_kafka_group_topic_drain_eta_seconds", gt.clone(), eta);
+        }
+        for s in ["ok", "growing", "draining", "stalled", "idle"] {
+            let mut l = gt.clone();
+            l.insert("state".into(), s.into());
+            self.m.insert(
+                "surge_kafka_group_topic_lag_state",
+                l,
+                f64::from(u8::from(s == state)),
+            );
+        }
+        self.m.insert(
+            "surge_kafka_topic_produce_rate",
+            labels(&[("cluster", "shop"), ("topic", topic)]),
+            produce,
+        );
+        self.m.insert(
+            "surge_kafka_group_members",
+            labels(&[("cluster", "shop"), ("group", group)]),
+            2.0,
+        );
+        let mut st = labels(&[("cluster", "shop"), ("group", group)]);
+        st.insert("state".into(), "Stable".into());
+        self.m.insert("surge_kafka_group_state", st, 1.0);
+        for p in 0..4 {
+            let gp = labels(&[
+                ("cluster", "shop"),
+                ("group", group),
+                ("topic", topic),
+                ("partition", &p.to_string()),
+            ]);
+            let committed = 10_000.0 * f64::from(p + 1);
+            self.m.insert(
+                "surge_kafka_group_has_commit",
+                gp.clone(),
+                f64::from(u8::from(p != 3)),
+            );
+            if p != 3 {
+                self.m
+                    .insert("surge_kafka_group_committed_offset", gp.clone(), committed);
+                self.m
+                    .insert("surge_kafka_group_lag", gp, (lag / 3.0).round());
+            }
+            self.m.insert(
+                "surge_kafka_partition_log_end_offset",
+                labels(&[
+                    ("cluster", "shop"),
+                    ("topic", topic),
+                    ("partition", &p.to_string()),
+                ]),
+                committed + (lag / 3.0).round(),
+            );
+        }
+    }
+
+    pub fn postgres(&mut self) {
+        let up = |m: &mut Metrics, target: &str, v: f64| {
+            m.insert(
+                "surge_source_up",
+                labels(&[("source", "postgres"), ("target", target)]),
+                v,
+            );
+        };
+        up(&mut self.m, "primary", 1.0);
+        up(&mut self.m, "replica1", 1.0);
+        up(&mut self.m, "replica2", 1.0);
+        self.m.insert(
+            "surge_postgres_is_replica",
+            labels(&[("target", "primary")]),
+            0.0,
+        );
+        for (r, seconds, bytes, streaming) in [
+            ("replica1", 0.4, 8192.0, 1.0),
+            ("replica2", 95.0, 48.0 * 1024.0 * 1024.0, 0.0),
+        ] {
+            let t = labels(&[("target", r)]);
+            self.m.insert("surge_postgres_is_replica", t.clone(), 1.0);
+            self.m
+                .insert("surge_postgres_replay_lag_seconds", t.clone(), seconds);
+            self.m
+                .insert("surge_postgres_replay_lag_bytes", t.clone(), bytes);
+            self.m
+                .insert("surge_postgres_receive_lag_bytes", t.clone(), 0.0);
+            self.m
+                .insert("surge_postgres_wal_receiver_streaming", t, streaming);
+            let tr = labels(&[("target", "primary"), ("replica", r)]);
+            self.m
+                .insert("surge_postgres_replica_streaming", tr.clone(), streaming);
+            self.m
+                .insert("surge_postgres_replica_lag_bytes", tr.clone(), bytes);
+            let mut st = tr.clone();
+            st.insert("stage".into(), "replay".into());
+            self.m
+                .insert("surge_postgres_replica_lag_seconds", st, seconds);
+            let slot = labels(&[("target", "primary"), ("slot", r)]);
+            self.m.insert(
+                "surge_postgres_replication_slot_active",
+                slot.clone(),
+                streaming,
+            );
+            self.m.insert(
+                "surge_postgres_replication_slot_retained_bytes",
+                slot,
+                bytes,
+            );
+        }
+    }
+}
+
+pub fn alert(
+    name: &str,
+    severity: &str,
+    state: AlertState,
+    extra: &[(&str, &str)],
+    muted: bool,
+) -> Alert {
+    let mut l = labels(&[("alertname", name), ("severity", severity)]);
+    l.extend(labels(extra));
+    Alert {
+        name: name.into(),
+        state,
+        severity: severity.into(),
+        labels: l,
+        summary: format!("{name} summary"),
+        description: format!(
+            "{name} description, long enough to wrap in the detail panel of the alerts view."
+        ),
+        runbook: format!("https://github.com/surge-sre/surge/blob/main/alerts/runbooks/{name}.md"),
+        active_at: Some(NOW - 420.0),
+        muted,
+    }
+}
+
+/// The shop mid flash sale: payment saturated, its lag growing, replica2 broken.
+pub fn flash_sale() -> Store {
+    let mut shop = Shop {
+        m: Metrics::default(),
+    };
+    shop.service("auth", 4.0, 4.0, 10.0, 0.62, false);
+    shop.service("catalog", 2.0, 2.0, 10.0, 0.21, true);
+    shop.service("orders", 6.0, 8.0, 10.0, 0.78, false);
+    shop.service("payment", 10.0, 10.0, 10.0, 0.93, true);
+    shop.service("shipping", 3.0, 3.0, 10.0, 0.55, false);
+    shop.group(
+        "payment",
+        "order-placed",
+        15_400.0,
+        48.0,
+        "growing",
+        420.0,
+        310.0,
+        None,
+    );
+    shop.group(
+        "shipping",
+        "payment-processed",
+        220.0,
+        1.5,
+        "draining",
+        300.0,
+        330.0,
+        Some(7.0),
+    );
+    shop.group(
+        "payment-dlq-audit",
+        "order-placed.dlq",
+        0.0,
+        0.0,
+        "idle",
+        0.0,
+        0.0,
+        None,
+    );
+    shop.postgres();
+    let mut store = Store::new(30.0);
+    // Ten minutes of history: payment's CPU climbing, lag growing.
+    for i in 0..=60 {
+        let t = NOW - 600.0 + f64::from(i) * 10.0;
+        let mut m = shop.m.clone();
+        let x = f64::from(i) / 60.0;
+        let pay = labels(&[("namespace", "shop"), ("workload", "payment")]);
+        let mut hist = Metrics::default();
+        hist.insert(
+            "surge_workload_cpu_utilization_ratio",
+            pay.clone(),
+            0.4 + 0.53 * x,
+        );
+        hist.insert(
+            "surge_hpa_current_replicas",
+            labels(&[
+                ("namespace", "shop"),
+                ("workload", "payment"),
+                ("hpa", "payment"),
+            ]),
+            (2.0 + 8.0 * x).round(),
+        );
+        hist.insert(
+            "surge_kafka_group_topic_lag",
+            labels(&[
+                ("cluster", "shop"),
+                ("group", "payment"),
+                ("topic", "order-placed"),
+            ]),
+            15_400.0 * x * x,
+        );
+        hist.insert(
+            "surge_postgres_replay_lag_seconds",
+            labels(&[("target", "replica2")]),
+            95.0 * x,
+        );
+        if i < 60 {
+            m = hist;
+        }
+        store.apply(
+            Update::Metrics {
+                source: "prometheus".into(),
+                metrics: m,
+                at: t,
+            },
+            t,
+        );
+    }
+    let alerts = vec![
+        alert(
+            "ServiceCPUHighAtMaxReplicas",
+            "page",
+            AlertState::Firing,
+            &[("namespace", "shop"), ("workload", "payment")],
+            false,
+        ),
+        alert(
+            "KafkaConsumerLagGrowing",
+            "page",
+            AlertState::Firing,
+            &[
+                ("cluster", "shop"),
+                ("group", "payment"),
+                ("topic", "order-placed"),
+            ],
+            false,
+        ),
+        alert(
+            "PostgresReplicaNotStreaming",
+            "page",
+            AlertState::Firing,
+            &[("target", "replica2")],
+            true,
+        ),
+        alert(
+            "ServiceCPUHigh",
+            "warning",
+            AlertState::Pending,
+            &[("namespace", "shop"), ("workload", "orders")],
+            false,
+        ),
+    ];
+    store.apply(
+        Update::Alerts {
+            source: "prometheus".into(),
+            alerts: alerts.clone(),
+        },
+        NOW,
+    );
+    store.apply(
+        Update::Alerts {
+            source: "alertmanager".into(),
+            alerts: alerts
+                .into_iter()
+                .filter(|a| a.state == AlertState::Firing)
+                .collect(),
+        },
+        NOW,
+    );
+    store.apply(
+        Update::History {
+            metric: ALERTS.into(),
+            series: vec![
+                (
+                    labels(&[
+                        ("alertname", "KafkaConsumerLagGrowing"),
+                        ("group", "payment"),
+                        ("topic", "order-placed"),
+                    ]),
+                    (0..20)
+                        .map(|i| (NOW - 400.0 + f64::from(i) * 20.0, 1.0))
+                        .collect(),
+                ),
+                (
+                    labels(&[
+                        ("alertname", "PostgresReplicaNotStreaming"),
+                        ("target", "replica2"),
+                    ]),
+                    (0..10)
+                        .map(|i| (NOW - 280.0 + f64::from(i) * 15.0, 1.0))
+                        .collect(),
+                ),
+            ],
+        },
+        NOW,
+    );
+    store.apply(
+        Update::Silences(vec![Silence {
+            id: "6b1c5f4e-0d2a-4a57-9c3e-2f7d1e8a9b10".into(),
+            matchers: vec![Matcher {
+                name: "target".into(),
+                value: "replica2".into(),
+                is_regex: false,
+                is_equal: true,
+            }],
+            comment: "rebuilding replica2 from a fresh base backup".into(),
+            created_by: "dana".into(),
+            ends_at: "2026-11-28T11:00:00.000Z".into(),
+            state: "active".into(),
+        }]),
+        NOW,
+    );
+    store.health.insert(
+        "alertmanager".into(),
+        surge_tui::model::Health {
+            last_ok: Some(NOW - 1.0),
+            error: None,
+        },
+    );
+    store.rebuild(NOW);
+    store
+}
+
+/// 50 services and 200 consumer groups with long names.
+pub fn large() -> Store {
+    let mut shop = Shop {
+        m: Metrics::default(),
+    };
+    for i in 0..50 {
+        shop.service(
+            &format!("service-with-a-rather-long-name-{i:02}"),
+            3.0,
+            4.0,
+            20.0,
+            0.1 + f64::from(i) / 50.0,
+            false,
+        );
+    }
+    for i in 0..200 {
+        shop.group(
+            &format!("group-{i:03}-consumers"),
+            &format!("topic.with.many.dots.{i:03}"),
+            f64::from(i) * 1234.0,
+            f64::from(i),
+            "ok",
+            10.0,
+            10.0,
+            None,
+        );
+    }
+    let mut store = Store::new(30.0);
+    store.apply(
+        Update::Metrics {
+            source: "prometheus".into(),
+            metrics: shop.m,
+            at: NOW,
+        },
+        NOW,
+    );
+    store
+}
