@@ -13,6 +13,7 @@ pub mod postgres;
 pub mod process;
 pub mod promtool;
 pub mod servers;
+pub mod tmux;
 pub mod wait;
 pub mod workdir;
 

@@ -6,4 +6,4 @@ pub mod hpa;
 pub mod replicas;
 pub mod stack;
 
-pub use stack::{Stack, StackOptions};
+pub use stack::{MonitoringTiming, Stack, StackOptions};

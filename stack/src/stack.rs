@@ -43,6 +43,45 @@ pub struct StackOptions {
     pub lb_port: Option<u16>,
     /// HPA manifests (default: `stack/k8s/base/hpa.yaml`).
     pub hpa_manifest: PathBuf,
+    /// How fast monitoring notices things (drills shorten it).
+    pub timing: MonitoringTiming,
+    /// Alert rules text (None: `alerts/rules.yml` as it is).
+    pub alert_rules: Option<String>,
+    /// Alertmanager config text (None: `alerts/alertmanager.local.yml` if present, else a
+    /// config that notifies no one).
+    pub alertmanager_config: Option<String>,
+}
+
+/// Scrape, evaluation and collection periods of the monitoring part of the stack.
+#[derive(Debug, Clone)]
+pub struct MonitoringTiming {
+    /// Prometheus scrape and rule evaluation interval.
+    pub scrape: Duration,
+    /// surge-exporter's collection interval (PostgreSQL, Kafka, processes) and timeout.
+    pub collect: Duration,
+    pub timeout: Duration,
+    /// Kafka: trend window, rate window, and how long without commits is a stall.
+    pub lag_window: Duration,
+    pub rate_window: Duration,
+    pub stall_after: Duration,
+}
+
+impl Default for MonitoringTiming {
+    fn default() -> Self {
+        MonitoringTiming {
+            scrape: Duration::from_secs(5),
+            collect: Duration::from_secs(5),
+            timeout: Duration::from_secs(4),
+            lag_window: Duration::from_secs(300),
+            rate_window: Duration::from_secs(30),
+            stall_after: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A duration as surge-exporter and Prometheus read it (`1500ms`).
+fn millis(d: Duration) -> String {
+    format!("{}ms", d.as_millis())
 }
 
 impl StackOptions {
@@ -64,6 +103,9 @@ impl StackOptions {
             payment_latency_ms: 20,
             payment_failure_rate: 0.01,
             lb_port: None,
+            timing: MonitoringTiming::default(),
+            alert_rules: None,
+            alertmanager_config: None,
         })
     }
 }
@@ -280,12 +322,21 @@ impl Stack {
         let dir = self.options.dir.clone();
         let exporter_port = free_port()?;
         let pids = dir.join("shop/pids");
+        let t = &self.options.timing;
         let mut config = format!(
-            "[postgres]\ninterval = \"5s\"\ntimeout = \"4s\"\n\
-             [kafka]\ninterval = \"5s\"\ntimeout = \"4s\"\ndiscovery_interval = \"30s\"\nwindow = \"5m\"\nrate_window = \"30s\"\nstall_after = \"30s\"\n\
-             [[kafka.clusters]]\nname = \"local\"\nbootstrap_servers = \"{}\"\n\
-             [processes]\ninterval = \"5s\"\ntimeout = \"2s\"\n",
-            self.kafka.bootstrap()
+            "[postgres]\ninterval = \"{collect}\"\ntimeout = \"{timeout}\"\n\
+             [kafka]\ninterval = \"{collect}\"\ntimeout = \"{timeout}\"\ndiscovery_interval = \"{discovery}\"\n\
+             window = \"{window}\"\nrate_window = \"{rate}\"\nstall_after = \"{stall}\"\n\
+             [[kafka.clusters]]\nname = \"local\"\nbootstrap_servers = \"{bootstrap}\"\n\
+             [processes]\ninterval = \"{collect}\"\ntimeout = \"{process_timeout}\"\n",
+            collect = millis(t.collect),
+            timeout = millis(t.timeout),
+            discovery = millis((t.collect * 6).min(Duration::from_secs(30))),
+            window = millis(t.lag_window),
+            rate = millis(t.rate_window),
+            stall = millis(t.stall_after),
+            process_timeout = millis(t.timeout.min(Duration::from_secs(2))),
+            bootstrap = self.kafka.bootstrap()
         );
         for node in self.postgres.node_names() {
             config.push_str(&format!(
@@ -301,26 +352,20 @@ impl Stack {
                 pids.display()
             ));
         }
-        let config_path = dir.join("surge-exporter.toml");
-        std::fs::write(&config_path, config)?;
-        let mut cmd = Command::new(&self.options.exporter_bin);
-        cmd.arg("--config")
-            .arg(&config_path)
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{exporter_port}"));
-        self.exporter = Some(ServerProcess::spawn(
-            "surge-exporter",
-            cmd,
-            &dir.join("surge-exporter.log"),
-        )?);
+        std::fs::write(dir.join("surge-exporter.toml"), config)?;
         self.exporter_port = Some(exporter_port);
+        self.start_exporter()?;
 
         let am_port = free_port()?;
-        let am_config =
-            std::fs::read_to_string(self.options.repo.join("alerts/alertmanager.local.yml"))
-                .unwrap_or_else(|_| {
-                    "route:\n  receiver: \"null\"\nreceivers:\n  - name: \"null\"\n".into()
-                });
+        let am_config = match &self.options.alertmanager_config {
+            Some(text) => text.clone(),
+            None => {
+                std::fs::read_to_string(self.options.repo.join("alerts/alertmanager.local.yml"))
+                    .unwrap_or_else(|_| {
+                        "route:\n  receiver: \"null\"\nreceivers:\n  - name: \"null\"\n".into()
+                    })
+            }
+        };
         self.alertmanager = Some(Alertmanager::start_in(
             Workdir::kept(&dir.join("alertmanager"))?,
             am_port,
@@ -330,16 +375,17 @@ impl Stack {
         let template =
             std::fs::read_to_string(self.options.repo.join("dashboards/prometheus.local.yml"))
                 .context("reading dashboards/prometheus.local.yml")?;
+        let rules = match &self.options.alert_rules {
+            Some(text) => {
+                let path = dir.join("rules.yml");
+                std::fs::write(&path, text)?;
+                path
+            }
+            None => self.options.repo.join("alerts/rules.yml"),
+        };
         let prometheus_config = template
-            .replace(
-                "{{RULES}}",
-                &self
-                    .options
-                    .repo
-                    .join("alerts/rules.yml")
-                    .display()
-                    .to_string(),
-            )
+            .replace("{{RULES}}", &rules.display().to_string())
+            .replace("{{INTERVAL}}", &millis(self.options.timing.scrape))
             .replace("{{ALERTMANAGER}}", &format!("127.0.0.1:{am_port}"))
             .replace("{{EXPORTER}}", &format!("127.0.0.1:{exporter_port}"))
             .replace(
@@ -356,6 +402,24 @@ impl Stack {
             Workdir::kept(&dir.join("prometheus"))?,
             free_port()?,
             &prometheus_config,
+        )?);
+        Ok(())
+    }
+
+    /// (Re)start surge-exporter on its port with its config (drills kill it).
+    pub fn start_exporter(&mut self) -> anyhow::Result<()> {
+        let dir = &self.options.dir;
+        let port = self.exporter_port.context("monitoring is off")?;
+        self.exporter = None;
+        let mut cmd = Command::new(&self.options.exporter_bin);
+        cmd.arg("--config")
+            .arg(dir.join("surge-exporter.toml"))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"));
+        self.exporter = Some(ServerProcess::spawn(
+            "surge-exporter",
+            cmd,
+            &dir.join("surge-exporter.log"),
         )?);
         Ok(())
     }

@@ -1,3 +1,4 @@
 //! Helpers for the cross-crate scenarios in `tests/tests/`.
 
 pub mod alerting;
+pub mod fuzz;

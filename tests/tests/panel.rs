@@ -17,6 +17,7 @@ use surge_harness::kafka::KafkaBroker;
 use surge_harness::pagerduty::PagerDutyStandIn;
 use surge_harness::postgres::MONITOR_PASSWORD;
 use surge_harness::servers::{Alertmanager, Prometheus};
+use surge_harness::tmux::Tmux;
 use surge_harness::{PgCluster, Workdir, free_port};
 use surge_tui::fetch::alertmanager::{Alertmanager as AmClient, NewSilence};
 use surge_tui::model::Matcher;
@@ -295,55 +296,6 @@ async fn headless_frames_show_a_stalled_group_its_alert_and_silences() -> anyhow
     Ok(())
 }
 
-/// A tmux server on its own socket, killed on drop (also when the test fails).
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn run(&self, args: &[&str]) -> anyhow::Result<String> {
-        let out = Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .args(args)
-            .output()?;
-        if !out.status.success() {
-            bail!("tmux {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    fn screen(&self) -> anyhow::Result<String> {
-        self.run(&["capture-pane", "-p", "-t", "panel"])
-    }
-
-    fn keys(&self, keys: &[&str]) -> anyhow::Result<()> {
-        for k in keys {
-            self.run(&["send-keys", "-t", "panel", k])?;
-            std::thread::sleep(Duration::from_millis(150));
-        }
-        Ok(())
-    }
-
-    fn wait_for(&self, what: &str, needle: &str) -> anyhow::Result<String> {
-        let mut screen = String::new();
-        let found = wait_until(what, Duration::from_secs(20), || {
-            screen = self.screen()?;
-            Ok(screen.contains(needle))
-        });
-        found.map_err(|e| anyhow!("{e}\nscreen:\n{screen}"))?;
-        Ok(screen)
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .output();
-    }
-}
-
 #[test]
 fn keys_in_screen_out_in_a_pseudo_terminal() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
@@ -369,9 +321,7 @@ fn keys_in_screen_out_in_a_pseudo_terminal() -> anyhow::Result<()> {
         .send()?
         .error_for_status()?;
 
-    let tmux = Tmux {
-        socket: format!("surge-test-{}", std::process::id()),
-    };
+    let tmux = Tmux::new("surge-test");
     let exit_file = dir.path().join("exit");
     let command = format!(
         "NO_COLOR=1 {} --alertmanager {am} --refresh 500ms --log {} --snapshot-dir {}; echo $? > {}",
@@ -380,24 +330,22 @@ fn keys_in_screen_out_in_a_pseudo_terminal() -> anyhow::Result<()> {
         dir.path().display(),
         exit_file.display()
     );
-    tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "panel",
-        "-x",
-        "160",
-        "-y",
-        "48",
-        &command,
-    ])?;
+    tmux.start("panel", 160, 48, &command)?;
 
-    tmux.wait_for("the alert on the Overview", "KafkaConsumerLagGrowing")?;
+    tmux.wait_for(
+        "panel",
+        "the alert on the Overview",
+        "KafkaConsumerLagGrowing",
+    )?;
     // To the Alerts view, silence the selected alert with a comment, confirm.
-    tmux.keys(&["4"])?;
-    tmux.wait_for("the Alerts view", "Timeline, last 5m")?;
-    tmux.keys(&["m"])?;
-    tmux.wait_for("the silence form", "Silence KafkaConsumerLagGrowing")?;
+    tmux.keys("panel", &["4"])?;
+    tmux.wait_for("panel", "the Alerts view", "Timeline, last 5m")?;
+    tmux.keys("panel", &["m"])?;
+    tmux.wait_for(
+        "panel",
+        "the silence form",
+        "Silence KafkaConsumerLagGrowing",
+    )?;
     tmux.run(&[
         "send-keys",
         "-t",
@@ -405,10 +353,10 @@ fn keys_in_screen_out_in_a_pseudo_terminal() -> anyhow::Result<()> {
         "-l",
         "draining after the payment fix",
     ])?;
-    tmux.keys(&["Enter"])?;
-    tmux.wait_for("the confirmation", "y to confirm")?;
-    tmux.keys(&["y"])?;
-    tmux.wait_for("the notice", "created for 2h")?;
+    tmux.keys("panel", &["Enter"])?;
+    tmux.wait_for("panel", "the confirmation", "y to confirm")?;
+    tmux.keys("panel", &["y"])?;
+    tmux.wait_for("panel", "the notice", "created for 2h")?;
     let silences = get_json(&format!("{am}/api/v2/silences"))?;
     let ours = silences
         .as_array()
@@ -422,13 +370,13 @@ fn keys_in_screen_out_in_a_pseudo_terminal() -> anyhow::Result<()> {
         matchers.contains("\"group\"") && !matchers.contains("\"severity\""),
         "{matchers}"
     );
-    tmux.wait_for("the alert muted", "muted")?;
+    tmux.wait_for("panel", "the alert muted", "muted")?;
 
     // Expire it from the silences list.
-    tmux.keys(&["Tab", "e"])?;
-    tmux.wait_for("the expire confirmation", "Expire silence")?;
-    tmux.keys(&["y"])?;
-    tmux.wait_for("the expired notice", "expired")?;
+    tmux.keys("panel", &["Tab", "e"])?;
+    tmux.wait_for("panel", "the expire confirmation", "Expire silence")?;
+    tmux.keys("panel", &["y"])?;
+    tmux.wait_for("panel", "the expired notice", "expired")?;
     wait_until(
         "the silence expired in Alertmanager",
         Duration::from_secs(10),
@@ -442,12 +390,12 @@ fn keys_in_screen_out_in_a_pseudo_terminal() -> anyhow::Result<()> {
     )?;
 
     // Command mode, help, snapshot, then quit: the terminal is given back and the exit is clean.
-    tmux.keys(&[":", "k", "a", "f", "k", "a", "Enter"])?;
-    tmux.wait_for("the Kafka view", "Consumer groups")?;
-    tmux.keys(&["?"])?;
-    tmux.wait_for("the help overlay", "Help (Esc closes)")?;
-    tmux.keys(&["Escape", "s"])?;
-    tmux.wait_for("the snapshot notice", "snapshot written to")?;
+    tmux.keys("panel", &[":", "k", "a", "f", "k", "a", "Enter"])?;
+    tmux.wait_for("panel", "the Kafka view", "Consumer groups")?;
+    tmux.keys("panel", &["?"])?;
+    tmux.wait_for("panel", "the help overlay", "Help (Esc closes)")?;
+    tmux.keys("panel", &["Escape", "s"])?;
+    tmux.wait_for("panel", "the snapshot notice", "snapshot written to")?;
     let snapshot = std::fs::read_dir(dir.path())?
         .filter_map(Result::ok)
         .find(|e| {
@@ -461,7 +409,7 @@ fn keys_in_screen_out_in_a_pseudo_terminal() -> anyhow::Result<()> {
         text.contains("## Firing alerts (1)") && text.contains("KafkaConsumerLagGrowing"),
         "{text}"
     );
-    tmux.keys(&["q"])?;
+    tmux.keys("panel", &["q"])?;
     wait_until("surge to exit", Duration::from_secs(10), || {
         Ok(exit_file.exists())
     })?;

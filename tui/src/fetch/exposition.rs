@@ -143,7 +143,12 @@ pub fn parse(text: &str) -> Result<Parsed, String> {
             Err(reason) => {
                 out.skipped += 1;
                 if out.first_bad_line.is_none() {
-                    let shown: String = trimmed.chars().take(120).collect();
+                    // Control characters replaced: the line ends up in a one-line error.
+                    let shown: String = trimmed
+                        .chars()
+                        .take(120)
+                        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+                        .collect();
                     out.first_bad_line = Some(format!("{reason}: {shown}"));
                 }
             }

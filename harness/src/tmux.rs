@@ -1,0 +1,100 @@
+//! A terminal program under test in a real pseudo-terminal: a tmux server on its own socket,
+//! one session per program, keys in and screen out; the server is killed on drop (also when
+//! the test fails).
+
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail};
+
+pub struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    /// A server on a socket named after `name` and this process.
+    pub fn new(name: &str) -> Tmux {
+        Tmux {
+            socket: format!("{name}-{}", std::process::id()),
+        }
+    }
+
+    pub fn run(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()?;
+        if !out.status.success() {
+            bail!("tmux {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Start `command` (a shell command line) in session `session` of `width`×`height`.
+    pub fn start(
+        &self,
+        session: &str,
+        width: u16,
+        height: u16,
+        command: &str,
+    ) -> anyhow::Result<()> {
+        self.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            session,
+            "-x",
+            &width.to_string(),
+            "-y",
+            &height.to_string(),
+            command,
+        ])
+        .map(drop)
+    }
+
+    pub fn screen(&self, session: &str) -> anyhow::Result<String> {
+        self.run(&["capture-pane", "-p", "-t", session])
+    }
+
+    /// Send keys one at a time, with a pause so the program sees each.
+    pub fn keys(&self, session: &str, keys: &[&str]) -> anyhow::Result<()> {
+        for k in keys {
+            self.run(&["send-keys", "-t", session, k])?;
+            std::thread::sleep(Duration::from_millis(150));
+        }
+        Ok(())
+    }
+
+    /// Wait until the screen passes `check`; the error shows the last screen.
+    pub fn wait_for_screen(
+        &self,
+        session: &str,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&str) -> bool,
+    ) -> anyhow::Result<String> {
+        let mut screen = String::new();
+        let found = crate::wait_until(what, timeout, Duration::from_millis(300), || {
+            screen = self.screen(session)?;
+            Ok(check(&screen))
+        });
+        found.map_err(|e| anyhow!("{e}\nscreen:\n{screen}"))?;
+        Ok(screen)
+    }
+
+    /// Wait until the screen shows `needle`.
+    pub fn wait_for(&self, session: &str, what: &str, needle: &str) -> anyhow::Result<String> {
+        self.wait_for_screen(session, what, Duration::from_secs(20), |s| {
+            s.contains(needle)
+        })
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
+    }
+}

@@ -1,0 +1,796 @@
+//! Fault drills on the whole local stack with real servers: the shop (services behind nginx,
+//! PostgreSQL primary + 2 streaming replicas, Redis, the tansu broker), surge-exporter,
+//! Prometheus with `alerts/rules.yml` (`for` scaled down), Alertmanager with
+//! `alerts/alertmanager.yml` pointed at the PagerDuty Events v2 stand-in, and the `surge`
+//! binary. Each drill injects one fault while orders flow and asserts the page (or warning),
+//! what the panel shows, and that no accepted order is lost.
+//!
+//! Each prints `DRILL <name> detect=<s> recover=<s> orders=<n> lost=<n>`; with
+//! `SURGE_DRILL_REPORT=FILE` the line is also appended there (RELIABILITY.md is written from
+//! those lines).
+
+#[path = "../../stack/tests/common/mod.rs"]
+mod shop;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+use surge_harness::pagerduty::{PagerDutyStandIn, Received};
+use surge_harness::tmux::Tmux;
+use surge_stack::{MonitoringTiming, Stack, StackOptions};
+
+/// Rules' `for` divided by this in the fault drills: 5m → 5 s.
+const FAST: u64 = 60;
+
+struct Drill {
+    name: &'static str,
+    stack: Stack,
+    pager: PagerDutyStandIn,
+    shop: shop::Shop,
+    token: String,
+    /// Ids of orders the API accepted (202).
+    accepted: Arc<Mutex<Vec<String>>>,
+    started: Instant,
+    // Last: removed after the stack stopped.
+    dir: tempfile::TempDir,
+}
+
+impl Drill {
+    /// The stack with monitoring on fast timings, rules scaled by `factor`, paging to the
+    /// stand-in; `tweak` adjusts the options further.
+    fn start(
+        name: &'static str,
+        factor: u64,
+        tweak: impl FnOnce(&mut StackOptions),
+    ) -> anyhow::Result<Drill> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("surge-drill-{name}-"))
+            .tempdir()?;
+        let pager = PagerDutyStandIn::start()?;
+        let key_file = dir.path().join("routing-key");
+        std::fs::write(&key_file, "0123456789abcdef0123456789abcdef\n")?;
+        let mut options = StackOptions::for_checkout(&dir.path().join("stack"))?;
+        options.payment_failure_rate = 0.0;
+        // No local HPA unless a drill asks: it would restart a killed service at once.
+        options.autoscale = None;
+        options.timing = MonitoringTiming {
+            scrape: Duration::from_secs(1),
+            collect: Duration::from_secs(2),
+            timeout: Duration::from_millis(1900),
+            lag_window: Duration::from_secs(30),
+            rate_window: Duration::from_secs(6),
+            stall_after: Duration::from_secs(6),
+        };
+        options.alert_rules = Some(surge_tests::alerting::scaled_rules(factor)?);
+        options.alertmanager_config = Some(surge_tests::alerting::test_alertmanager(
+            &pager.events_url(),
+            &key_file,
+            |receiver| pager.webhook_url(receiver),
+        )?);
+        tweak(&mut options);
+        let stack = Stack::start(options)?;
+        let shop = shop::Shop::new(&stack)?;
+        let token = shop.user(&format!("{name}@drills.example"))?;
+        Ok(Drill {
+            name,
+            stack,
+            pager,
+            shop,
+            token,
+            accepted: Arc::default(),
+            started: Instant::now(),
+            dir,
+        })
+    }
+
+    fn prometheus(&self) -> String {
+        self.stack
+            .prometheus
+            .as_ref()
+            .map(|p| p.url())
+            .unwrap_or_default()
+    }
+
+    fn alertmanager(&self) -> String {
+        self.stack
+            .alertmanager
+            .as_ref()
+            .map(|a| a.url())
+            .unwrap_or_default()
+    }
+
+    fn exporter(&self) -> String {
+        format!("http://127.0.0.1:{}", self.stack.exporter_port.unwrap_or(9))
+    }
+
+    /// Place one order; an accepted one is remembered for the audit.
+    fn order(&self, product: i64) -> anyhow::Result<u16> {
+        let (status, body) = self.shop.order(&self.token, &[(product, 1)])?;
+        if status == 202 {
+            let id = body["order_id"].as_str().context("no order_id")?;
+            self.accepted
+                .lock()
+                .map_err(|_| anyhow::anyhow!("poisoned"))?
+                .push(id.to_string());
+        }
+        Ok(status)
+    }
+
+    /// Orders at about `per_second` in a thread until the returned flag drops.
+    fn keep_ordering(&self, per_second: u32) -> OrderStream {
+        let running = Arc::new(AtomicBool::new(true));
+        let flag = Arc::clone(&running);
+        let accepted = Arc::clone(&self.accepted);
+        let (base, http, token) = (
+            self.shop.base.clone(),
+            self.shop.http.clone(),
+            self.token.clone(),
+        );
+        let pause = Duration::from_millis(1000 / u64::from(per_second.max(1)));
+        let handle = std::thread::spawn(move || {
+            let mut refused = 0u32;
+            let mut i = 0i64;
+            while flag.load(Ordering::Relaxed) {
+                let response = http
+                    .post(format!("{base}/orders"))
+                    .bearer_auth(&token)
+                    .json(
+                        &serde_json::json!({"items": [{"product_id": 1 + i % 50, "quantity": 1}]}),
+                    )
+                    .send()
+                    .and_then(|r| {
+                        let ok = r.status().as_u16() == 202;
+                        r.json::<Value>().map(|b| (ok, b))
+                    });
+                match response {
+                    Ok((true, body)) => {
+                        if let (Some(id), Ok(mut ids)) =
+                            (body["order_id"].as_str(), accepted.lock())
+                        {
+                            ids.push(id.to_string());
+                        }
+                    }
+                    _ => refused += 1,
+                }
+                i += 1;
+                std::thread::sleep(pause);
+            }
+            refused
+        });
+        OrderStream { running, handle }
+    }
+
+    /// Every accepted order reaches its final state exactly once: shipped, one payment, one
+    /// shipment, and nothing left in the outbox. Returns (accepted, lost).
+    fn audit(&self, timeout: Duration) -> anyhow::Result<(usize, usize)> {
+        let ids = self
+            .accepted
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?
+            .clone();
+        anyhow::ensure!(!ids.is_empty(), "{}: no order was accepted", self.name);
+        let list = ids
+            .iter()
+            .map(|id| format!("'{id}'"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let db = |sql: &str| self.stack.postgres.psql_in("primary", "shop", sql);
+        let unfinished = format!(
+            "SELECT count(*) FROM unnest(ARRAY[{list}]::uuid[]) AS a(id) \
+             LEFT JOIN orders o ON o.id = a.id AND o.status = 'shipped' WHERE o.id IS NULL"
+        );
+        let mut lost = usize::MAX;
+        let _ = surge_harness::wait_until(
+            "every accepted order shipped",
+            timeout,
+            Duration::from_millis(500),
+            || {
+                lost = db(&unfinished)?.trim().parse()?;
+                Ok(lost == 0)
+            },
+        );
+        let count = |sql: &str| -> anyhow::Result<usize> { Ok(db(sql)?.trim().parse()?) };
+        // Primary keys make a second payment or shipment impossible; these counts check that
+        // nothing was shipped that the API never accepted either.
+        let shipped = count("SELECT count(*) FROM orders WHERE status = 'shipped'")?;
+        let payments = count("SELECT count(*) FROM payments")?;
+        let shipments = count("SELECT count(*) FROM shipments")?;
+        let outbox = count("SELECT count(*) FROM outbox")?;
+        assert_eq!(lost, 0, "{}: {lost} accepted orders not shipped", self.name);
+        assert!(
+            shipped >= ids.len() && payments == shipped && shipments == shipped && outbox == 0,
+            "{}: accepted {}, shipped {shipped}, payments {payments}, shipments {shipments}, outbox {outbox}",
+            self.name,
+            ids.len()
+        );
+        Ok((ids.len(), lost))
+    }
+
+    /// What the monitoring saw, for a failed wait: notifications so far, the signals, the
+    /// exporter's log tail.
+    fn diagnose(&self) -> String {
+        let mut out = String::from("notifications:");
+        for r in self.pager.received() {
+            let b = &r.body;
+            out.push_str(&format!(
+                "\n  {} {} {}",
+                r.receiver,
+                b["event_action"]
+                    .as_str()
+                    .or(b["status"].as_str())
+                    .unwrap_or("?"),
+                b["payload"]["class"]
+                    .as_str()
+                    .or(b["commonLabels"]["alertname"].as_str())
+                    .unwrap_or("?")
+            ));
+        }
+        for q in [
+            "surge_source_up",
+            "surge_kafka_group_topic_lag",
+            "surge_kafka_group_topic_lag_state == 1",
+            "surge_postgres_replay_lag_seconds",
+            "ALERTS",
+        ] {
+            out.push_str(&format!("\n{q}:"));
+            for s in self.query(q).unwrap_or_default() {
+                out.push_str(&format!("\n  {} {}", s["metric"], s["value"][1]));
+            }
+        }
+        let log = self.stack.options.dir.join("surge-exporter.log");
+        out.push_str(&format!(
+            "\nexporter log:\n{}",
+            surge_harness::process::log_tail(&log, 2000)
+        ));
+        out
+    }
+
+    /// Wait for a notification; a timeout explains what monitoring saw.
+    fn wait_notification(
+        &self,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&Received) -> bool,
+    ) -> anyhow::Result<Received> {
+        let mut found = None;
+        surge_harness::wait_until(what, timeout, Duration::from_millis(200), || {
+            found = self.pager.received().into_iter().find(|r| check(r));
+            Ok(found.is_some())
+        })
+        .map_err(|e| anyhow::anyhow!("{e:#}\n{}", self.diagnose()))?;
+        found.context("not received")
+    }
+
+    /// A page (PagerDuty trigger) for `alert`.
+    fn wait_page(&self, alert: &str, timeout: Duration) -> anyhow::Result<Received> {
+        self.wait_notification(&format!("{alert} page"), timeout, |r| {
+            r.receiver == "pagerduty"
+                && r.body["event_action"] == "trigger"
+                && r.body["payload"]["class"] == alert
+        })
+    }
+
+    /// The resolve event for a page.
+    fn wait_resolve(&self, page: &Received, timeout: Duration) -> anyhow::Result<Received> {
+        let key = page.body["dedup_key"].clone();
+        self.wait_notification("resolve event", timeout, |r| {
+            r.receiver == "pagerduty"
+                && r.body["event_action"] == "resolve"
+                && r.body["dedup_key"] == key
+        })
+    }
+
+    /// A webhook notification to `receiver` about `alert` with `status`.
+    fn wait_webhook(
+        &self,
+        receiver: &str,
+        alert: &str,
+        status: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<Received> {
+        self.wait_notification(&format!("{alert} {status} at {receiver}"), timeout, |r| {
+            r.receiver == receiver
+                && r.body["status"] == status
+                && r.body["alerts"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|a| a["labels"]["alertname"] == alert && a["status"] == status)
+        })
+    }
+
+    /// Pages of anything but `allowed`.
+    fn other_pages(&self, allowed: &[&str]) -> Vec<Value> {
+        self.pager
+            .received()
+            .into_iter()
+            .filter(|r| r.receiver == "pagerduty" && r.body["event_action"] == "trigger")
+            .filter(|r| !allowed.iter().any(|a| r.body["payload"]["class"] == *a))
+            .map(|r| r.body)
+            .collect()
+    }
+
+    /// `surge --once` on this stack's Prometheus and Alertmanager.
+    fn frame(&self, extra: &[&str]) -> anyhow::Result<String> {
+        let out = Command::new(surge_bin()?)
+            .args(["--once", "--size", "160x48", "--wait", "20s", "--log"])
+            .arg(self.dir.path().join("surge-once.log"))
+            .args(["--prometheus", &self.prometheus()])
+            .args(["--alertmanager", &self.alertmanager()])
+            .args(extra)
+            .env("NO_COLOR", "1")
+            .output()?;
+        Ok(String::from_utf8(out.stdout)?)
+    }
+
+    /// Wait for a frame that passes `check`.
+    fn wait_frame(
+        &self,
+        what: &str,
+        extra: &[&str],
+        check: impl Fn(&str) -> bool,
+    ) -> anyhow::Result<String> {
+        let mut frame = String::new();
+        surge_harness::wait_until(
+            what,
+            Duration::from_secs(60),
+            Duration::from_secs(1),
+            || {
+                frame = self.frame(extra)?;
+                Ok(check(&frame))
+            },
+        )
+        .map_err(|e| anyhow::anyhow!("{e:#}\nlast frame:\n{frame}"))?;
+        Ok(frame)
+    }
+
+    fn report(&self, detect: Duration, recover: Duration, orders: usize, lost: usize, notes: &str) {
+        let notifications = self.pager.received();
+        let count = |receiver: &str| {
+            notifications
+                .iter()
+                .filter(|r| r.receiver == receiver)
+                .filter(|r| r.body["event_action"] == "trigger" || r.body["status"] == "firing")
+                .count()
+        };
+        let line = format!(
+            "DRILL {} detect={:.1} recover={:.1} orders={orders} lost={lost} total={:.0} pages={} warnings={} {notes}",
+            self.name,
+            detect.as_secs_f64(),
+            recover.as_secs_f64(),
+            self.started.elapsed().as_secs_f64(),
+            count("pagerduty"),
+            count("warnings"),
+        );
+        eprintln!("{line}");
+        if let Ok(path) = std::env::var("SURGE_DRILL_REPORT")
+            && let Ok(mut file) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+        {
+            let _ = writeln!(file, "{line}");
+        }
+    }
+
+    fn query(&self, promql: &str) -> anyhow::Result<Vec<Value>> {
+        let body: Value = self
+            .shop
+            .http
+            .get(format!("{}/api/v1/query", self.prometheus()))
+            .query(&[("query", promql)])
+            .send()?
+            .json()?;
+        anyhow::ensure!(body["status"] == "success", "{promql}: {body}");
+        Ok(body["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    fn value(&self, promql: &str) -> anyhow::Result<Option<f64>> {
+        Ok(self
+            .query(promql)?
+            .first()
+            .and_then(|s| s["value"][1].as_str().and_then(|v| v.parse::<f64>().ok())))
+    }
+}
+
+/// A background order stream.
+struct OrderStream {
+    running: Arc<AtomicBool>,
+    handle: std::thread::JoinHandle<u32>,
+}
+
+impl OrderStream {
+    /// Stop; returns how many orders were refused or failed.
+    fn stop(self) -> u32 {
+        self.running.store(false, Ordering::Relaxed);
+        self.handle.join().unwrap_or(u32::MAX)
+    }
+}
+
+fn surge_bin() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("test binary has no parent directory")?
+        .join("surge");
+    if !bin.exists() {
+        bail!(
+            "{} missing: run `cargo build --workspace --bins`",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// Drill 1: Flash sale: a 15× spike drives CPU up, the local HPA scales out, lag rises and drains.
+/// With `for` scaled by 10 (CPU warning after 30 s above 85%), the CPU warning may fire only
+/// after 30 s above 85%, and nothing pages unless an HPA is at its maximum.
+#[test]
+fn drill_flash_sale_scales_out_drains_and_pages_only_when_maxed() -> anyhow::Result<()> {
+    // The real HPAs with a 10% CPU target and at most 4 replicas: on this machine's 2 cores
+    // the whole stack drives about 150 req/s, where a replica uses a quarter of its request
+    // (a cluster's spike is far bigger than one machine can make).
+    let manifests = tempfile::tempdir()?;
+    let hpa = manifests.path().join("hpa.yaml");
+    let real =
+        std::fs::read_to_string(surge_tests::alerting::repo().join("stack/k8s/base/hpa.yaml"))?;
+    let scaled =
+        regex::Regex::new(r"averageUtilization: \d+")?.replace_all(&real, "averageUtilization: 10");
+    std::fs::write(
+        &hpa,
+        regex::Regex::new(r"maxReplicas: \d+")?
+            .replace_all(&scaled, "maxReplicas: 4")
+            .as_ref(),
+    )?;
+    let drill = Drill::start("flash-sale", 10, |o| {
+        o.autoscale = Some(Duration::from_secs(3));
+        o.hpa_manifest = hpa.clone();
+    })?;
+    let load_bin = surge_stack::stack::sibling_binary("surge-load", "SURGE_LOAD_BIN")?;
+    let report = drill.dir.path().join("load.json");
+    let before = drill.stack.replicas();
+    let base = Duration::from_secs(10);
+    let start = Instant::now();
+    let mut load = Command::new(load_bin)
+        .args(["--target", &format!("http://{}", drill.stack.api())])
+        .args(["--profile", "flash-sale", "--rate", "10", "--spike", "15"])
+        .args(["--duration", "10s", "--spike-for", "45s", "--users", "10"])
+        .arg("--json")
+        .arg(&report)
+        .stdout(std::fs::File::create(drill.dir.path().join("load.txt"))?)
+        .stderr(std::fs::File::create(drill.dir.path().join("load.err"))?)
+        .spawn()?;
+    // Time from the spike's start to the first scale-out beyond the replicas it found.
+    let mut at_spike = None;
+    let mut scaled_out = None;
+    let status = loop {
+        if let Some(status) = load.try_wait()? {
+            break status;
+        }
+        let now = drill.stack.replicas();
+        if at_spike.is_none() && start.elapsed() >= base {
+            at_spike = Some(now.clone());
+        }
+        if let Some(then) = &at_spike
+            && scaled_out.is_none()
+            && now.iter().any(|(s, n)| then.get(s).is_some_and(|b| n > b))
+        {
+            scaled_out = Some(start.elapsed().saturating_sub(base));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let load_end = Instant::now();
+    anyhow::ensure!(
+        status.success(),
+        "surge-load: {}",
+        std::fs::read_to_string(drill.dir.path().join("load.err")).unwrap_or_default()
+    );
+    let results: Value = serde_json::from_slice(&std::fs::read(&report)?)?;
+    for id in results["orders_accepted"].as_array().into_iter().flatten() {
+        if let Some(id) = id.as_str() {
+            drill
+                .accepted
+                .lock()
+                .map_err(|_| anyhow::anyhow!("poisoned"))?
+                .push(id.to_string());
+        }
+    }
+    let scaled_out = scaled_out.with_context(|| {
+        let cpu: Vec<String> = drill
+            .query("max_over_time(surge_workload_cpu_utilization_ratio[2m])")
+            .unwrap_or_default()
+            .iter()
+            .map(|s| format!("{} {}", s["metric"]["workload"], s["value"][1]))
+            .collect();
+        format!(
+            "no service scaled out during the spike: at the start {before:?}, after {:?}; peak CPU/request {cpu:?}; load:\n{}",
+            drill.stack.replicas(),
+            std::fs::read_to_string(drill.dir.path().join("load.txt")).unwrap_or_default()
+        )
+    })?;
+
+    // Lag rose during the spike, then drained to zero with every order shipped.
+    let peak_lag = drill
+        .value("max(max_over_time(surge_kafka_group_topic_lag{topic=\"order-placed\"}[5m]))")?
+        .unwrap_or(0.0);
+    assert!(peak_lag > 0.0, "lag never rose during the spike");
+    let (orders, lost) = drill.audit(Duration::from_secs(120))?;
+    surge_harness::wait_until(
+        "lag drained to zero",
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+        || Ok(drill.value("max(surge_kafka_group_topic_lag)")? == Some(0.0)),
+    )?;
+    let drained = load_end.elapsed();
+
+    // CPU warnings only after the (scaled) 30 s above 85%; pages only at max replicas.
+    for warning in drill.pager.received().iter().filter(|r| {
+        r.receiver == "warnings" && r.body["commonLabels"]["alertname"] == "ServiceCPUHigh"
+    }) {
+        for alert in warning.body["alerts"].as_array().into_iter().flatten() {
+            let workload = alert["labels"]["workload"].as_str().unwrap_or_default();
+            let at = alert["startsAt"]
+                .as_str()
+                .and_then(surge_tui::fetch::prometheus::unix_seconds)
+                .context("alert without startsAt")?;
+            let lowest = drill
+                .value(&format!(
+                    "min_over_time(surge_workload_cpu_utilization_ratio{{workload=\"{workload}\"}}[29s] @ {at:.3})"
+                ))?
+                .unwrap_or(0.0);
+            assert!(
+                lowest > 0.85,
+                "{workload} warned without 30 s above 85% (lowest {lowest})"
+            );
+        }
+    }
+    for page in drill.other_pages(&[]) {
+        assert_eq!(
+            page["payload"]["class"], "ServiceCPUHighAtMaxReplicas",
+            "unexpected page during a flash sale: {page:#}"
+        );
+        let workload = page["payload"]["custom_details"]["firing"].to_string();
+        let maxed = drill.value(
+            "max(max_over_time((surge_hpa_current_replicas >= surge_hpa_max_replicas)[5m:1s]))",
+        )?;
+        assert!(
+            maxed.is_some(),
+            "paged for CPU without an HPA at max: {workload}"
+        );
+    }
+    let frame = drill.frame(&[])?;
+    assert!(
+        frame.contains("shop/auth") && frame.contains("payment → order-placed"),
+        "{frame}"
+    );
+    drill.report(
+        scaled_out,
+        drained,
+        orders,
+        lost,
+        &format!("peak_lag={peak_lag} replicas={:?}", drill.stack.replicas()),
+    );
+    Ok(())
+}
+
+/// Drill 2: The payment consumer is killed: KafkaConsumerStalled pages, it is restarted, the
+/// backlog drains and the page resolves.
+#[test]
+fn drill_payment_consumer_killed_pages_and_resolves() -> anyhow::Result<()> {
+    let drill = Drill::start("payment-killed", FAST, |_| {})?;
+    let orders = drill.keep_ordering(5);
+    std::thread::sleep(Duration::from_secs(8));
+    let fault = Instant::now();
+    drill.stack.scale("payment", 0)?;
+    let page = drill.wait_page("KafkaConsumerStalled", Duration::from_secs(120))?;
+    let detect = fault.elapsed();
+    assert_eq!(page.body["payload"]["severity"], "critical");
+    let summary = page.body["payload"]["summary"].as_str().unwrap_or_default();
+    assert!(
+        summary.contains("payment") && summary.contains("order-placed"),
+        "{summary}"
+    );
+    drill.wait_frame("the panel shows the stall", &["--view", "kafka"], |f| {
+        f.contains("■ stalled") && f.contains("1 FIRING")
+    })?;
+
+    let restart = Instant::now();
+    drill.stack.scale("payment", 2)?;
+    drill.wait_resolve(&page, Duration::from_secs(120))?;
+    let recover = restart.elapsed();
+    let refused = orders.stop();
+    assert_eq!(refused, 0, "orders refused while payment was down");
+    let (orders, lost) = drill.audit(Duration::from_secs(120))?;
+    assert!(
+        drill.other_pages(&["KafkaConsumerStalled"]).is_empty(),
+        "{:#?}",
+        drill.other_pages(&["KafkaConsumerStalled"])
+    );
+    drill.report(detect, recover, orders, lost, "");
+    Ok(())
+}
+
+/// Drill 3: A replica's replay is paused: the replica lag warning fires (never a page), the
+/// catalog keeps serving from the replicas, and it resolves when replay resumes.
+#[test]
+fn drill_replica_paused_warns_catalog_serves_and_resolves() -> anyhow::Result<()> {
+    let drill = Drill::start("replica-paused", FAST, |_| {})?;
+    let orders = drill.keep_ordering(5);
+    std::thread::sleep(Duration::from_secs(3));
+    let fault = Instant::now();
+    drill
+        .stack
+        .postgres
+        .psql("replica1", "SELECT pg_wal_replay_pause()")?;
+    let browsing = Arc::new(AtomicBool::new(true));
+    let catalog = {
+        let (base, http, flag) = (
+            drill.shop.base.clone(),
+            drill.shop.http.clone(),
+            Arc::clone(&browsing),
+        );
+        std::thread::spawn(move || {
+            let (mut ok, mut failed) = (0u32, 0u32);
+            let mut i = 0;
+            while flag.load(Ordering::Relaxed) {
+                match http.get(format!("{base}/products/{}", 1 + i % 50)).send() {
+                    Ok(r) if r.status().is_success() => ok += 1,
+                    _ => failed += 1,
+                }
+                i += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            (ok, failed)
+        })
+    };
+    drill.wait_webhook(
+        "warnings",
+        "PostgresReplicaLagHigh",
+        "firing",
+        Duration::from_secs(150),
+    )?;
+    let detect = fault.elapsed();
+    drill.wait_frame(
+        "the panel shows the lagging replica",
+        &["--view", "postgres"],
+        |f| f.contains("replay paused") && f.contains("FIRING"),
+    )?;
+    let resume = Instant::now();
+    drill
+        .stack
+        .postgres
+        .psql("replica1", "SELECT pg_wal_replay_resume()")?;
+    drill.wait_webhook(
+        "warnings",
+        "PostgresReplicaLagHigh",
+        "resolved",
+        Duration::from_secs(120),
+    )?;
+    let recover = resume.elapsed();
+    browsing.store(false, Ordering::Relaxed);
+    let (served, failed) = catalog
+        .join()
+        .map_err(|_| anyhow::anyhow!("catalog thread"))?;
+    assert!(
+        served > 50 && failed == 0,
+        "catalog served {served}, failed {failed}"
+    );
+    assert_eq!(orders.stop(), 0, "orders refused");
+    let (orders, lost) = drill.audit(Duration::from_secs(120))?;
+    assert!(
+        drill.other_pages(&[]).is_empty(),
+        "a warning paged: {:#?}",
+        drill.other_pages(&[])
+    );
+    drill.report(detect, recover, orders, lost, "");
+    Ok(())
+}
+
+/// Drill 4: The broker stops during orders: orders are still accepted (outbox), the exporter's
+/// Kafka source is down (SurgeSourceDown warning), and when the broker is back every order
+/// ships exactly once.
+#[test]
+fn drill_broker_stopped_orders_wait_in_the_outbox_and_ship_once() -> anyhow::Result<()> {
+    let mut drill = Drill::start("broker-stopped", FAST, |_| {})?;
+    for i in 0..5 {
+        assert_eq!(drill.order(1 + i)?, 202);
+    }
+    let fault = Instant::now();
+    drill.stack.kafka.stop();
+    let orders = drill.keep_ordering(5);
+    drill.wait_webhook(
+        "warnings",
+        "SurgeSourceDown",
+        "firing",
+        Duration::from_secs(120),
+    )?;
+    let detect = fault.elapsed();
+    drill.wait_frame("the panel shows the Kafka source down", &[], |f| {
+        f.contains("SurgeSourceDown") && f.contains("kafka")
+    })?;
+    let refused = orders.stop();
+    assert_eq!(refused, 0, "orders refused while the broker was down");
+    let waiting: usize = drill
+        .stack
+        .postgres
+        .psql_in("primary", "shop", "SELECT count(*) FROM outbox")?
+        .trim()
+        .parse()?;
+    assert!(waiting > 0, "nothing waited in the outbox");
+    let back = Instant::now();
+    drill.stack.kafka.restart()?;
+    let (orders, lost) = drill.audit(Duration::from_secs(180))?;
+    let recover = back.elapsed();
+    drill.wait_webhook(
+        "warnings",
+        "SurgeSourceDown",
+        "resolved",
+        Duration::from_secs(120),
+    )?;
+    let pages = drill.other_pages(&[]);
+    assert!(pages.is_empty(), "the broker outage paged: {pages:#?}");
+    drill.report(detect, recover, orders, lost, "");
+    Ok(())
+}
+
+/// Drill 5: The exporter is killed: SurgeExporterAbsent pages; a panel scraping it directly shows
+/// the source failing with its last data marked stale; restarted, the page resolves.
+#[test]
+fn drill_exporter_killed_pages_and_the_panel_keeps_stale_data() -> anyhow::Result<()> {
+    let mut drill = Drill::start("exporter-killed", FAST, |_| {})?;
+    let orders = drill.keep_ordering(3);
+    let tmux = Tmux::new("surge-drill");
+    let command = format!(
+        "NO_COLOR=1 {} --exporter {} --refresh 1s --log {}",
+        surge_bin()?.display(),
+        drill.exporter(),
+        drill.dir.path().join("surge-tmux.log").display()
+    );
+    tmux.start("panel", 160, 48, &command)?;
+    tmux.wait_for_screen(
+        "panel",
+        "data from the exporter",
+        Duration::from_secs(60),
+        |s| s.contains("shop/payment") && s.contains("payment → order-placed"),
+    )?;
+
+    let fault = Instant::now();
+    drill
+        .stack
+        .exporter
+        .as_ref()
+        .context("no exporter")?
+        .signal(9)?;
+    let page = drill.wait_page("SurgeExporterAbsent", Duration::from_secs(120))?;
+    let detect = fault.elapsed();
+    let screen =
+        tmux.wait_for_screen("panel", "the stale banner", Duration::from_secs(30), |s| {
+            s.contains("STALE") && s.contains("shop/payment")
+        })?;
+    assert!(screen.contains("is failing"), "{screen}");
+    drill.wait_frame("the page on the panel", &["--view", "alerts"], |f| {
+        f.contains("SurgeExporterAbsent")
+    })?;
+
+    let restart = Instant::now();
+    drill.stack.start_exporter()?;
+    drill.wait_resolve(&page, Duration::from_secs(120))?;
+    let recover = restart.elapsed();
+    tmux.wait_for_screen("panel", "the banner gone", Duration::from_secs(30), |s| {
+        !s.contains("STALE") && s.contains("shop/payment")
+    })?;
+    assert_eq!(orders.stop(), 0, "orders refused");
+    let (orders, lost) = drill.audit(Duration::from_secs(120))?;
+    drill.report(detect, recover, orders, lost, "");
+    Ok(())
+}
