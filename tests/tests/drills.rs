@@ -764,6 +764,21 @@ fn drill_exporter_killed_pages_and_the_panel_keeps_stale_data() -> anyhow::Resul
         |s| s.contains("shop/payment") && s.contains("payment → order-placed"),
     )?;
 
+    // Steady before the fault: scraped fine for 10 s and nothing pending about it, so the
+    // time to detect counts from the kill.
+    surge_harness::wait_until(
+        "steady scrapes of the exporter",
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || {
+            Ok(
+                drill.value("min_over_time(up{job=\"surge-exporter\"}[10s])")? == Some(1.0)
+                    && drill
+                        .query("ALERTS{alertname=\"SurgeExporterAbsent\"}")?
+                        .is_empty(),
+            )
+        },
+    )?;
     let fault = Instant::now();
     drill
         .stack

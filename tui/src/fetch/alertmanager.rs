@@ -155,14 +155,7 @@ impl Alertmanager {
     }
 }
 
-fn one_line(text: &str) -> String {
-    text.split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .chars()
-        .take(200)
-        .collect()
-}
+use super::one_line;
 
 /// The JSON body of `POST /api/v2/silences`.
 pub fn silence_body(silence: &NewSilence, now: f64) -> Result<Value, String> {
@@ -198,7 +191,7 @@ pub fn silence_body(silence: &NewSilence, now: f64) -> Result<Value, String> {
 
 pub fn parse_alerts(body: &[u8]) -> Result<Vec<Alert>, String> {
     let raw: Vec<RawAlert> =
-        serde_json::from_slice(body).map_err(|e| format!("bad alerts: {e}"))?;
+        serde_json::from_slice(body).map_err(|e| one_line(&format!("bad alerts: {e}")))?;
     Ok(raw
         .into_iter()
         .filter(|a| a.status.state != "unprocessed")
@@ -214,7 +207,7 @@ pub fn parse_alerts(body: &[u8]) -> Result<Vec<Alert>, String> {
 
 pub fn parse_silences(body: &[u8]) -> Result<Vec<Silence>, String> {
     let raw: Vec<RawSilence> =
-        serde_json::from_slice(body).map_err(|e| format!("bad silences: {e}"))?;
+        serde_json::from_slice(body).map_err(|e| one_line(&format!("bad silences: {e}")))?;
     let mut silences: Vec<Silence> = raw
         .into_iter()
         .map(|s| Silence {

@@ -28,9 +28,21 @@ impl FetchError {
     pub fn new(url: &str, reason: String) -> Self {
         FetchError {
             url: url.to_string(),
-            reason,
+            reason: one_line(&reason),
         }
     }
+}
+
+/// Text from outside (an answer, a parser's message quoting it) as one short line: control
+/// characters and runs of whitespace become one space, at most 200 characters.
+pub fn one_line(text: &str) -> String {
+    text.split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(200)
+        .collect()
 }
 
 impl fmt::Display for FetchError {

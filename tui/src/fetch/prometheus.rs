@@ -159,6 +159,10 @@ fn value(text: &str) -> Result<f64, String> {
 }
 
 pub fn parse_vector(body: &[u8]) -> Result<Metrics, String> {
+    parse_vector_checked(body).map_err(|e| super::one_line(&e))
+}
+
+fn parse_vector_checked(body: &[u8]) -> Result<Metrics, String> {
     let samples = match data::<QueryData>(body, "query")? {
         QueryData::Vector(samples) => samples,
         other => return Err(format!("expected a vector result, got {}", other.kind())),
@@ -176,6 +180,10 @@ pub fn parse_vector(body: &[u8]) -> Result<Metrics, String> {
 }
 
 pub fn parse_matrix(body: &[u8]) -> Result<RangeSeries, String> {
+    parse_matrix_checked(body).map_err(|e| super::one_line(&e))
+}
+
+fn parse_matrix_checked(body: &[u8]) -> Result<RangeSeries, String> {
     let series = match data::<QueryData>(body, "query")? {
         QueryData::Matrix(series) => series,
         other => return Err(format!("expected a matrix result, got {}", other.kind())),
@@ -240,6 +248,10 @@ struct AlertsData {
 }
 
 pub fn parse_alerts(body: &[u8]) -> Result<Vec<Alert>, String> {
+    parse_alerts_checked(body).map_err(|e| super::one_line(&e))
+}
+
+fn parse_alerts_checked(body: &[u8]) -> Result<Vec<Alert>, String> {
     let raw = data::<AlertsData>(body, "alerts")?.alerts;
     Ok(raw
         .into_iter()
@@ -277,6 +289,10 @@ struct Rule {
 }
 
 pub fn parse_rules(body: &[u8]) -> Result<RuleSummary, String> {
+    parse_rules_checked(body).map_err(|e| super::one_line(&e))
+}
+
+fn parse_rules_checked(body: &[u8]) -> Result<RuleSummary, String> {
     let groups = data::<RulesData>(body, "rules")?.groups;
     let mut summary = RuleSummary {
         cpu_alert: None,
