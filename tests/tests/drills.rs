@@ -13,13 +13,13 @@
 mod shop;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde_json::Value;
 use surge_harness::pagerduty::{PagerDutyStandIn, Received};
 use surge_harness::tmux::Tmux;
@@ -111,52 +111,25 @@ impl Drill {
 
     /// Place one order; an accepted one is remembered for the audit.
     fn order(&self, product: i64) -> anyhow::Result<u16> {
-        let (status, body) = self.shop.order(&self.token, &[(product, 1)])?;
-        if status == 202 {
-            let id = body["order_id"].as_str().context("no order_id")?;
-            self.accepted
-                .lock()
-                .map_err(|_| anyhow::anyhow!("poisoned"))?
-                .push(id.to_string());
-        }
-        Ok(status)
+        place_order(&self.shop, &self.token, product, &self.accepted)
     }
 
-    /// Orders at about `per_second` in a thread until the returned flag drops.
+    /// Orders at about `per_second` in a thread until the returned stream is stopped.
     fn keep_ordering(&self, per_second: u32) -> OrderStream {
         let running = Arc::new(AtomicBool::new(true));
         let flag = Arc::clone(&running);
-        let accepted = Arc::clone(&self.accepted);
-        let (base, http, token) = (
-            self.shop.base.clone(),
-            self.shop.http.clone(),
+        let (shop, token, accepted) = (
+            self.shop.clone(),
             self.token.clone(),
+            Arc::clone(&self.accepted),
         );
         let pause = Duration::from_millis(1000 / u64::from(per_second.max(1)));
         let handle = std::thread::spawn(move || {
             let mut refused = 0u32;
             let mut i = 0i64;
             while flag.load(Ordering::Relaxed) {
-                let response = http
-                    .post(format!("{base}/orders"))
-                    .bearer_auth(&token)
-                    .json(
-                        &serde_json::json!({"items": [{"product_id": 1 + i % 50, "quantity": 1}]}),
-                    )
-                    .send()
-                    .and_then(|r| {
-                        let ok = r.status().as_u16() == 202;
-                        r.json::<Value>().map(|b| (ok, b))
-                    });
-                match response {
-                    Ok((true, body)) => {
-                        if let (Some(id), Ok(mut ids)) =
-                            (body["order_id"].as_str(), accepted.lock())
-                        {
-                            ids.push(id.to_string());
-                        }
-                    }
-                    _ => refused += 1,
+                if !matches!(place_order(&shop, &token, 1 + i % 50, &accepted), Ok(202)) {
+                    refused += 1;
                 }
                 i += 1;
                 std::thread::sleep(pause);
@@ -402,6 +375,24 @@ impl Drill {
     }
 }
 
+/// Place one order of `product`; remember an accepted one's id for the audit.
+fn place_order(
+    shop: &shop::Shop,
+    token: &str,
+    product: i64,
+    accepted: &Mutex<Vec<String>>,
+) -> anyhow::Result<u16> {
+    let (status, body) = shop.order(token, &[(product, 1)])?;
+    if status == 202 {
+        let id = body["order_id"].as_str().context("no order_id")?;
+        accepted
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?
+            .push(id.to_string());
+    }
+    Ok(status)
+}
+
 /// A background order stream.
 struct OrderStream {
     running: Arc<AtomicBool>,
@@ -417,19 +408,7 @@ impl OrderStream {
 }
 
 fn surge_bin() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("test binary has no parent directory")?
-        .join("surge");
-    if !bin.exists() {
-        bail!(
-            "{} missing: run `cargo build --workspace --bins`",
-            bin.display()
-        );
-    }
-    Ok(bin)
+    surge_stack::stack::sibling_binary("surge", "SURGE_BIN")
 }
 
 /// Drill 1: Flash sale: a 15× spike drives CPU up, the local HPA scales out, lag rises and drains.

@@ -24,19 +24,7 @@ use surge_tui::model::Matcher;
 
 /// The `surge` binary next to this test's (scripts/test builds every binary first).
 fn surge_bin() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("test binary has no parent directory")?
-        .join("surge");
-    if !bin.exists() {
-        bail!(
-            "{} missing: run `cargo build -p surge-tui` first",
-            bin.display()
-        );
-    }
-    Ok(bin)
+    surge_stack::stack::sibling_binary("surge", "SURGE_BIN")
 }
 
 /// `surge --once` with `args`: (frame, exit code).

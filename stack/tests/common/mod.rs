@@ -28,6 +28,7 @@ pub fn stack(tweak: impl FnOnce(&mut StackOptions)) -> anyhow::Result<Fixture> {
     })
 }
 
+#[derive(Clone)]
 pub struct Shop {
     pub base: String,
     pub http: reqwest::blocking::Client,
