@@ -46,7 +46,7 @@ enum Cmd {
     },
     /// Stop the stack; nothing is left running.
     Down,
-    /// What runs, where, and whether it answers.
+    /// What runs, where, and whether it answers (exit 3 when the stack is not running).
     Status,
     /// The supervisor (used by `up`).
     #[command(hide = true)]
@@ -107,7 +107,11 @@ fn main() -> ExitCode {
             port,
         } => up(&cli.dir, foreground, no_autoscale, sync_period, port),
         Cmd::Down => down(&cli.dir),
-        Cmd::Status => status(&cli.dir),
+        Cmd::Status => match status(&cli.dir) {
+            // As LSB init scripts say "not running", so scripts can tell it from an error.
+            Ok(false) => return ExitCode::from(3),
+            other => other.map(drop),
+        },
         Cmd::Run {
             no_autoscale,
             sync_period,
@@ -287,17 +291,18 @@ fn down(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn status(dir: &Path) -> anyhow::Result<()> {
+/// Print what runs; `false` when the stack is not running.
+fn status(dir: &Path) -> anyhow::Result<bool> {
     let Some(state) = read_state(dir) else {
         println!("not running ({})", dir.display());
-        return Ok(());
+        return Ok(false);
     };
     if !alive(state.pid) {
         println!(
             "not running (supervisor {} is gone; run `surge-stack up`)",
             state.pid
         );
-        return Ok(());
+        return Ok(false);
     }
     print_state(&state);
     let check = |name: &str, url: &Option<String>, path: &str| {
@@ -330,7 +335,7 @@ fn status(dir: &Path) -> anyhow::Result<()> {
     for (service, n) in counts {
         println!("  {service:<14} {n}");
     }
-    Ok(())
+    Ok(true)
 }
 
 fn print_state(state: &State) {
