@@ -248,9 +248,12 @@ fn every_panel_query_returns_data_from_a_real_prometheus() -> anyhow::Result<()>
     let mut options = surge_stack::StackOptions::for_checkout(dir.path())?;
     options.autoscale = Some(Duration::from_secs(5));
     options.payment_failure_rate = 0.0;
-    // Slow enough payments that the backlog below takes several exporter cycles to drain,
-    // so the drain ETA exists for more than one scrape even on a busy CI machine.
-    options.payment_latency_ms = 150;
+    // A drain ETA exists only while more is consumed than produced over the exporter's 30 s
+    // rate window, so the backlog must outlast the burst that made it by more than that
+    // window: 300 orders at 0.4 s each on 2 payment replicas take about a minute. (The local
+    // HPA brings a scaled-down payment back within its 5 s period, so the outage alone is
+    // not what makes the backlog.)
+    options.payment_latency_ms = 400;
     let stack = surge_stack::Stack::start(options)?;
     let prometheus = stack
         .prometheus
@@ -294,10 +297,10 @@ fn every_panel_query_returns_data_from_a_real_prometheus() -> anyhow::Result<()>
     };
     order(decline)?;
     stack.scale("payment", 0)?;
-    for i in 0..200 {
+    for i in 0..300 {
         order(1 + i % 50)?;
     }
-    std::thread::sleep(Duration::from_secs(15));
+    std::thread::sleep(Duration::from_secs(5));
     stack.scale("payment", 2)?;
     // Browse while the backlog drains, until Prometheus has seen a drain ETA (or give up
     // after two minutes and let the panel check below name what is missing).
