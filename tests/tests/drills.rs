@@ -25,8 +25,9 @@ use surge_harness::pagerduty::{PagerDutyStandIn, Received};
 use surge_harness::tmux::Tmux;
 use surge_stack::{MonitoringTiming, Stack, StackOptions};
 
-/// Rules' `for` divided by this in the fault drills: 5m → 5 s.
-const FAST: u64 = 60;
+/// Rules' `for` divided by this in the fault drills: 5m → 10 s (at least ten 1 s scrapes or
+/// five 2 s collections, so one slow scrape of a debug build on a busy machine is not a page).
+const FAST: u64 = 30;
 
 struct Drill {
     name: &'static str,
@@ -75,7 +76,29 @@ impl Drill {
         )?);
         tweak(&mut options);
         let stack = Stack::start(options)?;
+        let prometheus = stack
+            .prometheus
+            .as_ref()
+            .map(|p| p.url())
+            .unwrap_or_default();
         let shop = shop::Shop::new(&stack)?;
+        // Steady before any fault: Prometheus has scraped the exporter.
+        surge_harness::wait_until(
+            "Prometheus scraping surge-exporter",
+            Duration::from_secs(60),
+            Duration::from_millis(500),
+            || {
+                let body: Value = shop
+                    .http
+                    .get(format!("{prometheus}/api/v1/query"))
+                    .query(&[("query", "up{job=\"surge-exporter\"} == 1")])
+                    .send()?
+                    .json()?;
+                Ok(body["data"]["result"]
+                    .as_array()
+                    .is_some_and(|r| !r.is_empty()))
+            },
+        )?;
         let token = shop.user(&format!("{name}@drills.example"))?;
         Ok(Drill {
             name,
