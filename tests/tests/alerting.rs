@@ -7,32 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use surge_exporter::config::Config;
-use surge_exporter::store::Store;
 use surge_harness::kafka::KafkaBroker;
 use surge_harness::pagerduty::PagerDutyStandIn;
-use surge_harness::postgres::MONITOR_PASSWORD;
 use surge_harness::servers::{Alertmanager, Prometheus};
 use surge_harness::{PgCluster, Workdir, free_port};
-
-/// A consumer of `group` polling in a thread until the flag drops.
-fn consume(
-    broker: &KafkaBroker,
-    group: &str,
-    topic: &str,
-) -> anyhow::Result<(Arc<AtomicBool>, std::thread::JoinHandle<()>)> {
-    let consumer: BaseConsumer = broker.consumer_config(group).create()?;
-    consumer.subscribe(&[topic])?;
-    let running = Arc::new(AtomicBool::new(true));
-    let flag = Arc::clone(&running);
-    let handle = std::thread::spawn(move || {
-        while flag.load(Ordering::Relaxed) {
-            let _ = consumer.poll(Duration::from_millis(100));
-        }
-    });
-    Ok((running, handle))
-}
+use surge_tests::pipeline::{consume, serve_exporter};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_consumer_pages_and_resolves_paused_replica_warns_and_resolves()
@@ -42,35 +21,8 @@ async fn stalled_consumer_pages_and_resolves_paused_replica_warns_and_resolves()
     let broker = KafkaBroker::start()?;
     broker.create_topic("payment-processed", 2)?;
     let cluster = PgCluster::start(1)?;
-    std::fs::write(dir.path().join("pg-password"), MONITOR_PASSWORD)?;
-
-    // surge-exporter, served like the binary does.
-    let config = Config::parse(&format!(
-        "[postgres]\ninterval = \"1s\"\ntimeout = \"1s\"\n\
-         [[postgres.targets]]\nname = \"primary\"\ndsn = \"{}\"\npassword_file = \"{pw}\"\n\
-         [[postgres.targets]]\nname = \"replica1\"\ndsn = \"{}\"\npassword_file = \"{pw}\"\n\
-         [kafka]\ninterval = \"1s\"\ntimeout = \"1s\"\ndiscovery_interval = \"2s\"\nwindow = \"20s\"\n\
-         rate_window = \"5s\"\nstall_after = \"3s\"\n\
-         [[kafka.clusters]]\nname = \"shop\"\nbootstrap_servers = \"{}\"\n",
-        cluster.monitor_dsn("primary")?,
-        cluster.monitor_dsn("replica1")?,
-        broker.bootstrap(),
-        pw = dir.path().join("pg-password").display(),
-    ))?;
-    let store = Store::new();
-    let _collectors = surge_exporter::schedule::spawn_all(
-        surge_exporter::sources::build(&config)?,
-        Arc::clone(&store),
-    );
-    let exporter_port = free_port()?;
-    let listener = surge_exporter::server::bind(([127, 0, 0, 1], exporter_port).into())
-        .await
-        .map_err(anyhow::Error::msg)?;
-    tokio::spawn(surge_exporter::server::serve(
-        listener,
-        Arc::clone(&store),
-        std::future::pending(),
-    ));
+    let exporter = serve_exporter(dir.path(), &cluster, &broker).await?;
+    let exporter_port = exporter.port;
 
     // Alertmanager with the real routing, pointed at the stand-in.
     let key_file = dir.path().join("routing-key");
