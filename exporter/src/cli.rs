@@ -6,14 +6,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::Parser;
 
 use crate::config::Config;
-use crate::schedule;
-use crate::source::Source;
-use crate::store::Store;
+use crate::exporter::Exporter;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -21,16 +18,16 @@ use crate::store::Store;
     version,
     about = "Pod CPU vs HPA target, Kafka consumer lag and PostgreSQL replication lag for Prometheus."
 )]
-pub struct Cli {
+struct Cli {
     /// TOML config file (see exporter/surge-exporter.example.toml).
     #[arg(long, value_name = "FILE")]
-    pub config: PathBuf,
+    config: PathBuf,
     /// Address to serve /metrics on (overrides exporter.listen).
     #[arg(long, value_name = "ADDR:PORT")]
-    pub listen: Option<SocketAddr>,
+    listen: Option<SocketAddr>,
     /// Collect every source once, print the exposition to stdout and exit (1 if any failed).
     #[arg(long)]
-    pub once: bool,
+    once: bool,
 }
 
 pub fn main() -> ExitCode {
@@ -64,57 +61,46 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    // Sources create connection pools, which need the runtime's context.
+    // Sources create clients that need the runtime's context.
     let _context = runtime.enter();
-    let sources = match crate::sources::build(&config) {
-        Ok(s) => s,
+    let exporter = match Exporter::new(&config) {
+        Ok(e) => e,
         Err(e) => {
             eprintln!("surge-exporter: config {}: {e}", cli.config.display());
             return ExitCode::from(2);
         }
     };
     if cli.once {
-        let (ok, text) = runtime.block_on(run_once(&sources));
-        print!("{text}");
+        let ok = runtime.block_on(async {
+            exporter.start().await;
+            exporter.collect().await
+        });
+        print!(
+            "{}",
+            exporter
+                .store()
+                .encode_prometheus_text()
+                .unwrap_or_default()
+        );
         return if ok {
             ExitCode::SUCCESS
         } else {
             ExitCode::from(1)
         };
     }
-    let listen = cli.listen.unwrap_or(config.exporter.listen);
-    match runtime.block_on(run_server(sources, listen)) {
+    let listen = cli.listen.unwrap_or(config.listen());
+    let served = runtime.block_on(async {
+        let listener = surge_metrics::http::bind(listen).await?;
+        tracing::info!(%listen, "serving /metrics");
+        exporter.serve(listener, shutdown_signal()).await
+    });
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("surge-exporter: {e}");
             ExitCode::from(1)
         }
     }
-}
-
-/// Collect every source once; returns whether all targets succeeded and the exposition.
-pub async fn run_once(sources: &[Arc<dyn Source>]) -> (bool, String) {
-    let store = Store::new();
-    let results = futures::future::join_all(sources.iter().map(|s| {
-        let store = Arc::clone(&store);
-        async move {
-            s.start().await;
-            schedule::collect_cycle(s.as_ref(), &store).await
-        }
-    }))
-    .await;
-    let text = store.encode_prometheus_text().unwrap_or_default();
-    (results.iter().all(|ok| *ok), text)
-}
-
-async fn run_server(sources: Vec<Arc<dyn Source>>, listen: SocketAddr) -> Result<(), String> {
-    let listener = crate::server::bind(listen).await?;
-    let store = Store::new();
-    let _collectors = schedule::spawn_all(sources, Arc::clone(&store));
-    tracing::info!(%listen, "serving /metrics");
-    crate::server::serve(listener, store, shutdown_signal())
-        .await
-        .map_err(|e| format!("server error: {e}"))
 }
 
 async fn shutdown_signal() {

@@ -1,16 +1,17 @@
 //! `surge-exporter`: pod CPU against the HPA target, Kafka consumer lag and PostgreSQL
 //! replication lag, collected in the background and served to Prometheus.
 //!
-//! Data flows one way: [`sources`] collect → [`store::Store`] holds the latest snapshot →
-//! [`server`] encodes it per scrape.
+//! Data flows one way: sources (one file each under `sources/`) collect → the store
+//! (`surge_metrics::store`) holds the latest snapshot → `/metrics` encodes it per scrape.
+//! [`Exporter`] is the one entry point from a [`config::Config`] to all of that.
 
+mod check;
 pub mod cli;
 pub mod config;
-pub mod cpu;
-pub mod quantity;
-pub mod schedule;
-pub mod server;
-pub mod source;
-pub mod sources;
-pub mod store;
-pub mod sync;
+mod exporter;
+mod schedule;
+mod source;
+mod sources;
+mod sync;
+
+pub use exporter::{Exporter, Running};

@@ -1,19 +1,10 @@
 //! Lock helpers.
 
-use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
-// Every critical section in the exporter is a single assignment or a read, so a panic in
-// another holder cannot leave the data half-written: take the lock even if poisoned rather
-// than take the exporter down.
-
-pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-pub fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-pub fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+// A panic inside a collector is caught and reported as that target's failure (schedule.rs);
+// the state its lock guarded is at worst one cycle's partial update, which the next cycle
+// overwrites. So take the lock even if poisoned rather than stop collecting.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }

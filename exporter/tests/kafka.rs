@@ -271,7 +271,7 @@ async fn live_consumer_stopping_shows_as_stalled_through_metrics() -> anyhow::Re
     let broker = KafkaBroker::start()?;
     broker.create_topic("payment-processed", 2)?;
     let exporter = Exporter::from_toml(&config(&broker, ""))?;
-    let served = common::Served::start(&exporter).await?;
+    let served = common::Served::start(exporter).await?;
 
     let producing = Arc::new(AtomicBool::new(true));
     let consuming = Arc::new(AtomicBool::new(true));

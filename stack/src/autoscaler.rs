@@ -8,17 +8,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use surge_exporter::cpu::{PodState, workload_cpu};
-use surge_exporter::source::{Labels, Sample};
-use surge_exporter::sources::kubernetes::{
-    HPA_ABLE_TO_SCALE, HPA_CURRENT, HPA_DESIRED, HPA_MAX, HPA_MIN, HPA_OBSERVED_CPU,
-    HPA_SCALING_LIMITED, HPA_TARGET_CPU,
-};
-use surge_exporter::sources::processes::CpuSampler;
-use surge_exporter::store::Store;
 use surge_harness::servers::Nginx;
+use surge_metrics::Sample;
+use surge_metrics::hpa::{HpaStatus, workload_cpu};
+use surge_metrics::proc::CpuSampler;
+use surge_metrics::store::Store;
 
 use crate::hpa::{HpaSpec, HpaState, recommend};
+use crate::lock;
 use crate::replicas::{ReplicaSet, nginx_config};
 
 /// What the autoscaler and the stack share: the replica sets and the load balancer.
@@ -79,7 +76,7 @@ impl Autoscaler {
         let now = self.started.elapsed().as_secs_f64();
         let mut samples = Vec::new();
         let mut changed = false;
-        let mut sets = surge_exporter::sync::lock(&fleet.sets);
+        let mut sets = lock(&fleet.sets);
         for spec in &self.specs {
             let Some(set) = sets.get_mut(spec.workload.as_str()) else {
                 continue;
@@ -89,9 +86,10 @@ impl Autoscaler {
                 .entry(spec.workload.clone())
                 .or_default()
                 .sample(set.pods(), self.request_millis);
-            let counted = pods.iter().filter(|p| p.state == PodState::Counted).count() as i32;
+            let cpu = workload_cpu(&pods);
+            let counted = cpu.counted() as i32;
             let current = set.len() as i32;
-            let utilization = workload_cpu(&pods).utilization_ratio;
+            let utilization = cpu.utilization_ratio;
             let state = self.states.entry(spec.name.clone()).or_default();
             // Without a measurement (first sync, or every replica new) the controller holds.
             let recommendation = match utilization {
@@ -110,31 +108,20 @@ impl Autoscaler {
                 set.scale_to(usize::try_from(decision.desired).unwrap_or(0))?;
                 changed = true;
             }
-            let labels = || -> Labels {
-                vec![
-                    ("namespace", spec.namespace.clone()),
-                    ("hpa", spec.name.clone()),
-                    ("workload", spec.workload.clone()),
-                ]
-            };
-            samples.push(Sample::new(&HPA_CURRENT, labels(), set.len() as f64));
-            samples.push(Sample::new(
-                &HPA_DESIRED,
-                labels(),
-                f64::from(decision.desired),
-            ));
-            samples.push(Sample::new(&HPA_MIN, labels(), f64::from(spec.min)));
-            samples.push(Sample::new(&HPA_MAX, labels(), f64::from(spec.max)));
-            samples.push(Sample::new(&HPA_TARGET_CPU, labels(), spec.target));
-            samples.push(Sample::new(
-                &HPA_SCALING_LIMITED,
-                labels(),
-                f64::from(u8::from(decision.scaling_limited)),
-            ));
-            samples.push(Sample::new(&HPA_ABLE_TO_SCALE, labels(), 1.0));
-            if let Some(u) = utilization {
-                samples.push(Sample::new(&HPA_OBSERVED_CPU, labels(), u));
+            HpaStatus {
+                namespace: spec.namespace.clone(),
+                hpa: spec.name.clone(),
+                workload: spec.workload.clone(),
+                min: spec.min,
+                max: spec.max,
+                current: Some(set.len() as i32),
+                desired: Some(decision.desired),
+                target_cpu: Some(spec.target),
+                observed_cpu: utilization,
+                scaling_limited: decision.scaling_limited,
+                able_to_scale: true,
             }
+            .samples(&mut samples);
         }
         if changed {
             fleet.publish(&sets)?;
@@ -153,6 +140,7 @@ pub fn spawn(
     store: Arc<Store>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
+    store.expect("autoscaler", "local", period);
     std::thread::Builder::new()
         .name("local-hpa".into())
         .spawn(move || {

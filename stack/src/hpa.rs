@@ -4,7 +4,7 @@
 //!
 //! Per sync (like the controller's 15 s loop):
 //! 1. utilization = sum(usage) / sum(requests) over ready replicas with a metric (the same
-//!    HPA-exact arithmetic as surge-exporter, `surge_exporter::cpu`);
+//!    HPA-exact arithmetic as surge-exporter, `surge_metrics::hpa`);
 //! 2. recommendation = ceil(ready × utilization / target), unless |ratio − 1| ≤ tolerance (0.1);
 //! 3. stabilization: scaling down takes the highest recommendation of the scale-down window,
 //!    scaling up the lowest of the scale-up window;

@@ -7,3 +7,11 @@ pub mod replicas;
 pub mod stack;
 
 pub use stack::{MonitoringTiming, Stack, StackOptions};
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+/// The fleet's lock. Every critical section is a whole scale or publish that leaves the
+/// replica sets valid between steps, so a panic in another holder is no reason to stop.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}

@@ -18,6 +18,7 @@ use surge_harness::{ServerProcess, Workdir, free_port};
 
 use crate::autoscaler::{Autoscaler, Fleet};
 use crate::hpa::{HpaSpec, load_manifests};
+use crate::lock;
 use crate::replicas::{ReplicaSet, SERVICES, nginx_config};
 
 /// CPU request of one replica, as in the Deployments (`stack/k8s/base/shop.yaml`).
@@ -252,7 +253,7 @@ impl Stack {
             lb_port,
             prometheus_targets,
         });
-        fleet.publish(&surge_exporter::sync::lock(&fleet.sets))?;
+        fleet.publish(&lock(&fleet.sets))?;
 
         let mut stack = Stack {
             options: options.clone(),
@@ -288,19 +289,20 @@ impl Stack {
     }
 
     fn start_autoscaler(&mut self, period: Duration) -> anyhow::Result<()> {
-        let store = surge_exporter::store::Store::new();
+        let store = surge_metrics::store::Store::new();
         let port = free_port()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()?;
         let listener = runtime
-            .block_on(surge_exporter::server::bind(([127, 0, 0, 1], port).into()))
+            .block_on(surge_metrics::http::bind(([127, 0, 0, 1], port).into()))
             .map_err(anyhow::Error::msg)?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        runtime.spawn(surge_exporter::server::serve(
+        runtime.spawn(surge_metrics::http::serve(
             listener,
             Arc::clone(&store),
+            "surge-stack local HPA: the surge_hpa_* series of the local replicas.\nMetrics: /metrics\n",
             async {
                 let _ = stop_rx.await;
             },
@@ -322,36 +324,18 @@ impl Stack {
         let dir = self.options.dir.clone();
         let exporter_port = free_port()?;
         let pids = dir.join("shop/pids");
-        let t = &self.options.timing;
-        let mut config = format!(
-            "[postgres]\ninterval = \"{collect}\"\ntimeout = \"{timeout}\"\n\
-             [kafka]\ninterval = \"{collect}\"\ntimeout = \"{timeout}\"\ndiscovery_interval = \"{discovery}\"\n\
-             window = \"{window}\"\nrate_window = \"{rate}\"\nstall_after = \"{stall}\"\n\
-             [[kafka.clusters]]\nname = \"local\"\nbootstrap_servers = \"{bootstrap}\"\n\
-             [processes]\ninterval = \"{collect}\"\ntimeout = \"{process_timeout}\"\n",
-            collect = millis(t.collect),
-            timeout = millis(t.timeout),
-            discovery = millis((t.collect * 6).min(Duration::from_secs(30))),
-            window = millis(t.lag_window),
-            rate = millis(t.rate_window),
-            stall = millis(t.stall_after),
-            process_timeout = millis(t.timeout.min(Duration::from_secs(2))),
-            bootstrap = self.kafka.bootstrap()
-        );
+        let mut postgres = Vec::new();
         for node in self.postgres.node_names() {
-            config.push_str(&format!(
-                "[[postgres.targets]]\nname = \"{node}\"\ndsn = \"{}\"\npassword_file = \"{}\"\n",
-                self.postgres.monitor_dsn(&node)?,
-                dir.join("secrets/pg-monitor").display()
-            ));
+            let dsn = self.postgres.monitor_dsn(&node)?;
+            postgres.push((node, dsn));
         }
-        for service in SERVICES {
-            config.push_str(&format!(
-                "[[processes.workloads]]\nnamespace = \"shop\"\nworkload = \"{0}\"\ncpu_request = \"{CPU_REQUEST_MILLIS}m\"\npid_files = \"{1}/{0}-*.pid\"\n",
-                service.name,
-                pids.display()
-            ));
-        }
+        let config = exporter_config(
+            &self.options.timing,
+            &self.kafka.bootstrap(),
+            &postgres,
+            &dir.join("secrets/pg-monitor"),
+            &pids,
+        );
         std::fs::write(dir.join("surge-exporter.toml"), config)?;
         self.exporter_port = Some(exporter_port);
         self.start_exporter()?;
@@ -426,7 +410,7 @@ impl Stack {
 
     /// Current replicas of each service.
     pub fn replicas(&self) -> BTreeMap<&'static str, usize> {
-        surge_exporter::sync::lock(&self.fleet.sets)
+        lock(&self.fleet.sets)
             .iter()
             .map(|(k, v)| (*k, v.len()))
             .collect()
@@ -434,7 +418,7 @@ impl Stack {
 
     /// Set a service's replica count by hand (drills, tests) and update nginx.
     pub fn scale(&self, service: &str, replicas: usize) -> anyhow::Result<()> {
-        let mut sets = surge_exporter::sync::lock(&self.fleet.sets);
+        let mut sets = lock(&self.fleet.sets);
         let set = sets
             .get_mut(service)
             .with_context(|| format!("no service {service}"))?;
@@ -456,7 +440,7 @@ impl Stack {
         self.prometheus = None;
         self.alertmanager = None;
         // Services before the things they depend on.
-        let mut sets = surge_exporter::sync::lock(&self.fleet.sets);
+        let mut sets = lock(&self.fleet.sets);
         for set in sets.values_mut() {
             let _ = set.scale_to(0);
         }
@@ -467,6 +451,47 @@ impl Drop for Stack {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// surge-exporter's config for the local stack: every PostgreSQL node (name, DSN without
+/// password; the password in `password_file`), the broker, and each service's replicas by
+/// their pid files under `pids`, collected on `timing`.
+pub fn exporter_config(
+    timing: &MonitoringTiming,
+    bootstrap: &str,
+    postgres: &[(String, String)],
+    password_file: &Path,
+    pids: &Path,
+) -> String {
+    let t = timing;
+    let mut config = format!(
+        "[postgres]\ninterval = \"{collect}\"\ntimeout = \"{timeout}\"\n\
+         [kafka]\ninterval = \"{collect}\"\ntimeout = \"{timeout}\"\ndiscovery_interval = \"{discovery}\"\n\
+         window = \"{window}\"\nrate_window = \"{rate}\"\nstall_after = \"{stall}\"\n\
+         [[kafka.clusters]]\nname = \"local\"\nbootstrap_servers = \"{bootstrap}\"\n\
+         [processes]\ninterval = \"{collect}\"\ntimeout = \"{process_timeout}\"\n",
+        collect = millis(t.collect),
+        timeout = millis(t.timeout),
+        discovery = millis((t.collect * 6).min(Duration::from_secs(30))),
+        window = millis(t.lag_window),
+        rate = millis(t.rate_window),
+        stall = millis(t.stall_after),
+        process_timeout = millis(t.timeout.min(Duration::from_secs(2))),
+    );
+    for (node, dsn) in postgres {
+        config.push_str(&format!(
+            "[[postgres.targets]]\nname = \"{node}\"\ndsn = \"{dsn}\"\npassword_file = \"{}\"\n",
+            password_file.display()
+        ));
+    }
+    for service in SERVICES {
+        config.push_str(&format!(
+            "[[processes.workloads]]\nnamespace = \"shop\"\nworkload = \"{0}\"\ncpu_request = \"{CPU_REQUEST_MILLIS}m\"\npid_files = \"{1}/{0}-*.pid\"\n",
+            service.name,
+            pids.display()
+        ));
+    }
+    config
 }
 
 fn step(what: &str) {

@@ -17,7 +17,7 @@ fn one_line_error(what: &str, error: &str) {
 /// Exposition text as `surge --exporter URL` (direct mode) reads it.
 pub fn exposition(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    match surge_tui::fetch::exposition::parse(&text) {
+    match surge_client::fetch::exposition::parse(&text) {
         Ok(parsed) => {
             // Skipped lines are counted, never guessed; a sample count can't exceed lines.
             assert!(parsed.skipped <= text.lines().count());
@@ -28,7 +28,7 @@ pub fn exposition(data: &[u8]) {
 
 /// Prometheus HTTP API bodies: instant vectors, ranges, alerts, rules.
 pub fn prometheus_api(data: &[u8]) {
-    use surge_tui::fetch::prometheus as p;
+    use surge_client::fetch::prometheus as p;
     if let Err(e) = p::parse_vector(data) {
         one_line_error("vector", &e);
     }
@@ -45,7 +45,7 @@ pub fn prometheus_api(data: &[u8]) {
 
 /// Alertmanager API v2 bodies: alerts and silences.
 pub fn alertmanager_api(data: &[u8]) {
-    use surge_tui::fetch::alertmanager as am;
+    use surge_client::fetch::alertmanager as am;
     if let Err(e) = am::parse_alerts(data) {
         one_line_error("am alerts", &e);
     }

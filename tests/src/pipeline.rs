@@ -9,17 +9,10 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use surge_exporter::config::Config;
-use surge_exporter::store::Store;
+use surge_exporter::{Exporter, Running};
+use surge_harness::PgCluster;
 use surge_harness::kafka::KafkaBroker;
 use surge_harness::postgres::MONITOR_PASSWORD;
-use surge_harness::{PgCluster, free_port};
-
-/// A running in-process exporter: its port; collection stops when this is dropped.
-pub struct InProcessExporter {
-    pub port: u16,
-    pub store: Arc<Store>,
-    _collectors: tokio::task::JoinSet<()>,
-}
 
 /// surge-exporter on `primary` + `replica1` of `cluster` and cluster "shop" of `broker`,
 /// collecting every second (stall after 3 s), served like the binary does. The monitor
@@ -28,7 +21,7 @@ pub async fn serve_exporter(
     dir: &Path,
     cluster: &PgCluster,
     broker: &KafkaBroker,
-) -> anyhow::Result<InProcessExporter> {
+) -> anyhow::Result<Running> {
     let password = dir.join("pg-password");
     std::fs::write(&password, MONITOR_PASSWORD)?;
     let config = Config::parse(&format!(
@@ -43,25 +36,10 @@ pub async fn serve_exporter(
         broker.bootstrap(),
         pw = password.display(),
     ))?;
-    let store = Store::new();
-    let collectors = surge_exporter::schedule::spawn_all(
-        surge_exporter::sources::build(&config)?,
-        Arc::clone(&store),
-    );
-    let port = free_port()?;
-    let listener = surge_exporter::server::bind(([127, 0, 0, 1], port).into())
+    Exporter::new(&config)?
+        .spawn(([127, 0, 0, 1], 0).into())
         .await
-        .map_err(anyhow::Error::msg)?;
-    tokio::spawn(surge_exporter::server::serve(
-        listener,
-        Arc::clone(&store),
-        std::future::pending(),
-    ));
-    Ok(InProcessExporter {
-        port,
-        store,
-        _collectors: collectors,
-    })
+        .map_err(anyhow::Error::msg)
 }
 
 /// A consumer of `group` polling `topic` in a thread until the flag drops.

@@ -56,6 +56,10 @@ fn alertmanager_config_checks_and_routes() -> anyhow::Result<()> {
             vec!["severity=warning", "alertname=PostgresReplicaLagHigh"],
         ),
         (
+            "warnings",
+            vec!["severity=warning", "alertname=SurgeSourceStale"],
+        ),
+        (
             "deadmans-switch",
             vec!["alertname=Watchdog", "severity=info"],
         ),
@@ -122,6 +126,7 @@ fn every_alert_is_labelled_annotated_and_has_a_runbook() -> anyhow::Result<()> {
         "PostgresReplicaNotStreaming",
         "HPAMaxedOut",
         "SurgeSourceDown",
+        "SurgeSourceStale",
         "SurgeExporterAbsent",
         "Watchdog",
     ] {

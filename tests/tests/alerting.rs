@@ -22,7 +22,7 @@ async fn stalled_consumer_pages_and_resolves_paused_replica_warns_and_resolves()
     broker.create_topic("payment-processed", 2)?;
     let cluster = PgCluster::start(1)?;
     let exporter = serve_exporter(dir.path(), &cluster, &broker).await?;
-    let exporter_port = exporter.port;
+    let exporter_port = exporter.port();
 
     // Alertmanager with the real routing, pointed at the stand-in.
     let key_file = dir.path().join("routing-key");

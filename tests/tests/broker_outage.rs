@@ -1,14 +1,13 @@
 //! The Kafka broker goes away mid-run: only the Kafka source is down, PostgreSQL series stay,
 //! and when the broker returns the exporter recovers without a restart.
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use surge_exporter::Exporter;
 use surge_exporter::config::Config;
-use surge_exporter::store::Store;
 use surge_harness::kafka::KafkaBroker;
 use surge_harness::postgres::MONITOR_PASSWORD;
-use surge_harness::{PgCluster, free_port, wait_until};
+use surge_harness::{PgCluster, wait_until};
 
 fn scrape(addr: &str) -> anyhow::Result<String> {
     let (status, _, body) = surge_harness::http::get(addr, "/metrics", None)?;
@@ -48,20 +47,11 @@ async fn broker_outage_downs_only_kafka_and_recovers() -> anyhow::Result<()> {
         broker.bootstrap(),
         pw = password_file.display(),
     ))?;
-    let store = Store::new();
-    let _collectors = surge_exporter::schedule::spawn_all(
-        surge_exporter::sources::build(&config)?,
-        Arc::clone(&store),
-    );
-    let addr = format!("127.0.0.1:{}", free_port()?);
-    let listener = surge_exporter::server::bind(addr.parse()?)
+    let running = Exporter::new(&config)?
+        .spawn(([127, 0, 0, 1], 0).into())
         .await
         .map_err(anyhow::Error::msg)?;
-    tokio::spawn(surge_exporter::server::serve(
-        listener,
-        Arc::clone(&store),
-        std::future::pending(),
-    ));
+    let addr = running.addr.to_string();
 
     let lag =
         "surge_kafka_group_topic_lag{cluster=\"shop\",group=\"payment\",topic=\"order-placed\"} 10";

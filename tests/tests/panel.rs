@@ -10,14 +10,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
+use surge_client::fetch::alertmanager::Alertmanager as AmClient;
+use surge_client::model::{Matcher, NewSilence};
 use surge_harness::kafka::KafkaBroker;
 use surge_harness::pagerduty::PagerDutyStandIn;
 use surge_harness::servers::{Alertmanager, Prometheus};
 use surge_harness::tmux::Tmux;
 use surge_harness::{PgCluster, Workdir, free_port};
 use surge_tests::pipeline::{consume, serve_exporter};
-use surge_tui::fetch::alertmanager::{Alertmanager as AmClient, NewSilence};
-use surge_tui::model::Matcher;
 
 /// The `surge` binary next to this test's (scripts/test builds every binary first).
 fn surge_bin() -> anyhow::Result<PathBuf> {
@@ -89,7 +89,7 @@ async fn headless_frames_show_a_stalled_group_its_alert_and_silences() -> anyhow
     broker.create_topic("payment-processed", 2)?;
     let cluster = PgCluster::start(1)?;
     let exporter = serve_exporter(dir.path(), &cluster, &broker).await?;
-    let exporter_port = exporter.port;
+    let exporter_port = exporter.port();
 
     let alertmanager = Alertmanager::start_in(
         Workdir::temp("surge-am-")?,
@@ -183,7 +183,7 @@ async fn headless_frames_show_a_stalled_group_its_alert_and_silences() -> anyhow
     // brings it back.
     let client = AmClient::new(
         &am,
-        surge_tui::run::http_client(Duration::from_secs(5)).map_err(anyhow::Error::msg)?,
+        surge_client::fetch::http_client(Duration::from_secs(5)).map_err(anyhow::Error::msg)?,
     );
     let silence = NewSilence {
         matchers: vec![Matcher {
@@ -197,7 +197,7 @@ async fn headless_frames_show_a_stalled_group_its_alert_and_silences() -> anyhow
         created_by: "panel-test".into(),
     };
     let id = client
-        .create_silence(&silence, surge_tui::fetch::now())
+        .create_silence(&silence, surge_client::fetch::now())
         .await
         .map_err(|e| anyhow!("{e}"))?;
     let listed = client.silences().await.map_err(|e| anyhow!("{e}"))?;
@@ -250,7 +250,7 @@ fn keys_in_screen_out_in_a_pseudo_terminal() -> anyhow::Result<()> {
     )?;
     let am = alertmanager.url();
     // A firing alert, posted as Prometheus would.
-    let now = surge_tui::fetch::now();
+    let now = surge_client::fetch::now();
     let stamp = |t: f64| surge_tui::snapshot::timestamp(t);
     let alert = serde_json::json!([{
         "labels": {"alertname": "KafkaConsumerLagGrowing", "severity": "page", "cluster": "shop", "group": "payment", "topic": "order-placed"},

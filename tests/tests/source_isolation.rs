@@ -3,14 +3,13 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
+use surge_exporter::Exporter;
 use surge_exporter::config::Config;
-use surge_exporter::store::Store;
 use surge_harness::kube_api::KubeApiStandIn;
 use surge_harness::postgres::MONITOR_PASSWORD;
-use surge_harness::{PgCluster, ServerProcess, free_port, wait_until};
+use surge_harness::{PgCluster, ServerProcess, wait_until};
 
 fn scrape(addr: &str) -> anyhow::Result<String> {
     let (status, _, body) = surge_harness::http::get(addr, "/metrics", None)?;
@@ -64,21 +63,11 @@ async fn failing_sources_stay_contained_and_recover() -> anyhow::Result<()> {
         dir.path().display(),
         pw = password_file.display(),
     ))?;
-    let sources = surge_exporter::sources::build(&config)?;
-    let store = Store::new();
-    let _collectors = surge_exporter::schedule::spawn_all(sources, Arc::clone(&store));
-    let addr = format!("127.0.0.1:{}", free_port()?);
-    let listener = surge_exporter::server::bind(addr.parse()?)
+    let running = Exporter::new(&config)?
+        .spawn(([127, 0, 0, 1], 0).into())
         .await
         .map_err(anyhow::Error::msg)?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(surge_exporter::server::serve(
-        listener,
-        Arc::clone(&store),
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let addr = running.addr.to_string();
 
     let all_up = |body: &str| {
         [
@@ -144,8 +133,7 @@ async fn failing_sources_stay_contained_and_recover() -> anyhow::Result<()> {
         })
     })?;
 
-    let _ = stop.send(());
-    server.await??;
+    running.stop().await.map_err(anyhow::Error::msg)?;
     drop(sleeper);
     Ok(())
 }

@@ -5,14 +5,16 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use surge_tui::app::App;
-use surge_tui::ui::theme::{Theme, ThemeName};
+use surge_tui::config::ThemeName;
+use surge_tui::ui::theme::Theme;
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
 fn render(c: &mut Criterion) {
     let mut store = common::large();
-    let app = App::new(Theme::new(ThemeName::Default), false, "bench");
+    let app = App::new(false, "bench");
+    let theme = Theme::new(ThemeName::Default);
     let mut terminal = match Terminal::new(TestBackend::new(160, 48)) {
         Ok(t) => t,
         Err(never) => match never {},
@@ -21,7 +23,8 @@ fn render(c: &mut Criterion) {
         b.iter(|| {
             // A full redraw: clear the previous frame so nothing is skipped as unchanged.
             let _ = terminal.clear();
-            let _ = terminal.draw(|frame| surge_tui::ui::draw(frame, &app, &store, common::NOW));
+            let _ = terminal
+                .draw(|frame| surge_tui::ui::draw(frame, &app, &store, &theme, common::NOW));
         })
     });
     c.bench_function("store_rebuild_50_services_200_groups", |b| {

@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::config::{self, Config};
-use crate::fetch::Endpoints;
-use crate::ui::theme::ThemeName;
+use surge_client::fetch::Endpoints;
+use surge_client::fetch::direct::with_scheme;
+use surge_client::model::Range;
+
+use crate::config::{self, Config, ThemeName};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -42,8 +44,8 @@ pub struct Cli {
     #[arg(long, value_name = "NAME", value_parser = parse_theme)]
     pub theme: Option<ThemeName>,
     /// History range: 5m, 1h or 6h.
-    #[arg(long, value_name = "RANGE", value_parser = config::range_index)]
-    pub range: Option<usize>,
+    #[arg(long, value_name = "RANGE", value_parser = Range::parse)]
+    pub range: Option<Range>,
     /// Render one frame as text to stdout and exit (1 if a source failed).
     #[arg(long)]
     pub once: bool,
@@ -91,7 +93,7 @@ pub struct Settings {
     pub stale_after: f64,
     pub readonly: bool,
     pub theme: Option<ThemeName>,
-    pub range: usize,
+    pub range: Range,
     pub snapshot_dir: PathBuf,
     pub log: Option<PathBuf>,
     pub service_groups: std::collections::BTreeMap<String, Vec<String>>,
@@ -160,13 +162,13 @@ impl Cli {
         };
         let range = match (self.range, &file.ui.range) {
             (Some(r), _) => r,
-            (None, Some(text)) => config::range_index(text)?,
-            (None, None) => 0,
+            (None, Some(text)) => Range::parse(text)?,
+            (None, None) => Range::default(),
         };
         Ok(Settings {
             endpoints: Endpoints {
-                prometheus: prometheus.map(|u| config::with_scheme(&u)),
-                alertmanager: alertmanager.map(|u| config::with_scheme(&u)),
+                prometheus: prometheus.map(|u| with_scheme(&u)),
+                alertmanager: alertmanager.map(|u| with_scheme(&u)),
                 exporters,
                 refresh,
                 timeout,
@@ -233,7 +235,7 @@ mod tests {
         .settings()?;
         assert_eq!(
             (good.endpoints.exporters.len(), good.range, good.stale_after),
-            (1, 1, 10.0)
+            (1, Range::OneHour, 10.0)
         );
         Ok(())
     }

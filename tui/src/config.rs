@@ -7,6 +7,28 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use surge_client::model::Range;
+
+/// The colour themes (`[ui] theme`, `--theme`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThemeName {
+    Default,
+    HighContrast,
+    Mono,
+}
+
+impl ThemeName {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "default" => Ok(ThemeName::Default),
+            "high-contrast" => Ok(ThemeName::HighContrast),
+            "mono" => Ok(ThemeName::Mono),
+            other => Err(format!(
+                "unknown theme {other:?} (default, high-contrast, mono)"
+            )),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -138,21 +160,13 @@ impl Config {
             return Err("sources.timeout: must be more than 0".into());
         }
         if let Some(theme) = &self.ui.theme {
-            crate::ui::theme::ThemeName::parse(theme).map_err(|e| format!("ui.theme: {e}"))?;
+            ThemeName::parse(theme).map_err(|e| format!("ui.theme: {e}"))?;
         }
         if let Some(range) = &self.ui.range {
-            range_index(range).map_err(|e| format!("ui.range: {e}"))?;
+            Range::parse(range).map_err(|e| format!("ui.range: {e}"))?;
         }
         Ok(())
     }
-}
-
-/// The index in `app::RANGES` of `5m`, `1h` or `6h`.
-pub fn range_index(text: &str) -> Result<usize, String> {
-    crate::app::RANGES
-        .iter()
-        .position(|(_, label)| *label == text)
-        .ok_or_else(|| format!("{text:?} is not one of 5m, 1h, 6h"))
 }
 
 /// `http(s)://host:port[/path]` or `host:port`.
@@ -169,15 +183,6 @@ pub fn check_url(url: &str) -> Result<(), String> {
         return Err(format!("{url:?} is not a URL (expected http://host:port)"));
     }
     Ok(())
-}
-
-/// The URL with a scheme (`host:port` → `http://host:port`).
-pub fn with_scheme(url: &str) -> String {
-    if url.contains("://") {
-        url.to_string()
-    } else {
-        format!("http://{url}")
-    }
 }
 
 /// `$XDG_CONFIG_HOME/surge/config.toml`, else `~/.config/surge/config.toml`.

@@ -1,13 +1,12 @@
-//! `surge`: the on-call panel. Data flows one way: fetchers (`fetch/`) → channel → the store
-//! (`store.rs`, plain data) → render functions (`ui/`, no I/O). Input (`app.rs`) changes only
-//! what is shown, or asks a fetcher to act (silences).
+//! `surge`: the on-call panel. Its engine is `surge-client` (fetchers → updates → store, no
+//! UI); this crate adds the config and flags (`config`, `cli`), what the user sees and asks
+//! for (`app/`, keys → view state or actions, no I/O), the render functions (`ui/`, pure
+//! functions of app, store, theme and time), the Markdown snapshot, and the loop that runs
+//! them (`run`).
 
 pub mod app;
 pub mod cli;
 pub mod config;
-pub mod fetch;
-pub mod model;
 pub mod run;
 pub mod snapshot;
-pub mod store;
 pub mod ui;

@@ -10,23 +10,14 @@ use crossterm::event::{Event, EventStream, KeyEventKind};
 use futures::StreamExt as _;
 use tokio::sync::{mpsc, watch};
 
+use surge_client::fetch::plan::Want;
+use surge_client::fetch::{self, Command, Update};
+use surge_client::store::Store;
+
 use crate::app::{Action, App, View};
 use crate::cli::Settings;
-use crate::fetch::{self, Command, Want};
 use crate::snapshot;
-use crate::store::{Store, Update};
 use crate::ui::{self, theme::Theme};
-
-/// The HTTP client every fetcher shares.
-pub fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout.min(Duration::from_secs(3)))
-        .pool_max_idle_per_host(2)
-        .user_agent(concat!("surge/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))
-}
 
 struct Wiring {
     updates: mpsc::Receiver<Update>,
@@ -36,12 +27,9 @@ struct Wiring {
 }
 
 fn wire(settings: &Settings, app: &App) -> Result<Wiring, String> {
-    let http = http_client(settings.endpoints.timeout)?;
+    let http = fetch::http_client(settings.endpoints.timeout)?;
     let (update_tx, updates) = mpsc::channel(64);
-    let (want, want_rx) = watch::channel(Want {
-        partitions: app.wanted_partitions(),
-        range: app.range_seconds(),
-    });
+    let (want, want_rx) = watch::channel(app.want());
     let (commands, command_rx) = mpsc::channel(8);
     let tasks = fetch::spawn(&settings.endpoints, &http, update_tx, want_rx, command_rx);
     Ok(Wiring {
@@ -55,19 +43,23 @@ fn wire(settings: &Settings, app: &App) -> Result<Wiring, String> {
 fn new_store(settings: &Settings, app: &App) -> Store {
     let mut store = Store::new(settings.stale_after);
     store.service_groups = settings.service_groups.clone();
-    store.range = app.range_seconds();
+    store.range = app.range;
     store
 }
 
 fn new_app(settings: &Settings) -> App {
-    let theme = Theme::resolve(
-        settings.theme,
-        std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
-    );
     let user = std::env::var("USER").unwrap_or_else(|_| "surge".into());
-    let mut app = App::new(theme, settings.readonly, &user);
+    let mut app = App::new(settings.readonly, &user);
     app.range = settings.range;
     app
+}
+
+/// The theme asked for, or `mono` under `NO_COLOR`.
+fn theme(settings: &Settings) -> Theme {
+    Theme::resolve(
+        settings.theme,
+        std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
+    )
 }
 
 /// The names the store will know each configured source by.
@@ -163,7 +155,10 @@ pub async fn once(
             .get(name)
             .is_some_and(|h| h.error.is_none() && h.last_ok.is_some())
     });
-    Ok((ui::render_text(&app, &store, now, size.0, size.1), all_ok))
+    Ok((
+        ui::render_text(&app, &store, &theme(settings), now, size.0, size.1),
+        all_ok,
+    ))
 }
 
 fn carries_history(update: &Update) -> bool {
@@ -205,6 +200,7 @@ fn write_snapshot(store: &Store, dir: &Path, clipboard: bool) -> String {
 pub async fn interactive(settings: &Settings, started: Instant) -> Result<(), String> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut app = new_app(settings);
+    let theme = theme(settings);
     let mut store = new_store(settings, &app);
     let mut wiring = wire(settings, &app)?;
     let mut terminate = signal(SignalKind::terminate()).map_err(|e| format!("signal: {e}"))?;
@@ -219,7 +215,7 @@ pub async fn interactive(settings: &Settings, started: Instant) -> Result<(), St
     let result = loop {
         if dirty {
             let now = fetch::now();
-            if let Err(e) = terminal.draw(|frame| ui::draw(frame, &app, &store, now)) {
+            if let Err(e) = terminal.draw(|frame| ui::draw(frame, &app, &store, &theme, now)) {
                 break Err(format!("cannot draw: {e}"));
             }
             if first_data_frame && store.last_update.is_some() {
@@ -248,8 +244,8 @@ pub async fn interactive(settings: &Settings, started: Instant) -> Result<(), St
                                 store.notice = Some(write_snapshot(&store, &settings.snapshot_dir, clipboard));
                             }
                             Action::WantChanged => {
-                                store.set_range(app.range_seconds(), fetch::now());
-                                wiring.want.send_replace(Want { partitions: app.wanted_partitions(), range: app.range_seconds() });
+                                store.set_range(app.range, fetch::now());
+                                wiring.want.send_replace(app.want());
                             }
                         }
                     }

@@ -6,9 +6,10 @@ use std::fmt::Write as _;
 
 use base64::Engine as _;
 
-use crate::store::{DEFAULT_CPU_ALERT, Forecast, Store, firing};
+use surge_client::model::subject;
+use surge_client::store::{DEFAULT_CPU_ALERT, Forecast, Store, firing};
+
 use crate::ui::format;
-use crate::ui::overview::subject;
 
 /// RFC 3339 UTC, seconds.
 pub fn timestamp(now: f64) -> String {
@@ -151,7 +152,9 @@ pub fn markdown(store: &Store, now: f64) -> String {
                     s.kafka
                         .as_ref()
                         .map_or(format::NONE.into(), |k| format::count(k.lag)),
-                    s.kafka.as_ref().map_or(String::new(), |k| k.state.clone()),
+                    s.kafka
+                        .as_ref()
+                        .map_or(String::new(), |k| k.state_label().to_string()),
                     s.kafka.as_ref().map_or(format::NONE.into(), |k| {
                         format::duration(k.eta.map(f64::round))
                     }),
@@ -180,7 +183,7 @@ pub fn markdown(store: &Store, now: f64) -> String {
                     } else {
                         lag_time
                     },
-                    g.state.clone(),
+                    g.state_label().to_string(),
                     format::count(g.produce_rate),
                     format::count(g.consume_rate),
                     format::duration(g.eta.map(f64::round)),
@@ -205,9 +208,9 @@ pub fn markdown(store: &Store, now: f64) -> String {
                 vec![
                     s.target.clone(),
                     if s.paused {
-                        format!("{} (replay paused)", s.role)
+                        format!("{} (replay paused)", s.role.label())
                     } else {
-                        s.role.clone()
+                        s.role.label().to_string()
                     },
                     match s.receiver_streaming {
                         Some(true) => "streaming".into(),

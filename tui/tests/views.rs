@@ -6,14 +6,20 @@ use surge_tui::app::{App, View};
 mod common;
 
 use common::{NOW, flash_sale, labels};
-use surge_tui::model::Metrics;
-use surge_tui::store::{Store, Update};
+use surge_client::fetch::Update;
+use surge_client::model::Metrics;
+use surge_client::store::Store;
+use surge_tui::config::ThemeName;
 use surge_tui::ui::render_text;
-use surge_tui::ui::theme::{Theme, ThemeName};
+use surge_tui::ui::theme::Theme;
 
-/// A fixed "now": 2026-11-28T09:00:00Z.
 fn app() -> App {
-    App::new(Theme::new(ThemeName::Mono), false, "oncall")
+    App::new(false, "oncall")
+}
+
+/// A frame at the fixtures' fixed "now" (2026-11-28T09:00:00Z), in the mono theme.
+fn render(app: &App, store: &Store, width: u16, height: u16) -> String {
+    render_text(app, store, &Theme::new(ThemeName::Mono), NOW, width, height)
 }
 
 fn key(app: &mut App, store: &Store, code: KeyCode) {
@@ -29,10 +35,10 @@ fn keys(app: &mut App, store: &Store, text: &str) {
 #[test]
 fn overview_mid_flash_sale() {
     let store = flash_sale();
-    insta::assert_snapshot!("overview_160x48", render_text(&app(), &store, NOW, 160, 48));
-    insta::assert_snapshot!("overview_80x24", render_text(&app(), &store, NOW, 80, 24));
+    insta::assert_snapshot!("overview_160x48", render(&app(), &store, 160, 48));
+    insta::assert_snapshot!("overview_80x24", render(&app(), &store, 80, 24));
     // The README's frame.
-    insta::assert_snapshot!("overview_160x26", render_text(&app(), &store, NOW, 160, 26));
+    insta::assert_snapshot!("overview_160x26", render(&app(), &store, 160, 26));
 }
 
 #[test]
@@ -48,10 +54,7 @@ fn service_detail() {
             workload: "payment".into()
         }
     );
-    insta::assert_snapshot!(
-        "service_payment_160x48",
-        render_text(&app, &store, NOW, 160, 48)
-    );
+    insta::assert_snapshot!("service_payment_160x48", render(&app, &store, 160, 48));
 }
 
 #[test]
@@ -59,12 +62,12 @@ fn kafka_groups_and_partitions() {
     let store = flash_sale();
     let mut app = app();
     keys(&mut app, &store, "2");
-    insta::assert_snapshot!("kafka_160x48", render_text(&app, &store, NOW, 160, 48));
+    insta::assert_snapshot!("kafka_160x48", render(&app, &store, 160, 48));
     key(&mut app, &store, KeyCode::Enter);
-    insta::assert_snapshot!("partitions_160x48", render_text(&app, &store, NOW, 160, 48));
+    insta::assert_snapshot!("partitions_160x48", render(&app, &store, 160, 48));
     key(&mut app, &store, KeyCode::Esc);
     keys(&mut app, &store, "t");
-    insta::assert_snapshot!("kafka_1h_80x24", render_text(&app, &store, NOW, 80, 24));
+    insta::assert_snapshot!("kafka_1h_80x24", render(&app, &store, 80, 24));
 }
 
 #[test]
@@ -72,8 +75,8 @@ fn postgres() {
     let store = flash_sale();
     let mut app = app();
     keys(&mut app, &store, "3");
-    insta::assert_snapshot!("postgres_160x48", render_text(&app, &store, NOW, 160, 48));
-    insta::assert_snapshot!("postgres_80x24", render_text(&app, &store, NOW, 80, 24));
+    insta::assert_snapshot!("postgres_160x48", render(&app, &store, 160, 48));
+    insta::assert_snapshot!("postgres_80x24", render(&app, &store, 80, 24));
 }
 
 #[test]
@@ -81,41 +84,29 @@ fn alerts_help_and_silence_popups() {
     let store = flash_sale();
     let mut app = app();
     keys(&mut app, &store, "4");
-    insta::assert_snapshot!("alerts_160x48", render_text(&app, &store, NOW, 160, 48));
+    insta::assert_snapshot!("alerts_160x48", render(&app, &store, 160, 48));
     keys(
         &mut app,
         &store,
         "mbypassing payment to the backup provider",
     );
-    insta::assert_snapshot!(
-        "silence_form_160x48",
-        render_text(&app, &store, NOW, 160, 48)
-    );
+    insta::assert_snapshot!("silence_form_160x48", render(&app, &store, 160, 48));
     key(&mut app, &store, KeyCode::Esc);
     key(&mut app, &store, KeyCode::Tab);
     keys(&mut app, &store, "e");
-    insta::assert_snapshot!(
-        "expire_confirm_100x30",
-        render_text(&app, &store, NOW, 100, 30)
-    );
+    insta::assert_snapshot!("expire_confirm_100x30", render(&app, &store, 100, 30));
     key(&mut app, &store, KeyCode::Esc);
     keys(&mut app, &store, "?");
-    insta::assert_snapshot!("help_160x48", render_text(&app, &store, NOW, 160, 48));
+    insta::assert_snapshot!("help_160x48", render(&app, &store, 160, 48));
 }
 
 #[test]
 fn empty_before_any_data() {
     let store = Store::new(30.0);
-    insta::assert_snapshot!(
-        "empty_overview_100x24",
-        render_text(&app(), &store, NOW, 100, 24)
-    );
+    insta::assert_snapshot!("empty_overview_100x24", render(&app(), &store, 100, 24));
     let mut app = app();
     keys(&mut app, &store, "4");
-    insta::assert_snapshot!(
-        "empty_alerts_100x24",
-        render_text(&app, &store, NOW, 100, 24)
-    );
+    insta::assert_snapshot!("empty_alerts_100x24", render(&app, &store, 100, 24));
 }
 
 #[test]
@@ -147,7 +138,14 @@ fn stale_sources_keep_their_data_with_a_banner() {
         },
         NOW + 95.0,
     );
-    let frame = render_text(&app(), &store, NOW + 96.0, 160, 48);
+    let frame = render_text(
+        &app(),
+        &store,
+        &Theme::new(ThemeName::Mono),
+        NOW + 96.0,
+        160,
+        48,
+    );
     assert!(frame.contains("prometheus is failing"), "{frame}");
     assert!(frame.contains("STALE"), "{frame}");
     assert!(
@@ -161,13 +159,7 @@ fn stale_sources_keep_their_data_with_a_banner() {
 fn overflow_fifty_services_two_hundred_groups_long_names() {
     let store = common::large();
     let mut app = app();
-    insta::assert_snapshot!(
-        "overflow_overview_80x24",
-        render_text(&app, &store, NOW, 80, 24)
-    );
+    insta::assert_snapshot!("overflow_overview_80x24", render(&app, &store, 80, 24));
     keys(&mut app, &store, "2G");
-    insta::assert_snapshot!(
-        "overflow_kafka_end_160x48",
-        render_text(&app, &store, NOW, 160, 48)
-    );
+    insta::assert_snapshot!("overflow_kafka_end_160x48", render(&app, &store, 160, 48));
 }

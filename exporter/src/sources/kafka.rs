@@ -11,159 +11,239 @@
 
 mod admin;
 mod lag;
-pub mod trend;
-
-pub use lag::{PartitionLag, TopicLag, Uncommitted, Watermarks, partition_lags, topic_sums};
+mod trend;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::anyhow;
 use async_trait::async_trait;
 use regex::Regex;
+use serde::Deserialize;
+use surge_metrics::catalogue::kafka::{
+    CLAMPED, COMMITTED, CONSUME_RATE, DRAIN_ETA, GROUP_ERRORS, GROUP_STATE, HAS_COMMIT, LAG,
+    LAG_SECONDS, LAG_SECONDS_LOWER_BOUND, LAG_STATE, LOG_END, LOG_START, MEMBERS, PRODUCE_RATE,
+    REQUESTS, TOPIC_LAG,
+};
+use surge_metrics::state::{GroupState, LagState};
+use surge_metrics::{Labels, Sample};
 
 use self::admin::{AdminHandle, Committed, GroupDescription, OffsetSpec, TopicLayout};
-use self::trend::{LagState, LogEndHistory, Point, TrendConfig};
-use crate::config::{ConfigError, KafkaCluster, KafkaSection};
-use crate::source::{Family, Labels, Sample, Source};
+use self::lag::{Uncommitted, Watermarks, partition_lags, topic_sums};
+use self::trend::{LogEndHistory, Point, TrendConfig};
+use crate::check::{self, ConfigError, Secret};
+use crate::source::Source;
 use crate::sync::lock;
 
-macro_rules! gauge {
-    ($id:ident, $name:literal, $unit:expr, $help:literal) => {
-        pub static $id: Family = Family::gauge($name, $unit, $help);
-    };
+/// `[kafka]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Section {
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    interval: Duration,
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    timeout: Duration,
+    /// How often topics, partitions and groups are re-discovered (and groups described).
+    #[serde(default = "default_discovery", with = "humantime_serde")]
+    discovery_interval: Duration,
+    /// Span the growing/draining decision looks at.
+    #[serde(default = "default_trend_window", with = "humantime_serde")]
+    window: Duration,
+    /// Span consume/produce rates are computed over.
+    #[serde(default = "default_rate_window", with = "humantime_serde")]
+    rate_window: Duration,
+    /// Committed offset unchanged this long with lag > 0 means stalled.
+    #[serde(default = "default_stall_after", with = "humantime_serde")]
+    stall_after: Duration,
+    /// How far back log-end history goes for time lag; older lag is reported as a lower bound.
+    #[serde(default = "default_time_lag_horizon", with = "humantime_serde")]
+    time_lag_horizon: Duration,
+    /// Per-partition series (offsets, lag); off keeps only per-topic and per-group series.
+    #[serde(default = "default_true")]
+    partition_metrics: bool,
+    /// Partitions a group never committed: `absent` (no lag series) or `log_start`.
+    #[serde(default)]
+    uncommitted: Uncommitted,
+    clusters: Vec<ClusterSection>,
 }
 
-gauge!(
-    LOG_END,
-    "surge_kafka_partition_log_end_offset",
-    None,
-    "Log-end offset (high watermark) of the partition."
-);
-gauge!(
-    LOG_START,
-    "surge_kafka_partition_log_start_offset",
-    None,
-    "Log-start offset (earliest retained) of the partition."
-);
-gauge!(
-    COMMITTED,
-    "surge_kafka_group_committed_offset",
-    None,
-    "Offset the group committed on the partition."
-);
-gauge!(
-    HAS_COMMIT,
-    "surge_kafka_group_has_commit",
-    None,
-    "1 if the group has a committed offset on the partition, 0 if never (no lag series then)."
-);
-gauge!(
-    LAG,
-    "surge_kafka_group_lag",
-    None,
-    "Messages the group has not consumed on the partition: log end minus committed, clamped at 0."
-);
-gauge!(
-    TOPIC_LAG,
-    "surge_kafka_group_topic_lag",
-    None,
-    "Messages the group has not consumed on the topic (sum over partitions with a commit)."
-);
-gauge!(
-    LAG_SECONDS,
-    "surge_kafka_group_topic_lag_seconds",
-    Some("seconds"),
-    "How long ago the oldest unconsumed message of the group on the topic was appended, from log-end history."
-);
-gauge!(
-    LAG_SECONDS_LOWER_BOUND,
-    "surge_kafka_group_topic_lag_seconds_lower_bound",
-    None,
-    "1 if the lag in seconds is only a lower bound (history does not reach back far enough)."
-);
-gauge!(
-    CONSUME_RATE,
-    "surge_kafka_group_topic_consume_rate",
-    None,
-    "Messages per second the group consumes on the topic (committed offsets over the rate window)."
-);
-gauge!(
-    PRODUCE_RATE,
-    "surge_kafka_topic_produce_rate",
-    None,
-    "Messages per second appended to the topic (log-end offsets over the rate window)."
-);
-gauge!(
-    DRAIN_ETA,
-    "surge_kafka_group_topic_drain_eta_seconds",
-    Some("seconds"),
-    "Seconds until the lag reaches 0 at current rates; present only while draining."
-);
-gauge!(
-    LAG_STATE,
-    "surge_kafka_group_topic_lag_state",
-    None,
-    "1 for the lag state of the group on the topic (ok, growing, draining, stalled, idle), 0 for the others."
-);
-gauge!(
-    MEMBERS,
-    "surge_kafka_group_members",
-    None,
-    "Members of the consumer group (absent when the group could not be described)."
-);
-gauge!(
-    GROUP_STATE,
-    "surge_kafka_group_state",
-    None,
-    "1 for the consumer group's state (Stable, Empty, PreparingRebalance, CompletingRebalance, Dead, Unknown), 0 for the others."
-);
-pub static REQUESTS: Family = Family::counter(
-    "surge_kafka_requests",
-    None,
-    "Kafka protocol requests sent by the exporter, by API, as counted by librdkafka.",
-);
-pub static CLAMPED: Family = Family::counter(
-    "surge_kafka_lag_clamped",
-    None,
-    "Partition lags clamped to 0 because the committed offset was past the log end read before it.",
-);
-pub static GROUP_ERRORS: Family = Family::counter(
-    "surge_kafka_group_errors",
-    None,
-    "Failed per-group requests (OffsetFetch, DescribeGroups); the rest of the cluster is unaffected.",
-);
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClusterSection {
+    /// The `cluster` label and source target; unique.
+    name: String,
+    bootstrap_servers: String,
+    /// Regexes over group and topic names. Deny wins over allow.
+    group_allow: Option<String>,
+    group_deny: Option<String>,
+    topic_allow: Option<String>,
+    /// Default: internal topics (`^__`).
+    #[serde(default = "default_topic_deny")]
+    topic_deny: Option<String>,
+    /// Extra librdkafka properties (security.protocol, sasl.mechanism, ssl.ca.location, ...).
+    #[serde(default)]
+    properties: BTreeMap<String, String>,
+    /// Environment variable or file holding `sasl.password`.
+    sasl_password_env: Option<String>,
+    sasl_password_file: Option<PathBuf>,
+}
 
-pub static FAMILIES: &[&Family] = &[
-    &LOG_END,
-    &LOG_START,
-    &COMMITTED,
-    &HAS_COMMIT,
-    &LAG,
-    &TOPIC_LAG,
-    &LAG_SECONDS,
-    &LAG_SECONDS_LOWER_BOUND,
-    &CONSUME_RATE,
-    &PRODUCE_RATE,
-    &DRAIN_ETA,
-    &LAG_STATE,
-    &MEMBERS,
-    &GROUP_STATE,
-    &REQUESTS,
-    &CLAMPED,
-    &GROUP_ERRORS,
+fn default_interval() -> Duration {
+    Duration::from_secs(15)
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_true() -> bool {
+    true
+}
+fn default_topic_deny() -> Option<String> {
+    Some("^__".into())
+}
+fn default_discovery() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_trend_window() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_rate_window() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_stall_after() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_time_lag_horizon() -> Duration {
+    Duration::from_secs(3600)
+}
+
+/// `[kafka]`, checked.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) interval: Duration,
+    timeout: Duration,
+    discovery_interval: Duration,
+    time_lag_horizon: Duration,
+    partition_metrics: bool,
+    uncommitted: Uncommitted,
+    trend: TrendConfig,
+    clusters: Vec<ClusterSettings>,
+}
+
+#[derive(Debug, Clone)]
+struct ClusterSettings {
+    name: String,
+    /// librdkafka properties, `bootstrap.servers` included; the SASL password is added when
+    /// the source is built.
+    properties: BTreeMap<String, String>,
+    sasl_password: Option<Secret>,
+    groups: NameFilter,
+    topics: NameFilter,
+}
+
+/// Properties the exporter sets itself.
+const RESERVED_PROPERTIES: [&str; 4] = [
+    "bootstrap.servers",
+    "group.id",
+    "statistics.interval.ms",
+    "sasl.password",
 ];
 
-/// Group states as Kafka names them; `Unknown` when the broker could not say.
-const GROUP_STATES: [&str; 6] = [
-    "Stable",
-    "Empty",
-    "PreparingRebalance",
-    "CompletingRebalance",
-    "Dead",
-    "Unknown",
-];
+impl Section {
+    pub(crate) fn settings(self) -> Result<Settings, ConfigError> {
+        check::timing("kafka", self.interval, self.timeout)?;
+        if self.discovery_interval < self.interval {
+            return Err(ConfigError::field(
+                "kafka.discovery_interval",
+                "must not be shorter than kafka.interval",
+            ));
+        }
+        if self.window < self.interval * 4 {
+            return Err(ConfigError::field(
+                "kafka.window",
+                "must cover at least 4 intervals to judge a trend",
+            ));
+        }
+        if self.clusters.is_empty() {
+            return Err(ConfigError::field(
+                "kafka.clusters",
+                "at least one cluster is required",
+            ));
+        }
+        let mut names = HashSet::new();
+        let mut clusters = Vec::with_capacity(self.clusters.len());
+        for (i, c) in self.clusters.into_iter().enumerate() {
+            let at = |f: &str| format!("kafka.clusters[{i}].{f}");
+            check::label_value(&at("name"), &c.name)?;
+            if !names.insert(c.name.clone()) {
+                return Err(ConfigError::field(
+                    at("name"),
+                    format!("duplicate cluster name {:?}", c.name),
+                ));
+            }
+            if c.bootstrap_servers.trim().is_empty() {
+                return Err(ConfigError::field(
+                    at("bootstrap_servers"),
+                    "must not be empty",
+                ));
+            }
+            let compile = |field: &str, re: &Option<String>| {
+                re.as_deref()
+                    .map(|re| check::regex(&at(field), re))
+                    .transpose()
+            };
+            let groups = NameFilter {
+                allow: compile("group_allow", &c.group_allow)?,
+                deny: compile("group_deny", &c.group_deny)?,
+            };
+            let topics = NameFilter {
+                allow: compile("topic_allow", &c.topic_allow)?,
+                deny: compile("topic_deny", &c.topic_deny)?,
+            };
+            if let Some(key) = c
+                .properties
+                .keys()
+                .find(|k| RESERVED_PROPERTIES.contains(&k.as_str()))
+            {
+                return Err(ConfigError::field(
+                    format!("kafka.clusters[{i}].properties.{key:?}"),
+                    "is set by surge-exporter (use bootstrap_servers / sasl_password_env / sasl_password_file)",
+                ));
+            }
+            let sasl_password = Secret::from_pair(
+                at,
+                "sasl_password",
+                c.sasl_password_env,
+                c.sasl_password_file,
+            )?;
+            let mut properties = c.properties;
+            properties.insert("bootstrap.servers".into(), c.bootstrap_servers);
+            clusters.push(ClusterSettings {
+                name: c.name,
+                properties,
+                sasl_password,
+                groups,
+                topics,
+            });
+        }
+        Ok(Settings {
+            interval: self.interval,
+            timeout: self.timeout,
+            discovery_interval: self.discovery_interval,
+            time_lag_horizon: self.time_lag_horizon,
+            partition_metrics: self.partition_metrics,
+            uncommitted: self.uncommitted,
+            trend: TrendConfig {
+                window: self.window,
+                rate_window: self.rate_window,
+                stall_after: self.stall_after,
+                ..TrendConfig::default()
+            },
+            clusters,
+        })
+    }
+}
 
 /// Allow/deny filter over names; deny wins.
 #[derive(Debug, Clone, Default)]
@@ -173,14 +253,6 @@ struct NameFilter {
 }
 
 impl NameFilter {
-    fn new(allow: Option<&str>, deny: Option<&str>) -> Result<Self, String> {
-        let compile = |r: Option<&str>| r.map(Regex::new).transpose().map_err(|e| e.to_string());
-        Ok(NameFilter {
-            allow: compile(allow)?,
-            deny: compile(deny)?,
-        })
-    }
-
     fn admits(&self, name: &str) -> bool {
         self.allow.as_ref().is_none_or(|r| r.is_match(name))
             && !self.deny.as_ref().is_some_and(|r| r.is_match(name))
@@ -219,70 +291,36 @@ struct ClusterTarget {
     state: Mutex<ClusterState>,
 }
 
-pub struct KafkaSource {
-    section: KafkaSection,
-    trend: TrendConfig,
+pub(crate) struct KafkaSource {
+    settings: Arc<Settings>,
     clusters: Vec<Arc<ClusterTarget>>,
 }
 
 impl KafkaSource {
-    pub fn new(section: &KafkaSection) -> Result<Self, ConfigError> {
-        let clusters = section
+    /// Build the source; reads SASL passwords now, so a missing secret is a startup error.
+    pub(crate) fn new(settings: &Settings) -> Result<Self, ConfigError> {
+        let clusters = settings
             .clusters
             .iter()
-            .enumerate()
-            .map(|(i, c)| cluster_target(i, c).map(Arc::new))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|c| {
+                let mut properties = c.properties.clone();
+                if let Some(secret) = &c.sasl_password {
+                    properties.insert("sasl.password".into(), secret.read()?);
+                }
+                Ok(Arc::new(ClusterTarget {
+                    name: c.name.clone(),
+                    properties,
+                    groups: c.groups.clone(),
+                    topics: c.topics.clone(),
+                    state: Mutex::new(ClusterState::default()),
+                }))
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
         Ok(KafkaSource {
-            trend: TrendConfig {
-                window: section.window,
-                rate_window: section.rate_window,
-                stall_after: section.stall_after,
-                ..TrendConfig::default()
-            },
-            section: section.clone(),
+            settings: Arc::new(settings.clone()),
             clusters,
         })
     }
-}
-
-fn cluster_target(index: usize, c: &KafkaCluster) -> Result<ClusterTarget, ConfigError> {
-    let field = |f: &str| format!("kafka.clusters[{index}].{f}");
-    let mut properties = c.properties.clone();
-    properties.insert("bootstrap.servers".into(), c.bootstrap_servers.clone());
-    if let Some(var) = &c.sasl_password_env {
-        let password = std::env::var(var).map_err(|_| {
-            ConfigError(format!(
-                "{}: environment variable {var} is not set",
-                field("sasl_password_env")
-            ))
-        })?;
-        properties.insert("sasl.password".into(), password);
-    }
-    if let Some(path) = &c.sasl_password_file {
-        let password = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError(format!(
-                "{}: cannot read {}: {e}",
-                field("sasl_password_file"),
-                path.display()
-            ))
-        })?;
-        properties.insert(
-            "sasl.password".into(),
-            password.trim_end_matches(['\n', '\r']).to_string(),
-        );
-    }
-    let groups = NameFilter::new(c.group_allow.as_deref(), c.group_deny.as_deref())
-        .map_err(|e| ConfigError(format!("{}: {e}", field("group_allow"))))?;
-    let topics = NameFilter::new(c.topic_allow.as_deref(), c.topic_deny.as_deref())
-        .map_err(|e| ConfigError(format!("{}: {e}", field("topic_allow"))))?;
-    Ok(ClusterTarget {
-        name: c.name.clone(),
-        properties,
-        groups,
-        topics,
-        state: Mutex::new(ClusterState::default()),
-    })
 }
 
 fn now_seconds() -> f64 {
@@ -294,17 +332,12 @@ fn now_seconds() -> f64 {
 
 impl ClusterTarget {
     /// One cycle, blocking (librdkafka calls); bounded by `deadline`.
-    fn collect(
-        &self,
-        section: &KafkaSection,
-        trend: &TrendConfig,
-        deadline: Instant,
-    ) -> anyhow::Result<Vec<Sample>> {
+    fn collect(&self, settings: &Settings, deadline: Instant) -> anyhow::Result<Vec<Sample>> {
         let mut state = lock(&self.state);
         let state = &mut *state;
         if state.handle.is_none() {
             state.handle =
-                Some(AdminHandle::new(&self.properties, section.timeout).map_err(|e| anyhow!(e))?);
+                Some(AdminHandle::new(&self.properties, settings.timeout).map_err(|e| anyhow!(e))?);
         }
         let Some(handle) = state.handle.as_ref() else {
             return Err(anyhow!("no Kafka client"));
@@ -314,7 +347,7 @@ impl ClusterTarget {
 
         let discover = state
             .discovered_at
-            .is_none_or(|at| at.elapsed() >= section.discovery_interval);
+            .is_none_or(|at| at.elapsed() >= settings.discovery_interval);
         if discover {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let layout = handle.metadata(remaining).map_err(|e| anyhow!(e))?;
@@ -362,7 +395,7 @@ impl ClusterTarget {
         let requests_main = handle.requests();
 
         if discover {
-            self.describe(state, &group_names, deadline, section.timeout);
+            self.describe(state, &group_names, deadline, settings.timeout);
             state.discovered_at = Some(Instant::now());
         }
         let mut requests = requests_main;
@@ -381,7 +414,7 @@ impl ClusterTarget {
             committed: &committed,
             requests: &requests,
         };
-        Ok(build_samples(state, &inputs, section, trend))
+        Ok(build_samples(state, &inputs, settings))
     }
 
     /// Describe groups on the second handle; on failure every group's state is unknown and
@@ -480,9 +513,9 @@ struct CycleInputs<'a> {
 fn build_samples(
     state: &mut ClusterState,
     inputs: &CycleInputs<'_>,
-    section: &KafkaSection,
-    trend: &TrendConfig,
+    settings: &Settings,
 ) -> Vec<Sample> {
+    let trend = &settings.trend;
     let cluster = inputs.cluster;
     let now = inputs.now;
     let mut out = Vec::new();
@@ -499,9 +532,9 @@ fn build_samples(
                 state.log_end_history.entry(key).or_default().push(
                     now,
                     end as f64,
-                    section.time_lag_horizon,
+                    settings.time_lag_horizon,
                 );
-                if section.partition_metrics {
+                if settings.partition_metrics {
                     out.push(Sample::new(
                         &LOG_END,
                         partition_labels(cluster, topic, partition),
@@ -509,7 +542,7 @@ fn build_samples(
                     ));
                 }
             }
-            if let (Some(start), true) = (marks.start, section.partition_metrics) {
+            if let (Some(start), true) = (marks.start, settings.partition_metrics) {
                 out.push(Sample::new(
                     &LOG_START,
                     partition_labels(cluster, topic, partition),
@@ -565,18 +598,14 @@ fn build_samples(
             l.push(("group", group.clone()));
             l
         };
-        for s in GROUP_STATES {
+        let current = GroupState::from_broker(&info.state);
+        for s in GroupState::ALL {
             let mut l = g();
-            l.push(("state", s.to_string()));
-            let current = if GROUP_STATES.contains(&info.state.as_str()) {
-                info.state.as_str()
-            } else {
-                "Unknown"
-            };
+            l.push(("state", s.label().to_string()));
             out.push(Sample::new(
                 &GROUP_STATE,
                 l,
-                f64::from(u8::from(s == current)),
+                f64::from(u8::from(*s == current)),
             ));
         }
         if let Some(members) = info.members {
@@ -609,9 +638,9 @@ fn build_samples(
             &committed,
             &topic_partitions,
             inputs.watermarks,
-            section.uncommitted,
+            settings.uncommitted,
         );
-        if section.partition_metrics {
+        if settings.partition_metrics {
             for p in &lags {
                 let labels = || {
                     let mut l = g();
@@ -695,7 +724,7 @@ fn build_samples(
                 out.push(Sample::new(
                     &LAG_STATE,
                     l,
-                    f64::from(u8::from(s == lag_state)),
+                    f64::from(u8::from(*s == lag_state)),
                 ));
             }
             if let Some((Some(consume), produce)) = trend::rates(&points, trend.rate_window) {
@@ -748,16 +777,13 @@ impl Source for KafkaSource {
         "kafka"
     }
     fn interval(&self) -> Duration {
-        self.section.interval
+        self.settings.interval
     }
     fn timeout(&self) -> Duration {
-        self.section.timeout
+        self.settings.timeout
     }
     fn targets(&self) -> Vec<String> {
         self.clusters.iter().map(|c| c.name.clone()).collect()
-    }
-    fn families(&self) -> &'static [&'static Family] {
-        FAMILIES
     }
     async fn collect(&self, target: &str) -> anyhow::Result<Vec<Sample>> {
         let cluster = self
@@ -768,10 +794,9 @@ impl Source for KafkaSource {
             .ok_or_else(|| anyhow!("unknown target {target}"))?;
         // Finish a little before the scheduler's timeout so a slow broker yields our own
         // error message (and the handle is free for the next cycle).
-        let deadline = Instant::now() + self.section.timeout.mul_f64(0.9);
-        let section = self.section.clone();
-        let trend = self.trend;
-        tokio::task::spawn_blocking(move || cluster.collect(&section, &trend, deadline))
+        let deadline = Instant::now() + self.settings.timeout.mul_f64(0.9);
+        let settings = Arc::clone(&self.settings);
+        tokio::task::spawn_blocking(move || cluster.collect(&settings, deadline))
             .await
             .map_err(|e| anyhow!("Kafka collection task failed: {e}"))?
     }

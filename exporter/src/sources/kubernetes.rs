@@ -8,15 +8,9 @@
 mod model;
 mod pod_metrics;
 
-pub use model::{
-    HPA_ABLE_TO_SCALE, HPA_CURRENT, HPA_DESIRED, HPA_FAMILIES, HPA_MAX, HPA_MIN, HPA_OBSERVED_CPU,
-    HPA_SCALING_LIMITED, HPA_TARGET_CPU, HpaTiming, hpa_pod_state, pod_request_millis, samples,
-    usage_map,
-};
-pub use pod_metrics::{PodMetrics, PodUsage, parse_go_duration};
-
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,33 +25,94 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use surge_metrics::Sample;
+use surge_metrics::catalogue::kubernetes::POD_METRICS_AVAILABLE;
 use tokio::task::JoinHandle;
 
-use crate::config::KubernetesSection;
-use crate::cpu::CPU_FAMILIES;
-use crate::source::{Family, Sample, Source};
+use self::model::{HpaTiming, samples, usage_map};
+use self::pod_metrics::PodMetrics;
+use crate::check::{self, ConfigError};
+use crate::source::Source;
 use crate::sync::lock;
 
-pub static POD_METRICS_AVAILABLE: Family = Family::gauge(
-    "surge_kubernetes_pod_metrics_available",
-    None,
-    "1 if metrics.k8s.io answered this cycle; 0 if not (pod CPU and utilization are then absent, HPA series remain).",
-);
+/// `[kubernetes]` as written; also its checked settings (every field is usable as parsed).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Section {
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    pub(crate) interval: Duration,
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    timeout: Duration,
+    /// Namespaces to watch; empty means all namespaces (needs cluster-wide RBAC).
+    #[serde(default)]
+    namespaces: Vec<String>,
+    /// Kubeconfig file; without it, in-cluster config, then `$KUBECONFIG` / `~/.kube/config`.
+    kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use (default: the file's current context).
+    context: Option<String>,
+    /// The HPA controller's `--horizontal-pod-autoscaler-cpu-initialization-period`.
+    #[serde(default = "default_cpu_initialization", with = "humantime_serde")]
+    cpu_initialization_period: Duration,
+    /// The HPA controller's `--horizontal-pod-autoscaler-initial-readiness-delay`.
+    #[serde(default = "default_readiness_delay", with = "humantime_serde")]
+    initial_readiness_delay: Duration,
+}
 
-static FAMILIES: std::sync::LazyLock<Vec<&'static Family>> = std::sync::LazyLock::new(|| {
-    let mut all: Vec<&'static Family> = CPU_FAMILIES.to_vec();
-    all.extend(HPA_FAMILIES.iter().copied());
-    all.push(&POD_METRICS_AVAILABLE);
-    all
-});
+/// `[kubernetes]`, checked.
+pub(crate) type Settings = Section;
+
+fn default_interval() -> Duration {
+    Duration::from_secs(15)
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_cpu_initialization() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_readiness_delay() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl Section {
+    pub(crate) fn settings(self) -> Result<Settings, ConfigError> {
+        check::timing("kubernetes", self.interval, self.timeout)?;
+        let mut seen = HashSet::new();
+        for (i, ns) in self.namespaces.iter().enumerate() {
+            if !is_dns_label(ns) {
+                return Err(ConfigError::field(
+                    format!("kubernetes.namespaces[{i}]"),
+                    format!("{ns:?} is not a valid namespace name"),
+                ));
+            }
+            if !seen.insert(ns) {
+                return Err(ConfigError::field(
+                    format!("kubernetes.namespaces[{i}]"),
+                    format!("duplicate namespace {ns:?}"),
+                ));
+            }
+        }
+        Ok(self)
+    }
+}
+
+/// RFC 1123 label, as Kubernetes requires for namespace names.
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
 
 /// The label used as target when every namespace is watched.
-pub const ALL_NAMESPACES: &str = "all";
+const ALL_NAMESPACES: &str = "all";
 
-pub struct KubernetesSource {
-    section: KubernetesSection,
-    families: &'static [&'static Family],
+pub(crate) struct KubernetesSource {
+    section: Settings,
     cluster: tokio::sync::Mutex<Option<Arc<Cluster>>>,
 }
 
@@ -86,11 +141,9 @@ impl Drop for Cluster {
 }
 
 impl KubernetesSource {
-    pub fn new(section: &KubernetesSection) -> Self {
-        let families: &'static [&'static Family] = FAMILIES.as_slice();
+    pub(crate) fn new(settings: &Settings) -> Self {
         KubernetesSource {
-            section: section.clone(),
-            families,
+            section: settings.clone(),
             cluster: tokio::sync::Mutex::new(None),
         }
     }
@@ -318,9 +371,6 @@ impl Source for KubernetesSource {
         } else {
             self.section.namespaces.clone()
         }
-    }
-    fn families(&self) -> &'static [&'static Family] {
-        self.families
     }
     async fn start(&self) {
         if let Err(error) = self.cluster().await {

@@ -5,96 +5,157 @@
 //! the config. Works with a role that has `pg_monitor`; without it the target reports an
 //! error naming the missing grant rather than silently showing zeros.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use async_trait::async_trait;
+use serde::Deserialize;
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
+use surge_metrics::catalogue::postgres::{
+    IS_REPLICA, LAST_REPLAYED_TX, RECEIVE_LAG_BYTES, REPLAY_LAG_BYTES, REPLAY_LAG_SECONDS,
+    REPLAY_PAUSED, REPLICA_LAG_BYTES, REPLICA_LAG_SECONDS, REPLICA_STREAMING, SLOT_ACTIVE,
+    SLOT_RETAINED_BYTES, WAL_RECEIVER_STREAMING,
+};
+use surge_metrics::{Labels, Sample};
 
-use crate::config::{ConfigError, PostgresSection, PostgresTarget};
-use crate::source::{Family, Labels, Sample, Source};
+use crate::check::{self, ConfigError, Secret};
+use crate::source::Source;
 use crate::sync::lock;
 
-pub static IS_REPLICA: Family = Family::gauge(
-    "surge_postgres_is_replica",
-    None,
-    "1 if the server is in recovery (a replica), 0 if it is a primary.",
-);
-pub static REPLICA_LAG_BYTES: Family = Family::gauge(
-    "surge_postgres_replica_lag_bytes",
-    Some("bytes"),
-    "On a primary, per standby: current WAL position minus the standby's replay position.",
-);
-pub static REPLICA_LAG_SECONDS: Family = Family::gauge(
-    "surge_postgres_replica_lag_seconds",
-    Some("seconds"),
-    "On a primary, per standby: pg_stat_replication write/flush/replay lag (0 when caught up and idle).",
-);
-pub static REPLICA_STREAMING: Family = Family::gauge(
-    "surge_postgres_replica_streaming",
-    None,
-    "On a primary, per standby: 1 if its WAL sender is streaming; 0 if it is in another state or vanished (kept for the standby retention).",
-);
-pub static SLOT_RETAINED_BYTES: Family = Family::gauge(
-    "surge_postgres_replication_slot_retained_bytes",
-    Some("bytes"),
-    "WAL the replication slot holds back: current WAL position minus the slot's restart_lsn.",
-);
-pub static SLOT_ACTIVE: Family = Family::gauge(
-    "surge_postgres_replication_slot_active",
-    None,
-    "1 if a consumer is connected to the replication slot, else 0.",
-);
-pub static REPLAY_LAG_SECONDS: Family = Family::gauge(
-    "surge_postgres_replay_lag_seconds",
-    Some("seconds"),
-    "On a replica: how stale its data may be. 0 while streaming and caught up; grows while replay is behind or the WAL receiver is not streaming.",
-);
-pub static WAL_RECEIVER_STREAMING: Family = Family::gauge(
-    "surge_postgres_wal_receiver_streaming",
-    None,
-    "On a replica: 1 if the WAL receiver is streaming from its upstream, else 0.",
-);
-pub static RECEIVE_LAG_BYTES: Family = Family::gauge(
-    "surge_postgres_receive_lag_bytes",
-    Some("bytes"),
-    "On a replica: upstream WAL end last reported by the sender minus WAL flushed locally.",
-);
-pub static REPLAY_LAG_BYTES: Family = Family::gauge(
-    "surge_postgres_replay_lag_bytes",
-    Some("bytes"),
-    "On a replica: WAL received but not yet replayed.",
-);
-pub static REPLAY_PAUSED: Family = Family::gauge(
-    "surge_postgres_replay_paused",
-    None,
-    "On a replica: 1 if WAL replay is paused (pg_wal_replay_pause()), else 0.",
-);
-pub static LAST_REPLAYED_TX: Family = Family::gauge(
-    "surge_postgres_last_replayed_transaction_timestamp_seconds",
-    Some("seconds"),
-    "On a replica: commit time (primary clock) of the last transaction replayed.",
-);
+/// `[postgres]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Section {
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    interval: Duration,
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    timeout: Duration,
+    /// How long a standby that vanished from `pg_stat_replication` keeps being reported as
+    /// not streaming, so a dead replica is visible rather than silently absent.
+    #[serde(default = "default_standby_retention", with = "humantime_serde")]
+    standby_retention: Duration,
+    targets: Vec<TargetSection>,
+}
 
-pub static FAMILIES: &[&Family] = &[
-    &IS_REPLICA,
-    &REPLICA_LAG_BYTES,
-    &REPLICA_LAG_SECONDS,
-    &REPLICA_STREAMING,
-    &SLOT_RETAINED_BYTES,
-    &SLOT_ACTIVE,
-    &REPLAY_LAG_SECONDS,
-    &WAL_RECEIVER_STREAMING,
-    &RECEIVE_LAG_BYTES,
-    &REPLAY_LAG_BYTES,
-    &REPLAY_PAUSED,
-    &LAST_REPLAYED_TX,
-];
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TargetSection {
+    /// The `target` label; must be unique.
+    name: String,
+    /// Connection URL, e.g. `postgres://surge@db:5432/postgres?sslmode=require`.
+    dsn: Option<String>,
+    /// Name of an environment variable holding the whole connection URL.
+    dsn_env: Option<String>,
+    /// Name of an environment variable holding the password.
+    password_env: Option<String>,
+    /// File holding the password (trailing newline ignored).
+    password_file: Option<PathBuf>,
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(15)
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_standby_retention() -> Duration {
+    Duration::from_secs(3600)
+}
+
+/// `[postgres]`, checked.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) interval: Duration,
+    timeout: Duration,
+    standby_retention: Duration,
+    targets: Vec<TargetSettings>,
+}
+
+#[derive(Debug, Clone)]
+struct TargetSettings {
+    name: String,
+    dsn: Dsn,
+    password: Option<Secret>,
+}
+
+/// Where a target's connection URL comes from.
+#[derive(Debug, Clone)]
+enum Dsn {
+    Url(Box<PgConnectOptions>),
+    Env(Secret),
+}
+
+impl Section {
+    pub(crate) fn settings(self) -> Result<Settings, ConfigError> {
+        check::timing("postgres", self.interval, self.timeout)?;
+        if self.targets.is_empty() {
+            return Err(ConfigError::field(
+                "postgres.targets",
+                "at least one target is required",
+            ));
+        }
+        let mut names = HashSet::new();
+        let mut targets = Vec::with_capacity(self.targets.len());
+        for (i, t) in self.targets.into_iter().enumerate() {
+            let at = |f: &str| format!("postgres.targets[{i}].{f}");
+            check::label_value(&at("name"), &t.name)?;
+            if !names.insert(t.name.clone()) {
+                return Err(ConfigError::field(
+                    at("name"),
+                    format!("duplicate target name {:?}", t.name),
+                ));
+            }
+            let dsn = match (t.dsn, t.dsn_env) {
+                (Some(_), Some(_)) => {
+                    return Err(ConfigError::field(
+                        at("dsn"),
+                        "set either dsn or dsn_env, not both",
+                    ));
+                }
+                (None, None) => {
+                    return Err(ConfigError::field(at("dsn"), "missing: set dsn or dsn_env"));
+                }
+                (Some(url), None) => {
+                    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                        return Err(ConfigError::field(
+                            at("dsn"),
+                            "must be a URL starting with postgres:// or postgresql://",
+                        ));
+                    }
+                    Dsn::Url(Box::new(parse_dsn(&at("dsn"), &url)?))
+                }
+                (None, Some(var)) => Dsn::Env(Secret::Env {
+                    field: at("dsn_env"),
+                    var,
+                }),
+            };
+            let password = Secret::from_pair(at, "password", t.password_env, t.password_file)?;
+            targets.push(TargetSettings {
+                name: t.name,
+                dsn,
+                password,
+            });
+        }
+        Ok(Settings {
+            interval: self.interval,
+            timeout: self.timeout,
+            standby_retention: self.standby_retention,
+            targets,
+        })
+    }
+}
+
+fn parse_dsn(field: &str, url: &str) -> Result<PgConnectOptions, ConfigError> {
+    // The sqlx message may quote the URL; never echo a password into logs.
+    PgConnectOptions::from_str(url)
+        .map_err(|_| ConfigError::field(field, "not a valid PostgreSQL connection URL"))
+}
 
 const ROLE_SQL: &str = "SELECT pg_is_in_recovery() AS in_recovery, \
     current_setting('server_version_num')::int AS version, \
@@ -128,7 +189,7 @@ const REPLICA_SQL: &str = "SELECT pg_is_wal_replay_paused() AS paused, \
 
 /// What one replica read tells about its freshness.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ReplicaReading {
+pub(crate) struct ReplicaReading {
     /// The replica's clock, Unix seconds.
     pub now: f64,
     pub receiver_streaming: bool,
@@ -159,7 +220,7 @@ pub struct ReplicaReading {
 ///
 /// It is an upper bound: right after a first write following a long idle period, one sample
 /// may read up to one collection interval before replay catches up.
-pub fn replay_lag_seconds(reading: &ReplicaReading, last_fresh_at: &mut Option<f64>) -> f64 {
+pub(crate) fn replay_lag_seconds(reading: &ReplicaReading, last_fresh_at: &mut Option<f64>) -> f64 {
     let replayed_all = reading.replay_bytes.is_some_and(|b| b <= 0.0);
     let received_all = reading.receive_gap_bytes.is_none_or(|b| b <= 0.0);
     if reading.receiver_streaming && replayed_all && received_all {
@@ -192,7 +253,7 @@ struct TargetMemory {
     standbys_seen: HashMap<String, f64>,
 }
 
-pub struct PostgresSource {
+pub(crate) struct PostgresSource {
     interval: Duration,
     timeout: Duration,
     standby_retention: Duration,
@@ -202,25 +263,23 @@ pub struct PostgresSource {
 impl PostgresSource {
     /// Build the source; reads DSNs and passwords from env/files now, so a missing secret is
     /// a startup error naming the field.
-    pub fn new(section: &PostgresSection) -> Result<Self, ConfigError> {
-        let targets = section
+    pub(crate) fn new(settings: &Settings) -> Result<Self, ConfigError> {
+        let targets = settings
             .targets
             .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                let options = connect_options(i, t, section.timeout)?;
+            .map(|t| {
                 Ok(Target {
                     name: t.name.clone(),
-                    options,
+                    options: connect_options(t, settings.timeout)?,
                     connection: tokio::sync::Mutex::new(None),
                     memory: Mutex::new(TargetMemory::default()),
                 })
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
         Ok(PostgresSource {
-            interval: section.interval,
-            timeout: section.timeout,
-            standby_retention: section.standby_retention,
+            interval: settings.interval,
+            timeout: settings.timeout,
+            standby_retention: settings.standby_retention,
             targets,
         })
     }
@@ -381,7 +440,7 @@ impl PostgresSource {
 
 /// One row of `pg_stat_replication`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct StandbyRow {
+pub(crate) struct StandbyRow {
     pub application_name: String,
     pub client_addr: String,
     pub pid: i32,
@@ -397,7 +456,7 @@ const STAGES: [&str; 3] = ["write", "flush", "replay"];
 /// Per-standby series on a primary. Labels are unique even when standbys share an
 /// `application_name` (the default is `walreceiver`): duplicates get `@client_addr`, then
 /// `#pid`, because one duplicate series fails the whole scrape.
-pub fn standby_samples(
+pub(crate) fn standby_samples(
     target: &str,
     standbys: &[StandbyRow],
     now: f64,
@@ -476,49 +535,15 @@ pub fn standby_samples(
 }
 
 fn connect_options(
-    index: usize,
-    target: &PostgresTarget,
+    target: &TargetSettings,
     timeout: Duration,
 ) -> Result<PgConnectOptions, ConfigError> {
-    let field = |f: &str| format!("postgres.targets[{index}].{f}");
-    let (dsn, dsn_field) = match (&target.dsn, &target.dsn_env) {
-        (Some(dsn), _) => (dsn.clone(), field("dsn")),
-        (None, Some(var)) => (
-            std::env::var(var).map_err(|_| {
-                ConfigError(format!(
-                    "{}: environment variable {var} is not set",
-                    field("dsn_env")
-                ))
-            })?,
-            field("dsn_env"),
-        ),
-        (None, None) => return Err(ConfigError(format!("{}: missing", field("dsn")))),
+    let mut options = match &target.dsn {
+        Dsn::Url(options) => (**options).clone(),
+        Dsn::Env(secret) => parse_dsn(secret.field(), &secret.read()?)?,
     };
-    let mut options = PgConnectOptions::from_str(&dsn).map_err(|e| {
-        // The sqlx message may quote the URL; never echo a password into logs.
-        let _ = e;
-        ConfigError(format!(
-            "{dsn_field}: not a valid PostgreSQL connection URL"
-        ))
-    })?;
-    if let Some(var) = &target.password_env {
-        let password = std::env::var(var).map_err(|_| {
-            ConfigError(format!(
-                "{}: environment variable {var} is not set",
-                field("password_env")
-            ))
-        })?;
-        options = options.password(&password);
-    }
-    if let Some(path) = &target.password_file {
-        let password = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError(format!(
-                "{}: cannot read {}: {e}",
-                field("password_file"),
-                path.display()
-            ))
-        })?;
-        options = options.password(password.trim_end_matches(['\n', '\r']));
+    if let Some(password) = &target.password {
+        options = options.password(&password.read()?);
     }
     let statement_timeout = format!("{}ms", timeout.as_millis());
     Ok(options
@@ -539,9 +564,6 @@ impl Source for PostgresSource {
     }
     fn targets(&self) -> Vec<String> {
         self.targets.iter().map(|t| t.name.clone()).collect()
-    }
-    fn families(&self) -> &'static [&'static Family] {
-        FAMILIES
     }
     async fn collect(&self, target: &str) -> anyhow::Result<Vec<Sample>> {
         let t = self

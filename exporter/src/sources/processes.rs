@@ -5,82 +5,178 @@
 //! between them. A replica seen for the first time has no metric yet, exactly like a new
 //! pod before metrics-server's first window. Same families as the Kubernetes source.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::anyhow;
 use async_trait::async_trait;
 use regex::Regex;
+use serde::Deserialize;
+use surge_metrics::Sample;
+use surge_metrics::hpa::workload_samples;
+use surge_metrics::proc::CpuSampler;
+use surge_metrics::quantity::parse_cpu_millis;
 
-use crate::config::{ConfigError, ProcessWorkload, ProcessesSection};
-use crate::cpu::{CPU_FAMILIES, PodCpu, PodState, workload_samples};
-use crate::quantity::parse_cpu_millis;
-use crate::source::{Family, Sample, Source};
+use crate::check::{self, ConfigError};
+use crate::source::Source;
 use crate::sync::lock;
 
+/// `[processes]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Section {
+    #[serde(default = "default_interval", with = "humantime_serde")]
+    interval: Duration,
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    timeout: Duration,
+    workloads: Vec<WorkloadSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkloadSection {
+    namespace: String,
+    workload: String,
+    /// CPU request of one replica, as a Kubernetes quantity (`250m`, `0.5`, `1`).
+    cpu_request: String,
+    /// Glob of pid files, one per replica; the file stem becomes the `pod` label.
+    pid_files: Option<String>,
+    /// Regex matched against the full command line (arguments joined by spaces).
+    cmdline: Option<String>,
+}
+
+fn default_interval() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+
+/// `[processes]`, checked.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) interval: Duration,
+    timeout: Duration,
+    workloads: Vec<WorkloadSettings>,
+}
+
+#[derive(Debug, Clone)]
+struct WorkloadSettings {
+    namespace: String,
+    workload: String,
+    request_millis: i64,
+    finder: Finder,
+}
+
+/// How a workload's replicas are found.
+#[derive(Debug, Clone)]
 enum Finder {
     PidFiles(String),
     Cmdline(Regex),
 }
 
-struct Workload {
-    namespace: String,
-    workload: String,
-    request_millis: i64,
-    finder: Finder,
-    sampler: Mutex<CpuSampler>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Reading {
-    /// Process start time in clock ticks since boot: tells a reused pid apart.
-    start_ticks: u64,
-    cpu_ticks: u64,
-    at: Instant,
-}
-
-pub struct ProcessSource {
-    interval: Duration,
-    timeout: Duration,
-    workloads: Vec<Workload>,
-}
-
-impl ProcessSource {
-    pub fn new(section: &ProcessesSection) -> Result<Self, ConfigError> {
-        let workloads = section
-            .workloads
-            .iter()
-            .enumerate()
-            .map(|(i, w)| workload(i, w))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(ProcessSource {
-            interval: section.interval,
-            timeout: section.timeout,
+impl Section {
+    pub(crate) fn settings(self) -> Result<Settings, ConfigError> {
+        check::timing("processes", self.interval, self.timeout)?;
+        if self.workloads.is_empty() {
+            return Err(ConfigError::field(
+                "processes.workloads",
+                "at least one workload is required",
+            ));
+        }
+        let mut seen = HashSet::new();
+        let mut workloads = Vec::with_capacity(self.workloads.len());
+        for (i, w) in self.workloads.into_iter().enumerate() {
+            let at = |f: &str| format!("processes.workloads[{i}].{f}");
+            check::label_value(&at("namespace"), &w.namespace)?;
+            check::label_value(&at("workload"), &w.workload)?;
+            if !seen.insert((w.namespace.clone(), w.workload.clone())) {
+                return Err(ConfigError::field(
+                    at("workload"),
+                    format!("duplicate workload {}/{}", w.namespace, w.workload),
+                ));
+            }
+            let request_millis = match parse_cpu_millis(&w.cpu_request) {
+                Ok(m) if m > 0 => m,
+                Ok(_) => {
+                    return Err(ConfigError::field(
+                        at("cpu_request"),
+                        "must be greater than 0",
+                    ));
+                }
+                Err(e) => return Err(ConfigError::field(at("cpu_request"), e)),
+            };
+            let finder = match (w.pid_files, w.cmdline) {
+                (None, None) => {
+                    return Err(ConfigError::field(
+                        at("pid_files"),
+                        "missing: set pid_files or cmdline",
+                    ));
+                }
+                (Some(_), Some(_)) => {
+                    return Err(ConfigError::field(
+                        at("cmdline"),
+                        "set either pid_files or cmdline, not both",
+                    ));
+                }
+                (Some(pattern), None) => {
+                    if let Err(e) = glob::Pattern::new(&pattern) {
+                        return Err(ConfigError::field(
+                            at("pid_files"),
+                            format!("invalid glob: {e}"),
+                        ));
+                    }
+                    Finder::PidFiles(pattern)
+                }
+                (None, Some(re)) => Finder::Cmdline(check::regex(&at("cmdline"), &re)?),
+            };
+            workloads.push(WorkloadSettings {
+                namespace: w.namespace,
+                workload: w.workload,
+                request_millis,
+                finder,
+            });
+        }
+        Ok(Settings {
+            interval: self.interval,
+            timeout: self.timeout,
             workloads,
         })
     }
 }
 
-fn workload(index: usize, w: &ProcessWorkload) -> Result<Workload, ConfigError> {
-    let field = |f: &str| format!("processes.workloads[{index}].{f}");
-    let request_millis = parse_cpu_millis(&w.cpu_request)
-        .map_err(|e| ConfigError(format!("{}: {e}", field("cpu_request"))))?;
-    let finder = match (&w.pid_files, &w.cmdline) {
-        (Some(pattern), _) => Finder::PidFiles(pattern.clone()),
-        (None, Some(re)) => Finder::Cmdline(
-            Regex::new(re)
-                .map_err(|e| ConfigError(format!("{}: invalid regex: {e}", field("cmdline"))))?,
-        ),
-        (None, None) => return Err(ConfigError(format!("{}: missing", field("pid_files")))),
-    };
-    Ok(Workload {
-        namespace: w.namespace.clone(),
-        workload: w.workload.clone(),
-        request_millis,
-        finder,
-        sampler: Mutex::new(CpuSampler::default()),
-    })
+struct Workload {
+    settings: WorkloadSettings,
+    target: String,
+    sampler: Mutex<CpuSampler>,
+}
+
+pub(crate) struct ProcessSource {
+    interval: Duration,
+    timeout: Duration,
+    workloads: Vec<Arc<Workload>>,
+}
+
+impl ProcessSource {
+    pub(crate) fn new(settings: &Settings) -> Self {
+        let workloads = settings
+            .workloads
+            .iter()
+            .map(|w| {
+                Arc::new(Workload {
+                    target: format!("{}/{}", w.namespace, w.workload),
+                    settings: w.clone(),
+                    sampler: Mutex::new(CpuSampler::default()),
+                })
+            })
+            .collect();
+        ProcessSource {
+            interval: settings.interval,
+            timeout: settings.timeout,
+            workloads,
+        }
+    }
 }
 
 /// A replica: its pod name and pid, or `None` when its pid file is stale.
@@ -135,79 +231,13 @@ fn truncate(s: &str) -> String {
     s.chars().take(40).collect()
 }
 
-/// Turns cumulative `/proc` CPU time into per-replica usage between two calls. Shared by the
-/// process source and the local stack's autoscaler, so both see the same numbers.
-#[derive(Debug, Default)]
-pub struct CpuSampler {
-    last: HashMap<i32, Reading>,
-}
-
-impl CpuSampler {
-    /// One sample of `replicas` (pod name, pid or `None` for a replica that is down), each
-    /// with `request_millis` of CPU requested. A replica seen for the first time has no usage
-    /// yet (like a new pod before its first metrics window).
-    pub fn sample(
-        &mut self,
-        replicas: Vec<(String, Option<i32>)>,
-        request_millis: i64,
-    ) -> Vec<PodCpu> {
-        let ticks_per_second = procfs::ticks_per_second() as f64;
-        let mut seen = HashMap::with_capacity(replicas.len());
-        let mut pods = Vec::with_capacity(replicas.len());
-        for (pod, pid) in replicas {
-            let stat = pid.and_then(|pid| procfs::process::Process::new(pid).ok()?.stat().ok());
-            let Some((pid, stat)) = pid.zip(stat) else {
-                // A replica whose process is gone: down, not idle.
-                pods.push(PodCpu {
-                    pod,
-                    state: PodState::Unready,
-                    ready: false,
-                    usage_cores: None,
-                    usage_millis: None,
-                    request_millis: Some(request_millis),
-                });
-                continue;
-            };
-            let now = Reading {
-                start_ticks: stat.starttime,
-                cpu_ticks: stat.utime + stat.stime,
-                at: Instant::now(),
-            };
-            let usage = self.last.get(&pid).and_then(|prev| {
-                let elapsed = now.at.duration_since(prev.at).as_secs_f64();
-                (prev.start_ticks == now.start_ticks
-                    && elapsed > 0.0
-                    && now.cpu_ticks >= prev.cpu_ticks)
-                    .then(|| (now.cpu_ticks - prev.cpu_ticks) as f64 / ticks_per_second / elapsed)
-            });
-            seen.insert(pid, now);
-            // Zombie or stopped processes serve nothing.
-            let alive = !matches!(stat.state, 'Z' | 'X' | 'T' | 't');
-            let state = match (alive, usage) {
-                (false, _) => PodState::Unready,
-                (true, None) => PodState::MissingMetrics,
-                (true, Some(_)) => PodState::Counted,
-            };
-            pods.push(PodCpu {
-                pod,
-                state,
-                ready: alive,
-                usage_cores: usage,
-                // Rounded up to milli-cores like metrics-server quantities read by the HPA.
-                usage_millis: usage.map(|u| (u * 1000.0).ceil() as i64),
-                request_millis: Some(request_millis),
-            });
-        }
-        self.last = seen;
-        pods
-    }
-}
-
 impl Workload {
+    /// Reads `/proc` and globs pid files: blocking, so run off the async workers.
     fn collect(&self) -> anyhow::Result<Vec<Sample>> {
-        let replicas = find_replicas(&self.finder, &self.workload)?;
-        let pods = lock(&self.sampler).sample(replicas, self.request_millis);
-        Ok(workload_samples(&self.namespace, &self.workload, &pods))
+        let w = &self.settings;
+        let replicas = find_replicas(&w.finder, &w.workload)?;
+        let pods = lock(&self.sampler).sample(replicas, w.request_millis);
+        Ok(workload_samples(&w.namespace, &w.workload, &pods))
     }
 }
 
@@ -223,20 +253,17 @@ impl Source for ProcessSource {
         self.timeout
     }
     fn targets(&self) -> Vec<String> {
-        self.workloads
-            .iter()
-            .map(|w| format!("{}/{}", w.namespace, w.workload))
-            .collect()
-    }
-    fn families(&self) -> &'static [&'static Family] {
-        &CPU_FAMILIES
+        self.workloads.iter().map(|w| w.target.clone()).collect()
     }
     async fn collect(&self, target: &str) -> anyhow::Result<Vec<Sample>> {
         let workload = self
             .workloads
             .iter()
-            .find(|w| format!("{}/{}", w.namespace, w.workload) == target)
+            .find(|w| w.target == target)
+            .cloned()
             .ok_or_else(|| anyhow!("unknown target {target}"))?;
-        workload.collect()
+        tokio::task::spawn_blocking(move || workload.collect())
+            .await
+            .map_err(|e| anyhow!("process collection task failed: {e}"))?
     }
 }

@@ -3,45 +3,33 @@
 
 #![allow(dead_code)]
 
-use std::sync::Arc;
-
 use surge_exporter::config::Config;
-use surge_exporter::schedule::collect_cycle;
-use surge_exporter::source::{Sample, Source};
-use surge_exporter::store::Store;
+use surge_metrics::Sample;
 
 pub struct Exporter {
-    pub sources: Vec<Arc<dyn Source>>,
-    pub store: Arc<Store>,
+    pub exporter: surge_exporter::Exporter,
 }
 
 impl Exporter {
     pub fn from_toml(text: &str) -> anyhow::Result<Self> {
         let config = Config::parse(text)?;
-        let sources = surge_exporter::sources::build(&config)?;
         Ok(Exporter {
-            sources,
-            store: Store::new(),
+            exporter: surge_exporter::Exporter::new(&config)?,
         })
     }
 
     pub async fn start(&self) {
-        for source in &self.sources {
-            source.start().await;
-        }
+        self.exporter.start().await;
     }
 
     /// One cycle of every source; true if every target succeeded.
     pub async fn cycle(&self) -> bool {
-        let mut ok = true;
-        for source in &self.sources {
-            ok &= collect_cycle(source.as_ref(), &self.store).await;
-        }
-        ok
+        self.exporter.collect().await
     }
 
     pub fn samples(&self) -> Vec<Sample> {
-        self.store
+        self.exporter
+            .store()
             .snapshot()
             .into_iter()
             .flat_map(|(_, state)| state.samples.as_ref().clone())
@@ -66,11 +54,12 @@ impl Exporter {
     }
 
     pub fn up(&self, source: &str, target: &str) -> Option<bool> {
-        self.store.is_up(source, target)
+        self.exporter.store().is_up(source, target)
     }
 
     pub fn last_error(&self, source: &str, target: &str) -> Option<String> {
-        self.store
+        self.exporter
+            .store()
             .snapshot()
             .into_iter()
             .find(|((s, t), _)| s == source && t == target)
@@ -78,39 +67,29 @@ impl Exporter {
     }
 
     pub fn text(&self) -> String {
-        self.store.encode_prometheus_text().unwrap_or_default()
+        self.exporter
+            .store()
+            .encode_prometheus_text()
+            .unwrap_or_default()
     }
 }
 
 /// The exporter served over HTTP on a free loopback port, collecting in the background.
 pub struct Served {
     pub addr: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    _collectors: tokio::task::JoinSet<()>,
+    _running: surge_exporter::Running,
 }
 
 impl Served {
-    pub async fn start(exporter: &Exporter) -> anyhow::Result<Served> {
-        let collectors = surge_exporter::schedule::spawn_all(
-            exporter.sources.clone(),
-            Arc::clone(&exporter.store),
-        );
-        let addr = format!("127.0.0.1:{}", surge_harness::free_port()?);
-        let listener = surge_exporter::server::bind(addr.parse()?)
+    pub async fn start(exporter: Exporter) -> anyhow::Result<Served> {
+        let running = exporter
+            .exporter
+            .spawn(([127, 0, 0, 1], 0).into())
             .await
             .map_err(anyhow::Error::msg)?;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(surge_exporter::server::serve(
-            listener,
-            Arc::clone(&exporter.store),
-            async {
-                let _ = stopped.await;
-            },
-        ));
         Ok(Served {
-            addr,
-            stop: Some(stop),
-            _collectors: collectors,
+            addr: running.addr.to_string(),
+            _running: running,
         })
     }
 
@@ -136,14 +115,6 @@ impl Served {
         });
         result.map_err(|e| anyhow::anyhow!("{e:#}\nlast scrape:\n{last}"))?;
         Ok(last)
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
     }
 }
 

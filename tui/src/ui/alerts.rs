@@ -6,11 +6,13 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
+use surge_client::fetch::plan::ALERTS;
+use surge_client::model::{Labels, Silence, subject};
+use surge_client::store::WATCHDOG;
+
 use super::table::{self, col};
-use super::{Ctx, format, overview};
+use super::{Ctx, format, widgets};
 use crate::app::{self, AlertsFocus};
-use crate::model::{Labels, Silence};
-use crate::store::ALERTS;
 
 pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx) {
     let t = *ctx.theme;
@@ -28,7 +30,7 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx) {
     ])
     .areas(area);
     let cursor = (focus == AlertsFocus::Alerts).then(|| ctx.app.cursor());
-    overview::alert_list(frame, list_area, ctx, "Alerts", &alerts, cursor);
+    widgets::alert_list(frame, list_area, ctx, "Alerts", &alerts, cursor);
 
     // Timeline: one row per alert seen firing in the range, '█' where it fired.
     let label_width = 28usize;
@@ -36,7 +38,7 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx) {
     let range = ctx.range();
     let lines: Vec<Line> = if timeline.is_empty() {
         vec![Line::from(Span::styled(
-            format!("nothing fired in the last {}", app::RANGES[ctx.app.range].1),
+            format!("nothing fired in the last {}", ctx.app.range.label()),
             t.dim,
         ))]
     } else {
@@ -57,15 +59,15 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx) {
         let axis = format!(
             "{:<label_width$} -{}{}now",
             "",
-            app::RANGES[ctx.app.range].1,
-            " ".repeat(width.saturating_sub(app::RANGES[ctx.app.range].1.len() + 4))
+            ctx.app.range.label(),
+            " ".repeat(width.saturating_sub(ctx.app.range.label().len() + 4))
         );
         lines.push(Line::from(Span::styled(axis, t.dim)));
         lines
     };
     frame.render_widget(
         Paragraph::new(lines).block(ctx.panel(
-            &format!("Timeline, last {}", app::RANGES[ctx.app.range].1),
+            &format!("Timeline, last {}", ctx.app.range.label()),
             ctx.store.alerts_age(ctx.now),
         )),
         timeline_area,
@@ -214,10 +216,10 @@ fn timeline_rows(ctx: &Ctx) -> Vec<(String, Vec<(f64, f64)>)> {
                 return None;
             }
             let name = labels.get("alertname").cloned().unwrap_or_default();
-            if name == crate::store::WATCHDOG {
+            if name == WATCHDOG {
                 return None;
             }
-            let subject = overview::subject(labels);
+            let subject = subject(labels);
             let label = if subject.is_empty() {
                 name
             } else {

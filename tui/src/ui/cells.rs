@@ -1,11 +1,13 @@
 //! Cells that mean the same thing in every view: CPU against target and alert line, lag
-//! state, headroom, forecast.
+//! state, headroom, forecast, a server's role, receiver and lag.
 
+use ratatui::style::Style;
 use ratatui::text::Span;
+use surge_client::store::{Forecast, GroupRow, Role, ServerRow, ServiceRow};
+use surge_metrics::state::LagState;
 
 use super::format;
 use super::theme::Theme;
-use crate::store::{Forecast, GroupRow, ServiceRow};
 
 /// CPU utilization: red at the alert line, yellow above the HPA target.
 pub fn cpu(t: &Theme, utilization: Option<f64>, target: Option<f64>, alert: f64) -> Span<'static> {
@@ -43,21 +45,23 @@ pub fn forecast(t: &Theme, f: Forecast) -> Span<'static> {
     }
 }
 
-/// The exporter's lag state: growing and stalled are trouble, draining is recovery.
-pub fn lag_state(t: &Theme, state: &str) -> Span<'static> {
+/// The exporter's lag state: growing and stalled are trouble, draining is recovery, and a
+/// state the exporter did not give is `unknown`.
+pub fn lag_state(t: &Theme, state: Option<LagState>) -> Span<'static> {
     let style = match state {
-        "growing" | "stalled" => t.crit,
-        "draining" => t.ok,
-        "ok" | "idle" => t.dim,
-        _ => t.warn,
+        Some(LagState::Growing | LagState::Stalled) => t.crit,
+        Some(LagState::Draining) => t.ok,
+        Some(LagState::Ok | LagState::Idle) => t.dim,
+        None => t.warn,
     };
-    let arrow = match state {
-        "growing" => "↑ ",
-        "draining" => "↓ ",
-        "stalled" => "■ ",
-        _ => "",
+    let text = match state {
+        Some(LagState::Growing) => "↑ growing",
+        Some(LagState::Draining) => "↓ draining",
+        Some(LagState::Stalled) => "■ stalled",
+        Some(s) => s.label(),
+        None => "unknown",
     };
-    Span::styled(format!("{arrow}{state}"), style)
+    Span::styled(text, style)
 }
 
 /// Lag in messages, `≥` marked when the exporter only knows a lower bound of its age.
@@ -99,4 +103,34 @@ pub fn replica_lag(t: &Theme, seconds: Option<f64>) -> Span<'static> {
         None => t.dim,
     };
     Span::styled(format::duration(seconds), style)
+}
+
+/// A PostgreSQL server's role; `down` in red.
+pub fn role(t: &Theme, s: &ServerRow) -> Span<'static> {
+    let style = if s.role == Role::Down { t.crit } else { t.text };
+    Span::styled(s.role.label(), style)
+}
+
+/// A replica's WAL receiver: streaming, not streaming, or replay paused.
+pub fn receiver(t: &Theme, s: &ServerRow) -> Span<'static> {
+    match (s.role, s.receiver_streaming, s.paused) {
+        (Role::Replica, _, true) => Span::styled("replay paused", t.warn),
+        (Role::Replica, Some(true), _) => Span::styled("streaming", t.ok),
+        (Role::Replica, Some(false), _) => Span::styled("NOT STREAMING", t.crit),
+        _ => Span::styled(format::NONE, t.dim),
+    }
+}
+
+/// A replica's replay lag in seconds (a primary has none).
+pub fn server_lag(t: &Theme, s: &ServerRow) -> Span<'static> {
+    if s.role == Role::Replica {
+        replica_lag(t, s.replay_lag_seconds)
+    } else {
+        Span::styled(format::NONE, t.dim)
+    }
+}
+
+/// A byte count, in `style`.
+pub fn bytes(style: Style, bytes: Option<f64>) -> Span<'static> {
+    Span::styled(format::bytes(bytes), style)
 }

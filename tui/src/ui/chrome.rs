@@ -6,9 +6,10 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
+use surge_client::store::firing;
+
 use super::{Ctx, format};
-use crate::app::{Input, RANGES, View};
-use crate::store::firing;
+use crate::app::{Input, View};
 
 pub fn header(frame: &mut Frame, area: Rect, ctx: &Ctx) {
     let t = ctx.theme;
@@ -33,7 +34,7 @@ pub fn header(frame: &mut Frame, area: Rect, ctx: &Ctx) {
         spans.push(Span::styled(format!(" {firing} FIRING "), t.crit));
     }
     spans.push(Span::styled(
-        format!("  range {} ", RANGES[ctx.app.range].1),
+        format!("  range {} ", ctx.app.range.label()),
         t.accent,
     ));
     if ctx.app.readonly {

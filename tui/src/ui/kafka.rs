@@ -6,10 +6,13 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
+use surge_client::store::{GroupRow, PartitionRow};
+use surge_metrics::catalogue;
+use surge_metrics::state::{GroupState, LagState};
+
 use super::table::{self, col, num};
 use super::{Ctx, cells, format, spark};
 use crate::app;
-use crate::store::{GroupRow, PartitionRow};
 
 pub fn draw_groups(frame: &mut Frame, area: Rect, ctx: &Ctx) {
     let t = *ctx.theme;
@@ -30,18 +33,18 @@ pub fn draw_groups(frame: &mut Frame, area: Rect, ctx: &Ctx) {
             cells::lag_time(&t, g)
         }),
         col("TREND", 11, 0, move |g: &&GroupRow| {
-            cells::lag_state(&t, &g.state)
+            cells::lag_state(&t, g.state)
         }),
         col("GROUP STATE", 13, 5, move |g: &&GroupRow| {
             let members = g.members.map_or(String::new(), |m| format!(" ({m:.0})"));
-            let state = if g.group_state.is_empty() {
-                "unknown".to_string()
-            } else {
-                g.group_state.clone()
-            };
+            let state = g.group_state.map_or("unknown", GroupState::label);
             Span::styled(
                 format!("{state}{members}"),
-                if state == "Stable" { t.dim } else { t.warn },
+                if g.group_state == Some(GroupState::Stable) {
+                    t.dim
+                } else {
+                    t.warn
+                },
             )
         }),
         num("IN/s", 7, 3, move |g: &&GroupRow| {
@@ -57,8 +60,8 @@ pub fn draw_groups(frame: &mut Frame, area: Rect, ctx: &Ctx) {
     let spark_width = table::spark_width(&columns, inner, 48);
     if spark_width >= 8 {
         columns.push(col("LAG (range)", spark_width, 0, move |g: &&GroupRow| {
-            let style = match g.state.as_str() {
-                "growing" | "stalled" => t.crit,
+            let style = match g.state {
+                Some(LagState::Growing | LagState::Stalled) => t.crit,
                 _ => t.accent,
             };
             Span::styled(
@@ -70,11 +73,11 @@ pub fn draw_groups(frame: &mut Frame, area: Rect, ctx: &Ctx) {
     let title = format!(
         "Consumer groups ({}), history {}",
         rows.len(),
-        app::RANGES[ctx.app.range].1
+        ctx.app.range.label()
     );
     let block = ctx.panel(
         &title,
-        ctx.store.age_of("surge_kafka_group_topic_lag", ctx.now),
+        ctx.store.age_of(&catalogue::kafka::TOPIC_LAG, ctx.now),
     );
     table::draw(
         frame,
@@ -113,7 +116,7 @@ pub fn draw_partitions(
             Span::styled("   lag time ", t.dim),
             cells::lag_time(&t, g),
             Span::styled("   trend ", t.dim),
-            cells::lag_state(&t, &g.state),
+            cells::lag_state(&t, g.state),
             Span::styled("   eta ", t.dim),
             cells::eta(&t, g),
             Span::styled(
@@ -165,7 +168,7 @@ pub fn draw_partitions(
     ];
     let block = ctx.panel(
         &format!("Partitions ({})", rows.len()),
-        ctx.store.age_of("surge_kafka_group_lag", ctx.now),
+        ctx.store.age_of(&catalogue::kafka::LAG, ctx.now),
     );
     table::draw(
         frame,

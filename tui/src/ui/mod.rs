@@ -1,5 +1,6 @@
-//! Render functions: `(app, store, now) → frame`. No I/O, no locks, no clocks: `now` comes
-//! in, so a frame is a pure function of its inputs (and snapshot-testable).
+//! Render functions: `(app, store, theme, now) → frame`. No I/O, no locks, no clocks: `now`
+//! comes in, so a frame is a pure function of its inputs (and snapshot-testable). One file
+//! per view; `widgets` and `cells` hold what several views draw the same way.
 
 pub mod alerts;
 pub mod cells;
@@ -13,6 +14,7 @@ pub mod service;
 pub mod spark;
 pub mod table;
 pub mod theme;
+pub mod widgets;
 
 use ratatui::Frame;
 use ratatui::backend::TestBackend;
@@ -21,9 +23,10 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Block;
 
+use surge_client::store::Store;
+
+use self::theme::Theme;
 use crate::app::{App, View};
-use crate::store::Store;
-use theme::Theme;
 
 /// Everything a render function needs.
 pub struct Ctx<'a> {
@@ -34,8 +37,9 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// Seconds of history shown.
     pub fn range(&self) -> f64 {
-        self.app.range_seconds()
+        self.app.range.seconds()
     }
 
     /// A bordered panel with a title only.
@@ -72,12 +76,12 @@ impl Ctx<'_> {
     }
 }
 
-pub fn draw(frame: &mut Frame, app: &App, store: &Store, now: f64) {
+pub fn draw(frame: &mut Frame, app: &App, store: &Store, theme: &Theme, now: f64) {
     let ctx = Ctx {
         app,
         store,
         now,
-        theme: &app.theme,
+        theme,
     };
     let area = frame.area();
     let banner = chrome::banner_lines(&ctx, area.width);
@@ -140,11 +144,18 @@ fn unicode_width(symbol: &str) -> usize {
 }
 
 /// One frame as text (headless `--once`, snapshot tests).
-pub fn render_text(app: &App, store: &Store, now: f64, width: u16, height: u16) -> String {
+pub fn render_text(
+    app: &App,
+    store: &Store,
+    theme: &Theme,
+    now: f64,
+    width: u16,
+    height: u16,
+) -> String {
     let backend = TestBackend::new(width, height);
     // TestBackend cannot fail (its error type is Infallible).
     let Ok(mut terminal) = ratatui::Terminal::new(backend);
-    let Ok(_) = terminal.draw(|frame| draw(frame, app, store, now));
+    let Ok(_) = terminal.draw(|frame| draw(frame, app, store, theme, now));
     buffer_text(terminal.backend().buffer())
 }
 

@@ -4,11 +4,12 @@
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::Span;
+use surge_client::store::{ServerRow, SlotRow, StandbyRow};
+use surge_metrics::catalogue;
 
 use super::table::{self, col, num};
 use super::{Ctx, cells, format, spark};
 use crate::app;
-use crate::store::{ServerRow, SlotRow, StandbyRow};
 
 pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx) {
     let t = *ctx.theme;
@@ -28,30 +29,18 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx) {
         col("SERVER", 14, 0, move |s: &&ServerRow| {
             Span::styled(s.target.clone(), t.text)
         }),
-        col("ROLE", 8, 0, move |s: &&ServerRow| {
-            let style = if s.role == "down" { t.crit } else { t.text };
-            Span::styled(s.role.clone(), style)
-        }),
+        col("ROLE", 8, 0, move |s: &&ServerRow| cells::role(&t, s)),
         col("RECEIVER", 13, 1, move |s: &&ServerRow| {
-            match (s.role.as_str(), s.receiver_streaming, s.paused) {
-                ("replica", _, true) => Span::styled("replay paused", t.warn),
-                ("replica", Some(true), _) => Span::styled("streaming", t.ok),
-                ("replica", Some(false), _) => Span::styled("NOT STREAMING", t.crit),
-                _ => Span::styled(format::NONE, t.dim),
-            }
+            cells::receiver(&t, s)
         }),
         num("REPLAY LAG", 10, 0, move |s: &&ServerRow| {
-            if s.role == "replica" {
-                cells::replica_lag(&t, s.replay_lag_seconds)
-            } else {
-                Span::styled(format::NONE, t.dim)
-            }
+            cells::server_lag(&t, s)
         }),
         num("REPLAY BYTES", 12, 2, move |s: &&ServerRow| {
-            Span::styled(format::bytes(s.replay_lag_bytes), t.text)
+            cells::bytes(t.text, s.replay_lag_bytes)
         }),
         num("RECEIVE BYTES", 13, 3, move |s: &&ServerRow| {
-            Span::styled(format::bytes(s.receive_lag_bytes), t.text)
+            cells::bytes(t.text, s.receive_lag_bytes)
         }),
     ];
     let inner = top.width.saturating_sub(4);
@@ -72,7 +61,7 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx) {
     }
     let block = ctx.panel(
         &format!("Servers ({})", servers.len()),
-        ctx.store.age_of("surge_source_up", ctx.now),
+        ctx.store.age_of(&catalogue::exporter::SOURCE_UP, ctx.now),
     );
     table::draw(
         frame,
@@ -124,7 +113,7 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx) {
     let block = ctx.panel(
         &format!("Standbys seen by their primary ({})", standbys.len()),
         ctx.store
-            .age_of("surge_postgres_replica_streaming", ctx.now),
+            .age_of(&catalogue::postgres::REPLICA_STREAMING, ctx.now),
     );
     table::draw(
         frame,
@@ -159,8 +148,7 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx) {
     ];
     let block = ctx.panel(
         &format!("Replication slots ({})", slots.len()),
-        ctx.store
-            .age_of("surge_postgres_replication_slot_active", ctx.now),
+        ctx.store.age_of(&catalogue::postgres::SLOT_ACTIVE, ctx.now),
     );
     table::draw(
         frame,

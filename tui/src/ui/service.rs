@@ -6,10 +6,12 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
+use surge_client::store::{DEFAULT_CPU_ALERT, GroupRow, PodRow};
+use surge_metrics::catalogue;
+
 use super::table::{self, col, num};
-use super::{Ctx, cells, format, overview, spark};
+use super::{Ctx, cells, format, spark, widgets};
 use crate::app;
-use crate::store::{DEFAULT_CPU_ALERT, GroupRow, PodRow};
 
 pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx, namespace: &str, workload: &str) {
     let t = *ctx.theme;
@@ -100,7 +102,7 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx, namespace: &str, workload:
     frame.render_widget(
         Paragraph::new(lines).block(ctx.panel(
             &format!("HPA {namespace}/{workload}"),
-            ctx.store.age_of("surge_hpa_current_replicas", ctx.now),
+            ctx.store.age_of(&catalogue::hpa::CURRENT, ctx.now),
         )),
         summary_area,
     );
@@ -135,9 +137,9 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx, namespace: &str, workload:
     frame.render_widget(
         Paragraph::new(chart).block(
             ctx.panel(
-                &format!("CPU / request, last {}", app::RANGES[ctx.app.range].1),
+                &format!("CPU / request, last {}", ctx.app.range.label()),
                 ctx.store
-                    .age_of("surge_workload_cpu_utilization_ratio", ctx.now),
+                    .age_of(&catalogue::workload::CPU_UTILIZATION, ctx.now),
             ),
         ),
         chart_area,
@@ -182,7 +184,7 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx, namespace: &str, workload:
     ];
     let block = ctx.panel(
         &format!("Pods ({})", pods.len()),
-        ctx.store.age_of("surge_pod_ready", ctx.now),
+        ctx.store.age_of(&catalogue::workload::POD_READY, ctx.now),
     );
     table::draw(
         frame,
@@ -215,13 +217,13 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx, namespace: &str, workload:
         }),
         num("LAG", 7, 0, move |g: &&GroupRow| cells::lag(&t, g)),
         col("STATE", 10, 0, move |g: &&GroupRow| {
-            cells::lag_state(&t, &g.state)
+            cells::lag_state(&t, g.state)
         }),
         num("ETA", 6, 1, move |g: &&GroupRow| cells::eta(&t, g)),
     ];
     let block = ctx.panel(
         "Consumer groups",
-        ctx.store.age_of("surge_kafka_group_topic_lag", ctx.now),
+        ctx.store.age_of(&catalogue::kafka::TOPIC_LAG, ctx.now),
     );
     table::draw(
         frame,
@@ -242,5 +244,5 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx, namespace: &str, workload:
         .iter()
         .filter(|a| a.labels.get("workload").map(String::as_str) == Some(workload))
         .collect();
-    overview::alert_list(frame, alerts_area, ctx, "Alerts", &alerts, None);
+    widgets::alert_list(frame, alerts_area, ctx, "Alerts", &alerts, None);
 }

@@ -3,25 +3,7 @@
 
 use ratatui::style::{Color, Modifier, Style};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ThemeName {
-    Default,
-    HighContrast,
-    Mono,
-}
-
-impl ThemeName {
-    pub fn parse(text: &str) -> Result<Self, String> {
-        match text {
-            "default" => Ok(ThemeName::Default),
-            "high-contrast" => Ok(ThemeName::HighContrast),
-            "mono" => Ok(ThemeName::Mono),
-            other => Err(format!(
-                "unknown theme {other:?} (default, high-contrast, mono)"
-            )),
-        }
-    }
-}
+use crate::config::ThemeName;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Theme {

@@ -2,8 +2,10 @@
 //! and a large deployment (50 services, 200 groups).
 #![allow(dead_code)]
 
-use surge_tui::model::{Alert, AlertState, Labels, Matcher, Metrics, Silence};
-use surge_tui::store::{ALERTS, Store, Update};
+use surge_client::fetch::Update;
+use surge_client::fetch::plan::ALERTS;
+use surge_client::model::{Alert, AlertState, Labels, Matcher, Metrics, Silence};
+use surge_client::store::Store;
 
 pub const NOW: f64 = 1_795_856_400.0;
 
@@ -407,7 +409,7 @@ pub fn flash_sale() -> Store {
     );
     store.health.insert(
         "alertmanager".into(),
-        surge_tui::model::Health {
+        surge_client::model::Health {
             last_ok: Some(NOW - 1.0),
             error: None,
         },

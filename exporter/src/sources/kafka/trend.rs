@@ -20,35 +20,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-/// The lag states, in the order they are exported.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum LagState {
-    Ok,
-    Growing,
-    Draining,
-    Stalled,
-    Idle,
-}
-
-impl LagState {
-    pub const ALL: [LagState; 5] = [
-        LagState::Ok,
-        LagState::Growing,
-        LagState::Draining,
-        LagState::Stalled,
-        LagState::Idle,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            LagState::Ok => "ok",
-            LagState::Growing => "growing",
-            LagState::Draining => "draining",
-            LagState::Stalled => "stalled",
-            LagState::Idle => "idle",
-        }
-    }
-}
+use surge_metrics::state::LagState;
 
 /// Knobs of the trend rule.
 #[derive(Debug, Clone, Copy)]
@@ -221,12 +193,9 @@ impl LogEndHistory {
         }
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.points.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.points.is_empty()
     }
 
     /// How long ago (from `now`) the message at offset `committed` was appended, estimated by

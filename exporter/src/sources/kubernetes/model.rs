@@ -8,72 +8,22 @@ use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Pod;
 
+use surge_metrics::Sample;
+use surge_metrics::hpa::{HpaStatus, PodCpu, workload_samples};
+use surge_metrics::quantity::parse_cpu_millis;
+use surge_metrics::state::PodState;
+
 use super::pod_metrics::PodUsage;
-use crate::cpu::{PodCpu, PodState, workload_samples};
-use crate::quantity::parse_cpu_millis;
-use crate::source::{Family, Labels, Sample};
-
-pub static HPA_CURRENT: Family = Family::gauge(
-    "surge_hpa_current_replicas",
-    None,
-    "Current replicas of the HPA's scale target (status.currentReplicas).",
-);
-pub static HPA_DESIRED: Family = Family::gauge(
-    "surge_hpa_desired_replicas",
-    None,
-    "Replicas the HPA last computed (status.desiredReplicas).",
-);
-pub static HPA_MIN: Family = Family::gauge(
-    "surge_hpa_min_replicas",
-    None,
-    "Lower replica bound of the HPA (spec.minReplicas, default 1).",
-);
-pub static HPA_MAX: Family = Family::gauge(
-    "surge_hpa_max_replicas",
-    None,
-    "Upper replica bound of the HPA (spec.maxReplicas).",
-);
-pub static HPA_TARGET_CPU: Family = Family::gauge(
-    "surge_hpa_target_cpu_utilization_ratio",
-    Some("ratio"),
-    "The HPA's CPU target as a ratio of requests (Resource cpu, type Utilization).",
-);
-pub static HPA_OBSERVED_CPU: Family = Family::gauge(
-    "surge_hpa_observed_cpu_utilization_ratio",
-    Some("ratio"),
-    "CPU utilization the HPA itself last reported (status.currentMetrics), for comparison.",
-);
-pub static HPA_SCALING_LIMITED: Family = Family::gauge(
-    "surge_hpa_scaling_limited",
-    None,
-    "1 if the HPA's ScalingLimited condition is True (desired replicas clamped by min/max), else 0.",
-);
-pub static HPA_ABLE_TO_SCALE: Family = Family::gauge(
-    "surge_hpa_able_to_scale",
-    None,
-    "1 if the HPA's AbleToScale condition is True, 0 if False or absent.",
-);
-
-pub static HPA_FAMILIES: [&Family; 8] = [
-    &HPA_CURRENT,
-    &HPA_DESIRED,
-    &HPA_MIN,
-    &HPA_MAX,
-    &HPA_TARGET_CPU,
-    &HPA_OBSERVED_CPU,
-    &HPA_SCALING_LIMITED,
-    &HPA_ABLE_TO_SCALE,
-];
 
 /// The controller flags that decide which pods count (see `replica_calculator.go`).
 #[derive(Debug, Clone, Copy)]
-pub struct HpaTiming {
+pub(crate) struct HpaTiming {
     pub cpu_initialization_period: Duration,
     pub initial_readiness_delay: Duration,
 }
 
 /// How the HPA controller's `groupPods` treats `pod` for a CPU metric at time `now`.
-pub fn hpa_pod_state(
+pub(crate) fn hpa_pod_state(
     pod: &Pod,
     usage: Option<&PodUsage>,
     now: jiff::Timestamp,
@@ -123,7 +73,7 @@ fn add(t: jiff::Timestamp, d: Duration) -> jiff::Timestamp {
 
 /// Sum of the pod's container CPU requests in milli-cores; `None` if any container lacks one
 /// (as `calculatePodRequests`). A malformed quantity is an error.
-pub fn pod_request_millis(pod: &Pod) -> Result<Option<i64>, String> {
+pub(crate) fn pod_request_millis(pod: &Pod) -> Result<Option<i64>, String> {
     let name = pod.metadata.name.as_deref().unwrap_or("?");
     let Some(spec) = &pod.spec else {
         return Ok(None);
@@ -151,7 +101,7 @@ pub fn pod_request_millis(pod: &Pod) -> Result<Option<i64>, String> {
 
 /// Name of the workload owning `pod`: the Deployment behind its ReplicaSet, or its direct
 /// controller (StatefulSet, DaemonSet, Job, a bare ReplicaSet), or the pod itself.
-pub fn workload_of(pod: &Pod, replicaset_owner: &HashMap<(String, String), String>) -> String {
+fn workload_of(pod: &Pod, replicaset_owner: &HashMap<(String, String), String>) -> String {
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
     let controller = pod
         .metadata
@@ -169,9 +119,7 @@ pub fn workload_of(pod: &Pod, replicaset_owner: &HashMap<(String, String), Strin
 }
 
 /// (namespace, ReplicaSet) → name of its controlling Deployment.
-pub fn replicaset_owners(
-    replicasets: &[impl AsRef<ReplicaSet>],
-) -> HashMap<(String, String), String> {
+fn replicaset_owners(replicasets: &[impl AsRef<ReplicaSet>]) -> HashMap<(String, String), String> {
     let mut out = HashMap::new();
     for rs in replicasets {
         let rs = rs.as_ref();
@@ -194,7 +142,7 @@ pub fn replicaset_owners(
 }
 
 /// Everything one cycle needs.
-pub struct Inputs<'a, P, R, H> {
+pub(crate) struct Inputs<'a, P, R, H> {
     pub pods: &'a [P],
     pub replicasets: &'a [R],
     pub hpas: &'a [H],
@@ -205,7 +153,7 @@ pub struct Inputs<'a, P, R, H> {
 }
 
 /// Pod, workload and HPA series for one cycle.
-pub fn samples<P: AsRef<Pod>, R: AsRef<ReplicaSet>, H: AsRef<HorizontalPodAutoscaler>>(
+pub(crate) fn samples<P: AsRef<Pod>, R: AsRef<ReplicaSet>, H: AsRef<HorizontalPodAutoscaler>>(
     inputs: &Inputs<'_, P, R, H>,
 ) -> Result<Vec<Sample>, String> {
     let owners = replicaset_owners(inputs.replicasets);
@@ -251,53 +199,14 @@ fn hpa_samples(hpa: &HorizontalPodAutoscaler, out: &mut Vec<Sample>) -> Result<(
     let Some(spec) = &hpa.spec else {
         return Err(format!("HPA {name}: no spec"));
     };
-    let labels = || -> Labels {
-        vec![
-            (
-                "namespace",
-                hpa.metadata.namespace.clone().unwrap_or_default(),
-            ),
-            ("hpa", name.clone()),
-            ("workload", spec.scale_target_ref.name.clone()),
-        ]
-    };
     let status = hpa.status.as_ref();
-    out.push(Sample::new(
-        &HPA_MIN,
-        labels(),
-        f64::from(spec.min_replicas.unwrap_or(1)),
-    ));
-    out.push(Sample::new(
-        &HPA_MAX,
-        labels(),
-        f64::from(spec.max_replicas),
-    ));
-    if let Some(status) = status {
-        out.push(Sample::new(
-            &HPA_CURRENT,
-            labels(),
-            f64::from(status.current_replicas.unwrap_or(0)),
-        ));
-        out.push(Sample::new(
-            &HPA_DESIRED,
-            labels(),
-            f64::from(status.desired_replicas),
-        ));
-    }
-    let cpu_target = spec.metrics.iter().flatten().find_map(|m| {
+    let target_cpu = spec.metrics.iter().flatten().find_map(|m| {
         m.resource
             .as_ref()
             .filter(|r| m.type_ == "Resource" && r.name == "cpu" && r.target.type_ == "Utilization")
             .and_then(|r| r.target.average_utilization)
     });
-    if let Some(target) = cpu_target {
-        out.push(Sample::new(
-            &HPA_TARGET_CPU,
-            labels(),
-            f64::from(target) / 100.0,
-        ));
-    }
-    let observed = status
+    let observed_cpu = status
         .and_then(|s| s.current_metrics.as_ref())
         .into_iter()
         .flatten()
@@ -307,35 +216,32 @@ fn hpa_samples(hpa: &HorizontalPodAutoscaler, out: &mut Vec<Sample>) -> Result<(
                 .filter(|r| m.type_ == "Resource" && r.name == "cpu")
                 .and_then(|r| r.current.average_utilization)
         });
-    if let Some(observed) = observed {
-        out.push(Sample::new(
-            &HPA_OBSERVED_CPU,
-            labels(),
-            f64::from(observed) / 100.0,
-        ));
-    }
     let condition = |kind: &str| {
         status
             .and_then(|s| s.conditions.as_ref())
             .and_then(|c| c.iter().find(|c| c.type_ == kind))
             .is_some_and(|c| c.status == "True")
     };
-    out.push(Sample::new(
-        &HPA_SCALING_LIMITED,
-        labels(),
-        f64::from(u8::from(condition("ScalingLimited"))),
-    ));
-    out.push(Sample::new(
-        &HPA_ABLE_TO_SCALE,
-        labels(),
-        f64::from(u8::from(condition("AbleToScale"))),
-    ));
+    HpaStatus {
+        namespace: hpa.metadata.namespace.clone().unwrap_or_default(),
+        hpa: name,
+        workload: spec.scale_target_ref.name.clone(),
+        min: spec.min_replicas.unwrap_or(1),
+        max: spec.max_replicas,
+        current: status.map(|s| s.current_replicas.unwrap_or(0)),
+        desired: status.map(|s| s.desired_replicas),
+        target_cpu: target_cpu.map(|t| f64::from(t) / 100.0),
+        observed_cpu: observed_cpu.map(|o| f64::from(o) / 100.0),
+        scaling_limited: condition("ScalingLimited"),
+        able_to_scale: condition("AbleToScale"),
+    }
+    .samples(out);
     Ok(())
 }
 
 /// Parse a PodMetrics list body's usage per (namespace, pod), keeping pods whose
 /// containers all report CPU.
-pub fn usage_map(
+pub(crate) fn usage_map(
     items: &[super::pod_metrics::PodMetrics],
 ) -> Result<HashMap<(String, String), PodUsage>, String> {
     let mut out = HashMap::with_capacity(items.len());

@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::NamespaceResourceScope;
 use serde::Deserialize;
 
-use crate::quantity::{parse_cpu_cores, parse_cpu_millis};
+use surge_metrics::quantity::{parse_cpu_cores, parse_cpu_millis};
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct PodMetrics {

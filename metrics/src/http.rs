@@ -1,5 +1,5 @@
-//! HTTP side: `/metrics` encodes the store's latest snapshot (Prometheus text by default,
-//! OpenMetrics when the scraper asks for it), `/healthz` for liveness.
+//! `/metrics` for a [`Store`]: its latest snapshot, Prometheus text by default, OpenMetrics
+//! when the scraper asks for it; `/healthz` for liveness.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,20 +15,16 @@ use crate::store::{Format, Store};
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-pub fn router(store: Arc<Store>) -> Router {
+fn router(store: Arc<Store>, about: &'static str) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/", get(index))
+        .route("/", get(move || async move { about }))
         .with_state(store)
 }
 
-async fn index() -> impl IntoResponse {
-    "surge-exporter: pod CPU vs HPA target, Kafka consumer lag, PostgreSQL replication lag.\nMetrics: /metrics\n"
-}
-
 /// True if the `Accept` header asks for OpenMetrics (as Prometheus does by default).
-pub fn wants_openmetrics(headers: &HeaderMap) -> bool {
+fn wants_openmetrics(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::ACCEPT)
         .iter()
@@ -55,13 +51,14 @@ async fn metrics(State(store): State<Arc<Store>>, headers: HeaderMap) -> Respons
     }
 }
 
-/// Serve until `shutdown` resolves.
+/// Serve until `shutdown` resolves; `/` answers `about` (what this is, where the metrics are).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     store: Arc<Store>,
+    about: &'static str,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(store))
+    axum::serve(listener, router(store, about))
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -5,60 +5,35 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::source::{Family, Kind, Labels, Sample};
-use crate::sync::{lock, read, write};
+use crate::catalogue::exporter::{
+    BUILD_INFO, SOURCE_DURATION, SOURCE_ERRORS, SOURCE_INTERVAL, SOURCE_LAST_SUCCESS,
+    SOURCE_SERIES, SOURCE_UP,
+};
+use crate::family::{Family, Kind, Labels, Sample};
 
-use bytes::Bytes;
+// Every critical section here is a single assignment or a read, so a panic in another holder
+// cannot leave the data half-written: take the lock even if poisoned rather than stop serving.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
-pub static SOURCE_UP: Family = Family::gauge(
-    "surge_source_up",
-    None,
-    "1 if the last collection of this source target succeeded, 0 if it failed.",
-);
-pub static SOURCE_LAST_SUCCESS: Family = Family::gauge(
-    "surge_source_last_success_timestamp_seconds",
-    Some("seconds"),
-    "Unix time of the last successful collection of this source target.",
-);
-pub static SOURCE_DURATION: Family = Family::gauge(
-    "surge_source_collect_duration_seconds",
-    Some("seconds"),
-    "Wall time the last collection of this source target took.",
-);
-pub static SOURCE_ERRORS: Family = Family::counter(
-    "surge_source_errors",
-    None,
-    "Failed collections of this source target since the exporter started.",
-);
-pub static SOURCE_SERIES: Family = Family::gauge(
-    "surge_source_series",
-    None,
-    "Series this source target produced in its last successful collection.",
-);
-pub static BUILD_INFO: Family = Family::gauge(
-    "surge_exporter_build_info",
-    None,
-    "Always 1; labels carry the surge-exporter version.",
-);
+fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(PoisonError::into_inner)
+}
 
-/// The exporter's own families, always present.
-pub static SELF_FAMILIES: &[&Family] = &[
-    &SOURCE_UP,
-    &SOURCE_LAST_SUCCESS,
-    &SOURCE_DURATION,
-    &SOURCE_ERRORS,
-    &SOURCE_SERIES,
-    &BUILD_INFO,
-];
+fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// State of one (source, target) pair.
 #[derive(Debug, Clone, Default)]
@@ -71,6 +46,10 @@ pub struct TargetState {
     pub last_duration: Duration,
     pub errors: u64,
     pub last_error: Option<String>,
+    /// At least one collection finished (before that, only the interval is exported).
+    pub collected: bool,
+    /// The configured time between collections, once announced with [`Store::expect`].
+    pub interval: Option<Duration>,
 }
 
 /// Exposition formats `/metrics` can answer in.
@@ -98,6 +77,17 @@ impl Store {
         Arc::new(Store::default())
     }
 
+    /// Announce a target and its collection interval before its first collection, so a
+    /// target that never finishes one is visible (`surge_source_interval_seconds`).
+    pub fn expect(&self, source: &str, target: &str, interval: Duration) {
+        let mut targets = write(&self.targets);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        targets
+            .entry((source.to_string(), target.to_string()))
+            .or_default()
+            .interval = Some(interval);
+    }
+
     /// Record the outcome of one collection of one target.
     pub fn record(
         &self,
@@ -112,6 +102,7 @@ impl Store {
             .entry((source.to_string(), target.to_string()))
             .or_default();
         state.last_duration = duration;
+        state.collected = true;
         match outcome {
             Ok(samples) => {
                 state.samples = Arc::new(samples);
@@ -133,6 +124,7 @@ impl Store {
         let targets = read(&self.targets);
         targets
             .get(&(source.to_string(), target.to_string()))
+            .filter(|state| state.collected)
             .map(|state| state.up)
     }
 
@@ -221,6 +213,12 @@ impl Collector for StoreCollector {
         for ((source, target), state) in &snapshot {
             let labels =
                 || -> Labels { vec![("source", source.clone()), ("target", target.clone())] };
+            if let Some(interval) = state.interval {
+                push(&SOURCE_INTERVAL, labels(), interval.as_secs_f64());
+            }
+            if !state.collected {
+                continue;
+            }
             push(&SOURCE_UP, labels(), if state.up { 1.0 } else { 0.0 });
             push(
                 &SOURCE_DURATION,
@@ -300,7 +298,14 @@ fn unit_of(unit: &'static str) -> Unit {
 mod tests {
     use super::*;
 
-    static LAG: Family = Family::gauge("surge_test_lag_bytes", Some("bytes"), "Test lag.");
+    static LAG: Family = Family {
+        name: "surge_test_lag_bytes",
+        exposed: "surge_test_lag_bytes",
+        kind: Kind::Gauge,
+        unit: Some("bytes"),
+        labels: &["target"],
+        help: "Test lag.",
+    };
 
     fn sample(target: &str, value: f64) -> Sample {
         Sample::new(&LAG, vec![("target", target.to_string())], value)
@@ -391,6 +396,27 @@ mod tests {
         assert!(String::from_utf8_lossy(&fresh).contains("target=\"a\"} 2"));
         let om = store.exposition(Format::OpenMetrics).expect("encode");
         assert!(om.ends_with(b"# EOF\n"));
+    }
+
+    #[test]
+    fn an_expected_target_shows_its_interval_and_no_health_until_collected() {
+        let store = Store::new();
+        store.expect("pg", "a", Duration::from_secs(15));
+        let text = store.encode_prometheus_text().expect("encode");
+        assert!(
+            text.contains("surge_source_interval_seconds{source=\"pg\",target=\"a\"} 15"),
+            "{text}"
+        );
+        assert!(!text.contains("surge_source_up{"), "{text}");
+        assert_eq!(store.is_up("pg", "a"), None);
+        store.record("pg", "a", Err("refused".into()), Duration::ZERO);
+        let text = store.encode_prometheus_text().expect("encode");
+        assert!(
+            text.contains("surge_source_up{source=\"pg\",target=\"a\"} 0"),
+            "{text}"
+        );
+        assert!(text.contains("surge_source_interval_seconds{"), "{text}");
+        assert_eq!(store.is_up("pg", "a"), Some(false));
     }
 
     #[test]

@@ -1,26 +1,20 @@
 //! Alertmanager API v2: alerts (with silenced and inhibited ones, marked), silences (list,
 //! create, expire).
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tokio::sync::mpsc;
 
 use super::prometheus::{alert, unix_seconds};
-use super::{FetchError, get_body};
-use crate::model::{Alert, AlertState, Labels, Matcher, Silence};
+use super::{Command, FetchError, Update, get_body, now, ticker};
+use crate::model::{Alert, AlertState, Labels, Matcher, NewSilence, Silence};
 
 #[derive(Debug, Clone)]
 pub struct Alertmanager {
     base: String,
     http: reqwest::Client,
-}
-
-/// A silence to create.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewSilence {
-    pub matchers: Vec<Matcher>,
-    pub seconds: u64,
-    pub comment: String,
-    pub created_by: String,
 }
 
 #[derive(Deserialize)]
@@ -240,6 +234,74 @@ pub fn parse_silences(body: &[u8]) -> Result<Vec<Silence>, String> {
             .then_with(|| b.ends_at.cmp(&a.ends_at))
     });
     Ok(silences)
+}
+
+/// The Alertmanager fetcher: alerts and silences every refresh, and the silence commands the
+/// user gives, one at a time.
+pub async fn run(
+    source: Alertmanager,
+    refresh: Duration,
+    updates: mpsc::Sender<Update>,
+    mut commands: mpsc::Receiver<Command>,
+) {
+    let mut interval = ticker(refresh);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            command = commands.recv() => {
+                let Some(command) = command else { return };
+                let notice = match command {
+                    Command::CreateSilence(silence) => match source.create_silence(&silence, now()).await {
+                        Ok(id) => format!("silence {id} created for {}", humantime::format_duration(Duration::from_secs(silence.seconds))),
+                        Err(e) => format!("silence not created: {e}"),
+                    },
+                    Command::ExpireSilence(id) => match source.expire_silence(&id).await {
+                        Ok(()) => format!("silence {id} expired"),
+                        Err(e) => format!("silence {id} not expired: {e}"),
+                    },
+                };
+                if updates.send(Update::Notice(notice)).await.is_err() {
+                    return;
+                }
+                // Fall through: show the change at once.
+            }
+        }
+        let (alerts, silences) = tokio::join!(source.alerts(), source.silences());
+        // One batch per refresh: one store rebuild, one redraw.
+        let mut batch = Vec::new();
+        let mut failure = None;
+        match alerts {
+            Ok(alerts) => batch.push(Update::Alerts {
+                source: "alertmanager".into(),
+                alerts,
+            }),
+            Err(e) => failure = Some(e),
+        }
+        match silences {
+            Ok(silences) => batch.push(Update::Silences(silences)),
+            Err(e) => failure = failure.or(Some(e)),
+        }
+        if let Some(e) = failure {
+            batch.push(Update::Failed {
+                source: "alertmanager".into(),
+                error: e.to_string(),
+            });
+        }
+        if updates.send(Update::Batch(batch)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Without Alertmanager, silences cannot be made: say so instead of dropping the request.
+pub async fn refuse_commands(mut commands: mpsc::Receiver<Command>, updates: mpsc::Sender<Update>) {
+    while commands.recv().await.is_some() {
+        let notice =
+            Update::Notice("no Alertmanager configured (--alertmanager): silences need one".into());
+        if updates.send(notice).await.is_err() {
+            return;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! Plain data the fetchers produce and the store keeps: instant values, history, alerts,
-//! silences, source health. No I/O, no locks.
+//! silences, source health, the history ranges. No I/O, no locks.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -167,6 +167,50 @@ pub enum AlertState {
     Pending,
 }
 
+/// How much history the views show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Range {
+    #[default]
+    FiveMinutes,
+    OneHour,
+    SixHours,
+}
+
+impl Range {
+    /// Every range, in the order `t` cycles through them.
+    pub const ALL: [Range; 3] = [Range::FiveMinutes, Range::OneHour, Range::SixHours];
+
+    pub fn seconds(self) -> f64 {
+        match self {
+            Range::FiveMinutes => 300.0,
+            Range::OneHour => 3600.0,
+            Range::SixHours => 21_600.0,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Range::FiveMinutes => "5m",
+            Range::OneHour => "1h",
+            Range::SixHours => "6h",
+        }
+    }
+
+    /// `5m`, `1h` or `6h`.
+    pub fn parse(text: &str) -> Result<Range, String> {
+        Range::ALL
+            .into_iter()
+            .find(|r| r.label() == text)
+            .ok_or_else(|| format!("{text:?} is not one of 5m, 1h, 6h"))
+    }
+
+    /// The next range, wrapping around.
+    pub fn next(self) -> Range {
+        let i = Range::ALL.iter().position(|r| *r == self).unwrap_or(0);
+        Range::ALL[(i + 1) % Range::ALL.len()]
+    }
+}
+
 /// An alert, from Prometheus (firing/pending) or Alertmanager (firing, maybe silenced).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Alert {
@@ -181,6 +225,30 @@ pub struct Alert {
     pub active_at: Option<f64>,
     /// Silenced or inhibited in Alertmanager.
     pub muted: bool,
+}
+
+/// Who and what an alert is about, from its labels.
+pub fn subject(labels: &Labels) -> String {
+    let l = |k: &str| labels.get(k).map(String::as_str);
+    if let Some(w) = l("workload") {
+        return l("namespace").map_or(w.to_string(), |ns| format!("{ns}/{w}"));
+    }
+    match (l("group"), l("topic")) {
+        (Some(g), Some(t)) => return format!("{g} on {t}"),
+        (Some(g), None) => return g.to_string(),
+        (None, Some(t)) => return t.to_string(),
+        (None, None) => {}
+    }
+    if let Some(r) = l("replica") {
+        return r.to_string();
+    }
+    // An exporter source's own alert (SurgeSourceDown): which source, which target.
+    match (l("source"), l("target")) {
+        (Some(s), Some(t)) => format!("{s} {t}"),
+        (Some(s), None) => s.to_string(),
+        (None, Some(t)) => t.to_string(),
+        (None, None) => l("job").unwrap_or("").to_string(),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -202,6 +270,15 @@ pub struct Silence {
     pub state: String,
 }
 
+/// A silence to create.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewSilence {
+    pub matchers: Vec<Matcher>,
+    pub seconds: u64,
+    pub comment: String,
+    pub created_by: String,
+}
+
 /// One source's recent health.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Health {
@@ -212,3 +289,16 @@ pub struct Health {
 
 /// One range query's result: series with their points.
 pub type RangeSeries = Vec<(Labels, Vec<(f64, f64)>)>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_parse_and_cycle() {
+        assert_eq!(Range::parse("1h"), Ok(Range::OneHour));
+        assert!(Range::parse("2h").is_err_and(|e| e.contains("5m, 1h, 6h")));
+        assert_eq!(Range::SixHours.next(), Range::FiveMinutes);
+        assert_eq!(Range::default().seconds(), 300.0);
+    }
+}

@@ -1,14 +1,22 @@
 //! What the user sees and asks for: the view stack, selection, filter, command line, popups.
 //! Keys change this state or become `Action`s (a fetcher command, a snapshot); nothing here
 //! does I/O, so every key path is unit-tested.
+//!
+//! `mod.rs` navigates (views, cursor, drill-in, back); `rows` is the one definition of the
+//! rows each view lists; `command` is the `:` line; `silence` the silence form and popups.
+
+mod command;
+mod rows;
+mod silence;
+
+pub use rows::{alerts, alerts_for_service, groups, partitions, pods, servers, services, silences};
+pub use silence::{SilenceField, SilenceForm, validate};
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-
-use crate::fetch::Command;
-use crate::fetch::alertmanager::NewSilence;
-use crate::model::{Alert, Matcher, Silence};
-use crate::store::{GroupRow, PartitionRow, PodRow, ServerRow, ServiceRow, Store, firing};
-use crate::ui::theme::Theme;
+use surge_client::fetch::Command;
+use surge_client::fetch::plan::Want;
+use surge_client::model::{Alert, Range, Silence};
+use surge_client::store::Store;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum View {
@@ -43,9 +51,6 @@ impl View {
     }
 }
 
-/// History ranges the views offer.
-pub const RANGES: [(f64, &str); 3] = [(300.0, "5m"), (3600.0, "1h"), (21_600.0, "6h")];
-
 /// Which list of the Alerts view has the cursor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AlertsFocus {
@@ -59,29 +64,6 @@ pub enum Input {
     Normal,
     Command(String),
     Filter(String),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SilenceField {
-    Matchers,
-    Duration,
-    Comment,
-    Author,
-}
-
-/// The silence form: matchers from the alert (each can be switched off), duration, comment.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SilenceForm {
-    pub alert: String,
-    pub matchers: Vec<(Matcher, bool)>,
-    pub cursor: usize,
-    pub duration: String,
-    pub comment: String,
-    pub author: String,
-    pub field: SilenceField,
-    /// Validated and waiting for `y`.
-    pub confirming: Option<NewSilence>,
-    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -114,9 +96,8 @@ pub struct App {
     pub input: Input,
     pub popup: Option<Popup>,
     pub readonly: bool,
-    pub range: usize,
+    pub range: Range,
     pub alerts_focus: AlertsFocus,
-    pub theme: Theme,
     /// A one-line message from the app itself (filter cleared, read-only refusal...).
     pub message: Option<String>,
     pub user: String,
@@ -133,94 +114,8 @@ fn slot(view: &View) -> usize {
     }
 }
 
-fn matches(filter: &str, fields: &[&str]) -> bool {
-    if filter.is_empty() {
-        return true;
-    }
-    let needle = filter.to_lowercase();
-    fields.iter().any(|f| f.to_lowercase().contains(&needle))
-}
-
-/// The rows each view lists, filtered: the one definition of "row N" for drawing and keys.
-pub fn services<'a>(store: &'a Store, filter: &str) -> Vec<&'a ServiceRow> {
-    store
-        .derived
-        .services
-        .iter()
-        .filter(|s| matches(filter, &[&s.namespace, &s.workload]))
-        .collect()
-}
-
-pub fn groups<'a>(store: &'a Store, filter: &str) -> Vec<&'a GroupRow> {
-    store
-        .derived
-        .groups
-        .iter()
-        .filter(|g| matches(filter, &[&g.group, &g.topic, &g.cluster, &g.state]))
-        .collect()
-}
-
-pub fn servers<'a>(store: &'a Store, filter: &str) -> Vec<&'a ServerRow> {
-    store
-        .derived
-        .servers
-        .iter()
-        .filter(|s| matches(filter, &[&s.target, &s.role]))
-        .collect()
-}
-
-pub fn alerts<'a>(store: &'a Store, filter: &str) -> Vec<&'a Alert> {
-    store
-        .derived
-        .alerts
-        .iter()
-        .filter(|a| {
-            let labels: Vec<&str> = a.labels.values().map(String::as_str).collect();
-            matches(
-                filter,
-                &[&[a.name.as_str(), &a.severity, &a.summary][..], &labels].concat(),
-            )
-        })
-        .collect()
-}
-
-pub fn silences<'a>(store: &'a Store, filter: &str) -> Vec<&'a Silence> {
-    store
-        .silences
-        .iter()
-        .filter(|s| s.state != "expired")
-        .filter(|s| {
-            let values: Vec<&str> = s.matchers.iter().map(|m| m.value.as_str()).collect();
-            matches(
-                filter,
-                &[&[s.comment.as_str(), &s.created_by][..], &values].concat(),
-            )
-        })
-        .collect()
-}
-
-pub fn pods(store: &Store, namespace: &str, workload: &str, filter: &str) -> Vec<PodRow> {
-    store
-        .pods(namespace, workload)
-        .into_iter()
-        .filter(|p| matches(filter, &[&p.pod]))
-        .collect()
-}
-
-pub fn partitions(store: &Store, group: &str, topic: &str, filter: &str) -> Vec<PartitionRow> {
-    store
-        .partitions(group, topic)
-        .into_iter()
-        .filter(|p| matches(filter, &[&p.partition]))
-        .collect()
-}
-
-/// Labels a silence should not pin by default: they change with the scrape target, not
-/// with the problem.
-const LOOSE_LABELS: [&str; 3] = ["instance", "job", "severity"];
-
 impl App {
-    pub fn new(theme: Theme, readonly: bool, user: &str) -> Self {
+    pub fn new(readonly: bool, user: &str) -> Self {
         App {
             view: View::Overview,
             back: Vec::new(),
@@ -229,16 +124,19 @@ impl App {
             input: Input::Normal,
             popup: None,
             readonly,
-            range: 0,
+            range: Range::default(),
             alerts_focus: AlertsFocus::Alerts,
-            theme,
             message: None,
             user: user.to_string(),
         }
     }
 
-    pub fn range_seconds(&self) -> f64 {
-        RANGES[self.range].0
+    /// What the fetchers should load for the views as they are now.
+    pub fn want(&self) -> Want {
+        Want {
+            partitions: self.wanted_partitions(),
+            range: self.range,
+        }
     }
 
     pub fn cursor(&self) -> usize {
@@ -344,7 +242,7 @@ impl App {
             KeyCode::Char('3') => return self.go(View::Postgres),
             KeyCode::Char('4') => return self.go(View::Alerts),
             KeyCode::Char('t') => {
-                self.range = (self.range + 1) % RANGES.len();
+                self.range = self.range.next();
                 return vec![Action::WantChanged];
             }
             KeyCode::Char('s') => return vec![Action::Snapshot { clipboard: false }],
@@ -391,98 +289,6 @@ impl App {
             _ => self.input = Input::Filter(text),
         }
         self.cursor[slot(&self.view)] = 0;
-    }
-
-    fn command_key(&mut self, mut text: String, key: KeyEvent, store: &Store) -> Vec<Action> {
-        match key.code {
-            KeyCode::Enter => self.run_command(text.trim(), store),
-            KeyCode::Esc => Vec::new(),
-            KeyCode::Backspace => {
-                if text.pop().is_some() {
-                    self.input = Input::Command(text);
-                }
-                Vec::new()
-            }
-            KeyCode::Tab => {
-                // Complete a view or service name.
-                if let Some(done) = complete(&text, store) {
-                    text = done;
-                }
-                self.input = Input::Command(text);
-                Vec::new()
-            }
-            KeyCode::Char(c) => {
-                text.push(c);
-                self.input = Input::Command(text);
-                Vec::new()
-            }
-            _ => {
-                self.input = Input::Command(text);
-                Vec::new()
-            }
-        }
-    }
-
-    /// `:kafka`, `:pg`, `:alerts`, `:overview`, `:svc NAME`, `:range 1h`, `:q`.
-    pub fn run_command(&mut self, text: &str, store: &Store) -> Vec<Action> {
-        let mut words = text.split_whitespace();
-        let verb = words.next().unwrap_or("");
-        let arg = words.next();
-        match (verb, arg) {
-            ("", _) => Vec::new(),
-            ("q" | "quit" | "q!", _) => vec![Action::Quit],
-            ("overview" | "o" | "home", _) => self.go(View::Overview),
-            ("kafka" | "k" | "lag", None) => self.go(View::Kafka),
-            ("kafka" | "k" | "lag", Some(group)) => {
-                let actions = self.go(View::Kafka);
-                self.filter = group.to_string();
-                actions
-            }
-            ("pg" | "postgres" | "db", _) => self.go(View::Postgres),
-            ("alerts" | "a", _) => self.go(View::Alerts),
-            ("svc" | "service" | "s", Some(name)) => {
-                let found = store
-                    .derived
-                    .services
-                    .iter()
-                    .find(|s| {
-                        s.workload == name || format!("{}/{}", s.namespace, s.workload) == name
-                    })
-                    .map(|s| (s.namespace.clone(), s.workload.clone()));
-                match found {
-                    Some((namespace, workload)) => self.go(View::Service {
-                        namespace,
-                        workload,
-                    }),
-                    None => {
-                        self.message = Some(format!("no service {name:?}"));
-                        Vec::new()
-                    }
-                }
-            }
-            ("svc" | "service" | "s", None) => self.go(View::Overview),
-            ("range", Some(r)) => match RANGES.iter().position(|(_, label)| *label == r) {
-                Some(i) => {
-                    self.range = i;
-                    vec![Action::WantChanged]
-                }
-                None => {
-                    self.message = Some(format!("range {r:?}: use 5m, 1h or 6h"));
-                    Vec::new()
-                }
-            },
-            ("snapshot", _) => vec![Action::Snapshot { clipboard: false }],
-            ("help" | "h", _) => {
-                self.popup = Some(Popup::Help);
-                Vec::new()
-            }
-            (other, _) => {
-                self.message = Some(format!(
-                    "unknown command :{other} (try :kafka :pg :alerts :svc NAME :range 1h)"
-                ));
-                Vec::new()
-            }
-        }
     }
 
     fn drill(&mut self, store: &Store) -> Vec<Action> {
@@ -568,236 +374,13 @@ impl App {
         ));
         Vec::new()
     }
-
-    fn open_silence(&mut self, store: &Store) -> Vec<Action> {
-        if self.readonly {
-            self.message =
-                Some("read-only: silences are disabled (started with --readonly)".into());
-            return Vec::new();
-        }
-        if self.alerts_focus != AlertsFocus::Alerts {
-            return Vec::new();
-        }
-        let Some(alert) = alerts(store, &self.filter)
-            .get(self.cursor())
-            .map(|a| (*a).clone())
-        else {
-            return Vec::new();
-        };
-        let matchers = alert
-            .labels
-            .iter()
-            .map(|(k, v)| {
-                let matcher = Matcher {
-                    name: k.clone(),
-                    value: v.clone(),
-                    is_regex: false,
-                    is_equal: true,
-                };
-                (matcher, !LOOSE_LABELS.contains(&k.as_str()))
-            })
-            .collect();
-        self.popup = Some(Popup::Silence(Box::new(SilenceForm {
-            alert: alert.name.clone(),
-            matchers,
-            cursor: 0,
-            duration: "2h".into(),
-            comment: String::new(),
-            author: self.user.clone(),
-            field: SilenceField::Comment,
-            confirming: None,
-            error: None,
-        })));
-        Vec::new()
-    }
-
-    fn ask_expire(&mut self, store: &Store) -> Vec<Action> {
-        if self.readonly {
-            self.message =
-                Some("read-only: silences are disabled (started with --readonly)".into());
-            return Vec::new();
-        }
-        if self.alerts_focus != AlertsFocus::Silences {
-            self.message = Some("Tab to the silences list, then e to expire one".into());
-            return Vec::new();
-        }
-        if let Some(silence) = silences(store, &self.filter).get(self.cursor()) {
-            self.popup = Some(Popup::ConfirmExpire((*silence).clone()));
-        }
-        Vec::new()
-    }
-
-    fn popup_key(&mut self, popup: Popup, key: KeyEvent) -> Vec<Action> {
-        match popup {
-            Popup::Help => {
-                if !matches!(
-                    key.code,
-                    KeyCode::Esc | KeyCode::Char('?' | 'q') | KeyCode::Enter
-                ) {
-                    self.popup = Some(Popup::Help);
-                }
-                Vec::new()
-            }
-            Popup::ConfirmExpire(silence) => match key.code {
-                KeyCode::Char('y' | 'Y') => vec![Action::Fetch(Command::ExpireSilence(silence.id))],
-                KeyCode::Char('n' | 'N') | KeyCode::Esc => Vec::new(),
-                _ => {
-                    self.popup = Some(Popup::ConfirmExpire(silence));
-                    Vec::new()
-                }
-            },
-            Popup::Silence(mut form) => {
-                if let Some(silence) = form.confirming.take() {
-                    return match key.code {
-                        KeyCode::Char('y' | 'Y') => {
-                            vec![Action::Fetch(Command::CreateSilence(silence))]
-                        }
-                        KeyCode::Esc => Vec::new(),
-                        _ => {
-                            // Back to editing.
-                            self.popup = Some(Popup::Silence(form));
-                            Vec::new()
-                        }
-                    };
-                }
-                match key.code {
-                    KeyCode::Esc => return Vec::new(),
-                    KeyCode::Tab | KeyCode::Down
-                        if form.field != SilenceField::Matchers || key.code == KeyCode::Tab =>
-                    {
-                        form.field = next_field(&form.field);
-                    }
-                    KeyCode::BackTab => form.field = prev_field(&form.field),
-                    KeyCode::Enter => match validate(&form) {
-                        Ok(silence) => {
-                            form.error = None;
-                            form.confirming = Some(silence);
-                        }
-                        Err(e) => form.error = Some(e),
-                    },
-                    code => edit_field(&mut form, code),
-                }
-                self.popup = Some(Popup::Silence(form));
-                Vec::new()
-            }
-        }
-    }
-}
-
-fn next_field(field: &SilenceField) -> SilenceField {
-    match field {
-        SilenceField::Matchers => SilenceField::Duration,
-        SilenceField::Duration => SilenceField::Comment,
-        SilenceField::Comment => SilenceField::Author,
-        SilenceField::Author => SilenceField::Matchers,
-    }
-}
-
-fn prev_field(field: &SilenceField) -> SilenceField {
-    match field {
-        SilenceField::Matchers => SilenceField::Author,
-        SilenceField::Duration => SilenceField::Matchers,
-        SilenceField::Comment => SilenceField::Duration,
-        SilenceField::Author => SilenceField::Comment,
-    }
-}
-
-fn edit_field(form: &mut SilenceForm, code: KeyCode) {
-    let text = match form.field {
-        SilenceField::Matchers => {
-            match code {
-                KeyCode::Up | KeyCode::Char('k') => form.cursor = form.cursor.saturating_sub(1),
-                KeyCode::Down | KeyCode::Char('j') => {
-                    form.cursor = (form.cursor + 1).min(form.matchers.len().saturating_sub(1))
-                }
-                KeyCode::Char(' ') => {
-                    if let Some((_, on)) = form.matchers.get_mut(form.cursor) {
-                        *on = !*on;
-                    }
-                }
-                _ => {}
-            }
-            return;
-        }
-        SilenceField::Duration => &mut form.duration,
-        SilenceField::Comment => &mut form.comment,
-        SilenceField::Author => &mut form.author,
-    };
-    match code {
-        KeyCode::Backspace => {
-            text.pop();
-        }
-        KeyCode::Char(c) if text.len() < 500 => text.push(c),
-        _ => {}
-    }
-}
-
-/// The form as a silence, or what is wrong with it.
-pub fn validate(form: &SilenceForm) -> Result<NewSilence, String> {
-    let matchers: Vec<Matcher> = form
-        .matchers
-        .iter()
-        .filter(|(_, on)| *on)
-        .map(|(m, _)| m.clone())
-        .collect();
-    if matchers.is_empty() {
-        return Err("switch on at least one matcher (space)".into());
-    }
-    let seconds = humantime::parse_duration(form.duration.trim())
-        .map_err(|e| format!("duration {:?}: {e}", form.duration))?
-        .as_secs();
-    if seconds < 60 {
-        return Err("duration: at least 1m".into());
-    }
-    if seconds > 30 * 86_400 {
-        return Err("duration: at most 30d".into());
-    }
-    if form.comment.trim().is_empty() {
-        return Err("comment: say why (it is what the next on-call reads)".into());
-    }
-    if form.author.trim().is_empty() {
-        return Err("created by: who silences this".into());
-    }
-    Ok(NewSilence {
-        matchers,
-        seconds,
-        comment: form.comment.trim().to_string(),
-        created_by: form.author.trim().to_string(),
-    })
-}
-
-/// Tab completion of the command line: view names, then service names after `svc `.
-fn complete(text: &str, store: &Store) -> Option<String> {
-    if let Some(prefix) = text.strip_prefix("svc ") {
-        let names: Vec<&str> = store
-            .derived
-            .services
-            .iter()
-            .map(|s| s.workload.as_str())
-            .filter(|w| w.starts_with(prefix))
-            .collect();
-        return (names.len() == 1).then(|| format!("svc {}", names[0]));
-    }
-    let verbs = [
-        "overview", "kafka", "pg", "alerts", "svc ", "range ", "snapshot", "help", "quit",
-    ];
-    let found: Vec<&&str> = verbs.iter().filter(|v| v.starts_with(text)).collect();
-    (found.len() == 1).then(|| found[0].to_string())
-}
-
-/// Firing, unmuted alerts about a service (for its detail view and the Overview).
-pub fn alerts_for_service<'a>(store: &'a Store, workload: &str) -> Vec<&'a Alert> {
-    firing(&store.derived.alerts)
-        .filter(|a| a.labels.get("workload").map(String::as_str) == Some(workload))
-        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{AlertState, Labels, Metrics};
-    use crate::store::Update;
-    use crate::ui::theme::ThemeName;
+    use surge_client::fetch::Update;
+    use surge_client::model::{AlertState, Labels, Metrics};
 
     fn key(code: KeyCode) -> KeyEvent {
         KeyEvent::new(code, KeyModifiers::NONE)
@@ -870,7 +453,7 @@ mod tests {
     }
 
     fn app() -> App {
-        App::new(Theme::new(ThemeName::Mono), false, "oncall")
+        App::new(false, "oncall")
     }
 
     #[test]
@@ -948,7 +531,7 @@ mod tests {
         );
         assert_eq!(app.wanted_partitions(), None);
         assert_eq!(typed(&mut app, &store, "t"), vec![Action::WantChanged]);
-        assert_eq!(app.range_seconds(), 3600.0);
+        assert_eq!(app.range, Range::OneHour);
     }
 
     #[test]
@@ -1000,7 +583,7 @@ mod tests {
     #[test]
     fn readonly_refuses_silences() {
         let store = store();
-        let mut app = App::new(Theme::new(ThemeName::Mono), true, "oncall");
+        let mut app = App::new(true, "oncall");
         typed(&mut app, &store, "4m");
         assert!(app.popup.is_none());
         assert!(

@@ -1,43 +1,15 @@
-//! Workload CPU utilization as the Kubernetes HPA controller computes it.
+//! Workload CPU utilization as the Kubernetes HPA controller computes it, and the series an
+//! HPA is exported as.
 //!
 //! The controller (`replica_calculator.go`, `GetResourceUtilizationRatio`) sums per-pod usage
 //! and per-pod requests in milli-cores over the pods it counts and divides the sums (a ratio
 //! of sums, not a mean of ratios), truncating to an integer percent:
-//! `utilization = (sum(usage_m) * 100) / sum(request_m)`. Both sources (Kubernetes and local
-//! processes) feed this one function so the number means the same everywhere.
+//! `utilization = (sum(usage_m) * 100) / sum(request_m)`. Every CPU source and the local
+//! autoscaler feed this one function so the number means the same everywhere.
 
-use crate::source::{Family, Labels, Sample};
-
-/// How the HPA treats a pod in a cycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PodState {
-    /// Ready with a metric: its usage and request enter the ratio.
-    Counted,
-    /// Pending, or unready by the controller's readiness rules: left out.
-    Unready,
-    /// No usage metric yet: left out.
-    MissingMetrics,
-    /// Being deleted or failed: the controller skips it entirely.
-    Excluded,
-}
-
-impl PodState {
-    pub fn label(self) -> &'static str {
-        match self {
-            PodState::Counted => "counted",
-            PodState::Unready => "unready",
-            PodState::MissingMetrics => "missing_metrics",
-            PodState::Excluded => "excluded",
-        }
-    }
-
-    pub const ALL: [PodState; 4] = [
-        PodState::Counted,
-        PodState::Unready,
-        PodState::MissingMetrics,
-        PodState::Excluded,
-    ];
-}
+use crate::catalogue::{hpa, workload};
+use crate::family::{Labels, Sample};
+use crate::state::PodState;
 
 /// One pod's inputs to the utilization.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,8 +31,16 @@ pub struct PodCpu {
 pub struct WorkloadCpu {
     /// `None` when no counted pod has a request (the HPA would have nothing to divide).
     pub utilization_ratio: Option<f64>,
+    /// Pods per state, in [`PodState::ALL`] order.
     pub pods_by_state: [u32; 4],
     pub pods_without_request: u32,
+}
+
+impl WorkloadCpu {
+    /// Pods the ratio was computed over.
+    pub fn counted(&self) -> u32 {
+        self.pods_by_state[0]
+    }
 }
 
 /// The HPA's ratio over `pods`.
@@ -91,46 +71,6 @@ pub fn workload_cpu(pods: &[PodCpu]) -> WorkloadCpu {
     out
 }
 
-pub static POD_CPU_USAGE: Family = Family::gauge(
-    "surge_pod_cpu_usage_cores",
-    Some("cores"),
-    "CPU usage of the pod (sum over its containers), in cores.",
-);
-pub static POD_CPU_REQUEST: Family = Family::gauge(
-    "surge_pod_cpu_request_cores",
-    Some("cores"),
-    "CPU request of the pod (sum over its containers), in cores. Absent if any container has no request.",
-);
-pub static POD_READY: Family = Family::gauge(
-    "surge_pod_ready",
-    None,
-    "1 if the pod is ready (Kubernetes Ready condition, or the process is running), else 0.",
-);
-pub static WORKLOAD_UTILIZATION: Family = Family::gauge(
-    "surge_workload_cpu_utilization_ratio",
-    Some("ratio"),
-    "CPU usage over CPU request of the workload as the HPA computes it: sum(usage)/sum(requests) over counted pods, truncated to whole percent.",
-);
-pub static WORKLOAD_PODS: Family = Family::gauge(
-    "surge_workload_pods",
-    None,
-    "Pods of the workload by how the HPA treats them (counted, unready, missing_metrics, excluded).",
-);
-pub static WORKLOAD_PODS_WITHOUT_REQUEST: Family = Family::gauge(
-    "surge_workload_pods_without_cpu_request",
-    None,
-    "Pods of the workload with a container lacking a CPU request; a real HPA cannot compute utilization while this is above 0.",
-);
-
-pub static CPU_FAMILIES: [&Family; 6] = [
-    &POD_CPU_USAGE,
-    &POD_CPU_REQUEST,
-    &POD_READY,
-    &WORKLOAD_UTILIZATION,
-    &WORKLOAD_PODS,
-    &WORKLOAD_PODS_WITHOUT_REQUEST,
-];
-
 /// The pod and workload series of one workload.
 pub fn workload_samples(namespace: &str, workload: &str, pods: &[PodCpu]) -> Vec<Sample> {
     let mut out = Vec::with_capacity(pods.len() * 3 + 6);
@@ -147,16 +87,16 @@ pub fn workload_samples(namespace: &str, workload: &str, pods: &[PodCpu]) -> Vec
             l
         };
         out.push(Sample::new(
-            &POD_READY,
+            &workload::POD_READY,
             labels(),
             f64::from(u8::from(pod.ready)),
         ));
         if let Some(usage) = pod.usage_cores {
-            out.push(Sample::new(&POD_CPU_USAGE, labels(), usage));
+            out.push(Sample::new(&workload::POD_CPU_USAGE, labels(), usage));
         }
         if let Some(request) = pod.request_millis {
             out.push(Sample::new(
-                &POD_CPU_REQUEST,
+                &workload::POD_CPU_REQUEST,
                 labels(),
                 request as f64 / 1000.0,
             ));
@@ -164,19 +104,77 @@ pub fn workload_samples(namespace: &str, workload: &str, pods: &[PodCpu]) -> Vec
     }
     let summary = workload_cpu(pods);
     if let Some(ratio) = summary.utilization_ratio {
-        out.push(Sample::new(&WORKLOAD_UTILIZATION, base(), ratio));
+        out.push(Sample::new(&workload::CPU_UTILIZATION, base(), ratio));
     }
     for (state, count) in PodState::ALL.iter().zip(summary.pods_by_state) {
         let mut l = base();
         l.push(("state", state.label().to_string()));
-        out.push(Sample::new(&WORKLOAD_PODS, l, f64::from(count)));
+        out.push(Sample::new(&workload::PODS, l, f64::from(count)));
     }
     out.push(Sample::new(
-        &WORKLOAD_PODS_WITHOUT_REQUEST,
+        &workload::PODS_WITHOUT_CPU_REQUEST,
         base(),
         f64::from(summary.pods_without_request),
     ));
     out
+}
+
+/// What one HPA says about itself: spec bounds, status, CPU target and conditions.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HpaStatus {
+    pub namespace: String,
+    pub hpa: String,
+    /// The scale target's name.
+    pub workload: String,
+    pub min: i32,
+    pub max: i32,
+    /// `None` before the controller wrote a status.
+    pub current: Option<i32>,
+    pub desired: Option<i32>,
+    /// CPU target as a ratio of requests, when the HPA has a CPU Utilization metric.
+    pub target_cpu: Option<f64>,
+    /// Utilization the controller last observed.
+    pub observed_cpu: Option<f64>,
+    pub scaling_limited: bool,
+    pub able_to_scale: bool,
+}
+
+impl HpaStatus {
+    /// The `surge_hpa_*` series of this HPA.
+    pub fn samples(&self, out: &mut Vec<Sample>) {
+        let labels = || -> Labels {
+            vec![
+                ("namespace", self.namespace.clone()),
+                ("hpa", self.hpa.clone()),
+                ("workload", self.workload.clone()),
+            ]
+        };
+        let flag = |b: bool| f64::from(u8::from(b));
+        out.push(Sample::new(&hpa::MIN, labels(), f64::from(self.min)));
+        out.push(Sample::new(&hpa::MAX, labels(), f64::from(self.max)));
+        if let Some(current) = self.current {
+            out.push(Sample::new(&hpa::CURRENT, labels(), f64::from(current)));
+        }
+        if let Some(desired) = self.desired {
+            out.push(Sample::new(&hpa::DESIRED, labels(), f64::from(desired)));
+        }
+        if let Some(target) = self.target_cpu {
+            out.push(Sample::new(&hpa::TARGET_CPU, labels(), target));
+        }
+        if let Some(observed) = self.observed_cpu {
+            out.push(Sample::new(&hpa::OBSERVED_CPU, labels(), observed));
+        }
+        out.push(Sample::new(
+            &hpa::SCALING_LIMITED,
+            labels(),
+            flag(self.scaling_limited),
+        ));
+        out.push(Sample::new(
+            &hpa::ABLE_TO_SCALE,
+            labels(),
+            flag(self.able_to_scale),
+        ));
+    }
 }
 
 #[cfg(test)]
@@ -223,6 +221,7 @@ mod tests {
         let w = workload_cpu(&pods);
         assert_eq!(w.utilization_ratio, Some(0.8));
         assert_eq!(w.pods_by_state, [2, 1, 1, 1]);
+        assert_eq!(w.counted(), 2);
         assert_eq!(w.pods_without_request, 1);
     }
 
@@ -234,7 +233,33 @@ mod tests {
         assert!(
             samples
                 .iter()
-                .all(|s| s.family.name != WORKLOAD_UTILIZATION.name)
+                .all(|s| s.family.name != workload::CPU_UTILIZATION.name)
+        );
+    }
+
+    #[test]
+    fn an_hpa_without_status_has_bounds_and_conditions_only() {
+        let mut out = Vec::new();
+        HpaStatus {
+            namespace: "shop".into(),
+            hpa: "payment".into(),
+            workload: "payment".into(),
+            min: 2,
+            max: 10,
+            target_cpu: Some(0.7),
+            ..HpaStatus::default()
+        }
+        .samples(&mut out);
+        let names: Vec<&str> = out.iter().map(|s| s.family.name).collect();
+        assert_eq!(
+            names,
+            [
+                "surge_hpa_min_replicas",
+                "surge_hpa_max_replicas",
+                "surge_hpa_target_cpu_utilization_ratio",
+                "surge_hpa_scaling_limited",
+                "surge_hpa_able_to_scale"
+            ]
         );
     }
 }

@@ -1,39 +1,14 @@
 //! Prometheus HTTP API: instant and range queries, alerts, rules. Parsing is separate from
 //! the requests so every shape of answer (good, error, garbage) is unit-tested.
 
+use std::time::Duration;
+
 use serde::Deserialize;
+use tokio::sync::{mpsc, watch};
 
-use super::{FetchError, get_body};
-use crate::model::{Alert, AlertState, Labels, Metrics, RangeSeries};
-
-/// The Overview, Kafka, PostgreSQL and health views in one instant query. Per-partition
-/// series are left out: they are fetched only for the partition drill-in.
-pub const OVERVIEW_QUERY: &str = "{__name__=~\"surge_(hpa_.*|workload_.*|pod_.*|postgres_.*|kafka_group_topic_.*|kafka_topic_.*|kafka_group_state|kafka_group_members|source_.*)\"}";
-
-/// The per-partition series of one group on one topic.
-pub fn partitions_query(cluster: &str, group: &str, topic: &str) -> String {
-    let (c, g, t) = (quote(cluster), quote(group), quote(topic));
-    format!(
-        "{{__name__=~\"surge_kafka_group_(lag|committed_offset|has_commit)\",cluster={c},group={g},topic={t}}} \
-         or surge_kafka_partition_log_end_offset{{cluster={c},topic={t}}}"
-    )
-}
-
-/// A PromQL string literal.
-pub fn quote(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 2);
-    out.push('"');
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
+use super::plan::{OVERVIEW_QUERY, Request, Want, every, partitions_query, plan, range_query};
+use super::{FetchError, Update, get_body, now, ticker};
+use crate::model::{Alert, AlertState, Labels, Metrics, Range, RangeSeries};
 
 #[derive(Debug, Clone)]
 pub struct Prometheus {
@@ -331,6 +306,115 @@ fn cpu_threshold(query: &str) -> Option<f64> {
         .filter(|v: &f64| v.is_finite() && *v > 0.0)
 }
 
+/// The Prometheus fetcher: one refresh at a time, instant data first and history after, the
+/// requests of each refresh chosen by [`plan`] within the budget.
+pub async fn run(
+    source: Prometheus,
+    refresh: Duration,
+    updates: mpsc::Sender<Update>,
+    mut want: watch::Receiver<Want>,
+) {
+    let history_every = every(Duration::from_secs(15), refresh);
+    let rules_every = every(Duration::from_secs(60), refresh);
+    let mut interval = ticker(refresh);
+    let mut last_range = None;
+    let mut n: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            changed = want.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
+        let wanted = want.borrow_and_update().clone();
+        let range_changed = last_range.is_some_and(|r| r != wanted.range);
+        last_range = Some(wanted.range);
+        let requests = plan(n, &wanted, history_every, rules_every, range_changed);
+        n += 1;
+        // Instant data goes out as soon as it is in; history (slower, larger) follows.
+        let (instant, history): (Vec<Request>, Vec<Request>) = requests
+            .into_iter()
+            .partition(|r| !matches!(r, Request::Range(_)));
+        let send = |batch: Vec<Request>| {
+            let source = &source;
+            let updates = &updates;
+            async move {
+                if batch.is_empty() {
+                    return true;
+                }
+                let results = futures::future::join_all(
+                    batch.iter().map(|r| request(source, r, wanted.range)),
+                )
+                .await;
+                let mut good = Vec::new();
+                let mut failure = None;
+                for result in results {
+                    match result {
+                        Ok(update) => good.push(update),
+                        Err(e) => failure = failure.or(Some(e)),
+                    }
+                }
+                if let Some(e) = failure {
+                    good.push(Update::Failed {
+                        source: "prometheus".into(),
+                        error: e.to_string(),
+                    });
+                }
+                updates.send(Update::Batch(good)).await.is_ok()
+            }
+        };
+        let (a, b) = tokio::join!(send(instant), send(history));
+        if !(a && b) {
+            return;
+        }
+    }
+}
+
+async fn request(
+    source: &Prometheus,
+    request: &Request,
+    range: Range,
+) -> Result<Update, FetchError> {
+    let at = now();
+    Ok(match request {
+        Request::Overview => Update::Metrics {
+            source: "prometheus".into(),
+            metrics: source.instant(&OVERVIEW_QUERY).await?,
+            at,
+        },
+        Request::Partitions(c, g, t) => Update::Metrics {
+            source: "prometheus/partitions".into(),
+            metrics: source.instant(&partitions_query(c, g, t)).await?,
+            at,
+        },
+        Request::Alerts => Update::Alerts {
+            source: "prometheus".into(),
+            alerts: source.alerts().await?,
+        },
+        Request::Rules => {
+            let rules = source.rules().await?;
+            Update::Thresholds {
+                cpu_alert: rules.cpu_alert,
+                rules: rules.rules,
+                unhealthy: rules.unhealthy,
+            }
+        }
+        Request::Range(metric) => {
+            let range = range.seconds();
+            // About 150 points across the range: enough for any sparkline width.
+            let step = (range / 150.0).max(1.0);
+            Update::History {
+                metric: metric.clone(),
+                series: source
+                    .range(&range_query(metric), at - range, at, step)
+                    .await?,
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,12 +505,5 @@ mod tests {
             }
         );
         Ok(())
-    }
-
-    #[test]
-    fn promql_strings_are_escaped() {
-        assert_eq!(quote(r#"a"b\c"#), r#""a\"b\\c""#);
-        let q = partitions_query("shop", "pay\"ment", "order-placed");
-        assert!(q.contains(r#"group="pay\"ment""#), "{q}");
     }
 }

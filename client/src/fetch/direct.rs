@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::{FetchError, describe, exposition, now, ticker};
-use crate::store::Update;
+use super::{FetchError, Update, describe, exposition, now, ticker};
 
 #[derive(Debug, Clone)]
 pub struct Exporter {
@@ -54,9 +53,18 @@ impl Exporter {
     }
 }
 
+/// The URL with a scheme (`host:port` → `http://host:port`).
+pub fn with_scheme(url: &str) -> String {
+    if url.contains("://") {
+        url.to_string()
+    } else {
+        format!("http://{url}")
+    }
+}
+
 /// The scrape URL: a scheme added when missing, `/metrics` when no path is given.
 pub fn metrics_url(url: &str) -> String {
-    let with_scheme = crate::config::with_scheme(url);
+    let with_scheme = with_scheme(url);
     let path_given = with_scheme
         .split("://")
         .nth(1)
@@ -70,7 +78,7 @@ pub fn metrics_url(url: &str) -> String {
 
 /// How the panel names an exporter: `exporter HOST:PORT`.
 pub fn source_name(url: &str) -> String {
-    let with_scheme = crate::config::with_scheme(url);
+    let with_scheme = with_scheme(url);
     let authority = with_scheme
         .split("://")
         .nth(1)
@@ -81,6 +89,7 @@ pub fn source_name(url: &str) -> String {
     format!("exporter {authority}")
 }
 
+/// The direct-mode fetcher of one exporter: a scrape every refresh.
 pub async fn run(exporter: Exporter, refresh: Duration, updates: mpsc::Sender<Update>) {
     let mut interval = ticker(refresh);
     let mut warned = false;

@@ -1,0 +1,11 @@
+//! `surge-client`: everything the panel knows, without a terminal. Data flows one way:
+//! fetchers ([`fetch`], one per source, each with its own loop) → [`fetch::Update`]s down a
+//! channel → the [`store`] absorbs them and derives the rows each view shows. [`model`] is
+//! the plain data in between. The panel (`surge-tui`) draws from the store; tests and drills
+//! query Prometheus and Alertmanager through the same code.
+
+pub mod fetch;
+pub mod model;
+pub mod store;
+
+pub use fetch::plan::queries;

@@ -1,0 +1,383 @@
+//! The state store: the latest data from every source, its history, and the rows the views
+//! show, derived once per update. Plain data: unit-tested without a terminal or a network.
+//!
+//! `mod.rs` absorbs updates and knows each source's health; `rows` derives what each view
+//! lists; `alerts` merges and orders alerts; `forecast` projects time to max replicas.
+
+mod alerts;
+mod forecast;
+mod rows;
+
+pub use alerts::{WATCHDOG, firing, merge_alerts, timeline_key};
+pub use forecast::{FORECAST_WINDOW, Forecast, counter_rate, time_to_max};
+pub use rows::{GroupRow, PartitionRow, PodRow, Role, ServerRow, ServiceRow, SlotRow, StandbyRow};
+
+use std::collections::BTreeMap;
+
+use surge_metrics::Family;
+use surge_metrics::catalogue::exporter;
+
+use crate::fetch::Update;
+use crate::fetch::plan::{ALERTS, HISTORY};
+use crate::model::{Alert, AlertState, Health, History, Metrics, Range, Silence};
+
+/// A source (Prometheus, Alertmanager, an exporter) and whether its data is current.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceRow {
+    pub name: String,
+    pub health: Health,
+    /// Seconds since the last good fetch.
+    pub age: Option<f64>,
+    pub stale: bool,
+}
+
+/// Everything the views show, derived from the raw data.
+#[derive(Debug, Clone, Default)]
+pub struct Derived {
+    pub services: Vec<ServiceRow>,
+    pub groups: Vec<GroupRow>,
+    pub servers: Vec<ServerRow>,
+    pub standbys: Vec<StandbyRow>,
+    pub slots: Vec<SlotRow>,
+    pub alerts: Vec<Alert>,
+    /// The Watchdog alert is firing: alerting works end to end (to where we read it).
+    pub watchdog: bool,
+}
+
+/// The CPU alert line when Prometheus' rules do not say (alerts/rules.yml: ServiceCPUHigh).
+pub const DEFAULT_CPU_ALERT: f64 = 0.85;
+
+#[derive(Debug, Default)]
+pub struct Store {
+    /// Every source's latest instant values, side by side.
+    pub metrics: Metrics,
+    by_source: BTreeMap<String, Metrics>,
+    pub history: History,
+    pub prometheus_alerts: Vec<Alert>,
+    pub alertmanager_alerts: Vec<Alert>,
+    pub silences: Vec<Silence>,
+    pub health: BTreeMap<String, Health>,
+    pub notice: Option<String>,
+    /// Unix seconds of the last data received.
+    pub last_update: Option<f64>,
+    pub derived: Derived,
+    /// Kafka group names that belong to a service, beyond the same-name default.
+    pub service_groups: BTreeMap<String, Vec<String>>,
+    /// A source is stale after this many seconds without a good fetch.
+    pub stale_after: f64,
+    /// Utilization at which ServiceCPUHigh fires, from the loaded rules when known.
+    pub cpu_alert: Option<f64>,
+    /// Rules loaded in Prometheus, and how many failed their last evaluation.
+    pub rules: Option<(usize, usize)>,
+    /// History the sparklines show.
+    pub range: Range,
+    /// Prometheus gave the alert timeline (`ALERTS`); stop recording our own sightings.
+    alert_history_from_prometheus: bool,
+}
+
+impl Store {
+    pub fn new(stale_after: f64) -> Self {
+        Store {
+            stale_after,
+            ..Default::default()
+        }
+    }
+
+    /// Apply one update at `now`, then rebuild the derived rows.
+    pub fn apply(&mut self, update: Update, now: f64) {
+        self.absorb(update, now);
+        self.history.trim(now - Range::SixHours.seconds());
+        self.rebuild(now);
+    }
+
+    /// Apply every update, rebuilding once.
+    pub fn apply_all(&mut self, updates: Vec<Update>, now: f64) {
+        for update in updates {
+            self.absorb(update, now);
+        }
+        self.history.trim(now - Range::SixHours.seconds());
+        self.rebuild(now);
+    }
+
+    fn absorb(&mut self, update: Update, now: f64) {
+        match update {
+            Update::Batch(updates) => {
+                for update in updates {
+                    self.absorb(update, now);
+                }
+            }
+            Update::Metrics {
+                source,
+                metrics,
+                at,
+            } => {
+                for family in HISTORY {
+                    let name = family.exposed;
+                    for point in metrics.points(name) {
+                        self.history.push(
+                            (name.to_string(), point.labels.clone()),
+                            at,
+                            point.value,
+                        );
+                    }
+                }
+                self.by_source.insert(source.clone(), metrics);
+                self.metrics = Metrics::default();
+                for m in self.by_source.values() {
+                    self.metrics.append(m);
+                }
+                let base = source.split('/').next().unwrap_or_default().to_string();
+                self.health.insert(
+                    base,
+                    Health {
+                        last_ok: Some(at),
+                        error: None,
+                    },
+                );
+                self.last_update = Some(at);
+            }
+            Update::Thresholds {
+                cpu_alert,
+                rules,
+                unhealthy,
+            } => {
+                self.cpu_alert = cpu_alert;
+                self.rules = Some((rules, unhealthy));
+            }
+            Update::History { metric, series } => {
+                if metric == ALERTS {
+                    self.alert_history_from_prometheus = true;
+                }
+                self.history.replace_metric(&metric, series);
+            }
+            Update::Alerts { source, alerts } => {
+                // What was seen firing, for the timeline when Prometheus cannot give its own.
+                if !self.alert_history_from_prometheus {
+                    for a in alerts.iter().filter(|a| a.state == AlertState::Firing) {
+                        self.history
+                            .push((ALERTS.to_string(), timeline_key(a)), now, 1.0);
+                    }
+                }
+                if source == "alertmanager" {
+                    self.alertmanager_alerts = alerts;
+                } else {
+                    self.prometheus_alerts = alerts;
+                }
+                self.health.insert(
+                    source,
+                    Health {
+                        last_ok: Some(now),
+                        error: None,
+                    },
+                );
+            }
+            Update::Silences(silences) => self.silences = silences,
+            Update::Failed { source, error } => {
+                let entry = self.health.entry(source).or_default();
+                entry.error = Some(error);
+            }
+            Update::Notice(text) => self.notice = Some(text),
+        }
+    }
+
+    /// Sources with their age; stale when failing or silent for too long.
+    pub fn sources(&self, now: f64) -> Vec<SourceRow> {
+        self.health
+            .iter()
+            .map(|(name, health)| {
+                let age = health.last_ok.map(|t| (now - t).max(0.0));
+                SourceRow {
+                    name: name.clone(),
+                    health: health.clone(),
+                    age,
+                    stale: health.error.is_some() || age.is_none_or(|a| a > self.stale_after),
+                }
+            })
+            .collect()
+    }
+
+    /// Age of the freshest data carrying `metric`, and whether that source is stale.
+    pub fn age_of(&self, family: &Family, now: f64) -> Option<(f64, bool)> {
+        self.by_source
+            .iter()
+            .filter(|(_, m)| !m.points(family.exposed).is_empty())
+            .filter_map(|(source, _)| {
+                let health = self.health.get(source.split('/').next()?)?;
+                let age = (now - health.last_ok?).max(0.0);
+                Some((age, health.error.is_some() || age > self.stale_after))
+            })
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+    }
+
+    /// Age of the alerts shown: Alertmanager's when configured, else Prometheus'.
+    pub fn alerts_age(&self, now: f64) -> Option<(f64, bool)> {
+        ["alertmanager", "prometheus"].iter().find_map(|s| {
+            let health = self.health.get(*s)?;
+            let age = (now - health.last_ok?).max(0.0);
+            Some((age, health.error.is_some() || age > self.stale_after))
+        })
+    }
+
+    /// surge-exporter targets that report themselves down: (source, target, seconds since
+    /// their last success). Their series are missing, not zero.
+    pub fn exporter_targets_down(&self, now: f64) -> Vec<(String, String, Option<f64>)> {
+        self.metrics
+            .points(exporter::SOURCE_UP.exposed)
+            .iter()
+            .filter(|p| p.value < 1.0)
+            .map(|p| {
+                let (source, target) = (p.label("source"), p.label("target"));
+                let last = self
+                    .metrics
+                    .value(
+                        exporter::SOURCE_LAST_SUCCESS.exposed,
+                        &[("source", source), ("target", target)],
+                    )
+                    .filter(|t| *t > 0.0)
+                    .map(|t| (now - t).max(0.0));
+                (source.to_string(), target.to_string(), last)
+            })
+            .collect()
+    }
+
+    /// Show `range` of history.
+    pub fn set_range(&mut self, range: Range, now: f64) {
+        self.range = range;
+        self.rebuild(now);
+    }
+
+    /// Rebuild the rows (for a new `now` without new data, e.g. ages).
+    pub fn rebuild(&mut self, now: f64) {
+        let range = self.range.seconds();
+        let groups = self.groups(range, now);
+        let servers = self.servers(range, now);
+        let worst_replica = servers
+            .iter()
+            .filter(|s| s.role == Role::Replica)
+            .filter_map(|s| s.replay_lag_seconds)
+            .fold(None, |acc: Option<f64>, v| {
+                Some(acc.map_or(v, |a| a.max(v)))
+            });
+        let services = self.services(range, &groups, worst_replica, now);
+        let standbys = self.standbys(range, now);
+        let slots = self.slots();
+        let (alerts, watchdog) = alerts::shown(&self.prometheus_alerts, &self.alertmanager_alerts);
+        self.derived = Derived {
+            services,
+            groups,
+            servers,
+            standbys,
+            slots,
+            alerts,
+            watchdog,
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Labels;
+    use surge_metrics::catalogue::{hpa, kafka, postgres, workload};
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect()
+    }
+
+    fn shop_metrics() -> Metrics {
+        let mut m = Metrics::default();
+        let w = labels(&[("namespace", "shop"), ("workload", "payment")]);
+        let hpa = labels(&[
+            ("namespace", "shop"),
+            ("workload", "payment"),
+            ("hpa", "payment"),
+        ]);
+        m.insert(workload::CPU_UTILIZATION.exposed, w.clone(), 0.9);
+        m.insert(hpa::CURRENT.exposed, hpa.clone(), 10.0);
+        m.insert(hpa::MAX.exposed, hpa.clone(), 10.0);
+        m.insert(hpa::TARGET_CPU.exposed, hpa, 0.7);
+        let gt = labels(&[
+            ("cluster", "shop"),
+            ("group", "payment"),
+            ("topic", "order-placed"),
+        ]);
+        m.insert(kafka::TOPIC_LAG.exposed, gt.clone(), 1500.0);
+        let mut st = gt.clone();
+        st.insert("state".into(), "draining".into());
+        m.insert(kafka::LAG_STATE.exposed, st, 1.0);
+        m.insert(kafka::DRAIN_ETA.exposed, gt, 120.0);
+        m.insert(
+            postgres::IS_REPLICA.exposed,
+            labels(&[("target", "replica1")]),
+            1.0,
+        );
+        m.insert(
+            postgres::REPLAY_LAG_SECONDS.exposed,
+            labels(&[("target", "replica1")]),
+            4.0,
+        );
+        m
+    }
+
+    #[test]
+    fn services_join_hpa_cpu_kafka_and_db() {
+        let mut store = Store::new(30.0);
+        store.apply(
+            Update::Metrics {
+                source: "prometheus".into(),
+                metrics: shop_metrics(),
+                at: 100.0,
+            },
+            100.0,
+        );
+        let s = &store.derived.services[0];
+        assert_eq!(
+            (s.workload.as_str(), s.headroom, s.saturated),
+            ("payment", Some(0.0), true)
+        );
+        let k = s.kafka.as_ref().map(|k| (k.state_label(), k.lag, k.eta));
+        assert_eq!(k, Some(("draining", Some(1500.0), Some(120.0))));
+        assert_eq!(s.db_lag_seconds, Some(4.0));
+        assert_eq!(s.forecast, Forecast::Now);
+        assert_eq!(store.derived.servers[0].role, Role::Replica);
+    }
+
+    #[test]
+    fn failures_keep_data_and_mark_the_source_stale() {
+        let mut store = Store::new(30.0);
+        store.apply(
+            Update::Metrics {
+                source: "prometheus".into(),
+                metrics: shop_metrics(),
+                at: 100.0,
+            },
+            100.0,
+        );
+        store.apply(
+            Update::Failed {
+                source: "prometheus".into(),
+                error: "connection refused".into(),
+            },
+            110.0,
+        );
+        assert_eq!(store.derived.services.len(), 1, "last data kept");
+        let sources = store.sources(110.0);
+        assert!(sources[0].stale);
+        assert_eq!(sources[0].age, Some(10.0));
+        // Silent for longer than stale_after also counts.
+        let mut quiet = Store::new(30.0);
+        quiet.apply(
+            Update::Metrics {
+                source: "x".into(),
+                metrics: Metrics::default(),
+                at: 0.0,
+            },
+            0.0,
+        );
+        assert!(quiet.sources(31.0)[0].stale);
+        assert!(!quiet.sources(29.0)[0].stale);
+    }
+}

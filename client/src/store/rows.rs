@@ -1,0 +1,497 @@
+//! The rows each view lists, derived from the latest instant values and history: services
+//! (HPA × CPU × Kafka × replicas), consumer groups, PostgreSQL servers, standbys and slots,
+//! and on demand a workload's pods and a group's partitions.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use surge_metrics::state::{GroupState, LagState};
+use surge_metrics::{Family, catalogue};
+
+use super::Store;
+use super::forecast::{FORECAST_WINDOW, Forecast, time_to_max};
+use crate::model::{Labels, Point};
+
+/// One row of the Overview: a scaled service.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ServiceRow {
+    pub namespace: String,
+    pub workload: String,
+    pub current: Option<f64>,
+    pub desired: Option<f64>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub cpu: Option<f64>,
+    pub target: Option<f64>,
+    pub cpu_history: Vec<(f64, f64)>,
+    pub scaling_limited: bool,
+    pub able_to_scale: Option<bool>,
+    /// Replicas left before max.
+    pub headroom: Option<f64>,
+    /// At max replicas and above target: cannot scale further.
+    pub saturated: bool,
+    pub kafka: Option<GroupRow>,
+    pub db_lag_seconds: Option<f64>,
+    pub pods_without_request: f64,
+    pub forecast: Forecast,
+}
+
+/// A consumer group on a topic.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GroupRow {
+    pub cluster: String,
+    pub group: String,
+    pub topic: String,
+    pub lag: Option<f64>,
+    pub lag_seconds: Option<f64>,
+    pub lower_bound: bool,
+    /// The exporter's lag state; `None` when it did not say (or said something unknown).
+    pub state: Option<LagState>,
+    pub consume_rate: Option<f64>,
+    pub produce_rate: Option<f64>,
+    pub eta: Option<f64>,
+    pub members: Option<f64>,
+    pub group_state: Option<GroupState>,
+    pub history: Vec<(f64, f64)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PartitionRow {
+    pub partition: String,
+    pub committed: Option<f64>,
+    pub log_end: Option<f64>,
+    pub lag: Option<f64>,
+    pub has_commit: bool,
+}
+
+impl GroupRow {
+    /// The lag state as shown: its label, or `unknown`.
+    pub fn state_label(&self) -> &'static str {
+        self.state.map_or("unknown", LagState::label)
+    }
+}
+
+/// What a PostgreSQL server is, as surge-exporter last saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Role {
+    Primary,
+    Replica,
+    /// Its target is down (or has not reported a role).
+    #[default]
+    Down,
+}
+
+impl Role {
+    pub fn label(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Replica => "replica",
+            Role::Down => "down",
+        }
+    }
+}
+
+/// A PostgreSQL server as surge-exporter sees it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ServerRow {
+    pub target: String,
+    pub role: Role,
+    pub receiver_streaming: Option<bool>,
+    pub replay_lag_seconds: Option<f64>,
+    pub replay_lag_bytes: Option<f64>,
+    pub receive_lag_bytes: Option<f64>,
+    pub paused: bool,
+    pub history: Vec<(f64, f64)>,
+}
+
+/// A standby as its primary sees it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StandbyRow {
+    pub primary: String,
+    pub replica: String,
+    pub streaming: bool,
+    pub lag_bytes: Option<f64>,
+    pub replay_seconds: Option<f64>,
+    pub history: Vec<(f64, f64)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SlotRow {
+    pub target: String,
+    pub slot: String,
+    pub active: bool,
+    pub retained_bytes: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PodRow {
+    pub pod: String,
+    pub ready: bool,
+    pub cpu_cores: Option<f64>,
+    pub request_cores: Option<f64>,
+}
+
+/// Whether `labels` carry every `(name, value)` of `want`.
+fn has_labels(labels: &Labels, want: &[(&str, &str)]) -> bool {
+    want.iter()
+        .all(|(k, v)| labels.get(*k).map(String::as_str) == Some(*v))
+}
+
+impl Store {
+    /// Pods of one workload (service detail).
+    pub fn pods(&self, namespace: &str, workload: &str) -> Vec<PodRow> {
+        use catalogue::workload::{POD_CPU_REQUEST, POD_CPU_USAGE, POD_READY};
+        let want = [("namespace", namespace), ("workload", workload)];
+        let mut rows: BTreeMap<String, PodRow> = BTreeMap::new();
+        for family in [&POD_READY, &POD_CPU_USAGE, &POD_CPU_REQUEST] {
+            for p in self.metrics.points(family.exposed) {
+                let Some(pod) = p.labels.get("pod").filter(|_| has_labels(&p.labels, &want)) else {
+                    continue;
+                };
+                let row = rows.entry(pod.clone()).or_default();
+                row.pod = pod.clone();
+                if family.name == POD_READY.name {
+                    row.ready = p.value >= 1.0;
+                } else if family.name == POD_CPU_USAGE.name {
+                    row.cpu_cores = Some(p.value);
+                } else {
+                    row.request_cores = Some(p.value);
+                }
+            }
+        }
+        rows.into_values().collect()
+    }
+
+    /// Partitions of one group on one topic (Kafka drill-in).
+    pub fn partitions(&self, group: &str, topic: &str) -> Vec<PartitionRow> {
+        use catalogue::kafka::{COMMITTED, HAS_COMMIT, LAG, LOG_END};
+        let want = [("group", group), ("topic", topic)];
+        let mut rows: BTreeMap<i64, PartitionRow> = BTreeMap::new();
+        for family in [&HAS_COMMIT, &COMMITTED, &LAG] {
+            for p in self.metrics.points(family.exposed) {
+                let Some(partition) = p
+                    .labels
+                    .get("partition")
+                    .filter(|_| has_labels(&p.labels, &want))
+                else {
+                    continue;
+                };
+                let n = partition.parse().unwrap_or(i64::MAX);
+                let row = rows.entry(n).or_default();
+                row.partition = partition.clone();
+                if family.name == HAS_COMMIT.name {
+                    row.has_commit = p.value >= 1.0;
+                } else if family.name == COMMITTED.name {
+                    row.committed = Some(p.value);
+                } else {
+                    row.lag = Some(p.value);
+                }
+                row.log_end = self.metrics.value(
+                    LOG_END.exposed,
+                    &[("topic", topic), ("partition", partition)],
+                );
+            }
+        }
+        rows.into_values().collect()
+    }
+
+    pub(super) fn services(
+        &self,
+        range: f64,
+        groups: &[GroupRow],
+        db_lag: Option<f64>,
+        now: f64,
+    ) -> Vec<ServiceRow> {
+        use catalogue::hpa::{
+            ABLE_TO_SCALE, CURRENT, DESIRED, MAX, MIN, SCALING_LIMITED, TARGET_CPU,
+        };
+        use catalogue::workload::{CPU_UTILIZATION, PODS_WITHOUT_CPU_REQUEST};
+        let mut keys: BTreeSet<(String, String)> = BTreeSet::new();
+        for family in [&CURRENT, &CPU_UTILIZATION] {
+            for p in self.metrics.points(family.exposed) {
+                if let (Some(ns), Some(w)) = (p.labels.get("namespace"), p.labels.get("workload")) {
+                    keys.insert((ns.clone(), w.clone()));
+                }
+            }
+        }
+        keys.into_iter()
+            .map(|(namespace, workload)| {
+                let want = [
+                    ("namespace", namespace.as_str()),
+                    ("workload", workload.as_str()),
+                ];
+                let get = |f: &Family| self.metrics.value(f.exposed, &want);
+                let cpu_point = self.metrics.point(CPU_UTILIZATION.exposed, &want);
+                let cpu = cpu_point.map(|p| p.value);
+                let (current, max, target) = (get(&CURRENT), get(&MAX), get(&TARGET_CPU));
+                let cpu_history = cpu_point
+                    .map(|p| {
+                        self.history
+                            .since(CPU_UTILIZATION.exposed, &p.labels, now - range)
+                    })
+                    .unwrap_or_default();
+                let headroom = current.zip(max).map(|(c, m)| (m - c).max(0.0));
+                let saturated =
+                    headroom == Some(0.0) && cpu.zip(target).is_some_and(|(c, t)| c > t);
+                let service_groups = self
+                    .service_groups
+                    .get(&workload)
+                    .cloned()
+                    .unwrap_or_else(|| vec![workload.clone()]);
+                // The service's most lagging group-topic.
+                let kafka = groups
+                    .iter()
+                    .filter(|g| service_groups.contains(&g.group))
+                    .max_by(|a, b| a.lag.unwrap_or(0.0).total_cmp(&b.lag.unwrap_or(0.0)))
+                    .cloned();
+                let demand = cpu_point
+                    .map(|p| self.demand_history(&p.labels, &want, now - FORECAST_WINDOW))
+                    .unwrap_or_default();
+                ServiceRow {
+                    current,
+                    desired: get(&DESIRED),
+                    min: get(&MIN),
+                    max,
+                    cpu,
+                    target,
+                    cpu_history,
+                    scaling_limited: get(&SCALING_LIMITED).is_some_and(|v| v >= 1.0),
+                    able_to_scale: get(&ABLE_TO_SCALE).map(|v| v >= 1.0),
+                    headroom,
+                    saturated,
+                    kafka,
+                    db_lag_seconds: db_lag,
+                    pods_without_request: get(&PODS_WITHOUT_CPU_REQUEST).unwrap_or(0.0),
+                    forecast: match (max, target) {
+                        (Some(m), Some(t)) => time_to_max(&demand, m, t),
+                        _ => Forecast::Unknown,
+                    },
+                    namespace,
+                    workload,
+                }
+            })
+            .collect()
+    }
+
+    /// CPU demand over time in "pods at 100% of request": utilization × replicas.
+    fn demand_history(
+        &self,
+        cpu_labels: &Labels,
+        want: &[(&str, &str)],
+        since: f64,
+    ) -> Vec<(f64, f64)> {
+        let cpu = self
+            .history
+            .get(catalogue::workload::CPU_UTILIZATION.exposed, cpu_labels);
+        // HPA series carry an `hpa` label (and more): find the one for this workload.
+        let replicas = self
+            .metrics
+            .point(catalogue::hpa::CURRENT.exposed, want)
+            .and_then(|p| self.history.get(catalogue::hpa::CURRENT.exposed, &p.labels));
+        let (Some(cpu), Some(replicas)) = (cpu, replicas) else {
+            return Vec::new();
+        };
+        cpu.iter()
+            .filter(|(t, _)| *t >= since)
+            .filter_map(|(t, u)| {
+                // The replica count in effect at t: the last one recorded at or before it.
+                let r = replicas
+                    .iter()
+                    .take_while(|(rt, _)| rt <= t)
+                    .last()
+                    .map(|(_, r)| *r)?;
+                Some((*t, u * r))
+            })
+            .collect()
+    }
+
+    pub(super) fn groups(&self, range: f64, now: f64) -> Vec<GroupRow> {
+        const GTOPIC: [&str; 3] = ["cluster", "group", "topic"];
+        // One pass per metric, then joins by key: 200 groups cost 200 lookups, not 200 scans.
+        let m = &self.metrics;
+        let lag_seconds = m.index(catalogue::kafka::LAG_SECONDS.exposed, &GTOPIC);
+        let lower_bound = m.index(catalogue::kafka::LAG_SECONDS_LOWER_BOUND.exposed, &GTOPIC);
+        let consume = m.index(catalogue::kafka::CONSUME_RATE.exposed, &GTOPIC);
+        let eta = m.index(catalogue::kafka::DRAIN_ETA.exposed, &GTOPIC);
+        let produce = m.index(
+            catalogue::kafka::PRODUCE_RATE.exposed,
+            &["cluster", "topic"],
+        );
+        let members = m.index(catalogue::kafka::MEMBERS.exposed, &["cluster", "group"]);
+        let mut states: HashMap<Vec<&str>, LagState> = HashMap::new();
+        for p in m
+            .points(catalogue::kafka::LAG_STATE.exposed)
+            .iter()
+            .filter(|p| p.value >= 1.0)
+        {
+            if let (Some(c), Some(g), Some(t), Some(s)) = (
+                p.labels.get("cluster"),
+                p.labels.get("group"),
+                p.labels.get("topic"),
+                p.labels.get("state"),
+            ) {
+                if let Some(state) = LagState::from_label(s) {
+                    states.insert(vec![c.as_str(), g.as_str(), t.as_str()], state);
+                }
+            }
+        }
+        let mut group_states: HashMap<Vec<&str>, GroupState> = HashMap::new();
+        for p in m
+            .points(catalogue::kafka::GROUP_STATE.exposed)
+            .iter()
+            .filter(|p| p.value >= 1.0)
+        {
+            if let (Some(c), Some(g), Some(s)) = (
+                p.labels.get("cluster"),
+                p.labels.get("group"),
+                p.labels.get("state"),
+            ) {
+                if let Some(state) = GroupState::from_label(s) {
+                    group_states.insert(vec![c.as_str(), g.as_str()], state);
+                }
+            }
+        }
+        let mut rows: BTreeMap<(String, String, String), GroupRow> = BTreeMap::new();
+        for p in m.points(catalogue::kafka::TOPIC_LAG.exposed) {
+            let (Some(c), Some(g), Some(t)) = (
+                p.labels.get("cluster"),
+                p.labels.get("group"),
+                p.labels.get("topic"),
+            ) else {
+                continue;
+            };
+            let key = vec![c.as_str(), g.as_str(), t.as_str()];
+            let value =
+                |index: &HashMap<Vec<&str>, &Point>, key: &[&str]| index.get(key).map(|p| p.value);
+            rows.insert(
+                (c.clone(), g.clone(), t.clone()),
+                GroupRow {
+                    cluster: c.clone(),
+                    group: g.clone(),
+                    topic: t.clone(),
+                    lag: Some(p.value),
+                    lag_seconds: value(&lag_seconds, &key),
+                    lower_bound: value(&lower_bound, &key).is_some_and(|v| v >= 1.0),
+                    state: states.get(&key).copied(),
+                    consume_rate: value(&consume, &key),
+                    produce_rate: value(&produce, &[c.as_str(), t.as_str()]),
+                    eta: value(&eta, &key),
+                    members: value(&members, &[c.as_str(), g.as_str()]),
+                    group_state: group_states.get(&[c.as_str(), g.as_str()][..]).copied(),
+                    history: self.history.since(
+                        catalogue::kafka::TOPIC_LAG.exposed,
+                        &p.labels,
+                        now - range,
+                    ),
+                },
+            );
+        }
+        rows.into_values().collect()
+    }
+
+    pub(super) fn servers(&self, range: f64, now: f64) -> Vec<ServerRow> {
+        use catalogue::exporter::SOURCE_UP;
+        use catalogue::postgres::{
+            IS_REPLICA, RECEIVE_LAG_BYTES, REPLAY_LAG_BYTES, REPLAY_LAG_SECONDS, REPLAY_PAUSED,
+            WAL_RECEIVER_STREAMING,
+        };
+        let mut targets: BTreeSet<String> = BTreeSet::new();
+        for p in self.metrics.points(IS_REPLICA.exposed) {
+            targets.extend(p.labels.get("target").cloned());
+        }
+        for p in self.metrics.points(SOURCE_UP.exposed) {
+            if p.labels.get("source").map(String::as_str) == Some("postgres") {
+                targets.extend(p.labels.get("target").cloned());
+            }
+        }
+        targets
+            .into_iter()
+            .map(|target| {
+                let want = [("target", target.as_str())];
+                let get = |f: &Family| self.metrics.value(f.exposed, &want);
+                let up = self.metrics.value(
+                    SOURCE_UP.exposed,
+                    &[("source", "postgres"), ("target", &target)],
+                ) != Some(0.0);
+                let role = match (up, get(&IS_REPLICA)) {
+                    (false, _) | (true, None) => Role::Down,
+                    (true, Some(v)) if v >= 1.0 => Role::Replica,
+                    _ => Role::Primary,
+                };
+                let history = self
+                    .metrics
+                    .point(REPLAY_LAG_SECONDS.exposed, &want)
+                    .map(|p| {
+                        self.history
+                            .since(REPLAY_LAG_SECONDS.exposed, &p.labels, now - range)
+                    })
+                    .unwrap_or_default();
+                ServerRow {
+                    role,
+                    receiver_streaming: get(&WAL_RECEIVER_STREAMING).map(|v| v >= 1.0),
+                    replay_lag_seconds: get(&REPLAY_LAG_SECONDS),
+                    replay_lag_bytes: get(&REPLAY_LAG_BYTES),
+                    receive_lag_bytes: get(&RECEIVE_LAG_BYTES),
+                    paused: get(&REPLAY_PAUSED).is_some_and(|v| v >= 1.0),
+                    history,
+                    target,
+                }
+            })
+            .collect()
+    }
+
+    pub(super) fn standbys(&self, range: f64, now: f64) -> Vec<StandbyRow> {
+        let mut rows = Vec::new();
+        for p in self
+            .metrics
+            .points(catalogue::postgres::REPLICA_STREAMING.exposed)
+        {
+            let (Some(primary), Some(replica)) = (p.labels.get("target"), p.labels.get("replica"))
+            else {
+                continue;
+            };
+            let want = [("target", primary.as_str()), ("replica", replica.as_str())];
+            let lag_labels = p.labels.clone();
+            rows.push(StandbyRow {
+                primary: primary.clone(),
+                replica: replica.clone(),
+                streaming: p.value >= 1.0,
+                lag_bytes: self
+                    .metrics
+                    .value(catalogue::postgres::REPLICA_LAG_BYTES.exposed, &want),
+                replay_seconds: self.metrics.value(
+                    catalogue::postgres::REPLICA_LAG_SECONDS.exposed,
+                    &[want[0], want[1], ("stage", "replay")],
+                ),
+                history: self.history.since(
+                    catalogue::postgres::REPLICA_LAG_BYTES.exposed,
+                    &lag_labels,
+                    now - range,
+                ),
+            });
+        }
+        rows.sort_by(|a, b| (&a.primary, &a.replica).cmp(&(&b.primary, &b.replica)));
+        rows
+    }
+
+    pub(super) fn slots(&self) -> Vec<SlotRow> {
+        let mut rows: Vec<SlotRow> = self
+            .metrics
+            .points(catalogue::postgres::SLOT_ACTIVE.exposed)
+            .iter()
+            .filter_map(|p| {
+                let (target, slot) = (p.labels.get("target")?, p.labels.get("slot")?);
+                Some(SlotRow {
+                    target: target.clone(),
+                    slot: slot.clone(),
+                    active: p.value >= 1.0,
+                    retained_bytes: self.metrics.value(
+                        catalogue::postgres::SLOT_RETAINED_BYTES.exposed,
+                        &[("target", target), ("slot", slot)],
+                    ),
+                })
+            })
+            .collect();
+        rows.sort_by(|a, b| (&a.target, &a.slot).cmp(&(&b.target, &b.slot)));
+        rows
+    }
+}

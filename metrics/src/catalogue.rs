@@ -1,0 +1,251 @@
+//! Every family Surge exports, declared once. Each section is a module with one static per
+//! family and `ALL`, its families in order; [`families`] walks every section. Writers take the
+//! statics, readers (the panel, rules, boards) the `exposed` names, and the tests prove every
+//! name any of them uses is declared here.
+
+use crate::family::Family;
+
+/// Declares sections of families: a module per section with a static per family and `ALL`,
+/// plus [`SECTIONS`]. Syntax per family:
+/// `ID = gauge|counter "name" [unit "u"] [label, ...] "Help sentence.";`
+macro_rules! catalogue {
+    ($(
+        $(#[$section_doc:meta])*
+        pub mod $section:ident {
+            $( $id:ident = $kind:ident $name:literal $(unit $unit:literal)? [$($label:ident),*] $help:literal; )*
+        }
+    )*) => {
+        $(
+            $(#[$section_doc])*
+            pub mod $section {
+                use crate::family::{Family, Kind};
+                $(
+                    #[doc = $help]
+                    pub static $id: Family = Family {
+                        name: $name,
+                        exposed: catalogue!(@exposed $kind $name),
+                        kind: catalogue!(@kind $kind),
+                        unit: catalogue!(@unit $($unit)?),
+                        labels: &[$(stringify!($label)),*],
+                        help: $help,
+                    };
+                )*
+                /// Every family of this section, in declaration order.
+                pub static ALL: &[&Family] = &[$(&$id),*];
+            }
+        )*
+        /// Every section's families.
+        pub static SECTIONS: &[&[&Family]] = &[$($section::ALL),*];
+    };
+    (@exposed gauge $name:literal) => { $name };
+    (@exposed counter $name:literal) => { concat!($name, "_total") };
+    (@kind gauge) => { Kind::Gauge };
+    (@kind counter) => { Kind::Counter };
+    (@unit) => { None };
+    (@unit $unit:literal) => { Some($unit) };
+}
+
+catalogue! {
+    /// The exporter's own health: one series per (source, target), always present.
+    pub mod exporter {
+        SOURCE_UP = gauge "surge_source_up" [source, target]
+            "1 if the last collection of this source target succeeded, 0 if it failed.";
+        SOURCE_LAST_SUCCESS = gauge "surge_source_last_success_timestamp_seconds" unit "seconds" [source, target]
+            "Unix time of the last successful collection of this source target.";
+        SOURCE_INTERVAL = gauge "surge_source_interval_seconds" unit "seconds" [source, target]
+            "Configured time between two collections of this source target (a last success older than a few of these means collection stopped).";
+        SOURCE_DURATION = gauge "surge_source_collect_duration_seconds" unit "seconds" [source, target]
+            "Wall time the last collection of this source target took.";
+        SOURCE_ERRORS = counter "surge_source_errors" [source, target]
+            "Failed collections of this source target since the exporter started.";
+        SOURCE_SERIES = gauge "surge_source_series" [source, target]
+            "Series this source target produced in its last successful collection.";
+        BUILD_INFO = gauge "surge_exporter_build_info" [version]
+            "Always 1; labels carry the surge-exporter version.";
+    }
+
+    /// PostgreSQL replication, from the primary's and each replica's own view.
+    pub mod postgres {
+        IS_REPLICA = gauge "surge_postgres_is_replica" [target]
+            "1 if the server is in recovery (a replica), 0 if it is a primary.";
+        REPLICA_LAG_BYTES = gauge "surge_postgres_replica_lag_bytes" unit "bytes" [target, replica]
+            "On a primary, per standby: current WAL position minus the standby's replay position.";
+        REPLICA_LAG_SECONDS = gauge "surge_postgres_replica_lag_seconds" unit "seconds" [target, replica, stage]
+            "On a primary, per standby: pg_stat_replication write/flush/replay lag (0 when caught up and idle).";
+        REPLICA_STREAMING = gauge "surge_postgres_replica_streaming" [target, replica]
+            "On a primary, per standby: 1 if its WAL sender is streaming; 0 if it is in another state or vanished (kept for the standby retention).";
+        SLOT_RETAINED_BYTES = gauge "surge_postgres_replication_slot_retained_bytes" unit "bytes" [target, slot]
+            "WAL the replication slot holds back: current WAL position minus the slot's restart_lsn.";
+        SLOT_ACTIVE = gauge "surge_postgres_replication_slot_active" [target, slot]
+            "1 if a consumer is connected to the replication slot, else 0.";
+        REPLAY_LAG_SECONDS = gauge "surge_postgres_replay_lag_seconds" unit "seconds" [target]
+            "On a replica: how stale its data may be. 0 while streaming and caught up; grows while replay is behind or the WAL receiver is not streaming.";
+        WAL_RECEIVER_STREAMING = gauge "surge_postgres_wal_receiver_streaming" [target]
+            "On a replica: 1 if the WAL receiver is streaming from its upstream, else 0.";
+        RECEIVE_LAG_BYTES = gauge "surge_postgres_receive_lag_bytes" unit "bytes" [target]
+            "On a replica: upstream WAL end last reported by the sender minus WAL flushed locally.";
+        REPLAY_LAG_BYTES = gauge "surge_postgres_replay_lag_bytes" unit "bytes" [target]
+            "On a replica: WAL received but not yet replayed.";
+        REPLAY_PAUSED = gauge "surge_postgres_replay_paused" [target]
+            "On a replica: 1 if WAL replay is paused (pg_wal_replay_pause()), else 0.";
+        LAST_REPLAYED_TX = gauge "surge_postgres_last_replayed_transaction_timestamp_seconds" unit "seconds" [target]
+            "On a replica: commit time (primary clock) of the last transaction replayed.";
+    }
+
+    /// Kafka consumer lag: offsets, sums, trends and the exporter's own requests.
+    pub mod kafka {
+        LOG_END = gauge "surge_kafka_partition_log_end_offset" [cluster, topic, partition]
+            "Log-end offset (high watermark) of the partition.";
+        LOG_START = gauge "surge_kafka_partition_log_start_offset" [cluster, topic, partition]
+            "Log-start offset (earliest retained) of the partition.";
+        COMMITTED = gauge "surge_kafka_group_committed_offset" [cluster, group, topic, partition]
+            "Offset the group committed on the partition.";
+        HAS_COMMIT = gauge "surge_kafka_group_has_commit" [cluster, group, topic, partition]
+            "1 if the group has a committed offset on the partition, 0 if never (no lag series then).";
+        LAG = gauge "surge_kafka_group_lag" [cluster, group, topic, partition]
+            "Messages the group has not consumed on the partition: log end minus committed, clamped at 0.";
+        TOPIC_LAG = gauge "surge_kafka_group_topic_lag" [cluster, group, topic]
+            "Messages the group has not consumed on the topic (sum over partitions with a commit).";
+        LAG_SECONDS = gauge "surge_kafka_group_topic_lag_seconds" unit "seconds" [cluster, group, topic]
+            "How long ago the oldest unconsumed message of the group on the topic was appended, from log-end history.";
+        LAG_SECONDS_LOWER_BOUND = gauge "surge_kafka_group_topic_lag_seconds_lower_bound" [cluster, group, topic]
+            "1 if the lag in seconds is only a lower bound (history does not reach back far enough).";
+        CONSUME_RATE = gauge "surge_kafka_group_topic_consume_rate" [cluster, group, topic]
+            "Messages per second the group consumes on the topic (committed offsets over the rate window).";
+        PRODUCE_RATE = gauge "surge_kafka_topic_produce_rate" [cluster, topic]
+            "Messages per second appended to the topic (log-end offsets over the rate window).";
+        DRAIN_ETA = gauge "surge_kafka_group_topic_drain_eta_seconds" unit "seconds" [cluster, group, topic]
+            "Seconds until the lag reaches 0 at current rates; present only while draining.";
+        LAG_STATE = gauge "surge_kafka_group_topic_lag_state" [cluster, group, topic, state]
+            "1 for the lag state of the group on the topic (ok, growing, draining, stalled, idle), 0 for the others.";
+        MEMBERS = gauge "surge_kafka_group_members" [cluster, group]
+            "Members of the consumer group (absent when the group could not be described).";
+        GROUP_STATE = gauge "surge_kafka_group_state" [cluster, group, state]
+            "1 for the consumer group's state (Stable, Empty, PreparingRebalance, CompletingRebalance, Dead, Unknown), 0 for the others.";
+        REQUESTS = counter "surge_kafka_requests" [cluster, api]
+            "Kafka protocol requests sent by the exporter, by API, as counted by librdkafka.";
+        CLAMPED = counter "surge_kafka_lag_clamped" [cluster, group, topic]
+            "Partition lags clamped to 0 because the committed offset was past the log end read before it.";
+        GROUP_ERRORS = counter "surge_kafka_group_errors" [cluster, group, api]
+            "Failed per-group requests (OffsetFetch, DescribeGroups); the rest of the cluster is unaffected.";
+    }
+
+    /// Pod CPU against requests, per pod and per workload as the HPA computes it.
+    pub mod workload {
+        POD_CPU_USAGE = gauge "surge_pod_cpu_usage_cores" unit "cores" [namespace, workload, pod]
+            "CPU usage of the pod (sum over its containers), in cores.";
+        POD_CPU_REQUEST = gauge "surge_pod_cpu_request_cores" unit "cores" [namespace, workload, pod]
+            "CPU request of the pod (sum over its containers), in cores. Absent if any container has no request.";
+        POD_READY = gauge "surge_pod_ready" [namespace, workload, pod]
+            "1 if the pod is ready (Kubernetes Ready condition, or the process is running), else 0.";
+        CPU_UTILIZATION = gauge "surge_workload_cpu_utilization_ratio" unit "ratio" [namespace, workload]
+            "CPU usage over CPU request of the workload as the HPA computes it: sum(usage)/sum(requests) over counted pods, truncated to whole percent.";
+        PODS = gauge "surge_workload_pods" [namespace, workload, state]
+            "Pods of the workload by how the HPA treats them (counted, unready, missing_metrics, excluded).";
+        PODS_WITHOUT_CPU_REQUEST = gauge "surge_workload_pods_without_cpu_request" [namespace, workload]
+            "Pods of the workload with a container lacking a CPU request; a real HPA cannot compute utilization while this is above 0.";
+    }
+
+    /// HorizontalPodAutoscalers: bounds, replicas, target and conditions.
+    pub mod hpa {
+        CURRENT = gauge "surge_hpa_current_replicas" [namespace, hpa, workload]
+            "Current replicas of the HPA's scale target (status.currentReplicas).";
+        DESIRED = gauge "surge_hpa_desired_replicas" [namespace, hpa, workload]
+            "Replicas the HPA last computed (status.desiredReplicas).";
+        MIN = gauge "surge_hpa_min_replicas" [namespace, hpa, workload]
+            "Lower replica bound of the HPA (spec.minReplicas, default 1).";
+        MAX = gauge "surge_hpa_max_replicas" [namespace, hpa, workload]
+            "Upper replica bound of the HPA (spec.maxReplicas).";
+        TARGET_CPU = gauge "surge_hpa_target_cpu_utilization_ratio" unit "ratio" [namespace, hpa, workload]
+            "The HPA's CPU target as a ratio of requests (Resource cpu, type Utilization).";
+        OBSERVED_CPU = gauge "surge_hpa_observed_cpu_utilization_ratio" unit "ratio" [namespace, hpa, workload]
+            "CPU utilization the HPA itself last reported (status.currentMetrics), for comparison.";
+        SCALING_LIMITED = gauge "surge_hpa_scaling_limited" [namespace, hpa, workload]
+            "1 if the HPA's ScalingLimited condition is True (desired replicas clamped by min/max), else 0.";
+        ABLE_TO_SCALE = gauge "surge_hpa_able_to_scale" [namespace, hpa, workload]
+            "1 if the HPA's AbleToScale condition is True, 0 if False or absent.";
+    }
+
+    /// The Kubernetes source's own view of the cluster APIs it reads.
+    pub mod kubernetes {
+        POD_METRICS_AVAILABLE = gauge "surge_kubernetes_pod_metrics_available" [target]
+            "1 if metrics.k8s.io answered this cycle; 0 if not (pod CPU and utilization are then absent, HPA series remain).";
+    }
+}
+
+/// Every family, section by section.
+pub fn families() -> impl Iterator<Item = &'static Family> {
+    SECTIONS.iter().flat_map(|section| section.iter().copied())
+}
+
+/// The family whose exposed sample name (as in PromQL) is `exposed`.
+pub fn find(exposed: &str) -> Option<&'static Family> {
+    families().find(|f| f.exposed == exposed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Kind;
+    use std::collections::HashSet;
+
+    #[test]
+    fn names_follow_prometheus_conventions() {
+        let mut names = HashSet::new();
+        let mut count = 0;
+        for f in families() {
+            count += 1;
+            assert!(names.insert(f.exposed), "{} declared twice", f.exposed);
+            assert!(f.name.starts_with("surge_"), "{}", f.name);
+            assert!(
+                f.name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                "{}",
+                f.name
+            );
+            assert!(
+                f.help.ends_with('.') || f.help.ends_with(')'),
+                "{}: help should be a sentence",
+                f.name
+            );
+            if let Some(unit) = f.unit {
+                assert!(
+                    f.name.ends_with(&format!("_{unit}")),
+                    "{} must end in its unit {unit}",
+                    f.name
+                );
+            }
+            match f.kind {
+                Kind::Counter => {
+                    assert!(
+                        !f.name.ends_with("_total"),
+                        "{}: _total is appended",
+                        f.name
+                    );
+                    assert_eq!(f.exposed, format!("{}_total", f.name));
+                }
+                Kind::Gauge => assert_eq!(f.exposed, f.name),
+            }
+            for banned in [
+                "_milliseconds",
+                "_millicores",
+                "_percent",
+                "_kilobytes",
+                "_megabytes",
+            ] {
+                assert!(!f.name.contains(banned), "{}: use base units", f.name);
+            }
+            assert!(!f.labels.is_empty(), "{}: no labels", f.name);
+        }
+        assert_eq!(
+            count, 51,
+            "a family was added or removed: update this count knowingly"
+        );
+        assert_eq!(
+            find("surge_source_errors_total"),
+            Some(&exporter::SOURCE_ERRORS)
+        );
+        assert_eq!(find("surge_source_errors"), None);
+    }
+}

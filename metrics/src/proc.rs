@@ -1,0 +1,106 @@
+//! Pod CPU from `/proc` for replicas that are local processes (the bundled stack): the change
+//! in `/proc/<pid>/stat` utime+stime between two samples over the wall time between them.
+//! Shared by the exporter's process source and the local autoscaler, so both see the same
+//! numbers. Reads `/proc`: call from a thread that may block.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use crate::hpa::PodCpu;
+use crate::state::PodState;
+
+#[derive(Debug, Clone, Copy)]
+struct Reading {
+    /// Process start time in clock ticks since boot: tells a reused pid apart.
+    start_ticks: u64,
+    cpu_ticks: u64,
+    at: Instant,
+}
+
+/// Turns cumulative `/proc` CPU time into per-replica usage between two calls.
+#[derive(Debug, Default)]
+pub struct CpuSampler {
+    last: HashMap<i32, Reading>,
+}
+
+impl CpuSampler {
+    /// One sample of `replicas` (pod name, pid or `None` for a replica that is down), each
+    /// with `request_millis` of CPU requested. A replica seen for the first time has no usage
+    /// yet (like a new pod before its first metrics window).
+    pub fn sample(
+        &mut self,
+        replicas: Vec<(String, Option<i32>)>,
+        request_millis: i64,
+    ) -> Vec<PodCpu> {
+        let ticks_per_second = procfs::ticks_per_second() as f64;
+        let mut seen = HashMap::with_capacity(replicas.len());
+        let mut pods = Vec::with_capacity(replicas.len());
+        for (pod, pid) in replicas {
+            let stat = pid.and_then(|pid| procfs::process::Process::new(pid).ok()?.stat().ok());
+            let Some((pid, stat)) = pid.zip(stat) else {
+                // A replica whose process is gone: down, not idle.
+                pods.push(PodCpu {
+                    pod,
+                    state: PodState::Unready,
+                    ready: false,
+                    usage_cores: None,
+                    usage_millis: None,
+                    request_millis: Some(request_millis),
+                });
+                continue;
+            };
+            let now = Reading {
+                start_ticks: stat.starttime,
+                cpu_ticks: stat.utime + stat.stime,
+                at: Instant::now(),
+            };
+            let usage = self.last.get(&pid).and_then(|prev| {
+                let elapsed = now.at.duration_since(prev.at).as_secs_f64();
+                (prev.start_ticks == now.start_ticks
+                    && elapsed > 0.0
+                    && now.cpu_ticks >= prev.cpu_ticks)
+                    .then(|| (now.cpu_ticks - prev.cpu_ticks) as f64 / ticks_per_second / elapsed)
+            });
+            seen.insert(pid, now);
+            // Zombie or stopped processes serve nothing.
+            let alive = !matches!(stat.state, 'Z' | 'X' | 'T' | 't');
+            let state = match (alive, usage) {
+                (false, _) => PodState::Unready,
+                (true, None) => PodState::MissingMetrics,
+                (true, Some(_)) => PodState::Counted,
+            };
+            pods.push(PodCpu {
+                pod,
+                state,
+                ready: alive,
+                usage_cores: usage,
+                // Rounded up to milli-cores like metrics-server quantities read by the HPA.
+                usage_millis: usage.map(|u| (u * 1000.0).ceil() as i64),
+                request_millis: Some(request_millis),
+            });
+        }
+        self.last = seen;
+        pods
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_sample_has_no_usage_then_the_second_does() {
+        let me = std::process::id() as i32;
+        let mut sampler = CpuSampler::default();
+        let first = sampler.sample(vec![("me".into(), Some(me)), ("gone".into(), None)], 100);
+        assert_eq!(first[0].state, PodState::MissingMetrics);
+        assert_eq!(first[1].state, PodState::Unready);
+        let spin = Instant::now();
+        while spin.elapsed().as_millis() < 30 {
+            std::hint::black_box(spin.elapsed());
+        }
+        let second = sampler.sample(vec![("me".into(), Some(me))], 100);
+        assert_eq!(second[0].state, PodState::Counted);
+        assert!(second[0].usage_cores.is_some_and(|u| u > 0.0), "{second:?}");
+    }
+}

@@ -1,0 +1,98 @@
+//! The values of `state` labels, written by the exporter and read by the panel and rules.
+
+/// A closed set of label values: the enum, `ALL` in export order, and both directions of the
+/// label text.
+macro_rules! label_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $label:literal,)* }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant,)*
+        }
+
+        impl $name {
+            /// Every value, in the order series are exported.
+            pub const ALL: &[$name] = &[$($name::$variant),*];
+
+            /// The label value.
+            pub fn label(self) -> &'static str {
+                match self {
+                    $($name::$variant => $label,)*
+                }
+            }
+
+            /// The value a label names, if it is one of ours.
+            pub fn from_label(text: &str) -> Option<$name> {
+                match text {
+                    $($label => Some($name::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+label_enum! {
+    /// Where a (group, topic)'s lag is heading (`surge_kafka_group_topic_lag_state`).
+    LagState {
+        Ok = "ok",
+        Growing = "growing",
+        Draining = "draining",
+        Stalled = "stalled",
+        Idle = "idle",
+    }
+}
+
+label_enum! {
+    /// How the HPA treats a pod in a cycle (`surge_workload_pods`).
+    PodState {
+        /// Ready with a metric: its usage and request enter the ratio.
+        Counted = "counted",
+        /// Pending, or unready by the controller's readiness rules: left out.
+        Unready = "unready",
+        /// No usage metric yet: left out.
+        MissingMetrics = "missing_metrics",
+        /// Being deleted or failed: the controller skips it entirely.
+        Excluded = "excluded",
+    }
+}
+
+label_enum! {
+    /// A consumer group's state as Kafka names it (`surge_kafka_group_state`); `Unknown` when
+    /// the broker could not say.
+    GroupState {
+        Stable = "Stable",
+        Empty = "Empty",
+        PreparingRebalance = "PreparingRebalance",
+        CompletingRebalance = "CompletingRebalance",
+        Dead = "Dead",
+        Unknown = "Unknown",
+    }
+}
+
+impl GroupState {
+    /// The state a broker reported; anything we do not know is `Unknown`.
+    pub fn from_broker(text: &str) -> GroupState {
+        GroupState::from_label(text).unwrap_or(GroupState::Unknown)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_round_trip() {
+        for s in LagState::ALL {
+            assert_eq!(LagState::from_label(s.label()), Some(*s));
+        }
+        for s in PodState::ALL {
+            assert_eq!(PodState::from_label(s.label()), Some(*s));
+        }
+        for s in GroupState::ALL {
+            assert_eq!(GroupState::from_broker(s.label()), *s);
+        }
+        assert_eq!(GroupState::from_broker("Rebalancing"), GroupState::Unknown);
+        assert_eq!(LagState::from_label("unknown"), None);
+    }
+}

@@ -1,0 +1,126 @@
+//! The `:` command line: `:kafka`, `:pg`, `:alerts`, `:svc NAME`, `:range 1h`, with Tab
+//! completion of views and services.
+
+use crossterm::event::{KeyCode, KeyEvent};
+use surge_client::model::Range;
+use surge_client::store::Store;
+
+use super::{Action, App, Input, Popup, View};
+
+impl App {
+    pub(super) fn command_key(
+        &mut self,
+        mut text: String,
+        key: KeyEvent,
+        store: &Store,
+    ) -> Vec<Action> {
+        match key.code {
+            KeyCode::Enter => self.run_command(text.trim(), store),
+            KeyCode::Esc => Vec::new(),
+            KeyCode::Backspace => {
+                if text.pop().is_some() {
+                    self.input = Input::Command(text);
+                }
+                Vec::new()
+            }
+            KeyCode::Tab => {
+                // Complete a view or service name.
+                if let Some(done) = complete(&text, store) {
+                    text = done;
+                }
+                self.input = Input::Command(text);
+                Vec::new()
+            }
+            KeyCode::Char(c) => {
+                text.push(c);
+                self.input = Input::Command(text);
+                Vec::new()
+            }
+            _ => {
+                self.input = Input::Command(text);
+                Vec::new()
+            }
+        }
+    }
+
+    /// `:kafka`, `:pg`, `:alerts`, `:overview`, `:svc NAME`, `:range 1h`, `:q`.
+    pub fn run_command(&mut self, text: &str, store: &Store) -> Vec<Action> {
+        let mut words = text.split_whitespace();
+        let verb = words.next().unwrap_or("");
+        let arg = words.next();
+        match (verb, arg) {
+            ("", _) => Vec::new(),
+            ("q" | "quit" | "q!", _) => vec![Action::Quit],
+            ("overview" | "o" | "home", _) => self.go(View::Overview),
+            ("kafka" | "k" | "lag", None) => self.go(View::Kafka),
+            ("kafka" | "k" | "lag", Some(group)) => {
+                let actions = self.go(View::Kafka);
+                self.filter = group.to_string();
+                actions
+            }
+            ("pg" | "postgres" | "db", _) => self.go(View::Postgres),
+            ("alerts" | "a", _) => self.go(View::Alerts),
+            ("svc" | "service" | "s", Some(name)) => {
+                let found = store
+                    .derived
+                    .services
+                    .iter()
+                    .find(|s| {
+                        s.workload == name || format!("{}/{}", s.namespace, s.workload) == name
+                    })
+                    .map(|s| (s.namespace.clone(), s.workload.clone()));
+                match found {
+                    Some((namespace, workload)) => self.go(View::Service {
+                        namespace,
+                        workload,
+                    }),
+                    None => {
+                        self.message = Some(format!("no service {name:?}"));
+                        Vec::new()
+                    }
+                }
+            }
+            ("svc" | "service" | "s", None) => self.go(View::Overview),
+            ("range", Some(r)) => match Range::parse(r) {
+                Ok(range) => {
+                    self.range = range;
+                    vec![Action::WantChanged]
+                }
+                Err(_) => {
+                    self.message = Some(format!("range {r:?}: use 5m, 1h or 6h"));
+                    Vec::new()
+                }
+            },
+            ("snapshot", _) => vec![Action::Snapshot { clipboard: false }],
+            ("help" | "h", _) => {
+                self.popup = Some(Popup::Help);
+                Vec::new()
+            }
+            (other, _) => {
+                self.message = Some(format!(
+                    "unknown command :{other} (try :kafka :pg :alerts :svc NAME :range 1h)"
+                ));
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// Tab completion of the command line: view names, then service names after `svc `.
+fn complete(text: &str, store: &Store) -> Option<String> {
+    if let Some(prefix) = text.strip_prefix("svc ") {
+        let names: Vec<&str> = store
+            .derived
+            .services
+            .iter()
+            .map(|s| s.workload.as_str())
+            .filter(|w| w.starts_with(prefix))
+            .collect();
+        return (names.len() == 1).then(|| format!("svc {}", names[0]));
+    }
+    let verbs = [
+        "overview", "kafka", "pg", "alerts", "svc ", "range ", "snapshot", "help", "quit",
+    ];
+    let found: Vec<&&str> = verbs.iter().filter(|v| v.starts_with(text)).collect();
+    (found.len() == 1).then(|| found[0].to_string())
+}
