@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use surge_harness::kafka::KafkaBroker;
-use surge_harness::{ServerProcess, free_port, wait_until};
+use surge_servers::KafkaBroker;
+use surge_servers::{ServerProcess, free_port, wait_until};
+use surge_testkit::kafka::BrokerClients;
 
 const TOPICS: usize = 100;
 const PARTITIONS: i32 = 50;
@@ -88,7 +89,7 @@ fn main() -> anyhow::Result<()> {
     cmd.arg("--config").arg(&config).arg("--listen").arg(&addr);
     let exporter = ServerProcess::spawn("surge-exporter", cmd, &dir.path().join("surge.log"))?;
     let pid = exporter.pid().unwrap_or(0);
-    let scrape = || surge_harness::http::get(&addr, "/metrics", None).map(|r| r.2);
+    let scrape = || surge_servers::http::get(&addr, "/metrics", None).map(|r| r.2);
 
     // Wait for a full first cycle, then watch several cycles (the first is a discovery cycle).
     wait_until(

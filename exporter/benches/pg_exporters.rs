@@ -8,8 +8,8 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use surge_harness::postgres::{MONITOR_PASSWORD, MONITOR_ROLE};
-use surge_harness::{PgCluster, ServerProcess, free_port, wait_until};
+use surge_servers::postgres::MONITOR_ROLE;
+use surge_servers::{PgCluster, ServerProcess, free_port, wait_until};
 
 const SCRAPES: usize = 300;
 const WARMUP: usize = 20;
@@ -56,7 +56,7 @@ fn main() -> anyhow::Result<()> {
     let cluster = PgCluster::start(2)?;
     let dir = tempfile::tempdir()?;
     let password_file = dir.path().join("password");
-    std::fs::write(&password_file, MONITOR_PASSWORD)?;
+    std::fs::write(&password_file, cluster.monitor_password())?;
 
     // surge-exporter: the three servers, collected in the background every 15 s.
     let mut config = String::from("[postgres]\ninterval = \"15s\"\ntimeout = \"5s\"\n");
@@ -87,7 +87,8 @@ fn main() -> anyhow::Result<()> {
         .iter()
         .map(|n| {
             Ok(format!(
-                "postgresql://{MONITOR_ROLE}:{MONITOR_PASSWORD}@127.0.0.1:{}/postgres?sslmode=disable",
+                "postgresql://{MONITOR_ROLE}:{}@127.0.0.1:{}/postgres?sslmode=disable",
+                cluster.monitor_password(),
                 cluster.port(n)?
             ))
         })
@@ -125,13 +126,13 @@ fn main() -> anyhow::Result<()> {
             Duration::from_secs(20),
             Duration::from_millis(50),
             || {
-                Ok(surge_harness::http::get(&s.addr, "/metrics", None)
+                Ok(surge_servers::http::get(&s.addr, "/metrics", None)
                     .map(|(status, _, body)| status == 200 && body.contains("replica"))
                     .unwrap_or(false))
             },
         )
         .map_err(|e| {
-            let body = surge_harness::http::get(&s.addr, "/metrics", None)
+            let body = surge_servers::http::get(&s.addr, "/metrics", None)
                 .map(|r| r.2)
                 .unwrap_or_else(|e| e.to_string());
             anyhow::anyhow!(
@@ -145,13 +146,13 @@ fn main() -> anyhow::Result<()> {
         })?;
     }
     // Both must see replication; otherwise the comparison is meaningless.
-    let (_, _, surge_body) = surge_harness::http::get(&subjects[0].addr, "/metrics", None)?;
+    let (_, _, surge_body) = surge_servers::http::get(&subjects[0].addr, "/metrics", None)?;
     anyhow::ensure!(
         surge_body
             .contains("surge_postgres_replica_lag_bytes{target=\"primary\",replica=\"replica2\"}"),
         "surge-exporter shows no replica lag:\n{surge_body}"
     );
-    let (_, _, pge_body) = surge_harness::http::get(&subjects[1].addr, "/metrics", None)?;
+    let (_, _, pge_body) = surge_servers::http::get(&subjects[1].addr, "/metrics", None)?;
     anyhow::ensure!(
         pge_body.contains("pg_stat_replication"),
         "postgres_exporter shows no replication:\n{}",
@@ -165,7 +166,7 @@ fn main() -> anyhow::Result<()> {
 
     for s in &subjects {
         for _ in 0..WARMUP {
-            surge_harness::http::get(&s.addr, "/metrics", None)?;
+            surge_servers::http::get(&s.addr, "/metrics", None)?;
         }
     }
     for s in subjects.iter_mut() {
@@ -176,7 +177,7 @@ fn main() -> anyhow::Result<()> {
     for _ in 0..SCRAPES {
         for s in subjects.iter_mut() {
             let t = Instant::now();
-            let (status, _, _) = surge_harness::http::get(&s.addr, "/metrics", None)?;
+            let (status, _, _) = surge_servers::http::get(&s.addr, "/metrics", None)?;
             s.latencies.push(t.elapsed());
             anyhow::ensure!(status == 200, "{} answered {status}", s.name);
         }
@@ -195,7 +196,7 @@ fn main() -> anyhow::Result<()> {
         let hwm = proc_status_kib(pid, "VmHWM:")? as f64 / 1024.0;
         let anon = proc_status_kib(pid, "RssAnon:")? as f64 / 1024.0;
         let cpu = (cpu_ticks(pid)? - s.cpu_ticks_before) as f64 / ticks_per_second;
-        let body = surge_harness::http::get(&s.addr, "/metrics", None)?.2.len();
+        let body = surge_servers::http::get(&s.addr, "/metrics", None)?.2.len();
         println!(
             "| {} | {} | {} | {} | {rss:.1} | {hwm:.1} | {anon:.1} | {cpu:.2} | {body} |",
             s.name,

@@ -4,8 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use surge_harness::PgCluster;
-use surge_harness::postgres::MONITOR_PASSWORD;
+use surge_servers::PgCluster;
 
 const BIN: &str = env!("CARGO_BIN_EXE_surge-exporter");
 
@@ -15,7 +14,7 @@ fn fixtures() -> PathBuf {
 
 fn pg_config(dir: &Path, cluster: &PgCluster, extra: &str) -> anyhow::Result<PathBuf> {
     let password_file = dir.join("password");
-    std::fs::write(&password_file, MONITOR_PASSWORD)?;
+    std::fs::write(&password_file, cluster.monitor_password())?;
     let mut text = String::from("[postgres]\ninterval = \"1s\"\ntimeout = \"1s\"\n");
     for name in cluster.node_names() {
         text.push_str(&format!(
@@ -56,11 +55,11 @@ fn once_prints_lint_clean_exposition_and_exit_code_tracks_failures() -> anyhow::
     ] {
         assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
     }
-    let report = surge_harness::promtool::check_metrics(&stdout)?;
+    let report = surge_testkit::promtool::check_metrics(&stdout)?;
     assert!(report.trim().is_empty(), "promtool findings:\n{report}");
 
     // One unreachable target: exit 1, the rest still printed.
-    let port = surge_harness::free_port()?;
+    let port = surge_servers::free_port()?;
     let config = pg_config(
         dir.path(),
         &cluster,
@@ -87,7 +86,7 @@ fn once_prints_lint_clean_exposition_and_exit_code_tracks_failures() -> anyhow::
         stdout.contains("surge_postgres_is_replica{target=\"replica1\"} 1"),
         "{stdout}"
     );
-    surge_harness::promtool::check_metrics(&stdout)?;
+    surge_testkit::promtool::check_metrics(&stdout)?;
     Ok(())
 }
 
@@ -177,18 +176,18 @@ fn serves_both_formats_while_a_target_hangs_and_stops_on_sigterm() -> anyhow::Re
             "[[postgres.targets]]\nname = \"hung\"\ndsn = \"postgres://surge@127.0.0.1:{silent_port}/postgres\"\n"
         ),
     )?;
-    let port = surge_harness::free_port()?;
+    let port = surge_servers::free_port()?;
     let addr = format!("127.0.0.1:{port}");
     let log = dir.path().join("exporter.log");
     let mut cmd = Command::new(BIN);
     cmd.arg("--config").arg(&config).arg("--listen").arg(&addr);
-    let mut server = surge_harness::ServerProcess::spawn("surge-exporter", cmd, &log)?;
-    surge_harness::wait_until(
+    let mut server = surge_servers::ServerProcess::spawn("surge-exporter", cmd, &log)?;
+    surge_servers::wait_until(
         "exporter up",
         Duration::from_secs(10),
         Duration::from_millis(50),
         || {
-            Ok(surge_harness::http::get(&addr, "/metrics", None)
+            Ok(surge_servers::http::get(&addr, "/metrics", None)
                 .map(|(_, _, body)| {
                     body.contains("target=\"primary\"} 1") && body.contains("target=\"hung\"} 0")
                 })
@@ -205,7 +204,7 @@ fn serves_both_formats_while_a_target_hangs_and_stops_on_sigterm() -> anyhow::Re
                 let accept = (i % 2 == 0).then_some(
                     "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
                 );
-                let result = surge_harness::http::get(&addr, "/metrics", accept);
+                let result = surge_servers::http::get(&addr, "/metrics", accept);
                 (accept.is_some(), result, started.elapsed())
             })
         })
@@ -232,14 +231,14 @@ fn serves_both_formats_while_a_target_hangs_and_stops_on_sigterm() -> anyhow::Re
                 "{content_type}"
             );
             assert!(!body.contains("# EOF"));
-            surge_harness::promtool::check_metrics(&body)?;
+            surge_testkit::promtool::check_metrics(&body)?;
         }
     }
-    let (status, _, body) = surge_harness::http::get(&addr, "/healthz", None)?;
+    let (status, _, body) = surge_servers::http::get(&addr, "/healthz", None)?;
     assert_eq!((status, body.as_str()), (200, "ok\n"));
 
-    server.signal(libc_sigterm())?;
-    surge_harness::wait_until(
+    server.signal(surge_servers::Signal::Term)?;
+    surge_servers::wait_until(
         "exporter exit",
         Duration::from_secs(10),
         Duration::from_millis(50),
@@ -247,8 +246,4 @@ fn serves_both_formats_while_a_target_hangs_and_stops_on_sigterm() -> anyhow::Re
     )?;
     drop(silent);
     Ok(())
-}
-
-fn libc_sigterm() -> i32 {
-    15
 }

@@ -1,11 +1,12 @@
 //! Kafka source against a real Kafka-protocol broker (tansu with SQLite storage).
 
-mod common;
+use surge_testkit::exporter as common;
 
 use std::time::Duration;
 
 use common::Exporter;
-use surge_harness::kafka::KafkaBroker;
+use surge_servers::KafkaBroker;
+use surge_testkit::kafka::BrokerClients;
 
 fn config(broker: &KafkaBroker, extra: &str) -> String {
     format!(
@@ -311,7 +312,7 @@ async fn live_consumer_stopping_shows_as_stalled_through_metrics() -> anyhow::Re
     };
 
     let state = |body: &str, s: &str| {
-        common::series_value(
+        surge_testkit::http::series_value(
             body,
             &format!(
                 "surge_kafka_group_topic_lag_state{{cluster=\"local\",group=\"shipping\",topic=\"payment-processed\",state=\"{s}\"}}"
@@ -321,12 +322,12 @@ async fn live_consumer_stopping_shows_as_stalled_through_metrics() -> anyhow::Re
     let consume_rate = "surge_kafka_group_topic_consume_rate{cluster=\"local\",group=\"shipping\",topic=\"payment-processed\"}";
     let body = served.wait_for("consumer keeping up", Duration::from_secs(30), |b| {
         state(b, "ok") == Some(1.0)
-            && common::series_value(b, consume_rate).is_some_and(|r| r > 0.0)
+            && surge_testkit::http::series_value(b, consume_rate).is_some_and(|r| r > 0.0)
     })?;
     // This broker cannot describe groups: the live group's state is Unknown and its member
     // count absent (the degraded path), while its lag is exported.
     let group_state = |g: &str, s: &str| {
-        common::series_value(
+        surge_testkit::http::series_value(
             &body,
             &format!("surge_kafka_group_state{{cluster=\"local\",group=\"{g}\",state=\"{s}\"}}"),
         )
@@ -345,12 +346,12 @@ async fn live_consumer_stopping_shows_as_stalled_through_metrics() -> anyhow::Re
     let body = served.wait_for("stall reported", Duration::from_secs(30), |b| {
         state(b, "stalled") == Some(1.0)
     })?;
-    let lag = common::series_value(
+    let lag = surge_testkit::http::series_value(
         &body,
         "surge_kafka_group_topic_lag{cluster=\"local\",group=\"shipping\",topic=\"payment-processed\"}",
     );
     assert!(lag.is_some_and(|l| l > 0.0), "{lag:?}");
-    let seconds = common::series_value(
+    let seconds = surge_testkit::http::series_value(
         &body,
         "surge_kafka_group_topic_lag_seconds{cluster=\"local\",group=\"shipping\",topic=\"payment-processed\"}",
     );

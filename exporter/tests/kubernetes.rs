@@ -1,14 +1,14 @@
 //! Kubernetes source against the loopback API stand-in serving real-shaped JSON
 //! (fixtures under tests/fixtures/kube, shaped like `kubectl get -o json`).
 
-mod common;
+use surge_testkit::exporter as common;
 
 use std::path::Path;
 use std::time::Duration;
 
 use common::Exporter;
 use serde_json::Value;
-use surge_harness::kube_api::{self, KubeApiStandIn};
+use surge_testkit::kube_api::{self, KubeApiStandIn};
 
 const FIXTURES: [&str; 4] = [
     "pods.json",
@@ -251,7 +251,7 @@ async fn watches_keep_api_load_flat_and_see_changes() -> anyhow::Result<()> {
     }
     api.apply(pod)?;
     // (456 + 382 + 300 + 20) * 100 / 2000 = 57.9 -> 57 %.
-    surge_harness::wait_until(
+    surge_servers::wait_until(
         "watch event applied",
         Duration::from_secs(5),
         Duration::from_millis(50),

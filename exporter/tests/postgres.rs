@@ -1,12 +1,11 @@
 //! PostgreSQL source against a real primary and two streaming replicas.
 
-mod common;
+use surge_testkit::exporter as common;
 
 use std::time::Duration;
 
 use common::Exporter;
-use surge_harness::PgCluster;
-use surge_harness::postgres::MONITOR_PASSWORD;
+use surge_servers::PgCluster;
 
 fn config(cluster: &PgCluster, password_file: &std::path::Path) -> anyhow::Result<String> {
     let mut text = String::from(
@@ -42,7 +41,7 @@ async fn replication_lag_is_honest_across_pause_outage_and_recovery() -> anyhow:
     let mut cluster = PgCluster::start(2)?;
     let secrets = tempfile::tempdir()?;
     let password_file = secrets.path().join("pg-password");
-    std::fs::write(&password_file, format!("{MONITOR_PASSWORD}\n"))?;
+    std::fs::write(&password_file, format!("{}\n", cluster.monitor_password()))?;
     let exporter = Exporter::from_toml(&config(&cluster, &password_file)?)?;
     cluster.wait_caught_up("replica1", Duration::from_secs(10))?;
     cluster.wait_caught_up("replica2", Duration::from_secs(10))?;

@@ -1,12 +1,12 @@
 //! Process source: real child processes, CPU from /proc deltas.
 
-mod common;
+use surge_testkit::exporter as common;
 
 use std::process::Command;
 use std::time::Duration;
 
 use common::Exporter;
-use surge_harness::ServerProcess;
+use surge_servers::ServerProcess;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn busy_replica_reads_about_one_core_and_sleeping_one_zero() -> anyhow::Result<()> {

@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use surge_harness::servers::Nginx;
 use surge_metrics::Sample;
 use surge_metrics::hpa::{HpaStatus, workload_cpu};
 use surge_metrics::proc::CpuSampler;
 use surge_metrics::store::Store;
+use surge_servers::Nginx;
 
 use crate::hpa::{HpaSpec, HpaState, recommend};
 use crate::lock;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use serde::{Deserialize, Serialize};
+use surge_servers::sys::{self, Signal};
 use surge_stack::{Stack, StackOptions};
 
 #[derive(Parser)]
@@ -82,13 +83,6 @@ fn read_state(dir: &Path) -> Option<State> {
     serde_json::from_str(&std::fs::read_to_string(state_path(dir)).ok()?).ok()
 }
 
-fn alive(pid: u32) -> bool {
-    // SAFETY: kill(pid, 0) only checks for existence.
-    #[allow(unsafe_code)]
-    let rc = unsafe { libc::kill(pid as i32, 0) };
-    rc == 0
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let _ = tracing_subscriber::fmt()
@@ -135,7 +129,7 @@ fn up(
     port: Option<u16>,
 ) -> anyhow::Result<()> {
     if let Some(state) = read_state(dir)
-        && alive(state.pid)
+        && sys::is_alive(state.pid)
     {
         bail!(
             "a stack is already running from {} (pid {}); run `surge-stack down` first",
@@ -168,7 +162,7 @@ fn up(
     if let Some(p) = port {
         cmd.arg("--port").arg(p.to_string());
     }
-    detach(&mut cmd);
+    sys::detach(&mut cmd);
     let mut child = cmd.spawn().context("starting the supervisor")?;
     let started = Instant::now();
     let mut shown = 0;
@@ -201,19 +195,6 @@ fn up(
             );
         }
         std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// New session, so the supervisor outlives the terminal that started it.
-fn detach(cmd: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: setsid(2) is async-signal-safe and touches no parent memory.
-    #[allow(unsafe_code)]
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
     }
 }
 
@@ -270,18 +251,14 @@ fn down(dir: &Path) -> anyhow::Result<()> {
         println!("no stack running from {}", dir.display());
         return Ok(());
     };
-    if !alive(state.pid) {
+    if !sys::is_alive(state.pid) {
         let _ = std::fs::remove_file(state_path(dir));
         println!("no stack running (stale state removed)");
         return Ok(());
     }
-    // SAFETY: plain kill(2).
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::kill(state.pid as i32, libc::SIGTERM);
-    }
+    let _ = sys::send(state.pid, Signal::Term);
     let started = Instant::now();
-    while alive(state.pid) {
+    while sys::is_alive(state.pid) {
         if started.elapsed() > Duration::from_secs(120) {
             bail!("supervisor {} did not stop in 2 minutes", state.pid);
         }
@@ -297,7 +274,7 @@ fn status(dir: &Path) -> anyhow::Result<bool> {
         println!("not running ({})", dir.display());
         return Ok(false);
     };
-    if !alive(state.pid) {
+    if !sys::is_alive(state.pid) {
         println!(
             "not running (supervisor {} is gone; run `surge-stack up`)",
             state.pid
@@ -308,7 +285,7 @@ fn status(dir: &Path) -> anyhow::Result<bool> {
     let check = |name: &str, url: &Option<String>, path: &str| {
         if let Some(url) = url {
             let addr = url.trim_start_matches("http://");
-            let ok = surge_harness::http::get(addr, path, None).is_ok_and(|(s, _, _)| s == 200);
+            let ok = surge_servers::http::get(addr, path, None).is_ok_and(|(s, _, _)| s == 200);
             println!(
                 "  {name:<14} {}",
                 if ok { "answers" } else { "NOT ANSWERING" }

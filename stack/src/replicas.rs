@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::bail;
-use surge_harness::{ServerProcess, free_port, wait_until};
+use surge_servers::{ServerProcess, free_port, wait_until};
 
 /// One shop service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,7 +141,7 @@ impl ReplicaSet {
             &name,
             Duration::from_secs(30),
             Duration::from_millis(50),
-            || Ok(surge_harness::http::get(&addr, "/readyz", None).is_ok_and(|(s, _, _)| s == 200)),
+            || Ok(surge_servers::http::get(&addr, "/readyz", None).is_ok_and(|(s, _, _)| s == 200)),
         );
         if let Err(e) = ready {
             let running = process.is_running();

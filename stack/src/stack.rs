@@ -11,10 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use surge_harness::kafka::KafkaBroker;
-use surge_harness::postgres::{MONITOR_PASSWORD, PgCluster};
-use surge_harness::servers::{Alertmanager, Nginx, Prometheus, Redis};
-use surge_harness::{ServerProcess, Workdir, free_port};
+use surge_servers::KafkaBroker;
+use surge_servers::PgCluster;
+use surge_servers::{Alertmanager, Nginx, Prometheus, Redis};
+use surge_servers::{ServerProcess, Workdir, free_port};
 
 use crate::autoscaler::{Autoscaler, Fleet};
 use crate::hpa::{HpaSpec, load_manifests};
@@ -180,7 +180,9 @@ impl Stack {
                 .collect()
         };
         std::fs::write(secrets.join("jwt"), &jwt_secret)?;
-        std::fs::write(secrets.join("pg-monitor"), MONITOR_PASSWORD)?;
+        // The monitoring role's password is generated with the cluster; the exporter reads it
+        // from this file.
+        std::fs::write(secrets.join("pg-monitor"), postgres.monitor_password())?;
         let db_url = |node: &str| -> anyhow::Result<String> {
             Ok(format!(
                 "postgres://postgres@127.0.0.1:{}/shop",

@@ -3,3 +3,4 @@
 pub mod alerting;
 pub mod fuzz;
 pub mod pipeline;
+pub mod stack;

@@ -10,9 +10,9 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use surge_exporter::config::Config;
 use surge_exporter::{Exporter, Running};
-use surge_harness::PgCluster;
-use surge_harness::kafka::KafkaBroker;
-use surge_harness::postgres::MONITOR_PASSWORD;
+use surge_servers::KafkaBroker;
+use surge_servers::PgCluster;
+use surge_testkit::kafka::BrokerClients;
 
 /// surge-exporter on `primary` + `replica1` of `cluster` and cluster "shop" of `broker`,
 /// collecting every second (stall after 3 s), served like the binary does. The monitor
@@ -23,7 +23,7 @@ pub async fn serve_exporter(
     broker: &KafkaBroker,
 ) -> anyhow::Result<Running> {
     let password = dir.join("pg-password");
-    std::fs::write(&password, MONITOR_PASSWORD)?;
+    std::fs::write(&password, cluster.monitor_password())?;
     let config = Config::parse(&format!(
         "[postgres]\ninterval = \"1s\"\ntimeout = \"1s\"\n\
          [[postgres.targets]]\nname = \"primary\"\ndsn = \"{}\"\npassword_file = \"{pw}\"\n\

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use surge_harness::kafka::KafkaBroker;
-use surge_harness::pagerduty::PagerDutyStandIn;
-use surge_harness::servers::{Alertmanager, Prometheus};
-use surge_harness::{PgCluster, Workdir, free_port};
+use surge_servers::KafkaBroker;
+use surge_servers::{Alertmanager, Prometheus};
+use surge_servers::{PgCluster, Workdir, free_port};
+use surge_testkit::kafka::BrokerClients;
+use surge_testkit::pagerduty::PagerDutyStandIn;
 use surge_tests::pipeline::{consume, serve_exporter};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,7 +51,7 @@ async fn stalled_consumer_pages_and_resolves_paused_replica_warns_and_resolves()
     )?;
     let diagnose = || {
         let get = |url: &str, path: &str| {
-            surge_harness::http::get(url.trim_start_matches("http://"), path, None)
+            surge_servers::http::get(url.trim_start_matches("http://"), path, None)
                 .map(|r| r.2)
                 .unwrap_or_else(|e| e.to_string())
         };
@@ -75,7 +76,7 @@ async fn stalled_consumer_pages_and_resolves_paused_replica_warns_and_resolves()
     let writer = {
         let writing = Arc::clone(&writing);
         let port = cluster.port("primary")?;
-        let psql = surge_harness::postgres::bin_dir()?.join("psql");
+        let psql = surge_servers::postgres::bin_dir()?.join("psql");
         std::thread::spawn(move || {
             let dsn = format!("host=127.0.0.1 port={port} user=postgres dbname=postgres");
             while writing.load(Ordering::Relaxed) {

@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use surge_exporter::Exporter;
 use surge_exporter::config::Config;
-use surge_harness::kafka::KafkaBroker;
-use surge_harness::postgres::MONITOR_PASSWORD;
-use surge_harness::{PgCluster, wait_until};
+use surge_servers::KafkaBroker;
+use surge_servers::{PgCluster, wait_until};
+use surge_testkit::kafka::BrokerClients;
 
 fn scrape(addr: &str) -> anyhow::Result<String> {
-    let (status, _, body) = surge_harness::http::get(addr, "/metrics", None)?;
+    let (status, _, body) = surge_servers::http::get(addr, "/metrics", None)?;
     anyhow::ensure!(status == 200, "scrape answered {status}");
     Ok(body)
 }
@@ -34,7 +34,7 @@ async fn broker_outage_downs_only_kafka_and_recovers() -> anyhow::Result<()> {
     producer.flush()?;
     broker.commit("payment", "order-placed", &[(0, 30), (1, 60)])?;
     let password_file = dir.path().join("password");
-    std::fs::write(&password_file, MONITOR_PASSWORD)?;
+    std::fs::write(&password_file, cluster.monitor_password())?;
 
     let config = Config::parse(&format!(
         "[postgres]\ninterval = \"500ms\"\ntimeout = \"400ms\"\n\

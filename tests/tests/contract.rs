@@ -37,7 +37,7 @@ fn every_family_encodes_and_passes_promtool() -> anyhow::Result<()> {
             f.name
         );
     }
-    let report = surge_harness::promtool::check_metrics(&text)?;
+    let report = surge_testkit::promtool::check_metrics(&text)?;
     assert!(report.trim().is_empty(), "promtool:\n{report}\n{text}");
     Ok(())
 }

@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use regex::Regex;
-use serde_json::{Value, json};
+use serde_json::Value;
+use surge_testkit::prom::PromQl;
+use surge_testkit::shop::Shop;
 use surge_tests::alerting::repo;
 
 fn boards() -> anyhow::Result<Vec<(String, Value)>> {
@@ -218,44 +220,22 @@ fn every_panel_query_returns_data_from_a_real_prometheus() -> anyhow::Result<()>
     // not what makes the backlog.)
     options.payment_latency_ms = 400;
     let stack = surge_stack::Stack::start(options)?;
-    let prometheus = stack
-        .prometheus
-        .as_ref()
-        .map(|p| p.url())
-        .ok_or_else(|| anyhow::anyhow!("no prometheus"))?;
-    let api = format!("http://{}", stack.api());
-    let http = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()?;
+    let prom = PromQl::new(
+        &stack
+            .prometheus
+            .as_ref()
+            .map(|p| p.url())
+            .ok_or_else(|| anyhow::anyhow!("no prometheus"))?,
+    )?;
+    let shop = Shop::new(&stack.api())?;
 
     // Traffic: shoppers, orders, a declined payment (a dead letter), and a payment outage
     // that leaves a backlog to drain (drain ETA).
-    let credentials = json!({"email": "boards@example.com", "password": "correct horse battery"});
-    http.post(format!("{api}/auth/register"))
-        .json(&credentials)
-        .send()?;
-    let login: Value = http
-        .post(format!("{api}/auth/login"))
-        .json(&credentials)
-        .send()?
-        .json()?;
-    let token = login["token"].as_str().unwrap_or_default().to_string();
-    let products: Value = http
-        .get(format!("{api}/products?limit=100"))
-        .send()?
-        .json()?;
-    let decline = products["products"]
-        .as_array()
-        .and_then(|ps| ps.iter().find(|p| p["sku"] == "test-decline-card"))
-        .and_then(|p| p["id"].as_i64())
-        .unwrap_or(61);
+    let token = shop.user("boards@example.com")?;
+    let decline = shop.product_id("test-decline-card")?;
     let order = |product: i64| -> anyhow::Result<()> {
-        let r = http
-            .post(format!("{api}/orders"))
-            .bearer_auth(&token)
-            .json(&json!({"items": [{"product_id": product, "quantity": 1}]}))
-            .send()?;
-        anyhow::ensure!(r.status().as_u16() == 202, "order: {}", r.status());
+        let (status, body) = shop.order(&token, &[(product, 1)])?;
+        anyhow::ensure!(status == 202, "order: {status} {body}");
         Ok(())
     };
     order(decline)?;
@@ -267,24 +247,14 @@ fn every_panel_query_returns_data_from_a_real_prometheus() -> anyhow::Result<()>
     stack.scale("payment", 2)?;
     // Browse while the backlog drains, until Prometheus has seen a drain ETA (or give up
     // after two minutes and let the panel check below name what is missing).
-    let seen_drain = |http: &reqwest::blocking::Client| -> bool {
-        http.get(format!("{prometheus}/api/v1/query"))
-            .query(&[(
-                "query",
-                "max_over_time(surge_kafka_group_topic_drain_eta_seconds[5m])",
-            )])
-            .send()
-            .and_then(|r| r.json::<Value>())
-            .is_ok_and(|b| {
-                b["data"]["result"]
-                    .as_array()
-                    .is_some_and(|r| !r.is_empty())
-            })
+    let seen_drain = || {
+        prom.query("max_over_time(surge_kafka_group_topic_drain_eta_seconds[5m])")
+            .is_ok_and(|series| !series.is_empty())
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     let mut i = 0;
-    while std::time::Instant::now() < deadline && (i < 40 || !seen_drain(&http)) {
-        let _ = http.get(format!("{api}/products/{}", 1 + i % 50)).send();
+    while std::time::Instant::now() < deadline && (i < 40 || !seen_drain()) {
+        let _ = shop.get(&format!("/products/{}", 1 + i % 50), None);
         std::thread::sleep(Duration::from_millis(500));
         i += 1;
     }
@@ -293,15 +263,6 @@ fn every_panel_query_returns_data_from_a_real_prometheus() -> anyhow::Result<()>
     let end = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs_f64();
-    let query = |path: &str, params: &[(&str, String)]| -> anyhow::Result<Value> {
-        let body: Value = http
-            .get(format!("{prometheus}{path}"))
-            .query(params)
-            .send()?
-            .json()?;
-        anyhow::ensure!(body["status"] == "success", "{path} {params:?}: {body}");
-        Ok(body["data"].clone())
-    };
     let mut failures = Vec::new();
     let label_values = Regex::new(r"^label_values\((.+), *(\w+)\)$")?;
     for (name, board) in boards()? {
@@ -316,16 +277,7 @@ fn every_panel_query_returns_data_from_a_real_prometheus() -> anyhow::Result<()>
             let caps = label_values.captures(&definition).ok_or_else(|| {
                 anyhow::anyhow!("{name}: unsupported variable query {definition}")
             })?;
-            let values = query(
-                &format!("/api/v1/label/{}/values", &caps[2]),
-                &[("match[]", caps[1].to_string())],
-            )?;
-            let values: Vec<String> = values
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect();
+            let values = prom.label_values(&caps[2], &caps[1])?;
             if values.is_empty() {
                 failures.push(format!(
                     "{name}: variable {var} ({definition}) has no values"
@@ -336,16 +288,8 @@ fn every_panel_query_returns_data_from_a_real_prometheus() -> anyhow::Result<()>
         for p in panels(&board) {
             for t in p["targets"].as_array().into_iter().flatten() {
                 let expr = expand(t["expr"].as_str().unwrap_or_default(), &vars);
-                let data = query(
-                    "/api/v1/query_range",
-                    &[
-                        ("query", expr.clone()),
-                        ("start", format!("{}", end - 300.0)),
-                        ("end", format!("{end}")),
-                        ("step", "5".into()),
-                    ],
-                )?;
-                if data["result"].as_array().is_none_or(Vec::is_empty) {
+                let series = prom.range(&expr, end - 300.0, end, 5.0)?;
+                if series.is_empty() {
                     failures.push(format!(
                         "{name}: \"{}\" returned no series: {expr}",
                         p["title"].as_str().unwrap_or_default()

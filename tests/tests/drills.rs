@@ -9,9 +9,6 @@
 //! `SURGE_DRILL_REPORT=FILE` the line is also appended there (RELIABILITY.md is written from
 //! those lines).
 
-#[path = "../../stack/tests/common/mod.rs"]
-mod shop;
-
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::Command;
@@ -21,9 +18,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::Value;
-use surge_harness::pagerduty::{PagerDutyStandIn, Received};
-use surge_harness::tmux::Tmux;
 use surge_stack::{MonitoringTiming, Stack, StackOptions};
+use surge_testkit::pagerduty::{PagerDutyStandIn, Received};
+use surge_testkit::prom::PromQl;
+use surge_testkit::shop::Shop;
+use surge_testkit::tmux::Tmux;
 
 /// Rules' `for` divided by this in the fault drills: 5m → 10 s (at least ten 1 s scrapes or
 /// five 2 s collections, so one slow scrape of a debug build on a busy machine is not a page).
@@ -33,7 +32,8 @@ struct Drill {
     name: &'static str,
     stack: Stack,
     pager: PagerDutyStandIn,
-    shop: shop::Shop,
+    shop: Shop,
+    prom: PromQl,
     token: String,
     /// Ids of orders the API accepted (202).
     accepted: Arc<Mutex<Vec<String>>>,
@@ -76,28 +76,20 @@ impl Drill {
         )?);
         tweak(&mut options);
         let stack = Stack::start(options)?;
-        let prometheus = stack
-            .prometheus
-            .as_ref()
-            .map(|p| p.url())
-            .unwrap_or_default();
-        let shop = shop::Shop::new(&stack)?;
+        let prom = PromQl::new(
+            &stack
+                .prometheus
+                .as_ref()
+                .map(|p| p.url())
+                .unwrap_or_default(),
+        )?;
+        let shop = Shop::new(&stack.api())?;
         // Steady before any fault: Prometheus has scraped the exporter.
-        surge_harness::wait_until(
+        surge_servers::wait_until(
             "Prometheus scraping surge-exporter",
             Duration::from_secs(60),
             Duration::from_millis(500),
-            || {
-                let body: Value = shop
-                    .http
-                    .get(format!("{prometheus}/api/v1/query"))
-                    .query(&[("query", "up{job=\"surge-exporter\"} == 1")])
-                    .send()?
-                    .json()?;
-                Ok(body["data"]["result"]
-                    .as_array()
-                    .is_some_and(|r| !r.is_empty()))
-            },
+            || Ok(!prom.query("up{job=\"surge-exporter\"} == 1")?.is_empty()),
         )?;
         let token = shop.user(&format!("{name}@drills.example"))?;
         Ok(Drill {
@@ -105,6 +97,7 @@ impl Drill {
             stack,
             pager,
             shop,
+            prom,
             token,
             accepted: Arc::default(),
             started: Instant::now(),
@@ -182,7 +175,7 @@ impl Drill {
              LEFT JOIN orders o ON o.id = a.id AND o.status = 'shipped' WHERE o.id IS NULL"
         );
         let mut lost = usize::MAX;
-        let _ = surge_harness::wait_until(
+        let _ = surge_servers::wait_until(
             "every accepted order shipped",
             timeout,
             Duration::from_millis(500),
@@ -235,14 +228,14 @@ impl Drill {
             "ALERTS",
         ] {
             out.push_str(&format!("\n{q}:"));
-            for s in self.query(q).unwrap_or_default() {
-                out.push_str(&format!("\n  {} {}", s["metric"], s["value"][1]));
+            for s in self.prom.query(q).unwrap_or_default() {
+                out.push_str(&format!("\n  {s}"));
             }
         }
         let log = self.stack.options.dir.join("surge-exporter.log");
         out.push_str(&format!(
             "\nexporter log:\n{}",
-            surge_harness::process::log_tail(&log, 2000)
+            surge_servers::process::log_tail(&log, 2000)
         ));
         out
     }
@@ -255,7 +248,7 @@ impl Drill {
         check: impl Fn(&Received) -> bool,
     ) -> anyhow::Result<Received> {
         let mut found = None;
-        surge_harness::wait_until(what, timeout, Duration::from_millis(200), || {
+        surge_servers::wait_until(what, timeout, Duration::from_millis(200), || {
             found = self.pager.received().into_iter().find(|r| check(r));
             Ok(found.is_some())
         })
@@ -333,7 +326,7 @@ impl Drill {
         check: impl Fn(&str) -> bool,
     ) -> anyhow::Result<String> {
         let mut frame = String::new();
-        surge_harness::wait_until(
+        surge_servers::wait_until(
             what,
             Duration::from_secs(60),
             Duration::from_secs(1),
@@ -374,33 +367,11 @@ impl Drill {
             let _ = writeln!(file, "{line}");
         }
     }
-
-    fn query(&self, promql: &str) -> anyhow::Result<Vec<Value>> {
-        let body: Value = self
-            .shop
-            .http
-            .get(format!("{}/api/v1/query", self.prometheus()))
-            .query(&[("query", promql)])
-            .send()?
-            .json()?;
-        anyhow::ensure!(body["status"] == "success", "{promql}: {body}");
-        Ok(body["data"]["result"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default())
-    }
-
-    fn value(&self, promql: &str) -> anyhow::Result<Option<f64>> {
-        Ok(self
-            .query(promql)?
-            .first()
-            .and_then(|s| s["value"][1].as_str().and_then(|v| v.parse::<f64>().ok())))
-    }
 }
 
 /// Place one order of `product`; remember an accepted one's id for the audit.
 fn place_order(
-    shop: &shop::Shop,
+    shop: &Shop,
     token: &str,
     product: i64,
     accepted: &Mutex<Vec<String>>,
@@ -509,10 +480,11 @@ fn drill_flash_sale_scales_out_drains_and_pages_only_when_maxed() -> anyhow::Res
     }
     let scaled_out = scaled_out.with_context(|| {
         let cpu: Vec<String> = drill
+            .prom
             .query("max_over_time(surge_workload_cpu_utilization_ratio[2m])")
             .unwrap_or_default()
             .iter()
-            .map(|s| format!("{} {}", s["metric"]["workload"], s["value"][1]))
+            .map(|s| format!("{} {}", s.labels.get("workload").map_or("?", String::as_str), s.value))
             .collect();
         format!(
             "no service scaled out during the spike: at the start {before:?}, after {:?}; peak CPU/request {cpu:?}; load:\n{}",
@@ -523,15 +495,16 @@ fn drill_flash_sale_scales_out_drains_and_pages_only_when_maxed() -> anyhow::Res
 
     // Lag rose during the spike, then drained to zero with every order shipped.
     let peak_lag = drill
+        .prom
         .value("max(max_over_time(surge_kafka_group_topic_lag{topic=\"order-placed\"}[5m]))")?
         .unwrap_or(0.0);
     assert!(peak_lag > 0.0, "lag never rose during the spike");
     let (orders, lost) = drill.audit(Duration::from_secs(120))?;
-    surge_harness::wait_until(
+    surge_servers::wait_until(
         "lag drained to zero",
         Duration::from_secs(60),
         Duration::from_secs(1),
-        || Ok(drill.value("max(surge_kafka_group_topic_lag)")? == Some(0.0)),
+        || Ok(drill.prom.value("max(surge_kafka_group_topic_lag)")? == Some(0.0)),
     )?;
     let drained = load_end.elapsed();
 
@@ -546,6 +519,7 @@ fn drill_flash_sale_scales_out_drains_and_pages_only_when_maxed() -> anyhow::Res
                 .and_then(surge_client::fetch::prometheus::unix_seconds)
                 .context("alert without startsAt")?;
             let lowest = drill
+                .prom
                 .value(&format!(
                     "min_over_time(surge_workload_cpu_utilization_ratio{{workload=\"{workload}\"}}[29s] @ {at:.3})"
                 ))?
@@ -562,7 +536,7 @@ fn drill_flash_sale_scales_out_drains_and_pages_only_when_maxed() -> anyhow::Res
             "unexpected page during a flash sale: {page:#}"
         );
         let workload = page["payload"]["custom_details"]["firing"].to_string();
-        let maxed = drill.value(
+        let maxed = drill.prom.value(
             "max(max_over_time((surge_hpa_current_replicas >= surge_hpa_max_replicas)[5m:1s]))",
         )?;
         assert!(
@@ -768,17 +742,19 @@ fn drill_exporter_killed_pages_and_the_panel_keeps_stale_data() -> anyhow::Resul
 
     // Steady before the fault: scraped fine for 10 s and nothing pending about it, so the
     // time to detect counts from the kill.
-    surge_harness::wait_until(
+    surge_servers::wait_until(
         "steady scrapes of the exporter",
         Duration::from_secs(60),
         Duration::from_millis(500),
         || {
-            Ok(
-                drill.value("min_over_time(up{job=\"surge-exporter\"}[10s])")? == Some(1.0)
-                    && drill
-                        .query("ALERTS{alertname=\"SurgeExporterAbsent\"}")?
-                        .is_empty(),
-            )
+            Ok(drill
+                .prom
+                .value("min_over_time(up{job=\"surge-exporter\"}[10s])")?
+                == Some(1.0)
+                && drill
+                    .prom
+                    .query("ALERTS{alertname=\"SurgeExporterAbsent\"}")?
+                    .is_empty())
         },
     )?;
     let fault = Instant::now();
@@ -787,7 +763,7 @@ fn drill_exporter_killed_pages_and_the_panel_keeps_stale_data() -> anyhow::Resul
         .exporter
         .as_ref()
         .context("no exporter")?
-        .signal(9)?;
+        .signal(surge_servers::Signal::Kill)?;
     let page = drill.wait_page("SurgeExporterAbsent", Duration::from_secs(120))?;
     let detect = fault.elapsed();
     let screen =

@@ -7,16 +7,17 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use surge_client::fetch::alertmanager::Alertmanager as AmClient;
 use surge_client::model::{Matcher, NewSilence};
-use surge_harness::kafka::KafkaBroker;
-use surge_harness::pagerduty::PagerDutyStandIn;
-use surge_harness::servers::{Alertmanager, Prometheus};
-use surge_harness::tmux::Tmux;
-use surge_harness::{PgCluster, Workdir, free_port};
+use surge_servers::KafkaBroker;
+use surge_servers::{Alertmanager, Prometheus};
+use surge_servers::{PgCluster, Workdir, free_port};
+use surge_testkit::kafka::BrokerClients;
+use surge_testkit::pagerduty::PagerDutyStandIn;
+use surge_testkit::tmux::Tmux;
 use surge_tests::pipeline::{consume, serve_exporter};
 
 /// The `surge` binary next to this test's (scripts/test builds every binary first).
@@ -46,26 +47,6 @@ fn once(args: &[&str]) -> anyhow::Result<(String, i32)> {
     Ok((
         String::from_utf8(out.stdout)?,
         out.status.code().unwrap_or(-1),
-    ))
-}
-
-fn wait_until(
-    what: &str,
-    timeout: Duration,
-    mut check: impl FnMut() -> anyhow::Result<bool>,
-) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    let mut last_error = None;
-    while Instant::now() < deadline {
-        match check() {
-            Ok(true) => return Ok(()),
-            Ok(false) => {}
-            Err(e) => last_error = Some(e),
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    Err(anyhow!(
-        "timed out after {timeout:?} waiting for {what} (last error: {last_error:?})"
     ))
 }
 
@@ -133,9 +114,10 @@ async fn headless_frames_show_a_stalled_group_its_alert_and_silences() -> anyhow
 
     let (prom, am) = (prometheus.url(), alertmanager.url());
     tokio::task::block_in_place(|| {
-        wait_until(
+        surge_servers::wait_until(
             "KafkaConsumerStalled firing in Alertmanager",
             Duration::from_secs(120),
+            Duration::from_millis(300),
             || {
                 let alerts = get_json(&format!("{am}/api/v2/alerts"))?;
                 Ok(alerts.to_string().contains("KafkaConsumerStalled"))
@@ -206,9 +188,10 @@ async fn headless_frames_show_a_stalled_group_its_alert_and_silences() -> anyhow
         "{listed:?}"
     );
     tokio::task::block_in_place(|| {
-        wait_until(
+        surge_servers::wait_until(
             "the alert muted in the panel",
             Duration::from_secs(20),
+            Duration::from_millis(300),
             || {
                 let (frame, _) = once(&["--alertmanager", &am, "--view", "alerts"])?;
                 Ok(frame
@@ -320,9 +303,10 @@ fn keys_in_screen_out_in_a_pseudo_terminal() -> anyhow::Result<()> {
     tmux.wait_for("panel", "the expire confirmation", "Expire silence")?;
     tmux.keys("panel", &["y"])?;
     tmux.wait_for("panel", "the expired notice", "expired")?;
-    wait_until(
+    surge_servers::wait_until(
         "the silence expired in Alertmanager",
         Duration::from_secs(10),
+        Duration::from_millis(300),
         || {
             let silences = get_json(&format!("{am}/api/v2/silences"))?;
             Ok(silences.as_array().into_iter().flatten().any(|s| {
@@ -353,9 +337,12 @@ fn keys_in_screen_out_in_a_pseudo_terminal() -> anyhow::Result<()> {
         "{text}"
     );
     tmux.keys("panel", &["q"])?;
-    wait_until("surge to exit", Duration::from_secs(10), || {
-        Ok(exit_file.exists())
-    })?;
+    surge_servers::wait_until(
+        "surge to exit",
+        Duration::from_secs(10),
+        Duration::from_millis(300),
+        || Ok(exit_file.exists()),
+    )?;
     assert_eq!(std::fs::read_to_string(&exit_file)?.trim(), "0");
     Ok(())
 }

@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use surge_exporter::Exporter;
 use surge_exporter::config::Config;
-use surge_harness::kube_api::KubeApiStandIn;
-use surge_harness::postgres::MONITOR_PASSWORD;
-use surge_harness::{PgCluster, ServerProcess, wait_until};
+use surge_servers::{PgCluster, ServerProcess, wait_until};
+use surge_testkit::kube_api::KubeApiStandIn;
 
 fn scrape(addr: &str) -> anyhow::Result<String> {
-    let (status, _, body) = surge_harness::http::get(addr, "/metrics", None)?;
+    let (status, _, body) = surge_servers::http::get(addr, "/metrics", None)?;
     anyhow::ensure!(status == 200, "scrape answered {status}");
     Ok(body)
 }
@@ -48,7 +47,7 @@ async fn failing_sources_stay_contained_and_recover() -> anyhow::Result<()> {
         format!("{}", sleeper.pid().unwrap_or(0)),
     )?;
     let password_file = dir.path().join("password");
-    std::fs::write(&password_file, MONITOR_PASSWORD)?;
+    std::fs::write(&password_file, cluster.monitor_password())?;
 
     let config = Config::parse(&format!(
         "[postgres]\ninterval = \"500ms\"\ntimeout = \"400ms\"\n\

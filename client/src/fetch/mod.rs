@@ -83,6 +83,8 @@ pub fn one_line(text: &str) -> String {
         .collect()
 }
 
+impl std::error::Error for FetchError {}
+
 impl fmt::Display for FetchError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.url, self.reason)

@@ -67,6 +67,19 @@ impl Prometheus {
         let body = get_body(&self.http, &url, &[("type", "alert".to_string())]).await?;
         parse_rules(&body).map_err(|e| FetchError::new(&url, e))
     }
+
+    /// The values `label` takes on series matching `selector` (what Grafana's
+    /// `label_values(selector, label)` variables ask).
+    pub async fn label_values(
+        &self,
+        label: &str,
+        selector: &str,
+    ) -> Result<Vec<String>, FetchError> {
+        let url = format!("{}/api/v1/label/{label}/values", self.base);
+        let body = get_body(&self.http, &url, &[("match[]", selector.to_string())]).await?;
+        data::<Vec<String>>(&body, "label values")
+            .map_err(|e| FetchError::new(&url, super::one_line(&e)))
+    }
 }
 
 /// Every API answer: `status`, then `data` or the error. Parsed straight from the bytes

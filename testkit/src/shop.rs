@@ -1,32 +1,10 @@
-//! A stack in a temporary directory, and a small client for the shop's API.
-
-#![allow(dead_code)]
+//! A small blocking client for the shop's API, as a shopper uses it: register, log in, order,
+//! follow an order.
 
 use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::{Value, json};
-use surge_stack::{Stack, StackOptions};
-
-pub struct Fixture {
-    pub stack: Stack,
-    // Declared last: removed after the stack stopped.
-    _dir: tempfile::TempDir,
-}
-
-/// A stack without monitoring or autoscaling unless `tweak` turns them on.
-pub fn stack(tweak: impl FnOnce(&mut StackOptions)) -> anyhow::Result<Fixture> {
-    let dir = tempfile::Builder::new().prefix("surge-stack-").tempdir()?;
-    let mut options = StackOptions::for_checkout(dir.path())?;
-    options.monitoring = false;
-    options.autoscale = None;
-    options.payment_failure_rate = 0.0;
-    tweak(&mut options);
-    Ok(Fixture {
-        stack: Stack::start(options)?,
-        _dir: dir,
-    })
-}
 
 #[derive(Clone)]
 pub struct Shop {
@@ -35,9 +13,10 @@ pub struct Shop {
 }
 
 impl Shop {
-    pub fn new(stack: &Stack) -> anyhow::Result<Shop> {
+    /// A client of the shop behind `api` (`host:port` of its load balancer).
+    pub fn new(api: &str) -> anyhow::Result<Shop> {
         Ok(Shop {
-            base: format!("http://{}", stack.api()),
+            base: format!("http://{api}"),
             http: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()?,
@@ -93,6 +72,17 @@ impl Shop {
         Ok(body["token"].as_str().context("no token")?.to_string())
     }
 
+    /// The id of the catalog product with `sku`.
+    pub fn product_id(&self, sku: &str) -> anyhow::Result<i64> {
+        let (status, _, body) = self.get("/products?limit=100", None)?;
+        anyhow::ensure!(status == 200, "products: {status} {body}");
+        body["products"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["sku"] == sku))
+            .and_then(|p| p["id"].as_i64())
+            .with_context(|| format!("no product {sku}"))
+    }
+
     /// Place an order; returns (status, order id).
     pub fn order(&self, token: &str, items: &[(i64, i32)]) -> anyhow::Result<(u16, Value)> {
         let items: Vec<Value> = items
@@ -111,7 +101,7 @@ impl Shop {
         timeout: Duration,
     ) -> anyhow::Result<Value> {
         let mut last = Value::Null;
-        surge_harness::wait_until(
+        surge_servers::wait_until(
             &format!("order {id} {status}"),
             timeout,
             Duration::from_millis(200),

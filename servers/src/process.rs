@@ -6,13 +6,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::sys::{self, Signal};
+
 /// A running server. Dropping it stops it: `stop_signal`, then SIGKILL after the grace time.
 #[derive(Debug)]
 pub struct ServerProcess {
     name: String,
     child: Option<Child>,
     log: PathBuf,
-    stop_signal: i32,
+    stop_signal: Signal,
     grace: Duration,
 }
 
@@ -25,7 +27,7 @@ impl ServerProcess {
         let out = File::options().create(true).append(true).open(log)?;
         let err = out.try_clone()?;
         command.stdin(Stdio::null()).stdout(out).stderr(err);
-        set_parent_death_signal(&mut command);
+        sys::die_with_parent(&mut command);
         let child = command
             .spawn()
             .map_err(|e| anyhow::anyhow!("starting {name} ({:?}): {e}", command.get_program()))?;
@@ -33,13 +35,13 @@ impl ServerProcess {
             name: name.to_string(),
             child: Some(child),
             log: log.to_path_buf(),
-            stop_signal: libc::SIGTERM,
+            stop_signal: Signal::Term,
             grace: Duration::from_secs(10),
         })
     }
 
     /// Signal used for a graceful stop (PostgreSQL: SIGINT = fast shutdown).
-    pub fn with_stop_signal(mut self, signal: i32) -> Self {
+    pub fn with_stop_signal(mut self, signal: Signal) -> Self {
         self.stop_signal = signal;
         self
     }
@@ -70,11 +72,11 @@ impl ServerProcess {
     }
 
     /// Send a signal without waiting (e.g. SIGSTOP to freeze a server).
-    pub fn signal(&self, signal: i32) -> anyhow::Result<()> {
+    pub fn signal(&self, signal: Signal) -> anyhow::Result<()> {
         let pid = self
             .pid()
             .ok_or_else(|| anyhow::anyhow!("{} is not running", self.name))?;
-        send_signal(pid, signal)
+        Ok(sys::send(pid, signal)?)
     }
 
     /// Stop gracefully, then forcibly after the grace time. Idempotent.
@@ -85,7 +87,7 @@ impl ServerProcess {
         if matches!(child.try_wait(), Ok(Some(_))) {
             return;
         }
-        let _ = send_signal(child.id(), self.stop_signal);
+        let _ = sys::send(child.id(), self.stop_signal);
         let deadline = Instant::now() + self.grace;
         while Instant::now() < deadline {
             if matches!(child.try_wait(), Ok(Some(_))) {
@@ -114,33 +116,6 @@ pub fn log_tail(path: &Path, max_bytes: u64) -> String {
     let mut text = String::new();
     let _ = file.read_to_string(&mut text);
     text
-}
-
-fn send_signal(pid: u32, signal: i32) -> anyhow::Result<()> {
-    let pid = i32::try_from(pid)?;
-    // SAFETY: kill(2) has no memory-safety preconditions.
-    #[allow(unsafe_code)]
-    let rc = unsafe { libc::kill(pid, signal) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error().into())
-    }
-}
-
-fn set_parent_death_signal(command: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs between fork and exec and only calls prctl(2), which is
-    // async-signal-safe and touches no memory of the parent.
-    #[allow(unsafe_code)]
-    unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
 }
 
 /// Run a command to completion, with its output in the error if it fails.

@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -18,7 +17,9 @@ use axum::extract::{Query, State};
 use axum::http::{Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::broadcast;
+
+use crate::serve::OnThread;
 
 /// (group, version, plural): `("", "v1", "pods")`, `("apps", "v1", "replicasets")`.
 pub type Collection = (String, String, String);
@@ -68,10 +69,9 @@ impl Shared {
 
 /// The running stand-in. Dropping it stops the server.
 pub struct KubeApiStandIn {
-    addr: SocketAddr,
     shared: Arc<Shared>,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    // Dropped after `shared` flags stopping (see Drop).
+    server: OnThread,
 }
 
 impl KubeApiStandIn {
@@ -86,43 +86,17 @@ impl KubeApiStandIn {
             events,
             stopping: tokio::sync::watch::Sender::new(false),
         });
-        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
-        let (stop, stopped) = oneshot::channel::<()>();
         let app = Router::new()
             .fallback(handle)
             .with_state(Arc::clone(&shared));
-        let thread = std::thread::Builder::new()
-            .name("kube-api-stand-in".into())
-            .spawn(move || {
-                let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                else {
-                    return;
-                };
-                runtime.block_on(async move {
-                    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                        return;
-                    };
-                    let _ = axum::serve(listener, app)
-                        .with_graceful_shutdown(async {
-                            let _ = stopped.await;
-                        })
-                        .await;
-                });
-            })?;
         Ok(KubeApiStandIn {
-            addr,
+            server: OnThread::start("kube-api-stand-in", app)?,
             shared,
-            stop: Some(stop),
-            thread: Some(thread),
         })
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.server.addr())
     }
 
     /// Write a kubeconfig pointing at this server (no auth: loopback only).
@@ -229,17 +203,8 @@ impl KubeApiStandIn {
 
 impl Drop for KubeApiStandIn {
     fn drop(&mut self) {
+        // Open watch streams end at once; the server itself stops when `server` drops.
         self.shared.stopping.send_replace(true);
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        // Open watch streams end with the runtime; do not wait on them forever.
-        if let Some(thread) = self.thread.take() {
-            let deadline = std::time::Instant::now() + Duration::from_secs(5);
-            while !thread.is_finished() && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! The Debian-packaged servers start, answer, and stop.
 
-use surge_harness::servers::{Alertmanager, Nginx, Prometheus, Redis};
-use surge_harness::{Workdir, free_port};
+use surge_servers::{Alertmanager, Nginx, Prometheus, Redis};
+use surge_servers::{Workdir, free_port};
 
 #[test]
 fn redis_nginx_prometheus_alertmanager_start_and_answer() -> anyhow::Result<()> {
@@ -15,15 +15,15 @@ fn redis_nginx_prometheus_alertmanager_start_and_answer() -> anyhow::Result<()> 
         port,
     )?;
     let addr = format!("127.0.0.1:{port}");
-    assert_eq!(surge_harness::http::get(&addr, "/", None)?.2, "one\n");
+    assert_eq!(surge_servers::http::get(&addr, "/", None)?.2, "one\n");
     nginx.reload(&format!(
         "  server {{ listen 127.0.0.1:{port}; location / {{ return 200 \"two\\n\"; }} }}"
     ))?;
-    surge_harness::wait_until(
+    surge_servers::wait_until(
         "reload",
         std::time::Duration::from_secs(5),
         std::time::Duration::from_millis(50),
-        || Ok(surge_harness::http::get(&addr, "/", None)?.2 == "two\n"),
+        || Ok(surge_servers::http::get(&addr, "/", None)?.2 == "two\n"),
     )?;
 
     let prometheus = Prometheus::start_in(
@@ -32,7 +32,7 @@ fn redis_nginx_prometheus_alertmanager_start_and_answer() -> anyhow::Result<()> 
         "global:\n  scrape_interval: 1s\nscrape_configs: []\n",
     )?;
     let addr = prometheus.url().trim_start_matches("http://").to_string();
-    let (status, _, body) = surge_harness::http::get(&addr, "/api/v1/query?query=1%2B1", None)?;
+    let (status, _, body) = surge_servers::http::get(&addr, "/api/v1/query?query=1%2B1", None)?;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"2\""), "{body}");
 
@@ -43,7 +43,7 @@ fn redis_nginx_prometheus_alertmanager_start_and_answer() -> anyhow::Result<()> 
     )?;
     let addr = alertmanager.url().trim_start_matches("http://").to_string();
     assert_eq!(
-        surge_harness::http::get(&addr, "/api/v2/status", None)?.0,
+        surge_servers::http::get(&addr, "/api/v2/status", None)?.0,
         200
     );
     Ok(())

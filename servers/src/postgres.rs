@@ -13,12 +13,23 @@ use anyhow::{Context, anyhow, bail};
 
 use crate::ports::free_port;
 use crate::process::{ServerProcess, run};
+use crate::sys::{self, Signal};
 use crate::wait::wait_until;
 use crate::workdir::Workdir;
 
-/// Role the exporter connects as: `pg_monitor` only, password-authenticated.
+/// Role the exporter connects as: `pg_monitor` only, password-authenticated with a password
+/// generated per cluster ([`PgCluster::monitor_password`]).
 pub const MONITOR_ROLE: &str = "surge_monitor";
-pub const MONITOR_PASSWORD: &str = "surge-monitor-test-password";
+
+/// 144 random bits as hex, from the kernel.
+fn generate_password() -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 18];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("reading /dev/urandom for the monitoring password")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
 
 /// One server of the cluster.
 #[derive(Debug)]
@@ -45,6 +56,7 @@ pub struct PgCluster {
     bin: PathBuf,
     run_as: Option<(u32, u32)>,
     nodes: Vec<PgNode>,
+    monitor_password: String,
     // Declared last: removed after the servers above have stopped.
     root: Workdir,
 }
@@ -67,6 +79,7 @@ impl PgCluster {
             bin,
             run_as,
             nodes: Vec::new(),
+            monitor_password: generate_password()?,
             root,
         };
         cluster.init_primary()?;
@@ -108,6 +121,12 @@ impl PgCluster {
             "postgres://postgres@127.0.0.1:{}/postgres",
             self.port(name)?
         ))
+    }
+
+    /// The monitoring role's password (generated for this cluster; give it to the exporter
+    /// through a file or the environment, never the URL).
+    pub fn monitor_password(&self) -> &str {
+        &self.monitor_password
     }
 
     /// URL for the least-privilege monitoring role, without its password.
@@ -240,7 +259,8 @@ impl PgCluster {
         self.psql(
             name,
             &format!(
-                "CREATE ROLE {MONITOR_ROLE} LOGIN PASSWORD '{MONITOR_PASSWORD}'; GRANT pg_monitor TO {MONITOR_ROLE};"
+                "CREATE ROLE {MONITOR_ROLE} LOGIN PASSWORD '{}'; GRANT pg_monitor TO {MONITOR_ROLE};",
+                self.monitor_password
             ),
         )?;
         Ok(())
@@ -297,7 +317,7 @@ impl PgCluster {
         let mut cmd = self.server_command("postgres");
         cmd.arg("-D").arg(data_dir).arg("-p").arg(port.to_string());
         Ok(ServerProcess::spawn(&format!("postgres {name}"), cmd, log)?
-            .with_stop_signal(libc::SIGINT))
+            .with_stop_signal(Signal::Int))
     }
 
     fn wait_accepting(&mut self, name: &str) -> anyhow::Result<()> {
@@ -391,10 +411,7 @@ pub fn bin_dir() -> anyhow::Result<PathBuf> {
 
 /// `Some((uid, gid))` of the `postgres` user when running as root, else `None`.
 fn server_user() -> anyhow::Result<Option<(u32, u32)>> {
-    // SAFETY: geteuid has no preconditions.
-    #[allow(unsafe_code)]
-    let euid = unsafe { libc::geteuid() };
-    if euid != 0 {
+    if !sys::is_root() {
         return Ok(None);
     }
     let passwd = std::fs::read_to_string("/etc/passwd")?;

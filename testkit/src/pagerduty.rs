@@ -17,7 +17,8 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::post;
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
+
+use crate::serve::OnThread;
 
 /// An accepted event (or webhook body) as received.
 #[derive(Debug, Clone, PartialEq)]
@@ -122,59 +123,31 @@ async fn webhook(
 
 /// The running receiver; dropping it stops it.
 pub struct PagerDutyStandIn {
-    port: u16,
     log: Shared,
-    stop: Option<oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    server: OnThread,
 }
 
 impl PagerDutyStandIn {
     pub fn start() -> anyhow::Result<Self> {
         let log: Shared = Arc::default();
-        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
-        listener.set_nonblocking(true)?;
-        let port = listener.local_addr()?.port();
         let app = Router::new()
             .route("/v2/enqueue", post(enqueue))
             .route("/webhook/{name}", post(webhook))
             .with_state(Arc::clone(&log));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("pagerduty-stand-in".into())
-            .spawn(move || {
-                let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                else {
-                    return;
-                };
-                runtime.block_on(async move {
-                    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                        return;
-                    };
-                    let _ = axum::serve(listener, app)
-                        .with_graceful_shutdown(async {
-                            let _ = stopped.await;
-                        })
-                        .await;
-                });
-            })?;
         Ok(PagerDutyStandIn {
-            port,
+            server: OnThread::start("pagerduty-stand-in", app)?,
             log,
-            stop: Some(stop),
-            thread: Some(thread),
         })
     }
 
     /// The Events API URL to configure (`pagerduty_url`).
     pub fn events_url(&self) -> String {
-        format!("http://127.0.0.1:{}/v2/enqueue", self.port)
+        format!("http://{}/v2/enqueue", self.server.addr())
     }
 
     /// URL of a recording webhook named `name`.
     pub fn webhook_url(&self, name: &str) -> String {
-        format!("http://127.0.0.1:{}/webhook/{name}", self.port)
+        format!("http://{}/webhook/{name}", self.server.addr())
     }
 
     /// Everything accepted so far, in order.
@@ -195,23 +168,12 @@ impl PagerDutyStandIn {
         check: impl Fn(&Received) -> bool,
     ) -> anyhow::Result<Received> {
         let mut found = None;
-        crate::wait::wait_until(what, timeout, Duration::from_millis(100), || {
+        surge_servers::wait_until(what, timeout, Duration::from_millis(100), || {
             found = self.received().into_iter().find(|r| check(r));
             Ok(found.is_some())
         })
         .map_err(|e| anyhow::anyhow!("{e:#}; received so far: {:#?}", self.received()))?;
         found.ok_or_else(|| anyhow::anyhow!("{what}: not received"))
-    }
-}
-
-impl Drop for PagerDutyStandIn {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

@@ -1,20 +1,20 @@
 //! The shop end to end on the local stack: real PostgreSQL (primary + 2 replicas), Redis,
 //! the Kafka-protocol broker and nginx, with the services as replica processes.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
 use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::Value;
+use surge_testkit::kafka::BrokerClients;
+use surge_testkit::shop::Shop;
 
 #[test]
 fn orders_flow_auth_replica_reads_load_balancing_and_dead_letters() -> anyhow::Result<()> {
-    let fixture = common::stack(|_| {})?;
+    let fixture = surge_tests::stack::stack(|_| {})?;
     let stack = &fixture.stack;
-    let shop = common::Shop::new(stack)?;
+    let shop = Shop::new(&stack.api())?;
     let token = shop.user("ada@example.com")?;
 
     // Catalog reads are served by a replica (the database says so), spread over replicas.
@@ -48,12 +48,7 @@ fn orders_flow_auth_replica_reads_load_balancing_and_dead_letters() -> anyhow::R
     assert_eq!(status, 400);
 
     // A declined payment: the order fails with the reason, and the message is dead-lettered.
-    let (_, _, declined) = shop.get("/products?limit=100", None)?;
-    let decline_id = declined["products"]
-        .as_array()
-        .and_then(|ps| ps.iter().find(|p| p["sku"] == "test-decline-card"))
-        .and_then(|p| p["id"].as_i64())
-        .ok_or_else(|| anyhow::anyhow!("no test-decline-card product"))?;
+    let decline_id = shop.product_id("test-decline-card")?;
     let (status, placed) = shop.order(&token, &[(decline_id, 1)])?;
     assert_eq!(status, 202);
     let failed_id = placed["order_id"].as_str().unwrap_or_default().to_string();
@@ -108,8 +103,8 @@ fn orders_flow_auth_replica_reads_load_balancing_and_dead_letters() -> anyhow::R
 
 #[test]
 fn broker_outage_loses_no_order_and_ships_each_once() -> anyhow::Result<()> {
-    let mut fixture = common::stack(|_| {})?;
-    let shop = common::Shop::new(&fixture.stack)?;
+    let mut fixture = surge_tests::stack::stack(|_| {})?;
+    let shop = Shop::new(&fixture.stack.api())?;
     let token = shop.user("grace@example.com")?;
     fixture.stack.kafka.stop();
     let mut ids = Vec::new();
@@ -150,13 +145,13 @@ fn local_autoscaler_scales_out_under_load_and_back_in() -> anyhow::Result<()> {
          \x20 behavior:\n    scaleUp: {stabilizationWindowSeconds: 0, policies: [{type: Pods, value: 2, periodSeconds: 5}]}\n\
          \x20   scaleDown: {stabilizationWindowSeconds: 8, policies: [{type: Percent, value: 100, periodSeconds: 5}]}\n",
     )?;
-    let fixture = common::stack(|o| {
+    let fixture = surge_tests::stack::stack(|o| {
         o.hpa_manifest = hpa.clone();
         o.autoscale = Some(Duration::from_secs(2));
     })?;
     let stack = &fixture.stack;
     assert_eq!(stack.replicas().get("catalog"), Some(&1));
-    let shop = common::Shop::new(stack)?;
+    let shop = Shop::new(&stack.api())?;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let load: Vec<_> = (0..4)
         .map(|_| {
@@ -169,7 +164,7 @@ fn local_autoscaler_scales_out_under_load_and_back_in() -> anyhow::Result<()> {
             })
         })
         .collect();
-    let scaled_out = surge_harness::wait_until(
+    let scaled_out = surge_servers::wait_until(
         "scale out",
         Duration::from_secs(60),
         Duration::from_millis(250),
@@ -180,7 +175,7 @@ fn local_autoscaler_scales_out_under_load_and_back_in() -> anyhow::Result<()> {
         let _ = t.join();
     }
     scaled_out?;
-    surge_harness::wait_until(
+    surge_servers::wait_until(
         "scale back in",
         Duration::from_secs(60),
         Duration::from_millis(250),

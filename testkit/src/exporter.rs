@@ -1,11 +1,12 @@
-//! Shared helpers for the exporter's real-server tests: drive sources through the same
-//! scheduler and store the binary uses, then look series up.
-
-#![allow(dead_code)]
+//! surge-exporter in-process for tests, through its one entry point: collect by hand and look
+//! series up, or serve it on a loopback port and scrape it.
 
 use surge_exporter::config::Config;
 use surge_metrics::Sample;
 
+use crate::http::scrape;
+
+/// An exporter built from config text, collected by hand.
 pub struct Exporter {
     pub exporter: surge_exporter::Exporter,
 }
@@ -94,9 +95,7 @@ impl Served {
     }
 
     pub fn scrape(&self) -> anyhow::Result<String> {
-        let (status, _, body) = surge_harness::http::get(&self.addr, "/metrics", None)?;
-        anyhow::ensure!(status == 200, "scrape answered {status}");
-        Ok(body)
+        scrape(&self.addr)
     }
 
     /// Scrape until `check` holds (blocking the calling worker thread meanwhile).
@@ -108,7 +107,7 @@ impl Served {
     ) -> anyhow::Result<String> {
         let mut last = String::new();
         let result = tokio::task::block_in_place(|| {
-            surge_harness::wait_until(what, timeout, std::time::Duration::from_millis(200), || {
+            surge_servers::wait_until(what, timeout, std::time::Duration::from_millis(200), || {
                 last = self.scrape()?;
                 Ok(check(&last))
             })
@@ -116,11 +115,4 @@ impl Served {
         result.map_err(|e| anyhow::anyhow!("{e:#}\nlast scrape:\n{last}"))?;
         Ok(last)
     }
-}
-
-/// The value of the series whose text (name and labels, as written) is `series`.
-pub fn series_value(body: &str, series: &str) -> Option<f64> {
-    body.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
 }

@@ -75,7 +75,7 @@ impl Tmux {
         check: impl Fn(&str) -> bool,
     ) -> anyhow::Result<String> {
         let mut screen = String::new();
-        let found = crate::wait_until(what, timeout, Duration::from_millis(300), || {
+        let found = surge_servers::wait_until(what, timeout, Duration::from_millis(300), || {
             screen = self.screen(session)?;
             Ok(check(&screen))
         });

@@ -1,0 +1,71 @@
+//! Redis from Debian's package, without persistence, on loopback.
+
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::launch::{program, wait_ready};
+use crate::ports::free_port;
+use crate::process::ServerProcess;
+use crate::workdir::Workdir;
+
+/// A Redis server without persistence.
+pub struct Redis {
+    port: u16,
+    process: ServerProcess,
+    _dir: Workdir,
+}
+
+impl Redis {
+    pub fn start() -> anyhow::Result<Self> {
+        Self::start_in(Workdir::temp("surge-redis-")?, free_port()?)
+    }
+
+    pub fn start_in(dir: Workdir, port: u16) -> anyhow::Result<Self> {
+        let mut cmd = Command::new(program("redis-server")?);
+        cmd.args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "no",
+                "--daemonize",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(dir.path());
+        let mut process = ServerProcess::spawn("redis", cmd, &dir.path().join("redis.log"))?;
+        wait_ready(&mut process, "redis", || redis_ping(port))?;
+        Ok(Redis {
+            port,
+            process,
+            _dir: dir,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
+    }
+}
+
+fn redis_ping(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut reply = [0u8; 7];
+    stream.write_all(b"PING\r\n").is_ok()
+        && stream.read_exact(&mut reply).is_ok()
+        && &reply == b"+PONG\r\n"
+}

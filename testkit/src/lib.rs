@@ -1,0 +1,15 @@
+//! Surge's test kit (dev-only): stand-ins for what cannot run here (the Kubernetes API,
+//! PagerDuty), the panel's pseudo-terminal (tmux), Prometheus' linters, clients for the
+//! broker, the shop and Prometheus, and surge-exporter in-process. The real servers
+//! themselves come from `surge-servers`.
+
+pub mod exporter;
+pub mod http;
+pub mod kafka;
+pub mod kube_api;
+pub mod pagerduty;
+pub mod prom;
+pub mod promtool;
+mod serve;
+pub mod shop;
+pub mod tmux;
