@@ -7,8 +7,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use super::clock::{now, ticker};
+use super::http::{FetchError, describe, get_body, one_line};
 use super::prometheus::{alert, unix_seconds};
-use super::{Command, FetchError, Update, get_body, now, ticker};
+use super::update::{Command, Update};
 use crate::model::{Alert, AlertState, Labels, Matcher, NewSilence, Silence};
 
 #[derive(Debug, Clone)]
@@ -107,12 +109,12 @@ impl Alertmanager {
             .json(&body)
             .send()
             .await
-            .map_err(|e| FetchError::new(&url, super::describe(&e)))?;
+            .map_err(|e| FetchError::new(&url, describe(&e)))?;
         let status = response.status();
         let text = response
             .text()
             .await
-            .map_err(|e| FetchError::new(&url, super::describe(&e)))?;
+            .map_err(|e| FetchError::new(&url, describe(&e)))?;
         if !status.is_success() {
             return Err(FetchError::new(
                 &url,
@@ -135,7 +137,7 @@ impl Alertmanager {
             .delete(&url)
             .send()
             .await
-            .map_err(|e| FetchError::new(&url, super::describe(&e)))?;
+            .map_err(|e| FetchError::new(&url, describe(&e)))?;
         let status = response.status();
         if status.is_success() {
             Ok(())
@@ -148,8 +150,6 @@ impl Alertmanager {
         }
     }
 }
-
-use super::one_line;
 
 /// The JSON body of `POST /api/v2/silences`.
 pub fn silence_body(silence: &NewSilence, now: f64) -> Result<Value, String> {

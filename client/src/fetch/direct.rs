@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::{FetchError, Update, describe, exposition, now, ticker};
+use super::clock::{now, ticker};
+use super::exposition;
+use super::http::{FetchError, describe};
+use super::update::Update;
 
 #[derive(Debug, Clone)]
 pub struct Exporter {

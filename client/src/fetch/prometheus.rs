@@ -6,8 +6,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
 
+use super::clock::{now, ticker};
+use super::http::{FetchError, get_body, one_line};
 use super::plan::{OVERVIEW_QUERY, Request, Want, every, partitions_query, plan, range_query};
-use super::{FetchError, Update, get_body, now, ticker};
+use super::update::Update;
 use crate::model::{Alert, AlertState, Labels, Metrics, Range, RangeSeries};
 
 #[derive(Debug, Clone)]
@@ -77,8 +79,7 @@ impl Prometheus {
     ) -> Result<Vec<String>, FetchError> {
         let url = format!("{}/api/v1/label/{label}/values", self.base);
         let body = get_body(&self.http, &url, &[("match[]", selector.to_string())]).await?;
-        data::<Vec<String>>(&body, "label values")
-            .map_err(|e| FetchError::new(&url, super::one_line(&e)))
+        data::<Vec<String>>(&body, "label values").map_err(|e| FetchError::new(&url, one_line(&e)))
     }
 }
 
@@ -147,7 +148,7 @@ fn value(text: &str) -> Result<f64, String> {
 }
 
 pub fn parse_vector(body: &[u8]) -> Result<Metrics, String> {
-    parse_vector_checked(body).map_err(|e| super::one_line(&e))
+    parse_vector_checked(body).map_err(|e| one_line(&e))
 }
 
 fn parse_vector_checked(body: &[u8]) -> Result<Metrics, String> {
@@ -168,7 +169,7 @@ fn parse_vector_checked(body: &[u8]) -> Result<Metrics, String> {
 }
 
 pub fn parse_matrix(body: &[u8]) -> Result<RangeSeries, String> {
-    parse_matrix_checked(body).map_err(|e| super::one_line(&e))
+    parse_matrix_checked(body).map_err(|e| one_line(&e))
 }
 
 fn parse_matrix_checked(body: &[u8]) -> Result<RangeSeries, String> {
@@ -236,7 +237,7 @@ struct AlertsData {
 }
 
 pub fn parse_alerts(body: &[u8]) -> Result<Vec<Alert>, String> {
-    parse_alerts_checked(body).map_err(|e| super::one_line(&e))
+    parse_alerts_checked(body).map_err(|e| one_line(&e))
 }
 
 fn parse_alerts_checked(body: &[u8]) -> Result<Vec<Alert>, String> {
@@ -277,7 +278,7 @@ struct Rule {
 }
 
 pub fn parse_rules(body: &[u8]) -> Result<RuleSummary, String> {
-    parse_rules_checked(body).map_err(|e| super::one_line(&e))
+    parse_rules_checked(body).map_err(|e| one_line(&e))
 }
 
 fn parse_rules_checked(body: &[u8]) -> Result<RuleSummary, String> {

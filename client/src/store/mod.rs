@@ -12,6 +12,8 @@ pub use alerts::{WATCHDOG, firing, merge_alerts, timeline_key};
 pub use forecast::{FORECAST_WINDOW, Forecast, counter_rate, time_to_max};
 pub use rows::{GroupRow, PartitionRow, PodRow, Role, ServerRow, ServiceRow, SlotRow, StandbyRow};
 
+use rows::Rows;
+
 use std::collections::BTreeMap;
 
 use surge_metrics::Family;
@@ -240,6 +242,23 @@ impl Store {
             .collect()
     }
 
+    fn rows(&self) -> Rows<'_> {
+        Rows {
+            metrics: &self.metrics,
+            history: &self.history,
+        }
+    }
+
+    /// Pods of one workload (service detail).
+    pub fn pods(&self, namespace: &str, workload: &str) -> Vec<PodRow> {
+        self.rows().pods(namespace, workload)
+    }
+
+    /// Partitions of one group on one topic (Kafka drill-in).
+    pub fn partitions(&self, group: &str, topic: &str) -> Vec<PartitionRow> {
+        self.rows().partitions(group, topic)
+    }
+
     /// Show `range` of history.
     pub fn set_range(&mut self, range: Range, now: f64) {
         self.range = range;
@@ -249,8 +268,9 @@ impl Store {
     /// Rebuild the rows (for a new `now` without new data, e.g. ages).
     pub fn rebuild(&mut self, now: f64) {
         let range = self.range.seconds();
-        let groups = self.groups(range, now);
-        let servers = self.servers(range, now);
+        let rows = self.rows();
+        let groups = rows.groups(range, now);
+        let servers = rows.servers(range, now);
         let worst_replica = servers
             .iter()
             .filter(|s| s.role == Role::Replica)
@@ -258,9 +278,9 @@ impl Store {
             .fold(None, |acc: Option<f64>, v| {
                 Some(acc.map_or(v, |a| a.max(v)))
             });
-        let services = self.services(range, &groups, worst_replica, now);
-        let standbys = self.standbys(range, now);
-        let slots = self.slots();
+        let services = rows.services(range, &groups, &self.service_groups, worst_replica, now);
+        let standbys = rows.standbys(range, now);
+        let slots = rows.slots();
         let (alerts, watchdog) = alerts::shown(&self.prometheus_alerts, &self.alertmanager_alerts);
         self.derived = Derived {
             services,

@@ -7,9 +7,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use surge_metrics::state::{GroupState, LagState};
 use surge_metrics::{Family, catalogue};
 
-use super::Store;
 use super::forecast::{FORECAST_WINDOW, Forecast, time_to_max};
-use crate::model::{Labels, Point};
+use crate::model::{History, Labels, Metrics, Point};
 
 /// One row of the Overview: a scaled service.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -136,9 +135,15 @@ fn has_labels(labels: &Labels, want: &[(&str, &str)]) -> bool {
         .all(|(k, v)| labels.get(*k).map(String::as_str) == Some(*v))
 }
 
-impl Store {
+/// What the rows are derived from: the latest instant values and the history.
+pub(super) struct Rows<'a> {
+    pub(super) metrics: &'a Metrics,
+    pub(super) history: &'a History,
+}
+
+impl Rows<'_> {
     /// Pods of one workload (service detail).
-    pub fn pods(&self, namespace: &str, workload: &str) -> Vec<PodRow> {
+    pub(super) fn pods(&self, namespace: &str, workload: &str) -> Vec<PodRow> {
         use catalogue::workload::{POD_CPU_REQUEST, POD_CPU_USAGE, POD_READY};
         let want = [("namespace", namespace), ("workload", workload)];
         let mut rows: BTreeMap<String, PodRow> = BTreeMap::new();
@@ -162,7 +167,7 @@ impl Store {
     }
 
     /// Partitions of one group on one topic (Kafka drill-in).
-    pub fn partitions(&self, group: &str, topic: &str) -> Vec<PartitionRow> {
+    pub(super) fn partitions(&self, group: &str, topic: &str) -> Vec<PartitionRow> {
         use catalogue::kafka::{COMMITTED, HAS_COMMIT, LAG, LOG_END};
         let want = [("group", group), ("topic", topic)];
         let mut rows: BTreeMap<i64, PartitionRow> = BTreeMap::new();
@@ -194,10 +199,13 @@ impl Store {
         rows.into_values().collect()
     }
 
+    /// One row per scaled workload; `service_groups` names a service's consumer groups
+    /// beyond the one of its own name.
     pub(super) fn services(
         &self,
         range: f64,
         groups: &[GroupRow],
+        service_groups: &BTreeMap<String, Vec<String>>,
         db_lag: Option<f64>,
         now: f64,
     ) -> Vec<ServiceRow> {
@@ -232,8 +240,7 @@ impl Store {
                 let headroom = current.zip(max).map(|(c, m)| (m - c).max(0.0));
                 let saturated =
                     headroom == Some(0.0) && cpu.zip(target).is_some_and(|(c, t)| c > t);
-                let service_groups = self
-                    .service_groups
+                let service_groups = service_groups
                     .get(&workload)
                     .cloned()
                     .unwrap_or_else(|| vec![workload.clone()]);

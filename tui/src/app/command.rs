@@ -5,7 +5,7 @@ use crossterm::event::{KeyCode, KeyEvent};
 use surge_client::model::Range;
 use surge_client::store::Store;
 
-use super::{Action, App, Input, Popup, View};
+use super::state::{Action, App, Input, Popup, View};
 
 impl App {
     pub(super) fn command_key(

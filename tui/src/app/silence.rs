@@ -7,30 +7,7 @@ use surge_client::model::{Matcher, NewSilence};
 use surge_client::store::Store;
 
 use super::rows::{alerts, silences};
-use super::{Action, AlertsFocus, App, Popup};
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SilenceField {
-    Matchers,
-    Duration,
-    Comment,
-    Author,
-}
-
-/// The silence form: matchers from the alert (each can be switched off), duration, comment.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SilenceForm {
-    pub alert: String,
-    pub matchers: Vec<(Matcher, bool)>,
-    pub cursor: usize,
-    pub duration: String,
-    pub comment: String,
-    pub author: String,
-    pub field: SilenceField,
-    /// Validated and waiting for `y`.
-    pub confirming: Option<NewSilence>,
-    pub error: Option<String>,
-}
+use super::state::{Action, AlertsFocus, App, Popup, SilenceField, SilenceForm};
 
 /// Labels a silence should not pin by default: they change with the scrape target, not
 /// with the problem.

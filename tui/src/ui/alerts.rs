@@ -10,8 +10,9 @@ use surge_client::fetch::plan::ALERTS;
 use surge_client::model::{Labels, Silence, subject};
 use surge_client::store::WATCHDOG;
 
+use super::ctx::Ctx;
 use super::table::{self, col};
-use super::{Ctx, format, widgets};
+use super::{format, widgets};
 use crate::app::{self, AlertsFocus};
 
 pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx) {

@@ -8,7 +8,8 @@ use ratatui::widgets::Paragraph;
 
 use surge_client::store::firing;
 
-use super::{Ctx, format};
+use super::ctx::Ctx;
+use super::format;
 use crate::app::{Input, View};
 
 pub fn header(frame: &mut Frame, area: Rect, ctx: &Ctx) {

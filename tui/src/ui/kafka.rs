@@ -10,8 +10,9 @@ use surge_client::store::{GroupRow, PartitionRow};
 use surge_metrics::catalogue;
 use surge_metrics::state::{GroupState, LagState};
 
+use super::ctx::Ctx;
 use super::table::{self, col, num};
-use super::{Ctx, cells, format, spark};
+use super::{cells, format, spark};
 use crate::app;
 
 pub fn draw_groups(frame: &mut Frame, area: Rect, ctx: &Ctx) {

@@ -9,9 +9,10 @@ use surge_client::store::{GroupRow, ServerRow};
 use surge_metrics::catalogue;
 use surge_metrics::state::LagState;
 
+use super::cells;
+use super::ctx::Ctx;
 use super::table::{self, col, num};
 use super::widgets::{alert_list, services_table};
-use super::{Ctx, cells};
 use crate::app;
 
 pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx) {

@@ -5,7 +5,8 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph, Wrap};
 
-use super::{Ctx, centered, format};
+use super::ctx::{Ctx, centered};
+use super::format;
 use crate::app::{Popup, SilenceField, SilenceForm};
 
 const HELP: [(&str, &str); 22] = [

@@ -7,8 +7,9 @@ use ratatui::text::Span;
 use surge_client::store::{ServerRow, SlotRow, StandbyRow};
 use surge_metrics::catalogue;
 
+use super::ctx::Ctx;
 use super::table::{self, col, num};
-use super::{Ctx, cells, format, spark};
+use super::{cells, format, spark};
 use crate::app;
 
 pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx) {

@@ -9,8 +9,9 @@ use ratatui::widgets::Paragraph;
 use surge_client::store::{DEFAULT_CPU_ALERT, GroupRow, PodRow};
 use surge_metrics::catalogue;
 
+use super::ctx::Ctx;
 use super::table::{self, col, num};
-use super::{Ctx, cells, format, spark, widgets};
+use super::{cells, format, spark, widgets};
 use crate::app;
 
 pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx, namespace: &str, workload: &str) {

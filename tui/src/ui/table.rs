@@ -6,7 +6,7 @@ use ratatui::layout::{Constraint, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState};
 
-use super::Ctx;
+use super::ctx::Ctx;
 
 pub struct Column<'a, T> {
     pub header: &'static str,

@@ -8,8 +8,9 @@ use surge_client::model::{Alert, AlertState, subject};
 use surge_client::store::{DEFAULT_CPU_ALERT, ServiceRow};
 use surge_metrics::catalogue;
 
+use super::ctx::Ctx;
 use super::table::{self, col, num};
-use super::{Ctx, cells, format, spark};
+use super::{cells, format, spark};
 
 pub fn services_table(
     frame: &mut Frame,

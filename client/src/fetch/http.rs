@@ -1,0 +1,105 @@
+//! The HTTP side every fetcher shares: the client, GETs whose errors are one line naming the
+//! URL, and the API's own error text when it has one.
+
+use std::fmt;
+use std::time::Duration;
+
+/// A failed request, said in one line with the URL it concerned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FetchError {
+    pub url: String,
+    pub reason: String,
+}
+
+impl FetchError {
+    pub fn new(url: &str, reason: String) -> Self {
+        FetchError {
+            url: url.to_string(),
+            reason: one_line(&reason),
+        }
+    }
+}
+
+/// Text from outside (an answer, a parser's message quoting it) as one short line: control
+/// characters and runs of whitespace become one space, at most 200 characters.
+pub fn one_line(text: &str) -> String {
+    text.split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(200)
+        .collect()
+}
+
+impl std::error::Error for FetchError {}
+
+impl fmt::Display for FetchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.url, self.reason)
+    }
+}
+
+/// A reqwest error as one short line (its Display nests the cause chain otherwise).
+pub fn describe(error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "cannot connect"
+    } else if error.is_decode() {
+        "bad body"
+    } else {
+        "request failed"
+    };
+    let mut root: &dyn std::error::Error = error;
+    while let Some(next) = root.source() {
+        root = next;
+    }
+    format!("{kind} ({root})")
+}
+
+/// GET a document's bytes; HTTP errors carry the API's own error text when it has one.
+pub async fn get_body(
+    http: &reqwest::Client,
+    url: &str,
+    params: &[(&str, String)],
+) -> Result<bytes::Bytes, FetchError> {
+    let response = http
+        .get(url)
+        .query(params)
+        .send()
+        .await
+        .map_err(|e| FetchError::new(url, describe(&e)))?;
+    let status = response.status();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| FetchError::new(url, describe(&e)))?;
+    if status.is_success() {
+        return Ok(body);
+    }
+    #[derive(serde::Deserialize)]
+    struct ApiError {
+        error: String,
+    }
+    let said = serde_json::from_slice::<ApiError>(&body)
+        .map(|e| e.error)
+        .unwrap_or_default();
+    Err(FetchError::new(
+        url,
+        format!("HTTP {} {said}", status.as_u16())
+            .trim_end()
+            .to_string(),
+    ))
+}
+
+/// The HTTP client every fetcher shares.
+pub fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(3)))
+        .pool_max_idle_per_host(2)
+        .user_agent(concat!("surge/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}

@@ -1,0 +1,46 @@
+//! What fetchers send to the store, and what the user asks a fetcher to do.
+
+use crate::model::{Alert, Metrics, NewSilence, RangeSeries, Silence};
+
+/// What a fetcher reports.
+#[derive(Debug, Clone)]
+pub enum Update {
+    /// Instant values from `source` at `at` (Unix seconds).
+    Metrics {
+        source: String,
+        metrics: Metrics,
+        at: f64,
+    },
+    /// A range query's series for `metric` (replaces what the store had for it).
+    History {
+        metric: String,
+        series: RangeSeries,
+    },
+    /// Alert rule thresholds read from Prometheus' rules.
+    Thresholds {
+        cpu_alert: Option<f64>,
+        rules: usize,
+        unhealthy: usize,
+    },
+    Alerts {
+        source: String,
+        alerts: Vec<Alert>,
+    },
+    Silences(Vec<Silence>),
+    /// A fetch failed; the source's data is kept, marked stale.
+    Failed {
+        source: String,
+        error: String,
+    },
+    /// Several updates from one refresh, applied together.
+    Batch(Vec<Update>),
+    /// A one-line message for the status bar (silence created, snapshot written, ...).
+    Notice(String),
+}
+
+/// An action the user asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    CreateSilence(NewSilence),
+    ExpireSilence(String),
+}

@@ -1,0 +1,222 @@
+//! The panel's view state: which view, the way back, cursors, filter, input line, popup, and
+//! the navigation between views.
+
+use surge_client::fetch::Command;
+use surge_client::fetch::plan::Want;
+use surge_client::model::{Matcher, NewSilence, Range, Silence};
+use surge_client::store::Store;
+
+use super::rows::{alerts, groups, partitions, pods, servers, services, silences};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum View {
+    Overview,
+    Service {
+        namespace: String,
+        workload: String,
+    },
+    Kafka,
+    Partitions {
+        cluster: String,
+        group: String,
+        topic: String,
+    },
+    Postgres,
+    Alerts,
+}
+
+impl View {
+    pub fn title(&self) -> String {
+        match self {
+            View::Overview => "Overview".into(),
+            View::Service {
+                namespace,
+                workload,
+            } => format!("Service {namespace}/{workload}"),
+            View::Kafka => "Kafka".into(),
+            View::Partitions { group, topic, .. } => format!("Partitions {group} on {topic}"),
+            View::Postgres => "PostgreSQL".into(),
+            View::Alerts => "Alerts".into(),
+        }
+    }
+}
+
+/// Which list of the Alerts view has the cursor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertsFocus {
+    Alerts,
+    Silences,
+}
+
+/// The bottom line's input mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    Normal,
+    Command(String),
+    Filter(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Popup {
+    Help,
+    Silence(Box<SilenceForm>),
+    ConfirmExpire(Silence),
+}
+
+/// What a key asks the outside world to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Quit,
+    Fetch(Command),
+    /// Write the Markdown snapshot; also to the clipboard (OSC 52) when true.
+    Snapshot {
+        clipboard: bool,
+    },
+    /// The views need different data (partitions, range): tell the fetchers.
+    WantChanged,
+}
+
+#[derive(Debug, Clone)]
+pub struct App {
+    pub view: View,
+    pub back: Vec<View>,
+    /// Cursor per view kind.
+    pub cursor: [usize; 6],
+    pub filter: String,
+    pub input: Input,
+    pub popup: Option<Popup>,
+    pub readonly: bool,
+    pub range: Range,
+    pub alerts_focus: AlertsFocus,
+    /// A one-line message from the app itself (filter cleared, read-only refusal...).
+    pub message: Option<String>,
+    pub user: String,
+}
+
+/// The cursor slot of a view kind.
+pub(super) fn slot(view: &View) -> usize {
+    match view {
+        View::Overview => 0,
+        View::Service { .. } => 1,
+        View::Kafka => 2,
+        View::Partitions { .. } => 3,
+        View::Postgres => 4,
+        View::Alerts => 5,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SilenceField {
+    Matchers,
+    Duration,
+    Comment,
+    Author,
+}
+
+/// The silence form: matchers from the alert (each can be switched off), duration, comment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SilenceForm {
+    pub alert: String,
+    pub matchers: Vec<(Matcher, bool)>,
+    pub cursor: usize,
+    pub duration: String,
+    pub comment: String,
+    pub author: String,
+    pub field: SilenceField,
+    /// Validated and waiting for `y`.
+    pub confirming: Option<NewSilence>,
+    pub error: Option<String>,
+}
+
+impl App {
+    pub fn new(readonly: bool, user: &str) -> Self {
+        App {
+            view: View::Overview,
+            back: Vec::new(),
+            cursor: [0; 6],
+            filter: String::new(),
+            input: Input::Normal,
+            popup: None,
+            readonly,
+            range: Range::default(),
+            alerts_focus: AlertsFocus::Alerts,
+            message: None,
+            user: user.to_string(),
+        }
+    }
+
+    /// What the fetchers should load for the views as they are now.
+    pub fn want(&self) -> Want {
+        Want {
+            partitions: self.wanted_partitions(),
+            range: self.range,
+        }
+    }
+
+    pub fn cursor(&self) -> usize {
+        self.cursor[slot(&self.view)]
+    }
+
+    /// Rows in the current view's focused list.
+    pub fn rows(&self, store: &Store) -> usize {
+        let f = self.filter.as_str();
+        match &self.view {
+            View::Overview => services(store, f).len(),
+            View::Service {
+                namespace,
+                workload,
+            } => pods(store, namespace, workload, f).len(),
+            View::Kafka => groups(store, f).len(),
+            View::Partitions { group, topic, .. } => partitions(store, group, topic, f).len(),
+            View::Postgres => servers(store, f).len(),
+            View::Alerts => match self.alerts_focus {
+                AlertsFocus::Alerts => alerts(store, f).len(),
+                AlertsFocus::Silences => silences(store, f).len(),
+            },
+        }
+    }
+
+    /// The partition drill-in the fetchers should load, if any.
+    pub fn wanted_partitions(&self) -> Option<(String, String, String)> {
+        match &self.view {
+            View::Partitions {
+                cluster,
+                group,
+                topic,
+            } => Some((cluster.clone(), group.clone(), topic.clone())),
+            _ => None,
+        }
+    }
+
+    pub(super) fn go(&mut self, view: View) -> Vec<Action> {
+        if view == self.view {
+            return Vec::new();
+        }
+        let had_partitions = self.wanted_partitions();
+        let previous = std::mem::replace(&mut self.view, view);
+        self.back.push(previous);
+        if self.back.len() > 32 {
+            self.back.remove(0);
+        }
+        self.filter.clear();
+        self.cursor[slot(&self.view)] = 0;
+        self.want_if_changed(had_partitions)
+    }
+
+    pub(super) fn back(&mut self) -> Vec<Action> {
+        let had_partitions = self.wanted_partitions();
+        if let Some(view) = self.back.pop() {
+            self.view = view;
+            self.filter.clear();
+        }
+        self.want_if_changed(had_partitions)
+    }
+
+    fn want_if_changed(&self, before: Option<(String, String, String)>) -> Vec<Action> {
+        if before == self.wanted_partitions() {
+            Vec::new()
+        } else {
+            vec![Action::WantChanged]
+        }
+    }
+}
