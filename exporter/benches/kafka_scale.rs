@@ -10,8 +10,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use surge_servers::KafkaBroker;
-use surge_servers::{ServerProcess, free_port, wait_until};
+use surge_servers::{KafkaBroker, ServerProcess, free_port, wait_until};
 use surge_testkit::kafka::BrokerClients;
 
 const TOPICS: usize = 100;

@@ -15,6 +15,16 @@ impl ConfigError {
     }
 }
 
+/// The collection interval of a section that does not set one (processes: its own, shorter).
+pub(crate) fn default_interval() -> Duration {
+    Duration::from_secs(15)
+}
+
+/// The per-target timeout of a section that does not set one.
+pub(crate) fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
 /// Interval and timeout of a section: both above 0, the timeout within the interval.
 pub(crate) fn timing(
     section: &str,

@@ -274,22 +274,14 @@ async fn live_consumer_stopping_shows_as_stalled_through_metrics() -> anyhow::Re
     let exporter = Exporter::from_toml(&config(&broker, ""))?;
     let served = common::Served::start(exporter).await?;
 
-    let producing = Arc::new(AtomicBool::new(true));
     let consuming = Arc::new(AtomicBool::new(true));
-    let producer = {
-        let producing = Arc::clone(&producing);
-        let producer = broker.producer()?;
-        std::thread::spawn(move || -> anyhow::Result<()> {
-            while producing.load(Ordering::Relaxed) {
-                for p in 0..2 {
-                    producer.send("payment-processed", p, 10)?;
-                }
-                producer.flush()?;
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Ok(())
-        })
-    };
+    let producer = surge_testkit::kafka::keep_producing(
+        &broker,
+        "payment-processed",
+        2,
+        10,
+        Duration::from_millis(100),
+    )?;
     let consumer: BaseConsumer = broker.consumer_config("shipping").create()?;
     consumer.subscribe(&["payment-processed"])?;
     // A member of a group that never commits (auto-commit off): known, but no lag series.
@@ -356,9 +348,6 @@ async fn live_consumer_stopping_shows_as_stalled_through_metrics() -> anyhow::Re
         "surge_kafka_group_topic_lag_seconds{cluster=\"local\",group=\"shipping\",topic=\"payment-processed\"}",
     );
     assert!(seconds.is_some_and(|s| s >= 1.0), "time lag {seconds:?}");
-    producing.store(false, Ordering::Relaxed);
-    producer
-        .join()
-        .map_err(|_| anyhow::anyhow!("producer thread panicked"))??;
+    producer.stop()?;
     Ok(())
 }

@@ -1,52 +1,37 @@
 //! Alertmanager from Debian's package, single instance (clustering off).
 
-use std::process::Command;
+use std::ops::Deref;
 
-use crate::launch::{http_ready, program, wait_ready};
-use crate::process::ServerProcess;
+use crate::launch::Configured;
 use crate::workdir::Workdir;
 
 /// Alertmanager, single instance (clustering off).
-pub struct Alertmanager {
-    port: u16,
-    process: ServerProcess,
-    _dir: Workdir,
-}
+pub struct Alertmanager(Configured);
 
 impl Alertmanager {
     pub fn start_in(dir: Workdir, port: u16, config_yaml: &str) -> anyhow::Result<Self> {
-        let config = dir.path().join("alertmanager.yml");
-        std::fs::write(&config, config_yaml)?;
-        let mut cmd = Command::new(program("prometheus-alertmanager")?);
-        cmd.arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--cluster.listen-address=")
-            .arg("--log.level=warn");
-        let mut process =
-            ServerProcess::spawn("alertmanager", cmd, &dir.path().join("alertmanager.log"))?;
-        wait_ready(&mut process, "alertmanager", || {
-            http_ready(port, "/-/ready")
-        })?;
-        Ok(Alertmanager {
+        let args = [
+            format!("--storage.path={}", dir.path().join("data").display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            "--cluster.listen-address=".into(),
+        ];
+        Configured::start(
+            "alertmanager",
+            "prometheus-alertmanager",
+            dir,
             port,
-            process,
-            _dir: dir,
-        })
+            "alertmanager.yml",
+            config_yaml,
+            &args,
+        )
+        .map(Alertmanager)
     }
+}
 
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
+impl Deref for Alertmanager {
+    type Target = Configured;
 
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    pub fn pid(&self) -> Option<u32> {
-        self.process.pid()
+    fn deref(&self) -> &Configured {
+        &self.0
     }
 }

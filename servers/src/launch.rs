@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 
 use crate::process::ServerProcess;
 use crate::wait::wait_until;
+use crate::workdir::Workdir;
 
 /// Find a program on PATH or in the sbin directories Debian uses for daemons.
 pub(crate) fn program(name: &str) -> anyhow::Result<PathBuf> {
@@ -40,7 +41,55 @@ pub(crate) fn wait_ready(
     Ok(())
 }
 
-pub(crate) fn http_ready(port: u16, path: &str) -> bool {
+fn http_ready(port: u16, path: &str) -> bool {
     crate::http::get(&format!("127.0.0.1:{port}"), path, None)
         .is_ok_and(|(status, _, _)| status == 200)
+}
+
+/// A server of the Prometheus project (Prometheus, Alertmanager) on a loopback port, with
+/// its config file and data under one directory.
+pub struct Configured {
+    port: u16,
+    process: ServerProcess,
+    _dir: Workdir,
+}
+
+impl Configured {
+    /// `config_yaml` written to `config_name` in `dir`, then `program` with `--config.file`,
+    /// `args` and warn-level logs; ready when `/-/ready` answers 200 on `port`.
+    pub(crate) fn start(
+        name: &str,
+        program_name: &str,
+        dir: Workdir,
+        port: u16,
+        config_name: &str,
+        config_yaml: &str,
+        args: &[String],
+    ) -> anyhow::Result<Configured> {
+        let config = dir.path().join(config_name);
+        std::fs::write(&config, config_yaml)?;
+        let mut cmd = std::process::Command::new(program(program_name)?);
+        cmd.arg(format!("--config.file={}", config.display()))
+            .args(args)
+            .arg("--log.level=warn");
+        let mut process = ServerProcess::spawn(name, cmd, &dir.path().join(format!("{name}.log")))?;
+        wait_ready(&mut process, name, || http_ready(port, "/-/ready"))?;
+        Ok(Configured {
+            port,
+            process,
+            _dir: dir,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
+    }
 }

@@ -22,6 +22,7 @@ pub mod workdir;
 
 pub use alertmanager::Alertmanager;
 pub use kafka::KafkaBroker;
+pub use launch::Configured;
 pub use nginx::Nginx;
 pub use ports::free_port;
 pub use postgres::{PgCluster, PgNode};

@@ -1,7 +1,6 @@
 //! The Debian-packaged servers start, answer, and stop.
 
-use surge_servers::{Alertmanager, Nginx, Prometheus, Redis};
-use surge_servers::{Workdir, free_port};
+use surge_servers::{Alertmanager, Nginx, Prometheus, Redis, Workdir, free_port};
 
 #[test]
 fn redis_nginx_prometheus_alertmanager_start_and_answer() -> anyhow::Result<()> {

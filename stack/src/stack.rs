@@ -11,10 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use surge_servers::KafkaBroker;
-use surge_servers::PgCluster;
-use surge_servers::{Alertmanager, Nginx, Prometheus, Redis};
-use surge_servers::{ServerProcess, Workdir, free_port};
+use surge_servers::{
+    Alertmanager, KafkaBroker, Nginx, PgCluster, Prometheus, Redis, ServerProcess, Workdir,
+    free_port,
+};
 
 use crate::autoscaler::{Autoscaler, Fleet};
 use crate::hpa::{HpaSpec, load_manifests};

@@ -1,6 +1,7 @@
 //! Kafka clients for tests, over the real broker (`surge_servers::KafkaBroker`).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
@@ -94,6 +95,87 @@ impl BrokerClients for KafkaBroker {
             .set("session.timeout.ms", "6000");
         config
     }
+}
+
+/// A thread working the broker (producing, consuming) until stopped.
+pub struct Background {
+    running: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Background {
+    fn spawn(work: impl FnMut() -> anyhow::Result<()> + Send + 'static) -> Background {
+        let running = Arc::new(AtomicBool::new(true));
+        let flag = Arc::clone(&running);
+        let mut work = work;
+        let handle = std::thread::spawn(move || {
+            while flag.load(Ordering::Relaxed) {
+                work()?;
+            }
+            Ok(())
+        });
+        Background {
+            running,
+            handle: Some(handle),
+        }
+    }
+
+    /// Stop and say how the work went (an error if a send failed or the thread panicked).
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        self.running.store(false, Ordering::Relaxed);
+        match self.handle.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(anyhow!("background thread panicked")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.running.store(false, Ordering::Relaxed);
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// Produce `per_partition` records to each of `partitions` partitions of `topic`, flushed,
+/// every `every`, until stopped: a live producer.
+pub fn keep_producing(
+    broker: &KafkaBroker,
+    topic: &str,
+    partitions: i32,
+    per_partition: usize,
+    every: Duration,
+) -> anyhow::Result<Background> {
+    let producer = broker.producer()?;
+    let topic = topic.to_string();
+    Ok(Background::spawn(move || {
+        for p in 0..partitions {
+            producer.send(&topic, p, per_partition)?;
+        }
+        producer.flush()?;
+        std::thread::sleep(every);
+        Ok(())
+    }))
+}
+
+/// A consumer of `group` polling `topic` (auto-committing) until stopped; stopping leaves
+/// without a final commit, as a crashed consumer does.
+pub fn keep_consuming(
+    broker: &KafkaBroker,
+    group: &str,
+    topic: &str,
+) -> anyhow::Result<Background> {
+    let consumer: BaseConsumer = broker.consumer_config(group).create()?;
+    consumer.subscribe(&[topic])?;
+    Ok(Background::spawn(move || {
+        if let Some(Err(error)) = consumer.poll(Duration::from_millis(100)) {
+            eprintln!("consumer: {error}");
+        }
+        Ok(())
+    }))
 }
 
 /// Producer that batches; `flush` waits for every record to be acknowledged.

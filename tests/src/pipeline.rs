@@ -1,18 +1,15 @@
 //! The monitoring pipeline's first half for scenarios that drive Kafka and PostgreSQL by
 //! hand: surge-exporter served in-process over a real broker and a primary + replica pair, on
-//! fast timings, and a consumer that can be killed and restarted.
+//! fast timings.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use std::time::Duration;
 use surge_exporter::config::Config;
 use surge_exporter::{Exporter, Running};
-use surge_servers::KafkaBroker;
-use surge_servers::PgCluster;
-use surge_testkit::kafka::BrokerClients;
+
+use surge_servers::{KafkaBroker, PgCluster};
+use surge_testkit::kafka::{Background, keep_consuming, keep_producing};
 
 /// surge-exporter on `primary` + `replica1` of `cluster` and cluster "shop" of `broker`,
 /// collecting every second (stall after 3 s), served like the binary does. The monitor
@@ -42,20 +39,13 @@ pub async fn serve_exporter(
         .map_err(anyhow::Error::msg)
 }
 
-/// A consumer of `group` polling `topic` in a thread until the flag drops.
-pub fn consume(
-    broker: &KafkaBroker,
-    group: &str,
-    topic: &str,
-) -> anyhow::Result<(Arc<AtomicBool>, std::thread::JoinHandle<()>)> {
-    let consumer: BaseConsumer = broker.consumer_config(group).create()?;
-    consumer.subscribe(&[topic])?;
-    let running = Arc::new(AtomicBool::new(true));
-    let flag = Arc::clone(&running);
-    let handle = std::thread::spawn(move || {
-        while flag.load(Ordering::Relaxed) {
-            let _ = consumer.poll(Duration::from_millis(100));
-        }
-    });
-    Ok((running, handle))
+/// A live pipeline on `topic` (two partitions, five records each every 200 ms) whose consumer
+/// group `group` keeps up for 5 s and then dies, while the producer goes on: a stall. Returns
+/// the producer.
+pub async fn stall(broker: &KafkaBroker, group: &str, topic: &str) -> anyhow::Result<Background> {
+    let producer = keep_producing(broker, topic, 2, 5, Duration::from_millis(200))?;
+    let consumer = keep_consuming(broker, group, topic)?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    consumer.stop()?;
+    Ok(producer)
 }

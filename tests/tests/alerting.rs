@@ -7,12 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use surge_servers::KafkaBroker;
-use surge_servers::{Alertmanager, Prometheus};
-use surge_servers::{PgCluster, Workdir, free_port};
+use surge_servers::{Alertmanager, KafkaBroker, PgCluster, Prometheus, Workdir, free_port};
 use surge_testkit::kafka::BrokerClients;
+use surge_testkit::kafka::keep_consuming;
 use surge_testkit::pagerduty::PagerDutyStandIn;
-use surge_tests::pipeline::{consume, serve_exporter};
+use surge_tests::pipeline::{serve_exporter, stall};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_consumer_pages_and_resolves_paused_replica_warns_and_resolves()
@@ -89,25 +88,7 @@ async fn stalled_consumer_pages_and_resolves_paused_replica_warns_and_resolves()
     };
 
     // Kafka: a live pipeline, then the consumer dies while the producer keeps going.
-    let producing = Arc::new(AtomicBool::new(true));
-    let producer_thread = {
-        let producing = Arc::clone(&producing);
-        let producer = broker.producer()?;
-        std::thread::spawn(move || -> anyhow::Result<()> {
-            while producing.load(Ordering::Relaxed) {
-                for p in 0..2 {
-                    producer.send("payment-processed", p, 5)?;
-                }
-                producer.flush()?;
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            Ok(())
-        })
-    };
-    let (running, consumer) = consume(&broker, "shipping", "payment-processed")?;
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    running.store(false, Ordering::Relaxed);
-    let _ = consumer.join();
+    let producer = stall(&broker, "shipping", "payment-processed").await?;
 
     let page = tokio::task::block_in_place(|| {
         pager.wait_for("stall page", Duration::from_secs(90), |r| {
@@ -131,7 +112,7 @@ async fn stalled_consumer_pages_and_resolves_paused_replica_warns_and_resolves()
     let dedup = page.body["dedup_key"].clone();
 
     // The consumer comes back and catches up: the page resolves with the same dedup key.
-    let (running, consumer) = consume(&broker, "shipping", "payment-processed")?;
+    let consumer = keep_consuming(&broker, "shipping", "payment-processed")?;
     tokio::task::block_in_place(|| {
         pager.wait_for("stall resolved", Duration::from_secs(90), |r| {
             r.receiver == "pagerduty"
@@ -139,10 +120,8 @@ async fn stalled_consumer_pages_and_resolves_paused_replica_warns_and_resolves()
                 && r.body["dedup_key"] == dedup
         })
     })?;
-    producing.store(false, Ordering::Relaxed);
-    running.store(false, Ordering::Relaxed);
-    let _ = consumer.join();
-    let _ = producer_thread.join();
+    consumer.stop()?;
+    producer.stop()?;
 
     // The replica warning arrived at the warnings receiver (never at the pager)...
     let warning = tokio::task::block_in_place(|| {

@@ -5,22 +5,9 @@ use std::time::Duration;
 
 use surge_exporter::Exporter;
 use surge_exporter::config::Config;
-use surge_servers::KafkaBroker;
-use surge_servers::{PgCluster, wait_until};
+use surge_servers::{KafkaBroker, PgCluster, wait_until};
+use surge_testkit::http::{scrape, source_up};
 use surge_testkit::kafka::BrokerClients;
-
-fn scrape(addr: &str) -> anyhow::Result<String> {
-    let (status, _, body) = surge_servers::http::get(addr, "/metrics", None)?;
-    anyhow::ensure!(status == 200, "scrape answered {status}");
-    Ok(body)
-}
-
-fn up(body: &str, source: &str, target: &str) -> Option<bool> {
-    let prefix = format!("surge_source_up{{source=\"{source}\",target=\"{target}\"}} ");
-    body.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .map(|v| v.trim() == "1" || v.trim() == "1.0")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_outage_downs_only_kafka_and_recovers() -> anyhow::Result<()> {
@@ -66,16 +53,16 @@ async fn broker_outage_downs_only_kafka_and_recovers() -> anyhow::Result<()> {
         })
     };
     wait("everything up", &|b| {
-        up(b, "kafka", "shop") == Some(true)
-            && up(b, "postgres", "primary") == Some(true)
+        source_up(b, "kafka", "shop") == Some(true)
+            && source_up(b, "postgres", "primary") == Some(true)
             && b.contains(lag)
     })?;
 
     broker.stop();
     wait("kafka down, postgres up", &|b| {
-        up(b, "kafka", "shop") == Some(false)
-            && up(b, "postgres", "primary") == Some(true)
-            && up(b, "postgres", "replica1") == Some(true)
+        source_up(b, "kafka", "shop") == Some(false)
+            && source_up(b, "postgres", "primary") == Some(true)
+            && source_up(b, "postgres", "replica1") == Some(true)
     })?;
     let body = scrape(&addr)?;
     assert!(
@@ -91,7 +78,7 @@ async fn broker_outage_downs_only_kafka_and_recovers() -> anyhow::Result<()> {
 
     broker.restart()?;
     wait("kafka recovered", &|b| {
-        up(b, "kafka", "shop") == Some(true) && b.contains(lag)
+        source_up(b, "kafka", "shop") == Some(true) && b.contains(lag)
     })?;
     Ok(())
 }

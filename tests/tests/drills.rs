@@ -247,13 +247,9 @@ impl Drill {
         timeout: Duration,
         check: impl Fn(&Received) -> bool,
     ) -> anyhow::Result<Received> {
-        let mut found = None;
-        surge_servers::wait_until(what, timeout, Duration::from_millis(200), || {
-            found = self.pager.received().into_iter().find(|r| check(r));
-            Ok(found.is_some())
-        })
-        .map_err(|e| anyhow::anyhow!("{e:#}\n{}", self.diagnose()))?;
-        found.context("not received")
+        self.pager
+            .wait_for(what, timeout, check)
+            .map_err(|e| anyhow::anyhow!("{e:#}\n{}", self.diagnose()))
     }
 
     /// A page (PagerDuty trigger) for `alert`.

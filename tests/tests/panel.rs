@@ -5,20 +5,16 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use surge_client::fetch::alertmanager::Alertmanager as AmClient;
 use surge_client::model::{Matcher, NewSilence};
-use surge_servers::KafkaBroker;
-use surge_servers::{Alertmanager, Prometheus};
-use surge_servers::{PgCluster, Workdir, free_port};
+use surge_servers::{Alertmanager, KafkaBroker, PgCluster, Prometheus, Workdir, free_port};
 use surge_testkit::kafka::BrokerClients;
 use surge_testkit::pagerduty::PagerDutyStandIn;
 use surge_testkit::tmux::Tmux;
-use surge_tests::pipeline::{consume, serve_exporter};
+use surge_tests::pipeline::{serve_exporter, stall};
 
 /// The `surge` binary next to this test's (scripts/test builds every binary first).
 fn surge_bin() -> anyhow::Result<PathBuf> {
@@ -92,25 +88,7 @@ async fn headless_frames_show_a_stalled_group_its_alert_and_silences() -> anyhow
     )?;
 
     // A live pipeline whose consumer dies while the producer keeps going: a stall.
-    let producing = Arc::new(AtomicBool::new(true));
-    let producer_thread = {
-        let producing = Arc::clone(&producing);
-        let producer = broker.producer()?;
-        std::thread::spawn(move || -> anyhow::Result<()> {
-            while producing.load(Ordering::Relaxed) {
-                for p in 0..2 {
-                    producer.send("payment-processed", p, 5)?;
-                }
-                producer.flush()?;
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            Ok(())
-        })
-    };
-    let (running, consumer) = consume(&broker, "shipping", "payment-processed")?;
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    running.store(false, Ordering::Relaxed);
-    let _ = consumer.join();
+    let producer = stall(&broker, "shipping", "payment-processed").await?;
 
     let (prom, am) = (prometheus.url(), alertmanager.url());
     tokio::task::block_in_place(|| {
@@ -217,8 +195,7 @@ async fn headless_frames_show_a_stalled_group_its_alert_and_silences() -> anyhow
         "expiring an unknown silence is an error"
     );
 
-    producing.store(false, Ordering::Relaxed);
-    let _ = producer_thread.join();
+    producer.stop()?;
     Ok(())
 }
 

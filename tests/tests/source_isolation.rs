@@ -8,20 +8,8 @@ use std::time::Duration;
 use surge_exporter::Exporter;
 use surge_exporter::config::Config;
 use surge_servers::{PgCluster, ServerProcess, wait_until};
+use surge_testkit::http::{scrape, source_up};
 use surge_testkit::kube_api::KubeApiStandIn;
-
-fn scrape(addr: &str) -> anyhow::Result<String> {
-    let (status, _, body) = surge_servers::http::get(addr, "/metrics", None)?;
-    anyhow::ensure!(status == 200, "scrape answered {status}");
-    Ok(body)
-}
-
-fn up(body: &str, source: &str, target: &str) -> Option<bool> {
-    let prefix = format!("surge_source_up{{source=\"{source}\",target=\"{target}\"}} ");
-    body.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .map(|v| v.trim() == "1" || v.trim() == "1.0")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_sources_stay_contained_and_recover() -> anyhow::Result<()> {
@@ -76,7 +64,7 @@ async fn failing_sources_stay_contained_and_recover() -> anyhow::Result<()> {
             ("processes", "local/worker"),
         ]
         .iter()
-        .all(|(s, t)| up(body, s, t) == Some(true))
+        .all(|(s, t)| source_up(body, s, t) == Some(true))
     };
     let wait_scrape = |what: &str, check: &dyn Fn(&str) -> bool| -> anyhow::Result<()> {
         wait_until(
@@ -106,10 +94,10 @@ async fn failing_sources_stay_contained_and_recover() -> anyhow::Result<()> {
     cluster.stop_node("primary")?;
     tokio::task::block_in_place(|| {
         wait_scrape("kubernetes and primary down, others up", &|b| {
-            up(b, "kubernetes", "shop") == Some(false)
-                && up(b, "postgres", "primary") == Some(false)
-                && up(b, "postgres", "replica1") == Some(true)
-                && up(b, "processes", "local/worker") == Some(true)
+            source_up(b, "kubernetes", "shop") == Some(false)
+                && source_up(b, "postgres", "primary") == Some(false)
+                && source_up(b, "postgres", "replica1") == Some(true)
+                && source_up(b, "processes", "local/worker") == Some(true)
         })
     })?;
     let body = scrape(&addr)?;
@@ -127,7 +115,7 @@ async fn failing_sources_stay_contained_and_recover() -> anyhow::Result<()> {
     cluster.start_node("primary")?;
     tokio::task::block_in_place(|| {
         wait_scrape("primary recovered", &|b| {
-            up(b, "postgres", "primary") == Some(true)
+            source_up(b, "postgres", "primary") == Some(true)
                 && b.contains("surge_postgres_wal_receiver_streaming{target=\"replica1\"} 1")
         })
     })?;

@@ -41,9 +41,9 @@ use crate::sync::lock;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Section {
-    #[serde(default = "default_interval", with = "humantime_serde")]
+    #[serde(default = "check::default_interval", with = "humantime_serde")]
     interval: Duration,
-    #[serde(default = "default_timeout", with = "humantime_serde")]
+    #[serde(default = "check::default_timeout", with = "humantime_serde")]
     timeout: Duration,
     /// How often topics, partitions and groups are re-discovered (and groups described).
     #[serde(default = "default_discovery", with = "humantime_serde")]
@@ -90,12 +90,6 @@ struct ClusterSection {
     sasl_password_file: Option<PathBuf>,
 }
 
-fn default_interval() -> Duration {
-    Duration::from_secs(15)
-}
-fn default_timeout() -> Duration {
-    Duration::from_secs(10)
-}
 fn default_true() -> bool {
     true
 }

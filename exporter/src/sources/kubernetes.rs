@@ -41,9 +41,9 @@ use crate::sync::lock;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Section {
-    #[serde(default = "default_interval", with = "humantime_serde")]
+    #[serde(default = "check::default_interval", with = "humantime_serde")]
     pub(crate) interval: Duration,
-    #[serde(default = "default_timeout", with = "humantime_serde")]
+    #[serde(default = "check::default_timeout", with = "humantime_serde")]
     timeout: Duration,
     /// Namespaces to watch; empty means all namespaces (needs cluster-wide RBAC).
     #[serde(default)]
@@ -63,12 +63,6 @@ pub(crate) struct Section {
 /// `[kubernetes]`, checked.
 pub(crate) type Settings = Section;
 
-fn default_interval() -> Duration {
-    Duration::from_secs(15)
-}
-fn default_timeout() -> Duration {
-    Duration::from_secs(10)
-}
 fn default_cpu_initialization() -> Duration {
     Duration::from_secs(300)
 }

@@ -32,9 +32,9 @@ use crate::sync::lock;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Section {
-    #[serde(default = "default_interval", with = "humantime_serde")]
+    #[serde(default = "check::default_interval", with = "humantime_serde")]
     interval: Duration,
-    #[serde(default = "default_timeout", with = "humantime_serde")]
+    #[serde(default = "check::default_timeout", with = "humantime_serde")]
     timeout: Duration,
     /// How long a standby that vanished from `pg_stat_replication` keeps being reported as
     /// not streaming, so a dead replica is visible rather than silently absent.
@@ -58,12 +58,6 @@ struct TargetSection {
     password_file: Option<PathBuf>,
 }
 
-fn default_interval() -> Duration {
-    Duration::from_secs(15)
-}
-fn default_timeout() -> Duration {
-    Duration::from_secs(10)
-}
 fn default_standby_retention() -> Duration {
     Duration::from_secs(3600)
 }
