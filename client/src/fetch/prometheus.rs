@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use serde::Deserialize;
+use surge_metrics::catalogue::workload;
 use tokio::sync::{mpsc, watch};
 
 use super::clock::{now, ticker};
@@ -303,7 +304,7 @@ fn parse_rules_checked(body: &[u8]) -> Result<RuleSummary, String> {
 /// The number in `surge_workload_cpu_utilization_ratio > N`.
 fn cpu_threshold(query: &str) -> Option<f64> {
     let rest = query
-        .split("surge_workload_cpu_utilization_ratio")
+        .split(workload::CPU_UTILIZATION.exposed)
         .nth(1)?
         .trim_start();
     let rest = rest
