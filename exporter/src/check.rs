@@ -64,6 +64,29 @@ pub(crate) fn label_value(field: &str, value: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// The names of a list's entries (`postgres.targets`, `kafka.clusters`): at least one entry,
+/// every name a non-blank label value, no two alike. `entry` says what an entry is.
+pub(crate) fn names(list: &str, entry: &str, names: &[&str]) -> Result<(), ConfigError> {
+    if names.is_empty() {
+        return Err(ConfigError::field(
+            list,
+            format!("at least one {entry} is required"),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, name) in names.iter().enumerate() {
+        let at = format!("{list}[{i}].name");
+        label_value(&at, name)?;
+        if !seen.insert(*name) {
+            return Err(ConfigError::field(
+                at,
+                format!("duplicate {entry} name {name:?}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Text from a library (regex, TOML) as one line.
 pub(crate) fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")

@@ -234,7 +234,7 @@ impl PgCluster {
             ])
             .arg(&data_dir);
         run("initdb", initdb)?;
-        let conf = "\n# surge test harness\n\
+        let conf = "\n# surge-servers\n\
             listen_addresses = '127.0.0.1'\n\
             unix_socket_directories = ''\n\
             wal_level = replica\n\
@@ -248,7 +248,7 @@ impl PgCluster {
             wal_receiver_status_interval = 1s\n\
             logging_collector = off\n";
         append(&data_dir.join("postgresql.conf"), conf)?;
-        let hba = "\n# surge test harness: superuser and replication trusted on loopback,\n\
+        let hba = "\n# surge-servers: superuser and replication trusted on loopback,\n\
             # everyone else (the monitoring role) must authenticate.\n\
             host replication all 127.0.0.1/32 trust\n\
             host all postgres 127.0.0.1/32 trust\n\

@@ -1,5 +1,6 @@
-//! `surge-stack`: the bundled shop and everything around it on one machine, from the test
-//! harness, plus a local HPA that applies the Kubernetes manifests to local replicas.
+//! `surge-stack`: the bundled shop and everything around it on one machine, on the real
+//! servers `surge-servers` starts, plus a local HPA that applies the Kubernetes manifests to
+//! local replicas (with the HPA arithmetic and `/metrics` of `surge-metrics`).
 
 pub mod autoscaler;
 pub mod hpa;

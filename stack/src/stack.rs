@@ -1,4 +1,4 @@
-//! The whole local stack, built from the test harness: PostgreSQL primary + 2 streaming
+//! The whole local stack, built from surge-servers: PostgreSQL primary + 2 streaming
 //! replicas, Redis, the Kafka-protocol broker, the shop's services as replica processes behind
 //! nginx, and (optionally) surge-exporter, Prometheus, Alertmanager and the local HPA. All
 //! state lives under one directory; dropping the `Stack` stops everything.

@@ -159,23 +159,11 @@ impl Section {
                 "must cover at least 4 intervals to judge a trend",
             ));
         }
-        if self.clusters.is_empty() {
-            return Err(ConfigError::field(
-                "kafka.clusters",
-                "at least one cluster is required",
-            ));
-        }
-        let mut names = HashSet::new();
+        let names: Vec<&str> = self.clusters.iter().map(|c| c.name.as_str()).collect();
+        check::names("kafka.clusters", "cluster", &names)?;
         let mut clusters = Vec::with_capacity(self.clusters.len());
         for (i, c) in self.clusters.into_iter().enumerate() {
             let at = |f: &str| format!("kafka.clusters[{i}].{f}");
-            check::label_value(&at("name"), &c.name)?;
-            if !names.insert(c.name.clone()) {
-                return Err(ConfigError::field(
-                    at("name"),
-                    format!("duplicate cluster name {:?}", c.name),
-                ));
-            }
             if c.bootstrap_servers.trim().is_empty() {
                 return Err(ConfigError::field(
                     at("bootstrap_servers"),

@@ -5,7 +5,7 @@
 //! the config. Works with a role that has `pg_monitor`; without it the target reports an
 //! error naming the missing grant rather than silently showing zeros.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Mutex;
@@ -88,23 +88,11 @@ enum Dsn {
 impl Section {
     pub(crate) fn settings(self) -> Result<Settings, ConfigError> {
         check::timing("postgres", self.interval, self.timeout)?;
-        if self.targets.is_empty() {
-            return Err(ConfigError::field(
-                "postgres.targets",
-                "at least one target is required",
-            ));
-        }
-        let mut names = HashSet::new();
+        let names: Vec<&str> = self.targets.iter().map(|t| t.name.as_str()).collect();
+        check::names("postgres.targets", "target", &names)?;
         let mut targets = Vec::with_capacity(self.targets.len());
         for (i, t) in self.targets.into_iter().enumerate() {
             let at = |f: &str| format!("postgres.targets[{i}].{f}");
-            check::label_value(&at("name"), &t.name)?;
-            if !names.insert(t.name.clone()) {
-                return Err(ConfigError::field(
-                    at("name"),
-                    format!("duplicate target name {:?}", t.name),
-                ));
-            }
             let dsn = match (t.dsn, t.dsn_env) {
                 (Some(_), Some(_)) => {
                     return Err(ConfigError::field(
