@@ -428,6 +428,27 @@ impl Stack {
         self.fleet.publish(&sets)
     }
 
+    /// Ports of a service's replicas (each answers `/metrics`; nginx's `x-upstream` names one).
+    pub fn replica_ports(&self, service: &str) -> Vec<u16> {
+        lock(&self.fleet.sets)
+            .get(service)
+            .map(|set| set.replicas().iter().map(|r| r.port).collect())
+            .unwrap_or_default()
+    }
+
+    /// Kill the replica of `service` on `port` outright (SIGKILL, as a crash or an OOM kill
+    /// would), leaving nginx's upstreams as they are, like a pod dying before its endpoints
+    /// are updated.
+    pub fn kill_replica(&self, service: &str, port: u16) -> anyhow::Result<()> {
+        let sets = lock(&self.fleet.sets);
+        let replica = sets
+            .get(service)
+            .and_then(|set| set.replicas().iter().find(|r| r.port == port))
+            .with_context(|| format!("no {service} replica on port {port}"))?;
+        let pid = replica.pid().context("replica not running")?;
+        Ok(surge_servers::sys::send(pid, surge_servers::Signal::Kill)?)
+    }
+
     /// Stop the autoscaler, then everything else (also done on drop).
     pub fn shutdown(&mut self) {
         self.stop.store(true, Ordering::Relaxed);

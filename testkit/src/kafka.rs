@@ -178,6 +178,54 @@ pub fn keep_consuming(
     }))
 }
 
+/// Records of `topic` from its beginning, as JSON, read until `done` holds for what was read
+/// (an error naming what was read if `timeout` passes first).
+pub fn read_until(
+    broker: &KafkaBroker,
+    topic: &str,
+    timeout: Duration,
+    done: impl Fn(&[serde_json::Value]) -> bool,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    use rdkafka::Message;
+    let group = format!("surge-test-reader-{topic}-{}", std::process::id());
+    let consumer: BaseConsumer = broker
+        .consumer_config(&group)
+        .set("enable.auto.commit", "false")
+        .create()?;
+    consumer.subscribe(&[topic])?;
+    let mut read = Vec::new();
+    let deadline = std::time::Instant::now() + timeout;
+    while !done(&read) {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "{topic}: not there after {timeout:?}; read {read:#?}"
+        );
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(message)) => read.push(
+                serde_json::from_slice(message.payload().unwrap_or_default())
+                    .with_context(|| format!("{topic}: a record that is not JSON"))?,
+            ),
+            Some(Err(error)) => return Err(anyhow!("reading {topic}: {error}")),
+            None => {}
+        }
+    }
+    Ok(read)
+}
+
+/// How many records `topic` holds (log end minus log start, over its partitions).
+pub fn records(broker: &KafkaBroker, topic: &str) -> anyhow::Result<i64> {
+    let consumer: BaseConsumer = broker.client_config().create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let mut total = 0;
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            let (low, high) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10))?;
+            total += high - low;
+        }
+    }
+    Ok(total)
+}
+
 /// Producer that batches; `flush` waits for every record to be acknowledged.
 pub struct BatchingProducer {
     producer: ThreadedProducer<DeliveryCounter>,
@@ -209,6 +257,23 @@ impl BatchingProducer {
             }
         }
         Ok(())
+    }
+
+    /// Send one record with `key` and `payload` to `partition` (a crafted message).
+    pub fn send_one(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: &str,
+        payload: &str,
+    ) -> anyhow::Result<()> {
+        let record = BaseRecord::to(topic)
+            .partition(partition)
+            .key(key)
+            .payload(payload);
+        self.producer
+            .send(record)
+            .map_err(|(e, _)| anyhow!("producing to {topic}/{partition}: {e}"))
     }
 
     /// Wait until every record is acknowledged; an error if any delivery failed.

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use regex::Regex;
 use serde_json::Value;
+use surge_testkit::kafka::BrokerClients;
 use surge_testkit::prom::PromQl;
 use surge_testkit::shop::Shop;
 use surge_tests::alerting::repo;
@@ -229,8 +230,8 @@ fn every_panel_query_returns_data_from_a_real_prometheus() -> anyhow::Result<()>
     )?;
     let shop = Shop::new(&stack.api())?;
 
-    // Traffic: shoppers, orders, a declined payment (a dead letter), and a payment outage
-    // that leaves a backlog to drain (drain ETA).
+    // Traffic: shoppers, orders, a declined payment, a poison message (a dead letter), and a
+    // payment outage that leaves a backlog to drain (drain ETA).
     let token = shop.user("boards@example.com")?;
     let decline = shop.product_id("test-decline-card")?;
     let order = |product: i64| -> anyhow::Result<()> {
@@ -239,6 +240,9 @@ fn every_panel_query_returns_data_from_a_real_prometheus() -> anyhow::Result<()>
         Ok(())
     };
     order(decline)?;
+    let poison = stack.kafka.producer()?;
+    poison.send_one("order-placed", 0, "poison", "{not json")?;
+    poison.flush()?;
     stack.scale("payment", 0)?;
     for i in 0..300 {
         order(1 + i % 50)?;

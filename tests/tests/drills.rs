@@ -17,8 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use serde_json::Value;
+use serde_json::{Value, json};
 use surge_stack::{MonitoringTiming, Stack, StackOptions};
+use surge_testkit::kafka::{BrokerClients, read_until};
 use surge_testkit::pagerduty::{PagerDutyStandIn, Received};
 use surge_testkit::prom::PromQl;
 use surge_testkit::shop::Shop;
@@ -155,6 +156,41 @@ impl Drill {
         OrderStream { running, handle }
     }
 
+    /// `surge-load`'s flash-sale profile against the shop with `args` (10 users), its report
+    /// in `load.json`, its output in `load.txt` and `load.err`.
+    fn start_load(&self, args: &[&str]) -> anyhow::Result<std::process::Child> {
+        let load_bin = surge_stack::stack::sibling_binary("surge-load", "SURGE_LOAD_BIN")?;
+        Ok(Command::new(load_bin)
+            .args(["--target", &format!("http://{}", self.stack.api())])
+            .args(["--profile", "flash-sale", "--users", "10"])
+            .args(args)
+            .arg("--json")
+            .arg(self.dir.path().join("load.json"))
+            .stdout(std::fs::File::create(self.dir.path().join("load.txt"))?)
+            .stderr(std::fs::File::create(self.dir.path().join("load.err"))?)
+            .spawn()?)
+    }
+
+    /// After the load ended: it must have succeeded, and the orders it got accepted join the
+    /// audit.
+    fn finish_load(&self, status: std::process::ExitStatus) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            status.success(),
+            "surge-load: {}",
+            std::fs::read_to_string(self.dir.path().join("load.err")).unwrap_or_default()
+        );
+        let results: Value =
+            serde_json::from_slice(&std::fs::read(self.dir.path().join("load.json"))?)?;
+        let mut accepted = self
+            .accepted
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?;
+        for id in results["orders_accepted"].as_array().into_iter().flatten() {
+            accepted.extend(id.as_str().map(str::to_string));
+        }
+        Ok(())
+    }
+
     /// Every accepted order reaches its final state exactly once: shipped, one payment, one
     /// shipment, and nothing left in the outbox. Returns (accepted, lost).
     fn audit(&self, timeout: Duration) -> anyhow::Result<(usize, usize)> {
@@ -188,7 +224,7 @@ impl Drill {
         // Primary keys make a second payment or shipment impossible; these counts check that
         // nothing was shipped that the API never accepted either.
         let shipped = count("SELECT count(*) FROM orders WHERE status = 'shipped'")?;
-        let payments = count("SELECT count(*) FROM payments")?;
+        let payments = count("SELECT count(*) FROM payments WHERE outcome = 'paid'")?;
         let shipments = count("SELECT count(*) FROM shipments")?;
         let outbox = count("SELECT count(*) FROM outbox")?;
         assert_eq!(lost, 0, "{}: {lost} accepted orders not shipped", self.name);
@@ -425,20 +461,19 @@ fn drill_flash_sale_scales_out_drains_and_pages_only_when_maxed() -> anyhow::Res
         o.autoscale = Some(Duration::from_secs(3));
         o.hpa_manifest = hpa.clone();
     })?;
-    let load_bin = surge_stack::stack::sibling_binary("surge-load", "SURGE_LOAD_BIN")?;
-    let report = drill.dir.path().join("load.json");
     let before = drill.stack.replicas();
     let base = Duration::from_secs(10);
     let start = Instant::now();
-    let mut load = Command::new(load_bin)
-        .args(["--target", &format!("http://{}", drill.stack.api())])
-        .args(["--profile", "flash-sale", "--rate", "10", "--spike", "15"])
-        .args(["--duration", "10s", "--spike-for", "45s", "--users", "10"])
-        .arg("--json")
-        .arg(&report)
-        .stdout(std::fs::File::create(drill.dir.path().join("load.txt"))?)
-        .stderr(std::fs::File::create(drill.dir.path().join("load.err"))?)
-        .spawn()?;
+    let mut load = drill.start_load(&[
+        "--rate",
+        "10",
+        "--spike",
+        "15",
+        "--duration",
+        "10s",
+        "--spike-for",
+        "45s",
+    ])?;
     // Time from the spike's start to the first scale-out beyond the replicas it found.
     let mut at_spike = None;
     let mut scaled_out = None;
@@ -459,21 +494,7 @@ fn drill_flash_sale_scales_out_drains_and_pages_only_when_maxed() -> anyhow::Res
         std::thread::sleep(Duration::from_millis(250));
     };
     let load_end = Instant::now();
-    anyhow::ensure!(
-        status.success(),
-        "surge-load: {}",
-        std::fs::read_to_string(drill.dir.path().join("load.err")).unwrap_or_default()
-    );
-    let results: Value = serde_json::from_slice(&std::fs::read(&report)?)?;
-    for id in results["orders_accepted"].as_array().into_iter().flatten() {
-        if let Some(id) = id.as_str() {
-            drill
-                .accepted
-                .lock()
-                .map_err(|_| anyhow::anyhow!("poisoned"))?
-                .push(id.to_string());
-        }
-    }
+    drill.finish_load(status)?;
     let scaled_out = scaled_out.with_context(|| {
         let cpu: Vec<String> = drill
             .prom
@@ -780,6 +801,92 @@ fn drill_exporter_killed_pages_and_the_panel_keeps_stale_data() -> anyhow::Resul
     })?;
     assert_eq!(orders.stop(), 0, "orders refused");
     let (orders, lost) = drill.audit(Duration::from_secs(120))?;
+    drill.report(detect, recover, orders, lost, "");
+    Ok(())
+}
+
+/// Drill 6: One poison message in the middle of a flash sale: it goes to the dead-letter topic
+/// with its reason, its partition keeps flowing, KafkaDeadLetterReceiving warns (never a page),
+/// and every accepted order still ships exactly once.
+#[test]
+fn drill_poison_message_mid_sale_is_dead_lettered_and_the_partition_flows() -> anyhow::Result<()> {
+    let drill = Drill::start("poison-message", 10, |_| {})?;
+    let mut load = drill.start_load(&[
+        "--rate",
+        "10",
+        "--spike",
+        "5",
+        "--duration",
+        "10s",
+        "--spike-for",
+        "30s",
+    ])?;
+    // Mid-spike: one message no handler can read, on a partition the sale keeps using.
+    std::thread::sleep(Duration::from_secs(20));
+    let producer = drill.stack.kafka.producer()?;
+    producer.send_one(
+        "order-placed",
+        3,
+        "poison",
+        "{\"order_id\": \"not-a-uuid\"}",
+    )?;
+    producer.flush()?;
+    let fault = Instant::now();
+    let warning = drill.wait_webhook(
+        "warnings",
+        "KafkaDeadLetterReceiving",
+        "firing",
+        Duration::from_secs(120),
+    )?;
+    let detect = fault.elapsed();
+    assert!(
+        warning.body["commonLabels"]["topic"] == "order-placed.dlq",
+        "{:#}",
+        warning.body
+    );
+    let letters = read_until(
+        &drill.stack.kafka,
+        "order-placed.dlq",
+        Duration::from_secs(60),
+        |l| !l.is_empty(),
+    )?;
+    assert_eq!(
+        letters.len(),
+        1,
+        "only the poison is dead-lettered: {letters:#?}"
+    );
+    let letter = &letters[0];
+    assert_eq!(
+        (
+            &letter["source_topic"],
+            &letter["partition"],
+            &letter["attempts"]
+        ),
+        (&json!("order-placed"), &json!(3), &json!(1)),
+        "{letter:#}"
+    );
+    let offset = letter["offset"]
+        .as_i64()
+        .context("dead letter without offset")?;
+    let status = load.wait()?;
+    drill.finish_load(status)?;
+    // The partition flowed on: payment committed past the poison on it.
+    surge_servers::wait_until(
+        "payment past the poison on its partition",
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+        || {
+            Ok(drill.prom.value(&format!(
+                "surge_kafka_group_committed_offset{{group=\"payment\",topic=\"order-placed\",partition=\"3\"}} > {}",
+                offset + 1
+            ))?.is_some())
+        },
+    )?;
+    let (orders, lost) = drill.audit(Duration::from_secs(120))?;
+    // Recovery: from the poison until every accepted order shipped.
+    let recover = fault.elapsed();
+    let pages = drill.other_pages(&[]);
+    assert!(pages.is_empty(), "a poison message paged: {pages:#?}");
     drill.report(detect, recover, orders, lost, "");
     Ok(())
 }

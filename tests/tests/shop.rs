@@ -4,14 +4,12 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use rdkafka::Message;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use serde_json::Value;
-use surge_testkit::kafka::BrokerClients;
+use serde_json::{Value, json};
+use surge_testkit::kafka::{BrokerClients, read_until, records};
 use surge_testkit::shop::Shop;
 
 #[test]
-fn orders_flow_auth_replica_reads_load_balancing_and_dead_letters() -> anyhow::Result<()> {
+fn orders_flow_auth_replica_reads_load_balancing_and_declines() -> anyhow::Result<()> {
     let fixture = surge_tests::stack::stack(|_| {})?;
     let stack = &fixture.stack;
     let shop = Shop::new(&stack.api())?;
@@ -47,7 +45,8 @@ fn orders_flow_auth_replica_reads_load_balancing_and_dead_letters() -> anyhow::R
     let (status, _) = shop.order(&token, &[(1, 0)])?;
     assert_eq!(status, 400);
 
-    // A declined payment: the order fails with the reason, and the message is dead-lettered.
+    // A declined payment is a decision, not a failure: orders marks the order failed with the
+    // reason payment gave, and nothing is dead-lettered.
     let decline_id = shop.product_id("test-decline-card")?;
     let (status, placed) = shop.order(&token, &[(decline_id, 1)])?;
     assert_eq!(status, 202);
@@ -64,26 +63,7 @@ fn orders_flow_auth_replica_reads_load_balancing_and_dead_letters() -> anyhow::R
             .is_some_and(|r| r.contains("card declined")),
         "{failed}"
     );
-    let consumer: BaseConsumer = stack.kafka.consumer_config("test-dlq-reader").create()?;
-    consumer.subscribe(&["order-placed.dlq"])?;
-    let mut letter: Option<Value> = None;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while letter.is_none() && std::time::Instant::now() < deadline {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            let value: Value = serde_json::from_slice(m.payload().unwrap_or_default())?;
-            if value["original"]["order_id"] == failed_id.as_str() {
-                letter = Some(value);
-            }
-        }
-    }
-    let letter = letter.ok_or_else(|| anyhow::anyhow!("no dead letter for {failed_id}"))?;
-    assert_eq!(letter["source_topic"], "order-placed");
-    assert!(
-        letter["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("card declined")),
-        "{letter}"
-    );
+    assert_eq!(records(&stack.kafka, "order-placed.dlq")?, 0);
 
     // Logout revokes the token everywhere, at once.
     let (code, _, _) = shop.get("/auth/me", Some(&token))?;
@@ -127,7 +107,10 @@ fn broker_outage_loses_no_order_and_ships_each_once() -> anyhow::Result<()> {
         db("SELECT count(*) FROM orders WHERE status = 'shipped'")?,
         "30"
     );
-    assert_eq!(db("SELECT count(*) FROM payments")?, "30");
+    assert_eq!(
+        db("SELECT count(*) FROM payments WHERE outcome = 'paid'")?,
+        "30"
+    );
     assert_eq!(db("SELECT count(*) FROM shipments")?, "30");
     assert_eq!(db("SELECT count(*) FROM outbox")?, "0");
     Ok(())
@@ -184,5 +167,211 @@ fn local_autoscaler_scales_out_under_load_and_back_in() -> anyhow::Result<()> {
     // Still serving after scaling in (nginx follows the replica set).
     let (status, _, _) = shop.get("/products?limit=1", None)?;
     assert_eq!(status, 200);
+    Ok(())
+}
+
+/// A pending order written straight into the database (as orders would, minus the outbox),
+/// so a test can send its `order-placed` message itself, to a partition of its choosing.
+fn pending_order(
+    stack: &surge_stack::Stack,
+    email: &str,
+    product: i64,
+    total_cents: i64,
+) -> anyhow::Result<String> {
+    let id = stack
+        .postgres
+        .psql_in("primary", "shop", "SELECT gen_random_uuid()")?;
+    stack.postgres.psql_in(
+        "primary",
+        "shop",
+        &format!(
+            "INSERT INTO orders (id, user_id, status, total_cents) \
+             SELECT '{id}', id, 'pending', {total} FROM users WHERE email = '{email}'; \
+             INSERT INTO order_items (order_id, product_id, quantity, price_cents) \
+             SELECT '{id}', id, 1, price_cents FROM products WHERE id = {product}",
+            total = total_cents.max(0),
+        ),
+    )?;
+    Ok(id)
+}
+
+/// The `order-placed` message orders would send for a one-item order.
+fn order_placed(order_id: &str, total_cents: i64) -> String {
+    json!({
+        "order_id": order_id,
+        "user_id": 1,
+        "total_cents": total_cents,
+        "items": [{"product_id": 1, "sku": "sku-001", "quantity": 1, "price_cents": total_cents.max(0)}]
+    })
+    .to_string()
+}
+
+#[test]
+fn poison_messages_are_dead_lettered_and_their_partition_keeps_flowing() -> anyhow::Result<()> {
+    let fixture = surge_tests::stack::stack(|_| {})?;
+    let stack = &fixture.stack;
+    let shop = Shop::new(&stack.api())?;
+    let token = shop.user("poison@example.com")?;
+    let producer = stack.kafka.producer()?;
+
+    // Poison, one per consumed topic: dead-lettered at the first attempt.
+    producer.send_one("order-placed", 2, "bad-json", "{not json")?;
+    let ghost = "00000000-0000-4000-8000-000000000001";
+    producer.send_one(
+        "payment-processed",
+        1,
+        ghost,
+        &json!({"order_id": ghost, "outcome": "paid", "amount_cents": 100, "provider_ref": "x", "reason": null}).to_string(),
+    )?;
+    producer.send_one(
+        "shipping-request",
+        0,
+        ghost,
+        &json!({"order_id": ghost, "user_id": 1, "items": []}).to_string(),
+    )?;
+    // A handler error that repeats (the amount breaks a constraint of the payments table):
+    // retried, then dead-lettered with its attempts.
+    let negative = pending_order(stack, "poison@example.com", 1, 0)?;
+    producer.send_one("order-placed", 2, &negative, &order_placed(&negative, -5))?;
+    // Behind the poison, on the same partition, a good order: it must not wait.
+    let good = pending_order(stack, "poison@example.com", 1, 599)?;
+    producer.send_one("order-placed", 2, &good, &order_placed(&good, 599))?;
+    producer.flush()?;
+
+    shop.wait_status(&token, &good, "shipped", Duration::from_secs(60))?;
+    let letter_for = |dlq: &str, check: &dyn Fn(&Value) -> bool| -> anyhow::Result<Value> {
+        let read = read_until(&stack.kafka, dlq, Duration::from_secs(60), |r| {
+            r.iter().any(check)
+        })?;
+        Ok(read.into_iter().find(check).unwrap_or_default())
+    };
+    let malformed = letter_for("order-placed.dlq", &|l| l["original"] == "{not json")?;
+    assert_eq!(
+        (
+            &malformed["source_topic"],
+            &malformed["partition"],
+            &malformed["attempts"]
+        ),
+        (&json!("order-placed"), &json!(2), &json!(1)),
+        "{malformed}"
+    );
+    assert!(malformed["offset"].as_i64().is_some(), "{malformed}");
+    assert!(
+        malformed["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("malformed order-placed message")),
+        "{malformed}"
+    );
+    let repeated = letter_for("order-placed.dlq", &|l| {
+        l["original"]["order_id"] == negative.as_str()
+    })?;
+    assert_eq!(
+        repeated["attempts"],
+        json!(surge_shop::consumer::ATTEMPTS),
+        "{repeated}"
+    );
+    assert!(
+        repeated["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("payments_amount_not_negative")),
+        "{repeated}"
+    );
+    assert_eq!(
+        repeated["offset"].as_i64(),
+        malformed["offset"].as_i64().map(|o| o + 1),
+        "{repeated}"
+    );
+    for (dlq, source) in [
+        ("payment-processed.dlq", "payment-processed"),
+        ("shipping-request.dlq", "shipping-request"),
+    ] {
+        let unknown = letter_for(dlq, &|l| l["original"]["order_id"] == ghost)?;
+        assert_eq!(
+            (
+                &unknown["source_topic"],
+                &unknown["error"],
+                &unknown["attempts"]
+            ),
+            (&json!(source), &json!("unknown order"), &json!(1)),
+            "{unknown}"
+        );
+    }
+    // The order behind the bad amount is still pending: it was given up on, not half-done.
+    let db = |sql: &str| stack.postgres.psql_in("primary", "shop", sql);
+    assert_eq!(
+        db(&format!(
+            "SELECT status FROM orders WHERE id = '{negative}'"
+        ))?,
+        "pending"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_database_outage_pauses_consumers_without_dead_letters_and_loses_nothing() -> anyhow::Result<()>
+{
+    let mut fixture = surge_tests::stack::stack(|o| o.payment_latency_ms = 300)?;
+    let shop = Shop::new(&fixture.stack.api())?;
+    let token = shop.user("outage@example.com")?;
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let (status, placed) = shop.order(&token, &[(1 + (i % 50), 1)])?;
+        assert_eq!(status, 202, "{placed}");
+        ids.push(placed["order_id"].as_str().unwrap_or_default().to_string());
+    }
+    // Payment works through the backlog at about 7 orders a second: most are still waiting
+    // when the primary goes away.
+    fixture.stack.postgres.stop_node("primary")?;
+    // Payment says it waits: its consumer is paused on the message it holds.
+    let payment = fixture.stack.replica_ports("payment");
+    surge_servers::wait_until(
+        "payment paused",
+        Duration::from_secs(30),
+        Duration::from_millis(250),
+        || {
+            Ok(payment.iter().any(|port| {
+                surge_servers::http::get(&format!("127.0.0.1:{port}"), "/metrics", None).is_ok_and(
+                    |(_, _, body)| {
+                        body.contains(
+                            "shop_consumer_paused{service=\"payment\",topic=\"order-placed\"} 1",
+                        )
+                    },
+                )
+            }))
+        },
+    )?;
+    std::thread::sleep(Duration::from_secs(10));
+    for dlq in [
+        "order-placed.dlq",
+        "payment-processed.dlq",
+        "shipping-request.dlq",
+    ] {
+        assert_eq!(
+            records(&fixture.stack.kafka, dlq)?,
+            0,
+            "{dlq} during the outage"
+        );
+    }
+    fixture.stack.postgres.start_node("primary")?;
+    for id in &ids {
+        shop.wait_status(&token, id, "shipped", Duration::from_secs(120))?;
+    }
+    for dlq in [
+        "order-placed.dlq",
+        "payment-processed.dlq",
+        "shipping-request.dlq",
+    ] {
+        assert_eq!(
+            records(&fixture.stack.kafka, dlq)?,
+            0,
+            "{dlq} after the outage"
+        );
+    }
+    let db = |sql: &str| fixture.stack.postgres.psql_in("primary", "shop", sql);
+    assert_eq!(
+        db("SELECT count(*) FROM shipments")?,
+        ids.len().to_string(),
+        "each order shipped once"
+    );
     Ok(())
 }

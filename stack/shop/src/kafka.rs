@@ -78,48 +78,65 @@ pub async fn send(
     Ok(())
 }
 
-/// What a dead letter carries: the reason and the original message.
-#[derive(Debug, Serialize, serde::Deserialize)]
+/// What a dead letter carries: why, where the message came from, how often it was tried, and
+/// the message itself (as JSON when it was JSON, else as text).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct DeadLetter {
     pub error: String,
     pub source_topic: String,
+    pub partition: i32,
+    pub offset: i64,
     pub attempts: u32,
     pub original: serde_json::Value,
 }
 
-/// Publish `original` to `dlq` with the reason (in the body and as headers).
+impl DeadLetter {
+    pub fn of(message: &crate::consumer::Consumed, error: &str, attempts: u32) -> DeadLetter {
+        let original = serde_json::from_slice(&message.payload).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&message.payload).into_owned())
+        });
+        DeadLetter {
+            error: error.to_string(),
+            source_topic: message.topic.clone(),
+            partition: message.partition,
+            offset: message.offset,
+            attempts,
+            original,
+        }
+    }
+}
+
+/// Publish `letter` to `dlq` under `key`, its provenance also in headers (for tools that read
+/// headers without parsing bodies).
 pub async fn dead_letter(
     producer: &FutureProducer,
     dlq: &str,
-    source_topic: &str,
     key: &str,
-    original: &[u8],
-    error: &str,
-    attempts: u32,
+    letter: &DeadLetter,
 ) -> anyhow::Result<()> {
-    let original = serde_json::from_slice(original).unwrap_or_else(|_| {
-        serde_json::Value::String(String::from_utf8_lossy(original).into_owned())
-    });
-    let letter = DeadLetter {
-        error: error.to_string(),
-        source_topic: source_topic.to_string(),
-        attempts,
-        original,
-    };
-    let headers = OwnedHeaders::new()
-        .insert(Header {
-            key: "error",
-            value: Some(error),
-        })
-        .insert(Header {
-            key: "source-topic",
-            value: Some(source_topic),
+    let (partition, offset, attempts) = (
+        letter.partition.to_string(),
+        letter.offset.to_string(),
+        letter.attempts.to_string(),
+    );
+    let mut headers = OwnedHeaders::new();
+    for (name, value) in [
+        ("error", letter.error.as_str()),
+        ("source-topic", letter.source_topic.as_str()),
+        ("source-partition", partition.as_str()),
+        ("source-offset", offset.as_str()),
+        ("attempts", attempts.as_str()),
+    ] {
+        headers = headers.insert(Header {
+            key: name,
+            value: Some(value),
         });
+    }
     send(
         producer,
         dlq,
         key,
-        &serde_json::to_string(&letter)?,
+        &serde_json::to_string(letter)?,
         Some(headers),
     )
     .await

@@ -16,16 +16,21 @@ pub mod provider;
 pub mod services;
 pub mod tokens;
 
-/// Topics of the order pipeline.
+/// Topics of the order pipeline: orders → `order-placed` → payment → `payment-processed` →
+/// orders → `shipping-request` → shipping; each consumed topic has its dead-letter topic.
 pub mod topics {
     pub const ORDER_PLACED: &str = "order-placed";
     pub const PAYMENT_PROCESSED: &str = "payment-processed";
+    pub const SHIPPING_REQUEST: &str = "shipping-request";
     pub const ORDER_PLACED_DLQ: &str = "order-placed.dlq";
     pub const PAYMENT_PROCESSED_DLQ: &str = "payment-processed.dlq";
-    pub const ALL: [&str; 4] = [
+    pub const SHIPPING_REQUEST_DLQ: &str = "shipping-request.dlq";
+    pub const ALL: [&str; 6] = [
         ORDER_PLACED,
         PAYMENT_PROCESSED,
+        SHIPPING_REQUEST,
         ORDER_PLACED_DLQ,
         PAYMENT_PROCESSED_DLQ,
+        SHIPPING_REQUEST_DLQ,
     ];
 }

@@ -23,6 +23,11 @@ pub struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabels {
+    pub topic: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MessageLabels {
     pub topic: String,
     /// `processed`, `duplicate`, `dead_lettered`.
@@ -37,6 +42,7 @@ pub struct Metrics {
     pub outbox_published: Counter,
     pub outbox_backlog: Gauge,
     pub provider_attempts: Family<MessageLabels, Counter>,
+    pub consumer_paused: Family<TopicLabels, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -63,6 +69,7 @@ impl Metrics {
         let outbox_published = Counter::default();
         let outbox_backlog = Gauge::default();
         let provider_attempts = Family::<MessageLabels, Counter>::default();
+        let consumer_paused = Family::<TopicLabels, Gauge>::default();
         root.register(
             "http_requests",
             "HTTP requests answered, by route, method and status.",
@@ -94,6 +101,11 @@ impl Metrics {
             "Calls to the payment provider, by outcome.",
             provider_attempts.clone(),
         );
+        root.register(
+            "consumer_paused",
+            "1 while consumption of the topic waits out an outage (database or broker unreachable), else 0.",
+            consumer_paused.clone(),
+        );
         Arc::new(Metrics {
             registry: root,
             requests,
@@ -102,6 +114,7 @@ impl Metrics {
             outbox_published,
             outbox_backlog,
             provider_attempts,
+            consumer_paused,
         })
     }
 
@@ -112,6 +125,14 @@ impl Metrics {
                 outcome: outcome.to_string(),
             })
             .inc();
+    }
+
+    /// Mark consumption of `topic` paused or not; returns whether it was paused before.
+    pub fn paused(&self, topic: &str, paused: bool) -> bool {
+        let gauge = self.consumer_paused.get_or_create(&TopicLabels {
+            topic: topic.to_string(),
+        });
+        gauge.set(i64::from(paused)) == 1
     }
 
     pub fn render(&self) -> Response {

@@ -7,12 +7,29 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::producer::FutureProducer;
-use sqlx::Row;
+use serde::Serialize;
 use sqlx::postgres::PgPool;
+use sqlx::{Postgres, Row, Transaction};
 
 use crate::metrics::Metrics;
 
 const BATCH: i64 = 200;
+
+/// Add a message to the outbox inside `tx`: it is published if and only if `tx` commits.
+pub async fn enqueue(
+    tx: &mut Transaction<'_, Postgres>,
+    topic: &str,
+    key: &str,
+    payload: &impl Serialize,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO outbox (topic, key, payload) VALUES ($1, $2, $3)")
+        .bind(topic)
+        .bind(key)
+        .bind(sqlx::types::Json(payload))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
 
 /// Run until `stop` resolves.
 pub async fn relay(

@@ -176,12 +176,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let db = super::db(&config)?;
     let tokens = super::tokens(&config).await?;
     let metrics = Metrics::new("catalog");
-    let ready = {
-        let db = Arc::clone(&db);
-        move || {
-            let db = Arc::clone(&db);
-            async move { db.ready().await }
-        }
-    };
+    let ready = super::ready(&db);
     crate::http::serve("catalog", config.listen, router(db, tokens), metrics, ready).await
 }

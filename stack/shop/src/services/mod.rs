@@ -31,3 +31,18 @@ pub(crate) async fn tokens(config: &Config) -> anyhow::Result<Arc<Tokens>> {
         .await?,
     ))
 }
+
+/// Readiness: the primary answers.
+pub(crate) fn ready(
+    db: &Arc<Db>,
+) -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
++ Clone
++ Send
++ Sync
++ 'static {
+    let db = Arc::clone(db);
+    move || {
+        let db = Arc::clone(&db);
+        Box::pin(async move { db.ready().await })
+    }
+}

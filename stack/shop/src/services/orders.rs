@@ -1,8 +1,11 @@
-//! orders: `POST /orders` validates synchronously, writes the order and an outbox row in one
-//! transaction on the primary and answers 202 at once; the relay publishes `order-placed`
-//! (so an order is never lost while Kafka is down). `GET /orders/{id}` reads from a replica
-//! that has replayed the order's write (the `consistency_token` from the POST), else from
-//! the primary — read-your-writes without pinning every read to the primary.
+//! orders, the owner of an order's status: `POST /orders` validates synchronously, writes the
+//! order and an outbox row in one transaction on the primary and answers 202 at once; the
+//! relay publishes `order-placed` (so an order is never lost while Kafka is down). It consumes
+//! `payment-processed`: a paid order is marked paid and, in the same transaction, a
+//! `shipping-request` goes to the outbox; a failed payment marks the order failed with the
+//! reason. `GET /orders/{id}` reads from a replica that has replayed the order's write (the
+//! `consistency_token` from the POST), else from the primary — read-your-writes without
+//! pinning every read to the primary.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -17,11 +20,13 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use crate::config::Config;
+use crate::consumer::{Consumed, Failure, Outcome};
 use crate::data::{Db, Served};
 use crate::http::ApiError;
-use crate::messages::{Item, OrderPlaced};
+use crate::messages::{Item, OrderPlaced, PaymentOutcome, PaymentProcessed, ShippingRequest};
 use crate::metrics::Metrics;
 use crate::tokens::{Authenticated, HasTokens, Tokens};
+use crate::topics::{ORDER_PLACED, PAYMENT_PROCESSED, PAYMENT_PROCESSED_DLQ, SHIPPING_REQUEST};
 
 #[derive(Clone)]
 struct OrdersState {
@@ -129,12 +134,7 @@ async fn place(
         total_cents: total,
         items,
     };
-    sqlx::query("INSERT INTO outbox (topic, key, payload) VALUES ($1, $2, $3)")
-        .bind(crate::topics::ORDER_PLACED)
-        .bind(order_id.to_string())
-        .bind(sqlx::types::Json(&message))
-        .execute(&mut *tx)
-        .await?;
+    crate::outbox::enqueue(&mut tx, ORDER_PLACED, &order_id.to_string(), &message).await?;
     tx.commit().await?;
     // Any LSN read after the commit covers it.
     let lsn: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
@@ -199,6 +199,72 @@ async fn status(
     Err(ApiError::NotFound)
 }
 
+/// Act on payment's decision: a paid order becomes `paid` with a `shipping-request` in the
+/// outbox, a failed one `payment_failed` with the reason. A decision for an order that is no
+/// longer pending is a redelivery.
+async fn on_payment(db: &sqlx::PgPool, message: Consumed) -> Result<Outcome, Failure> {
+    let payment: PaymentProcessed = serde_json::from_slice(&message.payload)
+        .map_err(|e| Failure::Poison(format!("malformed payment-processed message: {e}")))?;
+    let mut tx = db.begin().await?;
+    let (status, reason) = match payment.outcome {
+        PaymentOutcome::Paid => ("paid", None),
+        PaymentOutcome::Failed => ("payment_failed", payment.reason.as_deref()),
+    };
+    let user_id: Option<i64> = sqlx::query_scalar(
+        "UPDATE orders SET status = $2, reason = $3, updated_at = now() \
+         WHERE id = $1 AND status = 'pending' RETURNING user_id",
+    )
+    .bind(payment.order_id)
+    .bind(status)
+    .bind(reason)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(user_id) = user_id else {
+        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM orders WHERE id = $1)")
+            .bind(payment.order_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        return if exists {
+            Ok(Outcome::Duplicate)
+        } else {
+            Err(Failure::Poison("unknown order".into()))
+        };
+    };
+    if payment.outcome == PaymentOutcome::Paid {
+        let items = sqlx::query(
+            "SELECT i.product_id, p.sku, i.quantity, i.price_cents FROM order_items i \
+             JOIN products p ON p.id = i.product_id WHERE i.order_id = $1 ORDER BY i.product_id",
+        )
+        .bind(payment.order_id)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(Item {
+                product_id: row.try_get("product_id")?,
+                sku: row.try_get("sku")?,
+                quantity: row.try_get("quantity")?,
+                price_cents: row.try_get("price_cents")?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let request = ShippingRequest {
+            order_id: payment.order_id,
+            user_id,
+            items,
+        };
+        crate::outbox::enqueue(
+            &mut tx,
+            SHIPPING_REQUEST,
+            &payment.order_id.to_string(),
+            &request,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(Outcome::Processed)
+}
+
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let db = super::db(&config)?;
     let tokens = super::tokens(&config).await?;
@@ -209,18 +275,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         db.writer().clone(),
         producer,
         Arc::clone(&metrics),
-        stopped,
+        stopped.clone(),
     ));
-    let ready = {
-        let db = Arc::clone(&db);
-        move || {
-            let db = Arc::clone(&db);
-            async move { db.ready().await }
-        }
-    };
+    let writer = db.writer().clone();
+    let consuming = crate::consumer::spawn(
+        &config,
+        "orders",
+        PAYMENT_PROCESSED,
+        PAYMENT_PROCESSED_DLQ,
+        Arc::clone(&metrics),
+        stopped,
+        move |message| {
+            let db = writer.clone();
+            async move { on_payment(&db, message).await }
+        },
+    )?;
+    let ready = super::ready(&db);
     let served =
         crate::http::serve("orders", config.listen, router(db, tokens), metrics, ready).await;
     let _ = stop.send(true);
     let _ = relay.await;
+    consuming.finish().await;
     served
 }
