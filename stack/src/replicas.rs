@@ -29,7 +29,7 @@ pub const SERVICES: [Service; 5] = [
     },
     Service {
         name: "orders",
-        routes: &["/orders"],
+        routes: &["/orders", "/cart"],
     },
     Service {
         name: "payment",

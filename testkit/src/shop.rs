@@ -23,31 +23,12 @@ impl Shop {
         })
     }
 
-    pub fn post(
+    /// Send `request` (with the token, if any): (status, headers, body as JSON or as text).
+    fn send(
         &self,
-        path: &str,
-        token: Option<&str>,
-        body: &Value,
-    ) -> anyhow::Result<(u16, Value)> {
-        let mut request = self.http.post(format!("{}{path}", self.base)).json(body);
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send()?;
-        let status = response.status().as_u16();
-        let text = response.text()?;
-        Ok((
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        ))
-    }
-
-    pub fn get(
-        &self,
-        path: &str,
+        mut request: reqwest::blocking::RequestBuilder,
         token: Option<&str>,
     ) -> anyhow::Result<(u16, reqwest::header::HeaderMap, Value)> {
-        let mut request = self.http.get(format!("{}{path}", self.base));
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -60,6 +41,47 @@ impl Shop {
             headers,
             serde_json::from_str(&text).unwrap_or(Value::String(text)),
         ))
+    }
+
+    pub fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> anyhow::Result<(u16, Value)> {
+        let (status, _, body) = self.send(
+            self.http.post(format!("{}{path}", self.base)).json(body),
+            token,
+        )?;
+        Ok((status, body))
+    }
+
+    pub fn get(
+        &self,
+        path: &str,
+        token: Option<&str>,
+    ) -> anyhow::Result<(u16, reqwest::header::HeaderMap, Value)> {
+        self.send(self.http.get(format!("{}{path}", self.base)), token)
+    }
+
+    /// A cart call: `method` on `path` with `body`; (status, the replica nginx sent it to, body).
+    pub fn cart_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<(u16, Option<String>, Value)> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let (status, headers, body) = self.send(request, Some(token))?;
+        let upstream = headers
+            .get("x-upstream")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        Ok((status, upstream, body))
     }
 
     /// Register and log in; returns the token.

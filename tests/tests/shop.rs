@@ -375,3 +375,84 @@ fn a_database_outage_pauses_consumers_without_dead_letters_and_loses_nothing() -
     );
     Ok(())
 }
+
+#[test]
+fn the_cart_lives_in_redis_and_survives_the_replica_that_served_it() -> anyhow::Result<()> {
+    use reqwest::Method;
+    let fixture = surge_tests::stack::stack(|_| {})?;
+    let stack = &fixture.stack;
+    let shop = Shop::new(&stack.api())?;
+    let token = shop.user("cart@example.com")?;
+    let add = |product: i64, quantity: i32| {
+        shop.cart_call(
+            Method::POST,
+            "/cart/items",
+            &token,
+            Some(&json!({"product_id": product, "quantity": quantity})),
+        )
+    };
+    let (status, _, body) = add(3, 2)?;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = add(3, 1)?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["items"],
+        json!([{"product_id": 3, "quantity": 3}]),
+        "{body}"
+    );
+    let (status, served_by, body) = add(7, 1)?;
+    assert_eq!(status, 200, "{body}");
+    let expires = body["expires_in_seconds"].as_i64().unwrap_or_default();
+    assert!(
+        (86_390..=86_400).contains(&expires),
+        "TTL renewed on change: {body}"
+    );
+    // Bad input is refused, the cart unchanged.
+    let (status, _, _) = add(999_999, 1)?;
+    assert_eq!(status, 400);
+    let (status, _, _) = add(3, 0)?;
+    assert_eq!(status, 400);
+
+    // The replica that served the last request dies mid-session; the next one has the cart.
+    let served_by = served_by.ok_or_else(|| anyhow::anyhow!("no x-upstream header"))?;
+    let port: u16 = served_by
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("x-upstream {served_by:?}"))?;
+    stack.kill_replica("orders", port)?;
+    let (status, now_by, cart) = shop.cart_call(Method::GET, "/cart", &token, None)?;
+    assert_eq!(status, 200, "{cart}");
+    assert_ne!(
+        now_by.as_deref(),
+        Some(served_by.as_str()),
+        "served by the dead replica?"
+    );
+    assert_eq!(
+        cart["items"],
+        json!([{"product_id": 3, "quantity": 3}, {"product_id": 7, "quantity": 1}]),
+        "{cart}"
+    );
+
+    // The session goes on: remove a line, check out what is left, the cart is empty after.
+    let (status, _, body) = shop.cart_call(Method::DELETE, "/cart/items/7", &token, None)?;
+    assert_eq!(
+        (status, &body["items"]),
+        (200, &json!([{"product_id": 3, "quantity": 3}]))
+    );
+    let (status, _, placed) = shop.cart_call(Method::POST, "/cart/checkout", &token, None)?;
+    assert_eq!(status, 202, "{placed}");
+    let id = placed["order_id"].as_str().unwrap_or_default().to_string();
+    shop.wait_status(&token, &id, "shipped", Duration::from_secs(30))?;
+    let (_, _, cart) = shop.cart_call(Method::GET, "/cart", &token, None)?;
+    assert_eq!(cart["items"], json!([]), "{cart}");
+    let (status, _, _) = shop.cart_call(Method::POST, "/cart/checkout", &token, None)?;
+    assert_eq!(status, 400, "an empty cart is not an order");
+    let quantity = stack.postgres.psql_in(
+        "primary",
+        "shop",
+        &format!("SELECT quantity FROM order_items WHERE order_id = '{id}' AND product_id = 3"),
+    )?;
+    assert_eq!(quantity, "3");
+    Ok(())
+}

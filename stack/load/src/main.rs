@@ -2,8 +2,9 @@
 //! schedule whether or not earlier ones finished, and latency is measured from the scheduled
 //! start, so an overloaded shop cannot hide its queueing — no coordinated omission).
 //!
-//! Scenario mix per request: browse the catalog, view a product, log in, place an order,
-//! check an order. Profiles: `baseline` (the base rate) and `flash-sale` (base rate, then
+//! Scenario mix per request: browse the catalog, view a product, log in, add to the cart
+//! (kept in Redis, so any replica serves it), check out (add one more item, then turn the
+//! cart into an order), check an order. Profiles: `baseline` (the base rate) and `flash-sale` (base rate, then
 //! `--spike`× for `--spike-for`, then base again). Prints throughput, p50/p95/p99 latency
 //! and error rate per phase and per operation; `--json FILE` writes the same.
 
@@ -65,22 +66,38 @@ enum Op {
     Browse,
     Product,
     Login,
-    PlaceOrder,
+    AddToCart,
+    Checkout,
     CheckOrder,
 }
 
 /// The mix, in percent.
-const MIX: [(Op, u32); 5] = [
-    (Op::Browse, 55),
-    (Op::Product, 15),
+const MIX: [(Op, u32); 6] = [
+    (Op::Browse, 50),
+    (Op::Product, 10),
     (Op::Login, 5),
-    (Op::PlaceOrder, 15),
+    (Op::AddToCart, 10),
+    (Op::Checkout, 15),
     (Op::CheckOrder, 10),
 ];
 
 struct User {
     email: String,
     token: String,
+    /// Held while the shopper works on their cart: one person does not add and check out at
+    /// the same moment (which would check out a cart another request just emptied).
+    cart: tokio::sync::Mutex<()>,
+}
+
+/// A shopper free to use their cart, starting the search at `first`; waits for `first` when
+/// every shopper is busy.
+async fn free_shopper(users: &[User], first: usize) -> (usize, tokio::sync::MutexGuard<'_, ()>) {
+    for i in (0..users.len()).map(|k| (first + k) % users.len()) {
+        if let Ok(guard) = users[i].cart.try_lock() {
+            return (i, guard);
+        }
+    }
+    (first, users[first].cart.lock().await)
 }
 
 #[derive(Default)]
@@ -169,11 +186,16 @@ async fn call(
                 .send()
                 .await?
         }
-        Op::PlaceOrder => {
+        Op::AddToCart => add_to_cart(client, base, user, product, quantity).await?,
+        Op::Checkout => {
+            // A checkout always has something to buy: one more item, then the whole cart.
+            let added = add_to_cart(client, base, user, product, quantity).await?;
+            if !added.status().is_success() {
+                bail!("{op:?}: adding to the cart: HTTP {}", added.status());
+            }
             client
-                .post(format!("{base}/orders"))
+                .post(format!("{base}/cart/checkout"))
                 .bearer_auth(&user.token)
-                .json(&json!({ "items": [{ "product_id": product, "quantity": quantity }] }))
                 .send()
                 .await?
         }
@@ -194,9 +216,24 @@ async fn call(
         bail!("{op:?}: HTTP {status}");
     }
     Ok(match op {
-        Op::PlaceOrder => body["order_id"].as_str().map(str::to_string),
+        Op::Checkout => body["order_id"].as_str().map(str::to_string),
         _ => None,
     })
+}
+
+async fn add_to_cart(
+    client: &reqwest::Client,
+    base: &str,
+    user: &User,
+    product: i64,
+    quantity: i32,
+) -> anyhow::Result<reqwest::Response> {
+    Ok(client
+        .post(format!("{base}/cart/items"))
+        .bearer_auth(&user.token)
+        .json(&json!({ "product_id": product, "quantity": quantity }))
+        .send()
+        .await?)
 }
 
 async fn call_browse(client: &reqwest::Client, base: &str) -> anyhow::Result<Option<String>> {
@@ -251,7 +288,11 @@ async fn register_users(
             .as_str()
             .context("login returned no token")?
             .to_string();
-        users.push(User { email, token });
+        users.push(User {
+            email,
+            token,
+            cart: tokio::sync::Mutex::new(()),
+        });
     }
     Ok(users)
 }
@@ -312,6 +353,12 @@ async fn main() -> anyhow::Result<()> {
                 Arc::clone(&recorder),
             );
             tasks.spawn(async move {
+                let (user_index, _cart) = if matches!(op, Op::AddToCart | Op::Checkout) {
+                    let (i, guard) = free_shopper(&users, user_index).await;
+                    (i, Some(guard))
+                } else {
+                    (user_index, None)
+                };
                 // A shopper checks one of their own orders (others' answer 404 by design).
                 let orders: Vec<String> = recorder
                     .lock()

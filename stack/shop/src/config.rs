@@ -26,6 +26,8 @@ pub struct Config {
     pub jwt_secret: Option<Vec<u8>>,
     /// `SHOP_JWT_TTL` seconds (default 900).
     pub jwt_ttl: Duration,
+    /// `SHOP_CART_TTL` seconds (default 86400): an untouched cart expires after this.
+    pub cart_ttl: Duration,
     /// `SHOP_PAYMENT_LATENCY_MS` (default 20): simulated provider latency.
     pub payment_latency: Duration,
     /// `SHOP_PAYMENT_FAILURE_RATE` in [0, 1] (default 0.02): transient provider failures.
@@ -86,6 +88,7 @@ impl Config {
             kafka_bootstrap: var("SHOP_KAFKA_BOOTSTRAP"),
             jwt_secret,
             jwt_ttl: Duration::from_secs(parsed("SHOP_JWT_TTL", 900)?),
+            cart_ttl: Duration::from_secs(parsed("SHOP_CART_TTL", 86_400)?),
             payment_latency: Duration::from_millis(parsed("SHOP_PAYMENT_LATENCY_MS", 20)?),
             payment_failure_rate,
         })

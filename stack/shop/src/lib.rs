@@ -4,6 +4,7 @@
 //! exposing `/metrics`, `/healthz` and `/readyz`, and stopping gracefully on SIGTERM. Shared
 //! pieces live here: configuration, the read/write split, tokens, Kafka helpers, metrics.
 
+pub mod cart;
 pub mod config;
 pub mod consumer;
 pub mod data;

@@ -7,18 +7,19 @@
 //! `consistency_token` from the POST), else from the primary — read-your-writes without
 //! pinning every read to the primary.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::Row;
 use uuid::Uuid;
 
+use crate::cart::Carts;
 use crate::config::Config;
 use crate::consumer::{Consumed, Failure, Outcome};
 use crate::data::{Db, Served};
@@ -32,6 +33,7 @@ use crate::topics::{ORDER_PLACED, PAYMENT_PROCESSED, PAYMENT_PROCESSED_DLQ, SHIP
 struct OrdersState {
     db: Arc<Db>,
     tokens: Arc<Tokens>,
+    carts: Carts,
 }
 
 impl HasTokens for OrdersState {
@@ -51,11 +53,15 @@ struct NewItem {
     quantity: i32,
 }
 
-pub fn router(db: Arc<Db>, tokens: Arc<Tokens>) -> Router {
+fn router(db: Arc<Db>, tokens: Arc<Tokens>, carts: Carts) -> Router {
     Router::new()
         .route("/orders", post(place))
         .route("/orders/{id}", get(status))
-        .with_state(OrdersState { db, tokens })
+        .route("/cart", get(view_cart))
+        .route("/cart/items", post(add_to_cart))
+        .route("/cart/items/{product_id}", delete(remove_from_cart))
+        .route("/cart/checkout", post(checkout))
+        .with_state(OrdersState { db, tokens, carts })
 }
 
 async fn place(
@@ -63,12 +69,112 @@ async fn place(
     Authenticated(claims): Authenticated,
     Json(order): Json<NewOrder>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let placed = create_order(&s.db, claims.user_id()?, &order.items).await?;
+    Ok((StatusCode::ACCEPTED, Json(placed)))
+}
+
+/// The cart as JSON: its lines and how long until it expires.
+async fn cart_json(
+    s: &OrdersState,
+    user_id: i64,
+    cart: BTreeMap<i64, i32>,
+) -> Result<Json<Value>, ApiError> {
+    let items: Vec<Value> = cart
+        .iter()
+        .map(|(product_id, quantity)| json!({ "product_id": product_id, "quantity": quantity }))
+        .collect();
+    Ok(Json(
+        json!({ "items": items, "expires_in_seconds": s.carts.ttl(user_id).await? }),
+    ))
+}
+
+async fn view_cart(
+    State(s): State<OrdersState>,
+    Authenticated(claims): Authenticated,
+) -> Result<Json<Value>, ApiError> {
     let user_id = claims.user_id()?;
-    if order.items.is_empty() || order.items.len() > 20 {
+    let cart = s.carts.get(user_id).await?;
+    cart_json(&s, user_id, cart).await
+}
+
+async fn add_to_cart(
+    State(s): State<OrdersState>,
+    Authenticated(claims): Authenticated,
+    Json(item): Json<NewItem>,
+) -> Result<Json<Value>, ApiError> {
+    let user_id = claims.user_id()?;
+    // Only products that exist go into a cart (a replica's catalog is fresh enough for that).
+    let mut known = false;
+    for reader in s.db.readers() {
+        match sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM products WHERE id = $1)")
+            .bind(item.product_id)
+            .fetch_one(reader)
+            .await
+        {
+            Ok(exists) => {
+                known = exists;
+                break;
+            }
+            Err(e) => tracing::debug!(error = %e, "reader failed; trying the next"),
+        }
+    }
+    if !known {
+        return Err(ApiError::BadRequest(format!(
+            "product {} does not exist",
+            item.product_id
+        )));
+    }
+    let cart = s.carts.add(user_id, item.product_id, item.quantity).await?;
+    cart_json(&s, user_id, cart).await
+}
+
+async fn remove_from_cart(
+    State(s): State<OrdersState>,
+    Authenticated(claims): Authenticated,
+    Path(product_id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    let user_id = claims.user_id()?;
+    let cart = s.carts.remove(user_id, product_id).await?;
+    cart_json(&s, user_id, cart).await
+}
+
+/// Turn the cart into an order (as `POST /orders` would). The cart is taken first, so it is
+/// ordered at most once; if the order cannot be placed, it is put back.
+async fn checkout(
+    State(s): State<OrdersState>,
+    Authenticated(claims): Authenticated,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let user_id = claims.user_id()?;
+    let cart = s.carts.take(user_id).await?;
+    if cart.is_empty() {
+        return Err(ApiError::BadRequest("the cart is empty".into()));
+    }
+    let items: Vec<NewItem> = cart
+        .iter()
+        .map(|(product_id, quantity)| NewItem {
+            product_id: *product_id,
+            quantity: *quantity,
+        })
+        .collect();
+    match create_order(&s.db, user_id, &items).await {
+        Ok(placed) => Ok((StatusCode::ACCEPTED, Json(placed))),
+        Err(error) => {
+            if let Err(lost) = s.carts.restore(user_id, &cart).await {
+                tracing::warn!(%lost, user_id, "cart not restored after a failed checkout");
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Validate `items`, write the order and its `order-placed` outbox row in one transaction on
+/// the primary; returns what the API answers (id, status, total, consistency token).
+async fn create_order(db: &Db, user_id: i64, wanted: &[NewItem]) -> Result<Value, ApiError> {
+    if wanted.is_empty() || wanted.len() > 20 {
         return Err(ApiError::BadRequest("items: 1 to 20 lines".into()));
     }
     let mut seen = HashSet::new();
-    for item in &order.items {
+    for item in wanted {
         if !(1..=100).contains(&item.quantity) {
             return Err(ApiError::BadRequest(format!(
                 "product {}: quantity must be 1..=100",
@@ -82,14 +188,14 @@ async fn place(
             )));
         }
     }
-    let ids: Vec<i64> = order.items.iter().map(|i| i.product_id).collect();
-    let mut tx = s.db.writer().begin().await?;
+    let ids: Vec<i64> = wanted.iter().map(|i| i.product_id).collect();
+    let mut tx = db.writer().begin().await?;
     let rows = sqlx::query("SELECT id, sku, price_cents FROM products WHERE id = ANY($1)")
         .bind(&ids)
         .fetch_all(&mut *tx)
         .await?;
-    let mut items = Vec::with_capacity(order.items.len());
-    for wanted in &order.items {
+    let mut items = Vec::with_capacity(wanted.len());
+    for wanted in wanted {
         let row = rows
             .iter()
             .find(|r| {
@@ -138,14 +244,11 @@ async fn place(
     tx.commit().await?;
     // Any LSN read after the commit covers it.
     let lsn: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
-        .fetch_one(s.db.writer())
+        .fetch_one(db.writer())
         .await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(
-            json!({ "order_id": order_id, "status": "pending", "total_cents": total, "consistency_token": lsn }),
-        ),
-    ))
+    Ok(
+        json!({ "order_id": order_id, "status": "pending", "total_cents": total, "consistency_token": lsn }),
+    )
 }
 
 #[derive(Deserialize)]
@@ -268,6 +371,7 @@ async fn on_payment(db: &sqlx::PgPool, message: Consumed) -> Result<Outcome, Fai
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let db = super::db(&config)?;
     let tokens = super::tokens(&config).await?;
+    let carts = Carts::connect(config.require_redis()?, config.cart_ttl).await?;
     let metrics = Metrics::new("orders");
     let producer = crate::kafka::producer(config.require_kafka()?)?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -291,8 +395,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         },
     )?;
     let ready = super::ready(&db);
-    let served =
-        crate::http::serve("orders", config.listen, router(db, tokens), metrics, ready).await;
+    let served = crate::http::serve(
+        "orders",
+        config.listen,
+        router(db, tokens, carts),
+        metrics,
+        ready,
+    )
+    .await;
     let _ = stop.send(true);
     let _ = relay.await;
     consuming.finish().await;
