@@ -117,6 +117,53 @@ async fn utilization_matches_a_hand_computed_hpa_ratio() -> anyhow::Result<()> {
         Some(0.5)
     );
 
+    // Memory, by the HPA's rules for resources other than CPU: every running pod with a
+    // metric counts, ready or not; the deleting zz9lk and the pending pnd2w do not.
+    //   2xkqp 307200Ki = 300Mi of 256Mi, 7hvfm 200Mi + 40Mi of 2 x 256Mi, 9wzrt 100Mi of 256Mi,
+    //   x7r2d 480Mi of 256Mi: 1120 * 100 / 1280 = 87.5 -> 87 %.
+    assert_eq!(
+        exporter.value("surge_workload_memory_utilization_ratio", &ORDERS),
+        Some(0.87)
+    );
+    let mib = |n: f64| Some(n * 1_048_576.0);
+    for (name, working_set, request, limit) in [
+        (
+            "orders-6d4cf56db6-2xkqp",
+            mib(300.0),
+            mib(256.0),
+            mib(512.0),
+        ),
+        (
+            "orders-6d4cf56db6-7hvfm",
+            mib(240.0),
+            mib(512.0),
+            mib(1024.0),
+        ),
+        ("orders-6d4cf56db6-btq8n", None, mib(256.0), mib(512.0)),
+    ] {
+        let labels = pod(name);
+        let read = |family: &str| exporter.value(family, &labels);
+        assert_eq!(
+            read("surge_pod_memory_working_set_bytes"),
+            working_set,
+            "{name}"
+        );
+        assert_eq!(read("surge_pod_memory_request_bytes"), request, "{name}");
+        assert_eq!(read("surge_pod_memory_limit_bytes"), limit, "{name}");
+    }
+    // payment: fghij asks for nothing, so only abcde's 128Mi of 256Mi enters the ratio.
+    assert_eq!(
+        exporter.value("surge_workload_memory_utilization_ratio", &PAYMENT),
+        Some(0.5)
+    );
+    assert_eq!(
+        exporter.value(
+            "surge_pod_memory_limit_bytes",
+            &pod("payment-7c9d8f7b5-fghij")
+        ),
+        None
+    );
+
     // payment: one pod has no CPU request. It is reported, and left out of the ratio:
     // 200 * 100 / 250 = 80 %.
     assert_eq!(

@@ -253,3 +253,152 @@ async fn replication_lag_is_honest_across_pause_outage_and_recovery() -> anyhow:
     );
     Ok(())
 }
+
+/// Connections counted against the ones this test opens (the ground truth), on the primary
+/// and on a replica, with the longest idle transaction and lock wait bracketed by the wall
+/// clock around the cycle that read them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_match_the_ones_opened_by_state_and_database() -> anyhow::Result<()> {
+    use sqlx::{Connection, Executor, PgConnection};
+    use std::time::Instant;
+
+    let cluster = PgCluster::start(1)?;
+    let secrets = tempfile::tempdir()?;
+    let password_file = secrets.path().join("pg-password");
+    std::fs::write(&password_file, format!("{}\n", cluster.monitor_password()))?;
+    let mut toml = String::from("[postgres]\ninterval = \"2s\"\ntimeout = \"2s\"\n");
+    for name in ["primary", "replica1"] {
+        toml.push_str(&format!(
+            "[[postgres.targets]]\nname = \"{name}\"\ndsn = \"{}\"\npassword_file = \"{}\"\n",
+            cluster.monitor_dsn(name)?,
+            password_file.display()
+        ));
+    }
+    let exporter = Exporter::from_toml(&toml)?;
+    cluster.psql("primary", "CREATE DATABASE probe")?;
+    cluster.psql_in("primary", "probe", "CREATE TABLE held (id int)")?;
+    cluster.wait_caught_up("replica1", Duration::from_secs(10))?;
+    let probe = |node: &str| -> anyhow::Result<String> {
+        Ok(format!(
+            "postgres://postgres@127.0.0.1:{}/probe",
+            cluster.port(node)?
+        ))
+    };
+
+    // Before: the probe database is known and every state reads 0.
+    assert!(exporter.cycle().await);
+    let count = |target: &str, state: &str| {
+        exporter.value(
+            "surge_postgres_connections",
+            &[("target", target), ("database", "probe"), ("state", state)],
+        )
+    };
+    assert_eq!(count("primary", "idle"), Some(0.0));
+    assert_eq!(count("replica1", "active"), Some(0.0));
+
+    let mut open = Vec::new();
+    for _ in 0..5 {
+        open.push(PgConnection::connect(&probe("primary")?).await?);
+    }
+    let mut in_transaction = Vec::new();
+    for _ in 0..2 {
+        let mut conn = PgConnection::connect(&probe("primary")?).await?;
+        conn.execute("BEGIN; SELECT 1").await?;
+        in_transaction.push(conn);
+    }
+    let idle_since = Instant::now();
+    let mut holder = PgConnection::connect(&probe("primary")?).await?;
+    holder.execute("BEGIN; LOCK TABLE held").await?;
+    let mut waiter = PgConnection::connect(&probe("primary")?).await?;
+    let waiting_since = Instant::now();
+    let waiting = tokio::spawn(async move {
+        waiter
+            .execute("SELECT count(*) FROM held")
+            .await
+            .map(|_| waiter)
+    });
+    let mut on_replica = Vec::new();
+    for _ in 0..3 {
+        on_replica.push(PgConnection::connect(&probe("replica1")?).await?);
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let before = (idle_since.elapsed(), waiting_since.elapsed());
+    assert!(exporter.cycle().await);
+    let after = (idle_since.elapsed(), waiting_since.elapsed());
+    assert_eq!(count("primary", "idle"), Some(5.0));
+    assert_eq!(count("primary", "idle_in_transaction"), Some(3.0));
+    assert_eq!(count("primary", "active"), Some(1.0), "the lock waiter");
+    assert_eq!(count("replica1", "idle"), Some(3.0));
+    assert_eq!(count("replica1", "idle_in_transaction"), Some(0.0));
+    let idle = exporter
+        .value(
+            "surge_postgres_longest_idle_in_transaction_seconds",
+            &[("target", "primary")],
+        )
+        .unwrap_or(-1.0);
+    assert!(
+        idle >= before.0.as_secs_f64() - 0.5 && idle <= after.0.as_secs_f64() + 0.5,
+        "idle in transaction {idle} s, wall {before:?}..{after:?}"
+    );
+    let waited = exporter
+        .value(
+            "surge_postgres_longest_lock_wait_seconds",
+            &[("target", "primary")],
+        )
+        .unwrap_or(-1.0);
+    assert!(
+        waited >= before.1.as_secs_f64() - 0.5 && waited <= after.1.as_secs_f64() + 0.1,
+        "lock wait {waited} s, wall {before:?}..{after:?}"
+    );
+    let setting = |name: &str| -> anyhow::Result<f64> {
+        Ok(cluster.psql("primary", &format!("SHOW {name}"))?.parse()?)
+    };
+    assert_eq!(
+        exporter.value("surge_postgres_max_connections", &[("target", "primary")]),
+        Some(setting("max_connections")?)
+    );
+    assert_eq!(
+        exporter.value(
+            "surge_postgres_reserved_connections",
+            &[("target", "primary")]
+        ),
+        Some(setting("superuser_reserved_connections")?),
+        "PostgreSQL 15 has no reserved_connections"
+    );
+
+    // Release: the lock is granted, transactions end, the probe's states drain to 0.
+    holder.execute("COMMIT").await?;
+    let waiter = waiting.await??;
+    for mut conn in in_transaction {
+        conn.execute("COMMIT").await?;
+        conn.close().await?;
+    }
+    for conn in open.into_iter().chain(on_replica).chain([holder, waiter]) {
+        conn.close().await?;
+    }
+    // Backends exit just after the client closes: give the server a moment.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(exporter.cycle().await);
+        let idle = count("primary", "idle");
+        if idle == Some(0.0) || Instant::now() > deadline {
+            assert_eq!(idle, Some(0.0));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(count("primary", "idle_in_transaction"), Some(0.0));
+    assert_eq!(count("primary", "active"), Some(0.0));
+    for family in [
+        "surge_postgres_longest_idle_in_transaction_seconds",
+        "surge_postgres_longest_lock_wait_seconds",
+    ] {
+        assert_eq!(
+            exporter.value(family, &[("target", "primary")]),
+            Some(0.0),
+            "{family}"
+        );
+    }
+    Ok(())
+}

@@ -131,3 +131,98 @@ async fn garbage_pid_file_marks_only_that_workload_down() -> anyhow::Result<()> 
     );
     Ok(())
 }
+
+/// Memory against what the replicas allocate (the ground truth): one holds 64 MiB more than
+/// its twin, and the working sets differ by that much.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn working_set_tracks_the_memory_a_replica_holds() -> anyhow::Result<()> {
+    const HELD_MIB: f64 = 64.0;
+    let dir = tempfile::tempdir()?;
+    let spawn = |name: &str, mib: f64| -> anyhow::Result<ServerProcess> {
+        // Filled bytes, so every page is resident; the marker says the allocation is done.
+        let script = format!(
+            "exec python3 -c 'import time; held = b\"x\" * ({mib} * 2**20).__int__(); \
+             open(\"{0}/{name}.ready\", \"w\").close(); time.sleep(600)'",
+            dir.path().display()
+        );
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", &script]);
+        let process = ServerProcess::spawn(name, cmd, &dir.path().join(format!("{name}.log")))?;
+        let pid = process.pid().ok_or_else(|| anyhow::anyhow!("no pid"))?;
+        std::fs::write(dir.path().join(format!("{name}.pid")), format!("{pid}\n"))?;
+        Ok(process)
+    };
+    let _heavy = spawn("mem-0", HELD_MIB)?;
+    let _light = spawn("mem-1", 0.0)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    for name in ["mem-0", "mem-1"] {
+        while !dir.path().join(format!("{name}.ready")).exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name} never got ready"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let exporter = Exporter::from_toml(&format!(
+        "[processes]\ninterval = \"1s\"\ntimeout = \"1s\"\n\
+         [[processes.workloads]]\nnamespace = \"local\"\nworkload = \"mem\"\ncpu_request = \"100m\"\n\
+         memory_request = \"128Mi\"\nmemory_limit = \"256Mi\"\npid_files = \"{}/mem-*.pid\"\n",
+        dir.path().display()
+    ))?;
+    // Memory is known on first sight, unlike CPU, which needs two readings.
+    assert!(exporter.cycle().await);
+    fn pod(p: &str) -> [(&'static str, &str); 3] {
+        [("namespace", "local"), ("workload", "mem"), ("pod", p)]
+    }
+    let working_set = |p: &str| {
+        exporter
+            .value("surge_pod_memory_working_set_bytes", &pod(p))
+            .unwrap_or(-1.0)
+    };
+    let (heavy, light) = (working_set("mem-0"), working_set("mem-1"));
+    let held_mib = (heavy - light) / 1_048_576.0;
+    assert!(
+        (HELD_MIB - 2.0..=HELD_MIB + 4.0).contains(&held_mib),
+        "working sets {heavy} and {light} differ by {held_mib} MiB, not about {HELD_MIB}"
+    );
+    assert!(
+        light > 1_048_576.0,
+        "an idle interpreter reads {light} bytes"
+    );
+    for p in ["mem-0", "mem-1"] {
+        assert_eq!(
+            exporter.value("surge_pod_memory_request_bytes", &pod(p)),
+            Some(128.0 * 1_048_576.0)
+        );
+        assert_eq!(
+            exporter.value("surge_pod_memory_limit_bytes", &pod(p)),
+            Some(256.0 * 1_048_576.0)
+        );
+    }
+    // Sum of working sets over sum of requests, truncated to whole percent like the HPA.
+    let expected = ((heavy + light) * 100.0 / (256.0 * 1_048_576.0)).floor() / 100.0;
+    assert_eq!(
+        exporter.value(
+            "surge_workload_memory_utilization_ratio",
+            &[("workload", "mem")]
+        ),
+        Some(expected)
+    );
+    Ok(())
+}
+
+#[test]
+fn a_memory_limit_below_the_request_is_a_config_error() {
+    let error = Exporter::from_toml(
+        "[[processes.workloads]]\nnamespace = \"local\"\nworkload = \"w\"\ncpu_request = \"100m\"\n\
+         memory_request = \"1Gi\"\nmemory_limit = \"512Mi\"\ncmdline = \"^x\"\n",
+    )
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert_eq!(
+        error,
+        "processes.workloads[0].memory_limit: is below memory_request"
+    );
+}

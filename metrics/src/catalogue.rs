@@ -90,6 +90,16 @@ catalogue! {
             "On a replica: 1 if WAL replay is paused (pg_wal_replay_pause()), else 0.";
         LAST_REPLAYED_TX = gauge "surge_postgres_last_replayed_transaction_timestamp_seconds" unit "seconds" [target]
             "On a replica: commit time (primary clock) of the last transaction replayed.";
+        CONNECTIONS = gauge "surge_postgres_connections" [target, database, state]
+            "Client connections to the server by database and state (active, idle, idle_in_transaction, ...), from pg_stat_activity.";
+        MAX_CONNECTIONS = gauge "surge_postgres_max_connections" [target]
+            "The server's max_connections.";
+        RESERVED_CONNECTIONS = gauge "surge_postgres_reserved_connections" [target]
+            "Connection slots kept for superusers and pg_use_reserved_connections (superuser_reserved_connections plus reserved_connections): ordinary clients get max_connections minus these.";
+        LONGEST_IDLE_IN_TRANSACTION = gauge "surge_postgres_longest_idle_in_transaction_seconds" unit "seconds" [target]
+            "How long the longest-idle open transaction has sat idle (state idle in transaction), 0 when there is none.";
+        LONGEST_LOCK_WAIT = gauge "surge_postgres_longest_lock_wait_seconds" unit "seconds" [target]
+            "How long the longest-waiting client has waited on a lock in its current query, 0 when none waits.";
     }
 
     /// Kafka consumer lag: offsets, sums, trends and the exporter's own requests.
@@ -144,6 +154,14 @@ catalogue! {
             "Pods of the workload by how the HPA treats them (counted, unready, missing_metrics, excluded).";
         PODS_WITHOUT_CPU_REQUEST = gauge "surge_workload_pods_without_cpu_request" [namespace, workload]
             "Pods of the workload with a container lacking a CPU request; a real HPA cannot compute utilization while this is above 0.";
+        POD_MEMORY_WORKING_SET = gauge "surge_pod_memory_working_set_bytes" unit "bytes" [namespace, workload, pod]
+            "Memory working set of the pod (sum over its containers; resident memory for a local process): what OOM kills and evictions are decided on.";
+        POD_MEMORY_REQUEST = gauge "surge_pod_memory_request_bytes" unit "bytes" [namespace, workload, pod]
+            "Memory request of the pod (sum over its containers). Absent if any container has no request.";
+        POD_MEMORY_LIMIT = gauge "surge_pod_memory_limit_bytes" unit "bytes" [namespace, workload, pod]
+            "Memory limit of the pod (sum over its containers). Absent if any container has no limit.";
+        MEMORY_UTILIZATION = gauge "surge_workload_memory_utilization_ratio" unit "ratio" [namespace, workload]
+            "Memory working set over memory request of the workload as the HPA computes it: sum(usage)/sum(requests) over running pods with a metric, truncated to whole percent.";
     }
 
     /// HorizontalPodAutoscalers: bounds, replicas, target and conditions.
@@ -239,7 +257,7 @@ mod tests {
             assert!(!f.labels.is_empty(), "{}: no labels", f.name);
         }
         assert_eq!(
-            count, 51,
+            count, 60,
             "a family was added or removed: update this count knowingly"
         );
         assert_eq!(

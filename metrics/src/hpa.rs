@@ -1,29 +1,65 @@
-//! Workload CPU utilization as the Kubernetes HPA controller computes it, and the series an
-//! HPA is exported as.
+//! Workload CPU and memory utilization as the Kubernetes HPA controller computes them, and the
+//! series an HPA is exported as.
 //!
 //! The controller (`replica_calculator.go`, `GetResourceUtilizationRatio`) sums per-pod usage
-//! and per-pod requests in milli-cores over the pods it counts and divides the sums (a ratio
-//! of sums, not a mean of ratios), truncating to an integer percent:
-//! `utilization = (sum(usage_m) * 100) / sum(request_m)`. Every CPU source and the local
-//! autoscaler feed this one function so the number means the same everywhere.
+//! and per-pod requests over the pods it counts and divides the sums (a ratio of sums, not a
+//! mean of ratios), truncating to an integer percent: `(sum(usage) * 100) / sum(request)`.
+//! Which pods count differs: for CPU the readiness rules apply ([`PodState`]); for memory
+//! every running pod with a metric counts. Every source and the local autoscaler feed these
+//! functions, so the numbers mean the same everywhere.
 
 use crate::catalogue::{hpa, workload};
 use crate::family::{Labels, Sample};
 use crate::state::PodState;
 
-/// One pod's inputs to the utilization.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PodCpu {
+/// One pod's inputs to the utilizations.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PodResources {
     pub pod: String,
+    /// How the HPA treats the pod for CPU.
     pub state: PodState,
     /// Ready as the platform reports it (Kubernetes Ready condition; process alive).
     pub ready: bool,
-    /// Usage in cores (for display), if a metric exists.
+    /// CPU usage in cores (for display), if a metric exists.
     pub usage_cores: Option<f64>,
-    /// Usage in milli-cores rounded up per container, as the HPA reads it.
+    /// CPU usage in milli-cores rounded up per container, as the HPA reads it.
     pub usage_millis: Option<i64>,
     /// CPU request of the whole pod in milli-cores; `None` if any container lacks one.
     pub request_millis: Option<i64>,
+    /// Memory working set in bytes, if a metric exists.
+    pub memory_bytes: Option<i64>,
+    /// Memory request and limit of the whole pod in bytes; `None` if any container lacks one.
+    pub memory_request_bytes: Option<i64>,
+    pub memory_limit_bytes: Option<i64>,
+    /// Running (not pending, failed or being deleted): counted for memory when it has a metric.
+    pub running: bool,
+}
+
+/// What one replica asks for, as its Deployment says (the local stack's processes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Resources {
+    pub cpu_request_millis: i64,
+    pub memory_request_bytes: Option<i64>,
+    pub memory_limit_bytes: Option<i64>,
+}
+
+/// `(sum(usage) * 100) / sum(request)` as a ratio truncated to whole percent, over the pairs
+/// given; `None` without a request to divide by.
+fn ratio_of_sums(pairs: impl Iterator<Item = (i64, i64)>) -> Option<f64> {
+    let (usage, request) = pairs.fold((0i128, 0i128), |(u, r), (usage, request)| {
+        (u + i128::from(usage), r + i128::from(request))
+    });
+    // Integer percent, truncated, exactly as the controller's integer arithmetic.
+    (request > 0).then(|| ((usage * 100) / request) as f64 / 100.0)
+}
+
+/// The HPA's memory utilization over `pods`: running pods with a metric and a request.
+pub fn workload_memory(pods: &[PodResources]) -> Option<f64> {
+    ratio_of_sums(
+        pods.iter()
+            .filter(|p| p.running)
+            .filter_map(|p| p.memory_bytes.zip(p.memory_request_bytes)),
+    )
 }
 
 /// Result for one workload.
@@ -43,10 +79,9 @@ impl WorkloadCpu {
     }
 }
 
-/// The HPA's ratio over `pods`.
-pub fn workload_cpu(pods: &[PodCpu]) -> WorkloadCpu {
+/// The HPA's CPU ratio over `pods`.
+pub fn workload_cpu(pods: &[PodResources]) -> WorkloadCpu {
     let mut out = WorkloadCpu::default();
-    let (mut usage_total, mut request_total) = (0i128, 0i128);
     for pod in pods {
         let index = PodState::ALL
             .iter()
@@ -56,24 +91,18 @@ pub fn workload_cpu(pods: &[PodCpu]) -> WorkloadCpu {
         if pod.state != PodState::Excluded && pod.request_millis.is_none() {
             out.pods_without_request += 1;
         }
-        if pod.state == PodState::Counted
-            && let (Some(usage), Some(request)) = (pod.usage_millis, pod.request_millis)
-        {
-            usage_total += i128::from(usage);
-            request_total += i128::from(request);
-        }
     }
-    if request_total > 0 {
-        // Integer percent, truncated, exactly as the controller's int32 arithmetic.
-        let percent = (usage_total * 100) / request_total;
-        out.utilization_ratio = Some(percent as f64 / 100.0);
-    }
+    out.utilization_ratio = ratio_of_sums(
+        pods.iter()
+            .filter(|p| p.state == PodState::Counted)
+            .filter_map(|p| p.usage_millis.zip(p.request_millis)),
+    );
     out
 }
 
 /// The pod and workload series of one workload.
-pub fn workload_samples(namespace: &str, workload: &str, pods: &[PodCpu]) -> Vec<Sample> {
-    let mut out = Vec::with_capacity(pods.len() * 3 + 6);
+pub fn workload_samples(namespace: &str, workload: &str, pods: &[PodResources]) -> Vec<Sample> {
+    let mut out = Vec::with_capacity(pods.len() * 6 + 7);
     let base = || -> Labels {
         vec![
             ("namespace", namespace.to_string()),
@@ -101,10 +130,22 @@ pub fn workload_samples(namespace: &str, workload: &str, pods: &[PodCpu]) -> Vec
                 request as f64 / 1000.0,
             ));
         }
+        for (family, bytes) in [
+            (&workload::POD_MEMORY_WORKING_SET, pod.memory_bytes),
+            (&workload::POD_MEMORY_REQUEST, pod.memory_request_bytes),
+            (&workload::POD_MEMORY_LIMIT, pod.memory_limit_bytes),
+        ] {
+            if let Some(bytes) = bytes {
+                out.push(Sample::new(family, labels(), bytes as f64));
+            }
+        }
     }
     let summary = workload_cpu(pods);
     if let Some(ratio) = summary.utilization_ratio {
         out.push(Sample::new(&workload::CPU_UTILIZATION, base(), ratio));
+    }
+    if let Some(ratio) = workload_memory(pods) {
+        out.push(Sample::new(&workload::MEMORY_UTILIZATION, base(), ratio));
     }
     for (state, count) in PodState::ALL.iter().zip(summary.pods_by_state) {
         let mut l = base();
@@ -181,15 +222,59 @@ impl HpaStatus {
 mod tests {
     use super::*;
 
-    fn pod(state: PodState, usage: Option<i64>, request: Option<i64>) -> PodCpu {
-        PodCpu {
+    fn pod(state: PodState, usage: Option<i64>, request: Option<i64>) -> PodResources {
+        PodResources {
             pod: "p".into(),
             state,
             ready: state == PodState::Counted,
             usage_cores: usage.map(|u| u as f64 / 1000.0),
             usage_millis: usage,
             request_millis: request,
+            running: state != PodState::Excluded,
+            ..PodResources::default()
         }
+    }
+
+    #[test]
+    fn memory_counts_every_running_pod_with_a_metric_and_a_request() {
+        const MI: i64 = 1 << 20;
+        let mem = |running: bool, state: PodState, usage: Option<i64>, request: Option<i64>| {
+            PodResources {
+                running,
+                state,
+                memory_bytes: usage,
+                memory_request_bytes: request,
+                ..PodResources::default()
+            }
+        };
+        let pods = [
+            // Unready for CPU, but running with a metric: memory counts it.
+            mem(true, PodState::Unready, Some(200 * MI), Some(256 * MI)),
+            mem(true, PodState::Counted, Some(100 * MI), Some(256 * MI)),
+            mem(false, PodState::Unready, Some(250 * MI), Some(256 * MI)),
+            mem(true, PodState::MissingMetrics, None, Some(256 * MI)),
+            mem(true, PodState::Counted, Some(500 * MI), None),
+        ];
+        // (200 + 100) / (256 + 256) = 58.59% -> 58%.
+        assert_eq!(workload_memory(&pods), Some(0.58));
+        assert_eq!(workload_memory(&pods[2..4]), None);
+        let samples = workload_samples("ns", "w", &pods[..1]);
+        let value = |name: &str| {
+            samples
+                .iter()
+                .find(|s| s.family.name == name)
+                .map(|s| s.value)
+        };
+        assert_eq!(
+            value("surge_pod_memory_working_set_bytes"),
+            Some((200 * MI) as f64)
+        );
+        assert_eq!(
+            value("surge_pod_memory_limit_bytes"),
+            None,
+            "no limit, no series"
+        );
+        assert_eq!(value("surge_workload_memory_utilization_ratio"), Some(0.78));
     }
 
     #[test]

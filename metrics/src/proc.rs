@@ -1,12 +1,13 @@
-//! Pod CPU from `/proc` for replicas that are local processes (the bundled stack): the change
-//! in `/proc/<pid>/stat` utime+stime between two samples over the wall time between them.
+//! Pod CPU and memory from `/proc` for replicas that are local processes (the bundled stack):
+//! CPU is the change in `/proc/<pid>/stat` utime+stime between two samples over the wall time
+//! between them; memory is the resident set (`/proc/<pid>/statm`), the process's working set.
 //! Shared by the exporter's process source and the local autoscaler, so both see the same
 //! numbers. Reads `/proc`: call from a thread that may block.
 
 use std::collections::HashMap;
 use std::time::Instant;
 
-use crate::hpa::PodCpu;
+use crate::hpa::{PodResources, Resources};
 use crate::state::PodState;
 
 #[derive(Debug, Clone, Copy)]
@@ -17,38 +18,48 @@ struct Reading {
     at: Instant,
 }
 
-/// Turns cumulative `/proc` CPU time into per-replica usage between two calls.
+/// Turns cumulative `/proc` CPU time into per-replica usage between two calls, and reads each
+/// replica's resident memory.
 #[derive(Debug, Default)]
-pub struct CpuSampler {
+pub struct ProcSampler {
     last: HashMap<i32, Reading>,
 }
 
-impl CpuSampler {
+impl ProcSampler {
     /// One sample of `replicas` (pod name, pid or `None` for a replica that is down), each
-    /// with `request_millis` of CPU requested. A replica seen for the first time has no usage
-    /// yet (like a new pod before its first metrics window).
+    /// asking for `resources`. A replica seen for the first time has no CPU usage yet (like a
+    /// new pod before its first metrics window); its memory is known at once.
     pub fn sample(
         &mut self,
         replicas: Vec<(String, Option<i32>)>,
-        request_millis: i64,
-    ) -> Vec<PodCpu> {
+        resources: &Resources,
+    ) -> Vec<PodResources> {
         let ticks_per_second = procfs::ticks_per_second() as f64;
+        let page_size = procfs::page_size();
+        let requested = |pod: String| PodResources {
+            pod,
+            request_millis: Some(resources.cpu_request_millis),
+            memory_request_bytes: resources.memory_request_bytes,
+            memory_limit_bytes: resources.memory_limit_bytes,
+            ..PodResources::default()
+        };
         let mut seen = HashMap::with_capacity(replicas.len());
         let mut pods = Vec::with_capacity(replicas.len());
         for (pod, pid) in replicas {
-            let stat = pid.and_then(|pid| procfs::process::Process::new(pid).ok()?.stat().ok());
+            let process = pid.and_then(|pid| procfs::process::Process::new(pid).ok());
+            let stat = process.as_ref().and_then(|p| p.stat().ok());
             let Some((pid, stat)) = pid.zip(stat) else {
                 // A replica whose process is gone: down, not idle.
-                pods.push(PodCpu {
-                    pod,
+                pods.push(PodResources {
                     state: PodState::Unready,
-                    ready: false,
-                    usage_cores: None,
-                    usage_millis: None,
-                    request_millis: Some(request_millis),
+                    ..requested(pod)
                 });
                 continue;
             };
+            let resident = process
+                .as_ref()
+                .and_then(|p| p.statm().ok())
+                .map(|m| (m.resident * page_size) as i64);
             let now = Reading {
                 start_ticks: stat.starttime,
                 cpu_ticks: stat.utime + stat.stime,
@@ -69,14 +80,15 @@ impl CpuSampler {
                 (true, None) => PodState::MissingMetrics,
                 (true, Some(_)) => PodState::Counted,
             };
-            pods.push(PodCpu {
-                pod,
+            pods.push(PodResources {
                 state,
                 ready: alive,
+                running: alive,
                 usage_cores: usage,
                 // Rounded up to milli-cores like metrics-server quantities read by the HPA.
                 usage_millis: usage.map(|u| (u * 1000.0).ceil() as i64),
-                request_millis: Some(request_millis),
+                memory_bytes: resident.filter(|_| alive),
+                ..requested(pod)
             });
         }
         self.last = seen;
@@ -91,15 +103,26 @@ mod tests {
     #[test]
     fn first_sample_has_no_usage_then_the_second_does() {
         let me = std::process::id() as i32;
-        let mut sampler = CpuSampler::default();
-        let first = sampler.sample(vec![("me".into(), Some(me)), ("gone".into(), None)], 100);
+        let mut sampler = ProcSampler::default();
+        let resources = Resources {
+            cpu_request_millis: 100,
+            memory_request_bytes: Some(1 << 30),
+            memory_limit_bytes: None,
+        };
+        let first = sampler.sample(
+            vec![("me".into(), Some(me)), ("gone".into(), None)],
+            &resources,
+        );
         assert_eq!(first[0].state, PodState::MissingMetrics);
+        assert!(first[0].memory_bytes.is_some_and(|b| b > 0), "{first:?}");
+        assert_eq!(first[0].memory_request_bytes, Some(1 << 30));
         assert_eq!(first[1].state, PodState::Unready);
+        assert_eq!(first[1].memory_bytes, None);
         let spin = Instant::now();
         while spin.elapsed().as_millis() < 30 {
             std::hint::black_box(spin.elapsed());
         }
-        let second = sampler.sample(vec![("me".into(), Some(me))], 100);
+        let second = sampler.sample(vec![("me".into(), Some(me))], &resources);
         assert_eq!(second[0].state, PodState::Counted);
         assert!(second[0].usage_cores.is_some_and(|u| u > 0.0), "{second:?}");
     }

@@ -1,4 +1,5 @@
-//! Kubernetes resource quantities (`250m`, `1`, `0.5`, `123456789n`, `1e3`, `2Ki`) for CPU.
+//! Kubernetes resource quantities (`250m`, `1`, `0.5`, `123456789n`, `1e3`, `2Ki`) for CPU and
+//! memory.
 //!
 //! The HPA controller works in milli-units from `Quantity.MilliValue()`, which rounds up;
 //! [`parse_cpu_millis`] does the same with exact integer arithmetic so our ratio matches.
@@ -106,6 +107,27 @@ pub fn parse_cpu_millis(text: &str) -> Result<i64, String> {
     i64::try_from(millis).map_err(|_| format!("quantity {text:?} is out of range"))
 }
 
+/// A quantity in whole units (memory in bytes), rounded up like `Quantity.Value()`.
+pub fn parse_bytes(text: &str) -> Result<i64, String> {
+    let p = parse(text)?;
+    let scaled = p
+        .mantissa
+        .checked_mul(1u128 << p.binary_exp)
+        .ok_or_else(|| format!("quantity {text:?} is out of range"))?;
+    let whole = if p.decimal_exp >= 0 {
+        10u128
+            .checked_pow(p.decimal_exp as u32)
+            .and_then(|f| scaled.checked_mul(f))
+            .ok_or_else(|| format!("quantity {text:?} is out of range"))?
+    } else {
+        let divisor = 10u128
+            .checked_pow((-p.decimal_exp) as u32)
+            .ok_or_else(|| format!("quantity {text:?} is out of range"))?;
+        scaled.div_ceil(divisor)
+    };
+    i64::try_from(whole).map_err(|_| format!("quantity {text:?} is out of range"))
+}
+
 /// CPU quantity in cores, as a float (for display series; may lose sub-nanocore precision).
 pub fn parse_cpu_cores(text: &str) -> Result<f64, String> {
     let p = parse(text)?;
@@ -130,6 +152,19 @@ mod tests {
         assert_eq!(parse_cpu_millis("1k"), Ok(1_000_000));
         assert_eq!(parse_cpu_millis("1Ki"), Ok(1_024_000));
         assert_eq!(parse_cpu_millis(".5"), Ok(500));
+    }
+
+    #[test]
+    fn bytes_of_memory_quantities() {
+        assert_eq!(parse_bytes("256Mi"), Ok(256 * 1024 * 1024));
+        assert_eq!(parse_bytes("1Gi"), Ok(1 << 30));
+        assert_eq!(parse_bytes("123456Ki"), Ok(123_456 * 1024));
+        assert_eq!(parse_bytes("128974848"), Ok(128_974_848));
+        assert_eq!(parse_bytes("129e6"), Ok(129_000_000));
+        assert_eq!(parse_bytes("1M"), Ok(1_000_000));
+        assert_eq!(parse_bytes("1500m"), Ok(2), "milli-bytes round up");
+        assert!(parse_bytes("1Zi").is_err());
+        assert!(parse_bytes("-1Mi").is_err());
     }
 
     #[test]

@@ -44,7 +44,7 @@ label_enum! {
 }
 
 label_enum! {
-    /// How the HPA treats a pod in a cycle (`surge_workload_pods`).
+    /// How the HPA treats a pod in a cycle for CPU (`surge_workload_pods`).
     PodState {
         /// Ready with a metric: its usage and request enter the ratio.
         Counted = "counted",
@@ -67,6 +67,44 @@ label_enum! {
         CompletingRebalance = "CompletingRebalance",
         Dead = "Dead",
         Unknown = "Unknown",
+    }
+}
+
+label_enum! {
+    /// What a client connection is doing (`surge_postgres_connections`), from
+    /// `pg_stat_activity.state`.
+    ConnectionState {
+        Active = "active",
+        Idle = "idle",
+        /// Holding a transaction open while doing nothing: locks and snapshots stay held.
+        IdleInTransaction = "idle_in_transaction",
+        IdleInTransactionAborted = "idle_in_transaction_aborted",
+        Fastpath = "fastpath",
+        Disabled = "disabled",
+        /// A state this version of Surge does not know (a newer server's).
+        Unknown = "unknown",
+    }
+}
+
+impl ConnectionState {
+    /// The state `pg_stat_activity` shows.
+    pub fn from_activity(text: &str) -> ConnectionState {
+        match text {
+            "active" => ConnectionState::Active,
+            "idle" => ConnectionState::Idle,
+            "idle in transaction" => ConnectionState::IdleInTransaction,
+            "idle in transaction (aborted)" => ConnectionState::IdleInTransactionAborted,
+            "fastpath function call" => ConnectionState::Fastpath,
+            "disabled" => ConnectionState::Disabled,
+            _ => ConnectionState::Unknown,
+        }
+    }
+}
+
+/// A pod nothing is known about yet has no metric.
+impl Default for PodState {
+    fn default() -> Self {
+        PodState::MissingMetrics
     }
 }
 
@@ -93,6 +131,17 @@ mod tests {
             assert_eq!(GroupState::from_broker(s.label()), *s);
         }
         assert_eq!(GroupState::from_broker("Rebalancing"), GroupState::Unknown);
+        for s in ConnectionState::ALL {
+            assert_eq!(ConnectionState::from_label(s.label()), Some(*s));
+        }
+        assert_eq!(
+            ConnectionState::from_activity("idle in transaction (aborted)"),
+            ConnectionState::IdleInTransactionAborted
+        );
+        assert_eq!(
+            ConnectionState::from_activity("starting"),
+            ConnectionState::Unknown
+        );
         assert_eq!(LagState::from_label("unknown"), None);
     }
 }

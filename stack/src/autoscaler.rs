@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use surge_metrics::Sample;
-use surge_metrics::hpa::{HpaStatus, workload_cpu};
-use surge_metrics::proc::CpuSampler;
+use surge_metrics::hpa::{HpaStatus, Resources, workload_cpu};
+use surge_metrics::proc::ProcSampler;
 use surge_metrics::store::Store;
 use surge_servers::Nginx;
 
@@ -56,7 +56,7 @@ pub struct Autoscaler {
     specs: Vec<HpaSpec>,
     request_millis: i64,
     states: HashMap<String, HpaState>,
-    samplers: HashMap<String, CpuSampler>,
+    samplers: HashMap<String, ProcSampler>,
     started: Instant,
 }
 
@@ -85,7 +85,14 @@ impl Autoscaler {
                 .samplers
                 .entry(spec.workload.clone())
                 .or_default()
-                .sample(set.pods(), self.request_millis);
+                .sample(
+                    set.pods(),
+                    &Resources {
+                        cpu_request_millis: self.request_millis,
+                        memory_request_bytes: None,
+                        memory_limit_bytes: None,
+                    },
+                );
             let cpu = workload_cpu(&pods);
             let counted = cpu.counted() as i32;
             let current = set.len() as i32;

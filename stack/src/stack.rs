@@ -23,6 +23,9 @@ use crate::replicas::{ReplicaSet, SERVICES, nginx_config};
 
 /// CPU request of one replica, as in the Deployments (`stack/k8s/base/shop.yaml`).
 pub const CPU_REQUEST_MILLIS: i64 = 200;
+/// Memory request and limit of one replica, as in the Deployments.
+pub const MEMORY_REQUEST: &str = "256Mi";
+pub const MEMORY_LIMIT: &str = "512Mi";
 
 /// What to start.
 #[derive(Debug, Clone)]
@@ -509,7 +512,8 @@ pub fn exporter_config(
     }
     for service in SERVICES {
         config.push_str(&format!(
-            "[[processes.workloads]]\nnamespace = \"shop\"\nworkload = \"{0}\"\ncpu_request = \"{CPU_REQUEST_MILLIS}m\"\npid_files = \"{1}/{0}-*.pid\"\n",
+            "[[processes.workloads]]\nnamespace = \"shop\"\nworkload = \"{0}\"\ncpu_request = \"{CPU_REQUEST_MILLIS}m\"\n\
+             memory_request = \"{MEMORY_REQUEST}\"\nmemory_limit = \"{MEMORY_LIMIT}\"\npid_files = \"{1}/{0}-*.pid\"\n",
             service.name,
             pids.display()
         ));

@@ -98,3 +98,34 @@ fn exporter_rbac_is_the_same_in_both_places() -> anyhow::Result<()> {
     assert_eq!(standalone, in_stack);
     Ok(())
 }
+
+/// The local stack's replicas ask for what the Deployments ask for, so the panel's CPU and
+/// memory shares mean the same on a laptop and on a cluster.
+#[test]
+fn local_replicas_request_what_the_deployments_request() -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(base().join("shop.yaml"))?;
+    let mut deployments = 0;
+    for document in text.split("\n---") {
+        let value: serde_json::Value = serde_yaml_ng::from_str(document)?;
+        if value["kind"] != "Deployment" {
+            continue;
+        }
+        deployments += 1;
+        let name = value["metadata"]["name"].clone();
+        let resources = &value["spec"]["template"]["spec"]["containers"][0]["resources"];
+        let cpu_request = format!("{}m", surge_stack::stack::CPU_REQUEST_MILLIS);
+        assert_eq!(resources["requests"]["cpu"], cpu_request.as_str(), "{name}");
+        assert_eq!(
+            resources["requests"]["memory"],
+            surge_stack::stack::MEMORY_REQUEST,
+            "{name}"
+        );
+        assert_eq!(
+            resources["limits"]["memory"],
+            surge_stack::stack::MEMORY_LIMIT,
+            "{name}"
+        );
+    }
+    assert_eq!(deployments, surge_stack::replicas::SERVICES.len());
+    Ok(())
+}

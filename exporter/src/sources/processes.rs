@@ -1,9 +1,10 @@
-//! Pod CPU for the bundled local stack, where "pods" are replica processes.
+//! Pod CPU and memory for the bundled local stack, where "pods" are replica processes.
 //!
-//! Each configured workload finds its replicas by pid files or a command-line regex; usage
+//! Each configured workload finds its replicas by pid files or a command-line regex; CPU usage
 //! is the change in `/proc/<pid>/stat` utime+stime between two cycles over the wall time
-//! between them. A replica seen for the first time has no metric yet, exactly like a new
-//! pod before metrics-server's first window. Same families as the Kubernetes source.
+//! between them (a replica seen for the first time has no CPU metric yet, exactly like a new
+//! pod before metrics-server's first window); memory is the resident set. Requests and limits
+//! come from the config, as a Deployment's would. Same families as the Kubernetes source.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -14,9 +15,9 @@ use async_trait::async_trait;
 use regex::Regex;
 use serde::Deserialize;
 use surge_metrics::Sample;
-use surge_metrics::hpa::workload_samples;
-use surge_metrics::proc::CpuSampler;
-use surge_metrics::quantity::parse_cpu_millis;
+use surge_metrics::hpa::{Resources, workload_samples};
+use surge_metrics::proc::ProcSampler;
+use surge_metrics::quantity::{parse_bytes, parse_cpu_millis};
 
 use crate::check::{self, ConfigError};
 use crate::source::Source;
@@ -40,6 +41,9 @@ struct WorkloadSection {
     workload: String,
     /// CPU request of one replica, as a Kubernetes quantity (`250m`, `0.5`, `1`).
     cpu_request: String,
+    /// Memory request and limit of one replica, as Kubernetes quantities (`256Mi`).
+    memory_request: Option<String>,
+    memory_limit: Option<String>,
     /// Glob of pid files, one per replica; the file stem becomes the `pod` label.
     pid_files: Option<String>,
     /// Regex matched against the full command line (arguments joined by spaces).
@@ -65,7 +69,7 @@ pub(crate) struct Settings {
 struct WorkloadSettings {
     namespace: String,
     workload: String,
-    request_millis: i64,
+    resources: Resources,
     finder: Finder,
 }
 
@@ -107,6 +111,25 @@ impl Section {
                 }
                 Err(e) => return Err(ConfigError::field(at("cpu_request"), e)),
             };
+            let bytes = |field: &str, text: &Option<String>| {
+                text.as_deref()
+                    .map(|t| match parse_bytes(t) {
+                        Ok(b) if b > 0 => Ok(b),
+                        Ok(_) => Err(ConfigError::field(at(field), "must be greater than 0")),
+                        Err(e) => Err(ConfigError::field(at(field), e)),
+                    })
+                    .transpose()
+            };
+            let memory_request_bytes = bytes("memory_request", &w.memory_request)?;
+            let memory_limit_bytes = bytes("memory_limit", &w.memory_limit)?;
+            if let (Some(request), Some(limit)) = (memory_request_bytes, memory_limit_bytes)
+                && limit < request
+            {
+                return Err(ConfigError::field(
+                    at("memory_limit"),
+                    "is below memory_request",
+                ));
+            }
             let finder = match (w.pid_files, w.cmdline) {
                 (None, None) => {
                     return Err(ConfigError::field(
@@ -134,7 +157,11 @@ impl Section {
             workloads.push(WorkloadSettings {
                 namespace: w.namespace,
                 workload: w.workload,
-                request_millis,
+                resources: Resources {
+                    cpu_request_millis: request_millis,
+                    memory_request_bytes,
+                    memory_limit_bytes,
+                },
                 finder,
             });
         }
@@ -149,7 +176,7 @@ impl Section {
 struct Workload {
     settings: WorkloadSettings,
     target: String,
-    sampler: Mutex<CpuSampler>,
+    sampler: Mutex<ProcSampler>,
 }
 
 pub(crate) struct ProcessSource {
@@ -167,7 +194,7 @@ impl ProcessSource {
                 Arc::new(Workload {
                     target: format!("{}/{}", w.namespace, w.workload),
                     settings: w.clone(),
-                    sampler: Mutex::new(CpuSampler::default()),
+                    sampler: Mutex::new(ProcSampler::default()),
                 })
             })
             .collect();
@@ -236,7 +263,7 @@ impl Workload {
     fn collect(&self) -> anyhow::Result<Vec<Sample>> {
         let w = &self.settings;
         let replicas = find_replicas(&w.finder, &w.workload)?;
-        let pods = lock(&self.sampler).sample(replicas, w.request_millis);
+        let pods = lock(&self.sampler).sample(replicas, &w.resources);
         Ok(workload_samples(&w.namespace, &w.workload, &pods))
     }
 }

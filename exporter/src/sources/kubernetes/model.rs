@@ -9,8 +9,8 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Pod;
 
 use surge_metrics::Sample;
-use surge_metrics::hpa::{HpaStatus, PodCpu, workload_samples};
-use surge_metrics::quantity::parse_cpu_millis;
+use surge_metrics::hpa::{HpaStatus, PodResources, workload_samples};
+use surge_metrics::quantity::{parse_bytes, parse_cpu_millis};
 use surge_metrics::state::PodState;
 
 use super::pod_metrics::PodUsage;
@@ -74,6 +74,24 @@ fn add(t: jiff::Timestamp, d: Duration) -> jiff::Timestamp {
 /// Sum of the pod's container CPU requests in milli-cores; `None` if any container lacks one
 /// (as `calculatePodRequests`). A malformed quantity is an error.
 pub(crate) fn pod_request_millis(pod: &Pod) -> Result<Option<i64>, String> {
+    pod_resource(pod, Side::Requests, "cpu", parse_cpu_millis)
+}
+
+/// Which part of a container's `resources`.
+#[derive(Clone, Copy)]
+enum Side {
+    Requests,
+    Limits,
+}
+
+/// Sum over the pod's containers of `resource` in `side`, parsed by `parse`; `None` if any
+/// container lacks it (or the pod has none). A malformed quantity is an error naming it.
+fn pod_resource(
+    pod: &Pod,
+    side: Side,
+    resource: &str,
+    parse: fn(&str) -> Result<i64, String>,
+) -> Result<Option<i64>, String> {
     let name = pod.metadata.name.as_deref().unwrap_or("?");
     let Some(spec) = &pod.spec else {
         return Ok(None);
@@ -83,15 +101,19 @@ pub(crate) fn pod_request_millis(pod: &Pod) -> Result<Option<i64>, String> {
     }
     let mut total = 0i64;
     for c in &spec.containers {
-        let request = c
-            .resources
-            .as_ref()
-            .and_then(|r| r.requests.as_ref())
-            .and_then(|r| r.get("cpu"));
-        match request {
+        let quantity = c.resources.as_ref().and_then(|r| match side {
+            Side::Requests => r.requests.as_ref(),
+            Side::Limits => r.limits.as_ref(),
+        });
+        let what = match side {
+            Side::Requests => "request",
+            Side::Limits => "limit",
+        };
+        match quantity.and_then(|q| q.get(resource)) {
             Some(q) => {
-                total += parse_cpu_millis(&q.0)
-                    .map_err(|e| format!("pod {name} container {}: cpu request: {e}", c.name))?;
+                total = total.saturating_add(parse(&q.0).map_err(|e| {
+                    format!("pod {name} container {}: {resource} {what}: {e}", c.name)
+                })?);
             }
             None => return Ok(None),
         }
@@ -147,7 +169,7 @@ pub(crate) struct Inputs<'a, P, R, H> {
     pub replicasets: &'a [R],
     pub hpas: &'a [H],
     /// (namespace, pod) → usage. `None` when the metrics API could not be read.
-    pub usage: Option<&'a HashMap<(String, String), PodUsage>>,
+    pub usage: Option<&'a HashMap<(String, String), MetricsOf>>,
     pub now: jiff::Timestamp,
     pub timing: HpaTiming,
 }
@@ -157,32 +179,40 @@ pub(crate) fn samples<P: AsRef<Pod>, R: AsRef<ReplicaSet>, H: AsRef<HorizontalPo
     inputs: &Inputs<'_, P, R, H>,
 ) -> Result<Vec<Sample>, String> {
     let owners = replicaset_owners(inputs.replicasets);
-    let mut workloads: BTreeMap<(String, String), Vec<PodCpu>> = BTreeMap::new();
+    let mut workloads: BTreeMap<(String, String), Vec<PodResources>> = BTreeMap::new();
     for pod in inputs.pods {
         let pod = pod.as_ref();
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
-        let usage = inputs
+        let metrics = inputs
             .usage
             .and_then(|u| u.get(&(namespace.clone(), name.clone())));
+        let usage = metrics.and_then(|m| m.cpu.as_ref());
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
         let ready = pod
             .status
             .as_ref()
             .and_then(|s| s.conditions.as_ref())
             .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
             .is_some_and(|c| c.status == "True");
-        let cpu = PodCpu {
+        let resources = PodResources {
             pod: name,
             state: hpa_pod_state(pod, usage, inputs.now, inputs.timing),
             ready,
             usage_cores: usage.map(|u| u.cores),
             usage_millis: usage.map(|u| u.millis),
             request_millis: pod_request_millis(pod)?,
+            memory_bytes: metrics.and_then(|m| m.memory_bytes),
+            memory_request_bytes: pod_resource(pod, Side::Requests, "memory", parse_bytes)?,
+            memory_limit_bytes: pod_resource(pod, Side::Limits, "memory", parse_bytes)?,
+            // The HPA counts every pod for memory but pending, failed and deleting ones.
+            running: pod.metadata.deletion_timestamp.is_none()
+                && !matches!(phase, Some("Pending" | "Failed")),
         };
         workloads
             .entry((namespace, workload_of(pod, &owners)))
             .or_default()
-            .push(cpu);
+            .push(resources);
     }
     let mut out = Vec::new();
     for ((namespace, workload), pods) in &workloads {
@@ -239,20 +269,32 @@ fn hpa_samples(hpa: &HorizontalPodAutoscaler, out: &mut Vec<Sample>) -> Result<(
     Ok(())
 }
 
-/// Parse a PodMetrics list body's usage per (namespace, pod), keeping pods whose
-/// containers all report CPU.
+/// What metrics.k8s.io says about one pod.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct MetricsOf {
+    /// CPU, when every container reports it.
+    pub cpu: Option<PodUsage>,
+    /// Memory working set, when every container reports it.
+    pub memory_bytes: Option<i64>,
+}
+
+/// A PodMetrics list's usage per (namespace, pod), keeping pods with any usage.
 pub(crate) fn usage_map(
     items: &[super::pod_metrics::PodMetrics],
-) -> Result<HashMap<(String, String), PodUsage>, String> {
+) -> Result<HashMap<(String, String), MetricsOf>, String> {
     let mut out = HashMap::with_capacity(items.len());
     for m in items {
-        if let Some(usage) = m.cpu_usage()? {
+        let of = MetricsOf {
+            cpu: m.cpu_usage()?,
+            memory_bytes: m.memory_bytes()?,
+        };
+        if of.cpu.is_some() || of.memory_bytes.is_some() {
             out.insert(
                 (
                     m.metadata.namespace.clone().unwrap_or_default(),
                     m.metadata.name.clone().unwrap_or_default(),
                 ),
-                usage,
+                of,
             );
         }
     }

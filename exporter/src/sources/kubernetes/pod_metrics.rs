@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::NamespaceResourceScope;
 use serde::Deserialize;
 
-use surge_metrics::quantity::{parse_cpu_cores, parse_cpu_millis};
+use surge_metrics::quantity::{parse_bytes, parse_cpu_cores, parse_cpu_millis};
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct PodMetrics {
@@ -62,6 +62,26 @@ pub struct PodUsage {
 }
 
 impl PodMetrics {
+    /// The pod's memory working set in bytes, or `None` if a container reports no memory.
+    /// Malformed values are errors, never zeros.
+    pub fn memory_bytes(&self) -> Result<Option<i64>, String> {
+        let name = self.metadata.name.as_deref().unwrap_or("?");
+        if self.containers.is_empty() {
+            return Ok(None);
+        }
+        let mut total = 0i64;
+        for c in &self.containers {
+            let Some(memory) = c.usage.get("memory") else {
+                return Ok(None);
+            };
+            total = total.saturating_add(
+                parse_bytes(memory)
+                    .map_err(|e| format!("PodMetrics {name} container {}: memory: {e}", c.name))?,
+            );
+        }
+        Ok(Some(total))
+    }
+
     /// The pod's usage, or `None` if a container reports no CPU (the HPA then treats the
     /// pod as missing metrics). Malformed values are errors, never zeros.
     pub fn cpu_usage(&self) -> Result<Option<PodUsage>, String> {
