@@ -60,6 +60,18 @@ fn alertmanager_config_checks_and_routes() -> anyhow::Result<()> {
             vec!["severity=warning", "alertname=SurgeSourceStale"],
         ),
         (
+            "pagerduty",
+            vec!["severity=page", "alertname=PostgresConnectionsHigh"],
+        ),
+        (
+            "warnings",
+            vec!["severity=warning", "alertname=PodMemoryNearLimit"],
+        ),
+        (
+            "warnings",
+            vec!["severity=warning", "alertname=PostgresIdleInTransaction"],
+        ),
+        (
             "deadmans-switch",
             vec!["alertname=Watchdog", "severity=info"],
         ),
@@ -125,6 +137,9 @@ fn every_alert_is_labelled_annotated_and_has_a_runbook() -> anyhow::Result<()> {
         "PostgresReplicaLagHigh",
         "PostgresReplicaNotStreaming",
         "HPAMaxedOut",
+        "PodMemoryNearLimit",
+        "PostgresConnectionsHigh",
+        "PostgresIdleInTransaction",
         "SurgeSourceDown",
         "SurgeSourceStale",
         "SurgeExporterAbsent",
@@ -145,6 +160,157 @@ fn every_alert_is_labelled_annotated_and_has_a_runbook() -> anyhow::Result<()> {
             assert!(text.contains(section), "{}: no {section:?}", path.display());
         }
         assert!(text.lines().count() >= 25, "{}: too thin", path.display());
+    }
+    Ok(())
+}
+
+/// The inhibitions in `alertmanager.yml`, applied by a real Alertmanager to alerts posted to
+/// its API: a page silences its own warning for the same thing and nothing else.
+#[test]
+fn inhibitions_hold_in_a_real_alertmanager() -> anyhow::Result<()> {
+    use std::time::{Duration, Instant};
+    use surge_servers::{Alertmanager, Workdir, free_port};
+
+    let dir = tempfile::tempdir()?;
+    let key_file = dir.path().join("routing-key");
+    std::fs::write(&key_file, "0123456789abcdef0123456789abcdef\n")?;
+    // Nothing listens there: delivery is not what this test looks at.
+    let nowhere = "http://127.0.0.1:9/";
+    let config = surge_tests::alerting::test_alertmanager(nowhere, &key_file, |_| nowhere.into())?;
+    let alertmanager = Alertmanager::start_in(Workdir::temp("surge-am-")?, free_port()?, &config)?;
+
+    /// (what, labels, expected to be inhibited)
+    type Case = (&'static str, &'static [(&'static str, &'static str)], bool);
+    let cases: [Case; 9] = [
+        (
+            "connections page",
+            &[
+                ("alertname", "PostgresConnectionsHigh"),
+                ("severity", "page"),
+                ("target", "replica1"),
+            ],
+            false,
+        ),
+        (
+            "connections warning under its page",
+            &[
+                ("alertname", "PostgresConnectionsHigh"),
+                ("severity", "warning"),
+                ("target", "replica1"),
+            ],
+            true,
+        ),
+        (
+            "connections warning elsewhere",
+            &[
+                ("alertname", "PostgresConnectionsHigh"),
+                ("severity", "warning"),
+                ("target", "primary"),
+            ],
+            false,
+        ),
+        (
+            "lag page",
+            &[
+                ("alertname", "PostgresReplicaLagHigh"),
+                ("severity", "page"),
+                ("target", "replica2"),
+                ("measure", "seconds"),
+            ],
+            false,
+        ),
+        (
+            "lag warning under its page",
+            &[
+                ("alertname", "PostgresReplicaLagHigh"),
+                ("severity", "warning"),
+                ("target", "replica2"),
+                ("measure", "seconds"),
+            ],
+            true,
+        ),
+        (
+            "connections page beside a lag warning",
+            &[
+                ("alertname", "PostgresConnectionsHigh"),
+                ("severity", "page"),
+                ("target", "replica3"),
+            ],
+            false,
+        ),
+        (
+            "lag warning beside another alert's page",
+            &[
+                ("alertname", "PostgresReplicaLagHigh"),
+                ("severity", "warning"),
+                ("target", "replica3"),
+                ("measure", "seconds"),
+            ],
+            false,
+        ),
+        (
+            "cpu at max",
+            &[
+                ("alertname", "ServiceCPUHighAtMaxReplicas"),
+                ("severity", "page"),
+                ("namespace", "shop"),
+                ("workload", "orders"),
+            ],
+            false,
+        ),
+        (
+            "cpu high under cpu at max",
+            &[
+                ("alertname", "ServiceCPUHigh"),
+                ("severity", "warning"),
+                ("namespace", "shop"),
+                ("workload", "orders"),
+            ],
+            true,
+        ),
+    ];
+    let mut alerts = Vec::new();
+    for (_, labels, _) in &cases {
+        let mut map = serde_json::Map::new();
+        map.insert("job".into(), "surge-exporter".into());
+        for (k, v) in labels.iter() {
+            map.insert((*k).into(), (*v).into());
+        }
+        alerts.push(serde_json::json!({ "labels": map }));
+    }
+    let client = reqwest::blocking::Client::new();
+    let url = format!("{}/api/v2/alerts", alertmanager.url());
+    client.post(&url).json(&alerts).send()?.error_for_status()?;
+
+    let matches = |alert: &serde_json::Value, labels: &[(&str, &str)]| {
+        let got = &alert["labels"];
+        labels.iter().all(|(k, v)| got[*k] == *v)
+            && got.as_object().map(|o| o.len()) == Some(labels.len() + 1)
+    };
+    // Inhibition is computed as alerts arrive; give it a few polls.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed: Vec<serde_json::Value> = client.get(&url).send()?.json()?;
+        let mut wrong = Vec::new();
+        for (name, labels, inhibited) in &cases {
+            let alert = listed.iter().find(|a| matches(a, labels));
+            let is_inhibited = alert.is_some_and(|a| {
+                a["status"]["inhibitedBy"]
+                    .as_array()
+                    .is_some_and(|by| !by.is_empty())
+            });
+            if alert.is_none() || is_inhibited != *inhibited {
+                wrong.push(format!(
+                    "{name}: listed {}, inhibited {is_inhibited}",
+                    alert.is_some()
+                ));
+            }
+        }
+        if wrong.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{wrong:#?}");
+        std::thread::sleep(Duration::from_millis(200));
     }
     Ok(())
 }
