@@ -1,5 +1,5 @@
-//! The Grafana boards, proven without Grafana: the JSON model is checked, thresholds come
-//! from the alert rules and HPA manifests, and every panel query — template variables expanded
+//! The Grafana boards, proven without Grafana: the JSON model is checked, thresholds (the
+//! boards' and the panel's) come from the alert rules and HPA manifests, and every panel query — template variables expanded
 //! as Grafana would — runs against a real Prometheus scraping the local stack and returns
 //! data. (That every `surge_*` name they use is exported: `contract.rs`.)
 
@@ -120,10 +120,10 @@ fn board_models_are_valid() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The number in `<metric> > N` in alerts/rules.yml.
+/// The numbers in `<metric> > N` (or `...<metric>) > N`) in alerts/rules.yml.
 fn rule_threshold(metric: &str) -> anyhow::Result<Vec<f64>> {
     let rules = std::fs::read_to_string(repo().join("alerts/rules.yml"))?;
-    let re = Regex::new(&format!(r"{metric} > ([0-9.* ]+)"))?;
+    let re = Regex::new(&format!(r"{metric}\)?\s+> ([0-9.* ]+)"))?;
     let mut out = Vec::new();
     for c in re.captures_iter(&rules) {
         let product: f64 = c[1]
@@ -193,6 +193,45 @@ fn thresholds_come_from_the_rules_and_hpa_manifests() -> anyhow::Result<()> {
             "WAL behind, per standby (primary view)"
         ),
         rule_threshold("surge_postgres_replica_lag_bytes")?
+    );
+    let memory_alert = rule_threshold("surge_pod_memory_limit_bytes")?;
+    assert_eq!(memory_alert, vec![0.9]);
+    assert_eq!(
+        panel_thresholds(&board("scaling-overview.json"), "Pod memory of its limit"),
+        memory_alert
+    );
+    let connection_alerts = rule_threshold("surge_postgres_reserved_connections")?;
+    assert_eq!(connection_alerts, vec![0.8, 0.95]);
+    assert_eq!(
+        panel_thresholds(
+            &board("postgres-replication.json"),
+            "Connection slots in use"
+        ),
+        connection_alerts
+    );
+    assert_eq!(
+        panel_thresholds(
+            &board("postgres-replication.json"),
+            "Longest idle transaction and lock wait"
+        ),
+        rule_threshold("surge_postgres_longest_idle_in_transaction_seconds")?
+    );
+
+    // The panel colours by the same lines.
+    use surge_client::store::{DEFAULT_CPU_ALERT, lines};
+    assert_eq!(vec![DEFAULT_CPU_ALERT], cpu_alert);
+    assert_eq!(
+        vec![lines::REPLICA_LAG_WARNING, lines::REPLICA_LAG_PAGE],
+        rule_threshold("surge_postgres_replay_lag_seconds")?
+    );
+    assert_eq!(vec![lines::MEMORY_OF_LIMIT], memory_alert);
+    assert_eq!(
+        vec![lines::CONNECTIONS_WARNING, lines::CONNECTIONS_PAGE],
+        connection_alerts
+    );
+    assert_eq!(
+        vec![lines::IDLE_IN_TRANSACTION],
+        rule_threshold("surge_postgres_longest_idle_in_transaction_seconds")?
     );
     Ok(())
 }

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use base64::Engine as _;
 
 use surge_client::model::subject;
-use surge_client::store::{DEFAULT_CPU_ALERT, Forecast, Store, firing};
+use surge_client::store::{DEFAULT_CPU_ALERT, Forecast, Store, firing, lines};
 
 use crate::ui::format;
 
@@ -118,12 +118,14 @@ pub fn markdown(store: &Store, now: f64) -> String {
             "min-max",
             "cpu/request",
             "target",
+            "memory/request",
             "headroom",
             "time to max",
             "kafka lag",
             "trend",
             "eta",
             "db lag",
+            "db connections",
         ],
         d.services
             .iter()
@@ -147,6 +149,14 @@ pub fn markdown(store: &Store, now: f64) -> String {
                     format!("{}-{}", n(s.min), n(s.max)),
                     format::percent(s.cpu),
                     format::percent(s.target),
+                    match s.memory_of_limit {
+                        Some(l) if l >= lines::MEMORY_OF_LIMIT => format!(
+                            "{} (a pod at {} of its limit)",
+                            format::percent(s.memory),
+                            format::percent(Some(l))
+                        ),
+                        _ => format::percent(s.memory),
+                    },
                     headroom,
                     to_max,
                     s.kafka
@@ -158,7 +168,8 @@ pub fn markdown(store: &Store, now: f64) -> String {
                     s.kafka.as_ref().map_or(format::NONE.into(), |k| {
                         format::duration(k.eta.map(f64::round))
                     }),
-                    format::duration(s.db_lag_seconds),
+                    format::duration(s.db.replica_lag_seconds),
+                    format::percent(s.db.connection_use),
                 ]
             })
             .collect(),
@@ -201,6 +212,9 @@ pub fn markdown(store: &Store, now: f64) -> String {
             "receiver",
             "replay lag",
             "replay lag bytes",
+            "connections",
+            "idle in transaction",
+            "longest lock wait",
         ],
         d.servers
             .iter()
@@ -219,6 +233,22 @@ pub fn markdown(store: &Store, now: f64) -> String {
                     },
                     format::duration(s.replay_lag_seconds),
                     format::bytes(s.replay_lag_bytes),
+                    match (s.connections, s.connection_slots) {
+                        (Some(c), Some(slots)) => format!(
+                            "{c:.0} of {slots:.0} ({})",
+                            format::percent(s.connection_use())
+                        ),
+                        _ => format::NONE.into(),
+                    },
+                    match s.idle_in_transaction {
+                        Some(n) if n > 0.0 => format!(
+                            "{n:.0}, oldest {}",
+                            format::duration(s.longest_idle_in_transaction.map(f64::round))
+                        ),
+                        Some(_) => "0".into(),
+                        None => format::NONE.into(),
+                    },
+                    format::duration(s.longest_lock_wait.map(f64::round)),
                 ]
             })
             .collect(),

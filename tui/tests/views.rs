@@ -63,6 +63,8 @@ fn kafka_groups_and_partitions() {
     let mut app = app();
     keys(&mut app, &store, "2");
     insta::assert_snapshot!("kafka_160x48", render(&app, &store, 160, 48));
+    // payment on order-placed, the growing one, is second (groups sort by name).
+    key(&mut app, &store, KeyCode::Down);
     key(&mut app, &store, KeyCode::Enter);
     insta::assert_snapshot!("partitions_160x48", render(&app, &store, 160, 48));
     key(&mut app, &store, KeyCode::Esc);
@@ -162,4 +164,23 @@ fn overflow_fifty_services_two_hundred_groups_long_names() {
     insta::assert_snapshot!("overflow_overview_80x24", render(&app, &store, 80, 24));
     keys(&mut app, &store, "2G");
     insta::assert_snapshot!("overflow_kafka_end_160x48", render(&app, &store, 160, 48));
+}
+
+/// The README's frame is this snapshot, character for character.
+#[test]
+fn readme_frame_is_the_overview_snapshot() -> anyhow::Result<()> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let snapshot =
+        std::fs::read_to_string(root.join("tests/snapshots/views__overview_160x26.snap"))?;
+    let frame = snapshot
+        .splitn(3, "---\n")
+        .nth(2)
+        .ok_or_else(|| anyhow::anyhow!("snapshot without a header"))?
+        .trim_end_matches('\n');
+    let readme = std::fs::read_to_string(root.join("../README.md"))?;
+    assert!(
+        readme.contains(&format!("```text\n{frame}\n```")),
+        "README.md's frame differs from views__overview_160x26.snap: copy it over"
+    );
+    Ok(())
 }

@@ -10,7 +10,9 @@ mod rows;
 
 pub use alerts::{WATCHDOG, firing, merge_alerts, timeline_key};
 pub use forecast::{FORECAST_WINDOW, Forecast, counter_rate, time_to_max};
-pub use rows::{GroupRow, PartitionRow, PodRow, Role, ServerRow, ServiceRow, SlotRow, StandbyRow};
+pub use rows::{
+    Database, GroupRow, PartitionRow, PodRow, Role, ServerRow, ServiceRow, SlotRow, StandbyRow,
+};
 
 use rows::Rows;
 
@@ -48,6 +50,19 @@ pub struct Derived {
 
 /// The CPU alert line when Prometheus' rules do not say (alerts/rules.yml: ServiceCPUHigh).
 pub const DEFAULT_CPU_ALERT: f64 = 0.85;
+
+/// The other alert lines of alerts/rules.yml the views colour by (a test keeps them in step):
+/// replica lag (PostgresReplicaLagHigh warning and page), a pod's memory of its limit
+/// (PodMemoryNearLimit), connection slots in use (PostgresConnectionsHigh warning and page)
+/// and the longest idle transaction (PostgresIdleInTransaction).
+pub mod lines {
+    pub const REPLICA_LAG_WARNING: f64 = 30.0;
+    pub const REPLICA_LAG_PAGE: f64 = 300.0;
+    pub const MEMORY_OF_LIMIT: f64 = 0.9;
+    pub const CONNECTIONS_WARNING: f64 = 0.8;
+    pub const CONNECTIONS_PAGE: f64 = 0.95;
+    pub const IDLE_IN_TRANSACTION: f64 = 300.0;
+}
 
 #[derive(Debug, Default)]
 pub struct Store {
@@ -271,14 +286,8 @@ impl Store {
         let rows = self.rows();
         let groups = rows.groups(range, now);
         let servers = rows.servers(range, now);
-        let worst_replica = servers
-            .iter()
-            .filter(|s| s.role == Role::Replica)
-            .filter_map(|s| s.replay_lag_seconds)
-            .fold(None, |acc: Option<f64>, v| {
-                Some(acc.map_or(v, |a| a.max(v)))
-            });
-        let services = rows.services(range, &groups, &self.service_groups, worst_replica, now);
+        let db = Database::worst(&servers);
+        let services = rows.services(range, &groups, &self.service_groups, db, now);
         let standbys = rows.standbys(range, now);
         let slots = rows.slots();
         let (alerts, watchdog) = alerts::shown(&self.prometheus_alerts, &self.alertmanager_alerts);
@@ -339,6 +348,32 @@ mod tests {
             labels(&[("target", "replica1")]),
             4.0,
         );
+        for (pod, used, limit) in [("payment-a", 200.0, 512.0), ("payment-b", 470.0, 512.0)] {
+            let l = labels(&[("namespace", "shop"), ("workload", "payment"), ("pod", pod)]);
+            m.insert(workload::POD_MEMORY_WORKING_SET.exposed, l.clone(), used);
+            m.insert(workload::POD_MEMORY_LIMIT.exposed, l, limit);
+        }
+        m.insert(workload::MEMORY_UTILIZATION.exposed, w, 1.31);
+        for (target, database, state, n) in [
+            ("replica1", "shop", "idle", 40.0),
+            ("replica1", "shop", "idle_in_transaction", 2.0),
+            ("replica1", "shop", "idle_in_transaction_aborted", 1.0),
+            ("replica1", "postgres", "active", 1.0),
+            ("primary", "shop", "active", 10.0),
+        ] {
+            let l = labels(&[("target", target), ("database", database), ("state", state)]);
+            m.insert(postgres::CONNECTIONS.exposed, l, n);
+        }
+        m.insert(
+            postgres::IS_REPLICA.exposed,
+            labels(&[("target", "primary")]),
+            0.0,
+        );
+        for target in ["replica1", "primary"] {
+            let l = labels(&[("target", target)]);
+            m.insert(postgres::MAX_CONNECTIONS.exposed, l.clone(), 100.0);
+            m.insert(postgres::RESERVED_CONNECTIONS.exposed, l, 4.0);
+        }
         m
     }
 
@@ -360,9 +395,24 @@ mod tests {
         );
         let k = s.kafka.as_ref().map(|k| (k.state_label(), k.lag, k.eta));
         assert_eq!(k, Some(("draining", Some(1500.0), Some(120.0))));
-        assert_eq!(s.db_lag_seconds, Some(4.0));
+        assert_eq!(s.db.replica_lag_seconds, Some(4.0));
+        // Memory: the HPA ratio as given; the worst pod's share of its limit.
+        assert_eq!(s.memory, Some(1.31));
+        assert_eq!(s.memory_of_limit, Some(470.0 / 512.0));
+        // Connections: replica1 holds 44 of 96 ordinary slots, the busier server.
+        assert_eq!(s.db.connection_use, Some(44.0 / 96.0));
+        let replica = &store.derived.servers[1];
+        assert_eq!(replica.target, "replica1");
+        assert_eq!(
+            (replica.connections, replica.idle_in_transaction),
+            (Some(44.0), Some(3.0))
+        );
+        let pods = store.pods("shop", "payment");
+        assert_eq!(pods.len(), 2);
+        assert_eq!(pods[1].memory_of_limit(), Some(470.0 / 512.0));
         assert_eq!(s.forecast, Forecast::Now);
-        assert_eq!(store.derived.servers[0].role, Role::Replica);
+        assert_eq!(store.derived.servers[1].role, Role::Replica);
+        assert_eq!(store.derived.servers[0].role, Role::Primary);
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! The rows each view lists, derived from the latest instant values and history: services
-//! (HPA × CPU × Kafka × replicas), consumer groups, PostgreSQL servers, standbys and slots,
-//! and on demand a workload's pods and a group's partitions.
+//! (HPA × CPU × memory × Kafka × database), consumer groups, PostgreSQL servers, standbys
+//! and slots, and on demand a workload's pods and a group's partitions.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use surge_metrics::state::{GroupState, LagState};
+use surge_metrics::state::{ConnectionState, GroupState, LagState};
 use surge_metrics::{Family, catalogue};
 
 use super::forecast::{FORECAST_WINDOW, Forecast, time_to_max};
@@ -29,9 +29,36 @@ pub struct ServiceRow {
     /// At max replicas and above target: cannot scale further.
     pub saturated: bool,
     pub kafka: Option<GroupRow>,
-    pub db_lag_seconds: Option<f64>,
+    /// Memory working set over requests (HPA arithmetic).
+    pub memory: Option<f64>,
+    /// The largest share of its memory limit any pod of the service holds.
+    pub memory_of_limit: Option<f64>,
+    pub db: Database,
     pub pods_without_request: f64,
     pub forecast: Forecast,
+}
+
+/// What every service depends on in PostgreSQL, at its worst across servers.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Database {
+    /// The most lagging replica's replay lag.
+    pub replica_lag_seconds: Option<f64>,
+    /// The busiest server's share of its connection slots.
+    pub connection_use: Option<f64>,
+}
+
+impl Database {
+    /// The worst of `servers`.
+    pub fn worst(servers: &[ServerRow]) -> Database {
+        let max = |values: &mut dyn Iterator<Item = f64>| values.reduce(f64::max);
+        Database {
+            replica_lag_seconds: max(&mut servers
+                .iter()
+                .filter(|s| s.role == Role::Replica)
+                .filter_map(|s| s.replay_lag_seconds)),
+            connection_use: max(&mut servers.iter().filter_map(ServerRow::connection_use)),
+        }
+    }
 }
 
 /// A consumer group on a topic.
@@ -100,6 +127,24 @@ pub struct ServerRow {
     pub receive_lag_bytes: Option<f64>,
     pub paused: bool,
     pub history: Vec<(f64, f64)>,
+    /// Client connections, all databases and states.
+    pub connections: Option<f64>,
+    /// Slots ordinary clients may use: max_connections minus the reserved ones.
+    pub connection_slots: Option<f64>,
+    /// Connections idle in a transaction (aborted ones included).
+    pub idle_in_transaction: Option<f64>,
+    pub longest_idle_in_transaction: Option<f64>,
+    pub longest_lock_wait: Option<f64>,
+}
+
+impl ServerRow {
+    /// Share of the ordinary connection slots in use.
+    pub fn connection_use(&self) -> Option<f64> {
+        match (self.connections, self.connection_slots) {
+            (Some(used), Some(slots)) if slots > 0.0 => Some(used / slots),
+            _ => None,
+        }
+    }
 }
 
 /// A standby as its primary sees it.
@@ -127,6 +172,18 @@ pub struct PodRow {
     pub ready: bool,
     pub cpu_cores: Option<f64>,
     pub request_cores: Option<f64>,
+    pub memory_bytes: Option<f64>,
+    pub memory_limit_bytes: Option<f64>,
+}
+
+impl PodRow {
+    /// Share of its memory limit the pod holds.
+    pub fn memory_of_limit(&self) -> Option<f64> {
+        match (self.memory_bytes, self.memory_limit_bytes) {
+            (Some(used), Some(limit)) if limit > 0.0 => Some(used / limit),
+            _ => None,
+        }
+    }
 }
 
 /// Whether `labels` carry every `(name, value)` of `want`.
@@ -144,23 +201,28 @@ pub(super) struct Rows<'a> {
 impl Rows<'_> {
     /// Pods of one workload (service detail).
     pub(super) fn pods(&self, namespace: &str, workload: &str) -> Vec<PodRow> {
-        use catalogue::workload::{POD_CPU_REQUEST, POD_CPU_USAGE, POD_READY};
+        use catalogue::workload::{
+            POD_CPU_REQUEST, POD_CPU_USAGE, POD_MEMORY_LIMIT, POD_MEMORY_WORKING_SET, POD_READY,
+        };
         let want = [("namespace", namespace), ("workload", workload)];
         let mut rows: BTreeMap<String, PodRow> = BTreeMap::new();
-        for family in [&POD_READY, &POD_CPU_USAGE, &POD_CPU_REQUEST] {
+        /// Which family fills which field of a pod's row.
+        type Field = (&'static Family, fn(&mut PodRow, f64));
+        let fields: [Field; 5] = [
+            (&POD_READY, |r, v| r.ready = v >= 1.0),
+            (&POD_CPU_USAGE, |r, v| r.cpu_cores = Some(v)),
+            (&POD_CPU_REQUEST, |r, v| r.request_cores = Some(v)),
+            (&POD_MEMORY_WORKING_SET, |r, v| r.memory_bytes = Some(v)),
+            (&POD_MEMORY_LIMIT, |r, v| r.memory_limit_bytes = Some(v)),
+        ];
+        for (family, set) in fields {
             for p in self.metrics.points(family.exposed) {
                 let Some(pod) = p.labels.get("pod").filter(|_| has_labels(&p.labels, &want)) else {
                     continue;
                 };
                 let row = rows.entry(pod.clone()).or_default();
                 row.pod = pod.clone();
-                if family.name == POD_READY.name {
-                    row.ready = p.value >= 1.0;
-                } else if family.name == POD_CPU_USAGE.name {
-                    row.cpu_cores = Some(p.value);
-                } else {
-                    row.request_cores = Some(p.value);
-                }
+                set(row, p.value);
             }
         }
         rows.into_values().collect()
@@ -206,13 +268,14 @@ impl Rows<'_> {
         range: f64,
         groups: &[GroupRow],
         service_groups: &BTreeMap<String, Vec<String>>,
-        db_lag: Option<f64>,
+        db: Database,
         now: f64,
     ) -> Vec<ServiceRow> {
         use catalogue::hpa::{
             ABLE_TO_SCALE, CURRENT, DESIRED, MAX, MIN, SCALING_LIMITED, TARGET_CPU,
         };
-        use catalogue::workload::{CPU_UTILIZATION, PODS_WITHOUT_CPU_REQUEST};
+        use catalogue::workload::{CPU_UTILIZATION, MEMORY_UTILIZATION, PODS_WITHOUT_CPU_REQUEST};
+        let memory_of_limit = self.memory_of_limit();
         let mut keys: BTreeSet<(String, String)> = BTreeSet::new();
         for family in [&CURRENT, &CPU_UTILIZATION] {
             for p in self.metrics.points(family.exposed) {
@@ -266,7 +329,11 @@ impl Rows<'_> {
                     headroom,
                     saturated,
                     kafka,
-                    db_lag_seconds: db_lag,
+                    memory: get(&MEMORY_UTILIZATION),
+                    memory_of_limit: memory_of_limit
+                        .get(&(namespace.as_str(), workload.as_str()))
+                        .copied(),
+                    db,
                     pods_without_request: get(&PODS_WITHOUT_CPU_REQUEST).unwrap_or(0.0),
                     forecast: match (max, target) {
                         (Some(m), Some(t)) => time_to_max(&demand, m, t),
@@ -277,6 +344,22 @@ impl Rows<'_> {
                 }
             })
             .collect()
+    }
+
+    /// Per (namespace, workload): the largest share of its memory limit one pod holds.
+    fn memory_of_limit(&self) -> HashMap<(&str, &str), f64> {
+        use catalogue::workload::{POD_MEMORY_LIMIT, POD_MEMORY_WORKING_SET};
+        const POD: [&str; 3] = ["namespace", "workload", "pod"];
+        let limits = self.metrics.index(POD_MEMORY_LIMIT.exposed, &POD);
+        let mut out: HashMap<(&str, &str), f64> = HashMap::new();
+        for (key, used) in self.metrics.index(POD_MEMORY_WORKING_SET.exposed, &POD) {
+            let Some(limit) = limits.get(&key).map(|p| p.value).filter(|l| *l > 0.0) else {
+                continue;
+            };
+            let share = out.entry((key[0], key[1])).or_insert(0.0);
+            *share = share.max(used.value / limit);
+        }
+        out
     }
 
     /// CPU demand over time in "pods at 100% of request": utilization × replicas.
@@ -398,9 +481,31 @@ impl Rows<'_> {
     pub(super) fn servers(&self, range: f64, now: f64) -> Vec<ServerRow> {
         use catalogue::exporter::SOURCE_UP;
         use catalogue::postgres::{
-            IS_REPLICA, RECEIVE_LAG_BYTES, REPLAY_LAG_BYTES, REPLAY_LAG_SECONDS, REPLAY_PAUSED,
-            WAL_RECEIVER_STREAMING,
+            CONNECTIONS, IS_REPLICA, LONGEST_IDLE_IN_TRANSACTION, LONGEST_LOCK_WAIT,
+            MAX_CONNECTIONS, RECEIVE_LAG_BYTES, REPLAY_LAG_BYTES, REPLAY_LAG_SECONDS,
+            REPLAY_PAUSED, RESERVED_CONNECTIONS, WAL_RECEIVER_STREAMING,
         };
+        // Per target: (all connections, idle in a transaction), in one pass.
+        let mut connections: HashMap<&str, (f64, f64)> = HashMap::new();
+        for p in self.metrics.points(CONNECTIONS.exposed) {
+            let Some(target) = p.labels.get("target") else {
+                continue;
+            };
+            let idle_in_transaction = p.labels.get("state").is_some_and(|s| {
+                matches!(
+                    ConnectionState::from_label(s),
+                    Some(
+                        ConnectionState::IdleInTransaction
+                            | ConnectionState::IdleInTransactionAborted
+                    )
+                )
+            });
+            let counts = connections.entry(target).or_default();
+            counts.0 += p.value;
+            if idle_in_transaction {
+                counts.1 += p.value;
+            }
+        }
         let mut targets: BTreeSet<String> = BTreeSet::new();
         for p in self.metrics.points(IS_REPLICA.exposed) {
             targets.extend(p.labels.get("target").cloned());
@@ -432,8 +537,17 @@ impl Rows<'_> {
                             .since(REPLAY_LAG_SECONDS.exposed, &p.labels, now - range)
                     })
                     .unwrap_or_default();
+                let counts = connections.get(target.as_str());
+                let slots = get(&MAX_CONNECTIONS)
+                    .zip(get(&RESERVED_CONNECTIONS))
+                    .map(|(max, reserved)| max - reserved);
                 ServerRow {
                     role,
+                    connections: counts.map(|c| c.0),
+                    idle_in_transaction: counts.map(|c| c.1),
+                    connection_slots: slots,
+                    longest_idle_in_transaction: get(&LONGEST_IDLE_IN_TRANSACTION),
+                    longest_lock_wait: get(&LONGEST_LOCK_WAIT),
                     receiver_streaming: get(&WAL_RECEIVER_STREAMING).map(|v| v >= 1.0),
                     replay_lag_seconds: get(&REPLAY_LAG_SECONDS),
                     replay_lag_bytes: get(&REPLAY_LAG_BYTES),

@@ -1,9 +1,10 @@
-//! Cells that mean the same thing in every view: CPU against target and alert line, lag
-//! state, headroom, forecast, a server's role, receiver and lag.
+//! Cells that mean the same thing in every view: CPU against target and alert line, memory
+//! against request and limit, lag state, headroom, forecast, a server's role, receiver, lag
+//! and connections.
 
 use ratatui::style::Style;
 use ratatui::text::Span;
-use surge_client::store::{Forecast, GroupRow, Role, ServerRow, ServiceRow};
+use surge_client::store::{Forecast, GroupRow, Role, ServerRow, ServiceRow, lines};
 use surge_metrics::state::LagState;
 
 use super::format;
@@ -19,6 +20,60 @@ pub fn cpu(t: &Theme, utilization: Option<f64>, target: Option<f64>, alert: f64)
         (None, _) => t.dim,
     };
     Span::styled(text, style)
+}
+
+/// Memory working set of request: red once a pod holds the alert line's share of its limit
+/// (OOM-kill risk), yellow above the request (first in line for eviction under node memory
+/// pressure).
+pub fn memory(t: &Theme, of_request: Option<f64>, of_limit: Option<f64>) -> Span<'static> {
+    let style = match (of_request, of_limit) {
+        (_, Some(l)) if l >= lines::MEMORY_OF_LIMIT => t.crit,
+        (Some(r), _) if r > 1.0 => t.warn,
+        (Some(_), _) => t.ok,
+        (None, _) => t.dim,
+    };
+    Span::styled(format::percent(of_request), style)
+}
+
+/// Share of a server's connection slots in use, coloured at the alert rules' levels.
+pub fn connection_use(t: &Theme, share: Option<f64>) -> Span<'static> {
+    let style = match share {
+        Some(u) if u >= lines::CONNECTIONS_PAGE => t.crit,
+        Some(u) if u >= lines::CONNECTIONS_WARNING => t.warn,
+        Some(_) => t.ok,
+        None => t.dim,
+    };
+    Span::styled(format::percent(share), style)
+}
+
+/// How long the longest-idle transaction has sat idle: yellow past the alert line.
+pub fn idle_in_transaction(t: &Theme, seconds: Option<f64>) -> Span<'static> {
+    let style = match seconds {
+        Some(s) if s > lines::IDLE_IN_TRANSACTION => t.warn,
+        Some(s) if s > 0.0 => t.text,
+        _ => t.dim,
+    };
+    Span::styled(format::duration(seconds.map(f64::round)), style)
+}
+
+/// How long the longest lock wait has lasted (no alert line: shown when there is one).
+pub fn lock_wait(t: &Theme, seconds: Option<f64>) -> Span<'static> {
+    let style = if seconds.is_some_and(|s| s > 0.0) {
+        t.text
+    } else {
+        t.dim
+    };
+    Span::styled(format::duration(seconds.map(f64::round)), style)
+}
+
+/// A pod's working set of its memory limit: red at the alert line.
+pub fn memory_of_limit(t: &Theme, share: Option<f64>) -> Span<'static> {
+    let style = match share {
+        Some(l) if l >= lines::MEMORY_OF_LIMIT => t.crit,
+        Some(_) => t.text,
+        None => t.dim,
+    };
+    Span::styled(format::percent(share), style)
 }
 
 /// Replicas left before max; `SATURATED` when at max and above target.
@@ -94,11 +149,11 @@ pub fn eta(t: &Theme, g: &GroupRow) -> Span<'static> {
     }
 }
 
-/// Replica lag in seconds: yellow from 30 s, red from 300 s (the alert rules' levels).
+/// Replica lag in seconds, coloured at the alert rules' levels.
 pub fn replica_lag(t: &Theme, seconds: Option<f64>) -> Span<'static> {
     let style = match seconds {
-        Some(s) if s >= 300.0 => t.crit,
-        Some(s) if s >= 30.0 => t.warn,
+        Some(s) if s >= lines::REPLICA_LAG_PAGE => t.crit,
+        Some(s) if s >= lines::REPLICA_LAG_WARNING => t.warn,
         Some(_) => t.ok,
         None => t.dim,
     };

@@ -52,7 +52,7 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx) {
     }
 }
 
-/// The read replicas at a glance: role, streaming, replay lag.
+/// The PostgreSQL servers at a glance: role, streaming, replay lag, connection use.
 fn replicas(frame: &mut Frame, area: Rect, ctx: &Ctx) {
     let t = *ctx.theme;
     let servers: Vec<&ServerRow> = ctx.store.derived.servers.iter().collect();
@@ -67,6 +67,9 @@ fn replicas(frame: &mut Frame, area: Rect, ctx: &Ctx) {
         num("LAG", 7, 0, move |s: &&ServerRow| cells::server_lag(&t, s)),
         num("BYTES", 9, 2, move |s: &&ServerRow| {
             cells::bytes(t.dim, s.replay_lag_bytes)
+        }),
+        num("CONN", 5, 1, move |s: &&ServerRow| {
+            cells::connection_use(&t, s.connection_use())
         }),
     ];
     let block = ctx.panel(

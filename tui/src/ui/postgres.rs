@@ -1,10 +1,10 @@
-//! PostgreSQL: each server as it sees itself (role, receiver, replay lag), each standby as
-//! its primary sees it, and replication slots.
+//! PostgreSQL: each server as it sees itself (role, receiver, replay lag, connection use,
+//! idle transactions, lock waits), each standby as its primary sees it, and replication slots.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::Span;
-use surge_client::store::{ServerRow, SlotRow, StandbyRow};
+use surge_client::store::{ServerRow, SlotRow, StandbyRow, lines};
 use surge_metrics::catalogue;
 
 use super::ctx::Ctx;
@@ -40,8 +40,27 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx) {
         num("REPLAY BYTES", 12, 2, move |s: &&ServerRow| {
             cells::bytes(t.text, s.replay_lag_bytes)
         }),
-        num("RECEIVE BYTES", 13, 3, move |s: &&ServerRow| {
+        num("RECEIVE BYTES", 13, 4, move |s: &&ServerRow| {
             cells::bytes(t.text, s.receive_lag_bytes)
+        }),
+        num("CONN/SLOTS", 10, 1, move |s: &&ServerRow| {
+            let text = match (s.connections, s.connection_slots) {
+                (Some(c), Some(slots)) => format!("{c:.0}/{slots:.0}"),
+                _ => format::NONE.into(),
+            };
+            Span::styled(text, t.text)
+        }),
+        num("USE", 5, 0, move |s: &&ServerRow| {
+            cells::connection_use(&t, s.connection_use())
+        }),
+        num("IDLE TX", 7, 3, move |s: &&ServerRow| {
+            Span::styled(format::count(s.idle_in_transaction), t.text)
+        }),
+        num("OLDEST TX", 9, 1, move |s: &&ServerRow| {
+            cells::idle_in_transaction(&t, s.longest_idle_in_transaction)
+        }),
+        num("LOCK WAIT", 9, 2, move |s: &&ServerRow| {
+            cells::lock_wait(&t, s.longest_lock_wait)
         }),
     ];
     let inner = top.width.saturating_sub(4);
@@ -54,7 +73,13 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx) {
             0,
             move |s: &&ServerRow| {
                 Span::styled(
-                    spark::line(&s.history, now, range, usize::from(spark_width), Some(30.0)),
+                    spark::line(
+                        &s.history,
+                        now,
+                        range,
+                        usize::from(spark_width),
+                        Some(lines::REPLICA_LAG_WARNING),
+                    ),
                     t.accent,
                 )
             },

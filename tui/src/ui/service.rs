@@ -1,12 +1,12 @@
-//! Service detail: the HPA's view (replicas, conditions, time to max), CPU over the range,
-//! its pods, its consumer groups and its alerts.
+//! Service detail: the HPA's view (replicas, conditions, time to max), memory against
+//! request and limit, CPU over the range, its pods, its consumer groups and its alerts.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use surge_client::store::{DEFAULT_CPU_ALERT, GroupRow, PodRow};
+use surge_client::store::{DEFAULT_CPU_ALERT, GroupRow, PodRow, lines};
 use surge_metrics::catalogue;
 
 use super::ctx::Ctx;
@@ -32,7 +32,7 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx, namespace: &str, workload:
     };
     let alert = ctx.store.cpu_alert.unwrap_or(DEFAULT_CPU_ALERT);
     let [summary_area, chart_area, rest] = Layout::vertical([
-        Constraint::Length(5),
+        Constraint::Length(6),
         Constraint::Length(4),
         Constraint::Min(0),
     ])
@@ -46,7 +46,7 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx, namespace: &str, workload:
         ),
         None => Span::styled(format!("{name}=?  "), t.dim),
     };
-    let lines = vec![
+    let summary = vec![
         Line::from(vec![
             Span::styled("replicas ", t.dim),
             Span::styled(
@@ -79,6 +79,19 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx, namespace: &str, workload:
             cells::forecast(&t, s.forecast),
         ]),
         Line::from(vec![
+            Span::styled("memory/request ", t.dim),
+            cells::memory(&t, s.memory, s.memory_of_limit),
+            Span::styled("   worst pod ", t.dim),
+            cells::memory_of_limit(&t, s.memory_of_limit),
+            Span::styled(
+                format!(
+                    " of its limit   alert line {}",
+                    format::percent(Some(lines::MEMORY_OF_LIMIT))
+                ),
+                t.dim,
+            ),
+        ]),
+        Line::from(vec![
             Span::styled("conditions ", t.dim),
             condition("AbleToScale", s.able_to_scale, false),
             // Kubernetes also sets ScalingLimited at min replicas (TooFewReplicas): no trouble.
@@ -101,7 +114,7 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx, namespace: &str, workload:
         ]),
     ];
     frame.render_widget(
-        Paragraph::new(lines).block(ctx.panel(
+        Paragraph::new(summary).block(ctx.panel(
             &format!("HPA {namespace}/{workload}"),
             ctx.store.age_of(&catalogue::hpa::CURRENT, ctx.now),
         )),
@@ -181,6 +194,12 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx, namespace: &str, workload:
                 .filter(|(_, r)| *r > 0.0)
                 .map(|(c, r)| c / r);
             cells::cpu(&t, u, s.target, alert)
+        }),
+        num("MEM", 9, 2, move |p: &PodRow| {
+            cells::bytes(t.text, p.memory_bytes)
+        }),
+        num("MEM/LIM", 7, 1, move |p: &PodRow| {
+            cells::memory_of_limit(&t, p.memory_of_limit())
         }),
     ];
     let block = ctx.panel(

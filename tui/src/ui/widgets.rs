@@ -46,6 +46,9 @@ pub fn services_table(
         num("TARGET", 6, 5, move |s: &&ServiceRow| {
             Span::styled(format::percent(s.target), t.dim)
         }),
+        num("MEM/REQ", 7, 1, move |s: &&ServiceRow| {
+            cells::memory(&t, s.memory, s.memory_of_limit)
+        }),
         col("HEADROOM", 15, 1, move |s: &&ServiceRow| {
             cells::headroom(&t, s)
         }),
@@ -65,7 +68,10 @@ pub fn services_table(
             None => Span::styled(format::NONE, t.dim),
         }),
         num("DB LAG", 7, 2, move |s: &&ServiceRow| {
-            cells::replica_lag(&t, s.db_lag_seconds)
+            cells::replica_lag(&t, s.db.replica_lag_seconds)
+        }),
+        num("DB CONN", 7, 2, move |s: &&ServiceRow| {
+            cells::connection_use(&t, s.db.connection_use)
         }),
     ];
     let inner = area.width.saturating_sub(4);

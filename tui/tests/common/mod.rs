@@ -70,6 +70,34 @@ impl Shop {
         }
     }
 
+    /// Memory of `pods` replicas of `name`: each pod's working set in MiB from `mib`, against
+    /// a 256Mi request and 512Mi limit (the Deployments'), and the HPA's ratio over them.
+    pub fn memory(&mut self, name: &str, pods: usize, mib: impl Fn(usize) -> f64) {
+        const MIB: f64 = 1_048_576.0;
+        let mut used = 0.0;
+        for i in 0..pods {
+            let pod = labels(&[
+                ("namespace", "shop"),
+                ("workload", name),
+                ("pod", &format!("{name}-{i}")),
+            ]);
+            let bytes = (mib(i) * MIB).round();
+            used += bytes;
+            self.m
+                .insert("surge_pod_memory_working_set_bytes", pod.clone(), bytes);
+            self.m
+                .insert("surge_pod_memory_request_bytes", pod.clone(), 256.0 * MIB);
+            self.m
+                .insert("surge_pod_memory_limit_bytes", pod, 512.0 * MIB);
+        }
+        let ratio = (used * 100.0 / (256.0 * MIB * pods as f64)).floor() / 100.0;
+        self.m.insert(
+            "surge_workload_memory_utilization_ratio",
+            labels(&[("namespace", "shop"), ("workload", name)]),
+            ratio,
+        );
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn group(
         &mut self,
@@ -162,6 +190,37 @@ impl Shop {
             labels(&[("target", "primary")]),
             0.0,
         );
+        // Connections: replica1 takes most reads (82% of its slots), the primary has a
+        // transaction idle for 6m52s and a short lock wait.
+        for (target, idle, active, idle_in_transaction, oldest, lock_wait) in [
+            ("primary", 160.0, 18.0, 2.0, 412.0, 3.2),
+            ("replica1", 212.0, 31.0, 0.0, 0.0, 0.0),
+            ("replica2", 40.0, 2.0, 0.0, 0.0, 0.0),
+        ] {
+            for (state, n) in [
+                ("idle", idle),
+                ("active", active),
+                ("idle_in_transaction", idle_in_transaction),
+            ] {
+                self.m.insert(
+                    "surge_postgres_connections",
+                    labels(&[("target", target), ("database", "shop"), ("state", state)]),
+                    n,
+                );
+            }
+            let t = labels(&[("target", target)]);
+            self.m
+                .insert("surge_postgres_max_connections", t.clone(), 300.0);
+            self.m
+                .insert("surge_postgres_reserved_connections", t.clone(), 3.0);
+            self.m.insert(
+                "surge_postgres_longest_idle_in_transaction_seconds",
+                t.clone(),
+                oldest,
+            );
+            self.m
+                .insert("surge_postgres_longest_lock_wait_seconds", t, lock_wait);
+        }
         for (r, seconds, bytes, streaming) in [
             ("replica1", 0.4, 8192.0, 1.0),
             ("replica2", 95.0, 48.0 * 1024.0 * 1024.0, 0.0),
@@ -224,7 +283,8 @@ pub fn alert(
     }
 }
 
-/// The shop mid flash sale: payment saturated, its lag growing, replica2 broken.
+/// The shop mid flash sale: payment saturated, its lag growing, one of its pods near its
+/// memory limit; replica2 broken, replica1 using most of its connection slots.
 pub fn flash_sale() -> Store {
     let mut shop = Shop {
         m: Metrics::default(),
@@ -234,6 +294,23 @@ pub fn flash_sale() -> Store {
     shop.service("orders", 6.0, 8.0, 10.0, 0.78, false);
     shop.service("payment", 10.0, 10.0, 10.0, 0.93, true);
     shop.service("shipping", 3.0, 3.0, 10.0, 0.55, false);
+    // Memory: payment's first pod near its limit (OOM-kill risk), the rest well inside.
+    for (name, pods, base) in [
+        ("auth", 4, 150.0),
+        ("catalog", 2, 190.0),
+        ("orders", 6, 170.0),
+        ("payment", 10, 210.0),
+        ("shipping", 3, 120.0),
+    ] {
+        let hot = name == "payment";
+        shop.memory(name, pods, |i| {
+            if hot && i == 0 {
+                478.0
+            } else {
+                base + 6.0 * i as f64
+            }
+        });
+    }
     shop.group(
         "payment",
         "order-placed",
@@ -245,7 +322,7 @@ pub fn flash_sale() -> Store {
         None,
     );
     shop.group(
-        "shipping",
+        "orders",
         "payment-processed",
         220.0,
         1.5,
@@ -253,6 +330,16 @@ pub fn flash_sale() -> Store {
         300.0,
         330.0,
         Some(7.0),
+    );
+    shop.group(
+        "shipping",
+        "shipping-request",
+        35.0,
+        0.4,
+        "ok",
+        290.0,
+        290.0,
+        None,
     );
     shop.group(
         "payment-dlq-audit",
