@@ -340,33 +340,23 @@ fn a_database_outage_pauses_consumers_without_dead_letters_and_loses_nothing() -
             }))
         },
     )?;
+    let no_dead_letters = |when: &str| -> anyhow::Result<()> {
+        for dlq in [
+            "order-placed.dlq",
+            "payment-processed.dlq",
+            "shipping-request.dlq",
+        ] {
+            assert_eq!(records(&fixture.stack.kafka, dlq)?, 0, "{dlq} {when}");
+        }
+        Ok(())
+    };
     std::thread::sleep(Duration::from_secs(10));
-    for dlq in [
-        "order-placed.dlq",
-        "payment-processed.dlq",
-        "shipping-request.dlq",
-    ] {
-        assert_eq!(
-            records(&fixture.stack.kafka, dlq)?,
-            0,
-            "{dlq} during the outage"
-        );
-    }
+    no_dead_letters("during the outage")?;
     fixture.stack.postgres.start_node("primary")?;
     for id in &ids {
         shop.wait_status(&token, id, "shipped", Duration::from_secs(120))?;
     }
-    for dlq in [
-        "order-placed.dlq",
-        "payment-processed.dlq",
-        "shipping-request.dlq",
-    ] {
-        assert_eq!(
-            records(&fixture.stack.kafka, dlq)?,
-            0,
-            "{dlq} after the outage"
-        );
-    }
+    no_dead_letters("after the outage")?;
     let db = |sql: &str| fixture.stack.postgres.psql_in("primary", "shop", sql);
     assert_eq!(
         db("SELECT count(*) FROM shipments")?,

@@ -68,19 +68,9 @@ impl Carts {
                 "a cart holds at most {MAX_LINES} products"
             )));
         }
-        let mut redis = self.redis.clone();
-        // One transaction: the quantity and the renewed expiry land together.
-        let (cart,): (BTreeMap<i64, i32>,) = redis::pipe()
-            .atomic()
-            .hincr(key(user_id), product_id, quantity)
-            .ignore()
-            .expire(key(user_id), self.ttl.as_secs() as i64)
-            .ignore()
-            .hgetall(key(user_id))
-            .query_async(&mut redis)
-            .await
-            .map_err(unavailable)?;
-        Ok(cart)
+        let mut change = redis::pipe();
+        change.hincr(key(user_id), product_id, quantity);
+        self.apply(user_id, change).await
     }
 
     /// Take `product_id` out; returns the cart.
@@ -89,14 +79,25 @@ impl Carts {
         user_id: i64,
         product_id: i64,
     ) -> Result<BTreeMap<i64, i32>, ApiError> {
+        let mut change = redis::pipe();
+        change.hdel(key(user_id), product_id);
+        self.apply(user_id, change).await
+    }
+
+    /// Run `change` (one command on the user's cart), renew the expiry and read the cart back,
+    /// in one transaction: the change and the renewed TTL land together.
+    async fn apply(
+        &self,
+        user_id: i64,
+        mut change: redis::Pipeline,
+    ) -> Result<BTreeMap<i64, i32>, ApiError> {
         let mut redis = self.redis.clone();
-        let (cart,): (BTreeMap<i64, i32>,) = redis::pipe()
-            .atomic()
-            .hdel(key(user_id), product_id)
+        let (cart,): (BTreeMap<i64, i32>,) = change
             .ignore()
             .expire(key(user_id), self.ttl.as_secs() as i64)
             .ignore()
             .hgetall(key(user_id))
+            .atomic()
             .query_async(&mut redis)
             .await
             .map_err(unavailable)?;
