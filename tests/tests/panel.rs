@@ -128,6 +128,20 @@ async fn headless_frames_show_a_stalled_group_its_alert_and_silences() -> anyhow
         "{frame}"
     );
 
+    // The PostgreSQL view's connections, end to end from the real servers: the test cluster
+    // runs max_connections 300 with 3 reserved, so each server shows n/297.
+    let (frame, code) = tokio::task::block_in_place(|| {
+        once(&["--prometheus", &prom, "--alertmanager", &am, "--view", "pg"])
+    })?;
+    assert_eq!(code, 0, "{frame}");
+    for server in ["primary", "replica1"] {
+        let row = frame
+            .lines()
+            .find(|l| l.contains(&format!(" {server} ")))
+            .unwrap_or_default();
+        assert!(row.contains("/297"), "{server} row: {row:?}\n{frame}");
+    }
+
     // Directly from the exporter, no Prometheus: the same lag state.
     let exporter = format!("127.0.0.1:{exporter_port}");
     let (frame, code) =

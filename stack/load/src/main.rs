@@ -104,9 +104,21 @@ async fn free_shopper(users: &[User], first: usize) -> (usize, tokio::sync::Mute
 struct Recorder {
     latency: BTreeMap<(String, Op), Histogram<u64>>,
     errors: BTreeMap<(String, Op), u64>,
+    /// (phase, why) → count: what each error was, so a run's errors can be explained.
+    reasons: BTreeMap<(String, String), u64>,
     ok: BTreeMap<(String, Op), u64>,
     /// (shopper, order id) of every accepted order.
     orders_accepted: Vec<(usize, String)>,
+}
+
+impl Recorder {
+    fn error(&mut self, phase: &str, op: Op, why: String) {
+        *self.errors.entry((phase.to_string(), op)).or_default() += 1;
+        // One line, bounded: reqwest errors carry URLs and causes.
+        let why: String = why.split_whitespace().collect::<Vec<_>>().join(" ");
+        let why: String = why.chars().take(160).collect();
+        *self.reasons.entry((phase.to_string(), why)).or_default() += 1;
+    }
 }
 
 #[derive(Serialize)]
@@ -343,7 +355,11 @@ async fn main() -> anyhow::Result<()> {
             let phase = name.clone();
             let Ok(permit) = Arc::clone(&in_flight).try_acquire_owned() else {
                 let mut r = recorder.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
-                *r.errors.entry((phase, op)).or_default() += 1;
+                r.error(
+                    &phase,
+                    op,
+                    "not sent: the in-flight limit was reached".into(),
+                );
                 continue;
             };
             let (client, base, users, recorder) = (
@@ -387,7 +403,7 @@ async fn main() -> anyhow::Result<()> {
                                 let _ = hist.record(micros.min(60_000_000));
                             }
                         }
-                        Err(_) => *r.errors.entry((phase, op)).or_default() += 1,
+                        Err(e) => r.error(&phase, op, format!("{op:?}: {e:#}")),
                     }
                 }
             });
@@ -441,10 +457,22 @@ async fn main() -> anyhow::Result<()> {
             "{phase:<8} {:<12} {:>9} {:>8} {:>9.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1}",
             "ALL", s.requests, s.errors, s.throughput_rps, s.mean_ms, s.p50_ms, s.p95_ms, s.p99_ms
         );
+        let reasons: BTreeMap<&str, u64> = r
+            .reasons
+            .iter()
+            .filter(|((p, _), _)| p == phase)
+            .map(|((_, why), n)| (why.as_str(), *n))
+            .collect();
         report.insert(
             phase.clone(),
-            json!({ "all": s, "operations": per_op, "seconds": seconds }),
+            json!({ "all": s, "operations": per_op, "seconds": seconds, "errors_by_reason": reasons }),
         );
+    }
+    if !r.reasons.is_empty() {
+        println!("errors by reason:");
+        for ((phase, why), n) in &r.reasons {
+            println!("{phase:<8} {n:>6}  {why}");
+        }
     }
     let accepted: Vec<&String> = r.orders_accepted.iter().map(|(_, id)| id).collect();
     report.insert("orders_accepted".into(), json!(accepted));
