@@ -446,3 +446,82 @@ fn the_cart_lives_in_redis_and_survives_the_replica_that_served_it() -> anyhow::
     assert_eq!(quantity, "3");
     Ok(())
 }
+
+/// A service started before `shop setup` (as on a cluster where the migration Job has not run
+/// yet) stays up and unready, and turns ready once the schema lands; `shop setup
+/// --migrations-only` needs no broker.
+#[test]
+fn a_service_started_before_the_schema_waits_for_it() -> anyhow::Result<()> {
+    use std::process::Command;
+
+    let fixture = surge_tests::stack::stack(|_| {})?;
+    let stack = &fixture.stack;
+    stack.postgres.psql("primary", "CREATE DATABASE fresh")?;
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{}/fresh",
+        stack.postgres.port("primary")?
+    );
+    let port = surge_servers::free_port()?;
+    let nowhere = format!("127.0.0.1:{}", surge_servers::free_port()?);
+    let env = [
+        ("SHOP_LISTEN", format!("127.0.0.1:{port}")),
+        ("SHOP_DATABASE_URL", url.clone()),
+        ("SHOP_DATABASE_REPLICAS", String::new()),
+        ("SHOP_REDIS_URL", stack.redis.url()),
+        ("SHOP_KAFKA_BOOTSTRAP", nowhere),
+        (
+            "SHOP_JWT_SECRET",
+            "fresh-schema-test-secret-of-32-bytes!".into(),
+        ),
+    ];
+    let dir = tempfile::tempdir()?;
+    let log = dir.path().join("catalog.log");
+    let mut command = Command::new(&stack.options.shop_bin);
+    command
+        .arg("catalog")
+        .envs(env.iter().map(|(k, v)| (*k, v)));
+    let mut catalog = surge_servers::ServerProcess::spawn("catalog-fresh", command, &log)?;
+
+    let http = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
+    let status = |path: &str| {
+        http.get(format!("http://127.0.0.1:{port}{path}"))
+            .send()
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    };
+    surge_servers::wait_until(
+        "the service answers",
+        Duration::from_secs(20),
+        Duration::from_millis(200),
+        || Ok(status("/healthz") == 200),
+    )?;
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(catalog.is_running(), "the service exited without a schema");
+    assert_eq!(status("/readyz"), 503, "ready without a schema");
+
+    let setup = Command::new(&stack.options.shop_bin)
+        .args(["setup", "--migrations-only"])
+        .envs(env.iter().map(|(k, v)| (*k, v)))
+        .output()?;
+    assert!(
+        setup.status.success(),
+        "{}",
+        String::from_utf8_lossy(&setup.stderr)
+    );
+    surge_servers::wait_until(
+        "ready once the schema is applied",
+        Duration::from_secs(20),
+        Duration::from_millis(200),
+        || Ok(status("/readyz") == 200),
+    )?;
+    let (code, body) = {
+        let r = http
+            .get(format!("http://127.0.0.1:{port}/products?limit=1"))
+            .send()?;
+        (r.status().as_u16(), r.text()?)
+    };
+    assert_eq!(code, 200, "{body}");
+    Ok(())
+}

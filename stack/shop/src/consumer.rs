@@ -17,6 +17,7 @@ use std::time::Duration;
 use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::producer::FutureProducer;
+use sqlx::postgres::PgPool;
 
 use crate::config::Config;
 use crate::kafka::{DeadLetter, dead_letter};
@@ -131,9 +132,12 @@ impl Consuming {
     }
 }
 
-/// Consume `topic` in `group` in the background, dead letters to `dlq`, until `stop` flips.
+/// Consume `topic` in `group` in the background, dead letters to `dlq`, until `stop` flips;
+/// starts once `primary` holds the schema.
+#[allow(clippy::too_many_arguments)]
 pub fn spawn<H, Fut>(
     config: &Config,
+    primary: PgPool,
     group: &str,
     topic: &'static str,
     dlq: &'static str,
@@ -151,14 +155,13 @@ where
         topic: dlq,
         producer: crate::kafka::producer(bootstrap)?,
     };
-    Ok(Consuming(tokio::spawn(run(
-        consumer,
-        topic,
-        dead_letters,
-        metrics,
-        stop,
-        handle,
-    ))))
+    Ok(Consuming(tokio::spawn(async move {
+        let mut stop = stop;
+        if !crate::data::wait_for_schema(&primary, &mut stop).await {
+            return Ok(());
+        }
+        run(consumer, topic, dead_letters, metrics, stop, handle).await
+    })))
 }
 
 /// Consume `topic` until `stop` flips, handling each message with `handle`.

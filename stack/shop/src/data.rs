@@ -5,7 +5,12 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{Postgres, Transaction};
+
+/// The schema every service expects, embedded at build time.
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 pub struct Db {
     primary: PgPool,
@@ -75,25 +80,73 @@ impl Db {
         out
     }
 
-    /// A replica that has replayed at least `lsn` (read-your-writes), else the primary.
-    pub async fn reader_at(&self, lsn: &str) -> &PgPool {
-        for replica in self.readers() {
+    /// A read-only transaction on a replica that has replayed at least `lsn`
+    /// (read-your-writes), or `None` when no replica has. The check and the reads that follow
+    /// share one transaction, so they run on the same server even behind a balanced service
+    /// or a transaction-mode pooler.
+    pub async fn replica_at(&self, lsn: &str) -> Option<Transaction<'static, Postgres>> {
+        let replicas = self.readers();
+        for replica in &replicas[..replicas.len() - 1] {
+            let Ok(mut tx) = replica.begin().await else {
+                continue;
+            };
             let caught_up: Result<bool, _> = sqlx::query_scalar(
                 "SELECT pg_is_in_recovery() AND pg_last_wal_replay_lsn() >= $1::pg_lsn",
             )
             .bind(lsn)
-            .fetch_one(replica)
+            .fetch_one(&mut *tx)
             .await;
             if let Ok(true) = caught_up {
-                return replica;
+                return Some(tx);
             }
         }
-        &self.primary
+        None
     }
 
-    /// Ping the primary (readiness).
+    /// Readiness: the primary answers and holds the schema this build expects.
     pub async fn ready(&self) -> bool {
-        sqlx::query("SELECT 1").execute(&self.primary).await.is_ok()
+        schema_applied(&self.primary).await
+    }
+}
+
+/// Whether every migration this build embeds has been applied (by `shop setup`).
+pub async fn schema_applied(primary: &PgPool) -> bool {
+    let Some(latest) = MIGRATOR.iter().map(|m| m.version).max() else {
+        return true;
+    };
+    let applied: Result<Option<i64>, _> =
+        sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(primary)
+            .await;
+    matches!(applied, Ok(Some(v)) if v >= latest)
+}
+
+/// Wait until the schema is applied, or `stop` flips (then `false`). Consumers and relays
+/// start only after it, so a service started before `shop setup` waits instead of failing
+/// (or dead-lettering) every message.
+pub async fn wait_for_schema(
+    primary: &PgPool,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> bool {
+    let mut waited = 0u32;
+    loop {
+        if *stop.borrow() {
+            return false;
+        }
+        if schema_applied(primary).await {
+            if waited > 0 {
+                tracing::info!("schema applied; starting");
+            }
+            return true;
+        }
+        if waited % 15 == 0 {
+            tracing::warn!("waiting for the database schema (run `shop setup`)");
+        }
+        waited += 1;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = stop.changed() => return false,
+        }
     }
 }
 
@@ -103,6 +156,6 @@ pub async fn migrate(primary_url: &str) -> anyhow::Result<()> {
         .max_connections(1)
         .connect(primary_url)
         .await?;
-    sqlx::migrate!("./migrations").run(&pool).await?;
+    MIGRATOR.run(&pool).await?;
     Ok(())
 }

@@ -24,7 +24,11 @@ enum Command {
     /// Consume payment-processed, ship.
     Shipping,
     /// Apply database migrations and create the Kafka topics, then exit.
-    Setup,
+    Setup {
+        /// Only the migrations: the topics are managed elsewhere (Strimzi KafkaTopics).
+        #[arg(long)]
+        migrations_only: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -63,8 +67,11 @@ fn main() -> ExitCode {
             Command::Orders => orders::run(config).await,
             Command::Payment => payment::run(config).await,
             Command::Shipping => shipping::run(config).await,
-            Command::Setup => {
+            Command::Setup { migrations_only } => {
                 surge_shop::data::migrate(&config.database_url).await?;
+                if migrations_only {
+                    return Ok(());
+                }
                 surge_shop::kafka::create_topics(config.require_kafka()?).await
             }
         }

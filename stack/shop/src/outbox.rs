@@ -39,6 +39,9 @@ pub async fn relay(
     stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut stop = stop;
+    if !crate::data::wait_for_schema(&db, &mut stop).await {
+        return;
+    }
     let mut idle = Duration::from_millis(20);
     loop {
         if *stop.borrow() {

@@ -265,41 +265,58 @@ async fn status(
 ) -> Result<Json<Value>, ApiError> {
     let user_id = claims.user_id()?;
     let sql = "SELECT status, total_cents, reason, user_id, pg_is_in_recovery() AS in_recovery FROM orders WHERE id = $1";
-    let mut readers = match &after.after {
-        Some(lsn) if lsn.len() <= 32 && lsn.contains('/') => vec![s.db.reader_at(lsn).await],
+    let mut row = None;
+    match &after.after {
+        Some(lsn) if lsn.len() <= 32 && lsn.contains('/') => {
+            // Read-your-writes: a replica that has the write, checked and read in one
+            // transaction (dropped, so rolled back, after the read).
+            if let Some(mut tx) = s.db.replica_at(lsn).await {
+                match sqlx::query(sql).bind(id).fetch_optional(&mut *tx).await {
+                    Ok(found) => row = found,
+                    Err(e) => tracing::debug!(error = %e, "replica read failed; using the primary"),
+                }
+            }
+        }
         Some(_) => {
             return Err(ApiError::BadRequest(
                 "after: not a consistency token".into(),
             ));
         }
-        None => s.db.readers(),
-    };
-    // A replica that has not replayed the order yet answers "not found": fall back to the
-    // primary before saying so.
-    readers.push(s.db.writer());
-    for reader in readers {
-        let row = match sqlx::query(sql).bind(id).fetch_optional(reader).await {
-            Ok(row) => row,
-            Err(e) => {
-                tracing::debug!(error = %e, "reader failed; trying the next");
-                continue;
+        None => {
+            // Replicas in turn; one that has not replayed the order yet answers "not found".
+            let readers = s.db.readers();
+            for reader in &readers[..readers.len() - 1] {
+                match sqlx::query(sql).bind(id).fetch_optional(*reader).await {
+                    Ok(Some(found)) => {
+                        row = Some(found);
+                        break;
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::debug!(error = %e, "reader failed; trying the next"),
+                }
             }
-        };
-        if let Some(row) = row {
-            if row.try_get::<i64, _>("user_id")? != user_id {
-                return Err(ApiError::NotFound);
-            }
-            let served = Served::from_recovery(row.try_get("in_recovery")?);
-            return Ok(Json(json!({
-                "order_id": id,
-                "status": row.try_get::<String, _>("status")?,
-                "total_cents": row.try_get::<i64, _>("total_cents")?,
-                "reason": row.try_get::<Option<String>, _>("reason")?,
-                "served_by": served.as_str(),
-            })));
         }
     }
-    Err(ApiError::NotFound)
+    // Not found on a replica: ask the primary before saying so.
+    let row = match row {
+        Some(row) => row,
+        None => sqlx::query(sql)
+            .bind(id)
+            .fetch_optional(s.db.writer())
+            .await?
+            .ok_or(ApiError::NotFound)?,
+    };
+    if row.try_get::<i64, _>("user_id")? != user_id {
+        return Err(ApiError::NotFound);
+    }
+    let served = Served::from_recovery(row.try_get("in_recovery")?);
+    Ok(Json(json!({
+        "order_id": id,
+        "status": row.try_get::<String, _>("status")?,
+        "total_cents": row.try_get::<i64, _>("total_cents")?,
+        "reason": row.try_get::<Option<String>, _>("reason")?,
+        "served_by": served.as_str(),
+    })))
 }
 
 /// Act on payment's decision: a paid order becomes `paid` with a `shipping-request` in the
@@ -384,6 +401,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let writer = db.writer().clone();
     let consuming = crate::consumer::spawn(
         &config,
+        db.writer().clone(),
         "orders",
         PAYMENT_PROCESSED,
         PAYMENT_PROCESSED_DLQ,

@@ -150,6 +150,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     ));
     let consuming = crate::consumer::spawn(
         &config,
+        db.writer().clone(),
         "payment",
         ORDER_PLACED,
         ORDER_PLACED_DLQ,

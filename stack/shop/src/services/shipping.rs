@@ -64,6 +64,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let consuming = crate::consumer::spawn(
         &config,
+        db.writer().clone(),
         "shipping",
         SHIPPING_REQUEST,
         SHIPPING_REQUEST_DLQ,
