@@ -54,17 +54,18 @@ impl Fleet {
 
 pub struct Autoscaler {
     specs: Vec<HpaSpec>,
-    request_millis: i64,
+    /// What each workload's replicas request (the Deployments').
+    requests: BTreeMap<String, Resources>,
     states: HashMap<String, HpaState>,
     samplers: HashMap<String, ProcSampler>,
     started: Instant,
 }
 
 impl Autoscaler {
-    pub fn new(specs: Vec<HpaSpec>, request_millis: i64) -> Self {
+    pub fn new(specs: Vec<HpaSpec>, requests: BTreeMap<String, Resources>) -> Self {
         Autoscaler {
             specs,
-            request_millis,
+            requests,
             states: HashMap::new(),
             samplers: HashMap::new(),
             started: Instant::now(),
@@ -81,18 +82,14 @@ impl Autoscaler {
             let Some(set) = sets.get_mut(spec.workload.as_str()) else {
                 continue;
             };
+            let Some(resources) = self.requests.get(&spec.workload) else {
+                continue;
+            };
             let pods = self
                 .samplers
                 .entry(spec.workload.clone())
                 .or_default()
-                .sample(
-                    set.pods(),
-                    &Resources {
-                        cpu_request_millis: self.request_millis,
-                        memory_request_bytes: None,
-                        memory_limit_bytes: None,
-                    },
-                );
+                .sample(set.pods(), resources);
             let cpu = workload_cpu(&pods);
             let counted = cpu.counted() as i32;
             let current = set.len() as i32;

@@ -4,6 +4,7 @@
 
 pub mod autoscaler;
 pub mod hpa;
+pub mod k8s;
 pub mod replicas;
 pub mod stack;
 

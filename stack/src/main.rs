@@ -1,4 +1,5 @@
-//! `surge-stack up | down | status`: the bundled shop on this machine.
+//! `surge-stack up | down | status`: the bundled shop on this machine; `surge-stack manifests`
+//! writes the Kubernetes objects generated from `alerts/`.
 //!
 //! `up` starts a supervisor in the background (it owns every server; if it dies they die
 //! with it) and returns once the stack is ready; `down` stops it and waits until nothing is
@@ -49,6 +50,15 @@ enum Cmd {
     Down,
     /// What runs, where, and whether it answers (exit 3 when the stack is not running).
     Status,
+    /// Write the Kubernetes objects generated from alerts/ (PrometheusRule,
+    /// AlertmanagerConfig); with --check, only say whether the committed ones are current.
+    Manifests {
+        /// The repository root.
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        #[arg(long)]
+        check: bool,
+    },
     /// The supervisor (used by `up`).
     #[command(hide = true)]
     Run {
@@ -111,6 +121,7 @@ fn main() -> ExitCode {
             sync_period,
             port,
         } => run(&cli.dir, no_autoscale, sync_period, port),
+        Cmd::Manifests { repo, check } => manifests(&repo, check),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -119,6 +130,27 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+fn manifests(repo: &Path, check: bool) -> anyhow::Result<()> {
+    let mut stale = Vec::new();
+    for (path, content) in surge_stack::k8s::generated(repo)? {
+        let current = std::fs::read_to_string(&path).unwrap_or_default();
+        if current == content {
+            continue;
+        }
+        if check {
+            stale.push(path.display().to_string());
+        } else {
+            std::fs::write(&path, content)
+                .with_context(|| format!("writing {}", path.display()))?;
+            println!("wrote {}", path.display());
+        }
+    }
+    if !stale.is_empty() {
+        bail!("stale: {} (run surge-stack manifests)", stale.join(", "));
+    }
+    Ok(())
 }
 
 fn up(

@@ -20,12 +20,7 @@ use crate::autoscaler::{Autoscaler, Fleet};
 use crate::hpa::{HpaSpec, load_manifests};
 use crate::lock;
 use crate::replicas::{ReplicaSet, SERVICES, nginx_config};
-
-/// CPU request of one replica, as in the Deployments (`stack/k8s/base/shop.yaml`).
-pub const CPU_REQUEST_MILLIS: i64 = 200;
-/// Memory request and limit of one replica, as in the Deployments.
-pub const MEMORY_REQUEST: &str = "256Mi";
-pub const MEMORY_LIMIT: &str = "512Mi";
+use surge_metrics::hpa::Resources;
 
 /// What to start.
 #[derive(Debug, Clone)]
@@ -47,6 +42,8 @@ pub struct StackOptions {
     pub lb_port: Option<u16>,
     /// HPA manifests (default: `stack/k8s/base/hpa.yaml`).
     pub hpa_manifest: PathBuf,
+    /// The Deployments whose requests and limits the local replicas take (`shop.yaml`).
+    pub shop_manifest: PathBuf,
     /// How fast monitoring notices things (drills shorten it).
     pub timing: MonitoringTiming,
     /// Alert rules text (None: `alerts/rules.yml` as it is).
@@ -99,6 +96,7 @@ impl StackOptions {
         Ok(StackOptions {
             dir: dir.to_path_buf(),
             hpa_manifest: repo.join("stack/k8s/base/hpa.yaml"),
+            shop_manifest: repo.join("stack/k8s/base/shop.yaml"),
             shop_bin: sibling_binary("shop", "SURGE_SHOP_BIN")?,
             exporter_bin: sibling_binary("surge-exporter", "SURGE_EXPORTER_BIN")?,
             repo,
@@ -148,6 +146,8 @@ pub struct Stack {
     pub redis: Redis,
     pub postgres: PgCluster,
     pub hpas: Vec<HpaSpec>,
+    /// What each service's replicas request, from the Deployments.
+    pub requests: BTreeMap<String, Resources>,
 }
 
 impl Stack {
@@ -165,6 +165,14 @@ impl Stack {
             }
         }
         let hpas = load_manifests(&options.hpa_manifest)?;
+        let requests = crate::k8s::deployment_resources(&options.shop_manifest)?;
+        if let Some(missing) = SERVICES.iter().find(|s| !requests.contains_key(s.name)) {
+            bail!(
+                "{}: no Deployment for {}",
+                options.shop_manifest.display(),
+                missing.name
+            );
+        }
         step("postgres: primary + 2 streaming replicas");
         let postgres = PgCluster::start_in(Workdir::kept(&dir.join("postgres"))?, 2)?;
         postgres.psql("primary", "CREATE DATABASE shop")?;
@@ -275,6 +283,7 @@ impl Stack {
             redis,
             postgres,
             hpas,
+            requests,
         };
         if let Some(period) = options.autoscale {
             step("local HPA");
@@ -312,7 +321,7 @@ impl Stack {
                 let _ = stop_rx.await;
             },
         ));
-        let autoscaler = Autoscaler::new(self.hpas.clone(), CPU_REQUEST_MILLIS);
+        let autoscaler = Autoscaler::new(self.hpas.clone(), self.requests.clone());
         self.autoscaler = Some(crate::autoscaler::spawn(
             autoscaler,
             Arc::clone(&self.fleet),
@@ -340,6 +349,7 @@ impl Stack {
             &postgres,
             &dir.join("secrets/pg-monitor"),
             &pids,
+            &self.requests,
         );
         std::fs::write(dir.join("surge-exporter.toml"), config)?;
         self.exporter_port = Some(exporter_port);
@@ -481,13 +491,14 @@ impl Drop for Stack {
 
 /// surge-exporter's config for the local stack: every PostgreSQL node (name, DSN without
 /// password; the password in `password_file`), the broker, and each service's replicas by
-/// their pid files under `pids`, collected on `timing`.
+/// their pid files under `pids` with what they request, collected on `timing`.
 pub fn exporter_config(
     timing: &MonitoringTiming,
     bootstrap: &str,
     postgres: &[(String, String)],
     password_file: &Path,
     pids: &Path,
+    requests: &BTreeMap<String, Resources>,
 ) -> String {
     let t = timing;
     let mut config = format!(
@@ -510,13 +521,19 @@ pub fn exporter_config(
             password_file.display()
         ));
     }
-    for service in SERVICES {
+    for (workload, r) in requests {
         config.push_str(&format!(
-            "[[processes.workloads]]\nnamespace = \"shop\"\nworkload = \"{0}\"\ncpu_request = \"{CPU_REQUEST_MILLIS}m\"\n\
-             memory_request = \"{MEMORY_REQUEST}\"\nmemory_limit = \"{MEMORY_LIMIT}\"\npid_files = \"{1}/{0}-*.pid\"\n",
-            service.name,
+            "[[processes.workloads]]\nnamespace = \"shop\"\nworkload = \"{workload}\"\n\
+             cpu_request = \"{}m\"\npid_files = \"{}/{workload}-*.pid\"\n",
+            r.cpu_request_millis,
             pids.display()
         ));
+        if let Some(bytes) = r.memory_request_bytes {
+            config.push_str(&format!("memory_request = \"{bytes}\"\n"));
+        }
+        if let Some(bytes) = r.memory_limit_bytes {
+            config.push_str(&format!("memory_limit = \"{bytes}\"\n"));
+        }
     }
     config
 }

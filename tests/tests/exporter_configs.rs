@@ -1,10 +1,8 @@
 //! The exporter configs Surge ships are read by the exporter's own parser: the one the local
-//! stack writes, the one inside the Kubernetes manifests, and the commented example.
+//! stack writes, the one each Kubernetes overlay renders, and the commented example.
 
-use std::path::Path;
 use std::time::Duration;
 
-use serde::Deserialize;
 use surge_exporter::Exporter;
 use surge_exporter::config::Config;
 use surge_stack::MonitoringTiming;
@@ -25,6 +23,8 @@ fn the_local_stacks_config_parses_and_builds() -> anyhow::Result<()> {
             )
         })
         .collect();
+    let requests =
+        surge_stack::k8s::deployment_resources(&repo().join("stack/k8s/base/shop.yaml"))?;
     for timing in [
         MonitoringTiming::default(),
         // The drills' fast timings.
@@ -43,6 +43,7 @@ fn the_local_stacks_config_parses_and_builds() -> anyhow::Result<()> {
             &postgres,
             &password,
             &dir.path().join("pids"),
+            &requests,
         );
         let config = Config::parse(&text).map_err(|e| anyhow::anyhow!("{e}\n{text}"))?;
         // Building reads the password file: the secret the stack writes is where it says.
@@ -56,30 +57,20 @@ fn the_local_stacks_config_parses_and_builds() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The documents of a multi-document YAML file.
-fn documents(path: &Path) -> anyhow::Result<Vec<serde_yaml_ng::Value>> {
-    let text = std::fs::read_to_string(path)?;
-    serde_yaml_ng::Deserializer::from_str(&text)
-        .map(|d| Ok(serde_yaml_ng::Value::deserialize(d)?))
-        .collect()
-}
-
+/// The exporter's config inside the ConfigMap each overlay renders (what a cluster gets).
 #[test]
-fn the_kubernetes_manifests_config_parses() -> anyhow::Result<()> {
-    let path = repo().join("stack/k8s/base/surge-exporter.yaml");
-    let mut found = 0;
-    for doc in documents(&path)? {
-        if doc["kind"] != "ConfigMap" {
-            continue;
-        }
-        let Some(text) = doc["data"]["surge-exporter.toml"].as_str() else {
-            continue;
-        };
-        let config = Config::parse(text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+fn the_kubernetes_overlays_config_parses() -> anyhow::Result<()> {
+    for overlay in ["local", "production"] {
+        let objects = surge_stack::k8s::render(&repo().join("stack/k8s/overlays").join(overlay))?;
+        let texts: Vec<&str> = objects
+            .iter()
+            .filter(|o| o["kind"] == "ConfigMap" && o["metadata"]["name"] == "surge-exporter")
+            .filter_map(|o| o["data"]["surge-exporter.toml"].as_str())
+            .collect();
+        assert_eq!(texts.len(), 1, "{overlay}: one exporter config");
+        let config = Config::parse(texts[0]).map_err(|e| anyhow::anyhow!("{overlay}: {e}"))?;
         assert_eq!(config.listen().port(), 9917);
-        found += 1;
     }
-    assert_eq!(found, 1, "one exporter ConfigMap in {}", path.display());
     Ok(())
 }
 

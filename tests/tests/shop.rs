@@ -448,8 +448,8 @@ fn the_cart_lives_in_redis_and_survives_the_replica_that_served_it() -> anyhow::
 }
 
 /// A service started before `shop setup` (as on a cluster where the migration Job has not run
-/// yet) stays up and unready, and turns ready once the schema lands; `shop setup
-/// --migrations-only` needs no broker.
+/// yet) stays up and unready, and turns ready once the schema lands; a consumer waits for it
+/// before joining its group; `shop setup --migrations-only` needs no broker.
 #[test]
 fn a_service_started_before_the_schema_waits_for_it() -> anyhow::Result<()> {
     use std::process::Command;
@@ -500,6 +500,30 @@ fn a_service_started_before_the_schema_waits_for_it() -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_secs(3));
     assert!(catalog.is_running(), "the service exited without a schema");
     assert_eq!(status("/readyz"), 503, "ready without a schema");
+
+    // A consumer waits before it joins its group, and says why. (Stopped before the schema
+    // lands: its group is the live stack's.)
+    let payment_port = surge_servers::free_port()?;
+    let payment_log = dir.path().join("payment.log");
+    let mut command = Command::new(&stack.options.shop_bin);
+    command
+        .arg("payment")
+        .envs(env.iter().map(|(k, v)| (*k, v)))
+        .env("SHOP_LISTEN", format!("127.0.0.1:{payment_port}"))
+        .env("SHOP_KAFKA_BOOTSTRAP", stack.kafka.bootstrap());
+    let mut payment = surge_servers::ServerProcess::spawn("payment-fresh", command, &payment_log)?;
+    surge_servers::wait_until(
+        "the consumer says it waits for the schema",
+        Duration::from_secs(20),
+        Duration::from_millis(200),
+        || {
+            Ok(std::fs::read_to_string(&payment_log)
+                .unwrap_or_default()
+                .contains("waiting for the database schema"))
+        },
+    )?;
+    assert!(payment.is_running(), "the consumer exited without a schema");
+    payment.stop();
 
     let setup = Command::new(&stack.options.shop_bin)
         .args(["setup", "--migrations-only"])
