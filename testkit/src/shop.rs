@@ -19,6 +19,10 @@ impl Shop {
             base: format!("http://{api}"),
             http: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(10))
+                // A fresh connection per request: the local stack reloads nginx when it
+                // scales, and nginx then closes idle keep-alive connections, racing a
+                // request sent on one ("connection closed before message completed").
+                .pool_max_idle_per_host(0)
                 .build()?,
         })
     }
