@@ -210,7 +210,68 @@ async fn utilization_matches_a_hand_computed_hpa_ratio() -> anyhow::Result<()> {
     );
     assert_eq!(
         exporter.value("surge_hpa_desired_replicas", &hpa("payment")),
+        Some(9.0)
+    );
+    // Every metric of the HPA, not only CPU: payment's lag (External, AverageValue 1k per
+    // replica) at 4,200 per replica asks for ceil(2 × 4.2) = 9; its CPU, 80% of a 70% target,
+    // for ceil(2 × 1.14) = 3. The HPA follows the larger: the lag decides.
+    let lag = r#"surge_kafka_group_topic_lag{group="payment",topic="order-placed"}"#;
+    let metric = |name: &'static str| {
+        [
+            ("namespace", "shop"),
+            ("hpa", "payment"),
+            ("metric_name", name),
+        ]
+    };
+    assert_eq!(
+        exporter.value("surge_hpa_metric_target", &metric(lag)),
+        Some(1000.0)
+    );
+    assert_eq!(
+        exporter.value("surge_hpa_metric_current", &metric(lag)),
+        Some(4200.0)
+    );
+    assert_eq!(
+        exporter.value("surge_hpa_metric_proposed_replicas", &metric(lag)),
+        Some(9.0)
+    );
+    assert_eq!(
+        exporter.value("surge_hpa_metric_proposed_replicas", &metric("cpu")),
         Some(3.0)
+    );
+    assert_eq!(
+        exporter.value("surge_hpa_metric_deciding", &metric(lag)),
+        Some(1.0)
+    );
+    assert_eq!(
+        exporter.value("surge_hpa_metric_deciding", &metric("cpu")),
+        Some(0.0)
+    );
+    assert_eq!(
+        exporter.value(
+            "surge_hpa_metric_target",
+            &[
+                ("hpa", "payment"),
+                ("metric_type", "external"),
+                ("target_type", "average_value")
+            ]
+        ),
+        Some(1000.0)
+    );
+    // An HPA whose status does not mention a metric yet has its target, no current value.
+    assert_eq!(
+        exporter.value(
+            "surge_hpa_metric_current",
+            &[("hpa", "shipping"), ("metric_name", "cpu")]
+        ),
+        None
+    );
+    assert_eq!(
+        exporter.value(
+            "surge_hpa_metric_target",
+            &[("hpa", "shipping"), ("metric_name", "cpu")]
+        ),
+        Some(0.8)
     );
     assert_eq!(
         exporter.value("surge_hpa_scaling_limited", &hpa("payment")),

@@ -178,6 +178,14 @@ catalogue! {
             "The HPA's CPU target as a ratio of requests (Resource cpu, type Utilization).";
         OBSERVED_CPU = gauge "surge_hpa_observed_cpu_utilization_ratio" unit "ratio" [namespace, hpa, workload]
             "CPU utilization the HPA itself last reported (status.currentMetrics), for comparison.";
+        METRIC_TARGET = gauge "surge_hpa_metric_target" [namespace, hpa, workload, metric_type, metric_name, target_type]
+            "Each metric's target (spec.metrics): a ratio for Utilization, the metric's unit per replica for AverageValue, its unit for Value.";
+        METRIC_CURRENT = gauge "surge_hpa_metric_current" [namespace, hpa, workload, metric_type, metric_name, target_type]
+            "What the HPA last measured for each metric (status.currentMetrics), in its target's unit.";
+        METRIC_PROPOSED = gauge "surge_hpa_metric_proposed_replicas" [namespace, hpa, workload, metric_type, metric_name]
+            "Replicas this metric alone asks for at the current count: ceil(current replicas x current / target), unchanged within the 10% tolerance.";
+        METRIC_DECIDING = gauge "surge_hpa_metric_deciding" [namespace, hpa, workload, metric_type, metric_name]
+            "1 for the metric whose proposal the HPA follows (the largest; the first of equals), else 0.";
         SCALING_LIMITED = gauge "surge_hpa_scaling_limited" [namespace, hpa, workload]
             "1 if the HPA's ScalingLimited condition is True (desired replicas clamped by min/max), else 0.";
         ABLE_TO_SCALE = gauge "surge_hpa_able_to_scale" [namespace, hpa, workload]
@@ -257,7 +265,7 @@ mod tests {
             assert!(!f.labels.is_empty(), "{}: no labels", f.name);
         }
         assert_eq!(
-            count, 60,
+            count, 64,
             "a family was added or removed: update this count knowingly"
         );
         assert_eq!(

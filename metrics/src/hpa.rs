@@ -10,7 +10,7 @@
 
 use crate::catalogue::{hpa, workload};
 use crate::family::{Labels, Sample};
-use crate::state::PodState;
+use crate::state::{MetricType, PodState, TargetType};
 
 /// One pod's inputs to the utilizations.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -160,7 +160,69 @@ pub fn workload_samples(namespace: &str, workload: &str, pods: &[PodResources]) 
     out
 }
 
-/// What one HPA says about itself: spec bounds, status, CPU target and conditions.
+/// The controller's tolerance: no change while a metric is within 10% of its target.
+pub const TOLERANCE: f64 = 0.1;
+
+/// The replicas one metric asks for at `replicas`: `ceil(replicas × current / target)`, or
+/// `replicas` while the ratio is within the tolerance. For an AverageValue target `current` is
+/// the per-replica average, so this is `ceil(total / target)` as the controller computes it.
+pub fn replicas_for(replicas: i32, current: f64, target: f64) -> i32 {
+    if replicas <= 0 || target <= 0.0 {
+        return replicas;
+    }
+    let ratio = current / target;
+    if (ratio - 1.0).abs() <= TOLERANCE {
+        replicas
+    } else {
+        (ratio * f64::from(replicas)).ceil() as i32
+    }
+}
+
+/// The controller's answer over several metrics: the largest proposal. With some metric
+/// unavailable (`None`) it still scales up on the others but never down, since the missing
+/// one might disagree; with none available there is no answer. `None` means "hold".
+pub fn combine(current: i32, proposals: &[Option<i32>]) -> Option<i32> {
+    let largest = proposals.iter().flatten().copied().max()?;
+    let some_missing = proposals.iter().any(Option::is_none);
+    if some_missing && largest < current {
+        return None;
+    }
+    Some(largest)
+}
+
+/// One metric of an HPA: what it measures, its target, and what was last seen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HpaMetric {
+    pub metric_type: MetricType,
+    /// `cpu`, or an external metric's name with its selector, e.g.
+    /// `surge_kafka_group_topic_lag{group="payment",topic="order-placed"}`.
+    pub metric_name: String,
+    pub target_type: TargetType,
+    /// A ratio for Utilization, the metric's unit otherwise.
+    pub target: f64,
+    pub current: Option<f64>,
+}
+
+impl HpaMetric {
+    /// What this metric alone asks for at `replicas` (`None` without a current value).
+    pub fn proposal(&self, replicas: i32) -> Option<i32> {
+        self.current.map(|c| replicas_for(replicas, c, self.target))
+    }
+}
+
+/// A metric's name as the labels show it: the name, with its selector's labels in order.
+pub fn metric_label(name: &str, selector: &std::collections::BTreeMap<String, String>) -> String {
+    if selector.is_empty() {
+        return name.to_string();
+    }
+    let matchers: Vec<String> = selector
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{v}\""))
+        .collect();
+    format!("{name}{{{}}}", matchers.join(","))
+}
+
+/// What one HPA says about itself: spec bounds, status, targets and conditions.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct HpaStatus {
     pub namespace: String,
@@ -178,9 +240,25 @@ pub struct HpaStatus {
     pub observed_cpu: Option<f64>,
     pub scaling_limited: bool,
     pub able_to_scale: bool,
+    /// Every metric of the spec, with what the status says of it.
+    pub metrics: Vec<HpaMetric>,
 }
 
 impl HpaStatus {
+    /// The index of the metric the HPA follows: the largest proposal, the first of equals.
+    pub fn deciding_metric(&self) -> Option<usize> {
+        let replicas = self.current?;
+        let mut best: Option<(usize, i32)> = None;
+        for (i, m) in self.metrics.iter().enumerate() {
+            if let Some(p) = m.proposal(replicas) {
+                if best.is_none_or(|(_, b)| p > b) {
+                    best = Some((i, p));
+                }
+            }
+        }
+        best.map(|(i, _)| i)
+    }
+
     /// The `surge_hpa_*` series of this HPA.
     pub fn samples(&self, out: &mut Vec<Sample>) {
         let labels = || -> Labels {
@@ -215,6 +293,36 @@ impl HpaStatus {
             labels(),
             flag(self.able_to_scale),
         ));
+        let deciding = self.deciding_metric();
+        for (i, m) in self.metrics.iter().enumerate() {
+            let metric = || {
+                let mut l = labels();
+                l.push(("metric_type", m.metric_type.label().to_string()));
+                l.push(("metric_name", m.metric_name.clone()));
+                l
+            };
+            let typed = || {
+                let mut l = metric();
+                l.push(("target_type", m.target_type.label().to_string()));
+                l
+            };
+            out.push(Sample::new(&hpa::METRIC_TARGET, typed(), m.target));
+            if let Some(current) = m.current {
+                out.push(Sample::new(&hpa::METRIC_CURRENT, typed(), current));
+            }
+            if let Some(proposal) = self.current.and_then(|r| m.proposal(r)) {
+                out.push(Sample::new(
+                    &hpa::METRIC_PROPOSED,
+                    metric(),
+                    f64::from(proposal),
+                ));
+            }
+            out.push(Sample::new(
+                &hpa::METRIC_DECIDING,
+                metric(),
+                flag(deciding == Some(i)),
+            ));
+        }
     }
 }
 
@@ -233,6 +341,74 @@ mod tests {
             running: state != PodState::Excluded,
             ..PodResources::default()
         }
+    }
+
+    #[test]
+    fn proposals_follow_the_controller() {
+        // Within 10%: no change; beyond: ceil(replicas × ratio).
+        assert_eq!(replicas_for(4, 0.75, 0.7), 4);
+        assert_eq!(replicas_for(4, 0.9, 0.7), 6);
+        assert_eq!(replicas_for(4, 0.3, 0.7), 2);
+        // AverageValue: 2 replicas averaging 4,200 lagging messages against 1,000 each.
+        assert_eq!(replicas_for(2, 4200.0, 1000.0), 9);
+        // Both above target: the larger wins; one unavailable: up yes, down no; none: hold.
+        assert_eq!(combine(4, &[Some(6), Some(9)]), Some(9));
+        assert_eq!(combine(4, &[None, Some(9)]), Some(9));
+        assert_eq!(combine(4, &[None, Some(2)]), None);
+        assert_eq!(combine(4, &[None, Some(4)]), Some(4));
+        assert_eq!(combine(4, &[None, None]), None);
+        // Scale-down blocked by the other metric: CPU says 2, lag says 5.
+        assert_eq!(combine(4, &[Some(2), Some(5)]), Some(5));
+    }
+
+    #[test]
+    fn every_metric_gets_its_series_and_the_largest_proposal_decides() {
+        let status = HpaStatus {
+            namespace: "shop".into(),
+            hpa: "payment".into(),
+            workload: "payment".into(),
+            min: 2,
+            max: 10,
+            current: Some(2),
+            desired: Some(9),
+            metrics: vec![
+                HpaMetric {
+                    metric_type: MetricType::Resource,
+                    metric_name: "cpu".into(),
+                    target_type: TargetType::Utilization,
+                    target: 0.7,
+                    current: Some(0.35),
+                },
+                HpaMetric {
+                    metric_type: MetricType::External,
+                    metric_name: metric_label(
+                        "surge_kafka_group_topic_lag",
+                        &[("group".to_string(), "payment".to_string())].into(),
+                    ),
+                    target_type: TargetType::AverageValue,
+                    target: 1000.0,
+                    current: Some(4200.0),
+                },
+            ],
+            ..HpaStatus::default()
+        };
+        let mut out = Vec::new();
+        status.samples(&mut out);
+        let value = |family: &str, name: &str| {
+            out.iter()
+                .find(|s| s.family.name == family && s.label("metric_name") == Some(name))
+                .map(|s| s.value)
+        };
+        let lag = r#"surge_kafka_group_topic_lag{group="payment"}"#;
+        assert_eq!(
+            value("surge_hpa_metric_proposed_replicas", "cpu"),
+            Some(1.0)
+        );
+        assert_eq!(value("surge_hpa_metric_proposed_replicas", lag), Some(9.0));
+        assert_eq!(value("surge_hpa_metric_deciding", lag), Some(1.0));
+        assert_eq!(value("surge_hpa_metric_deciding", "cpu"), Some(0.0));
+        assert_eq!(value("surge_hpa_metric_current", lag), Some(4200.0));
+        assert_eq!(value("surge_hpa_metric_target", "cpu"), Some(0.7));
     }
 
     #[test]

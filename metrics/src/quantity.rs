@@ -134,6 +134,12 @@ pub fn parse_cpu_cores(text: &str) -> Result<f64, String> {
     Ok(p.mantissa as f64 * 2f64.powi(p.binary_exp as i32) * 10f64.powi(p.decimal_exp))
 }
 
+/// A quantity as a number at the controller's milli precision (`Quantity.MilliValue()` / 1000),
+/// for metric values such as an external metric's `averageValue`.
+pub fn parse_value(text: &str) -> Result<f64, String> {
+    Ok(parse_cpu_millis(text)? as f64 / 1000.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +177,14 @@ mod tests {
     fn cores_are_exact_enough() {
         assert_eq!(parse_cpu_cores("250m"), Ok(0.25));
         assert!((parse_cpu_cores("123456789n").expect("valid") - 0.123456789).abs() < 1e-12);
+    }
+
+    #[test]
+    fn values_keep_milli_precision() {
+        assert_eq!(parse_value("4200"), Ok(4200.0));
+        assert_eq!(parse_value("1500m"), Ok(1.5));
+        assert_eq!(parse_value("2k"), Ok(2000.0));
+        assert!(parse_value("lots").is_err());
     }
 
     #[test]

@@ -101,6 +101,54 @@ impl ConnectionState {
     }
 }
 
+label_enum! {
+    /// The kind of an HPA metric (`autoscaling/v2` `MetricSpec.type`), as a label value.
+    MetricType {
+        Resource = "resource",
+        ContainerResource = "container_resource",
+        Pods = "pods",
+        Object = "object",
+        External = "external",
+    }
+}
+
+impl MetricType {
+    /// The type as the API spells it (`External`).
+    pub fn from_api(text: &str) -> Option<MetricType> {
+        match text {
+            "Resource" => Some(MetricType::Resource),
+            "ContainerResource" => Some(MetricType::ContainerResource),
+            "Pods" => Some(MetricType::Pods),
+            "Object" => Some(MetricType::Object),
+            "External" => Some(MetricType::External),
+            _ => None,
+        }
+    }
+}
+
+label_enum! {
+    /// How an HPA metric's target is expressed (`MetricTarget.type`).
+    TargetType {
+        /// A share of the pods' requests (Resource metrics); exported as a ratio.
+        Utilization = "utilization",
+        /// Per replica: the metric's total over the replica count.
+        AverageValue = "average_value",
+        /// The metric's value as it is.
+        Value = "value",
+    }
+}
+
+impl TargetType {
+    pub fn from_api(text: &str) -> Option<TargetType> {
+        match text {
+            "Utilization" => Some(TargetType::Utilization),
+            "AverageValue" => Some(TargetType::AverageValue),
+            "Value" => Some(TargetType::Value),
+            _ => None,
+        }
+    }
+}
+
 /// A pod nothing is known about yet has no metric.
 impl Default for PodState {
     fn default() -> Self {

@@ -1,7 +1,8 @@
 //! The local HPA: every sync period it measures each workload's replicas from `/proc` (the
-//! same sampler and HPA-exact ratio as surge-exporter), runs `hpa::HpaState::decide`, starts
-//! or stops replica processes, points nginx at the new set, and publishes the same
-//! `surge_hpa_*` families the exporter reads from Kubernetes.
+//! same sampler and HPA-exact ratio as surge-exporter) and each External metric from
+//! Prometheus, takes the controller's multi-metric recommendation, runs
+//! `hpa::HpaState::decide`, starts or stops replica processes, points nginx at the new set,
+//! and publishes the same `surge_hpa_*` families the exporter reads from Kubernetes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,12 +10,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use surge_metrics::Sample;
-use surge_metrics::hpa::{HpaStatus, Resources, workload_cpu};
+use surge_metrics::hpa::{HpaMetric, HpaStatus, Resources, workload_cpu};
 use surge_metrics::proc::ProcSampler;
+use surge_metrics::state::{MetricType, TargetType};
 use surge_metrics::store::Store;
 use surge_servers::Nginx;
 
-use crate::hpa::{HpaSpec, HpaState, recommend};
+use crate::hpa::{ExternalMetric, HpaSpec, HpaState, Measured, proposals};
 use crate::lock;
 use crate::replicas::{ReplicaSet, nginx_config};
 
@@ -52,8 +54,12 @@ impl Fleet {
     }
 }
 
+/// Where External metric values come from (`None`: unavailable).
+pub type ExternalSource = Box<dyn Fn(&ExternalMetric) -> Option<f64> + Send>;
+
 pub struct Autoscaler {
     specs: Vec<HpaSpec>,
+    external: Option<ExternalSource>,
     /// What each workload's replicas request (the Deployments').
     requests: BTreeMap<String, Resources>,
     states: HashMap<String, HpaState>,
@@ -65,11 +71,18 @@ impl Autoscaler {
     pub fn new(specs: Vec<HpaSpec>, requests: BTreeMap<String, Resources>) -> Self {
         Autoscaler {
             specs,
+            external: None,
             requests,
             states: HashMap::new(),
             samplers: HashMap::new(),
             started: Instant::now(),
         }
+    }
+
+    /// Read External metrics from `source` (without one they are unavailable).
+    pub fn with_external(mut self, source: ExternalSource) -> Self {
+        self.external = Some(source);
+        self
     }
 
     /// One sync of every HPA; returns the `surge_hpa_*` samples.
@@ -94,19 +107,27 @@ impl Autoscaler {
             let counted = cpu.counted() as i32;
             let current = set.len() as i32;
             let utilization = cpu.utilization_ratio;
-            let state = self.states.entry(spec.name.clone()).or_default();
-            // Without a measurement (first sync, or every replica new) the controller holds.
-            let recommendation = match utilization {
-                Some(u) if counted > 0 => recommend(counted, u, spec.target),
-                _ => current,
+            let measured = Measured {
+                cpu: utilization.map(|u| (counted, u)),
+                ready: pods.iter().filter(|p| p.ready).count() as i32,
+                external: spec
+                    .external
+                    .iter()
+                    .map(|m| self.external.as_ref().and_then(|source| source(m)))
+                    .collect(),
             };
-            let decision = state.decide(spec, now, current, recommendation);
+            let (proposed, recommendation) = proposals(spec, current, &measured);
+            let state = self.states.entry(spec.name.clone()).or_default();
+            // Without an answer (no measurement yet, or a metric missing while the others
+            // would scale down) the controller holds.
+            let decision = state.decide(spec, now, current, recommendation.unwrap_or(current));
             if decision.desired != current {
                 tracing::info!(
                     workload = %spec.workload,
                     from = current,
                     to = decision.desired,
                     utilization = ?utilization,
+                    proposals = ?proposed,
                     "scaling"
                 );
                 set.scale_to(usize::try_from(decision.desired).unwrap_or(0))?;
@@ -124,6 +145,7 @@ impl Autoscaler {
                 observed_cpu: utilization,
                 scaling_limited: decision.scaling_limited,
                 able_to_scale: true,
+                metrics: status_metrics(spec, current, &measured),
             }
             .samples(&mut samples);
         }
@@ -132,6 +154,31 @@ impl Autoscaler {
         }
         Ok(samples)
     }
+}
+
+/// Each metric of `spec` with what this sync measured, in the units the HPA status uses:
+/// utilization as a ratio, AverageValue per replica, Value as it is.
+fn status_metrics(spec: &HpaSpec, current: i32, measured: &Measured) -> Vec<HpaMetric> {
+    let mut out = vec![HpaMetric {
+        metric_type: MetricType::Resource,
+        metric_name: "cpu".into(),
+        target_type: TargetType::Utilization,
+        target: spec.target,
+        current: measured.cpu.map(|(_, u)| u),
+    }];
+    for (metric, value) in spec.external.iter().zip(&measured.external) {
+        out.push(HpaMetric {
+            metric_type: MetricType::External,
+            metric_name: metric.label(),
+            target_type: metric.target_type,
+            target: metric.target,
+            current: value.map(|v| match metric.target_type {
+                TargetType::AverageValue => v / f64::from(current.max(1)),
+                _ => v,
+            }),
+        });
+    }
+    out
 }
 
 /// Run the autoscaler on its own thread until `stop`; its samples go to `store`. Replicas

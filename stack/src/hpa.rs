@@ -4,22 +4,44 @@
 //!
 //! Per sync (like the controller's 15 s loop):
 //! 1. utilization = sum(usage) / sum(requests) over ready replicas with a metric (the same
-//!    HPA-exact arithmetic as surge-exporter, `surge_metrics::hpa`);
-//! 2. recommendation = ceil(ready × utilization / target), unless |ratio − 1| ≤ tolerance (0.1);
+//!    HPA-exact arithmetic as surge-exporter, `surge_metrics::hpa`); each External metric's
+//!    value from Prometheus (the prometheus-adapter rule's query);
+//! 2. each metric proposes ceil(replicas × current / target), unless |ratio − 1| ≤ tolerance
+//!    (0.1); the recommendation is the largest proposal, and with a metric unavailable the
+//!    others may scale up but not down (`surge_metrics::hpa::combine`);
 //! 3. stabilization: scaling down takes the highest recommendation of the scale-down window,
 //!    scaling up the lowest of the scale-up window;
 //! 4. rate policies from `behavior` (Pods / Percent per period, `selectPolicy`);
 //! 5. clamp to min/max; ScalingLimited when the clamp changed the answer.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use k8s_openapi::api::autoscaling::v2::{HPAScalingRules, HorizontalPodAutoscaler};
 use serde::Deserialize;
+pub use surge_metrics::hpa::TOLERANCE;
+use surge_metrics::hpa::{combine, metric_label, replicas_for};
+use surge_metrics::quantity::parse_value;
+use surge_metrics::state::TargetType;
 
-pub const TOLERANCE: f64 = 0.1;
+/// An External metric of an HPA: the metric the adapter serves, its selector, and the target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExternalMetric {
+    pub name: String,
+    pub selector: BTreeMap<String, String>,
+    /// `AverageValue` (per replica) or `Value`.
+    pub target_type: TargetType,
+    pub target: f64,
+}
+
+impl ExternalMetric {
+    /// Its name as the `surge_hpa_metric_*` labels show it.
+    pub fn label(&self) -> String {
+        metric_label(&self.name, &self.selector)
+    }
+}
 
 /// A scaling policy: at most `value` pods or percent per `period`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -46,6 +68,8 @@ pub struct HpaSpec {
     pub max: i32,
     /// Target CPU utilization as a ratio of requests (0.70).
     pub target: f64,
+    /// External metrics beside CPU, in the manifest's order.
+    pub external: Vec<ExternalMetric>,
     pub scale_up: Rules,
     pub scale_down: Rules,
 }
@@ -124,19 +148,52 @@ impl HpaSpec {
             .spec
             .as_ref()
             .ok_or_else(|| format!("HPA {name}: no spec"))?;
-        let target = spec
-            .metrics
-            .iter()
-            .flatten()
-            .find_map(|m| {
-                m.resource
-                    .as_ref()
-                    .filter(|r| {
-                        m.type_ == "Resource" && r.name == "cpu" && r.target.type_ == "Utilization"
-                    })
-                    .and_then(|r| r.target.average_utilization)
-            })
-            .ok_or_else(|| format!("HPA {name}: no Resource cpu Utilization target"))?;
+        let mut target = None;
+        let mut external = Vec::new();
+        for m in spec.metrics.iter().flatten() {
+            match (m.type_.as_str(), &m.resource, &m.external) {
+                ("Resource", Some(r), _) if r.name == "cpu" && r.target.type_ == "Utilization" => {
+                    target = r.target.average_utilization;
+                }
+                ("External", _, Some(e)) => {
+                    let target_type = TargetType::from_api(&e.target.type_)
+                        .filter(|t| *t != TargetType::Utilization)
+                        .ok_or_else(|| {
+                            format!(
+                                "HPA {name}: External {}: target type {:?}",
+                                e.metric.name, e.target.type_
+                            )
+                        })?;
+                    let quantity = match target_type {
+                        TargetType::AverageValue => e.target.average_value.as_ref(),
+                        _ => e.target.value.as_ref(),
+                    }
+                    .ok_or_else(|| {
+                        format!("HPA {name}: External {}: no target value", e.metric.name)
+                    })?;
+                    external.push(ExternalMetric {
+                        name: e.metric.name.clone(),
+                        selector: e
+                            .metric
+                            .selector
+                            .as_ref()
+                            .and_then(|s| s.match_labels.clone())
+                            .unwrap_or_default(),
+                        target_type,
+                        target: parse_value(&quantity.0).map_err(|err| {
+                            format!("HPA {name}: External {}: {err}", e.metric.name)
+                        })?,
+                    });
+                }
+                (other, ..) => {
+                    return Err(format!(
+                        "HPA {name}: a {other} metric; the local autoscaler knows Resource cpu (Utilization) and External"
+                    ));
+                }
+            }
+        }
+        let target =
+            target.ok_or_else(|| format!("HPA {name}: no Resource cpu Utilization target"))?;
         let min = spec.min_replicas.unwrap_or(1);
         if min < 1 || spec.max_replicas < min {
             return Err(format!("HPA {name}: need 1 <= minReplicas <= maxReplicas"));
@@ -152,6 +209,7 @@ impl HpaSpec {
             min,
             max: spec.max_replicas,
             target: f64::from(target) / 100.0,
+            external,
             scale_up: rules(behavior.and_then(|b| b.scale_up.as_ref()), true)
                 .map_err(|e| format!("HPA {name}: scaleUp: {e}"))?,
             scale_down: rules(behavior.and_then(|b| b.scale_down.as_ref()), false)
@@ -159,6 +217,19 @@ impl HpaSpec {
             name,
         })
     }
+}
+
+/// The shop's HPA manifests, relative to the repository: the HTTP services', then the
+/// consumers' (which also scale on lag).
+pub const HPA_MANIFESTS: [&str; 2] = ["stack/k8s/base/hpa.yaml", "stack/k8s/scale-on-lag/hpa.yaml"];
+
+/// Every HorizontalPodAutoscaler in each of the files.
+pub fn load_all(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<HpaSpec>> {
+    let mut out = Vec::new();
+    for path in paths {
+        out.extend(load_manifests(path)?);
+    }
+    Ok(out)
 }
 
 /// Every HorizontalPodAutoscaler in a multi-document YAML file.
@@ -182,17 +253,50 @@ pub fn load_manifests(path: &Path) -> anyhow::Result<Vec<HpaSpec>> {
     Ok(out)
 }
 
-/// The raw recommendation from utilization (step 2).
+/// The CPU proposal from utilization over `ready` counted replicas (step 2).
 pub fn recommend(ready: i32, utilization: f64, target: f64) -> i32 {
-    if ready <= 0 || target <= 0.0 {
-        return ready;
+    replicas_for(ready, utilization, target)
+}
+
+/// What one sync measured for an HPA.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Measured {
+    /// Replicas counted for CPU (ready, with a metric) and their utilization, once known.
+    pub cpu: Option<(i32, f64)>,
+    /// Ready replicas (what a Value target's ratio multiplies).
+    pub ready: i32,
+    /// Each External metric's value (the query's total), `None` when unavailable.
+    pub external: Vec<Option<f64>>,
+}
+
+/// Each metric's proposal (CPU first, then the External metrics in order) and the raw
+/// recommendation, as the controller computes them for `current` replicas. An AverageValue
+/// target compares the total to target × replicas; a Value target the value to the target,
+/// times the ready replicas. `None` for the recommendation means hold.
+pub fn proposals(
+    spec: &HpaSpec,
+    current: i32,
+    measured: &Measured,
+) -> (Vec<Option<i32>>, Option<i32>) {
+    let mut out = vec![
+        measured
+            .cpu
+            .filter(|(counted, _)| *counted > 0)
+            .map(|(counted, u)| recommend(counted, u, spec.target)),
+    ];
+    for (i, metric) in spec.external.iter().enumerate() {
+        let value = measured.external.get(i).copied().flatten();
+        out.push(value.map(|v| match metric.target_type {
+            TargetType::AverageValue if current > 0 => {
+                replicas_for(current, v / f64::from(current), metric.target)
+            }
+            // No replicas to average over: as many as the total needs.
+            TargetType::AverageValue => (v / metric.target).ceil() as i32,
+            _ => replicas_for(measured.ready.max(1), v, metric.target),
+        }));
     }
-    let ratio = utilization / target;
-    if (ratio - 1.0).abs() <= TOLERANCE {
-        ready
-    } else {
-        (ratio * f64::from(ready)).ceil() as i32
-    }
+    let recommendation = combine(current, &out);
+    (out, recommendation)
 }
 
 /// One HPA's memory between syncs: recommendations and scale events, timestamped in seconds.
@@ -329,6 +433,7 @@ mod tests {
             min: 2,
             max: 10,
             target: 0.7,
+            external: Vec::new(),
             scale_up: Rules {
                 stabilization: Duration::ZERO,
                 policies: vec![
@@ -352,6 +457,108 @@ mod tests {
                 select: "Max".into(),
             },
         }
+    }
+
+    /// payment's HPA: CPU at 70% and its lag at 300 messages per replica.
+    fn payment() -> HpaSpec {
+        HpaSpec {
+            name: "payment".into(),
+            workload: "payment".into(),
+            external: vec![ExternalMetric {
+                name: "surge_kafka_group_topic_lag".into(),
+                selector: BTreeMap::from([("group".into(), "payment".into())]),
+                target_type: TargetType::AverageValue,
+                target: 300.0,
+            }],
+            ..spec()
+        }
+    }
+
+    fn measured(cpu: Option<(i32, f64)>, lag: Option<f64>) -> Measured {
+        Measured {
+            cpu,
+            ready: 2,
+            external: vec![lag],
+        }
+    }
+
+    #[test]
+    fn several_metrics_decide_as_the_controller_does() {
+        let s = payment();
+        // I/O-bound: CPU 20% of request on 2 replicas proposes 1; 4,200 lagging messages
+        // against 300 per replica propose ceil(4200 / 300) = 14. The larger wins (then max 10
+        // clamps it in `decide`).
+        assert_eq!(
+            proposals(&s, 2, &measured(Some((2, 0.2)), Some(4200.0))),
+            (vec![Some(1), Some(14)], Some(14))
+        );
+        // Both above target: CPU 1.4/0.7 on 2 → 4; lag 1,500 → 5. Lag decides.
+        assert_eq!(
+            proposals(&s, 2, &measured(Some((2, 1.4)), Some(1500.0))),
+            (vec![Some(4), Some(5)], Some(5))
+        );
+        // Scale-down blocked by the other metric: 6 replicas, CPU 10% proposes 1, but lag
+        // 1,800 (300 per replica, at target) holds 6.
+        assert_eq!(
+            proposals(&s, 6, &measured(Some((6, 0.1)), Some(1800.0))),
+            (vec![Some(1), Some(6)], Some(6))
+        );
+        // The lag unavailable (Prometheus down): CPU may still scale up ...
+        assert_eq!(
+            proposals(&s, 2, &measured(Some((2, 1.4)), None)),
+            (vec![Some(4), None], Some(4))
+        );
+        // ... but not down: hold.
+        assert_eq!(
+            proposals(&s, 6, &measured(Some((6, 0.1)), None)),
+            (vec![Some(1), None], None)
+        );
+        // No CPU measurement yet (new replicas): the lag alone may scale up.
+        assert_eq!(
+            proposals(&s, 2, &measured(None, Some(900.0))),
+            (vec![None, Some(3)], Some(3))
+        );
+        // Within tolerance of every target: no change.
+        assert_eq!(
+            proposals(&s, 2, &measured(Some((2, 0.72)), Some(630.0))),
+            (vec![Some(2), Some(2)], Some(2))
+        );
+        // A Value target: the value over the target, times the ready replicas.
+        let mut value = payment();
+        value.external[0].target_type = TargetType::Value;
+        value.external[0].target = 1000.0;
+        assert_eq!(
+            proposals(&value, 2, &measured(Some((2, 0.7)), Some(2500.0))),
+            (vec![Some(2), Some(5)], Some(5))
+        );
+    }
+
+    #[test]
+    fn the_shops_consumer_hpas_read_their_lag_target() -> anyhow::Result<()> {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let specs = load_all(&HPA_MANIFESTS.map(|p| repo.join(p)))?;
+        let payment = specs
+            .iter()
+            .find(|s| s.workload == "payment")
+            .context("payment")?;
+        assert_eq!(
+            payment.external,
+            vec![ExternalMetric {
+                name: "surge_kafka_group_topic_lag".into(),
+                selector: BTreeMap::from([
+                    ("group".into(), "payment".into()),
+                    ("topic".into(), "order-placed".into())
+                ]),
+                target_type: TargetType::AverageValue,
+                target: 300.0,
+            }]
+        );
+        let auth = specs
+            .iter()
+            .find(|s| s.workload == "auth")
+            .context("auth")?;
+        assert!(auth.external.is_empty());
+        Ok(())
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! local replicas (with the HPA arithmetic and `/metrics` of `surge-metrics`).
 
 pub mod autoscaler;
+pub mod external;
 pub mod hpa;
 pub mod k8s;
 pub mod replicas;

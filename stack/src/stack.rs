@@ -17,7 +17,7 @@ use surge_servers::{
 };
 
 use crate::autoscaler::{Autoscaler, Fleet};
-use crate::hpa::{HpaSpec, load_manifests};
+use crate::hpa::{HpaSpec, load_all};
 use crate::lock;
 use crate::replicas::{ReplicaSet, SERVICES, nginx_config};
 use surge_metrics::hpa::Resources;
@@ -40,10 +40,13 @@ pub struct StackOptions {
     pub payment_failure_rate: f64,
     /// Port of the load balancer (None: a free one).
     pub lb_port: Option<u16>,
-    /// HPA manifests (default: `stack/k8s/base/hpa.yaml`).
-    pub hpa_manifest: PathBuf,
+    /// HPA manifests (default: `hpa::HPA_MANIFESTS`).
+    pub hpa_manifests: Vec<PathBuf>,
     /// The Deployments whose requests and limits the local replicas take (`shop.yaml`).
     pub shop_manifest: PathBuf,
+    /// The prometheus-adapter ConfigMap whose rules turn an HPA's External metric into a
+    /// Prometheus query.
+    pub adapter_manifest: PathBuf,
     /// How fast monitoring notices things (drills shorten it).
     pub timing: MonitoringTiming,
     /// Alert rules text (None: `alerts/rules.yml` as it is).
@@ -95,8 +98,12 @@ impl StackOptions {
             .context("locating the repository")?;
         Ok(StackOptions {
             dir: dir.to_path_buf(),
-            hpa_manifest: repo.join("stack/k8s/base/hpa.yaml"),
+            hpa_manifests: crate::hpa::HPA_MANIFESTS
+                .iter()
+                .map(|p| repo.join(p))
+                .collect(),
             shop_manifest: repo.join("stack/k8s/base/shop.yaml"),
+            adapter_manifest: repo.join("stack/k8s/scale-on-lag/adapter-config.yaml"),
             shop_bin: sibling_binary("shop", "SURGE_SHOP_BIN")?,
             exporter_bin: sibling_binary("surge-exporter", "SURGE_EXPORTER_BIN")?,
             repo,
@@ -148,6 +155,8 @@ pub struct Stack {
     pub hpas: Vec<HpaSpec>,
     /// What each service's replicas request, from the Deployments.
     pub requests: BTreeMap<String, Resources>,
+    /// Prometheus' `host:port` once it runs (the local HPA's External metrics read it).
+    prometheus_addr: Arc<std::sync::OnceLock<String>>,
 }
 
 impl Stack {
@@ -164,7 +173,7 @@ impl Stack {
                 );
             }
         }
-        let hpas = load_manifests(&options.hpa_manifest)?;
+        let hpas = load_all(&options.hpa_manifests)?;
         let requests = crate::k8s::deployment_resources(&options.shop_manifest)?;
         if let Some(missing) = SERVICES.iter().find(|s| !requests.contains_key(s.name)) {
             bail!(
@@ -284,6 +293,7 @@ impl Stack {
             postgres,
             hpas,
             requests,
+            prometheus_addr: Arc::default(),
         };
         if let Some(period) = options.autoscale {
             step("local HPA");
@@ -321,7 +331,12 @@ impl Stack {
                 let _ = stop_rx.await;
             },
         ));
-        let autoscaler = Autoscaler::new(self.hpas.clone(), self.requests.clone());
+        let metrics = crate::external::PrometheusMetrics {
+            addr: Arc::clone(&self.prometheus_addr),
+            rules: crate::external::AdapterRules::load(&self.options.adapter_manifest)?,
+        };
+        let autoscaler = Autoscaler::new(self.hpas.clone(), self.requests.clone())
+            .with_external(Box::new(move |metric| metrics.value(metric)));
         self.autoscaler = Some(crate::autoscaler::spawn(
             autoscaler,
             Arc::clone(&self.fleet),
@@ -397,11 +412,16 @@ impl Stack {
                     .display()
                     .to_string(),
             );
-        self.prometheus = Some(Prometheus::start_in(
+        let prometheus = Prometheus::start_in(
             Workdir::kept(&dir.join("prometheus"))?,
             free_port()?,
             &prometheus_config,
-        )?);
+        )?;
+        // From now on the local HPA can read External metrics.
+        let _ = self
+            .prometheus_addr
+            .set(format!("127.0.0.1:{}", prometheus.port()));
+        self.prometheus = Some(prometheus);
         Ok(())
     }
 

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use surge_stack::k8s;
 
 /// The overlays a user applies.
-const OVERLAYS: [&str; 2] = ["local", "production"];
+const OVERLAYS: [&str; 3] = ["local", "production", "keda"];
 /// The Kubernetes version the README names for deployment.
 const KUBERNETES: &str = "1.33.0";
 const SHOP_SERVICES: [&str; 5] = ["auth", "catalog", "orders", "payment", "shipping"];
@@ -82,8 +82,18 @@ fn every_overlay_renders_the_shop_and_surge() -> anyhow::Result<()> {
     for (overlay, objects) in rendered()? {
         for service in SHOP_SERVICES {
             find(&objects, "Deployment", service)?;
-            find(&objects, "HorizontalPodAutoscaler", service)?;
+            // With KEDA, the consumers' HPAs are KEDA's, made from their ScaledObjects.
+            let scaler = match (overlay, service) {
+                ("keda", "payment" | "shipping") => "ScaledObject",
+                _ => "HorizontalPodAutoscaler",
+            };
+            find(&objects, scaler, service).with_context(|| overlay.to_string())?;
         }
+        // Exactly one server of external metrics: prometheus-adapter, or KEDA's.
+        let adapter = objects
+            .iter()
+            .any(|o| kind(o) == "APIService" && name(o) == "v1beta1.external.metrics.k8s.io");
+        assert_eq!(adapter, overlay != "keda", "{overlay}");
         for (k, n) in [
             ("Namespace", "shop"),
             ("Cluster", "shop-db"),
@@ -99,9 +109,21 @@ fn every_overlay_renders_the_shop_and_surge() -> anyhow::Result<()> {
         ] {
             find(&objects, k, n).with_context(|| overlay.to_string())?;
         }
+        // Everything is in namespace shop but prometheus-adapter's (monitoring, its API's
+        // authentication reader in kube-system, and its cluster-wide RBAC and APIService).
         let namespaced_elsewhere: Vec<String> = objects
             .iter()
             .filter(|o| kind(o) != "Namespace" && o["metadata"]["namespace"] != "shop")
+            .filter(|o| {
+                let adapter = name(o).starts_with("prometheus-adapter")
+                    || [
+                        "external-metrics-reader",
+                        "hpa-controller-external-metrics",
+                        "v1beta1.external.metrics.k8s.io",
+                    ]
+                    .contains(&name(o));
+                !adapter
+            })
             .map(|o| format!("{} {}", kind(o), name(o)))
             .collect();
         assert!(
@@ -343,7 +365,7 @@ fn crd_validators() -> anyhow::Result<BTreeMap<(String, String), jsonschema::Val
             out.insert((api, kind_.to_string()), validator);
         }
     }
-    assert_eq!(files, 9, "vendored CRD files");
+    assert_eq!(files, 10, "vendored CRD files");
     Ok(out)
 }
 
@@ -396,6 +418,7 @@ fn custom_resources_match_their_operators_crd_schemas() -> anyhow::Result<()> {
             "PodMonitor",
             "Pooler",
             "PrometheusRule",
+            "ScaledObject",
             "ServiceMonitor"
         ]
     );
@@ -675,11 +698,17 @@ fn url_host(url: &str) -> &str {
 fn scaling_every_service_to_its_maximum_cannot_exhaust_postgresql() -> anyhow::Result<()> {
     for (overlay, objects) in rendered()? {
         let config = &find(&objects, "ConfigMap", "shop-config")?["data"];
+        // The most replicas a workload's autoscaler may run (its HPA, or KEDA's ScaledObject).
         let hpa_max = |workload: &str| -> anyhow::Result<i64> {
             of_kind(&objects, "HorizontalPodAutoscaler")
                 .find(|h| h["spec"]["scaleTargetRef"]["name"] == workload)
                 .and_then(|h| h["spec"]["maxReplicas"].as_i64())
-                .with_context(|| format!("no HPA for {workload}"))
+                .or_else(|| {
+                    of_kind(&objects, "ScaledObject")
+                        .find(|o| o["spec"]["scaleTargetRef"]["name"] == workload)
+                        .and_then(|o| o["spec"]["maxReplicaCount"].as_i64())
+                })
+                .with_context(|| format!("no autoscaler for {workload}"))
         };
         // Client side: every pod of every service opens up to its pool size to each URL.
         let mut clients: BTreeMap<String, i64> = BTreeMap::new();
@@ -801,6 +830,10 @@ fn seed_values_are_exact_in_every_overlay_and_in_the_local_stack() -> anyhow::Re
                 &json!({"requests": {"cpu": "200m", "memory": "256Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}}),
                 "{overlay} {service}"
             );
+            if overlay == "keda" && matches!(service, "payment" | "shipping") {
+                // Checked against the HPA it replaces in keda_scales_as_the_hpas_would.
+                continue;
+            }
             let hpa = find(&objects, "HorizontalPodAutoscaler", service)?;
             assert_eq!(hpa["spec"]["scaleTargetRef"]["name"], json!(service));
             assert_eq!(
@@ -809,8 +842,8 @@ fn seed_values_are_exact_in_every_overlay_and_in_the_local_stack() -> anyhow::Re
                 "{overlay} {service}"
             );
             assert_eq!(
-                hpa["spec"]["metrics"],
-                json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}]),
+                hpa["spec"]["metrics"][0],
+                json!({"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}),
                 "{overlay} {service}"
             );
         }
@@ -1039,7 +1072,8 @@ fn exporter_rbac_is_the_same_in_every_place() -> anyhow::Result<()> {
 
 #[test]
 fn hpas_cover_every_service_with_the_documented_bounds() -> anyhow::Result<()> {
-    let specs = surge_stack::hpa::load_manifests(&stack_dir().join("k8s/base/hpa.yaml"))?;
+    let specs =
+        surge_stack::hpa::load_all(&surge_stack::hpa::HPA_MANIFESTS.map(|p| repo().join(p)))?;
     let mut workloads: Vec<&str> = specs.iter().map(|s| s.workload.as_str()).collect();
     workloads.sort();
     assert_eq!(workloads, SHOP_SERVICES);
@@ -1063,13 +1097,18 @@ fn kustomizations_use_only_what_kustomize_2_understands() -> anyhow::Result<()> 
         "configMapGenerator",
         "generatorOptions",
     ];
-    let files = [
+    let mut files = vec![
         stack_dir().join("k8s/base/kustomization.yaml"),
-        stack_dir().join("k8s/overlays/local/kustomization.yaml"),
-        stack_dir().join("k8s/overlays/production/kustomization.yaml"),
+        stack_dir().join("k8s/scale-on-lag/kustomization.yaml"),
         repo().join("alerts/kustomization.yaml"),
         repo().join("dashboards/kustomization.yaml"),
     ];
+    files.extend(OVERLAYS.map(|o| {
+        stack_dir()
+            .join("k8s/overlays")
+            .join(o)
+            .join("kustomization.yaml")
+    }));
     for file in &files {
         let k: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(file)?)?;
         for key in k.as_object().into_iter().flat_map(|m| m.keys()) {
@@ -1086,6 +1125,110 @@ fn kustomizations_use_only_what_kustomize_2_understands() -> anyhow::Result<()> 
                 file.display()
             );
         }
+    }
+    Ok(())
+}
+
+/// The consumers' HPAs scale on CPU and on their group's lag, and never past their topic's
+/// partition count (a consumer beyond it idles): maxReplicas ≤ the KafkaTopic's partitions and
+/// the partitions `shop setup` creates locally.
+#[test]
+fn consumers_scale_on_lag_within_their_partitions() -> anyhow::Result<()> {
+    for (overlay, objects) in rendered()?.into_iter().filter(|(o, _)| *o != "keda") {
+        for (service, topic) in [
+            ("payment", "order-placed"),
+            ("shipping", "shipping-request"),
+        ] {
+            let hpa = &find(&objects, "HorizontalPodAutoscaler", service)?["spec"];
+            let lag = hpa["metrics"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|m| m["type"] == "External")
+                .with_context(|| format!("{overlay}: {service} has no External metric"))?;
+            assert_eq!(
+                lag["external"]["metric"],
+                json!({"name": "surge_kafka_group_topic_lag", "selector": {"matchLabels": {"group": service, "topic": topic}}}),
+                "{overlay} {service}"
+            );
+            assert_eq!(lag["external"]["target"]["type"], json!("AverageValue"));
+            let partitions = of_kind(&objects, "KafkaTopic")
+                .find(|t| t["spec"]["topicName"] == topic)
+                .and_then(|t| t["spec"]["partitions"].as_i64())
+                .with_context(|| format!("no KafkaTopic {topic}"))?;
+            let max = hpa["maxReplicas"].as_i64().unwrap_or(i64::MAX);
+            assert!(
+                max <= partitions,
+                "{overlay} {service}: max {max} > {partitions} partitions"
+            );
+            assert!(
+                max <= i64::from(surge_shop_partitions()),
+                "{overlay} {service}: local topics"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The partitions the shop creates for its topics on the local stack.
+fn surge_shop_partitions() -> i32 {
+    let source = std::fs::read_to_string(stack_dir().join("shop/src/kafka.rs")).unwrap_or_default();
+    source
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("pub const PARTITIONS: i32 = "))
+        .and_then(|v| v.trim_end_matches(';').parse().ok())
+        .unwrap_or(0)
+}
+
+/// overlays/keda's ScaledObjects scale as the HPAs they replace would: same bounds, CPU
+/// target, lag target, behavior, and the prometheus-adapter rule's query for the lag.
+#[test]
+fn keda_scales_as_the_hpas_would() -> anyhow::Result<()> {
+    let all = rendered()?;
+    let objects_of = |overlay: &str| {
+        all.iter()
+            .find(|(o, _)| *o == overlay)
+            .map(|(_, objects)| objects.clone())
+            .unwrap_or_default()
+    };
+    let (keda, production) = (objects_of("keda"), objects_of("production"));
+    let rules = surge_stack::external::AdapterRules::load(
+        &stack_dir().join("k8s/scale-on-lag/adapter-config.yaml"),
+    )?;
+    let specs =
+        surge_stack::hpa::load_all(&surge_stack::hpa::HPA_MANIFESTS.map(|p| repo().join(p)))?;
+    for service in ["payment", "shipping"] {
+        let hpa = &find(&production, "HorizontalPodAutoscaler", service)?["spec"];
+        let scaled = &find(&keda, "ScaledObject", service)?["spec"];
+        assert_eq!(scaled["scaleTargetRef"]["name"], json!(service));
+        assert_eq!(scaled["minReplicaCount"], hpa["minReplicas"], "{service}");
+        assert_eq!(scaled["maxReplicaCount"], hpa["maxReplicas"], "{service}");
+        assert_eq!(
+            scaled["advanced"]["horizontalPodAutoscalerConfig"]["behavior"], hpa["behavior"],
+            "{service}"
+        );
+        let triggers = scaled["triggers"].as_array().cloned().unwrap_or_default();
+        assert_eq!(triggers.len(), 2, "{service}");
+        let cpu = &hpa["metrics"][0]["resource"]["target"]["averageUtilization"];
+        assert_eq!(triggers[0]["type"], json!("cpu"));
+        assert_eq!(triggers[0]["metadata"]["value"], json!(cpu.to_string()));
+        let spec = specs
+            .iter()
+            .find(|s| s.workload == service)
+            .context("spec")?;
+        let lag = &spec.external[0];
+        assert_eq!(triggers[1]["type"], json!("prometheus"));
+        assert_eq!(triggers[1]["metricType"], json!("AverageValue"));
+        assert_eq!(
+            triggers[1]["metadata"]["query"],
+            json!(rules.query(lag)?),
+            "{service}: the adapter's query"
+        );
+        let threshold: f64 = triggers[1]["metadata"]["threshold"]
+            .as_str()
+            .unwrap_or_default()
+            .parse()?;
+        assert_eq!(threshold, lag.target, "{service}");
     }
     Ok(())
 }

@@ -73,9 +73,20 @@ fn board_texts() -> anyhow::Result<Vec<(String, String)>> {
 }
 
 #[test]
-fn every_metric_named_by_rules_boards_and_panel_is_in_the_catalogue() -> anyhow::Result<()> {
+fn every_metric_named_by_rules_boards_scalers_and_panel_is_in_the_catalogue() -> anyhow::Result<()>
+{
     let mut texts = board_texts()?;
-    for file in ["alerts/rules.yml", "alerts/rules.test.yml"] {
+    // The rules, and what the autoscalers scale on (HPA External metrics, the adapter's rules,
+    // KEDA's queries).
+    const SCALERS: [&str; 3] = [
+        "stack/k8s/scale-on-lag/hpa.yaml",
+        "stack/k8s/scale-on-lag/adapter-config.yaml",
+        "stack/k8s/overlays/keda/scaledobjects.yaml",
+    ];
+    for file in ["alerts/rules.yml", "alerts/rules.test.yml"]
+        .into_iter()
+        .chain(SCALERS)
+    {
         texts.push((file.into(), std::fs::read_to_string(repo().join(file))?));
     }
     for query in surge_client::queries() {
@@ -94,7 +105,10 @@ fn every_metric_named_by_rules_boards_and_panel_is_in_the_catalogue() -> anyhow:
         }
     }
     // Every kind of reader was actually read (a renamed directory must not make this pass).
-    for whence in ["alerts/rules.yml", "the panel's queries"] {
+    for whence in ["alerts/rules.yml", "the panel's queries"]
+        .into_iter()
+        .chain(SCALERS)
+    {
         assert!(
             checked.contains(whence),
             "no metric names found in {whence}"

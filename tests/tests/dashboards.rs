@@ -161,7 +161,7 @@ fn thresholds_come_from_the_rules_and_hpa_manifests() -> anyhow::Result<()> {
             .map(|(_, b)| b.clone())
             .unwrap_or(Value::Null)
     };
-    let hpa = surge_stack::hpa::load_manifests(&repo().join("stack/k8s/base/hpa.yaml"))?;
+    let hpa = surge_stack::hpa::load_all(&surge_stack::hpa::HPA_MANIFESTS.map(|p| repo().join(p)))?;
     let targets: BTreeSet<u64> = hpa
         .iter()
         .map(|h| (h.target * 100.0).round() as u64)

@@ -447,8 +447,13 @@ fn drill_flash_sale_scales_out_drains_and_pages_only_when_maxed() -> anyhow::Res
     // (a cluster's spike is far bigger than one machine can make).
     let manifests = tempfile::tempdir()?;
     let hpa = manifests.path().join("hpa.yaml");
-    let real =
-        std::fs::read_to_string(surge_tests::alerting::repo().join("stack/k8s/base/hpa.yaml"))?;
+    let mut real = String::new();
+    for file in surge_stack::hpa::HPA_MANIFESTS {
+        real.push_str(&std::fs::read_to_string(
+            surge_tests::alerting::repo().join(file),
+        )?);
+        real.push('\n');
+    }
     let scaled =
         regex::Regex::new(r"averageUtilization: \d+")?.replace_all(&real, "averageUtilization: 10");
     std::fs::write(
@@ -459,7 +464,7 @@ fn drill_flash_sale_scales_out_drains_and_pages_only_when_maxed() -> anyhow::Res
     )?;
     let drill = Drill::start("flash-sale", 10, |o| {
         o.autoscale = Some(Duration::from_secs(3));
-        o.hpa_manifest = hpa.clone();
+        o.hpa_manifests = vec![hpa.clone()];
     })?;
     let before = drill.stack.replicas();
     let base = Duration::from_secs(10);

@@ -129,7 +129,7 @@ fn local_autoscaler_scales_out_under_load_and_back_in() -> anyhow::Result<()> {
          \x20   scaleDown: {stabilizationWindowSeconds: 8, policies: [{type: Percent, value: 100, periodSeconds: 5}]}\n",
     )?;
     let fixture = surge_tests::stack::stack(|o| {
-        o.hpa_manifest = hpa.clone();
+        o.hpa_manifests = vec![hpa.clone()];
         o.autoscale = Some(Duration::from_secs(2));
     })?;
     let stack = &fixture.stack;

@@ -13,7 +13,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Serialize;
 
 /// Partitions per topic: the ceiling on consumer replicas doing useful work.
-pub const PARTITIONS: i32 = 6;
+pub const PARTITIONS: i32 = 12;
 
 pub fn producer(bootstrap: &str) -> anyhow::Result<FutureProducer> {
     Ok(ClientConfig::new()

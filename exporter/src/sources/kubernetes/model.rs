@@ -5,13 +5,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::autoscaling::v2::{
+    HorizontalPodAutoscaler, MetricIdentifier, MetricSpec, MetricStatus, MetricTarget,
+    MetricValueStatus,
+};
 use k8s_openapi::api::core::v1::Pod;
 
 use surge_metrics::Sample;
-use surge_metrics::hpa::{HpaStatus, PodResources, workload_samples};
-use surge_metrics::quantity::{parse_bytes, parse_cpu_millis};
-use surge_metrics::state::PodState;
+use surge_metrics::hpa::{HpaMetric, HpaStatus, PodResources, metric_label, workload_samples};
+use surge_metrics::quantity::{parse_bytes, parse_cpu_millis, parse_value};
+use surge_metrics::state::{MetricType, PodState, TargetType};
 
 use super::pod_metrics::PodUsage;
 
@@ -226,6 +229,7 @@ pub(crate) fn samples<P: AsRef<Pod>, R: AsRef<ReplicaSet>, H: AsRef<HorizontalPo
 
 fn hpa_samples(hpa: &HorizontalPodAutoscaler, out: &mut Vec<Sample>) -> Result<(), String> {
     let name = hpa.metadata.name.clone().unwrap_or_default();
+    let name_for_metrics = name.clone();
     let Some(spec) = &hpa.spec else {
         return Err(format!("HPA {name}: no spec"));
     };
@@ -264,9 +268,181 @@ fn hpa_samples(hpa: &HorizontalPodAutoscaler, out: &mut Vec<Sample>) -> Result<(
         observed_cpu: observed_cpu.map(|o| f64::from(o) / 100.0),
         scaling_limited: condition("ScalingLimited"),
         able_to_scale: condition("AbleToScale"),
+        metrics: hpa_metrics(
+            &name_for_metrics,
+            spec.metrics.as_deref().unwrap_or_default(),
+            status
+                .and_then(|s| s.current_metrics.as_deref())
+                .unwrap_or_default(),
+        )?,
     }
     .samples(out);
     Ok(())
+}
+
+/// A metric's identity as labels show it: its type and its name (with selector, container or
+/// object where the type has one), the same for the spec and the status.
+fn metric_identity(
+    type_: &str,
+    resource: Option<&str>,
+    container: Option<&str>,
+    identifier: Option<&MetricIdentifier>,
+    object: Option<&str>,
+) -> Option<(MetricType, String)> {
+    let metric_type = MetricType::from_api(type_)?;
+    let name = match metric_type {
+        MetricType::Resource => resource?.to_string(),
+        MetricType::ContainerResource => format!("{}/{}", container?, resource?),
+        MetricType::Pods | MetricType::External | MetricType::Object => {
+            let id = identifier?;
+            let selector = id
+                .selector
+                .as_ref()
+                .and_then(|s| s.match_labels.clone())
+                .unwrap_or_default();
+            let label = metric_label(&id.name, &selector);
+            match object {
+                Some(object) => format!("{object}:{label}"),
+                None => label,
+            }
+        }
+    };
+    Some((metric_type, name))
+}
+
+fn spec_identity(m: &MetricSpec) -> Option<((MetricType, String), &MetricTarget)> {
+    let id = |resource: Option<&str>, container: Option<&str>, ident, object: Option<String>| {
+        metric_identity(&m.type_, resource, container, ident, object.as_deref())
+    };
+    match m.type_.as_str() {
+        "Resource" => {
+            let r = m.resource.as_ref()?;
+            Some((id(Some(&r.name), None, None, None)?, &r.target))
+        }
+        "ContainerResource" => {
+            let r = m.container_resource.as_ref()?;
+            Some((
+                id(Some(&r.name), Some(&r.container), None, None)?,
+                &r.target,
+            ))
+        }
+        "Pods" => {
+            let p = m.pods.as_ref()?;
+            Some((id(None, None, Some(&p.metric), None)?, &p.target))
+        }
+        "Object" => {
+            let o = m.object.as_ref()?;
+            let object = format!("{}/{}", o.described_object.kind, o.described_object.name);
+            Some((id(None, None, Some(&o.metric), Some(object))?, &o.target))
+        }
+        "External" => {
+            let e = m.external.as_ref()?;
+            Some((id(None, None, Some(&e.metric), None)?, &e.target))
+        }
+        _ => None,
+    }
+}
+
+fn status_identity(m: &MetricStatus) -> Option<((MetricType, String), &MetricValueStatus)> {
+    let id = |resource: Option<&str>, container: Option<&str>, ident, object: Option<String>| {
+        metric_identity(&m.type_, resource, container, ident, object.as_deref())
+    };
+    match m.type_.as_str() {
+        "Resource" => {
+            let r = m.resource.as_ref()?;
+            Some((id(Some(&r.name), None, None, None)?, &r.current))
+        }
+        "ContainerResource" => {
+            let r = m.container_resource.as_ref()?;
+            Some((
+                id(Some(&r.name), Some(&r.container), None, None)?,
+                &r.current,
+            ))
+        }
+        "Pods" => {
+            let p = m.pods.as_ref()?;
+            Some((id(None, None, Some(&p.metric), None)?, &p.current))
+        }
+        "Object" => {
+            let o = m.object.as_ref()?;
+            let object = format!("{}/{}", o.described_object.kind, o.described_object.name);
+            Some((id(None, None, Some(&o.metric), Some(object))?, &o.current))
+        }
+        "External" => {
+            let e = m.external.as_ref()?;
+            Some((id(None, None, Some(&e.metric), None)?, &e.current))
+        }
+        _ => None,
+    }
+}
+
+/// Every metric of an HPA's spec with its target and what the status reports for it; a
+/// metric the status does not mention yet has no current value. A quantity that does not
+/// parse is an error naming it.
+pub(crate) fn hpa_metrics(
+    hpa: &str,
+    spec: &[MetricSpec],
+    status: &[MetricStatus],
+) -> Result<Vec<HpaMetric>, String> {
+    let current: HashMap<(MetricType, String), &MetricValueStatus> =
+        status.iter().filter_map(status_identity).collect();
+    let quantity = |what: &str, q: &k8s_openapi::apimachinery::pkg::api::resource::Quantity| {
+        parse_value(&q.0).map_err(|e| format!("HPA {hpa}: {what}: {e}"))
+    };
+    let mut out = Vec::with_capacity(spec.len());
+    for m in spec {
+        let Some(((metric_type, metric_name), target)) = spec_identity(m) else {
+            return Err(format!(
+                "HPA {hpa}: metric of type {:?} without its source",
+                m.type_
+            ));
+        };
+        let target_type = TargetType::from_api(&target.type_)
+            .ok_or_else(|| format!("HPA {hpa}: {metric_name}: target type {:?}", target.type_))?;
+        let missing = || {
+            format!(
+                "HPA {hpa}: {metric_name}: {} target without a value",
+                target.type_
+            )
+        };
+        let target_value = match target_type {
+            TargetType::Utilization => {
+                f64::from(target.average_utilization.ok_or_else(missing)?) / 100.0
+            }
+            TargetType::AverageValue => quantity(
+                &metric_name,
+                target.average_value.as_ref().ok_or_else(missing)?,
+            )?,
+            TargetType::Value => {
+                quantity(&metric_name, target.value.as_ref().ok_or_else(missing)?)?
+            }
+        };
+        let seen = current.get(&(metric_type, metric_name.clone()));
+        let current_value = match (target_type, seen) {
+            (_, None) => None,
+            (TargetType::Utilization, Some(c)) => {
+                c.average_utilization.map(|u| f64::from(u) / 100.0)
+            }
+            (TargetType::AverageValue, Some(c)) => c
+                .average_value
+                .as_ref()
+                .map(|q| quantity(&metric_name, q))
+                .transpose()?,
+            (TargetType::Value, Some(c)) => c
+                .value
+                .as_ref()
+                .map(|q| quantity(&metric_name, q))
+                .transpose()?,
+        };
+        out.push(HpaMetric {
+            metric_type,
+            metric_name,
+            target_type,
+            target: target_value,
+            current: current_value,
+        });
+    }
+    Ok(out)
 }
 
 /// What metrics.k8s.io says about one pod.
