@@ -259,6 +259,15 @@ async fn requests_per_cycle_do_not_grow_with_partitions() -> anyhow::Result<()> 
         delta[1], delta[0],
         "request count grew with partitions: {delta:?}"
     );
+    // Each topic's partition count, the ceiling on a group's useful consumers.
+    assert_eq!(
+        small.value("surge_kafka_topic_partitions", &[("topic", "small")]),
+        Some(2.0)
+    );
+    assert_eq!(
+        large.value("surge_kafka_topic_partitions", &[("topic", "large")]),
+        Some(64.0)
+    );
     Ok(())
 }
 

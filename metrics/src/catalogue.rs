@@ -122,6 +122,8 @@ catalogue! {
             "1 if the lag in seconds is only a lower bound (history does not reach back far enough).";
         CONSUME_RATE = gauge "surge_kafka_group_topic_consume_rate" [cluster, group, topic]
             "Messages per second the group consumes on the topic (committed offsets over the rate window).";
+        TOPIC_PARTITIONS = gauge "surge_kafka_topic_partitions" [cluster, topic]
+            "Partitions of the topic: the most consumers of one group that can do work on it.";
         PRODUCE_RATE = gauge "surge_kafka_topic_produce_rate" [cluster, topic]
             "Messages per second appended to the topic (log-end offsets over the rate window).";
         DRAIN_ETA = gauge "surge_kafka_group_topic_drain_eta_seconds" unit "seconds" [cluster, group, topic]
@@ -265,7 +267,7 @@ mod tests {
             assert!(!f.labels.is_empty(), "{}: no labels", f.name);
         }
         assert_eq!(
-            count, 64,
+            count, 65,
             "a family was added or removed: update this count knowingly"
         );
         assert_eq!(

@@ -9,7 +9,7 @@ use base64::Engine as _;
 use surge_client::model::subject;
 use surge_client::store::{DEFAULT_CPU_ALERT, Forecast, Store, firing, lines};
 
-use crate::ui::format;
+use crate::ui::{cells, format};
 
 /// RFC 3339 UTC, seconds.
 pub fn timestamp(now: f64) -> String {
@@ -119,6 +119,7 @@ pub fn markdown(store: &Store, now: f64) -> String {
             "cpu/request",
             "target",
             "memory/request",
+            "scales on",
             "headroom",
             "time to max",
             "kafka lag",
@@ -157,6 +158,11 @@ pub fn markdown(store: &Store, now: f64) -> String {
                         ),
                         _ => format::percent(s.memory),
                     },
+                    s.scaling
+                        .iter()
+                        .map(cells::scaling_metric)
+                        .collect::<Vec<_>>()
+                        .join("; "),
                     headroom,
                     to_max,
                     s.kafka

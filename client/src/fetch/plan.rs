@@ -24,7 +24,8 @@ pub static HISTORY: [&Family; 6] = [
 pub const ALERTS: &str = "ALERTS";
 
 /// The per-(group, topic) Kafka families the Overview and Kafka views read.
-static KAFKA_SUMMARY: [&Family; 9] = [
+static KAFKA_SUMMARY: [&Family; 10] = [
+    &kafka::TOPIC_PARTITIONS,
     &kafka::TOPIC_LAG,
     &kafka::LAG_SECONDS,
     &kafka::LAG_SECONDS_LOWER_BOUND,

@@ -11,7 +11,8 @@ mod rows;
 pub use alerts::{WATCHDOG, firing, merge_alerts, timeline_key};
 pub use forecast::{FORECAST_WINDOW, Forecast, counter_rate, time_to_max};
 pub use rows::{
-    Database, GroupRow, PartitionRow, PodRow, Role, ServerRow, ServiceRow, SlotRow, StandbyRow,
+    Database, GroupRow, PartitionRow, PodRow, Role, ScalingMetric, ServerRow, ServiceRow, SlotRow,
+    StandbyRow,
 };
 
 use rows::Rows;
@@ -339,6 +340,30 @@ mod tests {
         m.insert(kafka::LAG_STATE.exposed, st, 1.0);
         m.insert(kafka::DRAIN_ETA.exposed, gt, 120.0);
         m.insert(
+            kafka::TOPIC_PARTITIONS.exposed,
+            labels(&[("cluster", "shop"), ("topic", "order-placed")]),
+            12.0,
+        );
+        let lag = r#"surge_kafka_group_topic_lag{group="payment",topic="order-placed"}"#;
+        for (metric_type, name, target_type, target, current, proposed, deciding) in [
+            ("resource", "cpu", "utilization", 0.7, 0.9, 13.0, 0.0),
+            ("external", lag, "average_value", 300.0, 4200.0, 140.0, 1.0),
+        ] {
+            let metric = labels(&[
+                ("namespace", "shop"),
+                ("hpa", "payment"),
+                ("workload", "payment"),
+                ("metric_type", metric_type),
+                ("metric_name", name),
+            ]);
+            let mut typed = metric.clone();
+            typed.insert("target_type".into(), target_type.into());
+            m.insert(hpa::METRIC_TARGET.exposed, typed.clone(), target);
+            m.insert(hpa::METRIC_CURRENT.exposed, typed, current);
+            m.insert(hpa::METRIC_PROPOSED.exposed, metric.clone(), proposed);
+            m.insert(hpa::METRIC_DECIDING.exposed, metric, deciding);
+        }
+        m.insert(
             postgres::IS_REPLICA.exposed,
             labels(&[("target", "replica1")]),
             1.0,
@@ -396,6 +421,16 @@ mod tests {
         let k = s.kafka.as_ref().map(|k| (k.state_label(), k.lag, k.eta));
         assert_eq!(k, Some(("draining", Some(1500.0), Some(120.0))));
         assert_eq!(s.db.replica_lag_seconds, Some(4.0));
+        // Scaling: the lag decides (listed first), CPU second; the group's topic has 12
+        // partitions.
+        let on: Vec<(&str, bool, Option<f64>)> = s
+            .scaling
+            .iter()
+            .map(|m| (m.short_name(), m.deciding, m.proposed))
+            .collect();
+        assert_eq!(on, [("lag", true, Some(140.0)), ("cpu", false, Some(13.0))]);
+        assert_eq!(s.deciding().map(|m| m.current), Some(Some(4200.0)));
+        assert_eq!(s.partitions, Some(12.0));
         // Memory: the HPA ratio as given; the worst pod's share of its limit.
         assert_eq!(s.memory, Some(1.31));
         assert_eq!(s.memory_of_limit, Some(470.0 / 512.0));

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use surge_metrics::state::{ConnectionState, GroupState, LagState};
+use surge_metrics::state::{ConnectionState, GroupState, LagState, MetricType, TargetType};
 use surge_metrics::{Family, catalogue};
 
 use super::forecast::{FORECAST_WINDOW, Forecast, time_to_max};
@@ -35,7 +35,45 @@ pub struct ServiceRow {
     pub memory_of_limit: Option<f64>,
     pub db: Database,
     pub pods_without_request: f64,
+    /// Every metric the service's HPA scales on, the one it follows first.
+    pub scaling: Vec<ScalingMetric>,
+    /// Partitions of the topic its consumer group reads (the most consumers that do work).
+    pub partitions: Option<f64>,
     pub forecast: Forecast,
+}
+
+/// One metric an HPA scales on, as the HPA (or the local autoscaler) reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScalingMetric {
+    pub metric_type: Option<MetricType>,
+    /// `cpu`, or a metric with its selector (`surge_kafka_group_topic_lag{group="payment",...}`).
+    pub name: String,
+    pub target_type: Option<TargetType>,
+    pub target: f64,
+    pub current: Option<f64>,
+    /// Replicas this metric alone asks for.
+    pub proposed: Option<f64>,
+    /// The HPA follows this one (its proposal is the largest).
+    pub deciding: bool,
+}
+
+impl ScalingMetric {
+    /// A short name: `cpu`, `lag` for a consumer group's lag, else the metric's name.
+    pub fn short_name(&self) -> &str {
+        let base = self.name.split('{').next().unwrap_or_default();
+        if base == catalogue::kafka::TOPIC_LAG.exposed {
+            "lag"
+        } else {
+            base
+        }
+    }
+}
+
+impl ServiceRow {
+    /// The metric the HPA follows, if it reported one.
+    pub fn deciding(&self) -> Option<&ScalingMetric> {
+        self.scaling.iter().find(|m| m.deciding)
+    }
 }
 
 /// What every service depends on in PostgreSQL, at its worst across servers.
@@ -276,6 +314,11 @@ impl Rows<'_> {
         };
         use catalogue::workload::{CPU_UTILIZATION, MEMORY_UTILIZATION, PODS_WITHOUT_CPU_REQUEST};
         let memory_of_limit = self.memory_of_limit();
+        let scaling = self.scaling_metrics();
+        let partitions = self.metrics.index(
+            catalogue::kafka::TOPIC_PARTITIONS.exposed,
+            &["cluster", "topic"],
+        );
         let mut keys: BTreeSet<(String, String)> = BTreeSet::new();
         for family in [&CURRENT, &CPU_UTILIZATION] {
             for p in self.metrics.points(family.exposed) {
@@ -313,6 +356,11 @@ impl Rows<'_> {
                     .filter(|g| service_groups.contains(&g.group))
                     .max_by(|a, b| a.lag.unwrap_or(0.0).total_cmp(&b.lag.unwrap_or(0.0)))
                     .cloned();
+                let topic_partitions = kafka.as_ref().and_then(|g| {
+                    partitions
+                        .get(&vec![g.cluster.as_str(), g.topic.as_str()])
+                        .map(|p| p.value)
+                });
                 let demand = cpu_point
                     .map(|p| self.demand_history(&p.labels, &want, now - FORECAST_WINDOW))
                     .unwrap_or_default();
@@ -334,6 +382,11 @@ impl Rows<'_> {
                         .get(&(namespace.as_str(), workload.as_str()))
                         .copied(),
                     db,
+                    scaling: scaling
+                        .get(&(namespace.as_str(), workload.as_str()))
+                        .cloned()
+                        .unwrap_or_default(),
+                    partitions: topic_partitions,
                     pods_without_request: get(&PODS_WITHOUT_CPU_REQUEST).unwrap_or(0.0),
                     forecast: match (max, target) {
                         (Some(m), Some(t)) => time_to_max(&demand, m, t),
@@ -344,6 +397,45 @@ impl Rows<'_> {
                 }
             })
             .collect()
+    }
+
+    /// Per (namespace, workload): the metrics its HPA scales on, the deciding one first.
+    fn scaling_metrics(&self) -> HashMap<(&str, &str), Vec<ScalingMetric>> {
+        use catalogue::hpa::{METRIC_CURRENT, METRIC_DECIDING, METRIC_PROPOSED, METRIC_TARGET};
+        const KEY: [&str; 5] = ["namespace", "hpa", "workload", "metric_type", "metric_name"];
+        let current = self.metrics.index(METRIC_CURRENT.exposed, &KEY);
+        let proposed = self.metrics.index(METRIC_PROPOSED.exposed, &KEY);
+        let deciding = self.metrics.index(METRIC_DECIDING.exposed, &KEY);
+        let mut out: HashMap<(&str, &str), Vec<ScalingMetric>> = HashMap::new();
+        for target in self.metrics.points(METRIC_TARGET.exposed) {
+            let key: Option<Vec<&str>> = KEY
+                .iter()
+                .map(|k| target.labels.get(*k).map(String::as_str))
+                .collect();
+            let Some(key) = key else {
+                continue;
+            };
+            let value = |index: &HashMap<Vec<&str>, &Point>| index.get(&key).map(|p| p.value);
+            out.entry((key[0], key[2]))
+                .or_default()
+                .push(ScalingMetric {
+                    metric_type: MetricType::from_label(key[3]),
+                    name: key[4].to_string(),
+                    target_type: target
+                        .labels
+                        .get("target_type")
+                        .and_then(|t| TargetType::from_label(t)),
+                    target: target.value,
+                    current: value(&current),
+                    proposed: value(&proposed),
+                    deciding: value(&deciding).is_some_and(|v| v >= 1.0),
+                });
+        }
+        for metrics in out.values_mut() {
+            // The deciding one first, then as the HPA lists them (CPU first by convention).
+            metrics.sort_by_key(|m| (!m.deciding, m.metric_type != Some(MetricType::Resource)));
+        }
+        out
     }
 
     /// Per (namespace, workload): the largest share of its memory limit one pod holds.

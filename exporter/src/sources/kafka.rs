@@ -25,7 +25,7 @@ use serde::Deserialize;
 use surge_metrics::catalogue::kafka::{
     CLAMPED, COMMITTED, CONSUME_RATE, DRAIN_ETA, GROUP_ERRORS, GROUP_STATE, HAS_COMMIT, LAG,
     LAG_SECONDS, LAG_SECONDS_LOWER_BOUND, LAG_STATE, LOG_END, LOG_START, MEMBERS, PRODUCE_RATE,
-    REQUESTS, TOPIC_LAG,
+    REQUESTS, TOPIC_LAG, TOPIC_PARTITIONS,
 };
 use surge_metrics::state::{GroupState, LagState};
 use surge_metrics::{Labels, Sample};
@@ -506,6 +506,9 @@ fn build_samples(
     // Partition watermarks and their history (shared by every group reading the topic).
     let mut topic_end: BTreeMap<&str, f64> = BTreeMap::new();
     for (topic, partitions) in &state.topics {
+        let mut l = c();
+        l.push(("topic", topic.clone()));
+        out.push(Sample::new(&TOPIC_PARTITIONS, l, partitions.len() as f64));
         for &partition in partitions {
             let key = (topic.clone(), partition);
             let marks = inputs.watermarks.get(&key).copied().unwrap_or_default();

@@ -4,8 +4,9 @@
 
 use ratatui::style::Style;
 use ratatui::text::Span;
-use surge_client::store::{Forecast, GroupRow, Role, ServerRow, ServiceRow, lines};
+use surge_client::store::{Forecast, GroupRow, Role, ScalingMetric, ServerRow, ServiceRow, lines};
 use surge_metrics::state::LagState;
+use surge_metrics::state::TargetType;
 
 use super::format;
 use super::theme::Theme;
@@ -74,6 +75,46 @@ pub fn memory_of_limit(t: &Theme, share: Option<f64>) -> Span<'static> {
         None => t.dim,
     };
     Span::styled(format::percent(share), style)
+}
+
+/// A metric value in its target's unit: a percent for utilization, per replica for an
+/// average value.
+fn metric_value(m: &ScalingMetric, value: f64) -> String {
+    match m.target_type {
+        Some(TargetType::Utilization) => format::percent(Some(value)),
+        Some(TargetType::AverageValue) => format!("{}/replica", format::count(Some(value))),
+        _ => format::count(Some(value)),
+    }
+}
+
+/// One scaling metric: `lag 4.2k/replica > 300/replica → 14`.
+pub fn scaling_metric(m: &ScalingMetric) -> String {
+    let current = m
+        .current
+        .map_or(format::NONE.to_string(), |c| metric_value(m, c));
+    let compare = match m.current {
+        Some(c) if c > m.target * 1.1 => ">",
+        Some(c) if c < m.target * 0.9 => "<",
+        Some(_) => "≈",
+        None => "vs",
+    };
+    let proposal = m.proposed.map_or(String::new(), |p| format!(" → {p:.0}"));
+    format!(
+        "{} {current} {compare} {}{proposal}",
+        m.short_name(),
+        metric_value(m, m.target)
+    )
+}
+
+/// A service's scaling target: its CPU target, or `▲ lag` (the deciding metric's short name)
+/// when the HPA follows a metric other than CPU.
+pub fn target(t: &Theme, s: &ServiceRow) -> Span<'static> {
+    match s.deciding() {
+        Some(m) if m.short_name() != "cpu" => {
+            Span::styled(format!("▲ {}", m.short_name()), t.accent)
+        }
+        _ => Span::styled(format::percent(s.target), t.dim),
+    }
 }
 
 /// Replicas left before max; `SATURATED` when at max and above target.

@@ -1,12 +1,13 @@
-//! Service detail: the HPA's view (replicas, conditions, time to max), memory against
-//! request and limit, CPU over the range, its pods, its consumer groups and its alerts.
+//! Service detail: the HPA's view (replicas, what it scales on and what limits it, conditions,
+//! time to max), memory against request and limit, CPU over the range, its pods, its consumer
+//! groups and its alerts.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use surge_client::store::{DEFAULT_CPU_ALERT, GroupRow, PodRow, lines};
+use surge_client::store::{DEFAULT_CPU_ALERT, GroupRow, PodRow, ServiceRow, lines};
 use surge_metrics::catalogue;
 
 use super::ctx::Ctx;
@@ -32,7 +33,7 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx, namespace: &str, workload:
     };
     let alert = ctx.store.cpu_alert.unwrap_or(DEFAULT_CPU_ALERT);
     let [summary_area, chart_area, rest] = Layout::vertical([
-        Constraint::Length(6),
+        Constraint::Length(7),
         Constraint::Length(4),
         Constraint::Min(0),
     ])
@@ -91,6 +92,7 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx, namespace: &str, workload:
                 t.dim,
             ),
         ]),
+        scaling_line(&t, s),
         Line::from(vec![
             Span::styled("conditions ", t.dim),
             condition("AbleToScale", s.able_to_scale, false),
@@ -265,4 +267,38 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx, namespace: &str, workload:
         .filter(|a| a.labels.get("workload").map(String::as_str) == Some(workload))
         .collect();
     widgets::alert_list(frame, alerts_area, ctx, "Alerts", &alerts, None);
+}
+
+/// "scaling on lag 4.2k/replica > 300/replica → 14   cpu 35% < 70% → 1   limit: max 10, 12
+/// partitions": every metric with the replicas it proposes, the one the HPA follows first.
+fn scaling_line(t: &super::theme::Theme, s: &ServiceRow) -> Line<'static> {
+    let mut spans = vec![Span::styled("scaling on ", t.dim)];
+    match s.scaling.split_first() {
+        None => spans.push(Span::styled(format::NONE, t.dim)),
+        Some((first, rest)) => {
+            let style = if first.deciding { t.accent } else { t.text };
+            spans.push(Span::styled(cells::scaling_metric(first), style));
+            for m in rest {
+                spans.push(Span::styled(
+                    format!("   {}", cells::scaling_metric(m)),
+                    t.dim,
+                ));
+            }
+        }
+    }
+    let mut limit = s.max.map_or(String::new(), |m| format!("max {m:.0}"));
+    if let Some(p) = s.partitions {
+        limit.push_str(&format!(", {p:.0} partitions"));
+    }
+    if !limit.is_empty() {
+        spans.push(Span::styled(format!("   limit: {limit}"), t.dim));
+    }
+    // The HPA wants more than it may run: say which bound holds it.
+    let wants = s.deciding().and_then(|m| m.proposed);
+    if let (Some(w), Some(max)) = (wants, s.max) {
+        if w > max {
+            spans.push(Span::styled(format!(" (wants {w:.0})"), t.warn));
+        }
+    }
+    Line::from(spans)
 }

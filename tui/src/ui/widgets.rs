@@ -43,9 +43,8 @@ pub fn services_table(
         num("CPU/REQ", 7, 0, move |s: &&ServiceRow| {
             cells::cpu(&t, s.cpu, s.target, alert)
         }),
-        num("TARGET", 6, 5, move |s: &&ServiceRow| {
-            Span::styled(format::percent(s.target), t.dim)
-        }),
+        // The CPU target, or a marker when the HPA follows another metric.
+        num("TARGET", 6, 5, move |s: &&ServiceRow| cells::target(&t, s)),
         num("MEM/REQ", 7, 1, move |s: &&ServiceRow| {
             cells::memory(&t, s.memory, s.memory_of_limit)
         }),

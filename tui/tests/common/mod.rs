@@ -9,6 +9,10 @@ use surge_client::store::Store;
 
 pub const NOW: f64 = 1_795_856_400.0;
 
+fn labels_of(pairs: &[(&str, &str)]) -> Labels {
+    labels(pairs)
+}
+
 pub fn labels(pairs: &[(&str, &str)]) -> Labels {
     pairs
         .iter()
@@ -67,6 +71,65 @@ impl Shop {
                 0.2 * cpu + 0.01 * i as f64,
             );
             self.m.insert("surge_pod_cpu_request_cores", pod, 0.2);
+        }
+    }
+
+    /// The `surge_hpa_metric_*` series of `name`'s HPA at `current` replicas: CPU against its
+    /// 70% target, and for a consumer its group's lag against 300 per replica (made by the
+    /// same code the exporter and the local HPA use).
+    pub fn scaling(
+        &mut self,
+        name: &str,
+        current: i32,
+        cpu: f64,
+        lag_per_replica: Option<(&str, f64)>,
+    ) {
+        use surge_metrics::hpa::{HpaMetric, HpaStatus, metric_label};
+        use surge_metrics::state::{MetricType, TargetType};
+        let mut metrics = vec![HpaMetric {
+            metric_type: MetricType::Resource,
+            metric_name: "cpu".into(),
+            target_type: TargetType::Utilization,
+            target: 0.7,
+            current: Some(cpu),
+        }];
+        if let Some((topic, lag)) = lag_per_replica {
+            metrics.push(HpaMetric {
+                metric_type: MetricType::External,
+                metric_name: metric_label(
+                    "surge_kafka_group_topic_lag",
+                    &[
+                        ("group".to_string(), name.to_string()),
+                        ("topic".to_string(), topic.to_string()),
+                    ]
+                    .into(),
+                ),
+                target_type: TargetType::AverageValue,
+                target: 300.0,
+                current: Some(lag),
+            });
+        }
+        let status = HpaStatus {
+            namespace: "shop".into(),
+            hpa: name.into(),
+            workload: name.into(),
+            current: Some(current),
+            metrics,
+            ..HpaStatus::default()
+        };
+        let mut samples = Vec::new();
+        status.samples(&mut samples);
+        for sample in samples
+            .iter()
+            .filter(|s| s.family.name.starts_with("surge_hpa_metric_"))
+        {
+            let labels: Vec<(&str, &str)> = sample
+                .labels
+                .iter()
+                .map(|(k, v)| (*k, v.as_str()))
+                .collect();
+            self.m
+                .insert(sample.family.exposed, labels_of(&labels), sample.value);
         }
     }
 
@@ -294,6 +357,20 @@ pub fn flash_sale() -> Store {
     shop.service("orders", 6.0, 8.0, 10.0, 0.78, false);
     shop.service("payment", 10.0, 10.0, 10.0, 0.93, true);
     shop.service("shipping", 3.0, 3.0, 10.0, 0.55, false);
+    // Scaling: payment's lag (4.2k per replica against 300) decides, capped at its max;
+    // the others scale on CPU.
+    shop.scaling("auth", 4, 0.62, None);
+    shop.scaling("catalog", 2, 0.21, None);
+    shop.scaling("orders", 6, 0.78, None);
+    shop.scaling("payment", 10, 0.93, Some(("order-placed", 4200.0)));
+    shop.scaling("shipping", 3, 0.55, Some(("shipping-request", 12.0)));
+    for topic in ["order-placed", "payment-processed", "shipping-request"] {
+        shop.m.insert(
+            "surge_kafka_topic_partitions",
+            labels(&[("cluster", "shop"), ("topic", topic)]),
+            12.0,
+        );
+    }
     // Memory: payment's first pod near its limit (OOM-kill risk), the rest well inside.
     for (name, pods, base) in [
         ("auth", 4, 150.0),
