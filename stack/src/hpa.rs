@@ -550,7 +550,7 @@ mod tests {
                     ("topic".into(), "order-placed".into())
                 ]),
                 target_type: TargetType::AverageValue,
-                target: 300.0,
+                target: 100.0,
             }]
         );
         let auth = specs

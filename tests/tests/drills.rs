@@ -895,3 +895,99 @@ fn drill_poison_message_mid_sale_is_dead_lettered_and_the_partition_flows() -> a
     drill.report(detect, recover, orders, lost, "");
     Ok(())
 }
+
+/// Drill 7: The payment provider slows down (150 ms per call) in a flash sale: payment is
+/// I/O-bound, its CPU stays under the HPA's 70% target, its lag grows, and the local HPA scales
+/// it out on the lag (the External metric, read from Prometheus as the adapter would); the
+/// panel says so; the backlog drains and every accepted order ships exactly once.
+#[test]
+fn drill_slow_provider_scales_payment_on_its_lag_and_loses_nothing() -> anyhow::Result<()> {
+    let drill = Drill::start("lag-scaling", FAST, |o| {
+        o.payment_latency_ms = 150;
+        o.autoscale = Some(Duration::from_secs(3));
+    })?;
+    let initial = drill.stack.replicas().get("payment").copied().unwrap_or(0);
+    let base = Duration::from_secs(10);
+    let start = Instant::now();
+    let mut load = drill.start_load(&[
+        "--rate",
+        "10",
+        "--spike",
+        "15",
+        "--duration",
+        "10s",
+        "--spike-for",
+        "40s",
+    ])?;
+    let mut scaled_out = None;
+    let mut most = initial;
+    let status = loop {
+        if let Some(status) = load.try_wait()? {
+            break status;
+        }
+        let now = drill.stack.replicas().get("payment").copied().unwrap_or(0);
+        most = most.max(now);
+        if scaled_out.is_none() && now > initial {
+            scaled_out = Some(start.elapsed().saturating_sub(base));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let load_end = Instant::now();
+    drill.finish_load(status)?;
+    let scaled_out = scaled_out.with_context(|| {
+        format!(
+            "payment never scaled out (still {initial}); peak lag {:?}",
+            drill
+                .prom
+                .value("max(max_over_time(surge_kafka_group_topic_lag{group=\"payment\"}[5m]))")
+        )
+    })?;
+    // The lag decided, not the CPU: the External metric was the deciding one, and payment's
+    // CPU never reached its target.
+    let lag_decided = drill.prom.value(
+        "max(max_over_time(surge_hpa_metric_deciding{hpa=\"payment\",metric_type=\"external\"}[5m]))",
+    )?;
+    assert_eq!(
+        lag_decided,
+        Some(1.0),
+        "the lag never decided payment's scale"
+    );
+    let peak_cpu = drill
+        .prom
+        .value(
+            "max(max_over_time(surge_workload_cpu_utilization_ratio{workload=\"payment\"}[5m]))",
+        )?
+        .unwrap_or(0.0);
+    assert!(
+        peak_cpu < 0.7,
+        "payment's CPU reached its target ({peak_cpu}): CPU, not lag, may have scaled it"
+    );
+    // The panel's service view says what payment scales on.
+    let frame = drill.wait_frame("payment scaling on lag", &["--view", "svc:payment"], |f| {
+        f.contains("scaling on lag")
+    })?;
+    assert!(frame.contains("partitions"), "{frame}");
+    let (orders, lost) = drill.audit(Duration::from_secs(180))?;
+    surge_servers::wait_until(
+        "payment's lag drained to zero",
+        Duration::from_secs(120),
+        Duration::from_secs(1),
+        || {
+            Ok(drill
+                .prom
+                .value("sum(surge_kafka_group_topic_lag{group=\"payment\"})")?
+                == Some(0.0))
+        },
+    )?;
+    let drained = load_end.elapsed();
+    let pages = drill.other_pages(&[]);
+    assert!(pages.is_empty(), "a slow provider paged: {pages:#?}");
+    drill.report(
+        scaled_out,
+        drained,
+        orders,
+        lost,
+        &format!("payment_replicas={initial}->{most} peak_cpu={peak_cpu:.2}"),
+    );
+    Ok(())
+}
