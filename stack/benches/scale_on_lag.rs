@@ -123,7 +123,8 @@ fn run(mode: Mode, latency_ms: u64, rate: f64, spike_seconds: u64) -> anyhow::Re
     let load_bin = surge_stack::stack::sibling_binary("surge-load", "SURGE_LOAD_BIN")?;
     let json = dir.path().join("load.json");
     let mut load = Command::new(load_bin)
-        .args(["--target", &stack.api(), "--profile", "flash-sale"])
+        .args(["--target", &format!("http://{}", stack.api())])
+        .args(["--profile", "flash-sale"])
         .args([
             "--rate",
             &rate.to_string(),
@@ -148,15 +149,20 @@ fn run(mode: Mode, latency_ms: u64, rate: f64, spike_seconds: u64) -> anyhow::Re
     let phases: Arc<Mutex<Vec<(String, f64)>>> = Arc::default();
     let stderr = load.stderr.take().context("no stderr")?;
     let seen = Arc::clone(&phases);
+    // The phases' start times; the other lines are kept to explain a failed load.
     let reader = std::thread::spawn(move || {
+        let mut other = Vec::new();
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Some(rest) = line.strip_prefix("phase ") {
                 let name = rest.split(':').next().unwrap_or_default().to_string();
                 if let Ok(mut p) = seen.lock() {
                     p.push((name, started.elapsed().as_secs_f64()));
                 }
+            } else {
+                other.push(line);
             }
         }
+        other
     });
     let lag_query = r#"sum(surge_kafka_group_topic_lag{group="payment",topic="order-placed"})"#;
     let payment_replicas = || stack.replicas().get("payment").copied().unwrap_or_default();
@@ -166,11 +172,17 @@ fn run(mode: Mode, latency_ms: u64, rate: f64, spike_seconds: u64) -> anyhow::Re
         lag: prometheus_value(&prometheus, lag_query),
     };
     let mut samples = Vec::new();
-    while load.try_wait()?.is_none() {
+    let status = loop {
+        if let Some(status) = load.try_wait()? {
+            break status;
+        }
         samples.push(sample());
         std::thread::sleep(Duration::from_secs(1));
+    };
+    let load_output = reader.join().unwrap_or_default();
+    if !status.success() {
+        anyhow::bail!("surge-load failed ({status}): {}", load_output.join(" | "));
     }
-    let _ = reader.join();
     // After the load: until the backlog is gone and every accepted order is final.
     let open = |sql: &str| -> usize {
         stack

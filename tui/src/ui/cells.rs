@@ -87,7 +87,7 @@ fn metric_value(m: &ScalingMetric, value: f64) -> String {
     }
 }
 
-/// One scaling metric: `lag 4.2k/replica > 300/replica → 14`.
+/// One scaling metric: `lag 4200/replica > 300/replica → 14`.
 pub fn scaling_metric(m: &ScalingMetric) -> String {
     let current = m
         .current

@@ -269,7 +269,7 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx, namespace: &str, workload:
     widgets::alert_list(frame, alerts_area, ctx, "Alerts", &alerts, None);
 }
 
-/// "scaling on lag 4.2k/replica > 300/replica → 14   cpu 35% < 70% → 1   limit: max 10, 12
+/// "scaling on lag 4200/replica > 300/replica → 14   cpu 35% < 70% → 1   limit: max 10, 12
 /// partitions": every metric with the replicas it proposes, the one the HPA follows first.
 fn scaling_line(t: &super::theme::Theme, s: &ServiceRow) -> Line<'static> {
     let mut spans = vec![Span::styled("scaling on ", t.dim)];
