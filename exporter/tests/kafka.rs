@@ -360,3 +360,107 @@ async fn live_consumer_stopping_shows_as_stalled_through_metrics() -> anyhow::Re
     producer.stop()?;
     Ok(())
 }
+
+/// A real consumer that keeps pace with its producer but commits only every 4 s (sampled
+/// every 2 s): its committed lag is a sawtooth with no net growth, and the lag state must say
+/// neither growing (judged at commit instants) nor stalled (twice its commit interval).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_rare_committer_keeping_pace_is_neither_growing_nor_stalled() -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+
+    let broker = KafkaBroker::start()?;
+    broker.create_topic("order-placed", 2)?;
+    let exporter = Exporter::from_toml(&format!(
+        "[kafka]\ninterval = \"2s\"\ntimeout = \"2s\"\ndiscovery_interval = \"2s\"\nwindow = \"24s\"\n\
+         rate_window = \"5s\"\nstall_after = \"3s\"\n\
+         [[kafka.clusters]]\nname = \"local\"\nbootstrap_servers = \"{}\"\n",
+        broker.bootstrap()
+    ))?;
+    let served = common::Served::start(exporter).await?;
+    let producer = surge_testkit::kafka::keep_producing(
+        &broker,
+        "order-placed",
+        2,
+        5,
+        Duration::from_millis(100),
+    )?;
+    let consumer: BaseConsumer = broker
+        .consumer_config("payment")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    consumer.subscribe(&["order-placed"])?;
+    let running = Arc::new(AtomicBool::new(true));
+    let commits = Arc::new(AtomicUsize::new(0));
+    let worker = {
+        let (running, commits) = (Arc::clone(&running), Arc::clone(&commits));
+        std::thread::spawn(move || {
+            let mut last_commit = std::time::Instant::now();
+            while running.load(Ordering::Relaxed) {
+                if let Some(Err(error)) = consumer.poll(Duration::from_millis(50)) {
+                    eprintln!("consumer: {error}");
+                }
+                if last_commit.elapsed() >= Duration::from_secs(4) {
+                    match consumer.commit_consumer_state(CommitMode::Sync) {
+                        Ok(()) => {
+                            commits.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(error) => eprintln!("commit: {error}"),
+                    }
+                    last_commit = std::time::Instant::now();
+                }
+            }
+        })
+    };
+
+    let series = |body: &str, name: &str, extra: &str| {
+        surge_testkit::http::series_value(
+            body,
+            &format!("{name}{{cluster=\"local\",group=\"payment\",topic=\"order-placed\"{extra}}}"),
+        )
+    };
+    // Warm up: the group has committed and a whole window of history is there.
+    served.wait_for("the group's lag", Duration::from_secs(30), |b| {
+        series(b, "surge_kafka_group_topic_lag", "").is_some()
+    })?;
+    tokio::time::sleep(Duration::from_secs(26)).await;
+    let mut lags = Vec::new();
+    let mut states = Vec::new();
+    let observe_until = std::time::Instant::now() + Duration::from_secs(40);
+    while std::time::Instant::now() < observe_until {
+        let body = served.scrape()?;
+        lags.extend(series(&body, "surge_kafka_group_topic_lag", ""));
+        for state in ["ok", "growing", "draining", "stalled", "idle"] {
+            if series(
+                &body,
+                "surge_kafka_group_topic_lag_state",
+                &format!(",state=\"{state}\""),
+            ) == Some(1.0)
+            {
+                states.push(state);
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    running.store(false, Ordering::Relaxed);
+    worker
+        .join()
+        .map_err(|_| anyhow::anyhow!("consumer thread panicked"))?;
+    producer.stop()?;
+
+    // The case happened: commits every 4 s, a sawtooth whose peaks hold seconds of
+    // production (100 msg/s), and states for every observation.
+    let commits = commits.load(Ordering::Relaxed);
+    assert!(commits >= 12, "{commits} commits");
+    let peak = lags.iter().copied().fold(0.0, f64::max);
+    let trough = lags.iter().copied().fold(f64::MAX, f64::min);
+    assert!(peak >= 150.0 && trough < peak / 2.0, "lag {lags:?}");
+    assert!(states.len() >= 30, "{states:?}");
+    assert!(
+        states.iter().all(|s| *s == "ok"),
+        "a consumer keeping pace: {states:?} (lag {lags:?})"
+    );
+    Ok(())
+}

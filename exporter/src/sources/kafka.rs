@@ -48,13 +48,15 @@ pub(crate) struct Section {
     /// How often topics, partitions and groups are re-discovered (and groups described).
     #[serde(default = "default_discovery", with = "humantime_serde")]
     discovery_interval: Duration,
-    /// Span the growing/draining decision looks at.
+    /// Span the growing/draining decision looks at; it must hold `min_samples` (4) of a
+    /// group's commits for its trend to be judged.
     #[serde(default = "default_trend_window", with = "humantime_serde")]
     window: Duration,
     /// Span consume/produce rates are computed over.
     #[serde(default = "default_rate_window", with = "humantime_serde")]
     rate_window: Duration,
-    /// Committed offset unchanged this long with lag > 0 means stalled.
+    /// Committed offset unchanged this long (or twice the group's commit interval, if
+    /// longer) with lag > 0 means stalled.
     #[serde(default = "default_stall_after", with = "humantime_serde")]
     stall_after: Duration,
     /// How far back log-end history goes for time lag; older lag is reported as a lower bound.
@@ -260,6 +262,8 @@ struct ClusterState {
     log_end_history: HashMap<(String, i32), LogEndHistory>,
     produce_history: HashMap<String, VecDeque<(f64, f64)>>,
     group_topic_history: HashMap<(String, String), VecDeque<Point>>,
+    /// (group, topic)s already warned of committing too rarely for the trend window.
+    rare_committers: HashSet<(String, String)>,
     clamped: HashMap<(String, String), u64>,
     group_errors: HashMap<(String, &'static str), u64>,
     describe_failing: bool,
@@ -698,11 +702,29 @@ fn build_samples(
                 committed: sums.committed as f64,
                 log_end: sums.log_end as f64,
             });
-            while history.front().is_some_and(|p| p.t < now - keep_for) {
+            // Two windows, so a commit interval up to a window long can be measured.
+            while history
+                .front()
+                .is_some_and(|p| p.t < now - keep_for.max(2.0 * trend.window.as_secs_f64()))
+            {
                 history.pop_front();
             }
             let points: Vec<Point> = history.iter().copied().collect();
             let lag_state = trend::classify(&points, trend);
+            if let Some(interval) = trend::commit_interval(&points)
+                && interval * trend.min_samples as f64 > trend.window.as_secs_f64()
+                && state.rare_committers.insert((group.clone(), topic.clone()))
+            {
+                tracing::warn!(
+                    cluster,
+                    group = %group,
+                    topic = %topic,
+                    "commits every {interval:.0} s: the {window:?} trend window holds fewer than {min} of its commits, so its lag is never called growing or draining; set [kafka] window to at least {need:.0}s",
+                    window = trend.window,
+                    min = trend.min_samples,
+                    need = interval * trend.min_samples as f64,
+                );
+            }
             for s in LagState::ALL {
                 let mut l = gt();
                 l.push(("state", s.label().to_string()));
@@ -731,6 +753,7 @@ fn build_samples(
     };
     state.group_topic_history.retain(|k, _| alive(k));
     state.clamped.retain(|k, _| alive(k));
+    state.rare_committers.retain(|k| alive(k));
     state.group_errors.retain(|(g, _), _| groups.contains(g));
     let mut errors: Vec<_> = state.group_errors.iter().collect();
     errors.sort();

@@ -5,16 +5,24 @@
 //! The state rule, in priority order (first match wins), over the samples of one
 //! (group, topic) in the last `window`:
 //! 1. **idle** — lag is 0 now and the log end did not move over the window: nothing to do.
-//! 2. **stalled** — lag > 0 and the committed offset has not moved for `stall_after`
-//!    (a few cycles, not a whole window): work is waiting and nobody is doing it.
-//! 3. **growing** / **draining** — needs at least `min_samples` spanning half the window, so
-//!    a fresh history (exporter restart) can never claim a trend. The lag's slope is the
-//!    Theil–Sen estimate (median of pairwise slopes), which commit-cadence sawtooth dips do
-//!    not flip, and the net change is the median of the last third of the window minus the
-//!    median of the first third. Growing needs both positive and the net change above
-//!    `min_change` of the typical lag; draining is the mirror image. Burrow resets its WARN
-//!    on any single dip between consecutive commits (#453); neither estimate can be moved by
-//!    one dip.
+//! 2. **stalled** — lag > 0 and the committed offset has not moved for `stall_after`, or for
+//!    twice the group's own commit interval if it commits more rarely (a few cycles, not a
+//!    whole window): work is waiting and nobody is doing it.
+//! 3. **growing** / **draining** — judged only at commit instants (the samples whose
+//!    committed offset moved): between commits a consumer's committed lag rises by whatever
+//!    was produced, whether or not it keeps pace, so a rare committer's lag means something
+//!    only right after it commits. Needs at least `min_samples` commit instants spanning half
+//!    the window, so a fresh history (exporter restart) or a group committing less often than
+//!    `window / min_samples` can never claim a trend. The lag's slope is the Theil–Sen
+//!    estimate (median of pairwise slopes), which commit-cadence sawtooth dips do not flip,
+//!    and the net change is the median of the last third minus the median of the first
+//!    third. Growing needs both positive and the net change above `min_change` of the typical
+//!    lag and, for a group that commits less often than it is sampled, above the most
+//!    produced between two samples (an instant's lag includes what was produced between the
+//!    commit and the sample, up to that much: no smaller change can be told from where the
+//!    sample fell); draining is the mirror image. Burrow resets
+//!    its WARN on any single dip between consecutive commits (#453); neither estimate can be
+//!    moved by one dip.
 //! 4. **ok** — anything else (including too little history).
 
 use std::collections::VecDeque;
@@ -76,33 +84,50 @@ pub fn classify(points: &[Point], config: &TrendConfig) -> LagState {
         };
     }
 
-    // Stalled: committed unchanged since `since`, for at least stall_after.
+    // Stalled: committed unchanged since `since`, for at least stall_after (or twice the
+    // group's usual commit interval, so a rare committer is not stalled between commits).
     let since = points
         .iter()
         .rev()
         .take_while(|p| p.committed == latest.committed)
         .last()
         .map_or(latest.t, |p| p.t);
-    if latest.t - since >= config.stall_after.as_secs_f64() {
+    let stall_after = config
+        .stall_after
+        .as_secs_f64()
+        .max(2.0 * commit_interval(points).unwrap_or(0.0));
+    if latest.t - since >= stall_after {
         return LagState::Stalled;
     }
 
-    let span = recent.last().map_or(0.0, |l| l.t) - recent.first().map_or(0.0, |f| f.t);
-    if recent.len() < config.min_samples || span < config.window.as_secs_f64() / 2.0 {
+    let instants = commit_instants(&recent);
+    let span = instants.last().map_or(0.0, |l| l.t) - instants.first().map_or(0.0, |f| f.t);
+    if instants.len() < config.min_samples || span < config.window.as_secs_f64() / 2.0 {
         return LagState::Ok;
     }
-    let slope = theil_sen_slope(&recent);
-    let third = (recent.len() / 3).max(1);
-    let first = median(recent[..third].iter().map(|p| p.lag).collect());
+    let slope = theil_sen_slope(&instants);
+    let third = (instants.len() / 3).max(1);
+    let first = median(instants[..third].iter().map(|p| p.lag).collect());
     let last = median(
-        recent[recent.len() - third..]
+        instants[instants.len() - third..]
             .iter()
             .map(|p| p.lag)
             .collect(),
     );
     let net = last - first;
-    let typical = median(recent.iter().map(|p| p.lag).collect()).max(1.0);
-    let threshold = config.min_change * typical;
+    let typical = median(instants.iter().map(|p| p.lag).collect()).max(1.0);
+    // A group that commits less often than it is sampled: an instant's lag holds up to one
+    // sample interval of production after the commit. (Committing at every sample, the
+    // medians over many instants absorb that.)
+    let sampling = if instants.len() + 1 < recent.len() {
+        recent
+            .windows(2)
+            .map(|w| (w[1].log_end - w[0].log_end).max(0.0))
+            .fold(0.0, f64::max)
+    } else {
+        0.0
+    };
+    let threshold = (config.min_change * typical).max(sampling);
     if slope > 0.0 && net > threshold && slope * span > threshold {
         LagState::Growing
     } else if slope < 0.0 && net < -threshold && -slope * span > threshold {
@@ -110,6 +135,25 @@ pub fn classify(points: &[Point], config: &TrendConfig) -> LagState {
     } else {
         LagState::Ok
     }
+}
+
+/// The samples whose committed offset moved since the previous sample (the first sample
+/// has no previous one and is not an instant).
+fn commit_instants<'a>(points: &[&'a Point]) -> Vec<&'a Point> {
+    points
+        .windows(2)
+        .filter(|w| w[1].committed != w[0].committed)
+        .map(|w| w[1])
+        .collect()
+}
+
+/// The group's usual time between commits (the median gap between commit instants), once
+/// at least two gaps were seen.
+pub fn commit_interval(points: &[Point]) -> Option<f64> {
+    let all: Vec<&Point> = points.iter().collect();
+    let instants = commit_instants(&all);
+    let gaps: Vec<f64> = instants.windows(2).map(|w| w[1].t - w[0].t).collect();
+    (gaps.len() >= 2).then(|| median(gaps))
 }
 
 fn theil_sen_slope(points: &[&Point]) -> f64 {
@@ -363,6 +407,169 @@ mod tests {
                 LagState::Growing
             );
         }
+    }
+
+    /// A consumer that commits rarely, sampled every 15 s: production `produce` msg/s from
+    /// t = 0, the consumer reads at `consume` msg/s (never past the log end) and commits its
+    /// position every ~`every` s (jittered ±3 s, out of phase with the samples) until
+    /// `stop_at`.
+    fn rare_committer(
+        seconds: f64,
+        produce: f64,
+        consume: f64,
+        every: f64,
+        stop_at: f64,
+    ) -> Vec<Point> {
+        let position = |t: f64| (consume * t).min(produce * t);
+        let mut commits = Vec::new();
+        let mut c = 7.0;
+        let mut j = 0;
+        while c < seconds.min(stop_at) {
+            commits.push(c);
+            j += 1;
+            c += every + [0.0, 3.0, -2.0, 1.0, -3.0][j % 5];
+        }
+        let mut points = Vec::new();
+        let mut t = 0.0;
+        while t <= seconds {
+            let committed = commits
+                .iter()
+                .rev()
+                .find(|c| **c <= t)
+                .map_or(0.0, |c| position(*c).floor());
+            let log_end = (produce * t).floor();
+            points.push(Point {
+                t: 1_000.0 + t,
+                lag: log_end - committed,
+                committed,
+                log_end,
+            });
+            t += STEP;
+        }
+        points
+    }
+
+    /// Index of the sample that saw the third commit (two gaps: the interval is known).
+    fn third_commit(points: &[Point]) -> usize {
+        (1..points.len())
+            .filter(|i| points[*i].committed != points[i - 1].committed)
+            .nth(2)
+            .unwrap_or(points.len())
+    }
+
+    fn states_with(points: &[Point], config: &TrendConfig) -> Vec<LagState> {
+        (1..=points.len())
+            .map(|n| classify(&points[..n], config))
+            .collect()
+    }
+
+    fn window(seconds: u64) -> TrendConfig {
+        TrendConfig {
+            window: Duration::from_secs(seconds),
+            ..TrendConfig::default()
+        }
+    }
+
+    #[test]
+    fn rare_committer_keeping_pace_is_never_growing_or_stalled() {
+        // 100 msg/s in and out, a commit every ~90 s: a clean sawtooth 0 -> ~9,000 with no
+        // net growth, for two hours.
+        let points = rare_committer(7_200.0, 100.0, 100.0, 90.0, f64::MAX);
+        let peak = points.iter().map(|p| p.lag).fold(0.0, f64::max);
+        assert!(peak > 8_000.0, "the sawtooth reaches {peak}");
+        assert!(
+            points
+                .windows(2)
+                .filter(|w| w[1].committed != w[0].committed)
+                .count()
+                > 70,
+            "commits seen"
+        );
+        // Until two of its commit gaps were seen, its interval is unknown and `stall_after`
+        // alone applies (the exporter cannot tell a rare committer from a stalled one yet).
+        let warm = third_commit(&points);
+        assert!(warm < 20, "{warm}");
+        for seconds in [300, 600, 900] {
+            let config = window(seconds);
+            let states = states_with(&points, &config);
+            let trend = states
+                .iter()
+                .filter(|s| matches!(s, LagState::Growing | LagState::Draining))
+                .count();
+            assert_eq!(trend, 0, "window {seconds} s: {states:?}");
+            let not_ok = states[warm..]
+                .iter()
+                .filter(|s| **s != LagState::Ok)
+                .count();
+            assert_eq!(not_ok, 0, "window {seconds} s: {states:?}");
+        }
+        // The trend was judged, not skipped for too few commits: 10 minutes hold at least 6
+        // commit instants (min_samples is 4) at every point of the run.
+        for end in 40..points.len() {
+            let recent: Vec<&Point> = points[..=end]
+                .iter()
+                .filter(|p| p.t >= points[end].t - 600.0)
+                .collect();
+            assert!(commit_instants(&recent).len() >= 6, "at {end}");
+        }
+        assert!(commit_interval(&points).is_some_and(|i| (i - 90.0).abs() <= 15.0));
+    }
+
+    #[test]
+    fn rare_committer_falling_behind_is_growing() {
+        // Same cadence, consuming 90 of every 100 msg/s: the lag after each commit grows by
+        // ~900; a 10-minute window (6-7 commit instants) calls it growing within two windows
+        // and keeps calling it so.
+        let points = rare_committer(3_600.0, 100.0, 90.0, 90.0, f64::MAX);
+        let states = states_with(&points, &window(600));
+        let first = states.iter().position(|s| *s == LagState::Growing);
+        assert!(matches!(first, Some(i) if i <= 80), "{states:?}");
+        assert!(
+            states[first.unwrap_or(0)..]
+                .iter()
+                .all(|s| *s == LagState::Growing),
+            "{states:?}"
+        );
+        // With 5 minutes (3-4 commit instants) there is too little to judge every time, but
+        // whatever is judged is growing, never draining.
+        let short = states_with(&points, &window(300));
+        assert!(short.contains(&LagState::Growing), "{short:?}");
+        assert!(!short.contains(&LagState::Draining), "{short:?}");
+    }
+
+    #[test]
+    fn rare_committer_stopping_is_stalled_after_twice_its_interval() {
+        // Commits every ~90 s until t = 1,800 s (last commit at about 1,720 s), then none.
+        let points = rare_committer(2_400.0, 100.0, 100.0, 90.0, 1_800.0);
+        let last_commit = points
+            .windows(2)
+            .filter(|w| w[1].committed != w[0].committed)
+            .map(|w| w[1].t)
+            .fold(0.0, f64::max);
+        let states = states(&points);
+        let at = |t: f64| {
+            let i = points
+                .iter()
+                .position(|p| p.t >= t)
+                .unwrap_or(points.len() - 1);
+            states[i]
+        };
+        // Between its commits it is never stalled once its interval is known ...
+        let warm = third_commit(&points);
+        assert!(
+            points
+                .iter()
+                .zip(&states)
+                .skip(warm)
+                .filter(|(p, _)| p.t <= last_commit)
+                .all(|(_, s)| *s != LagState::Stalled),
+            "{states:?}"
+        );
+        // ... still not 150 s after its last commit (stall_after is 60 s, its interval 90 s) ...
+        assert_ne!(at(last_commit + 150.0), LagState::Stalled);
+        // ... and stalled from twice its interval on.
+        assert_eq!(at(last_commit + 195.0), LagState::Stalled, "{states:?}");
+        assert_eq!(states.last(), Some(&LagState::Stalled));
     }
 
     #[test]
