@@ -69,10 +69,11 @@ async fn utilization_matches_a_hand_computed_hpa_ratio() -> anyhow::Result<()> {
     //   pnd2w Pending                                                     unready
     //   btq8n ready, no PodMetrics yet                                    missing_metrics
     //   zz9lk being deleted                                               excluded
-    // (456 + 382 + 300) * 100 / (500 + 500 + 500) = 75.87 -> 75 % (the controller truncates).
+    // (456 + 382 + 300) / (500 + 500 + 500) = 0.7587, unrounded (the controller truncates
+    // to 75 %: its status, surge_hpa_observed_cpu_utilization_ratio, is checked below).
     assert_eq!(
         exporter.value("surge_workload_cpu_utilization_ratio", &ORDERS),
-        Some(0.75)
+        Some(1138.0 / 1500.0)
     );
     for (state, count) in [
         ("counted", 3.0),
@@ -165,7 +166,7 @@ async fn utilization_matches_a_hand_computed_hpa_ratio() -> anyhow::Result<()> {
     );
 
     // payment: one pod has no CPU request. It is reported, and left out of the ratio:
-    // 200 * 100 / 250 = 80 %.
+    // 200 / 250 = 0.8.
     assert_eq!(
         exporter.value("surge_workload_cpu_utilization_ratio", &PAYMENT),
         Some(0.8)
@@ -358,7 +359,7 @@ async fn watches_keep_api_load_flat_and_see_changes() -> anyhow::Result<()> {
         }
     }
     api.apply(pod)?;
-    // (456 + 382 + 300 + 20) * 100 / 2000 = 57.9 -> 57 %.
+    // (456 + 382 + 300 + 20) / 2000 = 0.579.
     surge_servers::wait_until(
         "watch event applied",
         Duration::from_secs(5),
@@ -366,7 +367,9 @@ async fn watches_keep_api_load_flat_and_see_changes() -> anyhow::Result<()> {
         || {
             let rt = tokio::runtime::Handle::current();
             let ok = tokio::task::block_in_place(|| rt.block_on(exporter.cycle()));
-            Ok(ok && exporter.value("surge_workload_cpu_utilization_ratio", &ORDERS) == Some(0.57))
+            Ok(ok
+                && exporter.value("surge_workload_cpu_utilization_ratio", &ORDERS)
+                    == Some(1158.0 / 2000.0))
         },
     )?;
     assert_eq!(

@@ -151,7 +151,7 @@ catalogue! {
         POD_READY = gauge "surge_pod_ready" [namespace, workload, pod]
             "1 if the pod is ready (Kubernetes Ready condition, or the process is running), else 0.";
         CPU_UTILIZATION = gauge "surge_workload_cpu_utilization_ratio" unit "ratio" [namespace, workload]
-            "CPU usage over CPU request of the workload as the HPA computes it: sum(usage)/sum(requests) over counted pods, truncated to whole percent.";
+            "CPU usage over CPU request of the workload as the HPA computes it: sum(usage)/sum(requests) over counted pods, unrounded (the HPA truncates to whole percent: surge_hpa_observed_cpu_utilization_ratio).";
         PODS = gauge "surge_workload_pods" [namespace, workload, state]
             "Pods of the workload by how the HPA treats them (counted, unready, missing_metrics, excluded).";
         PODS_WITHOUT_CPU_REQUEST = gauge "surge_workload_pods_without_cpu_request" [namespace, workload]

@@ -43,30 +43,42 @@ pub struct Resources {
     pub memory_limit_bytes: Option<i64>,
 }
 
-/// `(sum(usage) * 100) / sum(request)` as a ratio truncated to whole percent, over the pairs
-/// given; `None` without a request to divide by.
-fn ratio_of_sums(pairs: impl Iterator<Item = (i64, i64)>) -> Option<f64> {
-    let (usage, request) = pairs.fold((0i128, 0i128), |(u, r), (usage, request)| {
+/// `sum(usage)` and `sum(request)` over the pairs given.
+fn sums(pairs: impl Iterator<Item = (i64, i64)>) -> (i128, i128) {
+    pairs.fold((0i128, 0i128), |(u, r), (usage, request)| {
         (u + i128::from(usage), r + i128::from(request))
-    });
-    // Integer percent, truncated, exactly as the controller's integer arithmetic.
+    })
+}
+
+/// `(sum(usage) * 100) / sum(request)` as a ratio truncated to whole percent, exactly as the
+/// controller's integer arithmetic; `None` without a request to divide by.
+fn whole_percent((usage, request): (i128, i128)) -> Option<f64> {
     (request > 0).then(|| ((usage * 100) / request) as f64 / 100.0)
+}
+
+/// `sum(usage) / sum(request)` unrounded; `None` without a request to divide by.
+fn exact_ratio((usage, request): (i128, i128)) -> Option<f64> {
+    (request > 0).then(|| usage as f64 / request as f64)
 }
 
 /// The HPA's memory utilization over `pods`: running pods with a metric and a request.
 pub fn workload_memory(pods: &[PodResources]) -> Option<f64> {
-    ratio_of_sums(
+    whole_percent(sums(
         pods.iter()
             .filter(|p| p.running)
             .filter_map(|p| p.memory_bytes.zip(p.memory_request_bytes)),
-    )
+    ))
 }
 
 /// Result for one workload.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct WorkloadCpu {
-    /// `None` when no counted pod has a request (the HPA would have nothing to divide).
+    /// `sum(usage) / sum(requests)` over the counted pods, unrounded: what is exported and
+    /// alerted on ("above 85%" means above 0.85, so 85.4% is above). `None` when no counted
+    /// pod has a request (the HPA would have nothing to divide).
     pub utilization_ratio: Option<f64>,
+    /// The same truncated to whole percent, as the controller decides on it.
+    pub hpa_utilization_ratio: Option<f64>,
     /// Pods per state, in [`PodState::ALL`] order.
     pub pods_by_state: [u32; 4],
     pub pods_without_request: u32,
@@ -92,11 +104,13 @@ pub fn workload_cpu(pods: &[PodResources]) -> WorkloadCpu {
             out.pods_without_request += 1;
         }
     }
-    out.utilization_ratio = ratio_of_sums(
+    let totals = sums(
         pods.iter()
             .filter(|p| p.state == PodState::Counted)
             .filter_map(|p| p.usage_millis.zip(p.request_millis)),
     );
+    out.utilization_ratio = exact_ratio(totals);
+    out.hpa_utilization_ratio = whole_percent(totals);
     out
 }
 
@@ -466,8 +480,28 @@ mod tests {
             pod(PodState::Counted, Some(450), Some(500)),
             pod(PodState::Counted, Some(50), Some(100)),
         ];
-        // (450 + 50) * 100 / 600 = 83.33 -> 83 %.
-        assert_eq!(workload_cpu(&pods).utilization_ratio, Some(0.83));
+        // (450 + 50) / 600 = 0.8333; the controller's integer percent: 83.
+        let w = workload_cpu(&pods);
+        assert_eq!(w.utilization_ratio, Some(500.0 / 600.0));
+        assert_eq!(w.hpa_utilization_ratio, Some(0.83));
+    }
+
+    #[test]
+    fn above_85_percent_is_above_0_85_unrounded() {
+        // 854m and 856m of 1,000m: both above the 85% line as exported, though the
+        // controller's whole percent is 85 for both; 850m is not above it.
+        for (usage, exported, hpa) in [(854, 0.854, 0.85), (856, 0.856, 0.85), (850, 0.85, 0.85)] {
+            let pods = [pod(PodState::Counted, Some(usage), Some(1000))];
+            let w = workload_cpu(&pods);
+            assert_eq!(w.utilization_ratio, Some(exported), "{usage}m");
+            assert_eq!(w.hpa_utilization_ratio, Some(hpa), "{usage}m");
+            let samples = workload_samples("ns", "w", &pods);
+            let value = samples
+                .iter()
+                .find(|s| s.family.name == workload::CPU_UTILIZATION.name)
+                .map(|s| s.value);
+            assert_eq!(value, Some(exported), "{usage}m");
+        }
     }
 
     #[test]

@@ -106,7 +106,8 @@ impl Autoscaler {
             let cpu = workload_cpu(&pods);
             let counted = cpu.counted() as i32;
             let current = set.len() as i32;
-            let utilization = cpu.utilization_ratio;
+            // The controller decides on whole percent.
+            let utilization = cpu.hpa_utilization_ratio;
             let measured = Measured {
                 cpu: utilization.map(|u| (counted, u)),
                 ready: pods.iter().filter(|p| p.ready).count() as i32,
