@@ -12,8 +12,8 @@ use crate::workdir::Workdir;
 /// A Redis server without persistence.
 pub struct Redis {
     port: u16,
-    process: ServerProcess,
-    _dir: Workdir,
+    process: Option<ServerProcess>,
+    dir: Workdir,
 }
 
 impl Redis {
@@ -22,6 +22,29 @@ impl Redis {
     }
 
     pub fn start_in(dir: Workdir, port: u16) -> anyhow::Result<Self> {
+        let process = Self::spawn(&dir, port)?;
+        Ok(Redis {
+            port,
+            process: Some(process),
+            dir,
+        })
+    }
+
+    /// Stop the server. Nothing is persisted: its data is gone.
+    pub fn stop(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.stop();
+        }
+    }
+
+    /// Start (again) on the same port, empty.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop();
+        self.process = Some(Self::spawn(&self.dir, self.port)?);
+        Ok(())
+    }
+
+    fn spawn(dir: &Workdir, port: u16) -> anyhow::Result<ServerProcess> {
         let mut cmd = Command::new(program("redis-server")?);
         cmd.args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .args([
@@ -38,11 +61,7 @@ impl Redis {
             .arg(dir.path());
         let mut process = ServerProcess::spawn("redis", cmd, &dir.path().join("redis.log"))?;
         wait_ready(&mut process, "redis", || redis_ping(port))?;
-        Ok(Redis {
-            port,
-            process,
-            _dir: dir,
-        })
+        Ok(process)
     }
 
     pub fn url(&self) -> String {
@@ -54,7 +73,7 @@ impl Redis {
     }
 
     pub fn pid(&self) -> Option<u32> {
-        self.process.pid()
+        self.process.as_ref().and_then(ServerProcess::pid)
     }
 }
 

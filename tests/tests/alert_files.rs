@@ -138,6 +138,7 @@ fn every_alert_is_labelled_annotated_and_has_a_runbook() -> anyhow::Result<()> {
         "PostgresReplicaNotStreaming",
         "HPAMaxedOut",
         "PodMemoryNearLimit",
+        "ServiceErrorsHigh",
         "PostgresConnectionsHigh",
         "PostgresIdleInTransaction",
         "SurgeSourceDown",

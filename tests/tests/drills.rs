@@ -390,6 +390,12 @@ impl Drill {
             count("warnings"),
         );
         eprintln!("{line}");
+        // Every event Alertmanager sent was one the Events API accepts.
+        let rejected = self.pager.rejected();
+        assert!(
+            rejected.is_empty(),
+            "the pager rejected events: {rejected:#?}"
+        );
         if let Ok(path) = std::env::var("SURGE_DRILL_REPORT")
             && let Ok(mut file) = std::fs::OpenOptions::new()
                 .create(true)
@@ -988,6 +994,147 @@ fn drill_slow_provider_scales_payment_on_its_lag_and_loses_nothing() -> anyhow::
         orders,
         lost,
         &format!("payment_replicas={initial}->{most} peak_cpu={peak_cpu:.2}"),
+    );
+    Ok(())
+}
+
+/// Drill 8: Redis is lost while orders flow: stopped, then back empty (it persists nothing).
+/// Revocation fails closed: a revoked token is never accepted — before, during (503) or after
+/// (401: the revocation list's epoch ended every older session). Authenticated requests answer
+/// 503 and ServiceErrorsHigh pages; browsing keeps working; back, a new login works, the cart
+/// is gone (as no persistence promises), and every order accepted before ships once.
+#[test]
+fn drill_redis_lost_fails_closed_pages_and_recovers() -> anyhow::Result<()> {
+    let mut drill = Drill::start("redis-lost", FAST, |_| {})?;
+    let shop = Shop::new(&drill.stack.api())?;
+    let revoked = shop.user("revoked@drills.example")?;
+    let (code, _) = shop.post("/auth/logout", Some(&revoked), &Value::Null)?;
+    assert_eq!(code, 204);
+    let (code, _, _) = shop.get("/auth/me", Some(&revoked))?;
+    assert_eq!(code, 401, "revoked before the loss");
+    let (code, _, cart) = shop.cart_call(
+        reqwest::Method::POST,
+        "/cart/items",
+        &drill.token,
+        Some(&serde_json::json!({"product_id": 3, "quantity": 2})),
+    )?;
+    assert_eq!(code, 200, "{cart}");
+
+    // The revoked token keeps trying, all through the drill: it must never pass.
+    let running = Arc::new(AtomicBool::new(true));
+    let attempts = {
+        let (shop, token, flag) = (shop.clone(), revoked.clone(), Arc::clone(&running));
+        std::thread::spawn(move || {
+            let mut statuses = Vec::new();
+            while flag.load(Ordering::Relaxed) {
+                if let Ok((code, _, _)) = shop.get("/auth/me", Some(&token)) {
+                    statuses.push(code);
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            statuses
+        })
+    };
+    let orders = drill.keep_ordering(5);
+    std::thread::sleep(Duration::from_secs(5));
+    let fault = Instant::now();
+    drill.stack.redis.stop();
+
+    // Gone: authenticated requests refuse with 503 (never a pass), browsing still answers.
+    let (code, _, body) = shop.get("/auth/me", Some(&drill.token))?;
+    assert_eq!(
+        code, 503,
+        "a live session without the revocation list: {body}"
+    );
+    let (code, _, body) = shop.get("/products?limit=5", None)?;
+    assert_eq!(code, 200, "browsing without Redis: {body}");
+    let page = drill.wait_page("ServiceErrorsHigh", Duration::from_secs(120))?;
+    let detect = fault.elapsed();
+    drill.wait_frame("the panel shows the page", &["--view", "alerts"], |f| {
+        f.contains("ServiceErrorsHigh")
+    })?;
+    let refused_orders = orders.stop();
+    assert!(refused_orders > 0, "no order was refused without Redis");
+
+    let back = Instant::now();
+    drill.stack.redis.restart()?;
+    // Back, empty: a new session works end to end (log in, then its cart: each dependency's
+    // connection may need one failed call to notice the restart); *recover* is until then.
+    let credentials = serde_json::json!({
+        "email": "redis-lost@drills.example",
+        "password": "correct horse battery"
+    });
+    let mut failures = Vec::new();
+    let (fresh, code, cart) = loop {
+        let (code, body) = shop.post("/auth/login", None, &credentials)?;
+        if code == 200 {
+            let fresh = body["token"].as_str().unwrap_or_default().to_string();
+            let (code, _, cart) = shop.cart_call(reqwest::Method::GET, "/cart", &fresh, None)?;
+            if code == 200 {
+                break (fresh, code, cart);
+            }
+            failures.push(format!("cart {code} {cart}"));
+        } else {
+            failures.push(format!("login {code} {body}"));
+        }
+        anyhow::ensure!(
+            back.elapsed() < Duration::from_secs(60),
+            "no working session 60 s after Redis came back: {failures:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let recover = back.elapsed();
+    assert_eq!(code, 200, "{cart}");
+    assert_eq!(
+        cart["items"],
+        serde_json::json!([]),
+        "the cart outlived Redis: {cart}"
+    );
+    let (code, _, body) = shop.get("/auth/me", Some(&drill.token))?;
+    assert_eq!(code, 401, "a session from before the loss: {body}");
+    assert!(body.to_string().contains("session ended"), "{body}");
+    let (code, body) = shop.order(&fresh, &[(1, 1)])?;
+    assert_eq!(code, 202, "ordering after Redis came back: {body}");
+    drill
+        .accepted
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .extend(body["order_id"].as_str().map(str::to_string));
+    std::thread::sleep(Duration::from_secs(2));
+    running.store(false, Ordering::Relaxed);
+    let statuses = attempts
+        .join()
+        .map_err(|_| anyhow::anyhow!("revoked-token thread panicked"))?;
+    let count = |c: u16| statuses.iter().filter(|s| **s == c).count();
+    assert!(
+        count(401) > 0 && count(503) > 0,
+        "the revoked token was tried before, during and after: {statuses:?}"
+    );
+    assert_eq!(count(200), 0, "a revoked token was accepted: {statuses:?}");
+
+    let (orders, lost) = drill.audit(Duration::from_secs(120))?;
+    let pages = drill.other_pages(&["ServiceErrorsHigh"]);
+    assert!(
+        pages.is_empty(),
+        "losing Redis paged something else: {pages:#?}"
+    );
+    assert_eq!(
+        page.body["payload"]["severity"], "critical",
+        "{:#}",
+        page.body
+    );
+    drill.report(
+        detect,
+        recover,
+        orders,
+        lost,
+        &format!(
+            "orders_refused={refused_orders} failed_after_return={} revoked_tries={} (401: {}, 503: {})",
+            failures.len(),
+            statuses.len(),
+            count(401),
+            count(503)
+        ),
     );
     Ok(())
 }

@@ -31,9 +31,8 @@ pub struct Carts {
 
 impl Carts {
     pub async fn connect(redis_url: &str, ttl: Duration) -> anyhow::Result<Carts> {
-        let client = redis::Client::open(redis_url)?;
         Ok(Carts {
-            redis: ConnectionManager::new(client).await?,
+            redis: crate::redis_link::connect(redis_url).await?,
             ttl,
         })
     }

@@ -14,6 +14,7 @@ pub mod messages;
 pub mod metrics;
 pub mod outbox;
 pub mod provider;
+pub mod redis_link;
 pub mod services;
 pub mod tokens;
 

@@ -1,6 +1,12 @@
 //! Short-lived JWTs with a `jti`, validated locally by every service (HS256 pinned, expiry
 //! checked), and a Redis revocation list: logout stores the `jti` with a TTL equal to the
 //! token's remaining life, so the list never outgrows the set of live tokens.
+//!
+//! The list lives only in Redis. If Redis loses its data (a restart without persistence, a
+//! failover to an empty replica) revoked tokens would pass again, so the list has an epoch
+//! beside it: when it was started, in Unix milliseconds. Data lost means epoch lost; the first
+//! service to notice starts a new one, and every token issued before it is refused (everyone
+//! logs in again): the list fails closed. Redis unreachable: 503, never a pass.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -20,6 +26,9 @@ pub struct Claims {
     pub jti: String,
     pub iat: u64,
     pub exp: u64,
+    /// Issued at, Unix milliseconds (compared with the revocation list's epoch).
+    #[serde(default)]
+    pub iat_ms: u64,
 }
 
 impl Claims {
@@ -45,14 +54,27 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// When the revocation list began (Unix ms); gone together with the list.
+const EPOCH_KEY: &str = "shop:revocation-epoch";
+
 fn revoked_key(jti: &str) -> String {
     format!("shop:revoked:{jti}")
 }
 
+fn unavailable(e: redis::RedisError) -> ApiError {
+    ApiError::Unavailable(format!("revocation list: {e}"))
+}
+
 impl Tokens {
     pub async fn new(secret: &[u8], ttl: Duration, redis_url: &str) -> anyhow::Result<Tokens> {
-        let client = redis::Client::open(redis_url)?;
-        let redis = ConnectionManager::new(client).await?;
+        let redis = crate::redis_link::connect(redis_url).await?;
         // Only HS256 is accepted, whatever the token's header claims ("alg": "none" and
         // algorithm-confusion tokens are rejected).
         let mut validation = Validation::new(Algorithm::HS256);
@@ -67,32 +89,66 @@ impl Tokens {
         })
     }
 
-    pub fn issue(&self, user_id: i64) -> Result<(String, Claims), ApiError> {
-        let iat = now();
+    /// A new token, issued after the revocation list's epoch (started here if it is missing).
+    pub async fn issue(&self, user_id: i64) -> Result<(String, Claims), ApiError> {
+        self.epoch().await?;
+        let iat_ms = now_ms();
+        let iat = iat_ms / 1000;
         let claims = Claims {
             sub: user_id.to_string(),
             jti: uuid::Uuid::new_v4().to_string(),
             iat,
             exp: iat + self.ttl.as_secs(),
+            iat_ms,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| ApiError::Internal(format!("signing token: {e}")))?;
         Ok((token, claims))
     }
 
-    /// Signature, algorithm, expiry, then the revocation list (fails closed if Redis is down).
+    /// Signature, algorithm, expiry, then the revocation list and its epoch (fails closed if
+    /// Redis is down or lost its data).
     pub async fn verify(&self, token: &str) -> Result<Claims, ApiError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|_| ApiError::Unauthorized("invalid or expired token"))?;
         let mut redis = self.redis.clone();
-        let revoked: bool = redis
+        // One round trip for both.
+        let (revoked, epoch): (bool, Option<u64>) = redis::pipe()
             .exists(revoked_key(&data.claims.jti))
+            .get(EPOCH_KEY)
+            .query_async(&mut redis)
             .await
-            .map_err(|e| ApiError::Unavailable(format!("revocation list: {e}")))?;
+            .map_err(unavailable)?;
         if revoked {
             return Err(ApiError::Unauthorized("token revoked"));
         }
+        let epoch = match epoch {
+            Some(epoch) => epoch,
+            None => self.epoch().await?,
+        };
+        if data.claims.iat_ms < epoch {
+            return Err(ApiError::Unauthorized(
+                "session ended: the revocation list was lost; log in again",
+            ));
+        }
         Ok(data.claims)
+    }
+
+    /// The revocation list's epoch, started now if Redis has none (first start, or its data
+    /// was lost). SET NX: services racing to start it agree on one.
+    async fn epoch(&self) -> Result<u64, ApiError> {
+        let mut redis = self.redis.clone();
+        let (epoch,): (Option<u64>,) = redis::pipe()
+            .cmd("SET")
+            .arg(EPOCH_KEY)
+            .arg(now_ms())
+            .arg("NX")
+            .ignore()
+            .get(EPOCH_KEY)
+            .query_async(&mut redis)
+            .await
+            .map_err(unavailable)?;
+        epoch.ok_or_else(|| ApiError::Unavailable("revocation list: no epoch after SET".into()))
     }
 
     /// Revoke until the token would have expired anyway.
@@ -102,7 +158,7 @@ impl Tokens {
         let _: () = redis
             .set_ex(revoked_key(&claims.jti), 1, remaining)
             .await
-            .map_err(|e| ApiError::Unavailable(format!("revocation list: {e}")))?;
+            .map_err(unavailable)?;
         Ok(())
     }
 

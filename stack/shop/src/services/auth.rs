@@ -124,7 +124,7 @@ async fn login(
     if !valid {
         return Err(ApiError::Unauthorized("wrong email or password"));
     }
-    let (token, claims) = s.tokens.issue(id)?;
+    let (token, claims) = s.tokens.issue(id).await?;
     Ok(Json(json!({ "token": token, "expires_at": claims.exp })))
 }
 
