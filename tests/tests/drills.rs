@@ -1138,3 +1138,163 @@ fn drill_redis_lost_fails_closed_pages_and_recovers() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// CPU seconds (user + system) a process has used so far, from `/proc/PID/stat`.
+fn proc_cpu_seconds(pid: i32, ticks_per_second: f64) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name (field 2) may hold spaces; the fields after its ')' are fixed.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("unreadable stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the ')'.
+    let utime: f64 = fields.get(11).context("no utime")?.parse()?;
+    let stime: f64 = fields.get(12).context("no stime")?.parse()?;
+    Ok((utime + stime) / ticks_per_second)
+}
+
+/// Drill 9: CPU hot at max replicas. Logins (argon2, the shop's CPU-heavy request) in a loop
+/// drive auth past 85% of its CPU request; the local HPA (auth limited to 3 replicas) reaches
+/// its maximum; with `for` scaled by 10 (30 s), ServiceCPUHigh fires only after 30 s above
+/// 85%, and ServiceCPUHighAtMaxReplicas pages for auth alone, only after 30 s hot at max.
+/// The exporter's CPU is cross-checked against `/proc` read here. Logins stop: it resolves.
+#[test]
+fn drill_cpu_hot_at_max_replicas_warns_after_the_window_and_pages_for_that_workload()
+-> anyhow::Result<()> {
+    // The shipped HPAs, auth limited to 3 replicas so this machine can hold it at its maximum.
+    let manifests = tempfile::tempdir()?;
+    let hpa = manifests.path().join("hpa.yaml");
+    let real = std::fs::read_to_string(
+        surge_tests::alerting::repo().join(surge_stack::hpa::HPA_MANIFESTS[0]),
+    )?;
+    let mut documents: Vec<String> = real.split("\n---").map(str::to_string).collect();
+    let auth = documents
+        .iter_mut()
+        .find(|d| d.contains("name: auth\n"))
+        .context("no auth HPA in the manifests")?;
+    *auth = regex::Regex::new(r"maxReplicas: \d+")?
+        .replace(auth, "maxReplicas: 3")
+        .into_owned();
+    std::fs::write(&hpa, documents.join("\n---"))?;
+    let drill = Drill::start("cpu-hot", 10, |o| {
+        o.autoscale = Some(Duration::from_secs(3));
+        o.hpa_manifests = vec![hpa.clone()];
+    })?;
+    let shop = Shop::new(&drill.stack.api())?;
+    let credentials =
+        json!({ "email": "cpu-hot@drills.example", "password": "correct horse battery" });
+    let running = Arc::new(AtomicBool::new(true));
+    let logins = {
+        let (shop, flag, credentials) = (shop.clone(), Arc::clone(&running), credentials.clone());
+        std::thread::spawn(move || {
+            let mut ok = 0u32;
+            while flag.load(Ordering::Relaxed) {
+                if matches!(shop.post("/auth/login", None, &credentials), Ok((200, _))) {
+                    ok += 1;
+                }
+            }
+            ok
+        })
+    };
+    let start = Instant::now();
+    let page = drill.wait_page("ServiceCPUHighAtMaxReplicas", Duration::from_secs(240));
+    let result = (|| -> anyhow::Result<(Received, Duration, f64, f64)> {
+        let page = page?;
+        let detect = start.elapsed();
+        assert_eq!(page.body["payload"]["component"], "auth", "{:#}", page.body);
+        assert_eq!(page.body["payload"]["severity"], "critical");
+        let at = drill
+            .prom
+            .value("max(ALERTS_FOR_STATE{alertname=\"ServiceCPUHighAtMaxReplicas\",workload=\"auth\"})")?
+            .context("no active ServiceCPUHighAtMaxReplicas in Prometheus")?;
+        // Hot and at max for the whole (scaled) window before the alert became active + 30 s.
+        let fired = at + 30.0;
+        let hot = drill
+            .prom
+            .value(&format!(
+                "min_over_time(surge_workload_cpu_utilization_ratio{{workload=\"auth\"}}[29s] @ {fired:.3})"
+            ))?
+            .unwrap_or(0.0);
+        assert!(hot > 0.85, "paged without 30 s above 85% (lowest {hot})");
+        let maxed = drill
+            .prom
+            .value(&format!(
+                "min_over_time((surge_hpa_current_replicas{{hpa=\"auth\"}} >= bool surge_hpa_max_replicas{{hpa=\"auth\"}})[29s:1s] @ {fired:.3})"
+            ))?
+            .unwrap_or(0.0);
+        assert_eq!(maxed, 1.0, "paged for auth while it was below its maximum");
+        // The warning fired for auth too, after its own window (it may be inhibited at the
+        // receiver by the page, so Prometheus is asked).
+        let warned = drill
+            .prom
+            .value("max(ALERTS_FOR_STATE{alertname=\"ServiceCPUHigh\",workload=\"auth\"})")?
+            .context("ServiceCPUHigh never active for auth")?;
+        let warm = drill
+            .prom
+            .value(&format!(
+                "min_over_time(surge_workload_cpu_utilization_ratio{{workload=\"auth\"}}[29s] @ {:.3})",
+                warned + 30.0
+            ))?
+            .unwrap_or(0.0);
+        assert!(
+            warm > 0.85,
+            "ServiceCPUHigh without 30 s above 85% ({warm})"
+        );
+
+        // The exporter's number against /proc, read here over the same 10 s.
+        let ticks: f64 =
+            String::from_utf8(Command::new("getconf").arg("CLK_TCK").output()?.stdout)?
+                .trim()
+                .parse()?;
+        let pids: Vec<i32> = drill
+            .stack
+            .fleet
+            .sets
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?
+            .get("auth")
+            .map(|s| s.pods().into_iter().filter_map(|(_, pid)| pid).collect())
+            .unwrap_or_default();
+        assert_eq!(pids.len(), 3, "auth at its maximum");
+        let used = |pids: &[i32]| -> anyhow::Result<f64> {
+            pids.iter().map(|p| proc_cpu_seconds(*p, ticks)).sum()
+        };
+        let (t0, c0) = (Instant::now(), used(&pids)?);
+        std::thread::sleep(Duration::from_secs(10));
+        let (dt, c1) = (t0.elapsed().as_secs_f64(), used(&pids)?);
+        let from_proc = (c1 - c0) / dt / (pids.len() as f64 * 0.2);
+        let exported = drill
+            .prom
+            .value("avg_over_time(surge_workload_cpu_utilization_ratio{workload=\"auth\"}[10s])")?
+            .context("no CPU series for auth")?;
+        assert!(
+            (exported - from_proc).abs() <= 0.25 * from_proc,
+            "exporter {exported:.3} against /proc {from_proc:.3}"
+        );
+        let frame = drill.frame(&["--view", "alerts"])?;
+        assert!(frame.contains("ServiceCPUHighAtMaxReplicas"), "{frame}");
+        Ok((page, detect, from_proc, exported))
+    })();
+    running.store(false, Ordering::Relaxed);
+    let logins = logins
+        .join()
+        .map_err(|_| anyhow::anyhow!("login thread panicked"))?;
+    let (page, detect, from_proc, exported) = result?;
+    let others = drill.other_pages(&["ServiceCPUHighAtMaxReplicas"]);
+    assert!(
+        others.is_empty(),
+        "CPU at max paged something else: {others:#?}"
+    );
+    let back = Instant::now();
+    drill.wait_resolve(&page, Duration::from_secs(120))?;
+    let recover = back.elapsed();
+    drill.report(
+        detect,
+        recover,
+        0,
+        0,
+        &format!("logins={logins} cpu_proc={from_proc:.2} cpu_exported={exported:.2}"),
+    );
+    Ok(())
+}
