@@ -563,10 +563,11 @@ fn drill_flash_sale_scales_out_drains_and_pages_only_when_maxed() -> anyhow::Res
             page["payload"]["class"], "ServiceCPUHighAtMaxReplicas",
             "unexpected page during a flash sale: {page:#}"
         );
-        let workload = page["payload"]["custom_details"]["firing"].to_string();
-        let maxed = drill.prom.value(
-            "max(max_over_time((surge_hpa_current_replicas >= surge_hpa_max_replicas)[5m:1s]))",
-        )?;
+        // The workload that paged was at its maximum, not just any HPA.
+        let workload = page["payload"]["component"].as_str().unwrap_or_default();
+        let maxed = drill.prom.value(&format!(
+            "max(max_over_time((surge_hpa_current_replicas{{workload=\"{workload}\"}} >= surge_hpa_max_replicas{{workload=\"{workload}\"}})[5m:1s]))"
+        ))?;
         assert!(
             maxed.is_some(),
             "paged for CPU without an HPA at max: {workload}"
