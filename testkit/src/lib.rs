@@ -10,6 +10,7 @@ pub mod kube_api;
 pub mod pagerduty;
 pub mod prom;
 pub mod promtool;
+pub mod proxy;
 mod serve;
 pub mod shop;
 pub mod tmux;
