@@ -37,6 +37,8 @@ pub fn tansu_binary() -> anyhow::Result<PathBuf> {
 /// A running broker. Dropping it stops it and deletes its data.
 pub struct KafkaBroker {
     port: u16,
+    /// The port clients are told to use (metadata), when it is not `port` (a proxy in front).
+    advertised: Option<u16>,
     process: Option<ServerProcess>,
     // Declared last: removed after the broker stopped.
     dir: Workdir,
@@ -51,8 +53,22 @@ impl KafkaBroker {
     pub fn start_in(dir: Workdir, port: u16) -> anyhow::Result<Self> {
         let mut broker = KafkaBroker {
             port,
+            advertised: None,
             process: None,
             dir,
+        };
+        broker.restart()?;
+        Ok(broker)
+    }
+
+    /// Start on `port`, telling clients (in metadata) to reach it on `advertised`: a proxy
+    /// there then carries all of their traffic.
+    pub fn start_advertising(port: u16, advertised: u16) -> anyhow::Result<Self> {
+        let mut broker = KafkaBroker {
+            port,
+            advertised: Some(advertised),
+            process: None,
+            dir: Workdir::temp("surge-kafka-")?,
         };
         broker.restart()?;
         Ok(broker)
@@ -83,9 +99,15 @@ impl KafkaBroker {
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.stop();
         let url = format!("tcp://127.0.0.1:{}", self.port);
+        let advertised = format!("tcp://127.0.0.1:{}", self.advertised.unwrap_or(self.port));
         let mut cmd = Command::new(tansu_binary()?);
         cmd.arg("broker")
-            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .args([
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &advertised,
+            ])
             // tansu resolves the database path relative to its working directory.
             .args(["--storage-engine", "sqlite://tansu.db"])
             .current_dir(self.dir.path())

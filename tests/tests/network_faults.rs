@@ -10,6 +10,7 @@ use surge_exporter::Exporter;
 use surge_exporter::config::Config;
 use surge_servers::PgCluster;
 use surge_testkit::http::{scrape, source_up};
+use surge_testkit::kafka::BrokerClients;
 use surge_testkit::proxy::{Fault, FaultProxy};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,6 +101,110 @@ async fn exporter_to_postgres_delayed_hung_and_cut_recovers_alone() -> anyhow::R
         slowest.as_secs_f64() * 1000.0
     );
     // The store answers from memory whatever the collectors wait on.
+    assert!(
+        slowest < Duration::from_millis(500),
+        "a scrape took {slowest:?} during a network fault"
+    );
+    running.stop().await.map_err(anyhow::Error::msg)?;
+    Ok(())
+}
+
+/// The same faults on the exporter's link to the broker (which advertises the proxy, so every
+/// request goes through it): the Kafka target reports itself down, `/metrics` keeps answering,
+/// and the target recovers alone, with the group's lag exported again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exporter_to_broker_delayed_hung_and_cut_recovers_alone() -> anyhow::Result<()> {
+    let broker_port = surge_servers::free_port()?;
+    let proxy = FaultProxy::start(format!("127.0.0.1:{broker_port}").parse()?)?;
+    let broker = surge_servers::KafkaBroker::start_advertising(broker_port, proxy.port())?;
+    broker.create_topic("order-placed", 2)?;
+    {
+        // A group with a commit, so there is lag to export.
+        use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+        let producer = broker.producer()?;
+        producer.send("order-placed", 0, 5)?;
+        producer.flush()?;
+        let consumer: BaseConsumer = broker
+            .consumer_config("payment")
+            .set("enable.auto.commit", "false")
+            .set("bootstrap.servers", format!("127.0.0.1:{}", proxy.port()))
+            .create()?;
+        consumer.subscribe(&["order-placed"])?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut read = 0;
+        while read < 3 && Instant::now() < deadline {
+            if let Some(Ok(_)) = consumer.poll(Duration::from_millis(200)) {
+                read += 1;
+            }
+        }
+        anyhow::ensure!(read >= 3, "read {read} of 5 records");
+        consumer.commit_consumer_state(CommitMode::Sync)?;
+    }
+    let config = Config::parse(&format!(
+        "[kafka]\ninterval = \"2s\"\ntimeout = \"2s\"\ndiscovery_interval = \"2s\"\n\
+         [[kafka.clusters]]\nname = \"local\"\nbootstrap_servers = \"127.0.0.1:{}\"\n",
+        proxy.port()
+    ))?;
+    let running = Exporter::new(&config)?
+        .spawn(([127, 0, 0, 1], 0).into())
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let addr = running.addr.to_string();
+    let lag =
+        "surge_kafka_group_topic_lag{cluster=\"local\",group=\"payment\",topic=\"order-placed\"}";
+
+    let mut slowest = Duration::ZERO;
+    let mut wait = |what: &str, check: &dyn Fn(&str) -> bool| -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        loop {
+            let t = Instant::now();
+            let body = scrape(&addr)?;
+            slowest = slowest.max(t.elapsed());
+            if check(&body) {
+                return Ok(started.elapsed());
+            }
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(40),
+                "{what}: not after 40 s:\n{body}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let kafka_up = |b: &str| source_up(b, "kafka", "local");
+    tokio::task::block_in_place(|| -> anyhow::Result<()> {
+        wait("kafka up with the group's lag", &|b| {
+            kafka_up(b) == Some(true) && surge_testkit::http::series_value(b, lag).is_some()
+        })?;
+        let mut phases = Vec::new();
+        for (name, fault) in [
+            ("delay 5s", Fault::Delay(Duration::from_secs(5))),
+            ("hang", Fault::Stall),
+            ("cut", Fault::Cut),
+        ] {
+            proxy.set(fault);
+            let detect = wait(&format!("{name}: kafka down"), &|b| {
+                kafka_up(b) == Some(false)
+            })?;
+            proxy.set(Fault::None);
+            let recover = wait(&format!("{name}: kafka back with lag"), &|b| {
+                kafka_up(b) == Some(true) && surge_testkit::http::series_value(b, lag).is_some()
+            })?;
+            phases.push((name, detect, recover));
+        }
+        assert_eq!(phases.len(), 3);
+        for (name, detect, recover) in &phases {
+            eprintln!(
+                "NETFAULT exporter-broker {name}: down after {:.1} s, back {:.1} s after the link",
+                detect.as_secs_f64(),
+                recover.as_secs_f64()
+            );
+        }
+        Ok(())
+    })?;
+    eprintln!(
+        "NETFAULT slowest /metrics answer {:.1} ms",
+        slowest.as_secs_f64() * 1000.0
+    );
     assert!(
         slowest < Duration::from_millis(500),
         "a scrape took {slowest:?} during a network fault"
