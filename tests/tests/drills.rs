@@ -1299,3 +1299,65 @@ fn drill_cpu_hot_at_max_replicas_warns_after_the_window_and_pages_for_that_workl
     );
     Ok(())
 }
+
+/// Drill 10: A slow dependency: the payment provider at 20× its latency (400 ms) while orders
+/// keep coming faster than two payment replicas can settle them, with no autoscaler. Payment's
+/// lag grows while its CPU stays low; KafkaConsumerLagGrowing pages within its (scaled) window
+/// and nothing else does; the on-call remedy (scaling payment out) drains it and the page
+/// resolves; every order ships once.
+#[test]
+fn drill_slow_provider_lag_grows_pages_and_resolves_when_scaled() -> anyhow::Result<()> {
+    let drill = Drill::start("slow-dependency", FAST, |o| {
+        o.payment_latency_ms = 400;
+    })?;
+    let start = Instant::now();
+    let orders = drill.keep_ordering(20);
+    let page = drill.wait_page("KafkaConsumerLagGrowing", Duration::from_secs(360));
+    let refused = orders.stop();
+    let page = page?;
+    let detect = start.elapsed();
+    assert_eq!(refused, 0, "orders refused while payment was slow");
+    assert_eq!(page.body["payload"]["severity"], "critical");
+    let peak_cpu = drill
+        .prom
+        .value(
+            "max(max_over_time(surge_workload_cpu_utilization_ratio{workload=\"payment\"}[10m]))",
+        )?
+        .context("no CPU for payment")?;
+    assert!(
+        peak_cpu < 0.85,
+        "payment was CPU-bound ({peak_cpu}), not waiting on its provider"
+    );
+    drill.wait_frame(
+        "the Kafka view shows payment growing",
+        &["--view", "kafka"],
+        |f| {
+            f.lines().any(|l| {
+                l.contains("payment") && l.contains("order-placed") && l.contains("growing")
+            })
+        },
+    )?;
+    // The remedy: more consumers (the topic has 12 partitions).
+    let back = Instant::now();
+    drill.stack.scale("payment", 10)?;
+    drill.wait_resolve(&page, Duration::from_secs(300))?;
+    let recover = back.elapsed();
+    let (orders, lost) = drill.audit(Duration::from_secs(300))?;
+    let others = drill.other_pages(&["KafkaConsumerLagGrowing"]);
+    assert!(
+        others.is_empty(),
+        "a slow provider paged something else: {others:#?}"
+    );
+    let peak_lag = drill
+        .prom
+        .value("max(max_over_time(surge_kafka_group_topic_lag{group=\"payment\"}[15m]))")?
+        .unwrap_or(0.0);
+    drill.report(
+        detect,
+        recover,
+        orders,
+        lost,
+        &format!("peak_lag={peak_lag} peak_cpu={peak_cpu:.2}"),
+    );
+    Ok(())
+}
