@@ -8,7 +8,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::clock::{now, ticker};
-use super::http::{FetchError, describe, get_body, one_line};
+use super::http::{FetchError, describe, get_body, one_line, read_text};
 use super::prometheus::{alert, unix_seconds};
 use super::update::{Command, Update};
 use crate::model::{Alert, AlertState, Labels, Matcher, NewSilence, Silence};
@@ -111,10 +111,7 @@ impl Alertmanager {
             .await
             .map_err(|e| FetchError::new(&url, describe(&e)))?;
         let status = response.status();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| FetchError::new(&url, describe(&e)))?;
+        let text = read_text(&url, response).await?;
         if !status.is_success() {
             return Err(FetchError::new(
                 &url,
@@ -142,7 +139,7 @@ impl Alertmanager {
         if status.is_success() {
             Ok(())
         } else {
-            let text = response.text().await.unwrap_or_default();
+            let text = read_text(&url, response).await.unwrap_or_default();
             Err(FetchError::new(
                 &url,
                 format!("HTTP {}: {}", status.as_u16(), one_line(&text)),

@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 
 use super::clock::{now, ticker};
 use super::exposition;
-use super::http::{FetchError, describe};
+use super::http::{FetchError, describe, read_text};
 use super::update::Update;
 
 #[derive(Debug, Clone)]
@@ -48,10 +48,7 @@ impl Exporter {
                 format!("HTTP {}", status.as_u16()),
             ));
         }
-        let text = response
-            .text()
-            .await
-            .map_err(|e| FetchError::new(&self.url, describe(&e)))?;
+        let text = read_text(&self.url, response).await?;
         exposition::parse(&text).map_err(|e| FetchError::new(&self.url, e))
     }
 }

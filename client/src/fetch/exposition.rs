@@ -100,9 +100,14 @@ pub fn parse_value(text: &str) -> Result<f64, String> {
 }
 
 /// Parse a whole exposition. Fails only when nothing in it is a sample or a comment.
+/// Most series one exposition may carry: direct mode keeps a history per series, so an
+/// answer past this is refused rather than allowed to grow the panel's memory without bound.
+pub const MAX_SERIES: usize = 100_000;
+
 pub fn parse(text: &str) -> Result<Parsed, String> {
     let mut out = Parsed::default();
     let mut understood = 0usize;
+    let mut series = 0usize;
     for line in text.lines() {
         let trimmed = line.trim();
         if trimmed.is_empty() {
@@ -138,6 +143,12 @@ pub fn parse(text: &str) -> Result<Parsed, String> {
             Ok((name, _, _)) if name.ends_with("_created") => understood += 1,
             Ok((name, labels, value)) => {
                 understood += 1;
+                series += 1;
+                if series > MAX_SERIES {
+                    return Err(format!(
+                        "more than {MAX_SERIES} series in one exposition, refused"
+                    ));
+                }
                 out.metrics.insert(&name, labels, value);
             }
             Err(reason) => {
@@ -166,6 +177,20 @@ pub fn parse(text: &str) -> Result<Parsed, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn more_series_than_the_cap_are_refused_in_one_line() {
+        let lines = |n: usize| -> String {
+            (0..n)
+                .map(|i| format!("surge_kafka_group_lag{{partition=\"{i}\"}} 1\n"))
+                .collect()
+        };
+        let at_cap =
+            parse(&lines(MAX_SERIES)).map(|p| p.metrics.points("surge_kafka_group_lag").len());
+        assert_eq!(at_cap, Ok(MAX_SERIES));
+        let error = parse(&lines(MAX_SERIES + 1)).err().unwrap_or_default();
+        assert_eq!(error, "more than 100000 series in one exposition, refused");
+    }
 
     #[test]
     fn openmetrics_counters_units_eof_and_created() -> Result<(), String> {

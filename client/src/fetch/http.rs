@@ -58,6 +58,52 @@ pub fn describe(error: &reqwest::Error) -> String {
     format!("{kind} ({root})")
 }
 
+/// Most bytes one answer may have. The panel's queries answer in kilobytes and an exporter's
+/// `/metrics` in megabytes; a larger answer is refused rather than held in memory.
+pub const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
+
+/// A response's body, refused past [`MAX_ANSWER_BYTES`]: by its Content-Length before reading,
+/// or as soon as a streamed body passes it.
+pub async fn read_body(
+    url: &str,
+    mut response: reqwest::Response,
+) -> Result<bytes::Bytes, FetchError> {
+    let too_large = || {
+        FetchError::new(
+            url,
+            format!(
+                "answer larger than {} MiB, refused",
+                MAX_ANSWER_BYTES / (1024 * 1024)
+            ),
+        )
+    };
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_ANSWER_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| FetchError::new(url, describe(&e)))?
+    {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// A response's body as text (UTF-8, as Prometheus, Alertmanager and exporters send), capped
+/// like [`read_body`].
+pub async fn read_text(url: &str, response: reqwest::Response) -> Result<String, FetchError> {
+    let body = read_body(url, response).await?;
+    String::from_utf8(body.to_vec()).map_err(|_| FetchError::new(url, "answer is not UTF-8".into()))
+}
+
 /// GET a document's bytes; HTTP errors carry the API's own error text when it has one.
 pub async fn get_body(
     http: &reqwest::Client,
@@ -71,10 +117,7 @@ pub async fn get_body(
         .await
         .map_err(|e| FetchError::new(url, describe(&e)))?;
     let status = response.status();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| FetchError::new(url, describe(&e)))?;
+    let body = read_body(url, response).await?;
     if status.is_success() {
         return Ok(body);
     }
