@@ -74,7 +74,7 @@ async fn headless_frames_show_a_stalled_group_its_alert_and_silences() -> anyhow
         &alertmanager_config(dir.path(), &pager)?,
     )?;
     let rules = dir.path().join("rules.yml");
-    std::fs::write(&rules, surge_tests::alerting::scaled_rules(60)?)?;
+    std::fs::write(&rules, surge_tests::alerting::scaled_rules(30)?)?;
     let prometheus = Prometheus::start_in(
         Workdir::temp("surge-prom-")?,
         free_port()?,
