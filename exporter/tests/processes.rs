@@ -132,6 +132,55 @@ async fn garbage_pid_file_marks_only_that_workload_down() -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Pid files that would hang or flood a collector: a FIFO nobody writes (opening it blocks for
+/// good), a link to /dev/zero (endless), a megabyte of digits. Each marks its workload down with
+/// a one-line error at once, every cycle, and the others stay up.
+#[tokio::test]
+async fn pid_files_that_would_hang_or_flood_are_refused() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let fifo = dir.path().join("fifo-0.pid");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status()?;
+    anyhow::ensure!(made.success(), "mkfifo failed");
+    std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero-0.pid"))?;
+    std::fs::write(dir.path().join("huge-0.pid"), "7".repeat(1 << 20))?;
+    let mut config = String::from("[processes]\ninterval = \"1s\"\ntimeout = \"900ms\"\n");
+    for workload in ["fifo", "zero", "huge"] {
+        config.push_str(&format!(
+            "[[processes.workloads]]\nnamespace = \"local\"\nworkload = \"{workload}\"\ncpu_request = \"100m\"\npid_files = \"{}/{workload}-*.pid\"\n",
+            dir.path().display()
+        ));
+    }
+    config.push_str(
+        "[[processes.workloads]]\nnamespace = \"local\"\nworkload = \"self\"\ncpu_request = \"100m\"\ncmdline = \"^/nonexistent-binary-surge\"\n",
+    );
+    let exporter = Exporter::from_toml(&config)?;
+    for cycle in 0..3 {
+        let started = std::time::Instant::now();
+        assert!(!exporter.cycle().await);
+        // Well inside the timeout: nothing waited on the FIFO or read the endless file.
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(800),
+            "cycle {cycle} took {:?}",
+            started.elapsed()
+        );
+        for (workload, said) in [
+            ("fifo", "not a regular file"),
+            ("zero", "not a regular file"),
+            ("huge", "not a pid"),
+        ] {
+            let target = format!("local/{workload}");
+            assert_eq!(exporter.up("processes", &target), Some(false), "{workload}");
+            let error = exporter
+                .last_error("processes", &target)
+                .unwrap_or_default();
+            assert!(error.contains(said), "{workload}: {error}");
+            assert!(!error.contains('\n'), "{workload}: {error}");
+        }
+        assert_eq!(exporter.up("processes", "local/self"), Some(true));
+    }
+    Ok(())
+}
+
 /// Memory against what the replicas allocate (the ground truth): one holds 64 MiB more than
 /// its twin, and the working sets differ by that much.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

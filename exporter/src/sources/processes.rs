@@ -220,7 +220,7 @@ fn find_replicas(finder: &Finder, workload: &str) -> anyhow::Result<Vec<Replica>
                     .file_stem()
                     .map(|s| s.to_string_lossy().into_owned())
                     .unwrap_or_else(|| workload.to_string());
-                let text = match std::fs::read_to_string(&path) {
+                let text = match read_pid_file(&path) {
                     Ok(text) => text,
                     // Removed between glob and read: the replica just stopped.
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -252,6 +252,27 @@ fn find_replicas(finder: &Finder, workload: &str) -> anyhow::Result<Vec<Replica>
     }
     out.sort();
     Ok(out)
+}
+
+/// Most bytes read from a pid file: a pid and a newline need a dozen.
+const PID_FILE_BYTES: u64 = 64;
+
+/// A pid file's text: regular files only (opening a FIFO would block the collector for good,
+/// a device could stream forever), at most [`PID_FILE_BYTES`].
+fn read_pid_file(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read;
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(PID_FILE_BYTES)
+        .read_to_string(&mut text)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    Ok(text)
 }
 
 fn truncate(s: &str) -> String {
