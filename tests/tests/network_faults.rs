@@ -13,6 +13,79 @@ use surge_testkit::http::{scrape, source_up};
 use surge_testkit::kafka::BrokerClients;
 use surge_testkit::proxy::{Fault, FaultProxy};
 
+/// Scrapes `/metrics` until a condition holds, keeping the slowest answer seen. Its own loop,
+/// not `wait_until`: a scrape that fails is an error at once, never a retry.
+struct Scraper {
+    addr: String,
+    limit: Duration,
+    slowest: Duration,
+}
+
+impl Scraper {
+    fn wait(&mut self, what: &str, check: &dyn Fn(&str) -> bool) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        loop {
+            let t = Instant::now();
+            let body = scrape(&self.addr)?;
+            self.slowest = self.slowest.max(t.elapsed());
+            if check(&body) {
+                return Ok(started.elapsed());
+            }
+            anyhow::ensure!(
+                started.elapsed() < self.limit,
+                "{what}: not after {:?}:\n{body}",
+                self.limit
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Each fault in turn on `proxy`: wait for `down`, hold it `hold` and check it still is,
+    /// lift the fault, wait for `back`; one NETFAULT line per fault. Then no scrape may have
+    /// taken 500 ms: the store answers from memory whatever the collectors wait on.
+    fn run_faults(
+        &mut self,
+        link: &str,
+        proxy: &FaultProxy,
+        faults: [(&str, Fault); 3],
+        hold: Option<Duration>,
+        down: &dyn Fn(&str) -> bool,
+        back: &dyn Fn(&str) -> bool,
+    ) -> anyhow::Result<()> {
+        let mut phases = Vec::new();
+        for (name, fault) in faults {
+            proxy.set(fault);
+            let detect = self.wait(&format!("{link} {name}: down"), down)?;
+            if let Some(hold) = hold {
+                std::thread::sleep(hold);
+                let body = scrape(&self.addr)?;
+                assert!(down(&body), "{link} {name}: {body}");
+            }
+            proxy.set(Fault::None);
+            let recover = self.wait(&format!("{link} {name}: back"), back)?;
+            phases.push((name, detect, recover));
+        }
+        assert_eq!(phases.len(), 3);
+        for (name, detect, recover) in &phases {
+            eprintln!(
+                "NETFAULT {link} {name}: down after {:.1} s, back {:.1} s after the link",
+                detect.as_secs_f64(),
+                recover.as_secs_f64()
+            );
+        }
+        eprintln!(
+            "NETFAULT slowest /metrics answer {:.1} ms",
+            self.slowest.as_secs_f64() * 1000.0
+        );
+        assert!(
+            self.slowest < Duration::from_millis(500),
+            "a scrape took {:?} during a network fault",
+            self.slowest
+        );
+        Ok(())
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exporter_to_postgres_delayed_hung_and_cut_recovers_alone() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
@@ -39,72 +112,30 @@ async fn exporter_to_postgres_delayed_hung_and_cut_recovers_alone() -> anyhow::R
         .spawn(([127, 0, 0, 1], 0).into())
         .await
         .map_err(anyhow::Error::msg)?;
-    let addr = running.addr.to_string();
-
-    // Scrape every 100 ms until `check` holds; the slowest scrape seen is kept.
-    let mut slowest = Duration::ZERO;
-    let mut wait = |what: &str, check: &dyn Fn(&str) -> bool| -> anyhow::Result<Duration> {
-        let started = Instant::now();
-        loop {
-            let t = Instant::now();
-            let body = scrape(&addr)?;
-            slowest = slowest.max(t.elapsed());
-            if check(&body) {
-                return Ok(started.elapsed());
-            }
-            anyhow::ensure!(
-                started.elapsed() < Duration::from_secs(20),
-                "{what}: not after 20 s:\n{body}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+    let mut scraper = Scraper {
+        addr: running.addr.to_string(),
+        limit: Duration::from_secs(20),
+        slowest: Duration::ZERO,
     };
     let up = |b: &str, target: &str| source_up(b, "postgres", target);
-    tokio::task::block_in_place(|| -> anyhow::Result<()> {
-        wait("both up", &|b| {
+    tokio::task::block_in_place(|| {
+        scraper.wait("both up", &|b| {
             up(b, "primary") == Some(true) && up(b, "replica1") == Some(true)
         })?;
-        let mut phases = Vec::new();
-        for (name, fault) in [
-            ("delay 2s", Fault::Delay(Duration::from_secs(2))),
-            ("hang", Fault::Stall),
-            ("cut", Fault::Cut),
-        ] {
-            proxy.set(fault);
-            let detect = wait(&format!("{name}: primary down, replica up"), &|b| {
-                up(b, "primary") == Some(false) && up(b, "replica1") == Some(true)
-            })?;
-            // While the fault lasts the replica keeps being collected: its last success stays
-            // within a few intervals of now.
-            std::thread::sleep(Duration::from_secs(2));
-            let body = scrape(&addr)?;
-            assert_eq!(up(&body, "replica1"), Some(true), "{name}: {body}");
-            assert_eq!(up(&body, "primary"), Some(false), "{name}: {body}");
-            proxy.set(Fault::None);
-            let recover = wait(&format!("{name}: primary back"), &|b| {
-                up(b, "primary") == Some(true) && up(b, "replica1") == Some(true)
-            })?;
-            phases.push((name, detect, recover));
-        }
-        assert_eq!(phases.len(), 3);
-        for (name, detect, recover) in &phases {
-            eprintln!(
-                "NETFAULT exporter-postgres {name}: down after {:.1} s, back {:.1} s after the link",
-                detect.as_secs_f64(),
-                recover.as_secs_f64()
-            );
-        }
-        Ok(())
+        // While a fault lasts the replica keeps being collected: 2 s in, still up.
+        scraper.run_faults(
+            "exporter-postgres",
+            &proxy,
+            [
+                ("delay 2s", Fault::Delay(Duration::from_secs(2))),
+                ("hang", Fault::Stall),
+                ("cut", Fault::Cut),
+            ],
+            Some(Duration::from_secs(2)),
+            &|b| up(b, "primary") == Some(false) && up(b, "replica1") == Some(true),
+            &|b| up(b, "primary") == Some(true) && up(b, "replica1") == Some(true),
+        )
     })?;
-    eprintln!(
-        "NETFAULT slowest /metrics answer {:.1} ms",
-        slowest.as_secs_f64() * 1000.0
-    );
-    // The store answers from memory whatever the collectors wait on.
-    assert!(
-        slowest < Duration::from_millis(500),
-        "a scrape took {slowest:?} during a network fault"
-    );
     running.stop().await.map_err(anyhow::Error::msg)?;
     Ok(())
 }
@@ -149,66 +180,32 @@ async fn exporter_to_broker_delayed_hung_and_cut_recovers_alone() -> anyhow::Res
         .spawn(([127, 0, 0, 1], 0).into())
         .await
         .map_err(anyhow::Error::msg)?;
-    let addr = running.addr.to_string();
     let lag =
         "surge_kafka_group_topic_lag{cluster=\"local\",group=\"payment\",topic=\"order-placed\"}";
 
-    let mut slowest = Duration::ZERO;
-    let mut wait = |what: &str, check: &dyn Fn(&str) -> bool| -> anyhow::Result<Duration> {
-        let started = Instant::now();
-        loop {
-            let t = Instant::now();
-            let body = scrape(&addr)?;
-            slowest = slowest.max(t.elapsed());
-            if check(&body) {
-                return Ok(started.elapsed());
-            }
-            anyhow::ensure!(
-                started.elapsed() < Duration::from_secs(40),
-                "{what}: not after 40 s:\n{body}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+    let mut scraper = Scraper {
+        addr: running.addr.to_string(),
+        limit: Duration::from_secs(40),
+        slowest: Duration::ZERO,
     };
     let kafka_up = |b: &str| source_up(b, "kafka", "local");
-    tokio::task::block_in_place(|| -> anyhow::Result<()> {
-        wait("kafka up with the group's lag", &|b| {
-            kafka_up(b) == Some(true) && surge_testkit::http::series_value(b, lag).is_some()
-        })?;
-        let mut phases = Vec::new();
-        for (name, fault) in [
-            ("delay 5s", Fault::Delay(Duration::from_secs(5))),
-            ("hang", Fault::Stall),
-            ("cut", Fault::Cut),
-        ] {
-            proxy.set(fault);
-            let detect = wait(&format!("{name}: kafka down"), &|b| {
-                kafka_up(b) == Some(false)
-            })?;
-            proxy.set(Fault::None);
-            let recover = wait(&format!("{name}: kafka back with lag"), &|b| {
-                kafka_up(b) == Some(true) && surge_testkit::http::series_value(b, lag).is_some()
-            })?;
-            phases.push((name, detect, recover));
-        }
-        assert_eq!(phases.len(), 3);
-        for (name, detect, recover) in &phases {
-            eprintln!(
-                "NETFAULT exporter-broker {name}: down after {:.1} s, back {:.1} s after the link",
-                detect.as_secs_f64(),
-                recover.as_secs_f64()
-            );
-        }
-        Ok(())
+    let with_lag =
+        |b: &str| kafka_up(b) == Some(true) && surge_testkit::http::series_value(b, lag).is_some();
+    tokio::task::block_in_place(|| {
+        scraper.wait("kafka up with the group's lag", &with_lag)?;
+        scraper.run_faults(
+            "exporter-broker",
+            &proxy,
+            [
+                ("delay 5s", Fault::Delay(Duration::from_secs(5))),
+                ("hang", Fault::Stall),
+                ("cut", Fault::Cut),
+            ],
+            None,
+            &|b| kafka_up(b) == Some(false),
+            &with_lag,
+        )
     })?;
-    eprintln!(
-        "NETFAULT slowest /metrics answer {:.1} ms",
-        slowest.as_secs_f64() * 1000.0
-    );
-    assert!(
-        slowest < Duration::from_millis(500),
-        "a scrape took {slowest:?} during a network fault"
-    );
     running.stop().await.map_err(anyhow::Error::msg)?;
     Ok(())
 }
