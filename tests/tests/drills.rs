@@ -171,6 +171,25 @@ impl Drill {
             .spawn()?)
     }
 
+    /// Until the load ends, `sample` gets the replica counts every 250 ms; then the load is
+    /// finished (`finish_load`). Returns when it ended.
+    fn watch_load(
+        &self,
+        mut load: std::process::Child,
+        mut sample: impl FnMut(&std::collections::BTreeMap<&'static str, usize>),
+    ) -> anyhow::Result<Instant> {
+        let status = loop {
+            if let Some(status) = load.try_wait()? {
+                break status;
+            }
+            sample(&self.stack.replicas());
+            std::thread::sleep(Duration::from_millis(250));
+        };
+        let ended = Instant::now();
+        self.finish_load(status)?;
+        Ok(ended)
+    }
+
     /// After the load ended: it must have succeeded, and the orders it got accepted join the
     /// audit.
     fn finish_load(&self, status: std::process::ExitStatus) -> anyhow::Result<()> {
@@ -475,7 +494,7 @@ fn drill_flash_sale_scales_out_drains_and_pages_only_when_maxed() -> anyhow::Res
     let before = drill.stack.replicas();
     let base = Duration::from_secs(10);
     let start = Instant::now();
-    let mut load = drill.start_load(&[
+    let load = drill.start_load(&[
         "--rate",
         "10",
         "--spike",
@@ -488,11 +507,7 @@ fn drill_flash_sale_scales_out_drains_and_pages_only_when_maxed() -> anyhow::Res
     // Time from the spike's start to the first scale-out beyond the replicas it found.
     let mut at_spike = None;
     let mut scaled_out = None;
-    let status = loop {
-        if let Some(status) = load.try_wait()? {
-            break status;
-        }
-        let now = drill.stack.replicas();
+    let load_end = drill.watch_load(load, |now| {
         if at_spike.is_none() && start.elapsed() >= base {
             at_spike = Some(now.clone());
         }
@@ -502,10 +517,7 @@ fn drill_flash_sale_scales_out_drains_and_pages_only_when_maxed() -> anyhow::Res
         {
             scaled_out = Some(start.elapsed().saturating_sub(base));
         }
-        std::thread::sleep(Duration::from_millis(250));
-    };
-    let load_end = Instant::now();
-    drill.finish_load(status)?;
+    })?;
     let scaled_out = scaled_out.with_context(|| {
         let cpu: Vec<String> = drill
             .prom
@@ -916,7 +928,7 @@ fn drill_slow_provider_scales_payment_on_its_lag_and_loses_nothing() -> anyhow::
     let initial = drill.stack.replicas().get("payment").copied().unwrap_or(0);
     let base = Duration::from_secs(10);
     let start = Instant::now();
-    let mut load = drill.start_load(&[
+    let load = drill.start_load(&[
         "--rate",
         "10",
         "--spike",
@@ -928,19 +940,13 @@ fn drill_slow_provider_scales_payment_on_its_lag_and_loses_nothing() -> anyhow::
     ])?;
     let mut scaled_out = None;
     let mut most = initial;
-    let status = loop {
-        if let Some(status) = load.try_wait()? {
-            break status;
-        }
-        let now = drill.stack.replicas().get("payment").copied().unwrap_or(0);
+    let load_end = drill.watch_load(load, |replicas| {
+        let now = replicas.get("payment").copied().unwrap_or(0);
         most = most.max(now);
         if scaled_out.is_none() && now > initial {
             scaled_out = Some(start.elapsed().saturating_sub(base));
         }
-        std::thread::sleep(Duration::from_millis(250));
-    };
-    let load_end = Instant::now();
-    drill.finish_load(status)?;
+    })?;
     let scaled_out = scaled_out.with_context(|| {
         format!(
             "payment never scaled out (still {initial}); peak lag {:?}",
