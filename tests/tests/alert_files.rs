@@ -315,3 +315,47 @@ fn inhibitions_hold_in_a_real_alertmanager() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Two pages grouped together whose summaries differ have no common summary; the PagerDuty
+/// receiver then says what fires instead of sending the empty summary the Events API rejects.
+#[test]
+fn a_grouped_page_without_a_common_summary_still_reaches_the_pager() -> anyhow::Result<()> {
+    use std::time::Duration;
+    use surge_servers::{Alertmanager, Workdir, free_port};
+    use surge_testkit::pagerduty::PagerDutyStandIn;
+
+    let dir = tempfile::tempdir()?;
+    let pager = PagerDutyStandIn::start()?;
+    let key_file = dir.path().join("routing-key");
+    std::fs::write(&key_file, "0123456789abcdef0123456789abcdef\n")?;
+    let config =
+        surge_tests::alerting::test_alertmanager(&pager.events_url(), &key_file, |name| {
+            pager.webhook_url(name)
+        })?;
+    let alertmanager = Alertmanager::start_in(Workdir::temp("surge-am-")?, free_port()?, &config)?;
+    // Same group labels, different pods (not grouped on) and so different summaries.
+    let alerts: Vec<serde_json::Value> = ["orders-a", "orders-b"]
+        .iter()
+        .map(|pod| {
+            serde_json::json!({
+                "labels": {"alertname": "ServiceErrorsHigh", "severity": "page", "namespace": "shop", "service": "orders", "pod": pod},
+                "annotations": {"summary": format!("{pod} fails")},
+            })
+        })
+        .collect();
+    reqwest::blocking::Client::new()
+        .post(format!("{}/api/v2/alerts", alertmanager.url()))
+        .json(&alerts)
+        .send()?
+        .error_for_status()?;
+    let page = pager.wait_for("the grouped page", Duration::from_secs(30), |r| {
+        r.receiver == "pagerduty" && r.body["event_action"] == "trigger"
+    })?;
+    assert_eq!(
+        page.body["payload"]["summary"], "ServiceErrorsHigh: 2 firing",
+        "{:#}",
+        page.body
+    );
+    assert!(pager.rejected().is_empty(), "{:#?}", pager.rejected());
+    Ok(())
+}
