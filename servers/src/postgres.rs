@@ -56,6 +56,8 @@ pub struct PgCluster {
     bin: PathBuf,
     run_as: Option<(u32, u32)>,
     nodes: Vec<PgNode>,
+    /// The node that takes writes (changes with [`PgCluster::fail_over`]).
+    primary: String,
     monitor_password: String,
     // Declared last: removed after the servers above have stopped.
     root: Workdir,
@@ -79,6 +81,7 @@ impl PgCluster {
             bin,
             run_as,
             nodes: Vec::new(),
+            primary: "primary".into(),
             monitor_password: generate_password()?,
             root,
         };
@@ -193,7 +196,7 @@ impl PgCluster {
             &format!("{replica} streaming"),
             timeout,
             Duration::from_millis(100),
-            || Ok(self.psql("primary", &sql)? == "1"),
+            || Ok(self.psql(&self.primary, &sql)? == "1"),
         )
     }
 
@@ -201,7 +204,7 @@ impl PgCluster {
     /// primary has heard so (its `pg_stat_replication.replay_lsn` lags the replica's own view
     /// by up to one `wal_receiver_status_interval`).
     pub fn wait_caught_up(&self, replica: &str, timeout: Duration) -> anyhow::Result<()> {
-        let target = self.psql("primary", "SELECT pg_current_wal_lsn()")?;
+        let target = self.psql(&self.primary, "SELECT pg_current_wal_lsn()")?;
         let on_replica = format!("SELECT pg_last_wal_replay_lsn() >= '{target}'::pg_lsn");
         let on_primary = format!(
             "SELECT count(*) FROM pg_stat_replication \
@@ -213,9 +216,142 @@ impl PgCluster {
             Duration::from_millis(100),
             || {
                 Ok(self.psql(replica, &on_replica)? == "t"
-                    && self.psql("primary", &on_primary)? == "1")
+                    && self.psql(&self.primary, &on_primary)? == "1")
             },
         )
+    }
+
+    /// The node that takes writes: `primary` until a failover.
+    pub fn primary_name(&self) -> &str {
+        &self.primary
+    }
+
+    /// Commit only once one standby (any) has the commit, as `synchronous: {method: any,
+    /// number: 1}` makes CloudNativePG do: a failover to the most advanced standby then keeps
+    /// every acknowledged write. Writes wait while no standby is connected.
+    pub fn synchronous(&self) -> anyhow::Result<()> {
+        self.psql(
+            &self.primary,
+            "ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 (*)'",
+        )?;
+        self.psql(&self.primary, "SELECT pg_reload_conf()")?;
+        Ok(())
+    }
+
+    /// Kill a server outright (SIGKILL to the postmaster, as a lost machine would), and wait
+    /// until it is gone.
+    pub fn kill_node(&mut self, name: &str) -> anyhow::Result<()> {
+        let node = self.node_mut(name)?;
+        if let Some(mut process) = node.process.take() {
+            process.signal(Signal::Kill)?;
+            process.stop();
+        }
+        Ok(())
+    }
+
+    /// Promote the most advanced running standby (most WAL received) with `pg_ctl promote`,
+    /// give it a replication slot for every other node, and point the other running standbys
+    /// at it. Returns the new primary's name. What a failover manager does after losing the
+    /// primary.
+    pub fn fail_over(&mut self) -> anyhow::Result<String> {
+        let mut best: Option<(String, String)> = None;
+        for name in self.node_names() {
+            if name == self.primary || !self.node_mut(&name)?.is_running() {
+                continue;
+            }
+            // LSNs compare as numbers: let PostgreSQL order them.
+            let received = self.psql(&name, "SELECT pg_last_wal_receive_lsn()")?;
+            let ahead = match &best {
+                None => true,
+                Some((_, lsn)) => {
+                    self.psql(
+                        &name,
+                        &format!("SELECT '{received}'::pg_lsn > '{lsn}'::pg_lsn"),
+                    )? == "t"
+                }
+            };
+            if ahead {
+                best = Some((name, received));
+            }
+        }
+        let (chosen, _) = best.context("no running standby to promote")?;
+        let data_dir = self.node(&chosen)?.data_dir.clone();
+        let mut promote = self.server_command("pg_ctl");
+        promote
+            .args(["promote", "-w", "-t", "60", "-D"])
+            .arg(&data_dir);
+        run(&format!("pg_ctl promote {chosen}"), promote)?;
+        let old = std::mem::replace(&mut self.primary, chosen.clone());
+        let port = self.port(&chosen)?;
+        for name in self.node_names() {
+            if name == chosen {
+                continue;
+            }
+            self.psql(
+                &chosen,
+                &format!("SELECT pg_create_physical_replication_slot('{name}') WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = '{name}')"),
+            )?;
+            if name == old || !self.node_mut(&name)?.is_running() {
+                continue;
+            }
+            // primary_conninfo reloads without a restart (PostgreSQL 13+); the standby
+            // follows the new timeline (recovery_target_timeline = latest).
+            self.psql(
+                &name,
+                &format!(
+                    "ALTER SYSTEM SET primary_conninfo = 'host=127.0.0.1 port={port} user=postgres application_name={name}'"
+                ),
+            )?;
+            self.psql(&name, "SELECT pg_reload_conf()")?;
+        }
+        Ok(chosen)
+    }
+
+    /// Bring a stopped former primary back as a standby of the current primary: `pg_rewind`
+    /// (undoing whatever it wrote that the new primary never got), recovery settings with its
+    /// slot, start, and wait until it streams.
+    pub fn rejoin(&mut self, name: &str) -> anyhow::Result<()> {
+        if self.node_mut(name)?.is_running() {
+            bail!("{name} is running; stop it before rejoining it");
+        }
+        let data_dir = self.node(name)?.data_dir.clone();
+        let source_port = self.port(&self.primary)?;
+        // A just-promoted primary records its new timeline in its control file only at its
+        // next checkpoint; before that pg_rewind sees no divergence and rewinds nothing.
+        self.psql(&self.primary, "CHECKPOINT")?;
+        let mut rewind = self.server_command("pg_rewind");
+        rewind
+            .arg("--target-pgdata")
+            .arg(&data_dir)
+            .arg(format!(
+                "--source-server=host=127.0.0.1 port={source_port} user=postgres dbname=postgres application_name={name}"
+            ))
+            .args(["--write-recovery-conf", "--no-sync"]);
+        run(&format!("pg_rewind {name}"), rewind)?;
+        append(
+            &data_dir.join("postgresql.auto.conf"),
+            &format!("primary_slot_name = '{name}'\n"),
+        )?;
+        self.start_node(name)?;
+        // Its slots from when it was the primary would keep WAL for standbys that now stream
+        // from elsewhere.
+        self.psql(
+            name,
+            "SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots WHERE NOT active",
+        )?;
+        self.wait_streaming(name, Duration::from_secs(60))
+            .map_err(|e| {
+                let tail = crate::process::log_tail(
+                    &self
+                        .nodes
+                        .iter()
+                        .find(|n| n.name == name)
+                        .map(|n| n.log.clone())
+                        .unwrap_or_default(),
+                    3000,
+                );
+                anyhow!("{e:#}; {name}'s log tail:\n{tail}")
+            })
     }
 
     fn init_primary(&mut self) -> anyhow::Result<()> {
@@ -242,7 +378,7 @@ impl PgCluster {
             max_replication_slots = 10\n\
             hot_standby = on\n\
             fsync = off\n\
-            full_page_writes = off\n\
+            wal_log_hints = on\n\
             shared_buffers = 32MB\n\
             max_connections = 300\n\
             wal_receiver_status_interval = 1s\n\

@@ -47,3 +47,53 @@ fn redis_nginx_prometheus_alertmanager_start_and_answer() -> anyhow::Result<()> 
     );
     Ok(())
 }
+
+/// A failover the way the drills do it: commits wait for a standby, the primary is killed, the
+/// most advanced standby is promoted and the other follows it, and the old primary rejoins
+/// with pg_rewind and stays streaming. Every acknowledged row survives.
+#[test]
+fn postgres_fails_over_and_the_old_primary_rejoins_as_a_standby() -> anyhow::Result<()> {
+    use std::time::Duration;
+    let mut cluster = surge_servers::PgCluster::start(2)?;
+    cluster.synchronous()?;
+    cluster.psql("primary", "CREATE TABLE t (n int PRIMARY KEY)")?;
+    cluster.psql("primary", "INSERT INTO t SELECT generate_series(1, 500)")?;
+    cluster.kill_node("primary")?;
+    let promoted = cluster.fail_over()?;
+    assert_ne!(promoted, "primary");
+    assert_eq!(cluster.primary_name(), promoted);
+    assert_eq!(cluster.psql(&promoted, "SELECT pg_is_in_recovery()")?, "f");
+    assert_eq!(cluster.psql(&promoted, "SELECT count(*) FROM t")?, "500");
+    // Commits need the other standby to follow the new primary.
+    cluster.psql(&promoted, "INSERT INTO t VALUES (501)")?;
+    cluster.rejoin("primary")?;
+    assert_eq!(
+        cluster.psql("primary", "SELECT count(*) FROM pg_replication_slots")?,
+        "0",
+        "the old primary kept its slots"
+    );
+    cluster.psql(&promoted, "INSERT INTO t VALUES (502)")?;
+    for name in cluster.node_names() {
+        if name != promoted {
+            cluster.wait_caught_up(&name, Duration::from_secs(30))?;
+            assert_eq!(cluster.psql(&name, "SELECT pg_is_in_recovery()")?, "t");
+            assert_eq!(cluster.psql(&name, "SELECT count(*) FROM t")?, "502");
+        }
+    }
+    // Still streaming a while later (a standby that connects, fails and retries would not be).
+    std::thread::sleep(Duration::from_secs(5));
+    for name in cluster.node_names() {
+        if name != promoted {
+            cluster
+                .wait_streaming(&name, Duration::from_secs(1))
+                .map_err(|e| {
+                    let log = cluster
+                        .node(&name)
+                        .map(|n| surge_servers::process::log_tail(n.log_path(), 3000))
+                        .unwrap_or_default();
+                    anyhow::anyhow!("{e:#}\n{log}")
+                })?;
+        }
+    }
+    Ok(())
+}

@@ -185,6 +185,9 @@ impl Stack {
         step("postgres: primary + 2 streaming replicas");
         let postgres = PgCluster::start_in(Workdir::kept(&dir.join("postgres"))?, 2)?;
         postgres.psql("primary", "CREATE DATABASE shop")?;
+        // Acknowledged commits are on a standby too (as the manifests' CloudNativePG
+        // `synchronous` does), so losing the primary loses no accepted order.
+        postgres.synchronous()?;
         step("redis");
         let redis = Redis::start_in(Workdir::kept(&dir.join("redis"))?, free_port()?)?;
         step("kafka broker (tansu)");
@@ -209,8 +212,19 @@ impl Stack {
                 postgres.port(node)?
             ))
         };
+        // Writes go to whichever node takes them (libpq's multi-host form; the shop follows a
+        // failover), reads to the replicas.
+        let writer_url = format!(
+            "postgres://postgres@{}/shop?target_session_attrs=read-write",
+            postgres
+                .node_names()
+                .iter()
+                .map(|n| Ok(format!("127.0.0.1:{}", postgres.port(n)?)))
+                .collect::<anyhow::Result<Vec<_>>>()?
+                .join(",")
+        );
         let env: Vec<(String, String)> = vec![
-            ("SHOP_DATABASE_URL".into(), db_url("primary")?),
+            ("SHOP_DATABASE_URL".into(), writer_url),
             (
                 "SHOP_DATABASE_REPLICAS".into(),
                 format!("{},{}", db_url("replica1")?, db_url("replica2")?),

@@ -146,6 +146,19 @@ fn every_overlay_renders_the_shop_and_surge() -> anyhow::Result<()> {
         find(production, "Cluster", "shop-db")?["spec"]["instances"],
         json!(3)
     );
+    // Commits wait for one standby, so a failover keeps every acknowledged order (drill 11);
+    // only the single-node cluster may drop to asynchronous when its one standby is away.
+    let synchronous = |objects: &[Value]| {
+        find(objects, "Cluster", "shop-db").map(|c| c["spec"]["postgresql"]["synchronous"].clone())
+    };
+    assert_eq!(
+        synchronous(production)?,
+        json!({"method": "any", "number": 1, "dataDurability": "required"})
+    );
+    assert_eq!(
+        synchronous(local)?,
+        json!({"method": "any", "number": 1, "dataDurability": "preferred"})
+    );
     assert_eq!(
         find(production, "Kafka", "shop-kafka")?["spec"]["kafka"]["rack"]["topologyKey"],
         json!("topology.kubernetes.io/zone")

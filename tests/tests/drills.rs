@@ -224,7 +224,8 @@ impl Drill {
             .map(|id| format!("'{id}'"))
             .collect::<Vec<_>>()
             .join(",");
-        let db = |sql: &str| self.stack.postgres.psql_in("primary", "shop", sql);
+        let primary = self.stack.postgres.primary_name();
+        let db = |sql: &str| self.stack.postgres.psql_in(primary, "shop", sql);
         let unfinished = format!(
             "SELECT count(*) FROM unnest(ARRAY[{list}]::uuid[]) AS a(id) \
              LEFT JOIN orders o ON o.id = a.id AND o.status = 'shipped' WHERE o.id IS NULL"
@@ -1364,6 +1365,141 @@ fn drill_slow_provider_lag_grows_pages_and_resolves_when_scaled() -> anyhow::Res
         orders,
         lost,
         &format!("peak_lag={peak_lag} peak_cpu={peak_cpu:.2}"),
+    );
+    Ok(())
+}
+
+/// The first word of each row in a `surge` table whose second word is `role`.
+fn servers_with_role<'a>(frame: &'a str, role: &str) -> Vec<&'a str> {
+    frame
+        .lines()
+        .filter_map(|line| {
+            let mut words = line
+                .trim_matches(|c: char| c == '│' || c == '▶' || c.is_whitespace())
+                .split_whitespace();
+            let server = words.next()?;
+            (words.next()? == role).then_some(server)
+        })
+        .collect()
+}
+
+/// Drill 11: The primary is lost (SIGKILL) while orders flow. After 2 s (a failover manager's
+/// decision) the most advanced standby is promoted with `pg_ctl promote` and the other follows
+/// it. The shop's writes follow the new primary (multi-host URL), the exporter and the panel show
+/// the new roles, PostgresPrimaryDown pages and nothing else does; the old primary rejoins as a
+/// standby with pg_rewind and the page resolves. Commits wait for one standby, so every order
+/// the API accepted ships exactly once.
+#[test]
+fn drill_primary_lost_fails_over_and_keeps_every_accepted_order() -> anyhow::Result<()> {
+    let mut drill = Drill::start("primary-failover", FAST, |_| {})?;
+    let orders = drill.keep_ordering(5);
+    // Orders flow, and Prometheus has seen who the primary is.
+    surge_servers::wait_until(
+        "the exporter reports the roles",
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || {
+            Ok(drill
+                .prom
+                .value("surge_postgres_is_replica{target=\"primary\"}")?
+                == Some(0.0)
+                && drill.accepted.lock().map(|a| a.len()).unwrap_or(0) >= 10)
+        },
+    )?;
+    // Each commit waits for one of the two standbys (quorum): what keeps accepted orders.
+    assert_eq!(
+        drill.stack.postgres.psql(
+            "primary",
+            "SELECT string_agg(application_name || ':' || sync_state, ',' ORDER BY application_name) FROM pg_stat_replication"
+        )?,
+        "replica1:quorum,replica2:quorum"
+    );
+    let before = drill.accepted.lock().map(|a| a.len()).unwrap_or(0);
+    let fault = Instant::now();
+    drill.stack.postgres.kill_node("primary")?;
+    std::thread::sleep(Duration::from_secs(2));
+    let promoted = drill.stack.postgres.fail_over()?;
+    let promoted_after = fault.elapsed();
+    // Writes are back once an order placed after the promotion is accepted.
+    surge_servers::wait_until(
+        "an order accepted by the new primary",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || Ok(drill.accepted.lock().map(|a| a.len()).unwrap_or(0) > before + 2),
+    )?;
+    let writes_back = fault.elapsed();
+    let page = drill.wait_page("PostgresPrimaryDown", Duration::from_secs(120))?;
+    let detect = fault.elapsed();
+    assert_eq!(
+        page.body["payload"]["summary"], "PostgreSQL primary primary is unreachable",
+        "{:#}",
+        page.body
+    );
+    // The exporter sees the promoted node as the primary, and the panel says so.
+    surge_servers::wait_until(
+        "the exporter reports the new primary",
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || {
+            Ok(drill.prom.value(&format!(
+                "surge_postgres_is_replica{{target=\"{promoted}\"}}"
+            ))? == Some(0.0))
+        },
+    )?;
+    let frame = drill.wait_frame(
+        "the panel shows the new primary and its standby",
+        &["--view", "postgres"],
+        |f| {
+            servers_with_role(f, "primary") == [promoted.as_str()]
+                && f.contains(&format!("{promoted} → "))
+        },
+    )?;
+    assert!(
+        frame.contains(&format!("{promoted} → ")),
+        "no standby follows {promoted}:\n{frame}"
+    );
+
+    let rejoin = Instant::now();
+    drill.stack.postgres.rejoin("primary")?;
+    drill.wait_resolve(&page, Duration::from_secs(120))?;
+    let recover = rejoin.elapsed();
+    surge_servers::wait_until(
+        "the exporter reports the old primary as a standby",
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || {
+            Ok(drill
+                .prom
+                .value("surge_postgres_is_replica{target=\"primary\"}")?
+                == Some(1.0))
+        },
+    )?;
+    drill.wait_frame(
+        "the panel shows the old primary streaming from the new one",
+        &["--view", "postgres"],
+        |f| {
+            servers_with_role(f, "primary") == [promoted.as_str()]
+                && f.contains(&format!("{promoted} → primary"))
+        },
+    )?;
+    std::thread::sleep(Duration::from_secs(2));
+    let refused = orders.stop();
+    let (orders, lost) = drill.audit(Duration::from_secs(180))?;
+    let pages = drill.other_pages(&["PostgresPrimaryDown"]);
+    assert!(
+        pages.is_empty(),
+        "the failover paged something else: {pages:#?}"
+    );
+    drill.report(
+        detect,
+        recover,
+        orders,
+        lost,
+        &format!(
+            "promoted={promoted} promoted_after={:.1} writes_back={:.1} orders_refused={refused}",
+            promoted_after.as_secs_f64(),
+            writes_back.as_secs_f64()
+        ),
     );
     Ok(())
 }

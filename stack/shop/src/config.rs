@@ -12,7 +12,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// `SHOP_INSTANCE`: this replica's name (logs, `instance` of metrics is Prometheus's).
     pub instance: String,
-    /// `SHOP_DATABASE_URL`: the primary.
+    /// `SHOP_DATABASE_URL`: the primary; may list several hosts (`h1:p1,h2:p2`, libpq style):
+    /// writes then go to whichever takes writes, followed across a failover.
     pub database_url: String,
     /// `SHOP_DATABASE_REPLICAS`: comma-separated replica URLs (may be empty).
     pub replica_urls: Vec<String>,

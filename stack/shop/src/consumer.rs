@@ -76,11 +76,13 @@ impl std::fmt::Display for Failure {
 
 /// SQLSTATE classes that mean the database (not the message) is the problem: connection
 /// exceptions (08), insufficient resources such as too many connections (53), operator
-/// intervention such as a shutdown in progress (57).
+/// intervention such as a shutdown in progress (57); and a write that reached a standby
+/// (25006, read-only transaction: a failover is under way).
 fn is_outage_sqlstate(code: &str) -> bool {
-    ["08", "53", "57"]
-        .iter()
-        .any(|class| code.starts_with(class))
+    code == "25006"
+        || ["08", "53", "57"]
+            .iter()
+            .any(|class| code.starts_with(class))
 }
 
 impl From<sqlx::Error> for Failure {

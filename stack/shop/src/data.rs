@@ -5,8 +5,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use anyhow::Context;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
 /// The schema every service expects, embedded at build time.
@@ -16,6 +17,16 @@ pub struct Db {
     primary: PgPool,
     replicas: Vec<PgPool>,
     next: AtomicUsize,
+    /// Repoints `primary` after a failover when the URL lists several hosts.
+    follower: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Some(follower) = self.follower.take() {
+            follower.abort();
+        }
+    }
 }
 
 /// Which server answered a read (proved by `pg_is_in_recovery()` in the same query).
@@ -49,19 +60,47 @@ fn pool(url: &str, size: u32) -> anyhow::Result<PgPool> {
         .connect_lazy(url)?)
 }
 
+/// The writer's pool: its connections must be to a server that takes writes (a standby is
+/// refused, and the pool keeps trying until the acquire timeout), starting on `hosts[0]`.
+fn writer_pool(hosts: &[PgConnectOptions], size: u32) -> anyhow::Result<PgPool> {
+    let first = hosts.first().context("no host")?.clone();
+    Ok(PgPoolOptions::new()
+        .max_connections(size)
+        .min_connections(0)
+        .acquire_timeout(Duration::from_secs(3))
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                if crate::primary::in_recovery(conn).await? {
+                    return Err(sqlx::Error::Protocol(
+                        "connected to a standby; writes need the primary".into(),
+                    ));
+                }
+                Ok(())
+            })
+        })
+        .connect_lazy_with(first))
+}
+
 impl Db {
+    /// `primary_url` may list several hosts (libpq's `h1:p1,h2:p2`): writes then go to
+    /// whichever takes writes, followed across failovers. Must run inside a Tokio runtime.
     pub fn connect(
         primary_url: &str,
         replica_urls: &[String],
         pool_size: u32,
     ) -> anyhow::Result<Db> {
+        let hosts = crate::primary::hosts(primary_url).context("SHOP_DATABASE_URL")?;
+        let primary = writer_pool(&hosts, pool_size)?;
+        let follower = (hosts.len() > 1)
+            .then(|| tokio::spawn(crate::primary::follow(primary.clone(), hosts, 0)));
         Ok(Db {
-            primary: pool(primary_url, pool_size)?,
+            primary,
             replicas: replica_urls
                 .iter()
                 .map(|u| pool(u, pool_size))
                 .collect::<Result<_, _>>()?,
             next: AtomicUsize::new(0),
+            follower,
         })
     }
 
@@ -150,11 +189,16 @@ pub async fn wait_for_schema(
     }
 }
 
-/// Apply the embedded migrations on the primary (idempotent; sqlx takes an advisory lock).
+/// Apply the embedded migrations on the primary (the first listed host that takes writes;
+/// idempotent; sqlx takes an advisory lock).
 pub async fn migrate(primary_url: &str) -> anyhow::Result<()> {
+    let hosts = crate::primary::hosts(primary_url).context("SHOP_DATABASE_URL")?;
+    let found = crate::primary::find(&hosts)
+        .await
+        .context("no host in SHOP_DATABASE_URL answers as a primary")?;
     let pool = PgPoolOptions::new()
         .max_connections(1)
-        .connect(primary_url)
+        .connect_with(hosts[found].clone())
         .await?;
     MIGRATOR.run(&pool).await?;
     Ok(())

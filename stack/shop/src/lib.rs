@@ -13,6 +13,7 @@ pub mod kafka;
 pub mod messages;
 pub mod metrics;
 pub mod outbox;
+pub mod primary;
 pub mod provider;
 pub mod redis_link;
 pub mod services;
