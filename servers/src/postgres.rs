@@ -354,6 +354,56 @@ impl PgCluster {
             })
     }
 
+    /// Open a superuser session on `name`, run `sql` inside a transaction and keep the
+    /// transaction (and its locks) open until the returned value is dropped, which rolls it
+    /// back. Returns once `sql` has run.
+    pub fn hold_transaction(&self, name: &str, sql: &str) -> anyhow::Result<HeldTransaction> {
+        use std::io::{BufRead, Write};
+        let port = self.port(name)?;
+        let mut child = Command::new(self.bin.join("psql"))
+            .args([
+                "-X",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+            ])
+            .arg("-p")
+            .arg(port.to_string())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .context("starting psql")?;
+        let mut stdin = child.stdin.take().context("psql stdin")?;
+        writeln!(stdin, "BEGIN;\n{sql};\n\\echo surge-held")?;
+        stdin.flush()?;
+        let stdout = child.stdout.take().context("psql stdout")?;
+        let mut held = false;
+        for line in std::io::BufReader::new(stdout).lines() {
+            if line? == "surge-held" {
+                held = true;
+                break;
+            }
+        }
+        if !held {
+            let _ = child.wait();
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut err);
+            }
+            bail!("psql on {name} did not hold `{sql}`: {}", err.trim());
+        }
+        Ok(HeldTransaction {
+            child,
+            stdin: Some(stdin),
+        })
+    }
+
     fn init_primary(&mut self) -> anyhow::Result<()> {
         let name = "primary";
         let data_dir = self.root.path().join(name);
@@ -503,6 +553,32 @@ impl PgCluster {
             }
         }
         Ok(())
+    }
+}
+
+/// A transaction kept open by a psql session ([`PgCluster::hold_transaction`]); dropping it
+/// rolls back and ends the session.
+#[derive(Debug)]
+pub struct HeldTransaction {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+}
+
+impl Drop for HeldTransaction {
+    fn drop(&mut self) {
+        use std::io::Write;
+        if let Some(mut stdin) = self.stdin.take() {
+            let _ = writeln!(stdin, "ROLLBACK;\n\\q");
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -1369,10 +1369,13 @@ fn drill_slow_provider_lag_grows_pages_and_resolves_when_scaled() -> anyhow::Res
     Ok(())
 }
 
-/// The first word of each row in a `surge` table whose second word is `role`.
+/// The servers the PostgreSQL view's Servers table lists with `role`.
 fn servers_with_role<'a>(frame: &'a str, role: &str) -> Vec<&'a str> {
     frame
         .lines()
+        .skip_while(|line| !line.starts_with("┌ Servers"))
+        .skip(1)
+        .take_while(|line| !line.starts_with('└'))
         .filter_map(|line| {
             let mut words = line
                 .trim_matches(|c: char| c == '│' || c == '▶' || c.is_whitespace())
@@ -1501,5 +1504,122 @@ fn drill_primary_lost_fails_over_and_keeps_every_accepted_order() -> anyhow::Res
             writes_back.as_secs_f64()
         ),
     );
+    Ok(())
+}
+
+/// Drill 12: Collectors hang mid-collection: a session on the primary holds
+/// `pg_stat_wal_receiver` exclusively. The lock replays to the standbys, so the exporter's
+/// standby-only query there blocks after its other queries ran. Both replicas' targets go
+/// down within the timeout (statement_timeout ends the query on the server too), their
+/// series disappear instead of freezing, SurgeSourceStale fires in Prometheus and
+/// SurgeSourceDown warns (the stale warning inhibited: said once), the primary and the other
+/// sources keep collecting, nothing pages; released, they recover by themselves.
+#[test]
+fn drill_collectors_hang_mid_collection_go_down_and_stale_never_frozen() -> anyhow::Result<()> {
+    let drill = Drill::start("collector-hang", FAST, |_| {})?;
+    let orders = drill.keep_ordering(3);
+    let fresh = "surge_postgres_replay_lag_seconds";
+    let replicas_reporting = || -> anyhow::Result<usize> { Ok(drill.prom.query(fresh)?.len()) };
+    surge_servers::wait_until(
+        "both replicas' numbers in Prometheus",
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || Ok(replicas_reporting()? == 2),
+    )?;
+    let fault = Instant::now();
+    let hold = drill.stack.postgres.hold_transaction(
+        "primary",
+        "LOCK TABLE pg_catalog.pg_stat_wal_receiver IN ACCESS EXCLUSIVE MODE",
+    )?;
+    drill.wait_webhook(
+        "warnings",
+        "SurgeSourceDown",
+        "firing",
+        Duration::from_secs(120),
+    )?;
+    let detect = fault.elapsed();
+    // The stale rule fires too (its notification is inhibited by SurgeSourceDown).
+    let stale = "count(ALERTS{alertname=\"SurgeSourceStale\",alertstate=\"firing\",source=\"postgres\",target=~\"replica.\"})";
+    surge_servers::wait_until(
+        "SurgeSourceStale firing for both replicas",
+        Duration::from_secs(120),
+        Duration::from_millis(500),
+        || Ok(drill.prom.value(stale)? == Some(2.0)),
+    )
+    .map_err(|e| anyhow::anyhow!("{e:#}\n{}", drill.diagnose()))?;
+    // Not frozen: the replicas' series are gone, not repeating their last values; the primary
+    // (same source) and the other sources are up.
+    assert_eq!(
+        replicas_reporting()?,
+        0,
+        "hung replicas still have fresh numbers"
+    );
+    let value = |q: &str| drill.prom.value(q);
+    for (query, expected) in [
+        (
+            "max(surge_source_up{source=\"postgres\",target=~\"replica.\"})",
+            0.0,
+        ),
+        (
+            "surge_source_up{source=\"postgres\",target=\"primary\"}",
+            1.0,
+        ),
+        ("min(surge_source_up{source!=\"postgres\"})", 1.0),
+    ] {
+        assert_eq!(value(query)?, Some(expected), "{query}");
+    }
+    // A panel reading the exporter directly marks them down, their numbers missing (not 0).
+    let mut frame = String::new();
+    surge_servers::wait_until(
+        "the panel shows the replicas down",
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+        || {
+            let out = Command::new(surge_bin()?)
+                .args(["--once", "--size", "160x48", "--wait", "20s"])
+                .args(["--exporter", &drill.exporter(), "--view", "postgres"])
+                .env("NO_COLOR", "1")
+                .output()?;
+            frame = String::from_utf8(out.stdout)?;
+            Ok(
+                servers_with_role(&frame, "down") == ["replica1", "replica2"]
+                    && servers_with_role(&frame, "primary") == ["primary"]
+                    && frame.contains("postgres target replica1 is down")
+                    && frame.contains("its series are missing, not zero"),
+            )
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("{e:#}\nlast frame:\n{frame}"))?;
+    let release = Instant::now();
+    drop(hold);
+    drill.wait_webhook(
+        "warnings",
+        "SurgeSourceDown",
+        "resolved",
+        Duration::from_secs(120),
+    )?;
+    let recover = release.elapsed();
+    surge_servers::wait_until(
+        "the replicas' numbers back",
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        || Ok(replicas_reporting()? == 2),
+    )?;
+    let stale_notified = drill.pager.received().iter().any(|r| {
+        r.body["alerts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|a| a["labels"]["alertname"] == "SurgeSourceStale")
+    });
+    assert!(
+        !stale_notified,
+        "SurgeSourceStale was notified beside SurgeSourceDown"
+    );
+    assert_eq!(orders.stop(), 0, "orders refused");
+    let (orders, lost) = drill.audit(Duration::from_secs(120))?;
+    let pages = drill.other_pages(&[]);
+    assert!(pages.is_empty(), "a hung collector paged: {pages:#?}");
+    drill.report(detect, recover, orders, lost, "");
     Ok(())
 }
