@@ -148,20 +148,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn one_host_is_one_option() {
-        let hosts = hosts("postgres://shop:secret@db:5433/shop?sslmode=disable").unwrap();
+    fn one_host_is_one_option() -> anyhow::Result<()> {
+        let hosts = hosts("postgres://shop:secret@db:5433/shop?sslmode=disable")?;
         assert_eq!(hosts.len(), 1);
         assert_eq!(describe(&hosts[0]), "db:5433");
         assert_eq!(hosts[0].get_database(), Some("shop"));
         assert_eq!(hosts[0].get_username(), "shop");
+        Ok(())
     }
 
     #[test]
-    fn libpq_multi_host_urls_become_one_option_per_host_in_order() {
+    fn libpq_multi_host_urls_become_one_option_per_host_in_order() -> anyhow::Result<()> {
         let hosts = hosts(
             "postgresql://shop@127.0.0.1:5432,127.0.0.1:5433,[::1]:5434/shop?target_session_attrs=read-write&application_name=orders",
-        )
-        .unwrap();
+        )?;
         let described: Vec<String> = hosts.iter().map(describe).collect();
         assert_eq!(
             described,
@@ -172,11 +172,12 @@ mod tests {
             assert_eq!(h.get_username(), "shop");
             assert_eq!(h.get_application_name(), Some("orders"));
         }
+        Ok(())
     }
 
     #[test]
     fn bad_urls_are_named_without_the_password() {
-        let err = |url: &str| format!("{:#}", hosts(url).unwrap_err());
+        let err = |url: &str| format!("{:#}", hosts(url).expect_err(url));
         assert!(err("mysql://db/shop").contains("not a postgres:// URL"));
         assert!(err("postgres://u:pw@a:1,,b:2/shop").contains("host 2 of the URL is empty"));
         let read_only = err("postgres://u:pw@a:1,b:2/shop?target_session_attrs=read-only");
