@@ -5,6 +5,39 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 pub type Labels = BTreeMap<String, String>;
 
+/// Most labels one series may carry, and longest label name or value (bytes), in anything the
+/// panel reads (expositions, Prometheus answers). Real series have a handful of short labels;
+/// past these an input is broken or hostile and is refused with the reason.
+pub const MAX_LABELS: usize = 64;
+pub const MAX_LABEL_BYTES: usize = 4096;
+
+/// Whether a series' labels are within [`MAX_LABELS`] and [`MAX_LABEL_BYTES`]; the error
+/// names the label (cut short).
+pub fn check_label_sizes(labels: &Labels) -> Result<(), String> {
+    if labels.len() > MAX_LABELS {
+        return Err(format!(
+            "a series with {} labels (at most {MAX_LABELS})",
+            labels.len()
+        ));
+    }
+    for (name, value) in labels {
+        let shown: String = name.chars().take(40).collect();
+        if name.len() > MAX_LABEL_BYTES {
+            return Err(format!(
+                "a label name of {} bytes ({shown}...; at most {MAX_LABEL_BYTES})",
+                name.len()
+            ));
+        }
+        if value.len() > MAX_LABEL_BYTES {
+            return Err(format!(
+                "label {shown} has a value of {} bytes (at most {MAX_LABEL_BYTES})",
+                value.len()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// One series' value at one moment.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Point {

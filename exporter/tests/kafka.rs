@@ -464,3 +464,63 @@ async fn live_rare_committer_keeping_pace_is_neither_growing_nor_stalled() -> an
     );
     Ok(())
 }
+
+/// More partitions or groups than a cluster's limits: the target fails with the count and the
+/// limit's name, rather than exporting part of the cluster; at the limit it collects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clusters_past_their_partition_or_group_limits_fail_with_the_count() -> anyhow::Result<()> {
+    let broker = KafkaBroker::start()?;
+    broker.create_topic("wide", 12)?;
+    for group in ["g1", "g2", "g3"] {
+        broker.commit(group, "wide", &[(0, 0)])?;
+    }
+    let with = |limits: &str| -> anyhow::Result<Exporter> {
+        let text = config(&broker, "")
+            .replace("bootstrap_servers", &format!("{limits}\nbootstrap_servers"));
+        Exporter::from_toml(&text)
+    };
+    let cases = [
+        (
+            "max_partitions = 11",
+            Some("12 partitions in admitted topics, more than max_partitions = 11"),
+        ),
+        (
+            "max_groups = 2",
+            Some("3 consumer groups admitted, more than max_groups = 2"),
+        ),
+        ("max_partitions = 12\nmax_groups = 3", None),
+    ];
+    for (limits, expected) in cases {
+        let exporter = with(limits)?;
+        let ok = exporter.cycle().await;
+        let error = exporter.last_error("kafka", "local");
+        match expected {
+            Some(message) => {
+                assert!(!ok, "{limits}: collected");
+                assert!(
+                    error.as_deref().is_some_and(|e| e.starts_with(message)),
+                    "{limits}: {error:?}"
+                );
+                assert_eq!(
+                    exporter.value("surge_kafka_topic_partitions", &[("topic", "wide")]),
+                    None
+                );
+            }
+            None => {
+                assert!(ok, "{limits}: {error:?}");
+                assert_eq!(
+                    exporter.value("surge_kafka_topic_partitions", &[("topic", "wide")]),
+                    Some(12.0)
+                );
+            }
+        }
+    }
+    let zero = with("max_groups = 0").err().map(|e| format!("{e:#}"));
+    assert!(
+        zero.as_deref().is_some_and(
+            |e| e.contains("kafka.clusters[0].max_groups") && e.contains("must be above 0")
+        ),
+        "{zero:?}"
+    );
+    Ok(())
+}

@@ -183,6 +183,11 @@ pub fn silence_body(silence: &NewSilence, now: f64) -> Result<Value, String> {
 pub fn parse_alerts(body: &[u8]) -> Result<Vec<Alert>, String> {
     let raw: Vec<RawAlert> =
         serde_json::from_slice(body).map_err(|e| one_line(&format!("bad alerts: {e}")))?;
+    for a in &raw {
+        crate::model::check_label_sizes(&a.labels)
+            .and_then(|()| crate::model::check_label_sizes(&a.annotations))
+            .map_err(|e| one_line(&format!("bad alerts: {e}")))?;
+    }
     Ok(raw
         .into_iter()
         .filter(|a| a.status.state != "unprocessed")

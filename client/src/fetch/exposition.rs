@@ -128,6 +128,7 @@ pub fn parse(text: &str) -> Result<Parsed, String> {
                     Some(body) => parse_labels(body)?,
                     None => Labels::new(),
                 };
+                crate::model::check_label_sizes(&labels)?;
                 // The regex stops a label body at the first '}': if the line has more braces
                 // than we accounted for, a value contained one and the split is wrong.
                 let braces = trimmed.matches('}').count();
@@ -193,6 +194,34 @@ mod tests {
     }
 
     #[test]
+    fn series_with_oversized_labels_are_skipped_with_the_reason() -> Result<(), String> {
+        let long = "x".repeat(crate::model::MAX_LABEL_BYTES + 1);
+        let many: String = (0..=crate::model::MAX_LABELS)
+            .map(|i| format!("l{i}=\"v\""))
+            .collect::<Vec<_>>()
+            .join(",");
+        let text = format!(
+            "surge_kafka_group_lag{{group=\"ok\"}} 1\n\
+             surge_kafka_group_lag{{group=\"{long}\"}} 2\n\
+             surge_kafka_group_lag{{{many}}} 3\n"
+        );
+        let parsed = parse(&text)?;
+        assert_eq!(parsed.metrics.points("surge_kafka_group_lag").len(), 1);
+        assert_eq!(parsed.skipped, 2);
+        let first = parsed.first_bad_line.unwrap_or_default();
+        assert!(
+            first.starts_with("label group has a value of 4097 bytes (at most 4096)"),
+            "{first}"
+        );
+        let at_limit = format!(
+            "surge_kafka_group_lag{{group=\"{}\"}} 1\n",
+            "x".repeat(crate::model::MAX_LABEL_BYTES)
+        );
+        assert_eq!(parse(&at_limit)?.skipped, 0);
+        Ok(())
+    }
+
+    #[test]
     fn openmetrics_counters_units_eof_and_created() -> Result<(), String> {
         let text = "# HELP surge_source_errors Failed collections.\n# TYPE surge_source_errors counter\n\
                     surge_source_errors_total{source=\"kafka\",target=\"shop\"} 3\n\
@@ -255,10 +284,14 @@ mod tests {
     }
 
     #[test]
-    fn garbage_is_an_error_and_long_lines_are_fine() {
+    fn garbage_is_an_error_and_long_lines_within_the_limits_are_fine() {
         assert!(parse("<html><body>502 Bad Gateway</body></html>").is_err());
         assert!(parse("\u{0}\u{1}binary\u{2}").is_err());
-        let long = format!("m{{v=\"{}\"}} 1\n", "x".repeat(100_000));
+        // 60 labels of 2 KiB each: a 120 KiB line within every limit.
+        let labels: Vec<String> = (0..60)
+            .map(|i| format!("l{i}=\"{}\"", "x".repeat(2048)))
+            .collect();
+        let long = format!("m{{{}}} 1\n", labels.join(","));
         assert_eq!(parse(&long).map(|p| p.metrics.points("m").len()), Ok(1));
         assert!(parse("").is_ok_and(|p| p.metrics.is_empty()));
     }

@@ -11,7 +11,7 @@ use super::clock::{now, ticker};
 use super::http::{FetchError, get_body, one_line};
 use super::plan::{OVERVIEW_QUERY, Request, Want, every, partitions_query, plan, range_query};
 use super::update::Update;
-use crate::model::{Alert, AlertState, Labels, Metrics, Range, RangeSeries};
+use crate::model::{Alert, AlertState, Labels, Metrics, Range, RangeSeries, check_label_sizes};
 
 #[derive(Debug, Clone)]
 pub struct Prometheus {
@@ -164,6 +164,7 @@ fn parse_vector_checked(body: &[u8]) -> Result<Metrics, String> {
     } in samples
     {
         let name = metric.remove("__name__").unwrap_or_default();
+        check_label_sizes(&metric)?;
         metrics.insert(&name, metric, value(&v)?);
     }
     Ok(metrics)
@@ -182,6 +183,7 @@ fn parse_matrix_checked(body: &[u8]) -> Result<RangeSeries, String> {
         .into_iter()
         .map(|Series { mut metric, values }| {
             metric.remove("__name__");
+            check_label_sizes(&metric)?;
             let points = values
                 .into_iter()
                 .map(|(t, v)| value(&v).map(|v| (t, v)))
@@ -243,6 +245,10 @@ pub fn parse_alerts(body: &[u8]) -> Result<Vec<Alert>, String> {
 
 fn parse_alerts_checked(body: &[u8]) -> Result<Vec<Alert>, String> {
     let raw = data::<AlertsData>(body, "alerts")?.alerts;
+    for a in &raw {
+        check_label_sizes(&a.labels)?;
+        check_label_sizes(&a.annotations)?;
+    }
     Ok(raw
         .into_iter()
         .filter_map(|a| {
@@ -437,6 +443,26 @@ mod tests {
 
     fn bytes(v: &Value) -> Vec<u8> {
         v.to_string().into_bytes()
+    }
+
+    #[test]
+    fn answers_with_oversized_labels_are_refused_with_the_reason() {
+        let long = "x".repeat(crate::model::MAX_LABEL_BYTES + 1);
+        let vector = json!({"status": "success", "data": {"resultType": "vector",
+            "result": [{"metric": {"__name__": "up", "job": long}, "value": [1, "1"]}]}});
+        assert_eq!(
+            parse_vector(&bytes(&vector)).err().as_deref(),
+            Some("label job has a value of 4097 bytes (at most 4096)")
+        );
+        let matrix = json!({"status": "success", "data": {"resultType": "matrix",
+            "result": [{"metric": {"job": long}, "values": [[1, "1"]]}]}});
+        assert!(parse_matrix(&bytes(&matrix)).is_err());
+        let alerts = json!({"status": "success", "data": {"alerts": [
+            {"labels": {"alertname": "X"}, "annotations": {"summary": long}, "state": "firing"}]}});
+        assert_eq!(
+            parse_alerts(&bytes(&alerts)).err().as_deref(),
+            Some("label summary has a value of 4097 bytes (at most 4096)")
+        );
     }
 
     #[test]

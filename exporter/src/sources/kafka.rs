@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::anyhow;
+use anyhow::{anyhow, bail};
 use async_trait::async_trait;
 use regex::Regex;
 use serde::Deserialize;
@@ -90,6 +90,19 @@ struct ClusterSection {
     /// Environment variable or file holding `sasl.password`.
     sasl_password_env: Option<String>,
     sasl_password_file: Option<PathBuf>,
+    /// Most partitions (of admitted topics) and consumer groups (admitted) one cycle reads;
+    /// past either the target fails with the count, never a silently partial answer.
+    #[serde(default = "default_max_partitions")]
+    max_partitions: usize,
+    #[serde(default = "default_max_groups")]
+    max_groups: usize,
+}
+
+fn default_max_partitions() -> usize {
+    50_000
+}
+fn default_max_groups() -> usize {
+    10_000
 }
 
 fn default_true() -> bool {
@@ -136,6 +149,14 @@ struct ClusterSettings {
     sasl_password: Option<Secret>,
     groups: NameFilter,
     topics: NameFilter,
+    limits: Limits,
+}
+
+/// How much of a cluster one cycle may read.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    partitions: usize,
+    groups: usize,
 }
 
 /// Properties the exporter sets itself.
@@ -201,6 +222,14 @@ impl Section {
                 c.sasl_password_env,
                 c.sasl_password_file,
             )?;
+            for (field, value) in [
+                ("max_partitions", c.max_partitions),
+                ("max_groups", c.max_groups),
+            ] {
+                if value == 0 {
+                    return Err(ConfigError::field(at(field), "must be above 0"));
+                }
+            }
             let mut properties = c.properties;
             properties.insert("bootstrap.servers".into(), c.bootstrap_servers);
             clusters.push(ClusterSettings {
@@ -209,6 +238,10 @@ impl Section {
                 sasl_password,
                 groups,
                 topics,
+                limits: Limits {
+                    partitions: c.max_partitions,
+                    groups: c.max_groups,
+                },
             });
         }
         Ok(Settings {
@@ -274,6 +307,7 @@ struct ClusterTarget {
     properties: BTreeMap<String, String>,
     groups: NameFilter,
     topics: NameFilter,
+    limits: Limits,
     state: Mutex<ClusterState>,
 }
 
@@ -298,6 +332,7 @@ impl KafkaSource {
                     properties,
                     groups: c.groups.clone(),
                     topics: c.topics.clone(),
+                    limits: c.limits,
                     state: Mutex::new(ClusterState::default()),
                 }))
             })
@@ -338,7 +373,25 @@ impl ClusterTarget {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let layout = handle.metadata(remaining).map_err(|e| anyhow!(e))?;
             let listed = handle.list_groups(deadline).map_err(|e| anyhow!(e))?;
-            state.topics = admitted_topics(&layout, &self.topics);
+            let topics = admitted_topics(&layout, &self.topics);
+            let partitions: usize = topics.values().map(Vec::len).sum();
+            if partitions > self.limits.partitions {
+                bail!(
+                    "{partitions} partitions in admitted topics, more than max_partitions = {}: narrow topic_allow/topic_deny or raise it",
+                    self.limits.partitions
+                );
+            }
+            let admitted_groups = listed
+                .iter()
+                .filter(|g| self.groups.admits(&g.group))
+                .count();
+            if admitted_groups > self.limits.groups {
+                bail!(
+                    "{admitted_groups} consumer groups admitted, more than max_groups = {}: narrow group_allow/group_deny or raise it",
+                    self.limits.groups
+                );
+            }
+            state.topics = topics;
             let mut groups = BTreeMap::new();
             for g in listed.into_iter().filter(|g| self.groups.admits(&g.group)) {
                 let previous = state.groups.remove(&g.group).unwrap_or_default();
@@ -711,19 +764,10 @@ fn build_samples(
             }
             let points: Vec<Point> = history.iter().copied().collect();
             let lag_state = trend::classify(&points, trend);
-            if let Some(interval) = trend::commit_interval(&points)
-                && interval * trend.min_samples as f64 > trend.window.as_secs_f64()
+            if let Some(message) = trend::window_too_short(&points, trend)
                 && state.rare_committers.insert((group.clone(), topic.clone()))
             {
-                tracing::warn!(
-                    cluster,
-                    group = %group,
-                    topic = %topic,
-                    "commits every {interval:.0} s: the {window:?} trend window holds fewer than {min} of its commits, so its lag is never called growing or draining; set [kafka] window to at least {need:.0}s",
-                    window = trend.window,
-                    min = trend.min_samples,
-                    need = interval * trend.min_samples as f64,
-                );
+                tracing::warn!(cluster, group = %group, topic = %topic, "{message}");
             }
             for s in LagState::ALL {
                 let mut l = gt();

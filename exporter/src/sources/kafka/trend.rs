@@ -156,6 +156,22 @@ pub fn commit_interval(points: &[Point]) -> Option<f64> {
     (gaps.len() >= 2).then(|| median(gaps))
 }
 
+/// For a group that commits so rarely that `config.window` holds fewer than
+/// `min_samples` of its commits (so its lag is never called growing or draining), what to
+/// tell the operator: the interval seen and the window it needs. `None` while the trend can be
+/// judged or the interval is not known yet.
+pub fn window_too_short(points: &[Point], config: &TrendConfig) -> Option<String> {
+    let interval = commit_interval(points)?;
+    let need = interval * config.min_samples as f64;
+    (need > config.window.as_secs_f64()).then(|| {
+        format!(
+            "commits every {interval:.0} s: the {window} s trend window holds fewer than {min} of its commits, so its lag is never called growing or draining; set [kafka] window to at least {need:.0}s",
+            window = config.window.as_secs(),
+            min = config.min_samples,
+        )
+    })
+}
+
 fn theil_sen_slope(points: &[&Point]) -> f64 {
     let mut slopes = Vec::with_capacity(points.len() * points.len() / 2);
     for (i, a) in points.iter().enumerate() {
@@ -513,6 +529,30 @@ mod tests {
             assert!(commit_instants(&recent).len() >= 6, "at {end}");
         }
         assert!(commit_interval(&points).is_some_and(|i| (i - 90.0).abs() <= 15.0));
+    }
+
+    #[test]
+    fn a_window_too_short_for_the_commit_interval_is_reported_with_the_window_needed() {
+        // ~90 s between commits: 4 of them need 360 s.
+        let points = rare_committer(1_800.0, 100.0, 100.0, 90.0, f64::MAX);
+        let warm = third_commit(&points);
+        assert_eq!(
+            window_too_short(&points[..warm], &window(300)),
+            None,
+            "interval unknown yet"
+        );
+        let message = window_too_short(&points, &window(300)).unwrap_or_default();
+        assert!(
+            message.starts_with("commits every 9")
+                && message.contains("the 300 s trend window holds fewer than 4 of its commits")
+                && message.ends_with("set [kafka] window to at least 360s"),
+            "{message}"
+        );
+        assert_eq!(window_too_short(&points, &window(600)), None);
+        // One committing about every sample (16 s) with a 2-minute window is judged.
+        let frequent = rare_committer(600.0, 100.0, 100.0, 16.0, f64::MAX);
+        assert!(commit_interval(&frequent).is_some());
+        assert_eq!(window_too_short(&frequent, &window(120)), None);
     }
 
     #[test]
