@@ -81,6 +81,43 @@ impl Metrics {
         }
     }
 
+    /// Add the points of `other` that `covering` does not already hold: a point is held when
+    /// a point of the same family in `covering` carries all of its labels with the same values
+    /// (Prometheus adds `job`, `instance` and relabeled labels to what an exporter exposes), so
+    /// an exporter given beside the Prometheus that scrapes it does not show every row twice.
+    pub fn append_uncovered(&mut self, other: &Metrics, covering: &Metrics) {
+        for (name, points) in &other.by_name {
+            let held = covering.points(name);
+            // Projections of the covering points onto each label-name set asked about.
+            let mut projections: HashMap<Vec<&str>, std::collections::HashSet<Vec<&str>>> =
+                HashMap::new();
+            let fresh: Vec<Point> = points
+                .iter()
+                .filter(|p| {
+                    if held.is_empty() {
+                        return true;
+                    }
+                    let keys: Vec<&str> = p.labels.keys().map(String::as_str).collect();
+                    let values: Vec<&str> = p.labels.values().map(String::as_str).collect();
+                    let known = projections.entry(keys.clone()).or_insert_with(|| {
+                        held.iter()
+                            .filter_map(|h| {
+                                keys.iter()
+                                    .map(|k| h.labels.get(*k).map(String::as_str))
+                                    .collect::<Option<Vec<&str>>>()
+                            })
+                            .collect()
+                    });
+                    !known.contains(&values)
+                })
+                .cloned()
+                .collect();
+            if !fresh.is_empty() {
+                self.by_name.entry(name.clone()).or_default().extend(fresh);
+            }
+        }
+    }
+
     /// The first point of `name` whose labels include `want`.
     pub fn point(&self, name: &str, want: &[(&str, &str)]) -> Option<&Point> {
         self.points(name).iter().find(|p| p.matches(want))

@@ -140,10 +140,21 @@ impl Store {
                     }
                 }
                 self.by_source.insert(source.clone(), metrics);
-                self.metrics = Metrics::default();
-                for m in self.by_source.values() {
-                    self.metrics.append(m);
+                // Prometheus first; an exporter's series that Prometheus also has (it scrapes
+                // that exporter) are shown once.
+                let mut from_prometheus = Metrics::default();
+                for (name, m) in &self.by_source {
+                    if name.starts_with("prometheus") {
+                        from_prometheus.append(m);
+                    }
                 }
+                let mut merged = from_prometheus.clone();
+                for (name, m) in &self.by_source {
+                    if !name.starts_with("prometheus") {
+                        merged.append_uncovered(m, &from_prometheus);
+                    }
+                }
+                self.metrics = merged;
                 let base = source.split('/').next().unwrap_or_default().to_string();
                 self.health.insert(
                     base,
@@ -448,6 +459,66 @@ mod tests {
         assert_eq!(s.forecast, Forecast::Now);
         assert_eq!(store.derived.servers[1].role, Role::Replica);
         assert_eq!(store.derived.servers[0].role, Role::Primary);
+    }
+
+    #[test]
+    fn an_exporter_beside_the_prometheus_that_scrapes_it_shows_each_series_once() {
+        let mut store = Store::new(30.0);
+        // Prometheus adds job and instance to what the exporter exposes.
+        let mut scraped = Metrics::default();
+        let original = shop_metrics();
+        for name in original.names() {
+            {
+                for p in original.points(name) {
+                    let mut labels = p.labels.clone();
+                    labels.insert("job".into(), "surge-exporter".into());
+                    labels.insert("instance".into(), "127.0.0.1:9187".into());
+                    scraped.insert(name, labels, p.value);
+                }
+            }
+        }
+        let mut direct = shop_metrics();
+        // A server only the exporter sees (Prometheus does not scrape it) stays.
+        let mut extra = Labels::new();
+        extra.insert("target".into(), "replica9".into());
+        direct.insert(postgres::IS_REPLICA.exposed, extra, 1.0);
+        for (source, metrics) in [
+            ("prometheus", scraped),
+            ("exporter 127.0.0.1:9187", direct.clone()),
+            // Exporters are not folded into each other: a second one with the same names
+            // may be another cluster.
+            ("exporter 127.0.0.1:9188", direct),
+        ] {
+            store.apply(
+                Update::Metrics {
+                    source: source.into(),
+                    metrics,
+                    at: 100.0,
+                },
+                100.0,
+            );
+        }
+        let targets = |store: &Store| -> Vec<String> {
+            store
+                .metrics
+                .points(postgres::IS_REPLICA.exposed)
+                .iter()
+                .map(|p| p.label("target").to_string())
+                .collect()
+        };
+        let mut seen = targets(&store);
+        seen.sort();
+        let mut expected: Vec<String> = shop_metrics()
+            .points(postgres::IS_REPLICA.exposed)
+            .iter()
+            .map(|p| p.label("target").to_string())
+            .collect();
+        assert!(!expected.is_empty());
+        // Prometheus' copy of each (both exporters' copies are covered by it), and replica9
+        // from each exporter.
+        expected.extend(["replica9".to_string(), "replica9".to_string()]);
+        expected.sort();
+        assert_eq!(seen, expected);
     }
 
     #[test]
