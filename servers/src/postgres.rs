@@ -147,22 +147,18 @@ impl PgCluster {
 
     /// Like `psql`, in database `database`.
     pub fn psql_in(&self, name: &str, database: &str, sql: &str) -> anyhow::Result<String> {
-        let port = self.port(name)?;
-        let mut cmd = Command::new(self.bin.join("psql"));
-        cmd.args([
-            "-X",
-            "-At",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-        ])
-        .arg("-p")
-        .arg(port.to_string())
-        .args(["-d", database, "-c", sql]);
+        let mut cmd = self.psql_command(name)?;
+        cmd.args(["-d", database, "-c", sql]);
         Ok(run(&format!("psql on {name}"), cmd)?.trim().to_string())
+    }
+
+    /// psql as superuser on `name`, unaligned and tuples-only, stopping at the first error.
+    fn psql_command(&self, name: &str) -> anyhow::Result<Command> {
+        let mut cmd = Command::new(self.bin.join("psql"));
+        cmd.args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
+            .args(["-U", "postgres", "-p"])
+            .arg(self.port(name)?.to_string());
+        Ok(cmd)
     }
 
     /// Stop one server (fast shutdown) and wait for it to exit.
@@ -359,20 +355,8 @@ impl PgCluster {
     /// back. Returns once `sql` has run.
     pub fn hold_transaction(&self, name: &str, sql: &str) -> anyhow::Result<HeldTransaction> {
         use std::io::{BufRead, Write};
-        let port = self.port(name)?;
-        let mut child = Command::new(self.bin.join("psql"))
-            .args([
-                "-X",
-                "-At",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-            ])
-            .arg("-p")
-            .arg(port.to_string())
+        let mut child = self
+            .psql_command(name)?
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())

@@ -126,6 +126,23 @@ impl Drill {
         format!("http://127.0.0.1:{}", self.stack.exporter_port.unwrap_or(9))
     }
 
+    /// Wait until the PromQL `query` has the single value `expected`; a timeout explains what
+    /// monitoring saw.
+    fn wait_value(&self, what: &str, query: &str, expected: f64) -> anyhow::Result<()> {
+        surge_servers::wait_until(
+            what,
+            Duration::from_secs(120),
+            Duration::from_millis(500),
+            || Ok(self.prom.value(query)? == Some(expected)),
+        )
+        .map_err(|e| anyhow::anyhow!("{e:#}\n{}", self.diagnose()))
+    }
+
+    /// How many orders the API has accepted so far.
+    fn accepted_count(&self) -> usize {
+        self.accepted.lock().map(|a| a.len()).unwrap_or(0)
+    }
+
     /// Place one order; an accepted one is remembered for the audit.
     fn order(&self, product: i64) -> anyhow::Result<u16> {
         place_order(&self.shop, &self.token, product, &self.accepted)
@@ -1386,6 +1403,17 @@ fn servers_with_role<'a>(frame: &'a str, role: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// Wait for the PostgreSQL view to list `primary` as the only primary with a standby named
+/// `standby` (or any, if empty) streaming from it.
+fn panel_shows_primary(drill: &Drill, primary: &str, standby: &str) -> anyhow::Result<String> {
+    let link = format!("{primary} → {standby}");
+    drill.wait_frame(
+        &format!("the panel shows {primary} as the primary, {link} streaming"),
+        &["--view", "postgres"],
+        |f| servers_with_role(f, "primary") == [primary] && f.contains(&link),
+    )
+}
+
 /// Drill 11: The primary is lost (SIGKILL) while orders flow. After 2 s (a failover manager's
 /// decision) the most advanced standby is promoted with `pg_ctl promote` and the other follows
 /// it. The shop's writes follow the new primary (multi-host URL), the exporter and the panel show
@@ -1397,17 +1425,16 @@ fn drill_primary_lost_fails_over_and_keeps_every_accepted_order() -> anyhow::Res
     let mut drill = Drill::start("primary-failover", FAST, |_| {})?;
     let orders = drill.keep_ordering(5);
     // Orders flow, and Prometheus has seen who the primary is.
+    drill.wait_value(
+        "the exporter reports the primary",
+        "surge_postgres_is_replica{target=\"primary\"}",
+        0.0,
+    )?;
     surge_servers::wait_until(
-        "the exporter reports the roles",
+        "orders accepted",
         Duration::from_secs(60),
-        Duration::from_millis(500),
-        || {
-            Ok(drill
-                .prom
-                .value("surge_postgres_is_replica{target=\"primary\"}")?
-                == Some(0.0)
-                && drill.accepted.lock().map(|a| a.len()).unwrap_or(0) >= 10)
-        },
+        Duration::from_millis(200),
+        || Ok(drill.accepted_count() >= 10),
     )?;
     // Each commit waits for one of the two standbys (quorum): what keeps accepted orders.
     assert_eq!(
@@ -1417,7 +1444,7 @@ fn drill_primary_lost_fails_over_and_keeps_every_accepted_order() -> anyhow::Res
         )?,
         "replica1:quorum,replica2:quorum"
     );
-    let before = drill.accepted.lock().map(|a| a.len()).unwrap_or(0);
+    let before = drill.accepted_count();
     let fault = Instant::now();
     drill.stack.postgres.kill_node("primary")?;
     std::thread::sleep(Duration::from_secs(2));
@@ -1428,7 +1455,7 @@ fn drill_primary_lost_fails_over_and_keeps_every_accepted_order() -> anyhow::Res
         "an order accepted by the new primary",
         Duration::from_secs(60),
         Duration::from_millis(100),
-        || Ok(drill.accepted.lock().map(|a| a.len()).unwrap_or(0) > before + 2),
+        || Ok(drill.accepted_count() > before + 2),
     )?;
     let writes_back = fault.elapsed();
     let page = drill.wait_page("PostgresPrimaryDown", Duration::from_secs(120))?;
@@ -1439,52 +1466,23 @@ fn drill_primary_lost_fails_over_and_keeps_every_accepted_order() -> anyhow::Res
         page.body
     );
     // The exporter sees the promoted node as the primary, and the panel says so.
-    surge_servers::wait_until(
+    drill.wait_value(
         "the exporter reports the new primary",
-        Duration::from_secs(60),
-        Duration::from_millis(500),
-        || {
-            Ok(drill.prom.value(&format!(
-                "surge_postgres_is_replica{{target=\"{promoted}\"}}"
-            ))? == Some(0.0))
-        },
+        &format!("surge_postgres_is_replica{{target=\"{promoted}\"}}"),
+        0.0,
     )?;
-    let frame = drill.wait_frame(
-        "the panel shows the new primary and its standby",
-        &["--view", "postgres"],
-        |f| {
-            servers_with_role(f, "primary") == [promoted.as_str()]
-                && f.contains(&format!("{promoted} → "))
-        },
-    )?;
-    assert!(
-        frame.contains(&format!("{promoted} → ")),
-        "no standby follows {promoted}:\n{frame}"
-    );
+    panel_shows_primary(&drill, &promoted, "")?;
 
     let rejoin = Instant::now();
     drill.stack.postgres.rejoin("primary")?;
     drill.wait_resolve(&page, Duration::from_secs(120))?;
     let recover = rejoin.elapsed();
-    surge_servers::wait_until(
+    drill.wait_value(
         "the exporter reports the old primary as a standby",
-        Duration::from_secs(60),
-        Duration::from_millis(500),
-        || {
-            Ok(drill
-                .prom
-                .value("surge_postgres_is_replica{target=\"primary\"}")?
-                == Some(1.0))
-        },
+        "surge_postgres_is_replica{target=\"primary\"}",
+        1.0,
     )?;
-    drill.wait_frame(
-        "the panel shows the old primary streaming from the new one",
-        &["--view", "postgres"],
-        |f| {
-            servers_with_role(f, "primary") == [promoted.as_str()]
-                && f.contains(&format!("{promoted} → primary"))
-        },
-    )?;
+    panel_shows_primary(&drill, &promoted, "primary")?;
     std::thread::sleep(Duration::from_secs(2));
     let refused = orders.stop();
     let (orders, lost) = drill.audit(Duration::from_secs(180))?;
@@ -1518,14 +1516,8 @@ fn drill_primary_lost_fails_over_and_keeps_every_accepted_order() -> anyhow::Res
 fn drill_collectors_hang_mid_collection_go_down_and_stale_never_frozen() -> anyhow::Result<()> {
     let drill = Drill::start("collector-hang", FAST, |_| {})?;
     let orders = drill.keep_ordering(3);
-    let fresh = "surge_postgres_replay_lag_seconds";
-    let replicas_reporting = || -> anyhow::Result<usize> { Ok(drill.prom.query(fresh)?.len()) };
-    surge_servers::wait_until(
-        "both replicas' numbers in Prometheus",
-        Duration::from_secs(60),
-        Duration::from_millis(500),
-        || Ok(replicas_reporting()? == 2),
-    )?;
+    let fresh = "count(surge_postgres_replay_lag_seconds)";
+    drill.wait_value("both replicas' numbers in Prometheus", fresh, 2.0)?;
     let fault = Instant::now();
     let hold = drill.stack.postgres.hold_transaction(
         "primary",
@@ -1540,18 +1532,12 @@ fn drill_collectors_hang_mid_collection_go_down_and_stale_never_frozen() -> anyh
     let detect = fault.elapsed();
     // The stale rule fires too (its notification is inhibited by SurgeSourceDown).
     let stale = "count(ALERTS{alertname=\"SurgeSourceStale\",alertstate=\"firing\",source=\"postgres\",target=~\"replica.\"})";
-    surge_servers::wait_until(
-        "SurgeSourceStale firing for both replicas",
-        Duration::from_secs(120),
-        Duration::from_millis(500),
-        || Ok(drill.prom.value(stale)? == Some(2.0)),
-    )
-    .map_err(|e| anyhow::anyhow!("{e:#}\n{}", drill.diagnose()))?;
+    drill.wait_value("SurgeSourceStale firing for both replicas", stale, 2.0)?;
     // Not frozen: the replicas' series are gone, not repeating their last values; the primary
     // (same source) and the other sources are up.
     assert_eq!(
-        replicas_reporting()?,
-        0,
+        drill.prom.value(fresh)?,
+        None,
         "hung replicas still have fresh numbers"
     );
     let value = |q: &str| drill.prom.value(q);
@@ -1599,12 +1585,7 @@ fn drill_collectors_hang_mid_collection_go_down_and_stale_never_frozen() -> anyh
         Duration::from_secs(120),
     )?;
     let recover = release.elapsed();
-    surge_servers::wait_until(
-        "the replicas' numbers back",
-        Duration::from_secs(60),
-        Duration::from_millis(500),
-        || Ok(replicas_reporting()? == 2),
-    )?;
+    drill.wait_value("the replicas' numbers back", fresh, 2.0)?;
     let stale_notified = drill.pager.received().iter().any(|r| {
         r.body["alerts"]
             .as_array()
