@@ -1,4 +1,4 @@
-//! Command line: `--config FILE [--listen ADDR:PORT] [--once]`.
+//! Command line: `--config FILE [--listen ADDR:PORT] [--once] [--web.config.file FILE]`.
 //!
 //! Exit codes: 0 success; 1 a source failed in `--once` or the server stopped on an error;
 //! 2 bad flags or config (one line naming the problem on stderr).
@@ -28,6 +28,10 @@ struct Cli {
     /// Collect every source once, print the exposition to stdout and exit (1 if any failed).
     #[arg(long)]
     once: bool,
+    /// TLS, client certificates, basic auth and headers for /metrics, in the Prometheus
+    /// exporter-toolkit format; reloaded on SIGHUP and when the file changes.
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    web_config_file: Option<PathBuf>,
 }
 
 pub fn main() -> ExitCode {
@@ -48,6 +52,19 @@ pub fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             eprintln!("surge-exporter: config {}: {e}", cli.config.display());
+            return ExitCode::from(2);
+        }
+    };
+    let web = match cli
+        .web_config_file
+        .as_deref()
+        .map(crate::web::WebConfig::open)
+    {
+        None => None,
+        Some(Ok(web)) => Some(web),
+        Some(Err(e)) => {
+            let path = cli.web_config_file.clone().unwrap_or_default();
+            eprintln!("surge-exporter: web config {}: {e}", path.display());
             return ExitCode::from(2);
         }
     };
@@ -91,8 +108,12 @@ pub fn main() -> ExitCode {
     let listen = cli.listen.unwrap_or(config.listen());
     let served = runtime.block_on(async {
         let listener = surge_metrics::http::bind(listen).await?;
-        tracing::info!(%listen, "serving /metrics");
-        exporter.serve(listener, shutdown_signal()).await
+        let scheme = match &web {
+            Some(web) if web.current().is_tls() => "https",
+            _ => "http",
+        };
+        tracing::info!(%listen, scheme, "serving /metrics");
+        exporter.serve_with(listener, web, shutdown_signal()).await
     });
     match served {
         Ok(()) => ExitCode::SUCCESS,

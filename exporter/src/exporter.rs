@@ -15,6 +15,7 @@ use crate::config::{Config, ConfigError};
 use crate::schedule;
 use crate::source::Source;
 use crate::sources::{kafka, kubernetes, postgres, processes};
+use crate::web::WebConfig;
 
 /// What `/` answers.
 const ABOUT: &str = "surge-exporter: pod CPU vs HPA target, Kafka consumer lag, PostgreSQL replication lag.\nMetrics: /metrics\n";
@@ -82,11 +83,30 @@ impl Exporter {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), String> {
+        self.serve_with(listener, None, shutdown).await
+    }
+
+    /// [`Exporter::serve`] under a web config (TLS, basic auth, headers), if given.
+    pub async fn serve_with(
+        self,
+        listener: TcpListener,
+        web: Option<Arc<WebConfig>>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), String> {
         let mut collectors = JoinSet::new();
         for source in &self.sources {
             collectors.spawn(schedule::run(Arc::clone(source), Arc::clone(&self.store)));
         }
-        let server = surge_metrics::http::serve(listener, Arc::clone(&self.store), ABOUT, shutdown);
+        let store = Arc::clone(&self.store);
+        let server = async move {
+            match web {
+                Some(web) => {
+                    let router = surge_metrics::http::router(store, ABOUT);
+                    crate::web::serve(listener, router, web, shutdown).await
+                }
+                None => surge_metrics::http::serve(listener, store, ABOUT, shutdown).await,
+            }
+        };
         tokio::select! {
             served = server => served.map_err(|e| format!("server error: {e}")),
             Some(ended) = collectors.join_next() => {

@@ -13,5 +13,6 @@ mod schedule;
 mod source;
 mod sources;
 mod sync;
+pub mod web;
 
 pub use exporter::{Exporter, Running};

@@ -15,7 +15,8 @@ use crate::store::{Format, Store};
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-fn router(store: Arc<Store>, about: &'static str) -> Router {
+/// The routes, for callers that serve them their own way (TLS, authentication).
+pub fn router(store: Arc<Store>, about: &'static str) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))

@@ -13,4 +13,5 @@ pub mod promtool;
 pub mod proxy;
 mod serve;
 pub mod shop;
+pub mod tls;
 pub mod tmux;
