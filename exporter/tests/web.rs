@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use surge_servers::tls::LocalCa;
 use surge_servers::{Prometheus, ServerProcess, Signal, Workdir, free_port};
 use surge_testkit::prom::PromQl;
-use surge_testkit::tls::TestCa;
 
 const BIN: &str = env!("CARGO_BIN_EXE_surge-exporter");
 const PASSWORD: &str = "scrape-secret-1";
@@ -36,7 +36,7 @@ fn hash(password: &str) -> anyhow::Result<String> {
 
 /// A web config with TLS from `server` and one user, plus `extra` lines under
 /// tls_server_config.
-fn web_config(server: &surge_testkit::tls::Issued, password_hash: &str, extra_tls: &str) -> String {
+fn web_config(server: &surge_servers::tls::Issued, password_hash: &str, extra_tls: &str) -> String {
     format!(
         "tls_server_config:\n  cert_file: {}\n  key_file: {}\n{extra_tls}\
          http_server_config:\n  headers:\n    X-Frame-Options: deny\n\
@@ -66,8 +66,8 @@ fn start(dir: &Path, web: &Path) -> anyhow::Result<Served> {
 
 /// A client trusting `ca`, optionally presenting `identity`.
 fn client(
-    ca: &TestCa,
-    identity: Option<&surge_testkit::tls::Issued>,
+    ca: &LocalCa,
+    identity: Option<&surge_servers::tls::Issued>,
 ) -> anyhow::Result<reqwest::blocking::Client> {
     let mut builder = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(5))
@@ -110,7 +110,7 @@ fn wait_status(
 #[test]
 fn prometheus_scrapes_over_tls_with_basic_auth_and_the_rest_is_refused() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let ca = TestCa::new(dir.path(), "ca")?;
+    let ca = LocalCa::new(dir.path(), "ca")?;
     let server = ca.server("exporter", &["127.0.0.1", "localhost"])?;
     let web = dir.path().join("web.yml");
     std::fs::write(&web, web_config(&server, &hash(PASSWORD)?, ""))?;
@@ -151,7 +151,7 @@ fn prometheus_scrapes_over_tls_with_basic_auth_and_the_rest_is_refused() -> anyh
         )
         .is_err()
     );
-    let other_ca = TestCa::new(dir.path(), "other-ca")?;
+    let other_ca = LocalCa::new(dir.path(), "other-ca")?;
     let untrusting = client(&other_ca, None)?;
     let e = scrape(&untrusting, &url, Some(PASSWORD))
         .err()
@@ -227,9 +227,9 @@ fn prometheus_scrapes_over_tls_with_basic_auth_and_the_rest_is_refused() -> anyh
 #[test]
 fn client_certificates_are_required_and_verified_when_configured() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let ca = TestCa::new(dir.path(), "ca")?;
-    let clients = TestCa::new(dir.path(), "clients")?;
-    let stranger_ca = TestCa::new(dir.path(), "strangers")?;
+    let ca = LocalCa::new(dir.path(), "ca")?;
+    let clients = LocalCa::new(dir.path(), "clients")?;
+    let stranger_ca = LocalCa::new(dir.path(), "strangers")?;
     let server = ca.server("exporter", &["127.0.0.1"])?;
     let prometheus_cert = clients.client("prometheus", "prometheus")?;
     let stranger = stranger_ca.client("stranger", "stranger")?;

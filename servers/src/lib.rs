@@ -17,6 +17,7 @@ pub mod process;
 pub mod prometheus;
 pub mod redis;
 pub mod sys;
+pub mod tls;
 pub mod wait;
 pub mod workdir;
 

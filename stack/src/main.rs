@@ -45,6 +45,10 @@ enum Cmd {
         /// Load balancer port (default: a free one).
         #[arg(long)]
         port: Option<u16>,
+        /// surge-exporter serves TLS with basic auth; Prometheus scrapes it so (the CA and the
+        /// password are under DIR/secrets).
+        #[arg(long)]
+        exporter_tls: bool,
     },
     /// Stop the stack; nothing is left running.
     Down,
@@ -68,6 +72,8 @@ enum Cmd {
         sync_period: Duration,
         #[arg(long)]
         port: Option<u16>,
+        #[arg(long)]
+        exporter_tls: bool,
     },
 }
 
@@ -109,7 +115,15 @@ fn main() -> ExitCode {
             no_autoscale,
             sync_period,
             port,
-        } => up(&cli.dir, foreground, no_autoscale, sync_period, port),
+            exporter_tls,
+        } => up(
+            &cli.dir,
+            foreground,
+            no_autoscale,
+            sync_period,
+            port,
+            exporter_tls,
+        ),
         Cmd::Down => down(&cli.dir),
         Cmd::Status => match status(&cli.dir) {
             // As LSB init scripts say "not running", so scripts can tell it from an error.
@@ -120,7 +134,8 @@ fn main() -> ExitCode {
             no_autoscale,
             sync_period,
             port,
-        } => run(&cli.dir, no_autoscale, sync_period, port),
+            exporter_tls,
+        } => run(&cli.dir, no_autoscale, sync_period, port, exporter_tls),
         Cmd::Manifests { repo, check } => manifests(&repo, check),
     };
     match result {
@@ -159,6 +174,7 @@ fn up(
     no_autoscale: bool,
     sync_period: Duration,
     port: Option<u16>,
+    exporter_tls: bool,
 ) -> anyhow::Result<()> {
     if let Some(state) = read_state(dir)
         && sys::is_alive(state.pid)
@@ -175,7 +191,7 @@ fn up(
     }
     std::fs::create_dir_all(dir)?;
     if foreground {
-        return run(dir, no_autoscale, sync_period, port);
+        return run(dir, no_autoscale, sync_period, port, exporter_tls);
     }
     let log = dir.join("stack.log");
     let out = std::fs::File::create(&log)?;
@@ -190,6 +206,9 @@ fn up(
         .stderr(out);
     if no_autoscale {
         cmd.arg("--no-autoscale");
+    }
+    if exporter_tls {
+        cmd.arg("--exporter-tls");
     }
     if let Some(p) = port {
         cmd.arg("--port").arg(p.to_string());
@@ -235,10 +254,12 @@ fn run(
     no_autoscale: bool,
     sync_period: Duration,
     port: Option<u16>,
+    exporter_tls: bool,
 ) -> anyhow::Result<()> {
     let mut options = StackOptions::for_checkout(dir)?;
     options.autoscale = (!no_autoscale).then_some(sync_period);
     options.lb_port = port;
+    options.exporter_tls = exporter_tls;
     let stack = Stack::start(options)?;
     let url = |port: Option<u16>| port.map(|p| format!("http://127.0.0.1:{p}"));
     let state = State {
@@ -246,7 +267,10 @@ fn run(
         api: format!("http://{}", stack.api()),
         prometheus: stack.prometheus.as_ref().map(|p| p.url()),
         alertmanager: stack.alertmanager.as_ref().map(|a| a.url()),
-        exporter: url(stack.exporter_port),
+        exporter: match (&stack.exporter_access, stack.exporter_port) {
+            (Some(_), Some(p)) => Some(format!("https://127.0.0.1:{p}")),
+            _ => url(stack.exporter_port),
+        },
         local_hpa: url(stack.autoscaler_port),
         postgres: stack
             .postgres
@@ -316,8 +340,21 @@ fn status(dir: &Path) -> anyhow::Result<bool> {
     print_state(&state);
     let check = |name: &str, url: &Option<String>, path: &str| {
         if let Some(url) = url {
-            let addr = url.trim_start_matches("http://");
-            let ok = surge_servers::http::get(addr, path, None).is_ok_and(|(s, _, _)| s == 200);
+            let ok = match url.strip_prefix("https://") {
+                // TLS with basic auth: as the Prometheus that scrapes it sees it.
+                Some(_) => state.prometheus.as_deref().is_some_and(|p| {
+                    surge_servers::http::get(
+                        p.trim_start_matches("http://"),
+                        "/api/v1/query?query=up%7Bjob%3D%22surge-exporter%22%7D%3D%3D1",
+                        None,
+                    )
+                    .is_ok_and(|(s, _, body)| s == 200 && body.contains("\"value\""))
+                }),
+                None => {
+                    let addr = url.trim_start_matches("http://");
+                    surge_servers::http::get(addr, path, None).is_ok_and(|(s, _, _)| s == 200)
+                }
+            };
             println!(
                 "  {name:<14} {}",
                 if ok { "answers" } else { "NOT ANSWERING" }

@@ -54,6 +54,9 @@ pub struct StackOptions {
     /// Alertmanager config text (None: `alerts/alertmanager.local.yml` if present, else a
     /// config that notifies no one).
     pub alertmanager_config: Option<String>,
+    /// surge-exporter serves `/metrics` over TLS with basic auth (`--web.config.file`), and
+    /// Prometheus scrapes it so; certificates and the password are made at start.
+    pub exporter_tls: bool,
 }
 
 /// Scrape, evaluation and collection periods of the monitoring part of the stack.
@@ -115,6 +118,7 @@ impl StackOptions {
             timing: MonitoringTiming::default(),
             alert_rules: None,
             alertmanager_config: None,
+            exporter_tls: false,
         })
     }
 }
@@ -147,6 +151,8 @@ pub struct Stack {
     pub fleet: Arc<Fleet>,
     pub exporter: Option<ServerProcess>,
     pub exporter_port: Option<u16>,
+    /// With `exporter_tls`: how to reach the exporter.
+    pub exporter_access: Option<ExporterAccess>,
     pub prometheus: Option<Prometheus>,
     pub alertmanager: Option<Alertmanager>,
     pub kafka: KafkaBroker,
@@ -300,6 +306,7 @@ impl Stack {
             fleet,
             exporter: None,
             exporter_port: None,
+            exporter_access: None,
             prometheus: None,
             alertmanager: None,
             kafka,
@@ -382,6 +389,9 @@ impl Stack {
         );
         std::fs::write(dir.join("surge-exporter.toml"), config)?;
         self.exporter_port = Some(exporter_port);
+        if self.options.exporter_tls {
+            self.exporter_access = Some(ExporterAccess::create(&dir.join("secrets"))?);
+        }
         self.start_exporter()?;
 
         let am_port = free_port()?;
@@ -417,6 +427,14 @@ impl Stack {
             .replace("{{ALERTMANAGER}}", &format!("127.0.0.1:{am_port}"))
             .replace("{{EXPORTER}}", &format!("127.0.0.1:{exporter_port}"))
             .replace(
+                "    # {{EXPORTER_TLS}}\n",
+                &self
+                    .exporter_access
+                    .as_ref()
+                    .map(ExporterAccess::scrape_config)
+                    .unwrap_or_default(),
+            )
+            .replace(
                 "{{LOCAL_HPA}}",
                 &format!("127.0.0.1:{}", self.autoscaler_port.unwrap_or(9)),
             )
@@ -449,6 +467,9 @@ impl Stack {
             .arg(dir.join("surge-exporter.toml"))
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"));
+        if let Some(access) = &self.exporter_access {
+            cmd.arg("--web.config.file").arg(&access.web_config);
+        }
         self.exporter = Some(ServerProcess::spawn(
             "surge-exporter",
             cmd,
@@ -520,6 +541,63 @@ impl Stack {
 impl Drop for Stack {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// What it takes to reach a surge-exporter that serves TLS with basic auth: a CA made for
+/// the stack, the exporter's certificate for 127.0.0.1, and a generated password (bcrypt
+/// in the exporter's web config, plain in a file for Prometheus and the panel).
+#[derive(Debug, Clone)]
+pub struct ExporterAccess {
+    pub ca: PathBuf,
+    pub username: String,
+    pub password_file: PathBuf,
+    pub web_config: PathBuf,
+}
+
+impl ExporterAccess {
+    /// Make the CA, the certificate, the password and the web config under `secrets`.
+    fn create(secrets: &Path) -> anyhow::Result<ExporterAccess> {
+        use rand::Rng;
+        std::fs::create_dir_all(secrets)?;
+        let ca = surge_servers::tls::LocalCa::new(secrets, "stack-ca")?;
+        let cert = ca.server("surge-exporter", &["127.0.0.1", "localhost"])?;
+        let password: String = {
+            let mut rng = rand::rng();
+            (0..32)
+                .map(|_| char::from(b'a' + rng.random_range(0..26u8)))
+                .collect()
+        };
+        let password_file = secrets.join("exporter-scrape-password");
+        std::fs::write(&password_file, &password)?;
+        let hash = bcrypt::hash(&password, 10)?;
+        let web_config = secrets.join("surge-exporter-web.yml");
+        std::fs::write(
+            &web_config,
+            format!(
+                "tls_server_config:\n  cert_file: {}\n  key_file: {}\n\
+                 basic_auth_users:\n  prometheus: '{hash}'\n",
+                cert.cert.display(),
+                cert.key.display()
+            ),
+        )?;
+        Ok(ExporterAccess {
+            ca: ca.cert(),
+            username: "prometheus".into(),
+            password_file,
+            web_config,
+        })
+    }
+
+    /// The lines of Prometheus' scrape job for the exporter.
+    fn scrape_config(&self) -> String {
+        format!(
+            "    scheme: https\n    tls_config:\n      ca_file: {}\n    basic_auth:\n      \
+             username: {}\n      password_file: {}\n",
+            self.ca.display(),
+            self.username,
+            self.password_file.display()
+        )
     }
 }
 

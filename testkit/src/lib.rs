@@ -13,5 +13,4 @@ pub mod promtool;
 pub mod proxy;
 mod serve;
 pub mod shop;
-pub mod tls;
 pub mod tmux;

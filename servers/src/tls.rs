@@ -1,5 +1,6 @@
-//! Certificates made in the test: a CA, and server and client certificates it signs, as PEM
-//! files in a directory (what TLS configs point at).
+//! Certificates made on the spot (the local stack with TLS on, and the tests): a CA, and
+//! server and client certificates it signs, as PEM files in a directory (what TLS configs
+//! point at).
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +10,7 @@ use rcgen::{
 };
 
 /// A certificate authority that writes what it issues under `dir`.
-pub struct TestCa {
+pub struct LocalCa {
     name: String,
     dir: PathBuf,
     issuer: CertifiedIssuer<'static, KeyPair>,
@@ -22,16 +23,16 @@ pub struct Issued {
     pub key: PathBuf,
 }
 
-impl TestCa {
+impl LocalCa {
     /// A new CA called `name`; its certificate is `<dir>/<name>.pem`.
-    pub fn new(dir: &Path, name: &str) -> anyhow::Result<TestCa> {
+    pub fn new(dir: &Path, name: &str) -> anyhow::Result<LocalCa> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, name);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate()?)?;
         std::fs::write(dir.join(format!("{name}.pem")), issuer.pem())?;
-        Ok(TestCa {
+        Ok(LocalCa {
             name: name.to_string(),
             dir: dir.to_path_buf(),
             issuer,
