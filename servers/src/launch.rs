@@ -50,13 +50,23 @@ fn http_ready(port: u16, path: &str) -> bool {
 /// its config file and data under one directory.
 pub struct Configured {
     port: u16,
+    /// `https` when started with a web config that serves TLS.
+    scheme: &'static str,
     process: ServerProcess,
     _dir: Workdir,
+}
+
+/// A web config (`--web.config.file`) a server is started with, and whether it serves TLS.
+#[derive(Debug, Clone, Copy)]
+pub struct WebConfig<'a> {
+    pub file: &'a std::path::Path,
+    pub tls: bool,
 }
 
 impl Configured {
     /// `config_yaml` written to `config_name` in `dir`, then `program` with `--config.file`,
     /// `args` and warn-level logs; ready when `/-/ready` answers 200 on `port`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn start(
         name: &str,
         program_name: &str,
@@ -65,6 +75,7 @@ impl Configured {
         config_name: &str,
         config_yaml: &str,
         args: &[String],
+        web: Option<WebConfig<'_>>,
     ) -> anyhow::Result<Configured> {
         let config = dir.path().join(config_name);
         std::fs::write(&config, config_yaml)?;
@@ -72,17 +83,31 @@ impl Configured {
         cmd.arg(format!("--config.file={}", config.display()))
             .args(args)
             .arg("--log.level=warn");
+        if let Some(web) = web {
+            cmd.arg(format!("--web.config.file={}", web.file.display()));
+        }
         let mut process = ServerProcess::spawn(name, cmd, &dir.path().join(format!("{name}.log")))?;
-        wait_ready(&mut process, name, || http_ready(port, "/-/ready"))?;
+        match web {
+            // Behind authentication `/-/ready` is refused: listening is what can be seen.
+            Some(_) => wait_ready(&mut process, name, || {
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            })?,
+            None => wait_ready(&mut process, name, || http_ready(port, "/-/ready"))?,
+        }
         Ok(Configured {
             port,
+            scheme: if web.is_some_and(|w| w.tls) {
+                "https"
+            } else {
+                "http"
+            },
             process,
             _dir: dir,
         })
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("{}://127.0.0.1:{}", self.scheme, self.port)
     }
 
     pub fn port(&self) -> u16 {

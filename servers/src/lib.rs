@@ -23,7 +23,7 @@ pub mod workdir;
 
 pub use alertmanager::Alertmanager;
 pub use kafka::KafkaBroker;
-pub use launch::Configured;
+pub use launch::{Configured, WebConfig};
 pub use nginx::Nginx;
 pub use ports::free_port;
 pub use postgres::{PgCluster, PgNode};

@@ -2,7 +2,7 @@
 
 use std::ops::Deref;
 
-use crate::launch::Configured;
+use crate::launch::{Configured, WebConfig};
 use crate::workdir::Workdir;
 
 /// Prometheus with a given config (rule files referenced from it by absolute path).
@@ -10,6 +10,16 @@ pub struct Prometheus(Configured);
 
 impl Prometheus {
     pub fn start_in(dir: Workdir, port: u16, config_yaml: &str) -> anyhow::Result<Self> {
+        Self::start_with_web(dir, port, config_yaml, None)
+    }
+
+    /// Like `start_in`, serving under a web config (TLS, basic auth).
+    pub fn start_with_web(
+        dir: Workdir,
+        port: u16,
+        config_yaml: &str,
+        web: Option<WebConfig<'_>>,
+    ) -> anyhow::Result<Self> {
         let args = [
             format!("--storage.tsdb.path={}", dir.path().join("data").display()),
             format!("--web.listen-address=127.0.0.1:{port}"),
@@ -27,6 +37,7 @@ impl Prometheus {
             "prometheus.yml",
             config_yaml,
             &args,
+            web,
         )
         .map(Prometheus)
     }

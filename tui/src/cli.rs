@@ -1,13 +1,13 @@
 //! Flags, merged over the config file into `Settings`. Exit codes: 0 fine; 1 a source failed
 //! in `--once`; 2 bad flags or config (one line naming the problem).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
 
-use surge_client::fetch::Endpoints;
 use surge_client::fetch::direct::with_scheme;
+use surge_client::fetch::{Endpoint, Endpoints};
 use surge_client::model::Range;
 
 use crate::config::{self, Config, ThemeName};
@@ -110,17 +110,20 @@ pub fn one_line_clap_error(text: &str) -> String {
 impl Cli {
     /// Merge with the config file; the error is one line.
     pub fn settings(&self) -> Result<Settings, String> {
-        let file = match &self.config {
+        let path = self
+            .config
+            .clone()
+            .or_else(|| config::default_path().filter(|p| p.exists()));
+        let file = match &path {
             Some(path) => {
                 Config::load(path).map_err(|e| format!("config {}: {e}", path.display()))?
             }
-            None => match config::default_path().filter(|p| p.exists()) {
-                Some(path) => {
-                    Config::load(&path).map_err(|e| format!("config {}: {e}", path.display()))?
-                }
-                None => Config::default(),
-            },
+            None => Config::default(),
         };
+        let config_dir = path
+            .as_deref()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf);
         for (flag, url) in [
             ("--prometheus", &self.prometheus),
             ("--alertmanager", &self.alertmanager),
@@ -132,12 +135,26 @@ impl Cli {
         for url in &self.exporter {
             config::check_url(url).map_err(|e| format!("--exporter: {e}"))?;
         }
-        let prometheus = self.prometheus.clone().or(file.sources.prometheus);
-        let alertmanager = self.alertmanager.clone().or(file.sources.alertmanager);
-        let exporters = if self.exporter.is_empty() {
-            file.sources.exporters
+        // File names in the config are relative to its folder; a flag replaces the source
+        // (its URL only: credentials live in the config file, never on argv).
+        let dir = config_dir.unwrap_or_else(|| PathBuf::from("."));
+        let from_file = |s: &Option<config::SourceSetting>| s.as_ref().map(|s| s.endpoint(&dir));
+        let prometheus = match &self.prometheus {
+            Some(url) => Some(Endpoint::plain(&with_scheme(url))),
+            None => from_file(&file.sources.prometheus),
+        };
+        let alertmanager = match &self.alertmanager {
+            Some(url) => Some(Endpoint::plain(&with_scheme(url))),
+            None => from_file(&file.sources.alertmanager),
+        };
+        let exporters: Vec<Endpoint> = if self.exporter.is_empty() {
+            file.sources
+                .exporters
+                .iter()
+                .map(|e| e.endpoint(&dir))
+                .collect()
         } else {
-            self.exporter.clone()
+            self.exporter.iter().map(|u| Endpoint::plain(u)).collect()
         };
         if prometheus.is_none() && alertmanager.is_none() && exporters.is_empty() {
             return Err("no source: give --prometheus URL, --alertmanager URL or --exporter URL (or [sources] in the config file)".into());
@@ -167,8 +184,8 @@ impl Cli {
         };
         Ok(Settings {
             endpoints: Endpoints {
-                prometheus: prometheus.map(|u| with_scheme(&u)),
-                alertmanager: alertmanager.map(|u| with_scheme(&u)),
+                prometheus,
+                alertmanager,
                 exporters,
                 refresh,
                 timeout,

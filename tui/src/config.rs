@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use surge_client::fetch::direct::with_scheme;
+use surge_client::fetch::{Access, BasicAuth, Endpoint};
 use surge_client::model::Range;
 
 /// The colour themes (`[ui] theme`, `--theme`).
@@ -44,13 +46,101 @@ pub struct Config {
     pub services: BTreeMap<String, Service>,
 }
 
+/// A source in the config file: a URL, or a table with the URL and how to reach it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceSetting {
+    Url(String),
+    Full(SourceTable),
+}
+
+/// `[sources.prometheus]` (and the others) as a table: TLS, credentials from files, headers,
+/// proxy. Relative file names are relative to the config file.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SourceTable {
+    pub url: String,
+    pub bearer_token_file: Option<PathBuf>,
+    pub basic_auth: Option<BasicAuthTable>,
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub proxy_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuthTable {
+    pub username: String,
+    pub password_file: PathBuf,
+}
+
+impl<'de> Deserialize<'de> for SourceSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Either;
+        impl<'de> serde::de::Visitor<'de> for Either {
+            type Value = SourceSetting;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a URL, or a table with `url` and how to reach it")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SourceSetting, E> {
+                Ok(SourceSetting::Url(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<SourceSetting, A::Error> {
+                SourceTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(SourceSetting::Full)
+            }
+        }
+        d.deserialize_any(Either)
+    }
+}
+
+impl SourceSetting {
+    pub fn url(&self) -> &str {
+        match self {
+            SourceSetting::Url(url) => url,
+            SourceSetting::Full(table) => &table.url,
+        }
+    }
+
+    /// Where and how, file names resolved against `dir` (the config file's folder).
+    pub fn endpoint(&self, dir: &Path) -> Endpoint {
+        let resolve = |p: &Option<PathBuf>| p.as_ref().map(|p| dir.join(p));
+        match self {
+            SourceSetting::Url(url) => Endpoint::plain(&with_scheme(url)),
+            SourceSetting::Full(t) => Endpoint {
+                url: with_scheme(&t.url),
+                access: Access {
+                    bearer_token_file: resolve(&t.bearer_token_file),
+                    basic_auth: t.basic_auth.as_ref().map(|b| BasicAuth {
+                        username: b.username.clone(),
+                        password_file: dir.join(&b.password_file),
+                    }),
+                    ca_file: resolve(&t.ca_file),
+                    cert_file: resolve(&t.cert_file),
+                    key_file: resolve(&t.key_file),
+                    insecure_skip_verify: t.insecure_skip_verify,
+                    headers: t.headers.clone(),
+                    proxy_url: t.proxy_url.clone(),
+                },
+            },
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Sources {
-    pub prometheus: Option<String>,
-    pub alertmanager: Option<String>,
+    pub prometheus: Option<SourceSetting>,
+    pub alertmanager: Option<SourceSetting>,
     #[serde(default)]
-    pub exporters: Vec<String>,
+    pub exporters: Vec<SourceSetting>,
     #[serde(default = "default_refresh", with = "humantime_serde")]
     pub refresh: Duration,
     #[serde(default = "default_timeout", with = "humantime_serde")]
@@ -137,21 +227,39 @@ impl Config {
 
     pub fn load(path: &Path) -> Result<Config, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read it: {e}"))?;
-        Config::parse(&text)
+        let config = Config::parse(&text)?;
+        // Credentials and certificates must be readable now, not at the first refresh.
+        let dir = path.parent().unwrap_or(Path::new("."));
+        for (field, source) in config.named_sources() {
+            source
+                .endpoint(dir)
+                .access
+                .check()
+                .map_err(|e| format!("{field}: {e}"))?;
+        }
+        Ok(config)
+    }
+
+    /// Every configured source with the field that names it.
+    pub fn named_sources(&self) -> Vec<(String, &SourceSetting)> {
+        let s = &self.sources;
+        let mut out = Vec::new();
+        if let Some(p) = &s.prometheus {
+            out.push(("sources.prometheus".to_string(), p));
+        }
+        if let Some(a) = &s.alertmanager {
+            out.push(("sources.alertmanager".to_string(), a));
+        }
+        for (i, e) in s.exporters.iter().enumerate() {
+            out.push((format!("sources.exporters[{i}]"), e));
+        }
+        out
     }
 
     fn validate(&self) -> Result<(), String> {
         let s = &self.sources;
-        for (field, url) in [
-            ("sources.prometheus", &s.prometheus),
-            ("sources.alertmanager", &s.alertmanager),
-        ] {
-            if let Some(url) = url {
-                check_url(url).map_err(|e| format!("{field}: {e}"))?;
-            }
-        }
-        for (i, url) in s.exporters.iter().enumerate() {
-            check_url(url).map_err(|e| format!("sources.exporters[{i}]: {e}"))?;
+        for (field, source) in self.named_sources() {
+            check_url(source.url()).map_err(|e| format!("{field}: {e}"))?;
         }
         if s.refresh < Duration::from_millis(100) {
             return Err("sources.refresh: at least 100ms".into());
@@ -181,6 +289,13 @@ pub fn check_url(url: &str) -> Result<(), String> {
     let authority = rest.split('/').next().unwrap_or("");
     if authority.is_empty() || authority.contains(char::is_whitespace) {
         return Err(format!("{url:?} is not a URL (expected http://host:port)"));
+    }
+    if authority.contains('@') {
+        // Never the URL: it ends up in argv, logs and snapshots.
+        return Err(
+            "credentials in the URL are refused; use basic_auth.password_file or bearer_token_file in the config file"
+                .into(),
+        );
     }
     Ok(())
 }
@@ -220,6 +335,57 @@ mod tests {
     }
 
     #[test]
+    fn sources_take_a_table_with_tls_credentials_headers_and_proxy() -> Result<(), String> {
+        let c = Config::parse(
+            "[sources.prometheus]\nurl = \"https://prom.example:9090\"\nca_file = \"ca.pem\"\n\
+             basic_auth = { username = \"ops\", password_file = \"/run/secrets/prom\" }\n\
+             headers = { \"X-Scope-OrgID\" = \"team-a\" }\nproxy_url = \"http://proxy:3128\"\n\
+             [sources]\nalertmanager = \"http://am:9093\"\n\
+             exporters = [\"127.0.0.1:9917\", { url = \"https://10.0.0.7:9917\", bearer_token_file = \"token\", insecure_skip_verify = true }]\n",
+        )?;
+        let dir = Path::new("/etc/surge");
+        let prometheus = c.sources.prometheus.as_ref().map(|p| p.endpoint(dir));
+        let p = prometheus.ok_or("no prometheus")?;
+        assert_eq!(p.url, "https://prom.example:9090");
+        assert_eq!(p.access.ca_file, Some(PathBuf::from("/etc/surge/ca.pem")));
+        assert_eq!(
+            p.access.basic_auth.map(|b| (b.username, b.password_file)),
+            Some(("ops".to_string(), PathBuf::from("/run/secrets/prom")))
+        );
+        assert_eq!(p.access.headers["X-Scope-OrgID"], "team-a");
+        let exporters: Vec<Endpoint> = c
+            .sources
+            .exporters
+            .iter()
+            .map(|e| e.endpoint(dir))
+            .collect();
+        assert_eq!(exporters[0], Endpoint::plain("http://127.0.0.1:9917"));
+        assert!(exporters[1].access.insecure());
+        assert_eq!(
+            exporters[1].access.bearer_token_file,
+            Some(PathBuf::from("/etc/surge/token"))
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn unreadable_credentials_fail_at_load_naming_the_source_and_file() -> Result<(), String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            "[sources.prometheus]\nurl = \"https://prom:9090\"\nbearer_token_file = \"missing-token\"\n",
+        )
+        .map_err(|e| e.to_string())?;
+        let e = Config::load(&path).err().unwrap_or_default();
+        assert!(
+            e.starts_with("sources.prometheus: bearer_token_file ") && e.contains("missing-token"),
+            "{e}"
+        );
+        Ok(())
+    }
+
+    #[test]
     fn errors_are_one_line_and_name_the_field() {
         let cases = [
             ("[sources]\nrefresh = \"soon\"", "sources.refresh"),
@@ -232,6 +398,22 @@ mod tests {
             ("[ui]\ncolour = true", "unknown field `colour`"),
             ("[sources\n", "line 1"),
             ("[sources]\nexporters = [\"a b\"]", "sources.exporters[0]"),
+            (
+                "[sources]\nprometheus = \"https://ops:hunter2@prom:9090\"",
+                "sources.prometheus: credentials in the URL are refused",
+            ),
+            (
+                "[sources.prometheus]\nurl = \"http://p:9090\"\ntoken = \"x\"",
+                "unknown field `token`",
+            ),
+            (
+                "[sources.prometheus]\nca_file = \"x\"",
+                "missing field `url`",
+            ),
+            (
+                "[sources]\nprometheus = 9090",
+                "a URL, or a table with `url`",
+            ),
         ];
         for (text, want) in cases {
             match Config::parse(text) {

@@ -27,11 +27,10 @@ struct Wiring {
 }
 
 fn wire(settings: &Settings, app: &App) -> Result<Wiring, String> {
-    let http = fetch::http_client(settings.endpoints.timeout)?;
     let (update_tx, updates) = mpsc::channel(64);
     let (want, want_rx) = watch::channel(app.want());
     let (commands, command_rx) = mpsc::channel(8);
-    let tasks = fetch::spawn(&settings.endpoints, &http, update_tx, want_rx, command_rx);
+    let tasks = fetch::spawn(&settings.endpoints, update_tx, want_rx, command_rx)?;
     Ok(Wiring {
         updates,
         want,
@@ -44,7 +43,24 @@ fn new_store(settings: &Settings, app: &App) -> Store {
     let mut store = Store::new(settings.stale_after);
     store.service_groups = settings.service_groups.clone();
     store.range = app.range;
+    store.insecure_sources = insecure_sources(settings);
     store
+}
+
+/// The sources whose certificates are not checked, by the names the panel shows.
+fn insecure_sources(settings: &Settings) -> Vec<String> {
+    let e = &settings.endpoints;
+    let mut names = Vec::new();
+    if e.prometheus.as_ref().is_some_and(|p| p.access.insecure()) {
+        names.push("prometheus".to_string());
+    }
+    if e.alertmanager.as_ref().is_some_and(|a| a.access.insecure()) {
+        names.push("alertmanager".to_string());
+    }
+    for exporter in e.exporters.iter().filter(|x| x.access.insecure()) {
+        names.push(fetch::direct::source_name(&exporter.url));
+    }
+    names
 }
 
 fn new_app(settings: &Settings) -> App {
@@ -72,7 +88,7 @@ fn expected_sources(settings: &Settings) -> BTreeSet<String> {
         names.insert("alertmanager".to_string());
     }
     for url in &settings.endpoints.exporters {
-        names.insert(fetch::direct::source_name(url));
+        names.insert(fetch::direct::source_name(&url.url));
     }
     names
 }

@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use super::access::SourceClient;
 use super::clock::{now, ticker};
-use super::http::{FetchError, describe, get_body, one_line, read_text};
+use super::http::{FetchError, describe, get_body, one_line, read_text, status_reason};
 use super::prometheus::{alert, unix_seconds};
 use super::update::{Command, Update};
 use crate::model::{Alert, AlertState, Labels, Matcher, NewSilence, Silence};
@@ -16,7 +17,7 @@ use crate::model::{Alert, AlertState, Labels, Matcher, NewSilence, Silence};
 #[derive(Debug, Clone)]
 pub struct Alertmanager {
     base: String,
-    http: reqwest::Client,
+    http: SourceClient,
 }
 
 #[derive(Deserialize)]
@@ -71,10 +72,10 @@ struct RawSilenceStatus {
 }
 
 impl Alertmanager {
-    pub fn new(base: &str, http: reqwest::Client) -> Self {
+    pub fn new(base: &str, http: impl Into<SourceClient>) -> Self {
         Alertmanager {
             base: base.trim_end_matches('/').to_string(),
-            http,
+            http: http.into(),
         }
     }
 
@@ -105,7 +106,8 @@ impl Alertmanager {
         let body = silence_body(silence, now).map_err(|e| FetchError::new(&url, e))?;
         let response = self
             .http
-            .post(&url)
+            .request(reqwest::Method::POST, &url)
+            .map_err(|e| FetchError::new(&url, e))?
             .json(&body)
             .send()
             .await
@@ -115,7 +117,7 @@ impl Alertmanager {
         if !status.is_success() {
             return Err(FetchError::new(
                 &url,
-                format!("HTTP {}: {}", status.as_u16(), one_line(&text)),
+                format!("{}: {}", status_reason(status, &self.http), one_line(&text)),
             ));
         }
         let answer: Value = serde_json::from_str(&text)
@@ -131,7 +133,8 @@ impl Alertmanager {
         let url = format!("{}/api/v2/silence/{id}", self.base);
         let response = self
             .http
-            .delete(&url)
+            .request(reqwest::Method::DELETE, &url)
+            .map_err(|e| FetchError::new(&url, e))?
             .send()
             .await
             .map_err(|e| FetchError::new(&url, describe(&e)))?;
@@ -142,7 +145,7 @@ impl Alertmanager {
             let text = read_text(&url, response).await.unwrap_or_default();
             Err(FetchError::new(
                 &url,
-                format!("HTTP {}: {}", status.as_u16(), one_line(&text)),
+                format!("{}: {}", status_reason(status, &self.http), one_line(&text)),
             ))
         }
     }

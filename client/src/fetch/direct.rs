@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use super::access::SourceClient;
 use super::clock::{now, ticker};
 use super::exposition;
-use super::http::{FetchError, describe, read_text};
+use super::http::{FetchError, describe, read_text, status_reason};
 use super::update::Update;
 
 #[derive(Debug, Clone)]
@@ -15,16 +16,16 @@ pub struct Exporter {
     url: String,
     /// The source name shown in the panel: `exporter HOST:PORT`.
     pub name: String,
-    http: reqwest::Client,
+    http: SourceClient,
 }
 
 impl Exporter {
     /// `url` may be `host:port`, `http://host:port` or a full URL with a path.
-    pub fn new(url: &str, http: reqwest::Client) -> Self {
+    pub fn new(url: &str, http: impl Into<SourceClient>) -> Self {
         Exporter {
             url: metrics_url(url),
             name: source_name(url),
-            http,
+            http: http.into(),
         }
     }
 
@@ -36,7 +37,8 @@ impl Exporter {
     pub async fn scrape(&self) -> Result<exposition::Parsed, FetchError> {
         let response = self
             .http
-            .get(&self.url)
+            .request(reqwest::Method::GET, &self.url)
+            .map_err(|e| FetchError::new(&self.url, e))?
             .header("accept", "text/plain;version=0.0.4")
             .send()
             .await
@@ -45,7 +47,7 @@ impl Exporter {
         if !status.is_success() {
             return Err(FetchError::new(
                 &self.url,
-                format!("HTTP {}", status.as_u16()),
+                status_reason(status, &self.http),
             ));
         }
         let text = read_text(&self.url, response).await?;

@@ -4,6 +4,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use super::access::SourceClient;
+
 /// A failed request, said in one line with the URL it concerned.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FetchError {
@@ -40,6 +42,52 @@ impl fmt::Display for FetchError {
     }
 }
 
+/// What a TLS failure means, from the root cause rustls gives, in the user's terms.
+fn tls_meaning(root: &str) -> Option<&'static str> {
+    let table: [(&str, &str); 6] = [
+        (
+            "UnknownIssuer",
+            "TLS: the server's certificate is not signed by a CA this source trusts (set ca_file)",
+        ),
+        ("expired", "TLS: the server's certificate has expired"),
+        (
+            "NotValidYet",
+            "TLS: the server's certificate is not valid yet",
+        ),
+        (
+            "not valid for name",
+            "TLS: the server's certificate is not for this host name",
+        ),
+        (
+            "NotValidForName",
+            "TLS: the server's certificate is not for this host name",
+        ),
+        (
+            "CertificateRequired",
+            "TLS: the server wants a client certificate (set cert_file and key_file)",
+        ),
+    ];
+    table
+        .iter()
+        .find(|(needle, _)| root.contains(needle))
+        .map(|(_, meaning)| *meaning)
+}
+
+/// A non-success status in words; 401/403 say which credentials to check.
+pub fn status_reason(status: reqwest::StatusCode, client: &SourceClient) -> String {
+    match status.as_u16() {
+        401 => format!(
+            "unauthorized (HTTP 401): {}",
+            client.access().credentials_hint()
+        ),
+        403 => format!(
+            "forbidden (HTTP 403): {}",
+            client.access().credentials_hint()
+        ),
+        code => format!("HTTP {code}"),
+    }
+}
+
 /// A reqwest error as one short line (its Display nests the cause chain otherwise).
 pub fn describe(error: &reqwest::Error) -> String {
     let kind = if error.is_timeout() {
@@ -55,7 +103,11 @@ pub fn describe(error: &reqwest::Error) -> String {
     while let Some(next) = root.source() {
         root = next;
     }
-    format!("{kind} ({root})")
+    let root = root.to_string();
+    match tls_meaning(&root) {
+        Some(meaning) => format!("{meaning} ({root})"),
+        None => format!("{kind} ({root})"),
+    }
 }
 
 /// Most bytes one answer may have. The panel's queries answer in kilobytes and an exporter's
@@ -106,12 +158,13 @@ pub async fn read_text(url: &str, response: reqwest::Response) -> Result<String,
 
 /// GET a document's bytes; HTTP errors carry the API's own error text when it has one.
 pub async fn get_body(
-    http: &reqwest::Client,
+    http: &SourceClient,
     url: &str,
     params: &[(&str, String)],
 ) -> Result<bytes::Bytes, FetchError> {
     let response = http
-        .get(url)
+        .request(reqwest::Method::GET, url)
+        .map_err(|e| FetchError::new(url, e))?
         .query(params)
         .send()
         .await
@@ -130,7 +183,7 @@ pub async fn get_body(
         .unwrap_or_default();
     Err(FetchError::new(
         url,
-        format!("HTTP {} {said}", status.as_u16())
+        format!("{} {said}", status_reason(status, http))
             .trim_end()
             .to_string(),
     ))

@@ -2,6 +2,7 @@
 //! in its own task, one refresh at a time (a slow source delays only itself, never piles up
 //! requests), and sends `Update`s down one channel to the store.
 
+pub mod access;
 pub mod alertmanager;
 mod clock;
 pub mod direct;
@@ -11,6 +12,7 @@ pub mod plan;
 pub mod prometheus;
 mod update;
 
+pub use self::access::{Access, BasicAuth, Endpoint, SourceClient};
 pub use self::clock::now;
 pub use self::http::{FetchError, http_client, one_line};
 pub use self::update::{Command, Update};
@@ -27,24 +29,27 @@ use self::prometheus::Prometheus;
 /// Where data comes from.
 #[derive(Debug, Clone, Default)]
 pub struct Endpoints {
-    pub prometheus: Option<String>,
-    pub alertmanager: Option<String>,
-    pub exporters: Vec<String>,
+    pub prometheus: Option<Endpoint>,
+    pub alertmanager: Option<Endpoint>,
+    pub exporters: Vec<Endpoint>,
     pub refresh: Duration,
     pub timeout: Duration,
 }
 
-/// Start every configured source. Tasks end when the update channel closes.
+/// Start every configured source, each with its own client (TLS, credentials, headers).
+/// Tasks end when the update channel closes.
 pub fn spawn(
     endpoints: &Endpoints,
-    http: &reqwest::Client,
     updates: mpsc::Sender<Update>,
     want: watch::Receiver<Want>,
     commands: mpsc::Receiver<Command>,
-) -> Vec<JoinHandle<()>> {
+) -> Result<Vec<JoinHandle<()>>, String> {
+    let client = |e: &Endpoint| {
+        SourceClient::new(&e.access, endpoints.timeout).map_err(|err| format!("{}: {err}", e.url))
+    };
     let mut tasks = Vec::new();
-    if let Some(url) = &endpoints.prometheus {
-        let source = Prometheus::new(url, http.clone());
+    if let Some(endpoint) = &endpoints.prometheus {
+        let source = Prometheus::new(&endpoint.url, client(endpoint)?);
         tasks.push(tokio::spawn(prometheus::run(
             source,
             endpoints.refresh,
@@ -53,8 +58,8 @@ pub fn spawn(
         )));
     }
     match &endpoints.alertmanager {
-        Some(url) => {
-            let source = Alertmanager::new(url, http.clone());
+        Some(endpoint) => {
+            let source = Alertmanager::new(&endpoint.url, client(endpoint)?);
             tasks.push(tokio::spawn(alertmanager::run(
                 source,
                 endpoints.refresh,
@@ -67,13 +72,13 @@ pub fn spawn(
             updates.clone(),
         ))),
     }
-    for url in &endpoints.exporters {
-        let scraper = direct::Exporter::new(url, http.clone());
+    for endpoint in &endpoints.exporters {
+        let scraper = direct::Exporter::new(&endpoint.url, client(endpoint)?);
         tasks.push(tokio::spawn(direct::run(
             scraper,
             endpoints.refresh,
             updates.clone(),
         )));
     }
-    tasks
+    Ok(tasks)
 }

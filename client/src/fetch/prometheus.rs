@@ -7,6 +7,7 @@ use serde::Deserialize;
 use surge_metrics::catalogue::workload;
 use tokio::sync::{mpsc, watch};
 
+use super::access::SourceClient;
 use super::clock::{now, ticker};
 use super::http::{FetchError, get_body, one_line};
 use super::plan::{OVERVIEW_QUERY, Request, Want, every, partitions_query, plan, range_query};
@@ -16,7 +17,7 @@ use crate::model::{Alert, AlertState, Labels, Metrics, Range, RangeSeries, check
 #[derive(Debug, Clone)]
 pub struct Prometheus {
     base: String,
-    http: reqwest::Client,
+    http: SourceClient,
 }
 
 /// What the loaded alert rules say.
@@ -28,10 +29,10 @@ pub struct RuleSummary {
 }
 
 impl Prometheus {
-    pub fn new(base: &str, http: reqwest::Client) -> Self {
+    pub fn new(base: &str, http: impl Into<SourceClient>) -> Self {
         Prometheus {
             base: base.trim_end_matches('/').to_string(),
-            http,
+            http: http.into(),
         }
     }
 

@@ -91,6 +91,9 @@ pub struct Store {
     pub range: Range,
     /// Prometheus gave the alert timeline (`ALERTS`); stop recording our own sightings.
     alert_history_from_prometheus: bool,
+    /// Sources whose TLS certificates are not verified (`insecure_skip_verify`): said in the
+    /// banner for as long as the panel runs.
+    pub insecure_sources: Vec<String>,
 }
 
 impl Store {

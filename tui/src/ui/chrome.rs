@@ -103,6 +103,18 @@ pub fn banner_lines(ctx: &Ctx, width: u16) -> Vec<Line<'static>> {
             ))
         })
         .collect();
+    for name in ctx.store.insecure_sources.iter().rev() {
+        let text = format!(
+            " ⚠ TLS verification is OFF for {name} (insecure_skip_verify): what it shows could come from anyone on the path"
+        );
+        lines.insert(
+            0,
+            Line::from(Span::styled(
+                format::fit(&text, usize::from(width)),
+                ctx.theme.banner,
+            )),
+        );
+    }
     for (source, target, last) in ctx.store.exporter_targets_down(ctx.now).into_iter().take(3) {
         let since = last.map_or(String::new(), |s| {
             format!(", last success {} ago", format::duration(Some(s.round())))
