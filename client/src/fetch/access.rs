@@ -265,6 +265,55 @@ mod tests {
         Ok(())
     }
 
+    /// What a request through `client` sends: the raw request head a loopback server saw.
+    async fn request_head(client: &SourceClient) -> Result<String, String> {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+        let server = std::thread::spawn(move || -> std::io::Result<String> {
+            let (mut stream, _) = listener.accept()?;
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte)? == 1 {
+                head.push(byte[0]);
+            }
+            stream.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")?;
+            Ok(String::from_utf8_lossy(&head).to_lowercase())
+        });
+        client
+            .request(
+                reqwest::Method::GET,
+                &format!("http://127.0.0.1:{port}/api"),
+            )?
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        server
+            .join()
+            .map_err(|_| "server thread".to_string())?
+            .map_err(|e| e.to_string())
+    }
+
+    #[tokio::test]
+    async fn requests_carry_the_headers_and_the_current_credentials() -> Result<(), String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let token = dir.path().join("token");
+        std::fs::write(&token, "t0ken").map_err(|e| e.to_string())?;
+        let access = Access {
+            bearer_token_file: Some(token.clone()),
+            headers: [("X-Scope-OrgID".to_string(), "shop".to_string())].into(),
+            ..Access::default()
+        };
+        let client = SourceClient::new(&access, Duration::from_secs(5))?;
+        let head = request_head(&client).await?;
+        assert!(head.contains("x-scope-orgid: shop\r\n"), "{head}");
+        assert!(head.contains("authorization: bearer t0ken\r\n"), "{head}");
+        std::fs::write(&token, "rotated").map_err(|e| e.to_string())?;
+        let head = request_head(&client).await?;
+        assert!(head.contains("authorization: bearer rotated\r\n"), "{head}");
+        Ok(())
+    }
+
     #[test]
     fn bad_settings_are_one_line_naming_the_file() -> Result<(), String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
