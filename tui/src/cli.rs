@@ -31,6 +31,9 @@ pub struct Cli {
     /// Config file (default: $XDG_CONFIG_HOME/surge/config.toml when it exists).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Start in this context of the config file (`[contexts.NAME]`; `default` is `[sources]`).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
     /// Time between refreshes (e.g. 1s).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub refresh: Option<Duration>,
@@ -52,7 +55,7 @@ pub struct Cli {
     /// Frame size for --once, WIDTHxHEIGHT.
     #[arg(long, value_name = "WxH", default_value = "160x48", value_parser = parse_size)]
     pub size: (u16, u16),
-    /// View for --once: overview, kafka, pg, alerts, or svc:NAME.
+    /// View for --once: overview, kafka, pg, alerts, contexts, or svc:NAME.
     #[arg(long, value_name = "VIEW", default_value = "overview")]
     pub view: String,
     /// With --once, wait at most this long for every source's first answer.
@@ -89,7 +92,12 @@ fn parse_size(text: &str) -> Result<(u16, u16), String> {
 /// Everything the program runs with, flags over file over defaults.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// The current context's sources.
     pub endpoints: Endpoints,
+    /// Every context by name (`default` is `[sources]` and the flags), in order; `context`
+    /// indexes the current one. One context when the config file has none.
+    pub contexts: Vec<(String, Endpoints)>,
+    pub context: usize,
     pub stale_after: f64,
     pub readonly: bool,
     pub theme: Option<ThemeName>,
@@ -156,9 +164,6 @@ impl Cli {
         } else {
             self.exporter.iter().map(|u| Endpoint::plain(u)).collect()
         };
-        if prometheus.is_none() && alertmanager.is_none() && exporters.is_empty() {
-            return Err("no source: give --prometheus URL, --alertmanager URL or --exporter URL (or [sources] in the config file)".into());
-        }
         let refresh = self.refresh.unwrap_or(file.sources.refresh);
         if refresh < Duration::from_millis(100) {
             return Err("--refresh: at least 100ms".into());
@@ -167,6 +172,46 @@ impl Cli {
         if timeout.is_zero() {
             return Err("--timeout: must be more than 0".into());
         }
+        let endpoints_of = |prometheus, alertmanager, exporters| Endpoints {
+            prometheus,
+            alertmanager,
+            exporters,
+            refresh,
+            timeout,
+        };
+        let mut contexts = Vec::new();
+        if prometheus.is_some() || alertmanager.is_some() || !exporters.is_empty() {
+            contexts.push((
+                "default".to_string(),
+                endpoints_of(prometheus, alertmanager, exporters),
+            ));
+        }
+        for (name, c) in &file.contexts {
+            contexts.push((
+                name.clone(),
+                endpoints_of(
+                    from_file(&c.prometheus),
+                    from_file(&c.alertmanager),
+                    c.exporters.iter().map(|e| e.endpoint(&dir)).collect(),
+                ),
+            ));
+        }
+        if contexts.is_empty() {
+            return Err("no source: give --prometheus URL, --alertmanager URL or --exporter URL (or [sources] or [contexts.NAME] in the config file)".into());
+        }
+        let context = match self.context.as_ref().or(file.ui.context.as_ref()) {
+            None => 0,
+            Some(name) => contexts
+                .iter()
+                .position(|(n, _)| n == name)
+                .ok_or_else(|| {
+                    let known: Vec<&str> = contexts.iter().map(|(n, _)| n.as_str()).collect();
+                    format!(
+                        "--context {name}: no such context (known: {})",
+                        known.join(", ")
+                    )
+                })?,
+        };
         let stale_after = file
             .sources
             .stale_after
@@ -183,13 +228,9 @@ impl Cli {
             (None, None) => Range::default(),
         };
         Ok(Settings {
-            endpoints: Endpoints {
-                prometheus,
-                alertmanager,
-                exporters,
-                refresh,
-                timeout,
-            },
+            endpoints: contexts[context].1.clone(),
+            contexts,
+            context,
             stale_after,
             readonly: self.readonly || file.ui.readonly,
             theme,
@@ -253,6 +294,43 @@ mod tests {
         assert_eq!(
             (good.endpoints.exporters.len(), good.range, good.stale_after),
             (1, Range::OneHour, 10.0)
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn contexts_come_from_the_file_and_the_flags_pick_one() -> Result<(), String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let path = dir.path().join("config.toml");
+        std::fs::write(
+            &path,
+            "[sources]\nprometheus = \"http://eu:9090\"\n[ui]\ncontext = \"us\"\n\
+             [contexts.us]\nprometheus = \"http://us:9090\"\nalertmanager = \"http://us:9093\"\n\
+             [contexts.apac]\nexporters = [\"apac:9917\"]\n",
+        )
+        .map_err(|e| e.to_string())?;
+        let config = path.display().to_string();
+        let with = |extra: &[&str]| -> Result<Settings, String> {
+            let mut args = vec!["surge", "--config", config.as_str()];
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args)
+                .map_err(|e| e.to_string())?
+                .settings()
+        };
+        let s = with(&[])?;
+        let names: Vec<&str> = s.contexts.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["default", "apac", "us"]);
+        // [ui] context picks the start, and `endpoints` are that context's.
+        assert_eq!(s.context, 2);
+        assert_eq!(
+            s.endpoints.alertmanager.map(|a| a.url),
+            Some("http://us:9093".to_string())
+        );
+        assert_eq!(with(&["--context", "default"])?.context, 0);
+        let e = with(&["--context", "mars"]).err().unwrap_or_default();
+        assert_eq!(
+            e,
+            "--context mars: no such context (known: default, apac, us)"
         );
         Ok(())
     }

@@ -44,6 +44,20 @@ pub struct Config {
     /// Per service (workload name): which consumer groups are its own.
     #[serde(default)]
     pub services: BTreeMap<String, Service>,
+    /// `[contexts.NAME]`: another cluster's sources, as k9s has contexts: `--context NAME`,
+    /// `:ctx NAME` to switch, `:ctx` for all of them side by side.
+    #[serde(default)]
+    pub contexts: BTreeMap<String, ContextTable>,
+}
+
+/// One context's sources (the same forms as in `[sources]`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ContextTable {
+    pub prometheus: Option<SourceSetting>,
+    pub alertmanager: Option<SourceSetting>,
+    #[serde(default)]
+    pub exporters: Vec<SourceSetting>,
 }
 
 /// A source in the config file: a URL, or a table with the URL and how to reach it.
@@ -181,6 +195,8 @@ pub struct Ui {
     pub readonly: bool,
     /// `5m`, `1h` or `6h`.
     pub range: Option<String>,
+    /// The context to start in (`default` is `[sources]`).
+    pub context: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -253,6 +269,17 @@ impl Config {
         for (i, e) in s.exporters.iter().enumerate() {
             out.push((format!("sources.exporters[{i}]"), e));
         }
+        for (name, c) in &self.contexts {
+            if let Some(p) = &c.prometheus {
+                out.push((format!("contexts.{name}.prometheus"), p));
+            }
+            if let Some(a) = &c.alertmanager {
+                out.push((format!("contexts.{name}.alertmanager"), a));
+            }
+            for (i, e) in c.exporters.iter().enumerate() {
+                out.push((format!("contexts.{name}.exporters[{i}]"), e));
+            }
+        }
         out
     }
 
@@ -272,6 +299,18 @@ impl Config {
         }
         if let Some(range) = &self.ui.range {
             Range::parse(range).map_err(|e| format!("ui.range: {e}"))?;
+        }
+        for (name, c) in &self.contexts {
+            if name.is_empty() || name.contains(char::is_whitespace) || name == "all" {
+                return Err(format!(
+                    "contexts.{name:?}: a context name is one word, and not \"all\""
+                ));
+            }
+            if c.prometheus.is_none() && c.alertmanager.is_none() && c.exporters.is_empty() {
+                return Err(format!(
+                    "contexts.{name}: no source (prometheus, alertmanager or exporters)"
+                ));
+            }
         }
         Ok(())
     }
@@ -413,6 +452,15 @@ mod tests {
             (
                 "[sources]\nprometheus = 9090",
                 "a URL, or a table with `url`",
+            ),
+            ("[contexts.eu]\n", "contexts.eu: no source"),
+            (
+                "[contexts.all]\nprometheus = \"http://p:9090\"",
+                "a context name is one word, and not \"all\"",
+            ),
+            (
+                "[contexts.eu.prometheus]\nurl = \"https://u:p@x:1\"",
+                "contexts.eu.prometheus: credentials in the URL are refused",
             ),
         ];
         for (text, want) in cases {

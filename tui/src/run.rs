@@ -11,45 +11,112 @@ use futures::StreamExt as _;
 use tokio::sync::{mpsc, watch};
 
 use surge_client::fetch::plan::Want;
-use surge_client::fetch::{self, Command, Update};
-use surge_client::store::Store;
+use surge_client::fetch::{self, Command, Endpoints, Update};
+use surge_client::store::{ContextSummary, Store};
 
 use crate::app::{Action, App, View};
 use crate::cli::Settings;
 use crate::snapshot;
 use crate::ui::{self, theme::Theme};
 
+/// One context's fetchers: what they should load, and the silence commands.
 struct Wiring {
-    updates: mpsc::Receiver<Update>,
     want: watch::Sender<Want>,
     commands: mpsc::Sender<Command>,
     _tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
-fn wire(settings: &Settings, app: &App) -> Result<Wiring, String> {
-    let (update_tx, updates) = mpsc::channel(64);
-    let (want, want_rx) = watch::channel(app.want());
+/// Start the fetchers of context `index`; their updates reach `out` tagged with the index.
+fn wire(
+    endpoints: &Endpoints,
+    want: Want,
+    index: usize,
+    out: mpsc::Sender<(usize, Update)>,
+) -> Result<Wiring, String> {
+    let (update_tx, mut updates) = mpsc::channel(64);
+    let (want_tx, want_rx) = watch::channel(want);
     let (commands, command_rx) = mpsc::channel(8);
-    let tasks = fetch::spawn(&settings.endpoints, update_tx, want_rx, command_rx)?;
+    let mut tasks = fetch::spawn(endpoints, update_tx, want_rx, command_rx)?;
+    tasks.push(tokio::spawn(async move {
+        while let Some(update) = updates.recv().await {
+            if out.send((index, update)).await.is_err() {
+                break;
+            }
+        }
+    }));
     Ok(Wiring {
-        updates,
-        want,
+        want: want_tx,
         commands,
         _tasks: tasks,
     })
 }
 
-fn new_store(settings: &Settings, app: &App) -> Store {
+/// A context as the panel runs it: its own store and fetchers. Every context keeps
+/// collecting while another is shown, so switching back is instant and the all-contexts view
+/// is current.
+struct Session {
+    store: Store,
+    wiring: Wiring,
+}
+
+/// What a context not on screen loads: its Overview's data.
+fn background_want(app: &App) -> Want {
+    Want {
+        partitions: None,
+        range: app.range,
+    }
+}
+
+/// Every context's session (`None` where not started), and their updates on one channel,
+/// tagged with the context's index.
+type Sessions = (Vec<Option<Session>>, mpsc::Receiver<(usize, Update)>);
+
+/// Sessions for every context, or only the current one.
+fn start_sessions(settings: &Settings, app: &App, only_current: bool) -> Result<Sessions, String> {
+    let (tx, rx) = mpsc::channel(64);
+    let mut sessions = Vec::new();
+    for (i, (name, endpoints)) in settings.contexts.iter().enumerate() {
+        if only_current && i != app.context {
+            sessions.push(None);
+            continue;
+        }
+        let want = if i == app.context {
+            app.want()
+        } else {
+            background_want(app)
+        };
+        let wiring =
+            wire(endpoints, want, i, tx.clone()).map_err(|e| format!("context {name}: {e}"))?;
+        sessions.push(Some(Session {
+            store: new_store(settings, endpoints, app),
+            wiring,
+        }));
+    }
+    Ok((sessions, rx))
+}
+
+/// Each context's summary for the all-contexts view.
+fn context_rows(sessions: &[Option<Session>], now: f64) -> Vec<ContextSummary> {
+    sessions
+        .iter()
+        .map(|s| {
+            s.as_ref()
+                .map(|s| ContextSummary::of(&s.store, now))
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+fn new_store(settings: &Settings, endpoints: &Endpoints, app: &App) -> Store {
     let mut store = Store::new(settings.stale_after);
     store.service_groups = settings.service_groups.clone();
     store.range = app.range;
-    store.insecure_sources = insecure_sources(settings);
+    store.insecure_sources = insecure_sources(endpoints);
     store
 }
 
 /// The sources whose certificates are not checked, by the names the panel shows.
-fn insecure_sources(settings: &Settings) -> Vec<String> {
-    let e = &settings.endpoints;
+fn insecure_sources(e: &Endpoints) -> Vec<String> {
     let mut names = Vec::new();
     if e.prometheus.as_ref().is_some_and(|p| p.access.insecure()) {
         names.push("prometheus".to_string());
@@ -67,6 +134,8 @@ fn new_app(settings: &Settings) -> App {
     let user = std::env::var("USER").unwrap_or_else(|_| "surge".into());
     let mut app = App::new(settings.readonly, &user);
     app.range = settings.range;
+    app.contexts = settings.contexts.iter().map(|(n, _)| n.clone()).collect();
+    app.context = settings.context;
     app
 }
 
@@ -79,31 +148,44 @@ fn theme(settings: &Settings) -> Theme {
 }
 
 /// The names the store will know each configured source by.
-fn expected_sources(settings: &Settings) -> BTreeSet<String> {
+fn expected_sources(endpoints: &Endpoints) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
-    if settings.endpoints.prometheus.is_some() {
+    if endpoints.prometheus.is_some() {
         names.insert("prometheus".to_string());
     }
-    if settings.endpoints.alertmanager.is_some() {
+    if endpoints.alertmanager.is_some() {
         names.insert("alertmanager".to_string());
     }
-    for url in &settings.endpoints.exporters {
+    for url in &endpoints.exporters {
         names.insert(fetch::direct::source_name(&url.url));
     }
     names
 }
 
-/// `--view` for `--once`: overview, kafka, pg, alerts, svc:NAME.
+/// Whether a session has heard from every source (and Prometheus' history, which sparklines
+/// need, or its failure).
+fn session_ready(endpoints: &Endpoints, store: &Store, history_seen: bool) -> bool {
+    let heard: BTreeSet<String> = store.health.keys().cloned().collect();
+    let prometheus_failed = store
+        .health
+        .get("prometheus")
+        .is_some_and(|h| h.error.is_some());
+    let prometheus_done = endpoints.prometheus.is_none() || history_seen || prometheus_failed;
+    expected_sources(endpoints).is_subset(&heard) && prometheus_done
+}
+
+/// `--view` for `--once`: overview, kafka, pg, alerts, contexts, svc:NAME.
 fn once_view(text: &str, store: &Store) -> Result<View, String> {
     Ok(match text {
         "overview" => View::Overview,
         "kafka" => View::Kafka,
         "pg" | "postgres" => View::Postgres,
         "alerts" => View::Alerts,
+        "contexts" | "ctx" => View::Contexts,
         other => {
             let Some(name) = other.strip_prefix("svc:") else {
                 return Err(format!(
-                    "--view {other:?}: use overview, kafka, pg, alerts or svc:NAME"
+                    "--view {other:?}: use overview, kafka, pg, alerts, contexts or svc:NAME"
                 ));
             };
             let (namespace, workload) = match name.split_once('/') {
@@ -135,44 +217,57 @@ pub async fn once(
     size: (u16, u16),
     wait: Duration,
 ) -> Result<(String, bool), String> {
-    once_view(view, &Store::default())?;
+    let first = once_view(view, &Store::default())?;
     let mut app = new_app(settings);
-    let mut store = new_store(settings, &app);
-    let mut wiring = wire(settings, &app)?;
-    let expected = expected_sources(settings);
+    // The all-contexts view needs every context; any other view only the current one.
+    let all = first == View::Contexts;
+    let (mut sessions, mut updates) = start_sessions(settings, &app, !all)?;
     // Prometheus answers instant data first, history after: sparklines need both.
-    let mut history_seen = false;
+    let mut history_seen = vec![false; sessions.len()];
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let heard: BTreeSet<String> = store.health.keys().cloned().collect();
-        let prometheus_failed = store
-            .health
-            .get("prometheus")
-            .is_some_and(|h| h.error.is_some());
-        let prometheus_done =
-            settings.endpoints.prometheus.is_none() || history_seen || prometheus_failed;
-        if expected.is_subset(&heard) && prometheus_done {
+        let ready = sessions.iter().enumerate().all(|(i, s)| {
+            s.as_ref()
+                .is_none_or(|s| session_ready(&settings.contexts[i].1, &s.store, history_seen[i]))
+        });
+        if ready {
             break;
         }
-        match tokio::time::timeout_at(deadline, wiring.updates.recv()).await {
-            Ok(Some(update)) => {
-                history_seen |= carries_history(&update);
-                store.apply(update, fetch::now());
+        match tokio::time::timeout_at(deadline, updates.recv()).await {
+            Ok(Some((i, update))) => {
+                history_seen[i] |= carries_history(&update);
+                if let Some(Some(session)) = sessions.get_mut(i) {
+                    session.store.apply(update, fetch::now());
+                }
             }
             Ok(None) | Err(_) => break,
         }
     }
     let now = fetch::now();
-    store.rebuild(now);
-    app.view = once_view(view, &store)?;
-    let all_ok = expected.iter().all(|name| {
-        store
-            .health
-            .get(name)
-            .is_some_and(|h| h.error.is_none() && h.last_ok.is_some())
+    for session in sessions.iter_mut().flatten() {
+        session.store.rebuild(now);
+    }
+    app.context_rows = context_rows(&sessions, now);
+    let all_ok = sessions.iter().enumerate().all(|(i, s)| {
+        s.as_ref().is_none_or(|s| {
+            expected_sources(&settings.contexts[i].1)
+                .iter()
+                .all(|name| {
+                    s.store
+                        .health
+                        .get(name)
+                        .is_some_and(|h| h.error.is_none() && h.last_ok.is_some())
+                })
+        })
     });
+    let store = sessions
+        .get(app.context)
+        .and_then(Option::as_ref)
+        .map(|s| &s.store)
+        .ok_or("no current context")?;
+    app.view = once_view(view, store)?;
     Ok((
-        ui::render_text(&app, &store, &theme(settings), now, size.0, size.1),
+        ui::render_text(&app, store, &theme(settings), now, size.0, size.1),
         all_ok,
     ))
 }
@@ -217,8 +312,7 @@ pub async fn interactive(settings: &Settings, started: Instant) -> Result<(), St
     use tokio::signal::unix::{SignalKind, signal};
     let mut app = new_app(settings);
     let theme = theme(settings);
-    let mut store = new_store(settings, &app);
-    let mut wiring = wire(settings, &app)?;
+    let (mut sessions, mut updates) = start_sessions(settings, &app, false)?;
     let mut terminate = signal(SignalKind::terminate()).map_err(|e| format!("signal: {e}"))?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| format!("signal: {e}"))?;
     let mut hangup = signal(SignalKind::hangup()).map_err(|e| format!("signal: {e}"))?;
@@ -229,9 +323,15 @@ pub async fn interactive(settings: &Settings, started: Instant) -> Result<(), St
     let mut dirty = true;
     let mut first_data_frame = true;
     let result = loop {
+        let current = app.context;
+        let Some(Some(session)) = sessions.get(current) else {
+            break Err("no current context".into());
+        };
         if dirty {
             let now = fetch::now();
-            if let Err(e) = terminal.draw(|frame| ui::draw(frame, &app, &store, &theme, now)) {
+            app.context_rows = context_rows(&sessions, now);
+            let store = &session.store;
+            if let Err(e) = terminal.draw(|frame| ui::draw(frame, &app, store, &theme, now)) {
                 break Err(format!("cannot draw: {e}"));
             }
             if first_data_frame && store.last_update.is_some() {
@@ -246,22 +346,33 @@ pub async fn interactive(settings: &Settings, started: Instant) -> Result<(), St
         tokio::select! {
             event = events.next() => match event {
                 Some(Ok(Event::Key(key))) if key.kind != KeyEventKind::Release => {
-                    store.notice = None;
+                    let Some(Some(session)) = sessions.get_mut(current) else { continue };
+                    session.store.notice = None;
                     let mut quit = false;
-                    for action in app.handle_key(key, &store) {
+                    for action in app.handle_key(key, &session.store) {
                         match action {
                             Action::Quit => quit = true,
                             Action::Fetch(command) => {
-                                if wiring.commands.try_send(command).is_err() {
-                                    store.notice = Some("busy: the last silence request is still running".into());
+                                let Some(Some(session)) = sessions.get_mut(app.context) else { continue };
+                                if session.wiring.commands.try_send(command).is_err() {
+                                    session.store.notice = Some("busy: the last silence request is still running".into());
                                 }
                             }
                             Action::Snapshot { clipboard } => {
-                                store.notice = Some(write_snapshot(&store, &settings.snapshot_dir, clipboard));
+                                let Some(Some(session)) = sessions.get_mut(app.context) else { continue };
+                                session.store.notice = Some(write_snapshot(&session.store, &settings.snapshot_dir, clipboard));
                             }
                             Action::WantChanged => {
-                                store.set_range(app.range, fetch::now());
-                                wiring.want.send_replace(app.want());
+                                let now = fetch::now();
+                                for (i, session) in sessions.iter_mut().enumerate() {
+                                    let Some(session) = session else { continue };
+                                    session.store.set_range(app.range, now);
+                                    let want = if i == app.context { app.want() } else { background_want(&app) };
+                                    session.wiring.want.send_replace(want);
+                                }
+                            }
+                            Action::SwitchContext(i) => {
+                                tracing::info!(context = %app.contexts[i], "context switched");
                             }
                         }
                     }
@@ -275,14 +386,27 @@ pub async fn interactive(settings: &Settings, started: Instant) -> Result<(), St
                 Some(Err(e)) => break Err(format!("terminal input: {e}")),
                 None => break Ok(()),
             },
-            update = wiring.updates.recv() => {
-                let Some(update) = update else { break Err("all sources stopped".into()) };
-                let mut batch = vec![update];
+            update = updates.recv() => {
+                let Some(first) = update else { break Err("all sources stopped".into()) };
+                let mut batch = vec![first];
                 let until = tokio::time::Instant::now() + COALESCE;
-                while let Ok(Some(more)) = tokio::time::timeout_at(until, wiring.updates.recv()).await {
+                while let Ok(Some(more)) = tokio::time::timeout_at(until, updates.recv()).await {
                     batch.push(more);
                 }
-                store.apply_all(batch, fetch::now());
+                let now = fetch::now();
+                let mut by_session: Vec<Vec<Update>> = vec![Vec::new(); sessions.len()];
+                for (i, update) in batch {
+                    if let Some(list) = by_session.get_mut(i) {
+                        list.push(update);
+                    }
+                }
+                for (session, list) in sessions.iter_mut().zip(by_session) {
+                    if let Some(session) = session
+                        && !list.is_empty()
+                    {
+                        session.store.apply_all(list, now);
+                    }
+                }
                 dirty = true;
             }
             _ = terminate.recv() => break Ok(()),

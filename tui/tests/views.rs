@@ -184,3 +184,50 @@ fn readme_frame_is_the_overview_snapshot() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Two regions side by side: the all-contexts view from each context's own store, the header
+/// naming the current context, `:ctx NAME` switching with Tab completion, `Enter` on a row.
+#[test]
+fn contexts_side_by_side_and_switching() {
+    use surge_client::store::ContextSummary;
+    let eu = flash_sale();
+    let us = Store::new(30.0);
+    let mut app = app();
+    app.contexts = vec!["eu-west".into(), "us-east".into()];
+    app.context_rows = vec![ContextSummary::of(&eu, NOW), ContextSummary::of(&us, NOW)];
+    keys(&mut app, &eu, "0");
+    assert_eq!(app.view, View::Contexts);
+    let frame = render(&app, &eu, 160, 12);
+    assert!(frame.contains("ctx eu-west"), "{frame}");
+    let eu_row = frame
+        .lines()
+        .find(|l| l.contains("▸ eu-west"))
+        .unwrap_or_default();
+    let summary = &app.context_rows[0];
+    assert!(summary.services > 0 && summary.firing > 0, "{summary:?}");
+    assert!(eu_row.contains(&summary.services.to_string()), "{eu_row}");
+    insta::assert_snapshot!("contexts_160x12", frame);
+
+    // `:ctx u` Tab → `:ctx us-east`, Enter: the other context, on its Overview.
+    key(&mut app, &eu, KeyCode::Char(':'));
+    keys(&mut app, &eu, "ctx u");
+    key(&mut app, &eu, KeyCode::Tab);
+    key(&mut app, &eu, KeyCode::Enter);
+    assert_eq!((app.context, &app.view), (1, &View::Overview));
+    let frame = render(&app, &us, 160, 12);
+    assert!(frame.contains("ctx us-east"), "{frame}");
+    // Back through the list: Enter on the first row.
+    keys(&mut app, &us, "0");
+    key(&mut app, &us, KeyCode::Up);
+    key(&mut app, &us, KeyCode::Enter);
+    assert_eq!(app.context, 0);
+    // An unknown context is said, nothing switches.
+    key(&mut app, &eu, KeyCode::Char(':'));
+    keys(&mut app, &eu, "ctx mars");
+    key(&mut app, &eu, KeyCode::Enter);
+    assert_eq!(app.context, 0);
+    assert_eq!(
+        app.message.as_deref(),
+        Some("no context \"mars\" (known: eu-west, us-east)")
+    );
+}

@@ -5,10 +5,12 @@
 //! lists; `alerts` merges and orders alerts; `forecast` projects time to max replicas.
 
 mod alerts;
+mod contexts;
 mod forecast;
 mod rows;
 
 pub use alerts::{WATCHDOG, firing, merge_alerts, timeline_key};
+pub use contexts::ContextSummary;
 pub use forecast::{FORECAST_WINDOW, Forecast, counter_rate, time_to_max};
 pub use rows::{
     Database, GroupRow, PartitionRow, PodRow, Role, ScalingMetric, ServerRow, ServiceRow, SlotRow,

@@ -1,5 +1,5 @@
-//! The `:` command line: `:kafka`, `:pg`, `:alerts`, `:svc NAME`, `:range 1h`, with Tab
-//! completion of views and services.
+//! The `:` command line: `:kafka`, `:pg`, `:alerts`, `:svc NAME`, `:ctx [NAME]`,
+//! `:range 1h`, with Tab completion of views, services and contexts.
 
 use crossterm::event::{KeyCode, KeyEvent};
 use surge_client::model::Range;
@@ -25,7 +25,7 @@ impl App {
             }
             KeyCode::Tab => {
                 // Complete a view or service name.
-                if let Some(done) = complete(&text, store) {
+                if let Some(done) = complete(&text, store, &self.contexts) {
                     text = done;
                 }
                 self.input = Input::Command(text);
@@ -91,6 +91,17 @@ impl App {
                     Vec::new()
                 }
             },
+            ("ctx" | "context", None | Some("all")) => self.go(View::Contexts),
+            ("ctx" | "context", Some(name)) => match self.contexts.iter().position(|c| c == name) {
+                Some(i) => self.switch_context(i),
+                None => {
+                    self.message = Some(format!(
+                        "no context {name:?} (known: {})",
+                        self.contexts.join(", ")
+                    ));
+                    Vec::new()
+                }
+            },
             ("snapshot", _) => vec![Action::Snapshot { clipboard: false }],
             ("help" | "h", _) => {
                 self.popup = Some(Popup::Help);
@@ -98,7 +109,7 @@ impl App {
             }
             (other, _) => {
                 self.message = Some(format!(
-                    "unknown command :{other} (try :kafka :pg :alerts :svc NAME :range 1h)"
+                    "unknown command :{other} (try :kafka :pg :alerts :svc NAME :ctx NAME :range 1h)"
                 ));
                 Vec::new()
             }
@@ -106,8 +117,13 @@ impl App {
     }
 }
 
-/// Tab completion of the command line: view names, then service names after `svc `.
-fn complete(text: &str, store: &Store) -> Option<String> {
+/// Tab completion of the command line: view names, then service names after `svc ` and
+/// context names after `ctx `.
+fn complete(text: &str, store: &Store, contexts: &[String]) -> Option<String> {
+    if let Some(prefix) = text.strip_prefix("ctx ") {
+        let names: Vec<&String> = contexts.iter().filter(|c| c.starts_with(prefix)).collect();
+        return (names.len() == 1).then(|| format!("ctx {}", names[0]));
+    }
     if let Some(prefix) = text.strip_prefix("svc ") {
         let names: Vec<&str> = store
             .derived
@@ -119,7 +135,7 @@ fn complete(text: &str, store: &Store) -> Option<String> {
         return (names.len() == 1).then(|| format!("svc {}", names[0]));
     }
     let verbs = [
-        "overview", "kafka", "pg", "alerts", "svc ", "range ", "snapshot", "help", "quit",
+        "overview", "kafka", "pg", "alerts", "svc ", "ctx ", "range ", "snapshot", "help", "quit",
     ];
     let found: Vec<&&str> = verbs.iter().filter(|v| v.starts_with(text)).collect();
     (found.len() == 1).then(|| found[0].to_string())

@@ -43,6 +43,7 @@ impl App {
             KeyCode::Char('2') => return self.go(View::Kafka),
             KeyCode::Char('3') => return self.go(View::Postgres),
             KeyCode::Char('4') => return self.go(View::Alerts),
+            KeyCode::Char('0') if self.contexts.len() > 1 => return self.go(View::Contexts),
             KeyCode::Char('t') => {
                 self.range = self.range.next();
                 return vec![Action::WantChanged];
@@ -118,6 +119,7 @@ impl App {
                 }
                 None => Vec::new(),
             },
+            View::Contexts => self.switch_context(i),
             View::Alerts if self.alerts_focus == AlertsFocus::Alerts => {
                 match alerts(store, &f).get(i) {
                     Some(a) => {

@@ -4,7 +4,7 @@
 use surge_client::fetch::Command;
 use surge_client::fetch::plan::Want;
 use surge_client::model::{Matcher, NewSilence, Range, Silence};
-use surge_client::store::Store;
+use surge_client::store::{ContextSummary, Store};
 
 use super::rows::{alerts, groups, partitions, pods, servers, services, silences};
 
@@ -23,6 +23,8 @@ pub enum View {
     },
     Postgres,
     Alerts,
+    /// Every context side by side (`:ctx`).
+    Contexts,
 }
 
 impl View {
@@ -37,6 +39,7 @@ impl View {
             View::Partitions { group, topic, .. } => format!("Partitions {group} on {topic}"),
             View::Postgres => "PostgreSQL".into(),
             View::Alerts => "Alerts".into(),
+            View::Contexts => "Contexts".into(),
         }
     }
 }
@@ -74,6 +77,8 @@ pub enum Action {
     },
     /// The views need different data (partitions, range): tell the fetchers.
     WantChanged,
+    /// Show the context with this index (its store and fetchers kept running meanwhile).
+    SwitchContext(usize),
 }
 
 #[derive(Debug, Clone)]
@@ -81,7 +86,7 @@ pub struct App {
     pub view: View,
     pub back: Vec<View>,
     /// Cursor per view kind.
-    pub cursor: [usize; 6],
+    pub cursor: [usize; 7],
     pub filter: String,
     pub input: Input,
     pub popup: Option<Popup>,
@@ -91,6 +96,11 @@ pub struct App {
     /// A one-line message from the app itself (filter cleared, read-only refusal...).
     pub message: Option<String>,
     pub user: String,
+    /// Context names (one, `default`, without `[contexts]`) and the current one.
+    pub contexts: Vec<String>,
+    pub context: usize,
+    /// Each context's summary, in `contexts` order, for the all-contexts view.
+    pub context_rows: Vec<ContextSummary>,
 }
 
 /// The cursor slot of a view kind.
@@ -102,6 +112,7 @@ pub(super) fn slot(view: &View) -> usize {
         View::Partitions { .. } => 3,
         View::Postgres => 4,
         View::Alerts => 5,
+        View::Contexts => 6,
     }
 }
 
@@ -133,7 +144,7 @@ impl App {
         App {
             view: View::Overview,
             back: Vec::new(),
-            cursor: [0; 6],
+            cursor: [0; 7],
             filter: String::new(),
             input: Input::Normal,
             popup: None,
@@ -142,6 +153,9 @@ impl App {
             alerts_focus: AlertsFocus::Alerts,
             message: None,
             user: user.to_string(),
+            contexts: vec!["default".to_string()],
+            context: 0,
+            context_rows: Vec::new(),
         }
     }
 
@@ -173,6 +187,7 @@ impl App {
                 AlertsFocus::Alerts => alerts(store, f).len(),
                 AlertsFocus::Silences => silences(store, f).len(),
             },
+            View::Contexts => self.contexts.len(),
         }
     }
 
@@ -186,6 +201,20 @@ impl App {
             } => Some((cluster.clone(), group.clone(), topic.clone())),
             _ => None,
         }
+    }
+
+    /// Show context `index`: its Overview, the other contexts keep collecting.
+    pub(super) fn switch_context(&mut self, index: usize) -> Vec<Action> {
+        if index >= self.contexts.len() {
+            return Vec::new();
+        }
+        self.context = index;
+        self.message = Some(format!("context {}", self.contexts[index]));
+        let mut actions = vec![Action::SwitchContext(index)];
+        self.back.clear();
+        self.view = View::Overview;
+        actions.push(Action::WantChanged);
+        actions
     }
 
     pub(super) fn go(&mut self, view: View) -> Vec<Action> {

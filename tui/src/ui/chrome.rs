@@ -20,6 +20,7 @@ pub fn header(frame: &mut Frame, area: Rect, ctx: &Ctx) {
         View::Kafka | View::Partitions { .. } => 2,
         View::Postgres => 3,
         View::Alerts => 4,
+        View::Contexts => 0,
     };
     for (n, name) in [
         (1, "Overview"),
@@ -29,6 +30,17 @@ pub fn header(frame: &mut Frame, area: Rect, ctx: &Ctx) {
     ] {
         let style = if n == current { t.selected } else { t.dim };
         spans.push(Span::styled(format!(" {n} {name} "), style));
+    }
+    if ctx.app.contexts.len() > 1 {
+        let style = if ctx.app.view == View::Contexts {
+            t.selected
+        } else {
+            t.accent
+        };
+        spans.push(Span::styled(
+            format!(" ctx {} ", ctx.app.contexts[ctx.app.context]),
+            style,
+        ));
     }
     let firing = firing(&ctx.store.derived.alerts).count();
     if firing > 0 {

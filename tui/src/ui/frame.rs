@@ -8,7 +8,7 @@ use surge_client::store::Store;
 
 use super::ctx::Ctx;
 use super::theme::Theme;
-use super::{alerts, chrome, kafka, overview, popup, postgres, service};
+use super::{alerts, chrome, contexts, kafka, overview, popup, postgres, service};
 use crate::app::{App, View};
 
 pub fn draw(frame: &mut Frame, app: &App, store: &Store, theme: &Theme, now: f64) {
@@ -43,6 +43,7 @@ pub fn draw(frame: &mut Frame, app: &App, store: &Store, theme: &Theme, now: f64
         } => kafka::draw_partitions(frame, body, &ctx, cluster, group, topic),
         View::Postgres => postgres::draw(frame, body, &ctx),
         View::Alerts => alerts::draw(frame, body, &ctx),
+        View::Contexts => contexts::draw(frame, body, &ctx),
     }
     chrome::footer(frame, footer, &ctx);
     if let Some(p) = &app.popup {

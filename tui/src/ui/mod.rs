@@ -5,6 +5,7 @@
 pub mod alerts;
 pub mod cells;
 pub mod chrome;
+pub mod contexts;
 pub mod ctx;
 pub mod format;
 mod frame;

@@ -1,0 +1,97 @@
+//! Many clusters: two real Prometheus servers (Debian) as two contexts of one config file.
+//! One frame shows both side by side; `--context` picks which one the other views show.
+
+use std::time::Duration;
+
+use surge_servers::{Prometheus, Workdir, free_port};
+
+/// Prometheus with one always-firing alert called `alert`.
+fn prometheus_firing(alert: &str) -> anyhow::Result<(Prometheus, tempfile::TempDir)> {
+    let dir = tempfile::tempdir()?;
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(
+        &rules,
+        format!(
+            "groups:\n  - name: g\n    rules:\n      - alert: {alert}\n        expr: vector(1)\n        labels:\n          severity: page\n"
+        ),
+    )?;
+    let prometheus = Prometheus::start_in(
+        Workdir::temp("surge-ctx-prom-")?,
+        free_port()?,
+        &format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\n",
+            rules.display()
+        ),
+    )?;
+    Ok((prometheus, dir))
+}
+
+fn frame(config: &std::path::Path, extra: &[&str]) -> anyhow::Result<String> {
+    let surge = surge_stack::stack::sibling_binary("surge", "SURGE_BIN")?;
+    let out = std::process::Command::new(surge)
+        .args(["--once", "--size", "160x20", "--wait", "15s"])
+        .arg("--config")
+        .arg(config)
+        .args(extra)
+        .env("NO_COLOR", "1")
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "surge exited {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+#[test]
+fn two_clusters_side_by_side_in_one_frame() -> anyhow::Result<()> {
+    let (eu, _eu_dir) = prometheus_firing("EuCheckoutDown")?;
+    let (us, _us_dir) = prometheus_firing("UsLagGrowing")?;
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[contexts.eu-west]\nprometheus = \"{}\"\n[contexts.us-east]\nprometheus = \"{}\"\n",
+            eu.url(),
+            us.url()
+        ),
+    )?;
+    // Both rows: each context's one source answering and its one firing page.
+    let mut shown = String::new();
+    surge_servers::wait_until(
+        "both contexts firing",
+        Duration::from_secs(60),
+        Duration::from_secs(1),
+        || {
+            shown = frame(&config, &["--view", "contexts"])?;
+            let row = |name: &str| {
+                shown
+                    .lines()
+                    .find(|l| l.starts_with('│') && l.contains(name))
+                    .map(|l| l.trim_matches('│').split_whitespace().collect::<Vec<_>>())
+                    .unwrap_or_default()
+            };
+            // CONTEXT SOURCES SERVICES AT-MAX CPU LAG TROUBLE FIRING PAGING
+            let ok = |r: Vec<&str>| {
+                r.len() >= 9
+                    && r[r.len() - 8] == "1/1"
+                    && r[r.len() - 2] == "1"
+                    && r[r.len() - 1] == "1"
+            };
+            Ok(ok(row("eu-west")) && ok(row("us-east")))
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("{e:#}\n{shown}"))?;
+    assert!(shown.contains("ctx eu-west"), "{shown}");
+    // --context picks the other cluster for every other view.
+    let alerts = frame(&config, &["--context", "us-east", "--view", "alerts"])?;
+    assert!(
+        alerts.contains("UsLagGrowing")
+            && !alerts.contains("EuCheckoutDown")
+            && alerts.contains("ctx us-east"),
+        "{alerts}"
+    );
+    Ok(())
+}
