@@ -73,10 +73,13 @@ fn two_clusters_side_by_side_in_one_frame() -> anyhow::Result<()> {
                     .map(|l| l.trim_matches('│').split_whitespace().collect::<Vec<_>>())
                     .unwrap_or_default()
             };
-            // CONTEXT SOURCES SERVICES AT-MAX CPU LAG TROUBLE FIRING PAGING
+            // … NAME SOURCES REPLICAS AT-MAX CPU LAG "0 growing/stalled" FIRING PAGING
             let ok = |r: Vec<&str>| {
-                r.len() >= 9
-                    && r[r.len() - 8] == "1/1"
+                let name = r
+                    .iter()
+                    .position(|w| w.ends_with("-west") || w.ends_with("-east"));
+                name.is_some_and(|i| r.get(i + 1) == Some(&"1/1"))
+                    && r.len() >= 2
                     && r[r.len() - 2] == "1"
                     && r[r.len() - 1] == "1"
             };

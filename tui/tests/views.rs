@@ -197,16 +197,36 @@ fn contexts_side_by_side_and_switching() {
     app.context_rows = vec![ContextSummary::of(&eu, NOW), ContextSummary::of(&us, NOW)];
     keys(&mut app, &eu, "0");
     assert_eq!(app.view, View::Contexts);
-    let frame = render(&app, &eu, 160, 12);
+    let frame = render(&app, &eu, 160, 16);
     assert!(frame.contains("ctx eu-west"), "{frame}");
-    let eu_row = frame
-        .lines()
-        .find(|l| l.contains("▸ eu-west"))
-        .unwrap_or_default();
-    let summary = &app.context_rows[0];
+    let summary = app.context_rows[0].clone();
     assert!(summary.services > 0 && summary.firing > 0, "{summary:?}");
-    assert!(eu_row.contains(&summary.services.to_string()), "{eu_row}");
-    insta::assert_snapshot!("contexts_160x12", frame);
+    // Each of eu-west's services under it, then us-east (no data yet).
+    let lines: Vec<&str> = frame.lines().collect();
+    let at = |needle: &str| lines.iter().position(|l| l.contains(needle));
+    let (eu_at, us_at) = (at("▸ eu-west"), at("  us-east"));
+    assert!(eu_at.is_some() && us_at > eu_at, "{frame}");
+    for line in &summary.service_lines {
+        let row = at(&format!("{}/{}", line.namespace, line.workload));
+        assert!(
+            row > eu_at && row < us_at,
+            "{} not under eu-west:\n{frame}",
+            line.workload
+        );
+    }
+    insta::assert_snapshot!("contexts_160x16", frame);
+    // Enter on a service row: that service, in that context.
+    key(&mut app, &eu, KeyCode::Down);
+    key(&mut app, &eu, KeyCode::Enter);
+    let first = &summary.service_lines[0];
+    assert_eq!(
+        app.view,
+        View::Service {
+            namespace: first.namespace.clone(),
+            workload: first.workload.clone()
+        }
+    );
+    key(&mut app, &eu, KeyCode::Esc);
 
     // `:ctx u` Tab → `:ctx us-east`, Enter: the other context, on its Overview.
     key(&mut app, &eu, KeyCode::Char(':'));

@@ -7,7 +7,22 @@ use surge_metrics::state::LagState;
 use super::Store;
 use crate::model::AlertState;
 
-/// What one context's store says, summed up.
+/// One service of a context, as the all-contexts view lists it under its context.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServiceLine {
+    pub namespace: String,
+    pub workload: String,
+    pub replicas: Option<f64>,
+    pub max: Option<f64>,
+    /// CPU against the HPA target (1.0 = at target).
+    pub cpu_of_target: Option<f64>,
+    pub lag: Option<f64>,
+    pub lag_state: Option<LagState>,
+    /// Firing alerts about this service (its workload label).
+    pub firing: usize,
+}
+
+/// What one context's store says, summed up, and its services.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ContextSummary {
     /// Sources answering, and configured (heard from at least once).
@@ -25,6 +40,9 @@ pub struct ContextSummary {
     /// Firing alerts, not silenced; those of page severity among them.
     pub firing: usize,
     pub paging: usize,
+    /// Replicas over every service.
+    pub replicas: Option<f64>,
+    pub service_lines: Vec<ServiceLine>,
 }
 
 impl ContextSummary {
@@ -65,6 +83,26 @@ impl ContextSummary {
                 .iter()
                 .filter(|a| matches!(a.severity.as_str(), "page" | "critical"))
                 .count(),
+            replicas: services
+                .iter()
+                .filter_map(|s| s.current)
+                .reduce(|a, b| a + b),
+            service_lines: services
+                .iter()
+                .map(|s| ServiceLine {
+                    namespace: s.namespace.clone(),
+                    workload: s.workload.clone(),
+                    replicas: s.current,
+                    max: s.max,
+                    cpu_of_target: s.cpu.zip(s.target.filter(|t| *t > 0.0)).map(|(c, t)| c / t),
+                    lag: s.kafka.as_ref().and_then(|k| k.lag),
+                    lag_state: s.kafka.as_ref().and_then(|k| k.state),
+                    firing: firing
+                        .iter()
+                        .filter(|a| a.labels.get("workload") == Some(&s.workload))
+                        .count(),
+                })
+                .collect(),
         }
     }
 }

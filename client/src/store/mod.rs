@@ -10,7 +10,7 @@ mod forecast;
 mod rows;
 
 pub use alerts::{WATCHDOG, firing, merge_alerts, timeline_key};
-pub use contexts::ContextSummary;
+pub use contexts::{ContextSummary, ServiceLine};
 pub use forecast::{FORECAST_WINDOW, Forecast, counter_rate, time_to_max};
 pub use rows::{
     Database, GroupRow, PartitionRow, PodRow, Role, ScalingMetric, ServerRow, ServiceRow, SlotRow,

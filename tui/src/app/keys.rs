@@ -119,7 +119,19 @@ impl App {
                 }
                 None => Vec::new(),
             },
-            View::Contexts => self.switch_context(i),
+            View::Contexts => match self.contexts_table().get(i).copied() {
+                Some((c, None)) => self.switch_context(c),
+                Some((c, Some(j))) => {
+                    let line = self.context_rows[c].service_lines[j].clone();
+                    let mut actions = self.switch_context(c);
+                    actions.extend(self.go(View::Service {
+                        namespace: line.namespace,
+                        workload: line.workload,
+                    }));
+                    actions
+                }
+                None => Vec::new(),
+            },
             View::Alerts if self.alerts_focus == AlertsFocus::Alerts => {
                 match alerts(store, &f).get(i) {
                     Some(a) => {

@@ -187,7 +187,7 @@ impl App {
                 AlertsFocus::Alerts => alerts(store, f).len(),
                 AlertsFocus::Silences => silences(store, f).len(),
             },
-            View::Contexts => self.contexts.len(),
+            View::Contexts => self.contexts_table().len(),
         }
     }
 
@@ -201,6 +201,29 @@ impl App {
             } => Some((cluster.clone(), group.clone(), topic.clone())),
             _ => None,
         }
+    }
+
+    /// The all-contexts view's rows: each context `(i, None)` followed by its services
+    /// `(i, Some(j))`, those matching the filter (by context, namespace or workload name).
+    pub fn contexts_table(&self) -> Vec<(usize, Option<usize>)> {
+        let f = self.filter.as_str();
+        let mut rows = Vec::new();
+        for (i, name) in self.contexts.iter().enumerate() {
+            rows.push((i, None));
+            let Some(summary) = self.context_rows.get(i) else {
+                continue;
+            };
+            for (j, line) in summary.service_lines.iter().enumerate() {
+                if f.is_empty()
+                    || name.contains(f)
+                    || line.workload.contains(f)
+                    || line.namespace.contains(f)
+                {
+                    rows.push((i, Some(j)));
+                }
+            }
+        }
+        rows
     }
 
     /// Show context `index`: its Overview, the other contexts keep collecting.
