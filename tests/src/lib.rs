@@ -2,5 +2,6 @@
 
 pub mod alerting;
 pub mod fuzz;
+pub mod panel;
 pub mod pipeline;
 pub mod stack;

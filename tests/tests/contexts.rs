@@ -27,22 +27,9 @@ fn prometheus_firing(alert: &str) -> anyhow::Result<(Prometheus, tempfile::TempD
 }
 
 fn frame(config: &std::path::Path, extra: &[&str]) -> anyhow::Result<String> {
-    let surge = surge_stack::stack::sibling_binary("surge", "SURGE_BIN")?;
-    let out = std::process::Command::new(surge)
-        .args(["--once", "--size", "160x20", "--wait", "15s"])
-        .arg("--config")
-        .arg(config)
-        .args(extra)
-        .env("NO_COLOR", "1")
-        .output()?;
-    // `--once` exits 1 when a source failed (here the cluster that is down).
-    anyhow::ensure!(
-        out.status.code().is_some_and(|c| c <= 1) && !out.stdout.is_empty(),
-        "surge exited {:?}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8(out.stdout)?)
+    let mut args = vec!["--size", "160x20"];
+    args.extend_from_slice(extra);
+    surge_tests::panel::frame_with_config(config, &args)
 }
 
 #[test]

@@ -170,25 +170,9 @@ impl SecuredMonitoring {
     }
 }
 
-/// `surge --once` with `config`.
+/// `surge --once` with `config`, at 200×40.
 fn frame(config: &std::path::Path, view: &str) -> anyhow::Result<String> {
-    let surge = surge_stack::stack::sibling_binary("surge", "SURGE_BIN")?;
-    let out = std::process::Command::new(surge)
-        .args([
-            "--once", "--size", "200x40", "--wait", "15s", "--view", view,
-        ])
-        .arg("--config")
-        .arg(config)
-        .env("NO_COLOR", "1")
-        .output()?;
-    // `--once` exits 1 when a source failed; the frame is what counts here.
-    anyhow::ensure!(
-        out.status.code().is_some_and(|c| c <= 1) && !out.stdout.is_empty(),
-        "surge exited {:?}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8(out.stdout)?)
+    surge_tests::panel::frame_with_config(config, &["--size", "200x40", "--view", view])
 }
 
 #[test]
