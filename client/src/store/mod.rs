@@ -147,18 +147,22 @@ impl Store {
                 self.by_source.insert(source.clone(), metrics);
                 // Prometheus first; an exporter's series that Prometheus also has (it scrapes
                 // that exporter) are shown once.
-                let mut from_prometheus = Metrics::default();
+                let mut merged = Metrics::default();
                 for (name, m) in &self.by_source {
                     if name.starts_with("prometheus") {
-                        from_prometheus.append(m);
+                        merged.append(m);
                     }
                 }
-                let mut merged = from_prometheus.clone();
+                // Checked against Prometheus' series only (exporters are not folded into
+                // each other), then added: one copy of every point, as before there was a
+                // check.
+                let mut uncovered = Metrics::default();
                 for (name, m) in &self.by_source {
                     if !name.starts_with("prometheus") {
-                        merged.append_uncovered(m, &from_prometheus);
+                        uncovered.append_uncovered(m, &merged);
                     }
                 }
+                merged.append(&uncovered);
                 self.metrics = merged;
                 let base = source.split('/').next().unwrap_or_default().to_string();
                 self.health.insert(
