@@ -182,11 +182,15 @@ pub fn lag_time(t: &Theme, g: &GroupRow) -> Span<'static> {
     Span::styled(text, t.text)
 }
 
+/// Time to drain, only while the trend says draining: at equal rates in and out a tiny
+/// surplus of consumption would otherwise give an alarming ETA to a pipeline that keeps up.
 pub fn eta(t: &Theme, g: &GroupRow) -> Span<'static> {
-    match g.eta {
-        Some(e) if e.is_infinite() => Span::styled("never", t.crit),
-        Some(e) => Span::styled(format::duration(Some(e.round())), t.text),
-        None => Span::styled(format::NONE, t.dim),
+    match (g.state, g.eta) {
+        (Some(LagState::Draining), Some(e)) if e.is_infinite() => Span::styled("never", t.crit),
+        (Some(LagState::Draining), Some(e)) => {
+            Span::styled(format::duration(Some(e.round())), t.text)
+        }
+        _ => Span::styled(format::NONE, t.dim),
     }
 }
 
@@ -229,4 +233,43 @@ pub fn server_lag(t: &Theme, s: &ServerRow) -> Span<'static> {
 /// A byte count, in `style`.
 pub fn bytes(style: Style, bytes: Option<f64>) -> Span<'static> {
     Span::styled(format::bytes(bytes), style)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ThemeName;
+
+    #[test]
+    fn an_eta_shows_only_while_draining() {
+        let t = Theme::new(ThemeName::Mono);
+        // 21 messages behind at 42 msg/s in and out: a tiny surplus gives 8m45s.
+        let keeping_up = GroupRow {
+            lag: Some(21.0),
+            consume_rate: Some(42.04),
+            produce_rate: Some(42.0),
+            eta: Some(525.0),
+            state: Some(LagState::Ok),
+            ..GroupRow::default()
+        };
+        let text = |g: &GroupRow| eta(&t, g).content.to_string();
+        assert_eq!(text(&keeping_up), format::NONE);
+        for state in [LagState::Growing, LagState::Stalled, LagState::Idle] {
+            let g = GroupRow {
+                state: Some(state),
+                ..keeping_up.clone()
+            };
+            assert_eq!(text(&g), format::NONE, "{state:?}");
+        }
+        let draining = GroupRow {
+            state: Some(LagState::Draining),
+            ..keeping_up.clone()
+        };
+        assert_eq!(text(&draining), "8m45s");
+        let unknown = GroupRow {
+            state: None,
+            ..keeping_up
+        };
+        assert_eq!(text(&unknown), format::NONE);
+    }
 }
