@@ -55,6 +55,7 @@ fn service_detail() {
         }
     );
     insta::assert_snapshot!("service_payment_160x48", render(&app, &store, 160, 48));
+    insta::assert_snapshot!("service_payment_80x24", render(&app, &store, 80, 24));
 }
 
 #[test]
@@ -67,6 +68,7 @@ fn kafka_groups_and_partitions() {
     key(&mut app, &store, KeyCode::Down);
     key(&mut app, &store, KeyCode::Enter);
     insta::assert_snapshot!("partitions_160x48", render(&app, &store, 160, 48));
+    insta::assert_snapshot!("partitions_80x24", render(&app, &store, 80, 24));
     key(&mut app, &store, KeyCode::Esc);
     keys(&mut app, &store, "t");
     insta::assert_snapshot!("kafka_1h_80x24", render(&app, &store, 80, 24));
@@ -87,6 +89,7 @@ fn alerts_help_and_silence_popups() {
     let mut app = app();
     keys(&mut app, &store, "4");
     insta::assert_snapshot!("alerts_160x48", render(&app, &store, 160, 48));
+    insta::assert_snapshot!("alerts_80x24", render(&app, &store, 80, 24));
     keys(
         &mut app,
         &store,
@@ -100,6 +103,12 @@ fn alerts_help_and_silence_popups() {
     key(&mut app, &store, KeyCode::Esc);
     keys(&mut app, &store, "?");
     insta::assert_snapshot!("help_160x48", render(&app, &store, 160, 48));
+    insta::assert_snapshot!("help_80x24", render(&app, &store, 80, 24));
+    // Longer than the screen: it scrolls to its last page, no further.
+    for _ in 0..40 {
+        key(&mut app, &store, KeyCode::Char('j'));
+    }
+    insta::assert_snapshot!("help_80x24_end", render(&app, &store, 80, 24));
 }
 
 #[test]
@@ -155,6 +164,25 @@ fn stale_sources_keep_their_data_with_a_banner() {
         "last data stays on screen: {frame}"
     );
     insta::assert_snapshot!("stale_160x48", frame);
+    // At 80 columns the banner wraps onto a second line instead of losing its reason.
+    let narrow = render_text(
+        &app(),
+        &store,
+        &Theme::new(ThemeName::Mono),
+        NOW + 96.0,
+        80,
+        24,
+    );
+    let joined: String = narrow
+        .lines()
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        joined.contains("cannot connect (Connection refused)"),
+        "{narrow}"
+    );
+    insta::assert_snapshot!("stale_80x24", narrow);
 }
 
 #[test]
@@ -215,6 +243,7 @@ fn contexts_side_by_side_and_switching() {
         );
     }
     insta::assert_snapshot!("contexts_160x16", frame);
+    insta::assert_snapshot!("contexts_80x24", render(&app, &eu, 80, 24));
     // Enter on a service row: that service, in that context.
     key(&mut app, &eu, KeyCode::Down);
     key(&mut app, &eu, KeyCode::Enter);

@@ -13,6 +13,9 @@ use super::state::{Action, AlertsFocus, App, Popup, SilenceField, SilenceForm};
 /// with the problem.
 const LOOSE_LABELS: [&str; 3] = ["instance", "job", "severity"];
 
+/// Beyond the help's line count at any width (the renderer stops at the last page).
+const HELP_SCROLL_MAX: u16 = 128;
+
 impl App {
     pub(super) fn open_silence(&mut self, store: &Store) -> Vec<Action> {
         if self.readonly {
@@ -75,12 +78,24 @@ impl App {
     pub(super) fn popup_key(&mut self, popup: Popup, key: KeyEvent) -> Vec<Action> {
         match popup {
             Popup::Help => {
-                if !matches!(
-                    key.code,
-                    KeyCode::Esc | KeyCode::Char('?' | 'q') | KeyCode::Enter
-                ) {
-                    self.popup = Some(Popup::Help);
+                match key.code {
+                    KeyCode::Esc | KeyCode::Char('?' | 'q') | KeyCode::Enter => {
+                        self.help_scroll = 0;
+                        return Vec::new();
+                    }
+                    KeyCode::Char('j') | KeyCode::Down => {
+                        self.help_scroll = (self.help_scroll + 1).min(HELP_SCROLL_MAX);
+                    }
+                    KeyCode::Char('k') | KeyCode::Up => {
+                        self.help_scroll = self.help_scroll.saturating_sub(1);
+                    }
+                    KeyCode::PageDown | KeyCode::Char(' ') => {
+                        self.help_scroll = (self.help_scroll + 10).min(HELP_SCROLL_MAX);
+                    }
+                    KeyCode::PageUp => self.help_scroll = self.help_scroll.saturating_sub(10),
+                    _ => {}
                 }
+                self.popup = Some(Popup::Help);
                 Vec::new()
             }
             Popup::ConfirmExpire(silence) => match key.code {

@@ -101,6 +101,8 @@ pub struct App {
     pub context: usize,
     /// Each context's summary, in `contexts` order, for the all-contexts view.
     pub context_rows: Vec<ContextSummary>,
+    /// First help line shown (the help scrolls on small screens).
+    pub help_scroll: u16,
 }
 
 /// The cursor slot of a view kind.
@@ -156,6 +158,7 @@ impl App {
             contexts: vec!["default".to_string()],
             context: 0,
             context_rows: Vec::new(),
+            help_scroll: 0,
         }
     }
 

@@ -96,10 +96,18 @@ pub fn banner_lines(ctx: &Ctx, width: u16) -> Vec<Line<'static>> {
         .into_iter()
         .filter(|s| s.stale)
         .collect();
+    // A banner that does not fit takes a second line (the rest cut): nothing is lost at 80
+    // columns that fits in two.
+    let wrapped = |text: &str| -> Vec<Line<'static>> {
+        format::wrap(text, usize::from(width), 2, "   ")
+            .into_iter()
+            .map(|l| Line::from(Span::styled(l, ctx.theme.banner)))
+            .collect()
+    };
     let mut lines: Vec<Line<'static>> = stale
         .iter()
         .take(3)
-        .map(|s| {
+        .flat_map(|s| {
             let since = match s.age {
                 Some(age) => format!(
                     "last data {} ago, shown marked STALE",
@@ -109,23 +117,16 @@ pub fn banner_lines(ctx: &Ctx, width: u16) -> Vec<Line<'static>> {
             };
             let why = s.health.error.as_deref().unwrap_or("no answer");
             let text = format!(" ⚠ {} is failing: {why} — {since}", s.name);
-            Line::from(Span::styled(
-                format::fit(&text, usize::from(width)),
-                ctx.theme.banner,
-            ))
+            wrapped(&text)
         })
         .collect();
     for name in ctx.store.insecure_sources.iter().rev() {
         let text = format!(
             " ⚠ TLS verification is OFF for {name} (insecure_skip_verify): what it shows could come from anyone on the path"
         );
-        lines.insert(
-            0,
-            Line::from(Span::styled(
-                format::fit(&text, usize::from(width)),
-                ctx.theme.banner,
-            )),
-        );
+        for (i, line) in wrapped(&text).into_iter().enumerate() {
+            lines.insert(i, line);
+        }
     }
     for (source, target, last) in ctx.store.exporter_targets_down(ctx.now).into_iter().take(3) {
         let since = last.map_or(String::new(), |s| {
@@ -134,10 +135,7 @@ pub fn banner_lines(ctx: &Ctx, width: u16) -> Vec<Line<'static>> {
         let text = format!(
             " ⚠ surge-exporter: {source} target {target} is down{since} — its series are missing, not zero"
         );
-        lines.push(Line::from(Span::styled(
-            format::fit(&text, usize::from(width)),
-            ctx.theme.banner,
-        )));
+        lines.extend(wrapped(&text));
     }
     if stale.len() > 3 {
         lines.push(Line::from(Span::styled(

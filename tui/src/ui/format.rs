@@ -107,6 +107,42 @@ pub fn fit(text: &str, width: usize) -> String {
     out
 }
 
+/// `text` word-wrapped to `width` columns in at most `max_lines` lines (the last cut with `…`
+/// if more remains); continuation lines start with `indent`.
+pub fn wrap(text: &str, width: usize, max_lines: usize, indent: &str) -> Vec<String> {
+    if text.chars().count() <= width {
+        return vec![text.to_string()];
+    }
+    let rest = text.trim_start();
+    let mut line = text[..text.len() - rest.len()].to_string();
+    let mut has_word = false;
+    let mut lines: Vec<String> = Vec::new();
+    for word in rest.split_whitespace() {
+        if has_word && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::replace(&mut line, indent.to_string()));
+            has_word = false;
+        }
+        if has_word {
+            line.push(' ');
+        }
+        line.push_str(word);
+        has_word = true;
+    }
+    if has_word {
+        lines.push(line);
+    }
+    if lines.len() > max_lines {
+        let tail = lines.split_off(max_lines - 1);
+        let joined = tail
+            .iter()
+            .map(|l| l.trim_start())
+            .collect::<Vec<_>>()
+            .join(" ");
+        lines.push(format!("{indent}{joined}"));
+    }
+    lines.into_iter().map(|l| fit(&l, width)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,5 +165,17 @@ mod tests {
         assert_eq!(duration(Some(f64::INFINITY)), "∞");
         assert_eq!(duration(Some(-1.0)), "?");
         assert_eq!(fit("order-placed", 6), "order…");
+    }
+
+    #[test]
+    fn wrap_breaks_at_words_indents_and_caps() {
+        let text = " ⚠ prometheus is failing: unauthorized (HTTP 401): check user oncall and the password in /run/secrets/prometheus";
+        let lines = wrap(text, 40, 2, "   ");
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines.iter().all(|l| l.chars().count() <= 40), "{lines:?}");
+        assert!(lines[1].starts_with("   ") && lines[1].ends_with('…'), "{lines:?}");
+        assert_eq!(wrap("short", 40, 2, "   "), ["short"]);
+        let all = wrap(text, 200, 2, "   ");
+        assert_eq!(all, [text]);
     }
 }

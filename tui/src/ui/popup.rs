@@ -9,8 +9,13 @@ use super::ctx::{Ctx, centered};
 use super::format;
 use crate::app::{Popup, SilenceField, SilenceForm};
 
-const HELP: [(&str, &str); 22] = [
+const HELP: [(&str, &str); 24] = [
     ("1 2 3 4", "Overview, Kafka, PostgreSQL, Alerts"),
+    (
+        "0  :ctx",
+        "every context side by side (with [contexts] in the config)",
+    ),
+    (":ctx NAME", "switch context (Tab completes)"),
     (
         ":overview :kafka :pg :alerts",
         "switch view (Tab completes)",
@@ -79,21 +84,70 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx, popup: &Popup) {
     }
 }
 
+/// Help lines for a popup `width` columns wide: keys in a column, descriptions wrapped
+/// under their own column (nothing cut at 80 columns).
+pub fn help_lines(width: u16) -> Vec<(String, String)> {
+    let inner = usize::from(width.saturating_sub(2));
+    let key_width = (inner / 3).clamp(8, 32);
+    // The key column is a space plus `key_width`; a space separates the description.
+    let text_width = inner.saturating_sub(key_width + 2).max(10);
+    let mut out = Vec::new();
+    for (key, text) in HELP {
+        let mut first = true;
+        let mut line = String::new();
+        let mut flush = |line: &mut String, first: &mut bool| {
+            let k = if *first { key } else { "" };
+            out.push((format!(" {k:<key_width$}"), std::mem::take(line)));
+            *first = false;
+        };
+        for word in text.split_whitespace() {
+            if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > text_width {
+                flush(&mut line, &mut first);
+            }
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+        if first || !line.is_empty() {
+            flush(&mut line, &mut first);
+        }
+    }
+    out
+}
+
 fn help(frame: &mut Frame, area: Rect, ctx: &Ctx) {
-    let rect = centered(area, 96, HELP.len() as u16 + 2);
-    let key_width = 32;
-    let lines: Vec<Line> = HELP
-        .iter()
+    let width = area.width.min(96);
+    let lines = help_lines(width);
+    let height = (lines.len() as u16 + 2).min(area.height);
+    let rect = centered(area, width, height);
+    let visible = usize::from(height.saturating_sub(2));
+    // Scrolled by j/k (the app keeps the offset); never past the last page.
+    let top = usize::from(ctx.app.help_scroll).min(lines.len().saturating_sub(visible));
+    let title = if lines.len() > visible {
+        format!(
+            " Help {}-{} of {} (j/k scroll, Esc closes) ",
+            top + 1,
+            (top + visible).min(lines.len()),
+            lines.len()
+        )
+    } else {
+        " Help (Esc closes) ".to_string()
+    };
+    let shown: Vec<Line> = lines
+        .into_iter()
+        .skip(top)
+        .take(visible)
         .map(|(k, v)| {
             Line::from(vec![
-                Span::styled(format!(" {k:<key_width$}"), ctx.theme.accent),
-                Span::styled(v.to_string(), ctx.theme.text),
+                Span::styled(k, ctx.theme.accent),
+                Span::styled(format!(" {v}"), ctx.theme.text),
             ])
         })
         .collect();
     frame.render_widget(Clear, rect);
     frame.render_widget(
-        Paragraph::new(lines).block(Block::bordered().title(" Help (Esc closes) ")),
+        Paragraph::new(shown).block(Block::bordered().title(title)),
         rect,
     );
 }
@@ -165,4 +219,27 @@ fn silence(frame: &mut Frame, area: Rect, ctx: &Ctx, form: &SilenceForm) {
             .block(block),
         rect,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn help_wraps_and_loses_no_word_at_80_columns() {
+        let lines = help_lines(80);
+        let text: String = lines
+            .iter()
+            .map(|(_, v)| v.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        for (_, description) in HELP {
+            for word in description.split_whitespace() {
+                assert!(text.contains(word), "{word:?} missing");
+            }
+        }
+        for (k, v) in &lines {
+            assert!(k.chars().count() + 1 + v.chars().count() <= 78, "{k}{v}");
+        }
+    }
 }
