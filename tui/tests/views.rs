@@ -173,11 +173,7 @@ fn stale_sources_keep_their_data_with_a_banner() {
         80,
         24,
     );
-    let joined: String = narrow
-        .lines()
-        .map(str::trim)
-        .collect::<Vec<_>>()
-        .join(" ");
+    let joined: String = narrow.lines().map(str::trim).collect::<Vec<_>>().join(" ");
     assert!(
         joined.contains("cannot connect (Connection refused)"),
         "{narrow}"

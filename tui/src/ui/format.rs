@@ -173,7 +173,10 @@ mod tests {
         let lines = wrap(text, 40, 2, "   ");
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert!(lines.iter().all(|l| l.chars().count() <= 40), "{lines:?}");
-        assert!(lines[1].starts_with("   ") && lines[1].ends_with('…'), "{lines:?}");
+        assert!(
+            lines[1].starts_with("   ") && lines[1].ends_with('…'),
+            "{lines:?}"
+        );
         assert_eq!(wrap("short", 40, 2, "   "), ["short"]);
         let all = wrap(text, 200, 2, "   ");
         assert_eq!(all, [text]);
