@@ -43,6 +43,9 @@ async fn replication_lag_is_honest_across_pause_outage_and_recovery() -> anyhow:
     let password_file = secrets.path().join("pg-password");
     std::fs::write(&password_file, format!("{}\n", cluster.monitor_password()))?;
     let exporter = Exporter::from_toml(&config(&cluster, &password_file)?)?;
+    // The first reads of the catalogs set hint bits, which wal_log_hints (on, as pg_rewind and
+    // CloudNativePG need) writes to WAL: let that reach the replicas before calling it idle.
+    exporter.cycle().await;
     cluster.wait_caught_up("replica1", Duration::from_secs(10))?;
     cluster.wait_caught_up("replica2", Duration::from_secs(10))?;
 
