@@ -117,17 +117,11 @@ fn new_store(settings: &Settings, endpoints: &Endpoints, app: &App) -> Store {
 
 /// The sources whose certificates are not checked, by the names the panel shows.
 fn insecure_sources(e: &Endpoints) -> Vec<String> {
-    let mut names = Vec::new();
-    if e.prometheus.as_ref().is_some_and(|p| p.access.insecure()) {
-        names.push("prometheus".to_string());
-    }
-    if e.alertmanager.as_ref().is_some_and(|a| a.access.insecure()) {
-        names.push("alertmanager".to_string());
-    }
-    for exporter in e.exporters.iter().filter(|x| x.access.insecure()) {
-        names.push(fetch::direct::source_name(&exporter.url));
-    }
-    names
+    e.named()
+        .into_iter()
+        .filter(|(_, endpoint)| endpoint.access.insecure())
+        .map(|(name, _)| name)
+        .collect()
 }
 
 fn new_app(settings: &Settings) -> App {
@@ -149,17 +143,11 @@ fn theme(settings: &Settings) -> Theme {
 
 /// The names the store will know each configured source by.
 fn expected_sources(endpoints: &Endpoints) -> BTreeSet<String> {
-    let mut names = BTreeSet::new();
-    if endpoints.prometheus.is_some() {
-        names.insert("prometheus".to_string());
-    }
-    if endpoints.alertmanager.is_some() {
-        names.insert("alertmanager".to_string());
-    }
-    for url in &endpoints.exporters {
-        names.insert(fetch::direct::source_name(&url.url));
-    }
-    names
+    endpoints
+        .named()
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect()
 }
 
 /// Whether a session has heard from every source (and Prometheus' history, which sparklines
@@ -329,7 +317,10 @@ pub async fn interactive(settings: &Settings, started: Instant) -> Result<(), St
         };
         if dirty {
             let now = fetch::now();
-            app.context_rows = context_rows(&sessions, now);
+            // Only the all-contexts view shows them (and its keys act on what it showed).
+            if app.view == View::Contexts {
+                app.context_rows = context_rows(&sessions, now);
+            }
             let store = &session.store;
             if let Err(e) = terminal.draw(|frame| ui::draw(frame, &app, store, &theme, now)) {
                 break Err(format!("cannot draw: {e}"));

@@ -189,13 +189,7 @@ pub async fn get_body(
     ))
 }
 
-/// The HTTP client every fetcher shares.
+/// A plain client: what a source without TLS settings or credentials gets.
 pub fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout.min(Duration::from_secs(3)))
-        .pool_max_idle_per_host(2)
-        .user_agent(concat!("surge/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+    super::access::Access::default().client(timeout)
 }

@@ -36,6 +36,23 @@ pub struct Endpoints {
     pub timeout: Duration,
 }
 
+impl Endpoints {
+    /// Every configured source with the name the store knows it by.
+    pub fn named(&self) -> Vec<(String, &Endpoint)> {
+        let mut out = Vec::new();
+        if let Some(p) = &self.prometheus {
+            out.push(("prometheus".to_string(), p));
+        }
+        if let Some(a) = &self.alertmanager {
+            out.push(("alertmanager".to_string(), a));
+        }
+        for e in &self.exporters {
+            out.push((direct::source_name(&e.url), e));
+        }
+        out
+    }
+}
+
 /// Start every configured source, each with its own client (TLS, credentials, headers).
 /// Tasks end when the update channel closes.
 pub fn spawn(

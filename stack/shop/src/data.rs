@@ -52,22 +52,23 @@ impl Served {
     }
 }
 
-fn pool(url: &str, size: u32) -> anyhow::Result<PgPool> {
-    Ok(PgPoolOptions::new()
+/// Every pool's sizing: up to `size` connections, none kept idle, 3 s to get one.
+fn pool_options(size: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
         .max_connections(size)
         .min_connections(0)
         .acquire_timeout(Duration::from_secs(3))
-        .connect_lazy(url)?)
+}
+
+fn pool(url: &str, size: u32) -> anyhow::Result<PgPool> {
+    Ok(pool_options(size).connect_lazy(url)?)
 }
 
 /// The writer's pool: its connections must be to a server that takes writes (a standby is
 /// refused, and the pool keeps trying until the acquire timeout), starting on `hosts[0]`.
 fn writer_pool(hosts: &[PgConnectOptions], size: u32) -> anyhow::Result<PgPool> {
     let first = hosts.first().context("no host")?.clone();
-    Ok(PgPoolOptions::new()
-        .max_connections(size)
-        .min_connections(0)
-        .acquire_timeout(Duration::from_secs(3))
+    Ok(pool_options(size)
         .after_connect(|conn, _| {
             Box::pin(async move {
                 if crate::primary::in_recovery(conn).await? {
