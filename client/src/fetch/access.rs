@@ -265,8 +265,9 @@ mod tests {
         Ok(())
     }
 
-    /// What a request through `client` sends: the raw request head a loopback server saw.
-    async fn request_head(client: &SourceClient) -> Result<String, String> {
+    /// A loopback server that answers one request with 204 and returns its head (lower case).
+    fn one_request_server()
+    -> Result<(u16, std::thread::JoinHandle<std::io::Result<String>>), String> {
         use std::io::{Read, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
@@ -280,6 +281,12 @@ mod tests {
             stream.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")?;
             Ok(String::from_utf8_lossy(&head).to_lowercase())
         });
+        Ok((port, server))
+    }
+
+    /// What a request through `client` sends: the raw request head a loopback server saw.
+    async fn request_head(client: &SourceClient) -> Result<String, String> {
+        let (port, server) = one_request_server()?;
         client
             .request(
                 reqwest::Method::GET,
@@ -292,6 +299,34 @@ mod tests {
             .join()
             .map_err(|_| "server thread".to_string())?
             .map_err(|e| e.to_string())
+    }
+
+    #[tokio::test]
+    async fn requests_go_through_the_configured_proxy() -> Result<(), String> {
+        // The loopback server is the proxy: it is asked for another host's absolute URL.
+        let (port, proxy) = one_request_server()?;
+        let access = Access {
+            proxy_url: Some(format!("http://127.0.0.1:{port}")),
+            ..Access::default()
+        };
+        let client = SourceClient::new(&access, Duration::from_secs(5))?;
+        client
+            .request(
+                reqwest::Method::GET,
+                "http://prometheus.invalid:9090/api/v1/query",
+            )?
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let head = proxy
+            .join()
+            .map_err(|_| "proxy thread".to_string())?
+            .map_err(|e| e.to_string())?;
+        assert!(
+            head.starts_with("get http://prometheus.invalid:9090/api/v1/query http/1.1\r\n"),
+            "{head}"
+        );
+        Ok(())
     }
 
     #[tokio::test]

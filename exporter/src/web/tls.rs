@@ -300,3 +300,70 @@ impl ClientCertVerifier for AnyClientCert {
         self.algorithms.supported_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use surge_servers::tls::LocalCa;
+
+    fn section(yaml: &str) -> Result<Section, String> {
+        serde_yaml_ng::from_str(yaml).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn every_setting_the_readme_names_builds_or_is_refused_by_name() -> Result<(), String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let ca = LocalCa::new(dir.path(), "ca").map_err(|e| e.to_string())?;
+        let server = ca.server("s", &["127.0.0.1"]).map_err(|e| e.to_string())?;
+        let files = format!(
+            "cert_file: {}\nkey_file: {}\n",
+            server.cert.display(),
+            server.key.display()
+        );
+        let build = |extra: &str| {
+            server_config(&section(&format!("{files}{extra}"))?, dir.path()).map(|c| c.is_some())
+        };
+        for auth in AUTH_TYPES {
+            let ca_line = if auth == "NoClientCert" {
+                String::new()
+            } else {
+                format!("client_ca_file: {}\n", ca.cert().display())
+            };
+            assert_eq!(
+                build(&format!("client_auth_type: {auth}\n{ca_line}")),
+                Ok(true),
+                "{auth}"
+            );
+        }
+        // Inline PEM instead of files.
+        let cert = std::fs::read_to_string(&server.cert).map_err(|e| e.to_string())?;
+        let key = std::fs::read_to_string(&server.key).map_err(|e| e.to_string())?;
+        let inline = Section {
+            cert: Some(cert),
+            key: Some(key),
+            ..Section::default()
+        };
+        assert!(matches!(server_config(&inline, dir.path()), Ok(Some(_))));
+        assert_eq!(
+            build(
+                "min_version: TLS12\nmax_version: TLS13\ncipher_suites: [TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256]\ncurve_preferences: [X25519, CurveP256]\n"
+            ),
+            Ok(true)
+        );
+        for (extra, expected) in [
+            (
+                "cipher_suites: [TLS_RSA_WITH_RC4_128_SHA]\n",
+                "TLS_RSA_WITH_RC4_128_SHA is not supported",
+            ),
+            (
+                "curve_preferences: [CurveP521]\n",
+                "CurveP521 is not supported",
+            ),
+            ("max_version: TLS11\n", "TLS11 is not supported"),
+        ] {
+            let e = build(extra).err().unwrap_or_default();
+            assert!(e.contains(expected), "{extra}: {e}");
+        }
+        Ok(())
+    }
+}
