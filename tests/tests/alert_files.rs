@@ -359,3 +359,99 @@ fn a_grouped_page_without_a_common_summary_still_reaches_the_pager() -> anyhow::
     assert!(pager.rejected().is_empty(), "{:#?}", pager.rejected());
     Ok(())
 }
+
+/// Where an inhibition's source and target alerts sit in one rule group, every target rule is
+/// evaluated before every source rule. Both usually resolve at the same evaluation (one
+/// scrape ends both conditions); Prometheus sends each rule's alerts as it evaluates it, so
+/// the reverse order gives Alertmanager a moment with the source resolved and the target still
+/// firing, and a flush in that moment notifies the alert the inhibition was there to hide
+/// (seen in the collectors-hung drill).
+#[test]
+fn inhibited_alerts_are_evaluated_before_their_inhibitors() -> anyhow::Result<()> {
+    let rules: serde_json::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(repo().join("alerts/rules.yml"))?)?;
+    let config: serde_json::Value = serde_yaml_ng::from_str(&std::fs::read_to_string(
+        repo().join("alerts/alertmanager.yml"),
+    )?)?;
+    // An Alertmanager matcher (`name = "v"`, `!=`, `=~`, `!~`; regexes anchored) on a rule.
+    let matches = |matcher: &str, rule: &serde_json::Value| -> anyhow::Result<bool> {
+        let re = regex::Regex::new(r#"^\s*(\w+)\s*(=~|!~|!=|=)\s*"(.*)"\s*$"#)?;
+        let caps = re
+            .captures(matcher)
+            .ok_or_else(|| anyhow::anyhow!("matcher {matcher:?} not understood"))?;
+        let label = if &caps[1] == "alertname" {
+            rule["alert"].as_str()
+        } else {
+            rule["labels"][&caps[1]].as_str()
+        }
+        .unwrap_or_default();
+        let value = &caps[3];
+        Ok(match &caps[2] {
+            "=" => label == value,
+            "!=" => label != value,
+            op => regex::Regex::new(&format!("^(?:{value})$"))?.is_match(label) == (op == "=~"),
+        })
+    };
+    let all = |key: &str, inhibit: &serde_json::Value, rule: &serde_json::Value| {
+        inhibit[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .try_fold(true, |ok, m| {
+                Ok::<_, anyhow::Error>(ok && matches(m.as_str().unwrap_or_default(), rule)?)
+            })
+    };
+    let mut pairs_in_one_group = 0;
+    for inhibit in config["inhibit_rules"].as_array().into_iter().flatten() {
+        for group in rules["groups"].as_array().into_iter().flatten() {
+            let alerts: Vec<&serde_json::Value> = group["rules"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|r| r["alert"].is_string())
+                .collect();
+            for (source_at, source) in alerts.iter().enumerate() {
+                if !all("source_matchers", inhibit, source)? {
+                    continue;
+                }
+                for (target_at, target) in alerts.iter().enumerate() {
+                    // `equal` labels both rules set themselves must agree (a seconds page
+                    // does not inhibit a bytes warning).
+                    let same = |label: &serde_json::Value| {
+                        let label = label.as_str().unwrap_or_default();
+                        let of = |rule: &serde_json::Value| match label {
+                            "alertname" => rule["alert"].as_str().map(str::to_string),
+                            _ => rule["labels"][label].as_str().map(str::to_string),
+                        };
+                        match (of(source), of(target)) {
+                            (Some(a), Some(b)) => a == b,
+                            _ => true,
+                        }
+                    };
+                    if target_at == source_at
+                        || !all("target_matchers", inhibit, target)?
+                        || !inhibit["equal"].as_array().into_iter().flatten().all(same)
+                    {
+                        continue;
+                    }
+                    pairs_in_one_group += 1;
+                    assert!(
+                        target_at < source_at,
+                        "group {}: {} ({}) inhibits {} ({}) but is evaluated first",
+                        group["name"],
+                        source["alert"],
+                        source["labels"]["severity"],
+                        target["alert"],
+                        target["labels"]["severity"],
+                    );
+                }
+            }
+        }
+    }
+    // Levels of one alert, CPU at max over CPU, stalled over growing, down over stale.
+    assert!(
+        pairs_in_one_group >= 6,
+        "only {pairs_in_one_group} inhibition pairs share a group"
+    );
+    Ok(())
+}

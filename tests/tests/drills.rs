@@ -1586,16 +1586,22 @@ fn drill_collectors_hang_mid_collection_go_down_and_stale_never_frozen() -> anyh
     )?;
     let recover = release.elapsed();
     drill.wait_value("the replicas' numbers back", fresh, 2.0)?;
-    let stale_notified = drill.pager.received().iter().any(|r| {
-        r.body["alerts"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|a| a["labels"]["alertname"] == "SurgeSourceStale")
-    });
+    let stale_notified: Vec<String> = drill
+        .pager
+        .received()
+        .iter()
+        .flat_map(|r| r.body["alerts"].as_array().cloned().unwrap_or_default())
+        .filter(|a| a["labels"]["alertname"] == "SurgeSourceStale")
+        .map(|a| {
+            format!(
+                "{} {} from {}",
+                a["status"], a["labels"]["target"], a["startsAt"]
+            )
+        })
+        .collect();
     assert!(
-        !stale_notified,
-        "SurgeSourceStale was notified beside SurgeSourceDown"
+        stale_notified.is_empty(),
+        "SurgeSourceStale was notified beside SurgeSourceDown: {stale_notified:?}"
     );
     assert_eq!(orders.stop(), 0, "orders refused");
     let (orders, lost) = drill.audit(Duration::from_secs(120))?;
