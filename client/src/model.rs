@@ -2,6 +2,7 @@
 //! silences, source health, the history ranges. No I/O, no locks.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 
 pub type Labels = BTreeMap<String, String>;
 
@@ -21,16 +22,19 @@ pub fn check_label_sizes(labels: &Labels) -> Result<(), String> {
         ));
     }
     for (name, value) in labels {
-        let shown: String = name.chars().take(40).collect();
+        // Only on the way to an error: this runs for every label of every answer.
+        let shown = || name.chars().take(40).collect::<String>();
         if name.len() > MAX_LABEL_BYTES {
             return Err(format!(
-                "a label name of {} bytes ({shown}...; at most {MAX_LABEL_BYTES})",
-                name.len()
+                "a label name of {} bytes ({}...; at most {MAX_LABEL_BYTES})",
+                name.len(),
+                shown()
             ));
         }
         if value.len() > MAX_LABEL_BYTES {
             return Err(format!(
-                "label {shown} has a value of {} bytes (at most {MAX_LABEL_BYTES})",
+                "label {} has a value of {} bytes (at most {MAX_LABEL_BYTES})",
+                shown(),
                 value.len()
             ));
         }
@@ -57,27 +61,37 @@ impl Point {
     }
 }
 
-/// Instant values by metric name (what one refresh saw).
+/// Instant values by metric name (what one refresh saw). A family's points are shared
+/// between copies until one is changed: merging the sources of a refresh copies no point of a
+/// family only one source has.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Metrics {
-    by_name: HashMap<String, Vec<Point>>,
+    by_name: HashMap<String, Arc<Vec<Point>>>,
 }
 
 impl Metrics {
     pub fn insert(&mut self, name: &str, labels: Labels, value: f64) {
-        self.by_name
-            .entry(name.to_string())
-            .or_default()
-            .push(Point { labels, value });
+        let points = match self.by_name.get_mut(name) {
+            Some(points) => points,
+            None => self.by_name.entry(name.to_string()).or_default(),
+        };
+        Arc::make_mut(points).push(Point { labels, value });
+    }
+
+    /// Add `points` to the family `name` (shared if the family is new here).
+    fn extend(&mut self, name: &str, points: &Arc<Vec<Point>>) {
+        match self.by_name.get_mut(name) {
+            Some(held) => Arc::make_mut(held).extend(points.iter().cloned()),
+            None => {
+                self.by_name.insert(name.to_string(), Arc::clone(points));
+            }
+        }
     }
 
     /// Add every point of `other` (several sources side by side).
     pub fn append(&mut self, other: &Metrics) {
         for (name, points) in &other.by_name {
-            self.by_name
-                .entry(name.clone())
-                .or_default()
-                .extend(points.iter().cloned());
+            self.extend(name, points);
         }
     }
 
@@ -113,7 +127,7 @@ impl Metrics {
                 .cloned()
                 .collect();
             if !fresh.is_empty() {
-                self.by_name.entry(name.clone()).or_default().extend(fresh);
+                self.extend(name, &Arc::new(fresh));
             }
         }
     }
@@ -141,11 +155,11 @@ impl Metrics {
 
     /// Number of series.
     pub fn len(&self) -> usize {
-        self.by_name.values().map(Vec::len).sum()
+        self.by_name.values().map(|p| p.len()).sum()
     }
 
     pub fn points(&self, name: &str) -> &[Point] {
-        self.by_name.get(name).map_or(&[], Vec::as_slice)
+        self.by_name.get(name).map_or(&[], |p| p.as_slice())
     }
 
     /// The value of the one series of `name` whose labels include `want`.
@@ -162,21 +176,26 @@ impl Metrics {
     }
 }
 
-/// A series' identity for history: metric name plus the labels that matter.
-pub type SeriesKey = (String, Labels);
-
-/// Recent values per series (oldest first), bounded in points.
+/// Recent values per series (oldest first), bounded in points: by metric name, then labels,
+/// so a refresh finds its series without building a key.
 #[derive(Debug, Clone, Default)]
 pub struct History {
-    series: HashMap<SeriesKey, VecDeque<(f64, f64)>>,
+    series: HashMap<String, HashMap<Labels, VecDeque<(f64, f64)>>>,
 }
 
 /// Most points kept per series.
 pub const HISTORY_POINTS: usize = 720;
 
 impl History {
-    pub fn push(&mut self, key: SeriesKey, t: f64, v: f64) {
-        let points = self.series.entry(key).or_default();
+    pub fn push(&mut self, name: &str, labels: &Labels, t: f64, v: f64) {
+        let metric = match self.series.get_mut(name) {
+            Some(metric) => metric,
+            None => self.series.entry(name.to_string()).or_default(),
+        };
+        let points = match metric.get_mut(labels) {
+            Some(points) => points,
+            None => metric.entry(labels.clone()).or_default(),
+        };
         if points.back().is_some_and(|(last, _)| *last >= t) {
             return;
         }
@@ -188,18 +207,19 @@ impl History {
 
     /// Replace every series of `name` with a range query's result (series it lacks are gone).
     pub fn replace_metric(&mut self, name: &str, series: RangeSeries) {
-        self.series.retain(|(n, _), _| n != name);
+        let metric = self.series.entry(name.to_string()).or_default();
+        metric.clear();
         for (labels, points) in series {
             let mut deque: VecDeque<(f64, f64)> = points.into_iter().collect();
             while deque.len() > HISTORY_POINTS {
                 deque.pop_front();
             }
-            self.series.insert((name.to_string(), labels), deque);
+            metric.insert(labels, deque);
         }
     }
 
     pub fn get(&self, name: &str, labels: &Labels) -> Option<&VecDeque<(f64, f64)>> {
-        self.series.get(&(name.to_string(), labels.clone()))
+        self.series.get(name)?.get(labels)
     }
 
     /// Points since `since` (Unix seconds), oldest first.
@@ -214,20 +234,20 @@ impl History {
         &'a self,
         name: &'a str,
     ) -> impl Iterator<Item = (&'a Labels, &'a VecDeque<(f64, f64)>)> + 'a {
-        self.series
-            .iter()
-            .filter(move |((n, _), _)| n == name)
-            .map(|((_, labels), points)| (labels, points))
+        self.series.get(name).into_iter().flatten()
     }
 
     /// Drop points older than `before`.
     pub fn trim(&mut self, before: f64) {
-        for points in self.series.values_mut() {
-            while points.front().is_some_and(|(t, _)| *t < before) {
-                points.pop_front();
+        for metric in self.series.values_mut() {
+            for points in metric.values_mut() {
+                while points.front().is_some_and(|(t, _)| *t < before) {
+                    points.pop_front();
+                }
             }
+            metric.retain(|_, p| !p.is_empty());
         }
-        self.series.retain(|_, p| !p.is_empty());
+        self.series.retain(|_, m| !m.is_empty());
     }
 }
 

@@ -1,6 +1,8 @@
 //! Prometheus HTTP API: instant and range queries, alerts, rules. Parsing is separate from
 //! the requests so every shape of answer (good, error, garbage) is unit-tested.
 
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -18,7 +20,22 @@ use crate::model::{Alert, AlertState, Labels, Metrics, Range, RangeSeries, check
 pub struct Prometheus {
     base: String,
     http: SourceClient,
+    /// The last answers to instant queries, so an answer that only differs from the last
+    /// one in its evaluation time (Prometheus scrapes every 15 s or so, the panel asks every
+    /// second) is not parsed again.
+    last: Arc<Mutex<Vec<LastAnswer>>>,
 }
+
+/// One instant query's last answer with its evaluation time taken out, and its parse.
+#[derive(Debug)]
+struct LastAnswer {
+    query: String,
+    timeless: Vec<u8>,
+    metrics: Metrics,
+}
+
+/// Instant queries whose last answer is kept (the Overview and one partition drill-in).
+const LAST_ANSWERS: usize = 4;
 
 /// What the loaded alert rules say.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,13 +50,32 @@ impl Prometheus {
         Prometheus {
             base: base.trim_end_matches('/').to_string(),
             http: http.into(),
+            last: Arc::default(),
         }
     }
 
     pub async fn instant(&self, query: &str) -> Result<Metrics, FetchError> {
         let url = format!("{}/api/v1/query", self.base);
         let body = get_body(&self.http, &url, &[("query", query.to_string())]).await?;
-        parse_vector(&body).map_err(|e| FetchError::new(&url, e))
+        let timeless = without_evaluation_time(&body);
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(same) = last
+            .iter()
+            .find(|a| a.query == query && a.timeless == timeless)
+        {
+            return Ok(same.metrics.clone());
+        }
+        let metrics = parse_vector(&body).map_err(|e| FetchError::new(&url, e))?;
+        last.retain(|a| a.query != query);
+        if last.len() >= LAST_ANSWERS {
+            last.remove(0);
+        }
+        last.push(LastAnswer {
+            query: query.to_string(),
+            timeless,
+            metrics: metrics.clone(),
+        });
+        Ok(metrics)
     }
 
     pub async fn range(
@@ -96,7 +132,7 @@ struct Envelope<T> {
     error: Option<String>,
 }
 
-fn data<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, String> {
+fn data<'a, T: Deserialize<'a>>(body: &'a [u8], what: &str) -> Result<T, String> {
     let envelope: Envelope<T> =
         serde_json::from_slice(body).map_err(|e| format!("bad {what} answer: {e}"))?;
     match envelope.status.as_str() {
@@ -115,14 +151,16 @@ fn data<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, St
 /// A query's `data`: the result, tagged by its type.
 #[derive(Deserialize)]
 #[serde(tag = "resultType", content = "result", rename_all = "lowercase")]
-enum QueryData {
-    Vector(Vec<Sample>),
-    Matrix(Vec<Series>),
+enum QueryData<'a> {
+    #[serde(borrow)]
+    Vector(Vec<Sample<'a>>),
+    #[serde(borrow)]
+    Matrix(Vec<Series<'a>>),
     Scalar(serde::de::IgnoredAny),
     String(serde::de::IgnoredAny),
 }
 
-impl QueryData {
+impl QueryData<'_> {
     fn kind(&self) -> &'static str {
         match self {
             QueryData::Vector(_) => "vector",
@@ -134,15 +172,45 @@ impl QueryData {
 }
 
 #[derive(Deserialize)]
-struct Sample {
+struct Sample<'a> {
     metric: Labels,
-    value: (f64, String),
+    /// Values are numbers in quotes: borrowed from the body, not copied.
+    #[serde(borrow)]
+    value: (f64, Cow<'a, str>),
 }
 
 #[derive(Deserialize)]
-struct Series {
+struct Series<'a> {
     metric: Labels,
-    values: Vec<(f64, String)>,
+    #[serde(borrow)]
+    values: Vec<(f64, Cow<'a, str>)>,
+}
+
+/// An instant query's answer without its evaluation time: every sample carries the same
+/// time (`"value":[1700000000.123,"42"]`), the time the query ran, so two answers with the
+/// same series and values differ only there. Anything else is kept byte for byte.
+fn without_evaluation_time(body: &[u8]) -> Vec<u8> {
+    const VALUE: &[u8] = b"\"value\":[";
+    let Some(at) = memchr::memmem::find(body, VALUE) else {
+        return body.to_vec();
+    };
+    let time = at + VALUE.len();
+    let Some(len) = body[time..].iter().position(|&b| b == b',') else {
+        return body.to_vec();
+    };
+    // `"value":[<time>,` wherever it occurs becomes `"value":[,`.
+    let pattern = &body[at..time + len + 1];
+    let mut out = Vec::with_capacity(body.len());
+    let mut rest = body;
+    for found in memchr::memmem::find_iter(body, pattern) {
+        let offset = body.len() - rest.len();
+        out.extend_from_slice(&rest[..found - offset]);
+        out.extend_from_slice(VALUE);
+        out.push(b',');
+        rest = &body[found + pattern.len()..];
+    }
+    out.extend_from_slice(rest);
+    out
 }
 
 fn value(text: &str) -> Result<f64, String> {
@@ -444,6 +512,30 @@ mod tests {
 
     fn bytes(v: &Value) -> Vec<u8> {
         v.to_string().into_bytes()
+    }
+
+    #[test]
+    fn answers_differing_only_in_evaluation_time_compare_equal() {
+        let answer = |time: f64, value: &str| {
+            bytes(
+                &json!({"status": "success", "data": {"resultType": "vector", "result": [
+                {"metric": {"__name__": "up", "job": "a"}, "value": [time, value]},
+                {"metric": {"__name__": "up", "job": "b"}, "value": [time, "1"]}]}}),
+            )
+        };
+        let first = without_evaluation_time(&answer(1700000000.123, "1"));
+        assert_eq!(first, without_evaluation_time(&answer(1700000001.5, "1")));
+        assert_ne!(first, without_evaluation_time(&answer(1700000001.5, "0")));
+        assert_eq!(
+            String::from_utf8_lossy(&first)
+                .matches("\"value\":[,")
+                .count(),
+            2
+        );
+        // Nothing to take out: the answer as it is.
+        let empty =
+            bytes(&json!({"status": "success", "data": {"resultType": "vector", "result": []}}));
+        assert_eq!(without_evaluation_time(&empty), empty);
     }
 
     #[test]

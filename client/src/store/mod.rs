@@ -137,11 +137,7 @@ impl Store {
                 for family in HISTORY {
                     let name = family.exposed;
                     for point in metrics.points(name) {
-                        self.history.push(
-                            (name.to_string(), point.labels.clone()),
-                            at,
-                            point.value,
-                        );
+                        self.history.push(name, &point.labels, at, point.value);
                     }
                 }
                 self.by_source.insert(source.clone(), metrics);
@@ -192,8 +188,7 @@ impl Store {
                 // What was seen firing, for the timeline when Prometheus cannot give its own.
                 if !self.alert_history_from_prometheus {
                     for a in alerts.iter().filter(|a| a.state == AlertState::Firing) {
-                        self.history
-                            .push((ALERTS.to_string(), timeline_key(a)), now, 1.0);
+                        self.history.push(ALERTS, &timeline_key(a), now, 1.0);
                     }
                 }
                 if source == "alertmanager" {
