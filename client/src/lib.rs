@@ -6,6 +6,7 @@
 
 pub mod fetch;
 pub mod model;
+pub mod recording;
 pub mod store;
 
 pub use fetch::plan::queries;

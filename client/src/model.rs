@@ -4,6 +4,8 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
 pub type Labels = BTreeMap<String, String>;
 
 /// Most labels one series may carry, and longest label name or value (bytes), in anything the
@@ -43,7 +45,7 @@ pub fn check_label_sizes(labels: &Labels) -> Result<(), String> {
 }
 
 /// One series' value at one moment.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Point {
     pub labels: Labels,
     pub value: f64,
@@ -64,7 +66,7 @@ impl Point {
 /// Instant values by metric name (what one refresh saw). A family's points are shared
 /// between copies until one is changed: merging the sources of a refresh copies no point of a
 /// family only one source has.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
     by_name: HashMap<String, Arc<Vec<Point>>>,
 }
@@ -251,7 +253,7 @@ impl History {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum AlertState {
     Firing,
     Pending,
@@ -302,7 +304,7 @@ impl Range {
 }
 
 /// An alert, from Prometheus (firing/pending) or Alertmanager (firing, maybe silenced).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
     pub name: String,
     pub state: AlertState,
@@ -341,7 +343,7 @@ pub fn subject(labels: &Labels) -> String {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Matcher {
     pub name: String,
     pub value: String,
@@ -349,7 +351,7 @@ pub struct Matcher {
     pub is_equal: bool,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Silence {
     pub id: String,
     pub matchers: Vec<Matcher>,
@@ -370,7 +372,7 @@ pub struct NewSilence {
 }
 
 /// One source's recent health.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Health {
     /// Unix seconds of the last successful fetch.
     pub last_ok: Option<f64>,

@@ -1,9 +1,11 @@
 //! What fetchers send to the store, and what the user asks a fetcher to do.
 
+use serde::{Deserialize, Serialize};
+
 use crate::model::{Alert, Metrics, NewSilence, RangeSeries, Silence};
 
-/// What a fetcher reports.
-#[derive(Debug, Clone)]
+/// What a fetcher reports (and what a recording holds).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Update {
     /// Instant values from `source` at `at` (Unix seconds).
     Metrics {

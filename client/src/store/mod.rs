@@ -67,7 +67,7 @@ pub mod lines {
     pub const IDLE_IN_TRANSACTION: f64 = 300.0;
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Store {
     /// Every source's latest instant values, side by side.
     pub metrics: Metrics,
@@ -120,6 +120,13 @@ impl Store {
         }
         self.history.trim(now - Range::SixHours.seconds());
         self.rebuild(now);
+    }
+
+    /// Apply one update at `now` without deriving the rows (a replay applies many, then
+    /// derives once with [`Store::rebuild`]).
+    pub fn absorb_at(&mut self, update: Update, now: f64) {
+        self.absorb(update, now);
+        self.history.trim(now - Range::SixHours.seconds());
     }
 
     fn absorb(&mut self, update: Update, now: f64) {

@@ -1,0 +1,595 @@
+//! Recordings: every update the panel's fetchers delivered, when it arrived and for which
+//! context, in one gzip-compressed, versioned file — and replay: the store as it was at any
+//! moment of one, so the same views explain an incident afterwards.
+//!
+//! File: gzip around `SURGEREC`, a CBOR header (format version first) and one CBOR entry per
+//! update. CBOR keeps NaN and infinities, which metric values may be. The writer flushes at
+//! most once a second, so a file cut short (a crash, a full disk) replays up to its last
+//! whole update, losing at most the last second.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+
+use flate2::Compression;
+use flate2::read::MultiGzDecoder;
+use flate2::write::GzEncoder;
+use serde::{Deserialize, Serialize};
+
+use crate::fetch::Update;
+use crate::model::AlertState;
+use crate::store::Store;
+
+/// The format this build writes and the newest it reads.
+pub const FORMAT_VERSION: u32 = 1;
+const MAGIC: &[u8; 8] = b"SURGEREC";
+/// Default cap on a recording's size on disk.
+pub const DEFAULT_CAP_BYTES: u64 = 256 << 20;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    /// Format version: a reader refuses newer ones by name.
+    pub version: u32,
+    /// The surge that wrote it.
+    pub surge: String,
+    /// Context names, by the index entries carry.
+    pub contexts: Vec<String>,
+    /// Unix seconds when recording began.
+    pub started: f64,
+}
+
+/// One update as the panel received it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Entry {
+    /// Unix seconds when it arrived.
+    pub at: f64,
+    /// Index into the header's contexts.
+    pub context: usize,
+    pub update: Update,
+}
+
+/// Counts what reaches the file, for the cap.
+struct Counted<W> {
+    inner: W,
+    bytes: u64,
+}
+
+impl<W: Write> Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Writes a recording; stops (and says why, once) at the size cap or on a write error.
+pub struct Recorder {
+    out: Option<GzEncoder<Counted<File>>>,
+    path: String,
+    cap: u64,
+    entries: u64,
+    last_flush: f64,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("path", &self.path)
+            .field("entries", &self.entries)
+            .finish()
+    }
+}
+
+impl Recorder {
+    /// Start a recording at `path` (replaced if it exists), at most `cap` bytes on disk.
+    pub fn create(
+        path: &Path,
+        contexts: Vec<String>,
+        started: f64,
+        cap: u64,
+    ) -> Result<Recorder, String> {
+        let shown = path.display().to_string();
+        let file = File::create(path).map_err(|e| format!("cannot record to {shown}: {e}"))?;
+        let mut out = GzEncoder::new(
+            Counted {
+                inner: file,
+                bytes: 0,
+            },
+            Compression::fast(),
+        );
+        let header = Header {
+            version: FORMAT_VERSION,
+            surge: env!("CARGO_PKG_VERSION").to_string(),
+            contexts,
+            started,
+        };
+        out.write_all(MAGIC)
+            .map_err(|e| format!("cannot record to {shown}: {e}"))?;
+        ciborium::into_writer(&header, &mut out)
+            .map_err(|e| format!("cannot record to {shown}: {e}"))?;
+        out.flush()
+            .map_err(|e| format!("cannot record to {shown}: {e}"))?;
+        Ok(Recorder {
+            out: Some(out),
+            path: shown,
+            cap,
+            entries: 0,
+            last_flush: started,
+        })
+    }
+
+    /// Whether it still records.
+    pub fn recording(&self) -> bool {
+        self.out.is_some()
+    }
+
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Updates written so far.
+    pub fn entries(&self) -> u64 {
+        self.entries
+    }
+
+    /// Bytes on disk so far (what has been flushed).
+    pub fn bytes(&self) -> u64 {
+        self.out.as_ref().map_or(0, |o| o.get_ref().bytes)
+    }
+
+    /// Write one entry. `Err` once, with the reason, when recording stops (cap or error);
+    /// after that, entries are dropped.
+    pub fn record(&mut self, entry: &Entry) -> Result<(), String> {
+        let Some(out) = self.out.as_mut() else {
+            return Ok(());
+        };
+        let written = ciborium::into_writer(entry, &mut *out)
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                if entry.at - self.last_flush >= 1.0 {
+                    self.last_flush = entry.at;
+                    out.flush().map_err(|e| e.to_string())
+                } else {
+                    Ok(())
+                }
+            });
+        if let Err(e) = written {
+            self.out = None;
+            return Err(format!("recording to {} stopped: {e}", self.path));
+        }
+        self.entries += 1;
+        if out.get_ref().bytes >= self.cap {
+            self.finish()?;
+            return Err(format!(
+                "recording to {} stopped at its cap of {} MiB ({} updates)",
+                self.path,
+                self.cap >> 20,
+                self.entries
+            ));
+        }
+        Ok(())
+    }
+
+    /// Close the file properly (the gzip trailer).
+    pub fn finish(&mut self) -> Result<(), String> {
+        if let Some(out) = self.out.take() {
+            out.finish()
+                .and_then(|mut c| c.flush())
+                .map_err(|e| format!("recording to {}: {e}", self.path))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        let _ = self.finish();
+    }
+}
+
+/// A recording read back.
+#[derive(Debug, Clone)]
+pub struct Recording {
+    pub header: Header,
+    pub entries: Vec<Entry>,
+    /// Set when the file ends mid-update: why, after how many whole ones.
+    pub truncated: Option<String>,
+}
+
+/// Read a recording; the error is one line naming the file and the problem.
+pub fn read(path: &Path) -> Result<Recording, String> {
+    let shown = path.display().to_string();
+    let file = File::open(path).map_err(|e| format!("{shown}: {e}"))?;
+    let mut input = BufReader::new(MultiGzDecoder::new(BufReader::new(file)));
+    let mut magic = [0u8; 8];
+    if input.read_exact(&mut magic).is_err() || &magic != MAGIC {
+        return Err(format!("{shown}: not a surge recording"));
+    }
+    // The version first, before the rest of the header is trusted to have today's shape.
+    let raw: ciborium::Value = ciborium::from_reader(&mut input)
+        .map_err(|e| format!("{shown}: unreadable recording header: {e}"))?;
+    let version = raw
+        .as_map()
+        .and_then(|m| {
+            m.iter()
+                .find(|(k, _)| k.as_text() == Some("version"))
+                .and_then(|(_, v)| v.as_integer())
+        })
+        .and_then(|v| u32::try_from(v).ok())
+        .ok_or_else(|| format!("{shown}: recording header has no format version"))?;
+    if version > FORMAT_VERSION {
+        let by = raw
+            .as_map()
+            .and_then(|m| m.iter().find(|(k, _)| k.as_text() == Some("surge")))
+            .and_then(|(_, v)| v.as_text().map(str::to_string))
+            .unwrap_or_else(|| "a newer surge".into());
+        return Err(format!(
+            "{shown}: recorded by surge {by} in format {version}; this surge ({}) reads format {FORMAT_VERSION} — replay it with a newer surge",
+            env!("CARGO_PKG_VERSION")
+        ));
+    }
+    let header: Header = raw
+        .deserialized()
+        .map_err(|e| format!("{shown}: bad recording header: {e}"))?;
+    let mut entries = Vec::new();
+    let mut truncated = None;
+    loop {
+        match input.fill_buf() {
+            Ok([]) => break,
+            Ok(_) => {}
+            Err(e) => {
+                truncated = Some(format!("{e} after {} whole updates", entries.len()));
+                break;
+            }
+        }
+        match ciborium::from_reader::<Entry, _>(&mut input) {
+            Ok(entry) => entries.push(entry),
+            Err(e) => {
+                truncated = Some(format!(
+                    "cut short ({e}) after {} whole updates",
+                    entries.len()
+                ));
+                break;
+            }
+        }
+    }
+    Ok(Recording {
+        header,
+        entries,
+        truncated,
+    })
+}
+
+/// Entries applied between two saved stores when scrubbing.
+const CHECKPOINT_EVERY: usize = 512;
+
+/// A recording of one context, and the store at any moment of it.
+#[derive(Debug)]
+pub struct Replay {
+    entries: Vec<Entry>,
+    /// Stores after the first `n` entries, every [`CHECKPOINT_EVERY`].
+    checkpoints: Vec<(usize, Store)>,
+}
+
+impl Replay {
+    /// Replay `context` of `recording` onto stores made like `template` (empty of data).
+    pub fn new(recording: &Recording, context: usize, template: Store) -> Replay {
+        let entries: Vec<Entry> = recording
+            .entries
+            .iter()
+            .filter(|e| e.context == context)
+            .cloned()
+            .collect();
+        let mut checkpoints = vec![(0, template.clone())];
+        let mut store = template;
+        for (i, chunk) in entries.chunks(CHECKPOINT_EVERY).enumerate() {
+            let n = (i + 1) * CHECKPOINT_EVERY;
+            if n > entries.len() {
+                break;
+            }
+            for entry in chunk {
+                store.absorb_at(entry.update.clone(), entry.at);
+            }
+            checkpoints.push((n, store.clone()));
+        }
+        Replay {
+            entries,
+            checkpoints,
+        }
+    }
+
+    /// Time of the first and the last update (0 for an empty recording).
+    pub fn span(&self) -> (f64, f64) {
+        (
+            self.entries.first().map_or(0.0, |e| e.at),
+            self.entries.last().map_or(0.0, |e| e.at),
+        )
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// How many updates had arrived by `at`.
+    pub fn position(&self, at: f64) -> usize {
+        self.entries.partition_point(|e| e.at <= at)
+    }
+
+    /// Arrival time of update `n` (0-based), if there is one.
+    pub fn time_of(&self, n: usize) -> Option<f64> {
+        self.entries.get(n).map(|e| e.at)
+    }
+
+    /// The store as the panel had it at `at`: every update that had arrived applied, the
+    /// rows derived for that moment.
+    pub fn store_at(&self, at: f64) -> Store {
+        let n = self.position(at);
+        let (from, base) = self
+            .checkpoints
+            .iter()
+            .rev()
+            .find(|(k, _)| *k <= n)
+            .map(|(k, s)| (*k, s.clone()))
+            .unwrap_or_default();
+        let mut store = base;
+        for entry in &self.entries[from..n] {
+            store.absorb_at(entry.update.clone(), entry.at);
+        }
+        store.rebuild(at);
+        store
+    }
+
+    /// When the alerts shown next change after `after`: an alert starts or stops firing
+    /// or pending, by any source.
+    pub fn next_alert_change(&self, after: f64) -> Option<f64> {
+        let mut last: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for entry in &self.entries {
+            for (source, signature) in alert_signatures(&entry.update) {
+                let changed = last.get(&source).is_some_and(|old| *old != signature);
+                if entry.at > after && changed {
+                    return Some(entry.at);
+                }
+                last.insert(source, signature);
+            }
+        }
+        None
+    }
+}
+
+/// Each alerts update in `update`: its source and what it says fires, sorted.
+fn alert_signatures(update: &Update) -> Vec<(String, Vec<String>)> {
+    match update {
+        Update::Batch(list) => list.iter().flat_map(alert_signatures).collect(),
+        Update::Alerts { source, alerts } => {
+            let mut signature: Vec<String> = alerts
+                .iter()
+                .map(|a| {
+                    let state = match a.state {
+                        AlertState::Firing => "firing",
+                        AlertState::Pending => "pending",
+                    };
+                    format!("{state} {} {:?}", a.name, a.labels)
+                })
+                .collect();
+            signature.sort();
+            vec![(source.clone(), signature)]
+        }
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Alert, Labels, Metrics};
+
+    fn metrics(replicas: f64) -> Update {
+        let mut m = Metrics::default();
+        let labels: Labels = [("namespace", "shop"), ("workload", "orders")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        m.insert("surge_hpa_current_replicas", labels.clone(), replicas);
+        m.insert("surge_kafka_group_topic_lag_seconds", labels, f64::NAN);
+        Update::Metrics {
+            source: "prometheus".into(),
+            metrics: m,
+            at: 0.0,
+        }
+    }
+
+    fn alerts(firing: &[&str]) -> Update {
+        Update::Alerts {
+            source: "alertmanager".into(),
+            alerts: firing
+                .iter()
+                .map(|name| Alert {
+                    name: name.to_string(),
+                    state: AlertState::Firing,
+                    severity: "page".into(),
+                    labels: Labels::new(),
+                    summary: String::new(),
+                    description: String::new(),
+                    runbook: String::new(),
+                    active_at: None,
+                    muted: false,
+                })
+                .collect(),
+        }
+    }
+
+    fn write(path: &Path, entries: &[(f64, Update)]) -> Result<(), String> {
+        let mut recorder =
+            Recorder::create(path, vec!["default".into()], 100.0, DEFAULT_CAP_BYTES)?;
+        for (at, update) in entries {
+            recorder.record(&Entry {
+                at: *at,
+                context: 0,
+                update: update.clone(),
+            })?;
+        }
+        recorder.finish()
+    }
+
+    #[test]
+    fn a_recording_reads_back_with_nan_and_replays_each_moment()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("r.surge");
+        write(
+            &path,
+            &[
+                (100.0, metrics(2.0)),
+                (101.0, alerts(&[])),
+                (102.0, metrics(4.0)),
+                (103.0, alerts(&["KafkaConsumerLagGrowing"])),
+                (104.0, alerts(&["KafkaConsumerLagGrowing"])),
+                (105.0, alerts(&[])),
+            ],
+        )?;
+        let recording = read(&path)?;
+        assert_eq!(recording.header.version, FORMAT_VERSION);
+        assert_eq!(recording.entries.len(), 6);
+        assert!(recording.truncated.is_none());
+        let replay = Replay::new(&recording, 0, Store::new(30.0));
+        assert_eq!(replay.span(), (100.0, 105.0));
+        let replicas = |at: f64| {
+            replay
+                .store_at(at)
+                .metrics
+                .value(
+                    "surge_hpa_current_replicas",
+                    &[("namespace", "shop"), ("workload", "orders")],
+                )
+                .unwrap_or(-1.0)
+        };
+        assert_eq!(
+            (replicas(99.0), replicas(100.5), replicas(102.0)),
+            (-1.0, 2.0, 4.0)
+        );
+        let lag = replay
+            .store_at(105.0)
+            .metrics
+            .value("surge_kafka_group_topic_lag_seconds", &[])
+            .ok_or("no lag")?;
+        assert!(lag.is_nan(), "NaN survives the file");
+        assert_eq!(replay.next_alert_change(100.0), Some(103.0));
+        assert_eq!(replay.next_alert_change(103.0), Some(105.0));
+        assert_eq!(replay.next_alert_change(105.0), None);
+        let shown = replay.store_at(103.5).alertmanager_alerts.len();
+        assert_eq!(shown, 1);
+        Ok(())
+    }
+
+    #[test]
+    fn checkpoints_give_the_same_store_as_applying_everything()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("long.surge");
+        let entries: Vec<(f64, Update)> = (0..CHECKPOINT_EVERY * 2 + 7)
+            .map(|i| (1000.0 + i as f64, metrics(i as f64)))
+            .collect();
+        write(&path, &entries)?;
+        let replay = Replay::new(&read(&path)?, 0, Store::new(30.0));
+        assert_eq!(replay.checkpoints.len(), 3, "checkpoints were taken");
+        for at in [1000.0, 1511.0, 1512.0, 1700.5, 2030.0] {
+            let value = replay
+                .store_at(at)
+                .metrics
+                .value("surge_hpa_current_replicas", &[]);
+            assert_eq!(value, Some((at - 1000.0).floor()), "at {at}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_truncated_file_replays_up_to_its_last_whole_update()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("cut.surge");
+        let entries: Vec<(f64, Update)> = (0..200)
+            .map(|i| (100.0 + i as f64, metrics(i as f64)))
+            .collect();
+        write(&path, &entries)?;
+        let bytes = std::fs::read(&path)?;
+        std::fs::write(&path, &bytes[..bytes.len() * 2 / 3])?;
+        let recording = read(&path)?;
+        let n = recording.entries.len();
+        assert!(n > 0 && n < 200, "{n} entries");
+        assert!(recording.truncated.is_some());
+        let last = &recording.entries[n - 1];
+        assert_eq!(last.at, 100.0 + (n - 1) as f64, "whole entries, in order");
+        Ok(())
+    }
+
+    #[test]
+    fn a_newer_format_or_a_foreign_file_is_refused_in_one_line()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let newer = dir.path().join("newer.surge");
+        let mut out = GzEncoder::new(File::create(&newer)?, Compression::fast());
+        out.write_all(MAGIC)?;
+        #[derive(Serialize)]
+        struct Future {
+            version: u32,
+            surge: &'static str,
+            shape: &'static str,
+        }
+        ciborium::into_writer(
+            &Future {
+                version: FORMAT_VERSION + 1,
+                surge: "9.0.0",
+                shape: "different",
+            },
+            &mut out,
+        )?;
+        out.finish()?;
+        let error = read(&newer).err().unwrap_or_default();
+        assert!(
+            error.contains("recorded by surge 9.0.0 in format 2") && !error.contains('\n'),
+            "{error}"
+        );
+        let foreign = dir.path().join("notes.txt");
+        std::fs::write(&foreign, "hello")?;
+        assert!(
+            read(&foreign)
+                .err()
+                .unwrap_or_default()
+                .ends_with("notes.txt: not a surge recording")
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn the_cap_stops_recording_once_with_the_reason() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("capped.surge");
+        let mut recorder = Recorder::create(&path, vec!["default".into()], 0.0, 4096)?;
+        let mut stopped = None;
+        for i in 0..100_000 {
+            let entry = Entry {
+                at: i as f64,
+                context: 0,
+                update: metrics(i as f64),
+            };
+            if let Err(e) = recorder.record(&entry) {
+                stopped = Some((i, e));
+                break;
+            }
+        }
+        let (at, reason) = stopped.ok_or("the cap was never reached")?;
+        assert!(reason.contains("stopped at its cap"), "{reason}");
+        assert!(!recorder.recording());
+        let size = std::fs::metadata(&path)?.len();
+        assert!((4096..4096 + 8192).contains(&size), "{size} bytes");
+        assert_eq!(read(&path)?.entries.len(), at + 1);
+        Ok(())
+    }
+}
