@@ -90,6 +90,18 @@ impl Metrics {
         }
     }
 
+    /// Whether `other` holds the same points: families shared with it are not compared
+    /// point by point.
+    pub fn same_as(&self, other: &Metrics) -> bool {
+        self.by_name.len() == other.by_name.len()
+            && self.by_name.iter().all(|(name, points)| {
+                other
+                    .by_name
+                    .get(name)
+                    .is_some_and(|o| Arc::ptr_eq(points, o) || points == o)
+            })
+    }
+
     /// Add every point of `other` (several sources side by side).
     pub fn append(&mut self, other: &Metrics) {
         for (name, points) in &other.by_name {

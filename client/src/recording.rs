@@ -48,6 +48,85 @@ pub struct Entry {
     pub update: Update,
 }
 
+/// An update as stored: instant values the same as the last ones from their source (most
+/// refreshes between two Prometheus scrapes) are stored as a reference to those.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum Stored {
+    Update(Update),
+    Batch(Vec<Stored>),
+    /// `Update::Metrics` from `source` at `at`, with the values it last sent.
+    Unchanged {
+        source: String,
+        at: f64,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredEntry {
+    at: f64,
+    context: usize,
+    stored: Stored,
+}
+
+/// The last instant values per (context, source), to store repeats as references.
+type LastMetrics = std::collections::HashMap<(usize, String), crate::model::Metrics>;
+
+fn store_update(update: &Update, context: usize, last: &mut LastMetrics) -> Stored {
+    match update {
+        Update::Batch(list) => Stored::Batch(
+            list.iter()
+                .map(|u| store_update(u, context, last))
+                .collect(),
+        ),
+        Update::Metrics {
+            source,
+            metrics,
+            at,
+        } => {
+            let key = (context, source.clone());
+            if last.get(&key).is_some_and(|m| m.same_as(metrics)) {
+                return Stored::Unchanged {
+                    source: source.clone(),
+                    at: *at,
+                };
+            }
+            last.insert(key, metrics.clone());
+            Stored::Update(update.clone())
+        }
+        other => Stored::Update(other.clone()),
+    }
+}
+
+fn load_update(stored: Stored, context: usize, last: &mut LastMetrics) -> Result<Update, String> {
+    Ok(match stored {
+        Stored::Batch(list) => Update::Batch(
+            list.into_iter()
+                .map(|s| load_update(s, context, last))
+                .collect::<Result<_, _>>()?,
+        ),
+        Stored::Unchanged { source, at } => {
+            let metrics = last
+                .get(&(context, source.clone()))
+                .cloned()
+                .ok_or_else(|| format!("a repeat of {source}'s values before any"))?;
+            Update::Metrics {
+                source,
+                metrics,
+                at,
+            }
+        }
+        Stored::Update(update) => {
+            if let Update::Metrics {
+                source, metrics, ..
+            } = &update
+            {
+                last.insert((context, source.clone()), metrics.clone());
+            }
+            update
+        }
+    })
+}
+
 /// Counts what reaches the file, for the cap.
 struct Counted<W> {
     inner: W,
@@ -72,6 +151,7 @@ pub struct Recorder {
     cap: u64,
     entries: u64,
     last_flush: f64,
+    last: LastMetrics,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -118,6 +198,7 @@ impl Recorder {
             cap,
             entries: 0,
             last_flush: started,
+            last: LastMetrics::new(),
         })
     }
 
@@ -146,7 +227,12 @@ impl Recorder {
         let Some(out) = self.out.as_mut() else {
             return Ok(());
         };
-        let written = ciborium::into_writer(entry, &mut *out)
+        let stored = StoredEntry {
+            at: entry.at,
+            context: entry.context,
+            stored: store_update(&entry.update, entry.context, &mut self.last),
+        };
+        let written = ciborium::into_writer(&stored, &mut *out)
             .map_err(|e| e.to_string())
             .and_then(|()| {
                 if entry.at - self.last_flush >= 1.0 {
@@ -236,6 +322,7 @@ pub fn read(path: &Path) -> Result<Recording, String> {
         .map_err(|e| format!("{shown}: bad recording header: {e}"))?;
     let mut entries = Vec::new();
     let mut truncated = None;
+    let mut last = LastMetrics::new();
     loop {
         match input.fill_buf() {
             Ok([]) => break,
@@ -245,8 +332,16 @@ pub fn read(path: &Path) -> Result<Recording, String> {
                 break;
             }
         }
-        match ciborium::from_reader::<Entry, _>(&mut input) {
-            Ok(entry) => entries.push(entry),
+        match ciborium::from_reader::<StoredEntry, _>(&mut input) {
+            Ok(stored) => {
+                let update = load_update(stored.stored, stored.context, &mut last)
+                    .map_err(|e| format!("{shown}: {e}"))?;
+                entries.push(Entry {
+                    at: stored.at,
+                    context: stored.context,
+                    update,
+                });
+            }
             Err(e) => {
                 truncated = Some(format!(
                     "cut short ({e}) after {} whole updates",
@@ -485,6 +580,42 @@ mod tests {
         assert_eq!(replay.next_alert_change(105.0), None);
         let shown = replay.store_at(103.5).alertmanager_alerts.len();
         assert_eq!(shown, 1);
+        Ok(())
+    }
+
+    #[test]
+    fn repeated_values_are_stored_once_and_read_back_whole()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let mut last = LastMetrics::new();
+        let first = Update::Batch(vec![metrics(2.0), alerts(&[])]);
+        assert!(matches!(
+            store_update(&first, 0, &mut last),
+            Stored::Batch(ref b) if matches!(b[0], Stored::Update(_))
+        ));
+        assert!(matches!(
+            store_update(&first, 0, &mut last),
+            Stored::Batch(ref b) if matches!(b[0], Stored::Unchanged { .. })
+        ));
+        // Another context's identical values are its own.
+        assert!(matches!(
+            store_update(&metrics(2.0), 1, &mut last),
+            Stored::Update(_)
+        ));
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("repeats.surge");
+        let entries: Vec<(f64, Update)> = (0..50)
+            .map(|i| (100.0 + i as f64, metrics(if i < 30 { 2.0 } else { 3.0 })))
+            .collect();
+        write(&path, &entries)?;
+        let recording = read(&path)?;
+        assert_eq!(recording.entries.len(), 50);
+        for (entry, (at, _)) in recording.entries.iter().zip(&entries) {
+            let Update::Metrics { metrics: m, .. } = &entry.update else {
+                return Err("not metrics".into());
+            };
+            let want = if *at < 130.0 { 2.0 } else { 3.0 };
+            assert_eq!(m.value("surge_hpa_current_replicas", &[]), Some(want));
+        }
         Ok(())
     }
 
