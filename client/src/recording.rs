@@ -36,6 +36,9 @@ pub struct Header {
     pub contexts: Vec<String>,
     /// Unix seconds when recording began.
     pub started: f64,
+    /// Seconds without a good fetch after which the live panel called a source stale, so the
+    /// replay marks the same moments stale.
+    pub stale_after: f64,
 }
 
 /// One update as the panel received it.
@@ -169,6 +172,7 @@ impl Recorder {
         path: &Path,
         contexts: Vec<String>,
         started: f64,
+        stale_after: f64,
         cap: u64,
     ) -> Result<Recorder, String> {
         let shown = path.display().to_string();
@@ -185,6 +189,7 @@ impl Recorder {
             surge: env!("CARGO_PKG_VERSION").to_string(),
             contexts,
             started,
+            stale_after,
         };
         out.write_all(MAGIC)
             .map_err(|e| format!("cannot record to {shown}: {e}"))?;
@@ -361,6 +366,14 @@ pub fn read(path: &Path) -> Result<Recording, String> {
 /// Entries applied between two saved stores when scrubbing.
 const CHECKPOINT_EVERY: usize = 512;
 
+/// A store positioned in a replay.
+#[derive(Debug, Clone)]
+pub struct Cursor {
+    pub store: Store,
+    /// Updates applied.
+    applied: usize,
+}
+
 /// A recording of one context, and the store at any moment of it.
 #[derive(Debug)]
 pub struct Replay {
@@ -422,23 +435,41 @@ impl Replay {
         self.entries.get(n).map(|e| e.at)
     }
 
-    /// The store as the panel had it at `at`: every update that had arrived applied, the
-    /// rows derived for that moment.
-    pub fn store_at(&self, at: f64) -> Store {
-        let n = self.position(at);
-        let (from, base) = self
-            .checkpoints
-            .iter()
-            .rev()
-            .find(|(k, _)| *k <= n)
-            .map(|(k, s)| (*k, s.clone()))
-            .unwrap_or_default();
-        let mut store = base;
-        for entry in &self.entries[from..n] {
-            store.absorb_at(entry.update.clone(), entry.at);
+    /// A store at the start of the replay, to move along it with [`Replay::seek`].
+    pub fn cursor(&self) -> Cursor {
+        Cursor {
+            store: self.checkpoints[0].1.clone(),
+            applied: 0,
         }
-        store.rebuild(at);
-        store
+    }
+
+    /// Move `cursor` to `at`: every update that had arrived by then applied, the rows derived
+    /// for that moment. Forward applies only the updates in between; back (or far forward)
+    /// starts again from the nearest checkpoint.
+    pub fn seek(&self, cursor: &mut Cursor, at: f64) {
+        let n = self.position(at);
+        if n < cursor.applied || n - cursor.applied > CHECKPOINT_EVERY {
+            let (k, store) = self
+                .checkpoints
+                .iter()
+                .rev()
+                .find(|(k, _)| *k <= n)
+                .unwrap_or(&self.checkpoints[0]);
+            cursor.store = store.clone();
+            cursor.applied = *k;
+        }
+        for entry in &self.entries[cursor.applied..n] {
+            cursor.store.absorb_at(entry.update.clone(), entry.at);
+        }
+        cursor.applied = n;
+        cursor.store.rebuild(at);
+    }
+
+    /// The store as the panel had it at `at`.
+    pub fn store_at(&self, at: f64) -> Store {
+        let mut cursor = self.cursor();
+        self.seek(&mut cursor, at);
+        cursor.store
     }
 
     /// When the alerts shown next change after `after`: an alert starts or stops firing
@@ -522,7 +553,7 @@ mod tests {
 
     fn write(path: &Path, entries: &[(f64, Update)]) -> Result<(), String> {
         let mut recorder =
-            Recorder::create(path, vec!["default".into()], 100.0, DEFAULT_CAP_BYTES)?;
+            Recorder::create(path, vec!["default".into()], 100.0, 30.0, DEFAULT_CAP_BYTES)?;
         for (at, update) in entries {
             recorder.record(&Entry {
                 at: *at,
@@ -637,6 +668,16 @@ mod tests {
                 .value("surge_hpa_current_replicas", &[]);
             assert_eq!(value, Some((at - 1000.0).floor()), "at {at}");
         }
+        // One cursor moved forward, back and far forward agrees with a fresh store each time.
+        let mut cursor = replay.cursor();
+        for at in [1003.0, 1010.0, 1700.5, 1200.0, 2030.0, 1000.0] {
+            replay.seek(&mut cursor, at);
+            let value = cursor
+                .store
+                .metrics
+                .value("surge_hpa_current_replicas", &[]);
+            assert_eq!(value, Some((at - 1000.0).floor()), "cursor at {at}");
+        }
         Ok(())
     }
 
@@ -702,7 +743,7 @@ mod tests {
     fn the_cap_stops_recording_once_with_the_reason() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("capped.surge");
-        let mut recorder = Recorder::create(&path, vec!["default".into()], 0.0, 4096)?;
+        let mut recorder = Recorder::create(&path, vec!["default".into()], 0.0, 30.0, 4096)?;
         let mut stopped = None;
         for i in 0..100_000 {
             let entry = Entry {

@@ -8,10 +8,12 @@
 
 mod command;
 mod keys;
+mod replay;
 mod rows;
 mod silence;
 mod state;
 
+pub use replay::{ReplayClock, Seek, is_replay_key, parse_at};
 pub use rows::{alerts, alerts_for_service, groups, partitions, pods, servers, services, silences};
 pub use silence::validate;
 pub use state::{Action, AlertsFocus, App, Input, Popup, SilenceField, SilenceForm, View};

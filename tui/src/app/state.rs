@@ -103,6 +103,8 @@ pub struct App {
     pub context_rows: Vec<ContextSummary>,
     /// First help line shown (the help scrolls on small screens).
     pub help_scroll: u16,
+    /// Replaying a recording: where, how fast (the header says so).
+    pub replay: Option<super::ReplayClock>,
 }
 
 /// The cursor slot of a view kind.
@@ -159,6 +161,7 @@ impl App {
             context: 0,
             context_rows: Vec::new(),
             help_scroll: 0,
+            replay: None,
         }
     }
 

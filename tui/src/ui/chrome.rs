@@ -50,7 +50,9 @@ pub fn header(frame: &mut Frame, area: Rect, ctx: &Ctx) {
         format!("  range {} ", ctx.app.range.label()),
         t.accent,
     ));
-    if ctx.app.readonly {
+    if let Some(replay) = &ctx.app.replay {
+        spans.push(Span::styled(format!(" {} ", replay.status()), t.warn));
+    } else if ctx.app.readonly {
         spans.push(Span::styled(" read-only ", t.dim));
     }
     let mut right: Vec<Span> = Vec::new();
