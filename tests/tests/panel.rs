@@ -1,7 +1,8 @@
 //! The `surge` panel against real servers: a headless frame from Prometheus + Alertmanager +
 //! surge-exporter (real broker and PostgreSQL) that shows a stalled group and its firing
-//! alert; the same from the exporter directly; silences created and expired on the real
-//! Alertmanager; and the real binary driven by keys in a pseudo-terminal (tmux).
+//! alert; the same from the exporter directly; the same moment recorded (`--record`) and
+//! replayed (`surge replay`, headless and keyed in tmux); silences created and expired on the
+//! real Alertmanager; and the real binary driven by keys in a pseudo-terminal (tmux).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -127,6 +128,85 @@ async fn headless_frames_show_a_stalled_group_its_alert_and_silences() -> anyhow
         frame.contains("replica1") && frame.contains("streaming"),
         "{frame}"
     );
+
+    // Recorded while it happens, replayed afterwards: the replay's last moment shows the
+    // stalled row as the live frame did, and says it is a replay; its first moment predates it.
+    let recording = dir.path().join("stall.surge");
+    let record = recording.display().to_string();
+    let (live, code) = tokio::task::block_in_place(|| {
+        once(&[
+            "--prometheus",
+            &prom,
+            "--alertmanager",
+            &am,
+            "--record",
+            &record,
+        ])
+    })?;
+    assert_eq!(code, 0, "{live}");
+    let replay = |at: &str| -> anyhow::Result<String> {
+        let (frame, code) = once(&["replay", &record, "--at", at])?;
+        anyhow::ensure!(code == 0, "replay exited {code}:\n{frame}");
+        Ok(frame)
+    };
+    let row = |frame: &str, needle: &str| {
+        frame
+            .lines()
+            .find(|l| l.contains(needle))
+            .map(str::to_string)
+            .unwrap_or_default()
+    };
+    let replayed = tokio::task::block_in_place(|| replay("end"))?;
+    let header = replayed.lines().next().unwrap_or_default();
+    assert!(
+        header.contains("REPLAY") && header.contains("100%"),
+        "{header}"
+    );
+    let stalled = row(&live, "shipping → payment-processed");
+    assert!(stalled.contains("stalled"), "{live}");
+    assert_eq!(
+        row(&replayed, "shipping → payment-processed"),
+        stalled,
+        "{replayed}"
+    );
+    assert!(
+        row(&replayed, "KafkaConsumerStalled").contains("firing"),
+        "{replayed}"
+    );
+    let first = tokio::task::block_in_place(|| replay("start"))?;
+    assert!(
+        first.lines().next().unwrap_or_default().contains(" 0% "),
+        "{first}"
+    );
+    assert!(
+        !first.contains("KafkaConsumerStalled"),
+        "nothing had arrived yet:\n{first}"
+    );
+
+    // The same recording played in a terminal: the keys change speed, pause and step.
+    let tmux = Tmux::new("surge-replay-test");
+    tmux.start(
+        "replay",
+        160,
+        48,
+        &format!(
+            "NO_COLOR=1 {} replay {record} --at start --log /dev/null",
+            surge_bin()?.display()
+        ),
+    )?;
+    tokio::task::block_in_place(|| -> anyhow::Result<()> {
+        tmux.wait_for("replay", "the replay header", "REPLAY")?;
+        tmux.keys("replay", &["+", "+"])?;
+        tmux.wait_for("replay", "5x speed", "5×")?;
+        // A recording of a few seconds plays to its end and pauses there.
+        tmux.wait_for("replay", "the end, paused", "100% 5× ⏸")?;
+        tmux.keys("replay", &["Left"])?;
+        tmux.wait_for("replay", "back at the start", " 0% 5× ⏸")?;
+        tmux.keys("replay", &["Right"])?;
+        tmux.wait_for("replay", "the stalled group at the end", "stalled")?;
+        tmux.keys("replay", &["q"])?;
+        Ok(())
+    })?;
 
     // The PostgreSQL view's connections, end to end from the real servers: the test cluster
     // runs max_connections 300 with 3 reserved, so each server shows n/297.

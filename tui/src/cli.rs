@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 use surge_client::fetch::direct::with_scheme;
 use surge_client::fetch::{Endpoint, Endpoints};
@@ -19,6 +19,8 @@ use crate::config::{self, Config, ThemeName};
     about = "The on-call panel: scaling, Kafka lag and replicas on one screen, alerts you can act on."
 )]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Sub>,
     /// Prometheus base URL (e.g. http://127.0.0.1:9090).
     #[arg(long, value_name = "URL")]
     pub prometheus: Option<String>,
@@ -29,7 +31,7 @@ pub struct Cli {
     #[arg(long, value_name = "URL")]
     pub exporter: Vec<String>,
     /// Config file (default: $XDG_CONFIG_HOME/surge/config.toml when it exists).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
     /// Start in this context of the config file (`[contexts.NAME]`; `default` is `[sources]`).
     #[arg(long, value_name = "NAME")]
@@ -44,29 +46,49 @@ pub struct Cli {
     #[arg(long)]
     pub readonly: bool,
     /// default, high-contrast or mono (NO_COLOR selects mono unless a theme is given).
-    #[arg(long, value_name = "NAME", value_parser = parse_theme)]
+    #[arg(long, value_name = "NAME", value_parser = parse_theme, global = true)]
     pub theme: Option<ThemeName>,
     /// History range: 5m, 1h or 6h.
-    #[arg(long, value_name = "RANGE", value_parser = Range::parse)]
+    #[arg(long, value_name = "RANGE", value_parser = Range::parse, global = true)]
     pub range: Option<Range>,
     /// Render one frame as text to stdout and exit (1 if a source failed).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub once: bool,
     /// Frame size for --once, WIDTHxHEIGHT.
-    #[arg(long, value_name = "WxH", default_value = "160x48", value_parser = parse_size)]
+    #[arg(long, value_name = "WxH", default_value = "160x48", value_parser = parse_size, global = true)]
     pub size: (u16, u16),
     /// View for --once: overview, kafka, pg, alerts, contexts, or svc:NAME.
-    #[arg(long, value_name = "VIEW", default_value = "overview")]
+    #[arg(long, value_name = "VIEW", default_value = "overview", global = true)]
     pub view: String,
     /// With --once, wait at most this long for every source's first answer.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub wait: Duration,
     /// Log file (default: $XDG_STATE_HOME/surge/surge.log). Never the terminal.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     pub log: Option<PathBuf>,
     /// Directory for snapshots (default: current directory).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", global = true)]
     pub snapshot_dir: Option<PathBuf>,
+    /// Record every update the panel receives to FILE (replay it with `surge replay FILE`).
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// Stop recording when the file reaches this many MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub record_cap: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Sub {
+    /// Replay a recording with the whole panel: space play/pause, + and - speed (1x-60x),
+    /// left/right 10 s, , and . one update, n the next alert change.
+    Replay {
+        /// A file written by `surge --record`.
+        file: PathBuf,
+        /// Start at (with --once: show) this moment: an RFC 3339 time, an offset from the
+        /// start (90s, 5m), start or end.
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
+    },
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -105,6 +127,10 @@ pub struct Settings {
     pub snapshot_dir: PathBuf,
     pub log: Option<PathBuf>,
     pub service_groups: std::collections::BTreeMap<String, Vec<String>>,
+    /// Record every update to this file, up to this many bytes.
+    pub record: Option<(PathBuf, u64)>,
+    /// The context asked for by name (`--context`, `[ui] context`).
+    pub context_name: Option<String>,
 }
 
 /// clap's multi-line error as one line.
@@ -196,10 +222,17 @@ impl Cli {
                 ),
             ));
         }
+        let replaying = matches!(self.command, Some(Sub::Replay { .. }));
+        if replaying {
+            // The recording says which contexts there were; sources are not contacted.
+            contexts = vec![("default".to_string(), Endpoints::default())];
+        }
         if contexts.is_empty() {
             return Err("no source: give --prometheus URL, --alertmanager URL or --exporter URL (or [sources] or [contexts.NAME] in the config file)".into());
         }
         let context = match self.context.as_ref().or(file.ui.context.as_ref()) {
+            // A replay picks its context among the recording's.
+            _ if replaying => 0,
             None => 0,
             Some(name) => contexts
                 .iter()
@@ -246,6 +279,11 @@ impl Cli {
                 .into_iter()
                 .map(|(k, v)| (k, v.groups))
                 .collect(),
+            record: self
+                .record
+                .clone()
+                .map(|path| (path, self.record_cap << 20)),
+            context_name: self.context.clone().or(file.ui.context.clone()),
         })
     }
 }

@@ -69,6 +69,37 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Some(surge_tui::cli::Sub::Replay { file, at }) = &cli.command {
+        if cli.once {
+            return match surge_tui::replay::once(
+                &settings,
+                file,
+                at.as_deref(),
+                &cli.view,
+                cli.size,
+            ) {
+                Ok(frame) => {
+                    print!("{frame}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("surge: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        return match runtime.block_on(surge_tui::replay::interactive(
+            &settings,
+            file,
+            at.as_deref(),
+        )) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("surge: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     if cli.once {
         return match runtime.block_on(surge_tui::run::once(
             &settings, &cli.view, cli.size, cli.wait,

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, watch};
 
 use surge_client::fetch::plan::Want;
 use surge_client::fetch::{self, Command, Endpoints, Update};
+use surge_client::recording::{Entry, Recorder};
 use surge_client::store::{ContextSummary, Store};
 
 use crate::app::{Action, App, View};
@@ -107,7 +108,7 @@ fn context_rows(sessions: &[Option<Session>], now: f64) -> Vec<ContextSummary> {
         .collect()
 }
 
-fn new_store(settings: &Settings, endpoints: &Endpoints, app: &App) -> Store {
+pub(crate) fn new_store(settings: &Settings, endpoints: &Endpoints, app: &App) -> Store {
     let mut store = Store::new(settings.stale_after);
     store.service_groups = settings.service_groups.clone();
     store.range = app.range;
@@ -124,7 +125,7 @@ fn insecure_sources(e: &Endpoints) -> Vec<String> {
         .collect()
 }
 
-fn new_app(settings: &Settings) -> App {
+pub(crate) fn new_app(settings: &Settings) -> App {
     let user = std::env::var("USER").unwrap_or_else(|_| "surge".into());
     let mut app = App::new(settings.readonly, &user);
     app.range = settings.range;
@@ -134,7 +135,7 @@ fn new_app(settings: &Settings) -> App {
 }
 
 /// The theme asked for, or `mono` under `NO_COLOR`.
-fn theme(settings: &Settings) -> Theme {
+pub(crate) fn theme(settings: &Settings) -> Theme {
     Theme::resolve(
         settings.theme,
         std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
@@ -163,7 +164,7 @@ fn session_ready(endpoints: &Endpoints, store: &Store, history_seen: bool) -> bo
 }
 
 /// `--view` for `--once`: overview, kafka, pg, alerts, contexts, svc:NAME.
-fn once_view(text: &str, store: &Store) -> Result<View, String> {
+pub(crate) fn once_view(text: &str, store: &Store) -> Result<View, String> {
     Ok(match text {
         "overview" => View::Overview,
         "kafka" => View::Kafka,
@@ -210,6 +211,7 @@ pub async fn once(
     // The all-contexts view needs every context; any other view only the current one.
     let all = first == View::Contexts;
     let (mut sessions, mut updates) = start_sessions(settings, &app, !all)?;
+    let mut recorder = recorder(settings)?;
     // Prometheus answers instant data first, history after: sparklines need both.
     let mut history_seen = vec![false; sessions.len()];
     let deadline = tokio::time::Instant::now() + wait;
@@ -224,12 +226,19 @@ pub async fn once(
         match tokio::time::timeout_at(deadline, updates.recv()).await {
             Ok(Some((i, update))) => {
                 history_seen[i] |= carries_history(&update);
+                let now = fetch::now();
+                if let Some(reason) = record(&mut recorder, now, i, &update) {
+                    return Err(reason);
+                }
                 if let Some(Some(session)) = sessions.get_mut(i) {
-                    session.store.apply(update, fetch::now());
+                    session.store.apply(update, now);
                 }
             }
             Ok(None) | Err(_) => break,
         }
+    }
+    if let Some(mut r) = recorder {
+        r.finish()?;
     }
     let now = fetch::now();
     for session in sessions.iter_mut().flatten() {
@@ -260,6 +269,44 @@ pub async fn once(
     ))
 }
 
+/// The recorder `--record` asks for.
+fn recorder(settings: &Settings) -> Result<Option<Recorder>, String> {
+    settings
+        .record
+        .as_ref()
+        .map(|(path, cap)| {
+            Recorder::create(
+                path,
+                settings.contexts.iter().map(|(n, _)| n.clone()).collect(),
+                fetch::now(),
+                settings.stale_after,
+                *cap,
+            )
+        })
+        .transpose()
+}
+
+/// Record one update as it arrived; the reason when recording stops (said once).
+fn record(
+    recorder: &mut Option<Recorder>,
+    at: f64,
+    context: usize,
+    update: &Update,
+) -> Option<String> {
+    let r = recorder.as_mut()?;
+    let stopped = r
+        .record(&Entry {
+            at,
+            context,
+            update: update.clone(),
+        })
+        .err();
+    if let Some(reason) = &stopped {
+        tracing::warn!("{reason}");
+    }
+    stopped
+}
+
 fn carries_history(update: &Update) -> bool {
     match update {
         Update::History { .. } => true,
@@ -272,9 +319,21 @@ fn carries_history(update: &Update) -> bool {
 /// Alertmanager answer within milliseconds of each other): one redraw instead of several.
 const COALESCE: Duration = Duration::from_millis(25);
 
-fn write_snapshot(store: &Store, dir: &Path, clipboard: bool) -> String {
-    let now = fetch::now();
-    let text = snapshot::markdown(store, now);
+/// Write the snapshot of `store` at `now`; `replay_of` names the recording a replayed moment
+/// comes from (said in the snapshot's title).
+pub(crate) fn write_snapshot(
+    store: &Store,
+    dir: &Path,
+    clipboard: bool,
+    now: f64,
+    replay_of: Option<&str>,
+) -> String {
+    let mut text = snapshot::markdown(store, now);
+    if let Some(file) = replay_of
+        && let Some(end) = text.find('\n')
+    {
+        text.insert_str(end, &format!(" (replay of {file})"));
+    }
     let path = dir.join(snapshot::file_name(now));
     let written = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, &text));
     let mut notice = match written {
@@ -301,6 +360,8 @@ pub async fn interactive(settings: &Settings, started: Instant) -> Result<(), St
     let mut app = new_app(settings);
     let theme = theme(settings);
     let (mut sessions, mut updates) = start_sessions(settings, &app, false)?;
+    let mut recorder = recorder(settings)?;
+    app.recording = recorder.as_ref().map(|r| r.path().to_string());
     let mut terminate = signal(SignalKind::terminate()).map_err(|e| format!("signal: {e}"))?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| format!("signal: {e}"))?;
     let mut hangup = signal(SignalKind::hangup()).map_err(|e| format!("signal: {e}"))?;
@@ -351,7 +412,7 @@ pub async fn interactive(settings: &Settings, started: Instant) -> Result<(), St
                             }
                             Action::Snapshot { clipboard } => {
                                 let Some(Some(session)) = sessions.get_mut(app.context) else { continue };
-                                session.store.notice = Some(write_snapshot(&session.store, &settings.snapshot_dir, clipboard));
+                                session.store.notice = Some(write_snapshot(&session.store, &settings.snapshot_dir, clipboard, fetch::now(), None));
                             }
                             Action::WantChanged => {
                                 let now = fetch::now();
@@ -387,6 +448,12 @@ pub async fn interactive(settings: &Settings, started: Instant) -> Result<(), St
                 let now = fetch::now();
                 let mut by_session: Vec<Vec<Update>> = vec![Vec::new(); sessions.len()];
                 for (i, update) in batch {
+                    if let Some(reason) = record(&mut recorder, now, i, &update) {
+                        app.recording = None;
+                        if let Some(Some(session)) = sessions.get_mut(app.context) {
+                            session.store.notice = Some(reason);
+                        }
+                    }
                     if let Some(list) = by_session.get_mut(i) {
                         list.push(update);
                     }
@@ -406,5 +473,35 @@ pub async fn interactive(settings: &Settings, started: Instant) -> Result<(), St
         }
     };
     ratatui::restore();
+    if let Some(mut r) = recorder {
+        r.finish()?;
+        tracing::info!(file = r.path(), updates = r.entries(), "recording closed");
+    }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_of_a_replayed_moment_says_so_in_its_title() -> Result<(), String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let at = 1_796_000_000.0;
+        let notice = write_snapshot(
+            &Store::new(30.0),
+            dir.path(),
+            false,
+            at,
+            Some("stall.surge"),
+        );
+        assert!(notice.starts_with("snapshot written to"), "{notice}");
+        let text = std::fs::read_to_string(dir.path().join(snapshot::file_name(at)))
+            .map_err(|e| e.to_string())?;
+        assert_eq!(
+            text.lines().next(),
+            Some("# Surge snapshot 2026-11-30T00:53:20Z (replay of stall.surge)")
+        );
+        Ok(())
+    }
 }

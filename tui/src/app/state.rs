@@ -105,6 +105,8 @@ pub struct App {
     pub help_scroll: u16,
     /// Replaying a recording: where, how fast (the header says so).
     pub replay: Option<super::ReplayClock>,
+    /// Recording to this file (`--record`; the header says so).
+    pub recording: Option<String>,
 }
 
 /// The cursor slot of a view kind.
@@ -162,6 +164,7 @@ impl App {
             context_rows: Vec::new(),
             help_scroll: 0,
             replay: None,
+            recording: None,
         }
     }
 

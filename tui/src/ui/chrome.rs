@@ -50,6 +50,9 @@ pub fn header(frame: &mut Frame, area: Rect, ctx: &Ctx) {
         format!("  range {} ", ctx.app.range.label()),
         t.accent,
     ));
+    if ctx.app.recording.is_some() {
+        spans.push(Span::styled(" ● REC ", t.crit));
+    }
     if let Some(replay) = &ctx.app.replay {
         spans.push(Span::styled(format!(" {} ", replay.status()), t.warn));
     } else if ctx.app.readonly {

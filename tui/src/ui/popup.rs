@@ -86,13 +86,31 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx, popup: &Popup) {
 
 /// Help lines for a popup `width` columns wide: keys in a column, descriptions wrapped
 /// under their own column (nothing cut at 80 columns).
+/// Keys of `surge replay`, listed first in its help.
+const REPLAY_HELP: [(&str, &str); 5] = [
+    (
+        "space",
+        "replay: play or pause (at the end: again from the start)",
+    ),
+    ("+ -", "replay: speed 1x, 2x, 5x, 10x, 30x, 60x"),
+    ("← →", "replay: 10 s back or forward"),
+    (", .", "replay: one update back or forward (pauses)"),
+    ("n", "replay: to the next change in the alerts"),
+];
+
 pub fn help_lines(width: u16) -> Vec<(String, String)> {
+    help_lines_of(width, false)
+}
+
+/// The help, with the replay keys first when `replay`.
+pub fn help_lines_of(width: u16, replay: bool) -> Vec<(String, String)> {
     let inner = usize::from(width.saturating_sub(2));
     let key_width = (inner / 3).clamp(8, 32);
     // The key column is a space plus `key_width`; a space separates the description.
     let text_width = inner.saturating_sub(key_width + 2).max(10);
     let mut out = Vec::new();
-    for (key, text) in HELP {
+    let replay_keys = if replay { &REPLAY_HELP[..] } else { &[] };
+    for (key, text) in replay_keys.iter().chain(HELP.iter()).copied() {
         let mut first = true;
         let mut line = String::new();
         let mut flush = |line: &mut String, first: &mut bool| {
@@ -118,7 +136,7 @@ pub fn help_lines(width: u16) -> Vec<(String, String)> {
 
 fn help(frame: &mut Frame, area: Rect, ctx: &Ctx) {
     let width = area.width.min(96);
-    let lines = help_lines(width);
+    let lines = help_lines_of(width, ctx.app.replay.is_some());
     let height = (lines.len() as u16 + 2).min(area.height);
     let rect = centered(area, width, height);
     let visible = usize::from(height.saturating_sub(2));
@@ -224,6 +242,21 @@ fn silence(frame: &mut Frame, area: Rect, ctx: &Ctx, form: &SilenceForm) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replay_lists_its_keys_first() {
+        let lines = help_lines_of(80, true);
+        assert!(lines[0].0.trim() == "space" && lines[0].1.contains("play or pause"));
+        assert!(
+            lines
+                .iter()
+                .any(|(_, t)| t.contains("next change in the alerts"))
+        );
+        assert!(
+            !help_lines(80).iter().any(|(_, t)| t.starts_with("replay:")),
+            "the live panel's help has no replay keys"
+        );
+    }
 
     #[test]
     fn help_wraps_and_loses_no_word_at_80_columns() {
