@@ -22,25 +22,25 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Sub>,
     /// Prometheus base URL (e.g. http://127.0.0.1:9090).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", global = true)]
     pub prometheus: Option<String>,
     /// Alertmanager base URL: alerts with silences, and silence create/expire.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", global = true)]
     pub alertmanager: Option<String>,
     /// surge-exporter to scrape directly, no Prometheus needed (repeatable).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", global = true)]
     pub exporter: Vec<String>,
     /// Config file (default: $XDG_CONFIG_HOME/surge/config.toml when it exists).
     #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
     /// Start in this context of the config file (`[contexts.NAME]`; `default` is `[sources]`).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", global = true)]
     pub context: Option<String>,
     /// Time between refreshes (e.g. 1s).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, global = true)]
     pub refresh: Option<Duration>,
     /// Per-request timeout.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, global = true)]
     pub timeout: Option<Duration>,
     /// No silences: look, don't touch.
     #[arg(long)]
@@ -73,12 +73,21 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
     /// Stop recording when the file reaches this many MiB.
-    #[arg(long, value_name = "MIB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    #[arg(long, value_name = "MIB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65536), global = true)]
     pub record_cap: u64,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Sub {
+    /// Record what the panel would receive, with no terminal, until the time is up, Ctrl-C,
+    /// SIGTERM or the size cap (every context of the config, each source as the panel reads it).
+    Record {
+        /// Where to write (replaced if it exists).
+        file: PathBuf,
+        /// Stop after this long (e.g. 10m); default: until stopped.
+        #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration)]
+        duration: Option<Duration>,
+    },
     /// Replay a recording with the whole panel: space play/pause, + and - speed (1x-60x),
     /// left/right 10 s, , and . one update, n the next alert change.
     Replay {
@@ -279,10 +288,13 @@ impl Cli {
                 .into_iter()
                 .map(|(k, v)| (k, v.groups))
                 .collect(),
-            record: self
-                .record
-                .clone()
-                .map(|path| (path, self.record_cap << 20)),
+            record: match &self.command {
+                Some(Sub::Record { file, .. }) => Some((file.clone(), self.record_cap << 20)),
+                _ => self
+                    .record
+                    .clone()
+                    .map(|path| (path, self.record_cap << 20)),
+            },
             context_name: self.context.clone().or(file.ui.context.clone()),
         })
     }
@@ -332,6 +344,51 @@ mod tests {
         assert_eq!(
             (good.endpoints.exporters.len(), good.range, good.stale_after),
             (1, Range::OneHour, 10.0)
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn record_and_replay_take_their_files_and_the_panels_flags() -> Result<(), String> {
+        let record = cli(&[
+            "record",
+            "out.surge",
+            "--for",
+            "10m",
+            "--prometheus",
+            "p:9090",
+        ])?;
+        assert!(matches!(
+            record.command,
+            Some(Sub::Record { duration: Some(d), .. }) if d == Duration::from_secs(600)
+        ));
+        let settings = record.settings()?;
+        assert_eq!(
+            settings.record,
+            Some((PathBuf::from("out.surge"), 256 << 20))
+        );
+        // A live panel records with --record (and its cap); no file, no recording.
+        let live = cli(&[
+            "--prometheus",
+            "p:9090",
+            "--record",
+            "x.surge",
+            "--record-cap",
+            "8",
+        ])?;
+        assert_eq!(
+            live.settings()?.record,
+            Some((PathBuf::from("x.surge"), 8 << 20))
+        );
+        assert_eq!(cli(&["--prometheus", "p:9090"])?.settings()?.record, None);
+        // A replay needs no source; the panel's flags go before or after its file.
+        let replay = cli(&[
+            "--once", "replay", "in.surge", "--at", "end", "--view", "kafka",
+        ])?;
+        assert!(replay.once && replay.view == "kafka");
+        assert!(replay.settings().is_ok());
+        assert!(
+            cli(&["record", "x", "--record-cap", "0"]).is_err_and(|e| e.contains("--record-cap"))
         );
         Ok(())
     }

@@ -69,6 +69,18 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Some(surge_tui::cli::Sub::Record { duration, .. }) = &cli.command {
+        return match runtime.block_on(surge_tui::run::record_headless(&settings, *duration)) {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("surge: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     if let Some(surge_tui::cli::Sub::Replay { file, at }) = &cli.command {
         if cli.once {
             return match surge_tui::replay::once(

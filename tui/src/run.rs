@@ -307,6 +307,58 @@ fn record(
     stopped
 }
 
+/// `surge record`: every context's updates to the file, no terminal, until `duration`, a
+/// signal or the cap. Returns the line to print.
+pub async fn record_headless(
+    settings: &Settings,
+    duration: Option<Duration>,
+) -> Result<String, String> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let app = new_app(settings);
+    let (_sessions, mut updates) = start_sessions(settings, &app, false)?;
+    let mut recorder = recorder(settings)?;
+    let Some(path) = recorder.as_ref().map(|r| r.path().to_string()) else {
+        return Err("record: no file".into());
+    };
+    let mut terminate = signal(SignalKind::terminate()).map_err(|e| format!("signal: {e}"))?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| format!("signal: {e}"))?;
+    let until = async {
+        match duration {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(until);
+    let stopped = loop {
+        tokio::select! {
+            update = updates.recv() => {
+                let Some((i, update)) = update else { break Some("every source stopped".to_string()) };
+                if let Some(reason) = record(&mut recorder, fetch::now(), i, &update) {
+                    break Some(reason);
+                }
+            }
+            _ = &mut until => break None,
+            _ = terminate.recv() => break None,
+            _ = interrupt.recv() => break None,
+        }
+    };
+    let Some(mut r) = recorder else {
+        return Err("record: no recorder".into());
+    };
+    r.finish()?;
+    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let line = format!(
+        "recorded {} updates ({} KiB) to {path}",
+        r.entries(),
+        size.div_ceil(1024)
+    );
+    match stopped {
+        Some(reason) if !reason.contains("stopped at its cap") => Err(format!("{reason}; {line}")),
+        Some(reason) => Ok(format!("{reason}; {line}")),
+        None => Ok(line),
+    }
+}
+
 fn carries_history(update: &Update) -> bool {
     match update {
         Update::History { .. } => true,
