@@ -8,6 +8,7 @@ mod alerts;
 mod contexts;
 mod forecast;
 mod rows;
+mod verdict;
 
 pub use alerts::{WATCHDOG, firing, merge_alerts, timeline_key};
 pub use contexts::{ContextSummary, ServiceLine};
@@ -16,6 +17,7 @@ pub use rows::{
     Database, GroupRow, PartitionRow, PodRow, Role, ScalingMetric, ServerRow, ServiceRow, SlotRow,
     StandbyRow,
 };
+pub use verdict::{Urgency, Verdict, verdict};
 
 use rows::Rows;
 

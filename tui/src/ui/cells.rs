@@ -194,6 +194,44 @@ pub fn eta(t: &Theme, g: &GroupRow) -> Span<'static> {
     }
 }
 
+/// A service's verdict in a few words, coloured by what it asks of the reader.
+pub fn verdict(t: &Theme, row: &ServiceRow) -> Span<'static> {
+    use surge_client::store::{Urgency, Verdict};
+    let v = surge_client::store::verdict(row);
+    let style = match v.urgency() {
+        Urgency::Act => t.crit,
+        Urgency::Watch => t.warn,
+        Urgency::Fine => t.ok,
+        Urgency::Unknown => t.dim,
+    };
+    let n = |x: f64| format!("{x:.0}");
+    let pct = |x: f64| format::percent(Some(x));
+    let text = match v {
+        Verdict::NoData => "no data".to_string(),
+        Verdict::ConsumersStalled => "consumers stalled".into(),
+        Verdict::SaturatedAtMax { lag_growing: true } => "saturated, lag growing".into(),
+        Verdict::SaturatedAtMax { lag_growing: false } => "saturated at max".into(),
+        Verdict::LagGrowingAtMax => "lag growing at max".into(),
+        Verdict::LagGrowingScalingOut { from, to } => {
+            format!("lag growing, scaling {}→{}", n(from), n(to))
+        }
+        Verdict::LagGrowing => "lag growing, not scaling".into(),
+        Verdict::ScalingOut { from, to } => format!("scaling out {}→{}", n(from), n(to)),
+        Verdict::Draining { eta: Some(e) } if e.is_finite() => {
+            format!("draining, ETA {}", format::duration(Some(e.round())))
+        }
+        Verdict::Draining { .. } => "draining".into(),
+        Verdict::ReplicaBehind { seconds } => {
+            format!("replica {} behind", format::duration(Some(seconds.round())))
+        }
+        Verdict::DatabaseConnectionsHigh { share } => format!("DB connections {}", pct(share)),
+        Verdict::MemoryNearLimit { share } => format!("memory {} of limit", pct(share)),
+        Verdict::ScalingIn { from, to } => format!("scaling in {}→{}", n(from), n(to)),
+        Verdict::KeepingUp => "keeping up".into(),
+    };
+    Span::styled(text, style)
+}
+
 /// Replica lag in seconds, coloured at the alert rules' levels.
 pub fn replica_lag(t: &Theme, seconds: Option<f64>) -> Span<'static> {
     let style = match seconds {

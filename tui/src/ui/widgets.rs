@@ -12,6 +12,9 @@ use super::ctx::Ctx;
 use super::table::{self, col, num};
 use super::{cells, format, spark};
 
+/// The narrowest CPU sparkline worth drawing.
+const SPARK_MIN: u16 = 8;
+
 pub fn services_table(
     frame: &mut Frame,
     area: Rect,
@@ -26,6 +29,7 @@ pub fn services_table(
         col("SERVICE", 16, 0, move |s: &&ServiceRow| {
             Span::styled(format!("{}/{}", s.namespace, s.workload), t.text)
         }),
+        col("VERDICT", 24, 1, move |s: &&ServiceRow| cells::verdict(&t, s)),
         num("PODS", 7, 0, move |s: &&ServiceRow| {
             let text = match (s.current, s.desired) {
                 (Some(c), Some(d)) if (c - d).abs() > 0.5 => format!("{c:.0}→{d:.0}"),
@@ -74,10 +78,13 @@ pub fn services_table(
         }),
     ];
     let inner = area.width.saturating_sub(4);
-    let columns = table::fit(columns, inner);
+    // Wide screens keep room for the CPU sparkline (and a name) before the least important
+    // columns; narrow ones have no sparkline.
+    let reserve = if inner >= 140 { SPARK_MIN + 9 } else { 0 };
+    let columns = table::fit(columns, inner.saturating_sub(reserve));
     let spark_width = table::spark_width(&columns, inner, 40);
     let mut columns = columns;
-    if spark_width >= 8 {
+    if spark_width >= SPARK_MIN {
         let spark_col = col("CPU (range)", spark_width, 0, move |s: &&ServiceRow| {
             // The ceiling keeps the alert line's height fixed: a full bar means "at the line".
             let line = spark::line(

@@ -1,0 +1,247 @@
+//! One verdict per service: its joined row (replicas, CPU against target, Kafka lag and its
+//! trend, the database) read the way an on-call engineer would. The rules, most urgent first;
+//! the first that holds is the verdict:
+//!
+//! 1. no HPA, CPU or Kafka numbers at all → no data;
+//! 2. its consumer group's lag is `stalled` (messages arrive, nothing is consumed) →
+//!    consumers stalled (more replicas will not help);
+//! 3. at max replicas with CPU over target → saturated at max (with "lag growing" when it is);
+//! 4. lag `growing` at max replicas → lag growing at max;
+//! 5. lag `growing` while the HPA asks for more replicas → lag growing, scaling out;
+//! 6. lag `growing`, the HPA not (yet) asking for more → lag growing;
+//! 7. the HPA asks for more replicas → scaling out;
+//! 8. lag `draining` → draining (with the ETA when the exporter gives one);
+//! 9. the most lagging replica is past the replica-lag warning line → replica behind;
+//! 10. the busiest database server past the connections warning line → DB connections high;
+//! 11. a pod past the memory line of its limit → memory near limit;
+//! 12. the HPA asks for fewer replicas → scaling in;
+//! 13. otherwise → keeping up.
+
+use surge_metrics::state::LagState;
+
+use super::lines;
+use super::rows::ServiceRow;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Verdict {
+    NoData,
+    ConsumersStalled,
+    SaturatedAtMax { lag_growing: bool },
+    LagGrowingAtMax,
+    LagGrowingScalingOut { from: f64, to: f64 },
+    LagGrowing,
+    ScalingOut { from: f64, to: f64 },
+    Draining { eta: Option<f64> },
+    ReplicaBehind { seconds: f64 },
+    DatabaseConnectionsHigh { share: f64 },
+    MemoryNearLimit { share: f64 },
+    ScalingIn { from: f64, to: f64 },
+    KeepingUp,
+}
+
+/// How much a verdict asks of the reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Urgency {
+    /// Nothing to do.
+    Fine,
+    /// Watch it.
+    Watch,
+    /// Act: scaling cannot fix it by itself.
+    Act,
+    /// Nothing to judge from.
+    Unknown,
+}
+
+impl Verdict {
+    pub fn urgency(self) -> Urgency {
+        match self {
+            Verdict::NoData => Urgency::Unknown,
+            Verdict::ConsumersStalled
+            | Verdict::SaturatedAtMax { .. }
+            | Verdict::LagGrowingAtMax => Urgency::Act,
+            Verdict::LagGrowingScalingOut { .. }
+            | Verdict::LagGrowing
+            | Verdict::ScalingOut { .. }
+            | Verdict::ReplicaBehind { .. }
+            | Verdict::DatabaseConnectionsHigh { .. }
+            | Verdict::MemoryNearLimit { .. } => Urgency::Watch,
+            Verdict::Draining { .. } | Verdict::ScalingIn { .. } | Verdict::KeepingUp => {
+                Urgency::Fine
+            }
+        }
+    }
+}
+
+/// The verdict on one service row (rules in the module docs).
+pub fn verdict(row: &ServiceRow) -> Verdict {
+    let lag_state = row.kafka.as_ref().and_then(|g| g.state);
+    if row.current.is_none() && row.cpu.is_none() && row.kafka.is_none() {
+        return Verdict::NoData;
+    }
+    if lag_state == Some(LagState::Stalled) {
+        return Verdict::ConsumersStalled;
+    }
+    let growing = lag_state == Some(LagState::Growing);
+    if row.saturated {
+        return Verdict::SaturatedAtMax {
+            lag_growing: growing,
+        };
+    }
+    let at_max = row.headroom == Some(0.0);
+    let change = row
+        .current
+        .zip(row.desired)
+        .filter(|(c, d)| (c - d).abs() >= 0.5);
+    let out = change.filter(|(c, d)| d > c);
+    if growing {
+        return match (at_max, out) {
+            (true, _) => Verdict::LagGrowingAtMax,
+            (false, Some((from, to))) => Verdict::LagGrowingScalingOut { from, to },
+            (false, None) => Verdict::LagGrowing,
+        };
+    }
+    if let Some((from, to)) = out {
+        return Verdict::ScalingOut { from, to };
+    }
+    if lag_state == Some(LagState::Draining) {
+        return Verdict::Draining {
+            eta: row.kafka.as_ref().and_then(|g| g.eta),
+        };
+    }
+    if let Some(seconds) = row
+        .db
+        .replica_lag_seconds
+        .filter(|s| *s >= lines::REPLICA_LAG_WARNING)
+    {
+        return Verdict::ReplicaBehind { seconds };
+    }
+    if let Some(share) = row
+        .db
+        .connection_use
+        .filter(|s| *s >= lines::CONNECTIONS_WARNING)
+    {
+        return Verdict::DatabaseConnectionsHigh { share };
+    }
+    if let Some(share) = row.memory_of_limit.filter(|s| *s >= lines::MEMORY_OF_LIMIT) {
+        return Verdict::MemoryNearLimit { share };
+    }
+    if let Some((from, to)) = change {
+        return Verdict::ScalingIn { from, to };
+    }
+    Verdict::KeepingUp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Database, GroupRow};
+
+    fn service(current: f64, desired: f64, max: f64, cpu: f64) -> ServiceRow {
+        ServiceRow {
+            namespace: "shop".into(),
+            workload: "payment".into(),
+            current: Some(current),
+            desired: Some(desired),
+            min: Some(2.0),
+            max: Some(max),
+            cpu: Some(cpu),
+            target: Some(0.7),
+            headroom: Some((max - current).max(0.0)),
+            saturated: current >= max && cpu > 0.7,
+            ..ServiceRow::default()
+        }
+    }
+
+    fn with_lag(mut row: ServiceRow, state: LagState, eta: Option<f64>) -> ServiceRow {
+        row.kafka = Some(GroupRow {
+            group: "payment".into(),
+            topic: "order-placed".into(),
+            lag: Some(1500.0),
+            state: Some(state),
+            eta,
+            ..GroupRow::default()
+        });
+        row
+    }
+
+    #[test]
+    fn each_rule_in_order() {
+        use LagState::*;
+        let cases = [
+            (ServiceRow::default(), Verdict::NoData),
+            (service(2.0, 2.0, 10.0, 0.3), Verdict::KeepingUp),
+            (
+                with_lag(service(10.0, 10.0, 10.0, 0.95), Stalled, None),
+                Verdict::ConsumersStalled,
+            ),
+            (
+                service(10.0, 10.0, 10.0, 0.95),
+                Verdict::SaturatedAtMax { lag_growing: false },
+            ),
+            (
+                with_lag(service(10.0, 10.0, 10.0, 0.95), Growing, None),
+                Verdict::SaturatedAtMax { lag_growing: true },
+            ),
+            (
+                with_lag(service(10.0, 10.0, 10.0, 0.4), Growing, None),
+                Verdict::LagGrowingAtMax,
+            ),
+            (
+                with_lag(service(2.0, 4.0, 10.0, 0.4), Growing, None),
+                Verdict::LagGrowingScalingOut { from: 2.0, to: 4.0 },
+            ),
+            (
+                with_lag(service(2.0, 2.0, 10.0, 0.4), Growing, None),
+                Verdict::LagGrowing,
+            ),
+            (
+                service(3.0, 6.0, 10.0, 0.9),
+                Verdict::ScalingOut { from: 3.0, to: 6.0 },
+            ),
+            (
+                with_lag(service(4.0, 4.0, 10.0, 0.5), Draining, Some(120.0)),
+                Verdict::Draining { eta: Some(120.0) },
+            ),
+            (
+                with_lag(service(4.0, 4.0, 10.0, 0.5), Ok, Some(500.0)),
+                Verdict::KeepingUp,
+            ),
+            (
+                service(6.0, 3.0, 10.0, 0.2),
+                Verdict::ScalingIn { from: 6.0, to: 3.0 },
+            ),
+        ];
+        for (row, want) in cases {
+            assert_eq!(verdict(&row), want, "{row:?}");
+        }
+    }
+
+    #[test]
+    fn the_database_and_memory_lines_come_after_scaling_and_lag() {
+        let mut row = service(2.0, 2.0, 10.0, 0.3);
+        row.db = Database {
+            replica_lag_seconds: Some(45.0),
+            connection_use: Some(0.85),
+        };
+        row.memory_of_limit = Some(0.95);
+        assert_eq!(verdict(&row), Verdict::ReplicaBehind { seconds: 45.0 });
+        row.db.replica_lag_seconds = Some(29.0);
+        assert_eq!(
+            verdict(&row),
+            Verdict::DatabaseConnectionsHigh { share: 0.85 }
+        );
+        row.db.connection_use = Some(0.5);
+        assert_eq!(verdict(&row), Verdict::MemoryNearLimit { share: 0.95 });
+        // Lag growing outranks all three.
+        let row = with_lag(row, LagState::Growing, None);
+        assert_eq!(verdict(&row), Verdict::LagGrowing);
+    }
+
+    #[test]
+    fn urgency_puts_what_scaling_cannot_fix_first() {
+        assert_eq!(Verdict::ConsumersStalled.urgency(), Urgency::Act);
+        assert_eq!(Verdict::LagGrowing.urgency(), Urgency::Watch);
+        assert_eq!(Verdict::Draining { eta: None }.urgency(), Urgency::Fine);
+        assert!(Urgency::Act > Urgency::Watch && Urgency::Watch > Urgency::Fine);
+    }
+}
