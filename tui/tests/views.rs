@@ -39,6 +39,12 @@ fn overview_mid_flash_sale() {
     insta::assert_snapshot!("overview_80x24", render(&app(), &store, 80, 24));
     // The README's frame.
     insta::assert_snapshot!("overview_160x26", render(&app(), &store, 160, 26));
+    insta::assert_snapshot!("overview_120x40", render(&app(), &store, 120, 40));
+    let wide = render(&app(), &store, 240, 70);
+    insta::assert_snapshot!("overview_240x70", wide);
+    // Room for every column: the lag-scaled service's target says what it scales on.
+    let payment = wide.lines().find(|l| l.contains("shop/payment")).unwrap_or_default();
+    assert!(payment.contains("▲ lag") && payment.contains("saturated"), "{payment}");
 }
 
 #[test]
