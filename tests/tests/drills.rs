@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::{Value, json};
+use surge_client::store::{Urgency, Verdict};
 use surge_stack::{MonitoringTiming, Stack, StackOptions};
 use surge_testkit::kafka::{BrokerClients, read_until};
 use surge_testkit::pagerduty::{PagerDutyStandIn, Received};
@@ -30,6 +31,8 @@ use surge_testkit::tmux::Tmux;
 const FAST: u64 = 30;
 
 struct Drill {
+    /// `surge record` of the drill (first: stopped before the stack).
+    recorder: RecordingChild,
     name: &'static str,
     stack: Stack,
     pager: PagerDutyStandIn,
@@ -93,7 +96,17 @@ impl Drill {
             || Ok(!prom.query("up{job=\"surge-exporter\"} == 1")?.is_empty()),
         )?;
         let token = shop.user(&format!("{name}@drills.example"))?;
+        let recorder = RecordingChild::start(
+            &dir.path().join(format!("{name}.surge")),
+            &prom_url(&stack),
+            &stack
+                .alertmanager
+                .as_ref()
+                .map(|a| a.url())
+                .unwrap_or_default(),
+        )?;
         Ok(Drill {
+            recorder,
             name,
             stack,
             pager,
@@ -444,6 +457,109 @@ impl Drill {
     }
 }
 
+fn prom_url(stack: &Stack) -> String {
+    stack
+        .prometheus
+        .as_ref()
+        .map(|p| p.url())
+        .unwrap_or_default()
+}
+
+/// `surge record` of a drill, as the on-call engineer would leave it running: stopped with
+/// SIGTERM (the file closed properly), also when the drill fails.
+struct RecordingChild {
+    child: Option<std::process::Child>,
+    path: PathBuf,
+}
+
+impl RecordingChild {
+    fn start(path: &std::path::Path, prometheus: &str, alertmanager: &str) -> anyhow::Result<Self> {
+        let child = Command::new(surge_bin()?)
+            .arg("record")
+            .arg(path)
+            .args(["--prometheus", prometheus, "--alertmanager", alertmanager])
+            .args(["--refresh", "1s", "--log", "/dev/null"])
+            .stdout(std::process::Stdio::null())
+            .spawn()?;
+        Ok(RecordingChild {
+            child: Some(child),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Stop recording and read the file; with `SURGE_DRILL_RECORDINGS=DIR` a copy is kept
+    /// there (the panel's replay fixtures come from such copies).
+    fn finish(&mut self) -> anyhow::Result<surge_client::recording::Recording> {
+        self.stop()?;
+        if let Ok(dir) = std::env::var("SURGE_DRILL_RECORDINGS") {
+            let name = self.path.file_name().context("recording name")?;
+            std::fs::create_dir_all(&dir)?;
+            std::fs::copy(&self.path, std::path::Path::new(&dir).join(name))?;
+        }
+        surge_client::recording::read(&self.path).map_err(anyhow::Error::msg)
+    }
+
+    fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()?;
+            let status = child.wait()?;
+            anyhow::ensure!(status.success(), "surge record exited with {status}");
+        }
+        Ok(())
+    }
+}
+
+impl Drop for RecordingChild {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+/// The verdicts a service got over a recording, one per second of it, each change once.
+fn verdicts(
+    recording: &surge_client::recording::Recording,
+    workload: &str,
+) -> Vec<surge_client::store::Verdict> {
+    use surge_client::recording::Replay;
+    use surge_client::store::{Store, verdict};
+    let replay = Replay::new(recording, 0, Store::new(recording.header.stale_after));
+    let (start, end) = replay.span();
+    let mut cursor = replay.cursor();
+    let mut out: Vec<surge_client::store::Verdict> = Vec::new();
+    let mut at = start;
+    while at <= end {
+        replay.seek(&mut cursor, at);
+        if let Some(row) = cursor
+            .store
+            .derived
+            .services
+            .iter()
+            .find(|s| s.workload == workload)
+        {
+            let v = verdict(row);
+            if out
+                .last()
+                .is_none_or(|last| std::mem::discriminant(last) != std::mem::discriminant(&v))
+            {
+                out.push(v);
+            }
+        }
+        at += 1.0;
+    }
+    out
+}
+
+/// Whether `seen` holds verdicts matching each of `expected`, in that order.
+fn in_order(
+    seen: &[surge_client::store::Verdict],
+    expected: &[&dyn Fn(&surge_client::store::Verdict) -> bool],
+) -> bool {
+    let mut rest = seen.iter();
+    expected.iter().all(|want| rest.any(want))
+}
+
 /// Place one order of `product`; remember an accepted one's id for the audit.
 fn place_order(
     shop: &Shop,
@@ -505,7 +621,7 @@ fn drill_flash_sale_scales_out_drains_and_pages_only_when_maxed() -> anyhow::Res
             .replace_all(&scaled, "maxReplicas: 4")
             .as_ref(),
     )?;
-    let drill = Drill::start("flash-sale", 10, |o| {
+    let mut drill = Drill::start("flash-sale", 10, |o| {
         o.autoscale = Some(Duration::from_secs(3));
         o.hpa_manifests = vec![hpa.clone()];
     })?;
@@ -608,6 +724,28 @@ fn drill_flash_sale_scales_out_drains_and_pages_only_when_maxed() -> anyhow::Res
         frame.contains("shop/auth") && frame.contains("payment → order-placed"),
         "{frame}"
     );
+    // Replayed: before the sale a service was keeping up, during it saturated at its
+    // maximum (4 replicas, CPU over the 10% target), and after it fine again. (The local HPA
+    // reaches a new replica count within one 3 s sync, so "scaling out" is rarely on screen
+    // for a whole second here; orders and payment may stay over the 10% target at max after
+    // the sale, which the rules call saturated.)
+    std::thread::sleep(Duration::from_secs(3));
+    let recording = drill.recorder.finish()?;
+    let seen: Vec<(&str, Vec<Verdict>)> = ["auth", "catalog", "orders", "payment", "shipping"]
+        .into_iter()
+        .map(|w| (w, verdicts(&recording, w)))
+        .collect();
+    assert!(
+        seen.iter().any(|(_, v)| in_order(
+            v,
+            &[
+                &|v| matches!(v, Verdict::KeepingUp),
+                &|v| matches!(v, Verdict::SaturatedAtMax { .. }),
+                &|v| v.urgency() == Urgency::Fine,
+            ]
+        )),
+        "no service went keeping up → saturated at max → fine: {seen:?}"
+    );
     drill.report(
         scaled_out,
         drained,
@@ -622,7 +760,7 @@ fn drill_flash_sale_scales_out_drains_and_pages_only_when_maxed() -> anyhow::Res
 /// backlog drains and the page resolves.
 #[test]
 fn drill_payment_consumer_killed_pages_and_resolves() -> anyhow::Result<()> {
-    let drill = Drill::start("payment-killed", FAST, |_| {})?;
+    let mut drill = Drill::start("payment-killed", FAST, |_| {})?;
     let orders = drill.keep_ordering(5);
     std::thread::sleep(Duration::from_secs(8));
     let fault = Instant::now();
@@ -651,6 +789,25 @@ fn drill_payment_consumer_killed_pages_and_resolves() -> anyhow::Result<()> {
         "{:#?}",
         drill.other_pages(&["KafkaConsumerStalled"])
     );
+    // Replayed afterwards, the payment service's verdict follows what happened: its
+    // consumers stalled, then it recovered (once the lag trend no longer rises).
+    drill.wait_value(
+        "payment's lag trend no longer rising",
+        "max(surge_kafka_group_topic_lag_state{group=\"payment\",state=~\"ok|draining|idle\"})",
+        1.0,
+    )?;
+    std::thread::sleep(Duration::from_secs(3));
+    let recording = drill.recorder.finish()?;
+    let seen = verdicts(&recording, "payment");
+    assert!(
+        in_order(
+            &seen,
+            &[&|v| matches!(v, Verdict::ConsumersStalled), &|v| v
+                .urgency()
+                == Urgency::Fine,]
+        ),
+        "payment's verdicts over the recording: {seen:?}"
+    );
     drill.report(detect, recover, orders, lost, "");
     Ok(())
 }
@@ -659,7 +816,7 @@ fn drill_payment_consumer_killed_pages_and_resolves() -> anyhow::Result<()> {
 /// catalog keeps serving from the replicas, and it resolves when replay resumes.
 #[test]
 fn drill_replica_paused_warns_catalog_serves_and_resolves() -> anyhow::Result<()> {
-    let drill = Drill::start("replica-paused", FAST, |_| {})?;
+    let mut drill = Drill::start("replica-paused", FAST, |_| {})?;
     let orders = drill.keep_ordering(5);
     std::thread::sleep(Duration::from_secs(3));
     let fault = Instant::now();
@@ -726,6 +883,25 @@ fn drill_replica_paused_warns_catalog_serves_and_resolves() -> anyhow::Result<()
         drill.other_pages(&[]).is_empty(),
         "a warning paged: {:#?}",
         drill.other_pages(&[])
+    );
+    // Replayed: the catalog (it reads the replicas) was told a replica fell behind, then
+    // that all was well again (once the lag is back under the warning line).
+    drill.wait_value(
+        "every replica under 30 s of replay lag",
+        "max(surge_postgres_replay_lag_seconds) < bool 30",
+        1.0,
+    )?;
+    std::thread::sleep(Duration::from_secs(3));
+    let recording = drill.recorder.finish()?;
+    let seen = verdicts(&recording, "catalog");
+    assert!(
+        in_order(
+            &seen,
+            &[&|v| matches!(v, Verdict::ReplicaBehind { .. }), &|v| v
+                .urgency()
+                == Urgency::Fine,]
+        ),
+        "catalog's verdicts over the recording: {seen:?}"
     );
     drill.report(detect, recover, orders, lost, "");
     Ok(())

@@ -43,8 +43,14 @@ fn overview_mid_flash_sale() {
     let wide = render(&app(), &store, 240, 70);
     insta::assert_snapshot!("overview_240x70", wide);
     // Room for every column: the lag-scaled service's target says what it scales on.
-    let payment = wide.lines().find(|l| l.contains("shop/payment")).unwrap_or_default();
-    assert!(payment.contains("▲ lag") && payment.contains("saturated"), "{payment}");
+    let payment = wide
+        .lines()
+        .find(|l| l.contains("shop/payment"))
+        .unwrap_or_default();
+    assert!(
+        payment.contains("▲ lag") && payment.contains("saturated"),
+        "{payment}"
+    );
 }
 
 #[test]

@@ -535,6 +535,45 @@ mod tests {
     }
 
     #[test]
+    fn a_service_with_no_pods_left_keeps_its_row_and_its_stalled_consumers() {
+        use surge_metrics::catalogue::workload::PODS;
+        let mut m = Metrics::default();
+        for state in ["counted", "unready", "missing_metrics", "excluded"] {
+            m.insert(
+                PODS.exposed,
+                labels(&[
+                    ("namespace", "shop"),
+                    ("workload", "payment"),
+                    ("state", state),
+                ]),
+                0.0,
+            );
+        }
+        let gt = [
+            ("cluster", "shop"),
+            ("group", "payment"),
+            ("topic", "order-placed"),
+        ];
+        m.insert(kafka::TOPIC_LAG.exposed, labels(&gt), 420.0);
+        let mut state = gt.to_vec();
+        state.push(("state", "stalled"));
+        m.insert(kafka::LAG_STATE.exposed, labels(&state), 1.0);
+        let mut store = Store::new(30.0);
+        store.apply(
+            Update::Metrics {
+                source: "prometheus".into(),
+                metrics: m,
+                at: 100.0,
+            },
+            100.0,
+        );
+        let rows = &store.derived.services;
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(rows[0].cpu, None);
+        assert_eq!(verdict(&rows[0]), Verdict::ConsumersStalled);
+    }
+
+    #[test]
     fn failures_keep_data_and_mark_the_source_stale() {
         let mut store = Store::new(30.0);
         store.apply(

@@ -35,6 +35,9 @@ pub struct ServiceRow {
     pub memory_of_limit: Option<f64>,
     pub db: Database,
     pub pods_without_request: f64,
+    /// Pods the workload runs (by `surge_workload_pods`, the excluded ones left out), for
+    /// services without an HPA to report replicas.
+    pub pods: Option<f64>,
     /// Every metric the service's HPA scales on, the one it follows first.
     pub scaling: Vec<ScalingMetric>,
     /// Partitions of the topic its consumer group reads (the most consumers that do work).
@@ -312,7 +315,9 @@ impl Rows<'_> {
         use catalogue::hpa::{
             ABLE_TO_SCALE, CURRENT, DESIRED, MAX, MIN, SCALING_LIMITED, TARGET_CPU,
         };
-        use catalogue::workload::{CPU_UTILIZATION, MEMORY_UTILIZATION, PODS_WITHOUT_CPU_REQUEST};
+        use catalogue::workload::{
+            CPU_UTILIZATION, MEMORY_UTILIZATION, PODS, PODS_WITHOUT_CPU_REQUEST,
+        };
         let memory_of_limit = self.memory_of_limit();
         let scaling = self.scaling_metrics();
         let partitions = self.metrics.index(
@@ -320,7 +325,9 @@ impl Rows<'_> {
             &["cluster", "topic"],
         );
         let mut keys: BTreeSet<(String, String)> = BTreeSet::new();
-        for family in [&CURRENT, &CPU_UTILIZATION] {
+        // A workload with no pods left has no CPU ratio but still counts its pods (all 0):
+        // its row stays, which is when it matters most.
+        for family in [&CURRENT, &CPU_UTILIZATION, &PODS] {
             for p in self.metrics.points(family.exposed) {
                 if let (Some(ns), Some(w)) = (p.labels.get("namespace"), p.labels.get("workload")) {
                     keys.insert((ns.clone(), w.clone()));
@@ -388,6 +395,13 @@ impl Rows<'_> {
                         .unwrap_or_default(),
                     partitions: topic_partitions,
                     pods_without_request: get(&PODS_WITHOUT_CPU_REQUEST).unwrap_or(0.0),
+                    pods: self
+                        .metrics
+                        .points(PODS.exposed)
+                        .iter()
+                        .filter(|p| p.matches(&want) && p.label("state") != "excluded")
+                        .map(|p| p.value)
+                        .reduce(|a, b| a + b),
                     forecast: match (max, target) {
                         (Some(m), Some(t)) => time_to_max(&demand, m, t),
                         _ => Forecast::Unknown,

@@ -29,12 +29,15 @@ pub fn services_table(
         col("SERVICE", 16, 0, move |s: &&ServiceRow| {
             Span::styled(format!("{}/{}", s.namespace, s.workload), t.text)
         }),
-        col("VERDICT", 24, 1, move |s: &&ServiceRow| cells::verdict(&t, s)),
+        col("VERDICT", 24, 1, move |s: &&ServiceRow| {
+            cells::verdict(&t, s)
+        }),
         num("PODS", 7, 0, move |s: &&ServiceRow| {
             let text = match (s.current, s.desired) {
                 (Some(c), Some(d)) if (c - d).abs() > 0.5 => format!("{c:.0}→{d:.0}"),
                 (Some(c), _) => format!("{c:.0}"),
-                _ => format::NONE.into(),
+                // No HPA: the pods the workload runs.
+                (None, _) => s.pods.map_or(format::NONE.into(), |p| format!("{p:.0}")),
             };
             Span::styled(text, t.text)
         }),
