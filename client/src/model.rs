@@ -102,6 +102,20 @@ impl Metrics {
             })
     }
 
+    /// Each family's points, shared.
+    pub(crate) fn families(&self) -> impl Iterator<Item = (&String, &Arc<Vec<Point>>)> {
+        self.by_name.iter()
+    }
+
+    pub(crate) fn family(&self, name: &str) -> Option<&Arc<Vec<Point>>> {
+        self.by_name.get(name)
+    }
+
+    /// Set one family's points (shared, not copied).
+    pub(crate) fn set_family(&mut self, name: String, points: Arc<Vec<Point>>) {
+        self.by_name.insert(name, points);
+    }
+
     /// Add every point of `other` (several sources side by side).
     pub fn append(&mut self, other: &Metrics) {
         for (name, points) in &other.by_name {

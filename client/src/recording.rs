@@ -15,9 +15,10 @@ use flate2::Compression;
 use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 use crate::fetch::Update;
-use crate::model::AlertState;
+use crate::model::{AlertState, Metrics};
 use crate::store::Store;
 
 /// The format this build writes and the newest it reads.
@@ -62,6 +63,14 @@ enum Stored {
         source: String,
         at: f64,
     },
+    /// `Update::Metrics` from `source` at `at`: the families in `kept` as it last sent them,
+    /// the others in `changed` (a family in neither is gone).
+    Changed {
+        source: String,
+        at: f64,
+        kept: Vec<String>,
+        changed: Metrics,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -72,7 +81,7 @@ struct StoredEntry {
 }
 
 /// The last instant values per (context, source), to store repeats as references.
-type LastMetrics = std::collections::HashMap<(usize, String), crate::model::Metrics>;
+type LastMetrics = std::collections::HashMap<(usize, String), Metrics>;
 
 fn store_update(update: &Update, context: usize, last: &mut LastMetrics) -> Stored {
     match update {
@@ -87,14 +96,35 @@ fn store_update(update: &Update, context: usize, last: &mut LastMetrics) -> Stor
             at,
         } => {
             let key = (context, source.clone());
-            if last.get(&key).is_some_and(|m| m.same_as(metrics)) {
+            let Some(before) = last.get(&key) else {
+                last.insert(key, metrics.clone());
+                return Stored::Update(update.clone());
+            };
+            if before.same_as(metrics) {
                 return Stored::Unchanged {
                     source: source.clone(),
                     at: *at,
                 };
             }
+            // Most families (limits, requests, configuration) change far less often than a
+            // scrape: only the ones that did are stored.
+            let mut kept = Vec::new();
+            let mut changed = Metrics::default();
+            for (name, points) in metrics.families() {
+                match before.family(name) {
+                    Some(old) if Arc::ptr_eq(old, points) || old == points => {
+                        kept.push(name.clone());
+                    }
+                    _ => changed.set_family(name.clone(), Arc::clone(points)),
+                }
+            }
             last.insert(key, metrics.clone());
-            Stored::Update(update.clone())
+            Stored::Changed {
+                source: source.clone(),
+                at: *at,
+                kept,
+                changed,
+            }
         }
         other => Stored::Update(other.clone()),
     }
@@ -112,6 +142,30 @@ fn load_update(stored: Stored, context: usize, last: &mut LastMetrics) -> Result
                 .get(&(context, source.clone()))
                 .cloned()
                 .ok_or_else(|| format!("a repeat of {source}'s values before any"))?;
+            Update::Metrics {
+                source,
+                metrics,
+                at,
+            }
+        }
+        Stored::Changed {
+            source,
+            at,
+            kept,
+            changed,
+        } => {
+            let key = (context, source.clone());
+            let before = last
+                .get(&key)
+                .ok_or_else(|| format!("a change of {source}'s values before any"))?;
+            let mut metrics = changed;
+            for name in kept {
+                let points = before
+                    .family(&name)
+                    .ok_or_else(|| format!("{source}'s family {name} kept but never stored"))?;
+                metrics.set_family(name, Arc::clone(points));
+            }
+            last.insert(key, metrics.clone());
             Update::Metrics {
                 source,
                 metrics,
@@ -627,6 +681,35 @@ mod tests {
             store_update(&first, 0, &mut last),
             Stored::Batch(ref b) if matches!(b[0], Stored::Unchanged { .. })
         ));
+        // New values in one family: only that family is stored, the other is kept.
+        let mut m = Metrics::default();
+        m.insert("surge_hpa_current_replicas", Labels::new(), 5.0);
+        m.insert("surge_hpa_max_replicas", Labels::new(), 10.0);
+        let first = |m: &Metrics| Update::Metrics {
+            source: "prometheus".into(),
+            metrics: m.clone(),
+            at: 0.0,
+        };
+        store_update(&first(&m), 2, &mut last);
+        let mut next = Metrics::default();
+        next.insert("surge_hpa_current_replicas", Labels::new(), 6.0);
+        next.insert("surge_hpa_max_replicas", Labels::new(), 10.0);
+        let stored = store_update(&first(&next), 2, &mut last);
+        let Stored::Changed { kept, changed, .. } = &stored else {
+            return Err(format!("{stored:?}").into());
+        };
+        assert_eq!(kept, &["surge_hpa_max_replicas".to_string()]);
+        assert_eq!(changed.len(), 1);
+        let mut reading = LastMetrics::new();
+        load_update(
+            store_update(&first(&m), 3, &mut LastMetrics::new()),
+            3,
+            &mut reading,
+        )?;
+        let Update::Metrics { metrics: back, .. } = load_update(stored, 3, &mut reading)? else {
+            return Err("not metrics".into());
+        };
+        assert!(back.same_as(&next), "{back:?}");
         // Another context's identical values are its own.
         assert!(matches!(
             store_update(&metrics(2.0), 1, &mut last),
