@@ -99,6 +99,20 @@ fn a_stalled_consumer_replayed() -> anyhow::Result<()> {
         .unwrap_or_default();
     assert!(row.contains("consumers stalled"), "{overview}");
     insta::assert_snapshot!("payment_killed_overview_160x48", overview);
+    // The README's postmortem frame: `n` from the stall, the next change in the alerts.
+    let alerted = replay
+        .next_alert_change(at)
+        .ok_or_else(|| anyhow::anyhow!("the alerts never changed after the stall"))?;
+    let postmortem = frame(
+        &replay,
+        "payment-killed",
+        View::Overview,
+        &replay.store_at(alerted),
+        alerted,
+        (160, 20),
+    );
+    assert!(postmortem.contains("KafkaConsumerStalled"), "{postmortem}");
+    insta::assert_snapshot!("payment_killed_overview_160x20", postmortem);
     insta::assert_snapshot!(
         "payment_killed_kafka_80x24",
         frame(&replay, "payment-killed", View::Kafka, &store, at, (80, 24))
@@ -162,6 +176,26 @@ fn a_flash_sale_replayed() -> anyhow::Result<()> {
     insta::assert_snapshot!(
         "flash_sale_overview_120x40",
         frame(&replay, "flash-sale", View::Overview, &store, at, (120, 40))
+    );
+    Ok(())
+}
+
+/// The README's postmortem frame is this snapshot, character for character.
+#[test]
+fn readme_replay_frame_is_the_snapshot() -> anyhow::Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let snapshot = std::fs::read_to_string(
+        root.join("tests/snapshots/replays__payment_killed_overview_160x20.snap"),
+    )?;
+    let frame = snapshot
+        .splitn(3, "---\n")
+        .nth(2)
+        .ok_or_else(|| anyhow::anyhow!("snapshot without a header"))?
+        .trim_end_matches('\n');
+    let readme = std::fs::read_to_string(root.join("../README.md"))?;
+    assert!(
+        readme.contains(&format!("```text\n{frame}\n```")),
+        "README.md's replay frame differs from replays__payment_killed_overview_160x20.snap: copy it over"
     );
     Ok(())
 }

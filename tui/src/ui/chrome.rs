@@ -22,12 +22,17 @@ pub fn header(frame: &mut Frame, area: Rect, ctx: &Ctx) {
         View::Alerts => 4,
         View::Contexts => 0,
     };
+    // A narrow replay needs the room for where it is: only the current view's tab.
+    let compact = ctx.app.replay.is_some() && area.width < 120;
     for (n, name) in [
         (1, "Overview"),
         (2, "Kafka"),
         (3, "PostgreSQL"),
         (4, "Alerts"),
     ] {
+        if compact && n != current {
+            continue;
+        }
         let style = if n == current { t.selected } else { t.dim };
         spans.push(Span::styled(format!(" {n} {name} "), style));
     }
