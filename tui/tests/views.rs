@@ -40,6 +40,23 @@ fn overview_mid_flash_sale() {
     // The README's frame.
     insta::assert_snapshot!("overview_160x26", render(&app(), &store, 160, 26));
     insta::assert_snapshot!("overview_120x40", render(&app(), &store, 120, 40));
+    // Charts (CPU against target and alert line, lag, replica lag) where there is room;
+    // 80×24 keeps the compact layout.
+    for (w, h, charts) in [
+        (80, 24, false),
+        (120, 40, true),
+        (160, 48, true),
+        (240, 70, true),
+    ] {
+        let frame = render(&app(), &store, w, h);
+        assert_eq!(
+            frame.contains("CPU of request, alert line 85%, target 70%")
+                && frame.contains("Kafka lag (messages)")
+                && frame.contains("Replica lag"),
+            charts,
+            "{w}x{h}:\n{frame}"
+        );
+    }
     let wide = render(&app(), &store, 240, 70);
     insta::assert_snapshot!("overview_240x70", wide);
     // Room for every column: the lag-scaled service's target says what it scales on.

@@ -4,6 +4,7 @@
 
 pub mod alerts;
 pub mod cells;
+pub mod charts;
 pub mod chrome;
 pub mod contexts;
 pub mod ctx;

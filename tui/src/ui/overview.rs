@@ -10,6 +10,7 @@ use surge_metrics::catalogue;
 use surge_metrics::state::LagState;
 
 use super::cells;
+use super::charts;
 use super::ctx::Ctx;
 use super::table::{self, col, num};
 use super::widgets::{alert_list, services_table};
@@ -26,6 +27,16 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx) {
     services_table(frame, top, ctx, &services, Some(ctx.app.cursor()));
     let alerts: Vec<&Alert> = ctx.store.derived.alerts.iter().collect();
     let groups = ctx.store.derived.groups.len().max(1) as u16 + 3;
+    // Room to spare (a tall, wide screen): real charts along the bottom.
+    let bottom = if bottom.width >= 120 && bottom.height >= charts::MIN_HEIGHT + 14 {
+        let height = (bottom.height / 3).clamp(charts::MIN_HEIGHT, 24);
+        let [rest, chart_area] =
+            Layout::vertical([Constraint::Min(0), Constraint::Length(height)]).areas(bottom);
+        charts::draw(frame, chart_area, ctx);
+        rest
+    } else {
+        bottom
+    };
     if bottom.width >= 120 {
         // Wide: alerts on the left; pipeline over replicas on the right.
         let [left, right] =
