@@ -138,6 +138,8 @@ pub struct Settings {
     pub service_groups: std::collections::BTreeMap<String, Vec<String>>,
     /// Record every update to this file, up to this many bytes.
     pub record: Option<(PathBuf, u64)>,
+    /// The cap for a recording started with `R` (bytes).
+    pub record_cap: u64,
     /// The context asked for by name (`--context`, `[ui] context`).
     pub context_name: Option<String>,
 }
@@ -296,6 +298,7 @@ impl Cli {
                     .map(|path| (path, self.record_cap << 20)),
             },
             context_name: self.context.clone().or(file.ui.context.clone()),
+            record_cap: self.record_cap << 20,
         })
     }
 }

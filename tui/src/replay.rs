@@ -163,6 +163,9 @@ pub async fn interactive(settings: &Settings, file: &Path, at: Option<&str>) -> 
                             Action::Fetch(_) => {
                                 notice = Some("a replay changes nothing: silences are live only".into());
                             }
+                            Action::ToggleRecording => {
+                                notice = Some("a replay records nothing: record the live panel (R or --record)".into());
+                            }
                             Action::SwitchContext(_) => {
                                 notice = Some("a replay shows one context: start it with --context NAME".into());
                             }

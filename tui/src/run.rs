@@ -286,6 +286,46 @@ fn recorder(settings: &Settings) -> Result<Option<Recorder>, String> {
         .transpose()
 }
 
+/// `R`: stop the recording under way, or start one in the snapshot directory. Returns what
+/// to tell the user.
+fn toggle_recording(recorder: &mut Option<Recorder>, settings: &Settings) -> String {
+    if let Some(mut r) = recorder.take()
+        && r.recording()
+    {
+        return match r.finish() {
+            Ok(()) => format!("recording stopped: {} updates in {}", r.entries(), r.path()),
+            Err(e) => e,
+        };
+    }
+    let now = fetch::now();
+    let stamp: String = snapshot::timestamp(now)
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    let path = settings
+        .snapshot_dir
+        .join(format!("surge-recording-{stamp}.surge"));
+    let created = std::fs::create_dir_all(&settings.snapshot_dir)
+        .map_err(|e| format!("cannot record to {}: {e}", path.display()))
+        .and_then(|()| {
+            Recorder::create(
+                &path,
+                settings.contexts.iter().map(|(n, _)| n.clone()).collect(),
+                now,
+                settings.stale_after,
+                settings.record_cap,
+            )
+        });
+    match created {
+        Ok(r) => {
+            let message = format!("recording to {} (R stops)", r.path());
+            *recorder = Some(r);
+            message
+        }
+        Err(e) => e,
+    }
+}
+
 /// Record one update as it arrived; the reason when recording stops (said once).
 fn record(
     recorder: &mut Option<Recorder>,
@@ -474,6 +514,15 @@ pub async fn interactive(settings: &Settings, started: Instant) -> Result<(), St
                                     let want = if i == app.context { app.want() } else { background_want(&app) };
                                     session.wiring.want.send_replace(want);
                                 }
+                            }
+                            Action::ToggleRecording => {
+                                let message = toggle_recording(&mut recorder, settings);
+                                app.recording = recorder
+                                    .as_ref()
+                                    .filter(|r| r.recording())
+                                    .map(|r| r.path().to_string());
+                                let Some(Some(session)) = sessions.get_mut(app.context) else { continue };
+                                session.store.notice = Some(message);
                             }
                             Action::SwitchContext(i) => {
                                 tracing::info!(context = %app.contexts[i], "context switched");

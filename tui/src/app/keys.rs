@@ -50,6 +50,7 @@ impl App {
             }
             KeyCode::Char('s') => return vec![Action::Snapshot { clipboard: false }],
             KeyCode::Char('y') => return vec![Action::Snapshot { clipboard: true }],
+            KeyCode::Char('R') => return vec![Action::ToggleRecording],
             KeyCode::Tab | KeyCode::BackTab if self.view == View::Alerts => {
                 self.alerts_focus = match self.alerts_focus {
                     AlertsFocus::Alerts => AlertsFocus::Silences,

@@ -79,6 +79,8 @@ pub enum Action {
     WantChanged,
     /// Show the context with this index (its store and fetchers kept running meanwhile).
     SwitchContext(usize),
+    /// Start recording what the panel receives, or stop the recording under way.
+    ToggleRecording,
 }
 
 #[derive(Debug, Clone)]

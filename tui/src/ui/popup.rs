@@ -9,7 +9,7 @@ use super::ctx::{Ctx, centered};
 use super::format;
 use crate::app::{Popup, SilenceField, SilenceForm};
 
-const HELP: [(&str, &str); 24] = [
+const HELP: [(&str, &str); 25] = [
     ("1 2 3 4", "Overview, Kafka, PostgreSQL, Alerts"),
     (
         "0  :ctx",
@@ -41,6 +41,10 @@ const HELP: [(&str, &str); 24] = [
     ("Tab", "Alerts: switch between alerts and silences"),
     ("e", "Alerts: expire the selected silence"),
     ("s", "write a Markdown incident snapshot to a file"),
+    (
+        "R",
+        "start or stop recording everything the panel receives (replay with surge replay FILE)",
+    ),
     (
         "y",
         "snapshot to a file and the clipboard (OSC 52, works over SSH)",
