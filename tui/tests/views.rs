@@ -192,6 +192,12 @@ fn stale_sources_keep_their_data_with_a_banner() {
         frame.contains("shop/payment"),
         "last data stays on screen: {frame}"
     );
+    // A verdict from stale data says so: it no longer judges now.
+    let payment = frame
+        .lines()
+        .find(|l| l.contains("shop/payment"))
+        .unwrap_or_default();
+    assert!(payment.contains("STALE: saturated"), "{payment}");
     insta::assert_snapshot!("stale_160x48", frame);
     // At 80 columns the banner wraps onto a second line instead of losing its reason.
     let narrow = render_text(

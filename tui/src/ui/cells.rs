@@ -194,8 +194,9 @@ pub fn eta(t: &Theme, g: &GroupRow) -> Span<'static> {
     }
 }
 
-/// A service's verdict in a few words, coloured by what it asks of the reader.
-pub fn verdict(t: &Theme, row: &ServiceRow) -> Span<'static> {
+/// A service's verdict in a few words, coloured by what it asks of the reader; drawn from
+/// stale data it says so first (the last verdict is no longer a judgement of now).
+pub fn verdict(t: &Theme, row: &ServiceRow, stale: bool) -> Span<'static> {
     use surge_client::store::{Urgency, Verdict};
     let v = surge_client::store::verdict(row);
     let style = match v.urgency() {
@@ -229,6 +230,9 @@ pub fn verdict(t: &Theme, row: &ServiceRow) -> Span<'static> {
         Verdict::ScalingIn { from, to } => format!("scaling in {}→{}", n(from), n(to)),
         Verdict::KeepingUp => "keeping up".into(),
     };
+    if stale {
+        return Span::styled(format!("STALE: {text}"), t.crit);
+    }
     Span::styled(text, style)
 }
 

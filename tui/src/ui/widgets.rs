@@ -25,12 +25,16 @@ pub fn services_table(
     let t = *ctx.theme;
     let alert = ctx.store.cpu_alert.unwrap_or(DEFAULT_CPU_ALERT);
     let (now, range) = (ctx.now, ctx.range());
+    let age = ctx.store.age_of(&catalogue::hpa::CURRENT, ctx.now).or(ctx
+        .store
+        .age_of(&catalogue::workload::CPU_UTILIZATION, ctx.now));
+    let stale = age.is_some_and(|(_, stale)| stale);
     let columns = vec![
         col("SERVICE", 16, 0, move |s: &&ServiceRow| {
             Span::styled(format!("{}/{}", s.namespace, s.workload), t.text)
         }),
         col("VERDICT", 24, 1, move |s: &&ServiceRow| {
-            cells::verdict(&t, s)
+            cells::verdict(&t, s, stale)
         }),
         num("PODS", 7, 0, move |s: &&ServiceRow| {
             let text = match (s.current, s.desired) {
@@ -107,12 +111,7 @@ pub fn services_table(
         columns.insert(4, spark_col);
     }
     let title = format!("Services ({})", rows.len());
-    let block = ctx.panel(
-        &title,
-        ctx.store.age_of(&catalogue::hpa::CURRENT, ctx.now).or(ctx
-            .store
-            .age_of(&catalogue::workload::CPU_UTILIZATION, ctx.now)),
-    );
+    let block = ctx.panel(&title, age);
     table::draw(
         frame,
         area,
