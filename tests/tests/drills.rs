@@ -1115,7 +1115,7 @@ fn drill_poison_message_mid_sale_is_dead_lettered_and_the_partition_flows() -> a
 /// panel says so; the backlog drains and every accepted order ships exactly once.
 #[test]
 fn drill_slow_provider_scales_payment_on_its_lag_and_loses_nothing() -> anyhow::Result<()> {
-    let drill = Drill::start("lag-scaling", FAST, |o| {
+    let mut drill = Drill::start("lag-scaling", FAST, |o| {
         o.payment_latency_ms = 150;
         o.autoscale = Some(Duration::from_secs(3));
     })?;
@@ -1189,6 +1189,26 @@ fn drill_slow_provider_scales_payment_on_its_lag_and_loses_nothing() -> anyhow::
     let drained = load_end.elapsed();
     let pages = drill.other_pages(&[]);
     assert!(pages.is_empty(), "a slow provider paged: {pages:#?}");
+    // Replayed: payment's lag rose (growing, or scaling out on it), then it was fine again.
+    std::thread::sleep(Duration::from_secs(3));
+    let recording = drill.recorder.finish()?;
+    let seen = verdicts(&recording, "payment");
+    assert!(
+        in_order(
+            &seen,
+            &[
+                &|v| matches!(
+                    v,
+                    Verdict::LagGrowing
+                        | Verdict::LagGrowingScalingOut { .. }
+                        | Verdict::LagGrowingAtMax
+                        | Verdict::ScalingOut { .. }
+                ),
+                &|v| v.urgency() == Urgency::Fine,
+            ]
+        ),
+        "payment's verdicts over the recording: {seen:?}"
+    );
     drill.report(
         scaled_out,
         drained,
@@ -1378,7 +1398,7 @@ fn drill_cpu_hot_at_max_replicas_warns_after_the_window_and_pages_for_that_workl
         .replace(auth, "maxReplicas: 3")
         .into_owned();
     std::fs::write(&hpa, documents.join("\n---"))?;
-    let drill = Drill::start("cpu-hot", 10, |o| {
+    let mut drill = Drill::start("cpu-hot", 10, |o| {
         o.autoscale = Some(Duration::from_secs(3));
         o.hpa_manifests = vec![hpa.clone()];
     })?;
@@ -1490,6 +1510,27 @@ fn drill_cpu_hot_at_max_replicas_warns_after_the_window_and_pages_for_that_workl
     let back = Instant::now();
     drill.wait_resolve(&page, Duration::from_secs(120))?;
     let recover = back.elapsed();
+    // Replayed: auth was keeping up, then saturated at its maximum, then fine once the logins
+    // stopped (its CPU back under target).
+    drill.wait_value(
+        "auth's CPU back under its target",
+        "max(surge_workload_cpu_utilization_ratio{workload=\"auth\"} < bool 0.7)",
+        1.0,
+    )?;
+    std::thread::sleep(Duration::from_secs(3));
+    let recording = drill.recorder.finish()?;
+    let seen = verdicts(&recording, "auth");
+    assert!(
+        in_order(
+            &seen,
+            &[
+                &|v| matches!(v, Verdict::KeepingUp),
+                &|v| matches!(v, Verdict::SaturatedAtMax { .. }),
+                &|v| v.urgency() == Urgency::Fine,
+            ]
+        ),
+        "auth's verdicts over the recording: {seen:?}"
+    );
     drill.report(
         detect,
         recover,
@@ -1507,7 +1548,7 @@ fn drill_cpu_hot_at_max_replicas_warns_after_the_window_and_pages_for_that_workl
 /// resolves; every order ships once.
 #[test]
 fn drill_slow_provider_lag_grows_pages_and_resolves_when_scaled() -> anyhow::Result<()> {
-    let drill = Drill::start("slow-dependency", FAST, |o| {
+    let mut drill = Drill::start("slow-dependency", FAST, |o| {
         o.payment_latency_ms = 400;
     })?;
     let start = Instant::now();
@@ -1547,6 +1588,24 @@ fn drill_slow_provider_lag_grows_pages_and_resolves_when_scaled() -> anyhow::Res
     assert!(
         others.is_empty(),
         "a slow provider paged something else: {others:#?}"
+    );
+    // Replayed: payment's lag grew with nothing scaling it (no autoscaler here), then, scaled
+    // by hand, it drained and was fine.
+    drill.wait_value(
+        "payment's lag trend no longer rising",
+        "max(surge_kafka_group_topic_lag_state{group=\"payment\",state=~\"ok|draining|idle\"})",
+        1.0,
+    )?;
+    std::thread::sleep(Duration::from_secs(3));
+    let recording = drill.recorder.finish()?;
+    let seen = verdicts(&recording, "payment");
+    assert!(
+        in_order(
+            &seen,
+            &[&|v| matches!(v, Verdict::LagGrowing), &|v| v.urgency()
+                == Urgency::Fine,]
+        ),
+        "payment's verdicts over the recording: {seen:?}"
     );
     let peak_lag = drill
         .prom
