@@ -1028,7 +1028,7 @@ fn drill_exporter_killed_pages_and_the_panel_keeps_stale_data() -> anyhow::Resul
 /// and every accepted order still ships exactly once.
 #[test]
 fn drill_poison_message_mid_sale_is_dead_lettered_and_the_partition_flows() -> anyhow::Result<()> {
-    let drill = Drill::start("poison-message", 10, |_| {})?;
+    let mut drill = Drill::start("poison-message", 10, |_| {})?;
     let mut load = drill.start_load(&[
         "--rate",
         "10",
@@ -1105,6 +1105,17 @@ fn drill_poison_message_mid_sale_is_dead_lettered_and_the_partition_flows() -> a
     let recover = fault.elapsed();
     let pages = drill.other_pages(&[]);
     assert!(pages.is_empty(), "a poison message paged: {pages:#?}");
+    // Replayed: payment's verdict named the dead letters (the warning on its topic's DLQ).
+    std::thread::sleep(Duration::from_secs(3));
+    let recording = drill.recorder.finish()?;
+    let seen = verdicts(&recording, "payment");
+    assert!(
+        seen.iter().any(|v| matches!(
+            v,
+            Verdict::Alerting { alert, page: false } if alert == "KafkaDeadLetterReceiving"
+        )),
+        "payment's verdicts over the recording: {seen:?}"
+    );
     drill.report(detect, recover, orders, lost, "");
     Ok(())
 }
@@ -1343,6 +1354,24 @@ fn drill_redis_lost_fails_closed_pages_and_recovers() -> anyhow::Result<()> {
         page.body["payload"]["severity"], "critical",
         "{:#}",
         page.body
+    );
+    // Replayed: the paged service was keeping up, then its verdict was the page. (The error
+    // rate's 5-minute window outlasts the drill, so it is not seen resolving here.)
+    let paged = page.body["payload"]["component"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let recording = drill.recorder.finish()?;
+    let seen = verdicts(&recording, &paged);
+    assert!(
+        in_order(
+            &seen,
+            &[
+                &|v| matches!(v, Verdict::KeepingUp),
+                &|v| matches!(v, Verdict::Alerting { alert, page: true } if alert == "ServiceErrorsHigh"),
+            ]
+        ),
+        "{paged}'s verdicts over the recording: {seen:?}"
     );
     drill.report(
         detect,

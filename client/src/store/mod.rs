@@ -14,8 +14,8 @@ pub use alerts::{WATCHDOG, firing, merge_alerts, timeline_key};
 pub use contexts::{ContextSummary, ServiceLine};
 pub use forecast::{FORECAST_WINDOW, Forecast, counter_rate, time_to_max};
 pub use rows::{
-    Database, GroupRow, PartitionRow, PodRow, Role, ScalingMetric, ServerRow, ServiceRow, SlotRow,
-    StandbyRow,
+    Database, GroupRow, PartitionRow, PodRow, Role, ScalingMetric, ServerRow, ServiceAlert,
+    ServiceRow, SlotRow, StandbyRow,
 };
 pub use verdict::{Urgency, Verdict, verdict};
 
@@ -316,6 +316,10 @@ impl Store {
         let standbys = rows.standbys(range, now);
         let slots = rows.slots();
         let (alerts, watchdog) = alerts::shown(&self.prometheus_alerts, &self.alertmanager_alerts);
+        let mut services = services;
+        for service in &mut services {
+            service.alerts = about(service, &self.service_groups, &alerts);
+        }
         self.derived = Derived {
             services,
             groups,
@@ -326,6 +330,39 @@ impl Store {
             watchdog,
         };
     }
+}
+
+/// The firing, unmuted alerts about `service`: by its workload or service label (and its
+/// namespace when the alert has one), its consumer groups, or its topic's dead-letter queue.
+fn about(
+    service: &ServiceRow,
+    service_groups: &BTreeMap<String, Vec<String>>,
+    alerts: &[Alert],
+) -> Vec<ServiceAlert> {
+    let groups = service_groups
+        .get(&service.workload)
+        .cloned()
+        .unwrap_or_else(|| vec![service.workload.clone()]);
+    let dlq = service.kafka.as_ref().map(|g| format!("{}.dlq", g.topic));
+    alerts
+        .iter()
+        .filter(|a| a.state == AlertState::Firing && !a.muted)
+        .filter(|a| {
+            let label = |k: &str| a.labels.get(k).map(String::as_str);
+            let namespace_ok = label("namespace").is_none_or(|ns| ns == service.namespace);
+            let named = [label("workload"), label("service")]
+                .into_iter()
+                .flatten()
+                .any(|w| w == service.workload);
+            let group = label("group").is_some_and(|g| groups.iter().any(|x| x == g));
+            let dead_letters = label("topic").is_some_and(|t| dlq.as_deref() == Some(t));
+            namespace_ok && (named || group || dead_letters)
+        })
+        .map(|a| ServiceAlert {
+            name: a.name.clone(),
+            page: matches!(a.severity.as_str(), "page" | "critical"),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -571,6 +608,81 @@ mod tests {
         assert_eq!(rows.len(), 1, "{rows:?}");
         assert_eq!(rows[0].cpu, None);
         assert_eq!(verdict(&rows[0]), Verdict::ConsumersStalled);
+    }
+
+    #[test]
+    fn alerts_about_a_service_by_label_group_or_dead_letter_topic() {
+        let alert = |name: &str, severity: &str, pairs: &[(&str, &str)], muted: bool| Alert {
+            name: name.into(),
+            state: AlertState::Firing,
+            severity: severity.into(),
+            labels: labels(pairs),
+            summary: String::new(),
+            description: String::new(),
+            runbook: String::new(),
+            active_at: None,
+            muted,
+        };
+        let mut row = ServiceRow {
+            namespace: "shop".into(),
+            workload: "payment".into(),
+            ..ServiceRow::default()
+        };
+        row.kafka = Some(GroupRow {
+            group: "payment".into(),
+            topic: "order-placed".into(),
+            ..GroupRow::default()
+        });
+        let alerts = vec![
+            alert(
+                "ServiceErrorsHigh",
+                "page",
+                &[("namespace", "shop"), ("service", "payment")],
+                false,
+            ),
+            alert(
+                "KafkaDeadLetterReceiving",
+                "warning",
+                &[("topic", "order-placed.dlq")],
+                false,
+            ),
+            alert(
+                "KafkaConsumerLagGrowing",
+                "page",
+                &[("group", "payment")],
+                true,
+            ),
+            alert(
+                "ServiceErrorsHigh",
+                "page",
+                &[("namespace", "other"), ("service", "payment")],
+                false,
+            ),
+            alert(
+                "ServiceCPUHigh",
+                "warning",
+                &[("namespace", "shop"), ("workload", "auth")],
+                false,
+            ),
+        ];
+        let found = about(&row, &BTreeMap::new(), &alerts);
+        let names: Vec<(&str, bool)> = found.iter().map(|a| (a.name.as_str(), a.page)).collect();
+        assert_eq!(
+            names,
+            [
+                ("ServiceErrorsHigh", true),
+                ("KafkaDeadLetterReceiving", false)
+            ],
+            "muted, other namespaces and other services are left out"
+        );
+        row.alerts = found;
+        assert_eq!(
+            verdict(&row),
+            Verdict::Alerting {
+                alert: "ServiceErrorsHigh".into(),
+                page: true
+            }
+        );
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub struct ServiceRow {
     pub memory_of_limit: Option<f64>,
     pub db: Database,
     pub pods_without_request: f64,
+    /// Alerts firing about this service, not muted (filled in by the store from the alerts).
+    pub alerts: Vec<ServiceAlert>,
     /// Pods the workload runs (by `surge_workload_pods`, the excluded ones left out), for
     /// services without an HPA to report replicas.
     pub pods: Option<f64>,
@@ -43,6 +45,14 @@ pub struct ServiceRow {
     /// Partitions of the topic its consumer group reads (the most consumers that do work).
     pub partitions: Option<f64>,
     pub forecast: Forecast,
+}
+
+/// An alert about a service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceAlert {
+    pub name: String,
+    /// It pages (severity `page` or `critical`).
+    pub page: bool,
 }
 
 /// One metric an HPA scales on, as the HPA (or the local autoscaler) reports it.
@@ -395,6 +405,7 @@ impl Rows<'_> {
                         .unwrap_or_default(),
                     partitions: topic_partitions,
                     pods_without_request: get(&PODS_WITHOUT_CPU_REQUEST).unwrap_or(0.0),
+                    alerts: Vec::new(),
                     pods: self
                         .metrics
                         .points(PODS.exposed)

@@ -10,32 +10,58 @@
 //! 5. lag `growing` while the HPA asks for more replicas → lag growing, scaling out;
 //! 6. lag `growing`, the HPA not (yet) asking for more → lag growing;
 //! 7. the HPA asks for more replicas → scaling out;
-//! 8. lag `draining` → draining (with the ETA when the exporter gives one);
-//! 9. the most lagging replica is past the replica-lag warning line → replica behind;
-//! 10. the busiest database server past the connections warning line → DB connections high;
-//! 11. a pod past the memory line of its limit → memory near limit;
-//! 12. the HPA asks for fewer replicas → scaling in;
-//! 13. otherwise → keeping up.
+//! 8. an alert fires about the service (its workload or service label, its consumer group, or
+//!    its topic's dead-letter queue), not muted → that alert, a page before a warning;
+//! 9. lag `draining` → draining (with the ETA when the exporter gives one);
+//! 10. the most lagging replica is past the replica-lag warning line → replica behind;
+//! 11. the busiest database server past the connections warning line → DB connections high;
+//! 12. a pod past the memory line of its limit → memory near limit;
+//! 13. the HPA asks for fewer replicas → scaling in;
+//! 14. otherwise → keeping up.
 
 use surge_metrics::state::LagState;
 
 use super::lines;
 use super::rows::ServiceRow;
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
     NoData,
     ConsumersStalled,
-    SaturatedAtMax { lag_growing: bool },
+    SaturatedAtMax {
+        lag_growing: bool,
+    },
     LagGrowingAtMax,
-    LagGrowingScalingOut { from: f64, to: f64 },
+    LagGrowingScalingOut {
+        from: f64,
+        to: f64,
+    },
     LagGrowing,
-    ScalingOut { from: f64, to: f64 },
-    Draining { eta: Option<f64> },
-    ReplicaBehind { seconds: f64 },
-    DatabaseConnectionsHigh { share: f64 },
-    MemoryNearLimit { share: f64 },
-    ScalingIn { from: f64, to: f64 },
+    ScalingOut {
+        from: f64,
+        to: f64,
+    },
+    /// An alert about the service fires (`page`: it pages).
+    Alerting {
+        alert: String,
+        page: bool,
+    },
+    Draining {
+        eta: Option<f64>,
+    },
+    ReplicaBehind {
+        seconds: f64,
+    },
+    DatabaseConnectionsHigh {
+        share: f64,
+    },
+    MemoryNearLimit {
+        share: f64,
+    },
+    ScalingIn {
+        from: f64,
+        to: f64,
+    },
     KeepingUp,
 }
 
@@ -53,15 +79,17 @@ pub enum Urgency {
 }
 
 impl Verdict {
-    pub fn urgency(self) -> Urgency {
+    pub fn urgency(&self) -> Urgency {
         match self {
             Verdict::NoData => Urgency::Unknown,
             Verdict::ConsumersStalled
             | Verdict::SaturatedAtMax { .. }
-            | Verdict::LagGrowingAtMax => Urgency::Act,
+            | Verdict::LagGrowingAtMax
+            | Verdict::Alerting { page: true, .. } => Urgency::Act,
             Verdict::LagGrowingScalingOut { .. }
             | Verdict::LagGrowing
             | Verdict::ScalingOut { .. }
+            | Verdict::Alerting { page: false, .. }
             | Verdict::ReplicaBehind { .. }
             | Verdict::DatabaseConnectionsHigh { .. }
             | Verdict::MemoryNearLimit { .. } => Urgency::Watch,
@@ -102,6 +130,17 @@ pub fn verdict(row: &ServiceRow) -> Verdict {
     }
     if let Some((from, to)) = out {
         return Verdict::ScalingOut { from, to };
+    }
+    let alert = row
+        .alerts
+        .iter()
+        .find(|a| a.page)
+        .or_else(|| row.alerts.first());
+    if let Some(a) = alert {
+        return Verdict::Alerting {
+            alert: a.name.clone(),
+            page: a.page,
+        };
     }
     if lag_state == Some(LagState::Draining) {
         return Verdict::Draining {
@@ -211,6 +250,22 @@ mod tests {
                 Verdict::ScalingIn { from: 6.0, to: 3.0 },
             ),
         ];
+        let mut paging = service(2.0, 2.0, 10.0, 0.3);
+        paging.alerts = vec![
+            crate::store::ServiceAlert {
+                name: "KafkaDeadLetterReceiving".into(),
+                page: false,
+            },
+            crate::store::ServiceAlert {
+                name: "ServiceErrorsHigh".into(),
+                page: true,
+            },
+        ];
+        let paging_want = Verdict::Alerting {
+            alert: "ServiceErrorsHigh".into(),
+            page: true,
+        };
+        let cases = cases.into_iter().chain([(paging, paging_want)]);
         for (row, want) in cases {
             assert_eq!(verdict(&row), want, "{row:?}");
         }

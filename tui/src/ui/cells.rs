@@ -218,6 +218,8 @@ pub fn verdict(t: &Theme, row: &ServiceRow, stale: bool) -> Span<'static> {
         }
         Verdict::LagGrowing => "lag growing, not scaling".into(),
         Verdict::ScalingOut { from, to } => format!("scaling out {}→{}", n(from), n(to)),
+        Verdict::Alerting { alert, page: true } => format!("paging: {alert}"),
+        Verdict::Alerting { alert, page: false } => format!("warning: {alert}"),
         Verdict::Draining { eta: Some(e) } if e.is_finite() => {
             format!("draining, ETA {}", format::duration(Some(e.round())))
         }
