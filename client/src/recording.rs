@@ -280,22 +280,23 @@ impl Recorder {
         self.out.as_ref().map_or(0, |o| o.get_ref().bytes)
     }
 
-    /// Write one entry. `Err` once, with the reason, when recording stops (cap or error);
-    /// after that, entries are dropped.
-    pub fn record(&mut self, entry: &Entry) -> Result<(), String> {
+    /// Write `update` as it arrived at `at` for `context` (no copy of it is kept). `Err`
+    /// once, with the reason, when recording stops (cap or error); after that, updates are
+    /// dropped.
+    pub fn record(&mut self, at: f64, context: usize, update: &Update) -> Result<(), String> {
         let Some(out) = self.out.as_mut() else {
             return Ok(());
         };
         let stored = StoredEntry {
-            at: entry.at,
-            context: entry.context,
-            stored: store_update(&entry.update, entry.context, &mut self.last),
+            at,
+            context,
+            stored: store_update(update, context, &mut self.last),
         };
         let written = ciborium::into_writer(&stored, &mut *out)
             .map_err(|e| e.to_string())
             .and_then(|()| {
-                if entry.at - self.last_flush >= 1.0 {
-                    self.last_flush = entry.at;
+                if at - self.last_flush >= 1.0 {
+                    self.last_flush = at;
                     out.flush().map_err(|e| e.to_string())
                 } else {
                     Ok(())
@@ -609,11 +610,7 @@ mod tests {
         let mut recorder =
             Recorder::create(path, vec!["default".into()], 100.0, 30.0, DEFAULT_CAP_BYTES)?;
         for (at, update) in entries {
-            recorder.record(&Entry {
-                at: *at,
-                context: 0,
-                update: update.clone(),
-            })?;
+            recorder.record(*at, 0, update)?;
         }
         recorder.finish()
     }
@@ -808,7 +805,9 @@ mod tests {
         out.finish()?;
         let error = read(&newer).err().unwrap_or_default();
         assert!(
-            error.contains("recorded by surge 9.0.0 in format 2") && !error.contains('\n'),
+            error.contains("recorded by surge 9.0.0 in format 2")
+                && error.contains("reads format 1")
+                && !error.contains('\n'),
             "{error}"
         );
         let foreign = dir.path().join("notes.txt");
@@ -829,12 +828,7 @@ mod tests {
         let mut recorder = Recorder::create(&path, vec!["default".into()], 0.0, 30.0, 4096)?;
         let mut stopped = None;
         for i in 0..100_000 {
-            let entry = Entry {
-                at: i as f64,
-                context: 0,
-                update: metrics(i as f64),
-            };
-            if let Err(e) = recorder.record(&entry) {
+            if let Err(e) = recorder.record(i as f64, 0, &metrics(i as f64)) {
                 stopped = Some((i, e));
                 break;
             }

@@ -200,34 +200,26 @@ fn prometheus_scrapes_over_tls_with_basic_auth_and_the_rest_is_refused() -> anyh
     std::fs::write(&web, web_config(&server, &hash(new_password)?, ""))?;
     wait_status(&trusted, &url, Some(new_password), 200)?;
     wait_status(&trusted, &url, Some(PASSWORD), 401)?;
+    // Until a line of the exporter's log satisfies `logged`.
+    let wait_logged = |what: &str, logged: &dyn Fn(&str) -> bool| {
+        surge_servers::wait_until(
+            what,
+            Duration::from_secs(10),
+            Duration::from_millis(100),
+            || Ok(exporter.process.log_tail(4000).lines().any(logged)),
+        )
+    };
     // SIGHUP reloads an unchanged file too (the log says why).
     exporter.process.signal(Signal::Hup)?;
-    surge_servers::wait_until(
-        "a reload on SIGHUP logged",
-        Duration::from_secs(10),
-        Duration::from_millis(100),
-        || {
-            Ok(exporter
-                .process
-                .log_tail(4000)
-                .lines()
-                .any(|l| l.contains("web config reloaded") && l.contains("SIGHUP")))
-        },
-    )?;
+    wait_logged("a reload on SIGHUP logged", &|l| {
+        l.contains("web config reloaded") && l.contains("SIGHUP")
+    })?;
     // A broken file (here on SIGHUP) keeps the last good config serving, and is logged.
     std::fs::write(&web, "basic_auth_users:\n  prometheus: not-a-hash\n")?;
     exporter.process.signal(Signal::Hup)?;
-    surge_servers::wait_until(
-        "the broken reload logged",
-        Duration::from_secs(10),
-        Duration::from_millis(100),
-        || {
-            Ok(exporter
-                .process
-                .log_tail(4000)
-                .contains("web config not reloaded"))
-        },
-    )?;
+    wait_logged("the broken reload logged", &|l| {
+        l.contains("web config not reloaded")
+    })?;
     wait_status(&trusted, &url, Some(new_password), 200)?;
     assert!(
         exporter

@@ -80,13 +80,7 @@ impl Drill {
         )?);
         tweak(&mut options);
         let stack = Stack::start(options)?;
-        let prom = PromQl::new(
-            &stack
-                .prometheus
-                .as_ref()
-                .map(|p| p.url())
-                .unwrap_or_default(),
-        )?;
+        let prom = PromQl::new(&prom_url(&stack))?;
         let shop = Shop::new(&stack.api())?;
         // Steady before any fault: Prometheus has scraped the exporter.
         surge_servers::wait_until(
@@ -99,11 +93,7 @@ impl Drill {
         let recorder = RecordingChild::start(
             &dir.path().join(format!("{name}.surge")),
             &prom_url(&stack),
-            &stack
-                .alertmanager
-                .as_ref()
-                .map(|a| a.url())
-                .unwrap_or_default(),
+            &am_url(&stack),
         )?;
         Ok(Drill {
             recorder,
@@ -120,23 +110,48 @@ impl Drill {
     }
 
     fn prometheus(&self) -> String {
-        self.stack
-            .prometheus
-            .as_ref()
-            .map(|p| p.url())
-            .unwrap_or_default()
+        prom_url(&self.stack)
     }
 
     fn alertmanager(&self) -> String {
-        self.stack
-            .alertmanager
-            .as_ref()
-            .map(|a| a.url())
-            .unwrap_or_default()
+        am_url(&self.stack)
     }
 
     fn exporter(&self) -> String {
         format!("http://127.0.0.1:{}", self.stack.exporter_port.unwrap_or(9))
+    }
+
+    /// Wait until `group`'s lag trend no longer rises (ok, draining or idle).
+    fn wait_lag_settled(&self, group: &str) -> anyhow::Result<()> {
+        self.wait_value(
+            &format!("{group}'s lag trend no longer rising"),
+            &format!(
+                "max(surge_kafka_group_topic_lag_state{{group=\"{group}\",state=~\"ok|draining|idle\"}})"
+            ),
+            1.0,
+        )
+    }
+
+    /// Stop the drill's recording once the panel has seen the last state (3 s: a refresh
+    /// and a scrape) and replay it: each of `workloads`' verdicts, each change once.
+    fn replayed_verdicts(&mut self, workloads: &[&str]) -> anyhow::Result<Vec<Vec<Verdict>>> {
+        std::thread::sleep(Duration::from_secs(3));
+        let recording = self.recorder.finish()?;
+        Ok(workloads.iter().map(|w| verdicts(&recording, w)).collect())
+    }
+
+    /// `workload`'s verdicts over the replayed recording hold `expected`, in that order.
+    fn expect_verdicts(
+        &mut self,
+        workload: &str,
+        expected: &[&dyn Fn(&Verdict) -> bool],
+    ) -> anyhow::Result<()> {
+        let seen = self.replayed_verdicts(&[workload])?.remove(0);
+        anyhow::ensure!(
+            in_order(&seen, expected),
+            "{workload}'s verdicts over the recording: {seen:?}"
+        );
+        Ok(())
     }
 
     /// Wait until the PromQL `query` has the single value `expected`; a timeout explains what
@@ -457,6 +472,16 @@ impl Drill {
     }
 }
 
+/// The stack's Alertmanager URL ("" without one).
+fn am_url(stack: &Stack) -> String {
+    stack
+        .alertmanager
+        .as_ref()
+        .map(|a| a.url())
+        .unwrap_or_default()
+}
+
+/// The stack's Prometheus URL ("" without one).
 fn prom_url(stack: &Stack) -> String {
     stack
         .prometheus
@@ -729,11 +754,10 @@ fn drill_flash_sale_scales_out_drains_and_pages_only_when_maxed() -> anyhow::Res
     // reaches a new replica count within one 3 s sync, so "scaling out" is rarely on screen
     // for a whole second here; orders and payment may stay over the 10% target at max after
     // the sale, which the rules call saturated.)
-    std::thread::sleep(Duration::from_secs(3));
-    let recording = drill.recorder.finish()?;
-    let seen: Vec<(&str, Vec<Verdict>)> = ["auth", "catalog", "orders", "payment", "shipping"]
+    let services = ["auth", "catalog", "orders", "payment", "shipping"];
+    let seen: Vec<(&str, Vec<Verdict>)> = services
         .into_iter()
-        .map(|w| (w, verdicts(&recording, w)))
+        .zip(drill.replayed_verdicts(&services)?)
         .collect();
     assert!(
         seen.iter().any(|(_, v)| in_order(
@@ -791,23 +815,13 @@ fn drill_payment_consumer_killed_pages_and_resolves() -> anyhow::Result<()> {
     );
     // Replayed afterwards, the payment service's verdict follows what happened: its
     // consumers stalled, then it recovered (once the lag trend no longer rises).
-    drill.wait_value(
-        "payment's lag trend no longer rising",
-        "max(surge_kafka_group_topic_lag_state{group=\"payment\",state=~\"ok|draining|idle\"})",
-        1.0,
+    drill.wait_lag_settled("payment")?;
+    drill.expect_verdicts(
+        "payment",
+        &[&|v| matches!(v, Verdict::ConsumersStalled), &|v| {
+            v.urgency() == Urgency::Fine
+        }],
     )?;
-    std::thread::sleep(Duration::from_secs(3));
-    let recording = drill.recorder.finish()?;
-    let seen = verdicts(&recording, "payment");
-    assert!(
-        in_order(
-            &seen,
-            &[&|v| matches!(v, Verdict::ConsumersStalled), &|v| v
-                .urgency()
-                == Urgency::Fine,]
-        ),
-        "payment's verdicts over the recording: {seen:?}"
-    );
     drill.report(detect, recover, orders, lost, "");
     Ok(())
 }
@@ -891,18 +905,12 @@ fn drill_replica_paused_warns_catalog_serves_and_resolves() -> anyhow::Result<()
         "max(surge_postgres_replay_lag_seconds) < bool 30",
         1.0,
     )?;
-    std::thread::sleep(Duration::from_secs(3));
-    let recording = drill.recorder.finish()?;
-    let seen = verdicts(&recording, "catalog");
-    assert!(
-        in_order(
-            &seen,
-            &[&|v| matches!(v, Verdict::ReplicaBehind { .. }), &|v| v
-                .urgency()
-                == Urgency::Fine,]
-        ),
-        "catalog's verdicts over the recording: {seen:?}"
-    );
+    drill.expect_verdicts(
+        "catalog",
+        &[&|v| matches!(v, Verdict::ReplicaBehind { .. }), &|v| {
+            v.urgency() == Urgency::Fine
+        }],
+    )?;
     drill.report(detect, recover, orders, lost, "");
     Ok(())
 }
@@ -1106,9 +1114,7 @@ fn drill_poison_message_mid_sale_is_dead_lettered_and_the_partition_flows() -> a
     let pages = drill.other_pages(&[]);
     assert!(pages.is_empty(), "a poison message paged: {pages:#?}");
     // Replayed: payment's verdict named the dead letters (the warning on its topic's DLQ).
-    std::thread::sleep(Duration::from_secs(3));
-    let recording = drill.recorder.finish()?;
-    let seen = verdicts(&recording, "payment");
+    let seen = drill.replayed_verdicts(&["payment"])?.remove(0);
     assert!(
         seen.iter().any(|v| matches!(
             v,
@@ -1201,25 +1207,21 @@ fn drill_slow_provider_scales_payment_on_its_lag_and_loses_nothing() -> anyhow::
     let pages = drill.other_pages(&[]);
     assert!(pages.is_empty(), "a slow provider paged: {pages:#?}");
     // Replayed: payment's lag rose (growing, or scaling out on it), then it was fine again.
-    std::thread::sleep(Duration::from_secs(3));
-    let recording = drill.recorder.finish()?;
-    let seen = verdicts(&recording, "payment");
-    assert!(
-        in_order(
-            &seen,
-            &[
-                &|v| matches!(
+    drill.expect_verdicts(
+        "payment",
+        &[
+            &|v| {
+                matches!(
                     v,
                     Verdict::LagGrowing
                         | Verdict::LagGrowingScalingOut { .. }
                         | Verdict::LagGrowingAtMax
                         | Verdict::ScalingOut { .. }
-                ),
-                &|v| v.urgency() == Urgency::Fine,
-            ]
-        ),
-        "payment's verdicts over the recording: {seen:?}"
-    );
+                )
+            },
+            &|v| v.urgency() == Urgency::Fine,
+        ],
+    )?;
     drill.report(
         scaled_out,
         drained,
@@ -1361,18 +1363,13 @@ fn drill_redis_lost_fails_closed_pages_and_recovers() -> anyhow::Result<()> {
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let recording = drill.recorder.finish()?;
-    let seen = verdicts(&recording, &paged);
-    assert!(
-        in_order(
-            &seen,
-            &[
-                &|v| matches!(v, Verdict::KeepingUp),
-                &|v| matches!(v, Verdict::Alerting { alert, page: true } if alert == "ServiceErrorsHigh"),
-            ]
-        ),
-        "{paged}'s verdicts over the recording: {seen:?}"
-    );
+    drill.expect_verdicts(
+        &paged,
+        &[
+            &|v| matches!(v, Verdict::KeepingUp),
+            &|v| matches!(v, Verdict::Alerting { alert, page: true } if alert == "ServiceErrorsHigh"),
+        ],
+    )?;
     drill.report(
         detect,
         recover,
@@ -1546,20 +1543,14 @@ fn drill_cpu_hot_at_max_replicas_warns_after_the_window_and_pages_for_that_workl
         "max(surge_workload_cpu_utilization_ratio{workload=\"auth\"} < bool 0.7)",
         1.0,
     )?;
-    std::thread::sleep(Duration::from_secs(3));
-    let recording = drill.recorder.finish()?;
-    let seen = verdicts(&recording, "auth");
-    assert!(
-        in_order(
-            &seen,
-            &[
-                &|v| matches!(v, Verdict::KeepingUp),
-                &|v| matches!(v, Verdict::SaturatedAtMax { .. }),
-                &|v| v.urgency() == Urgency::Fine,
-            ]
-        ),
-        "auth's verdicts over the recording: {seen:?}"
-    );
+    drill.expect_verdicts(
+        "auth",
+        &[
+            &|v| matches!(v, Verdict::KeepingUp),
+            &|v| matches!(v, Verdict::SaturatedAtMax { .. }),
+            &|v| v.urgency() == Urgency::Fine,
+        ],
+    )?;
     drill.report(
         detect,
         recover,
@@ -1620,22 +1611,13 @@ fn drill_slow_provider_lag_grows_pages_and_resolves_when_scaled() -> anyhow::Res
     );
     // Replayed: payment's lag grew with nothing scaling it (no autoscaler here), then, scaled
     // by hand, it drained and was fine.
-    drill.wait_value(
-        "payment's lag trend no longer rising",
-        "max(surge_kafka_group_topic_lag_state{group=\"payment\",state=~\"ok|draining|idle\"})",
-        1.0,
+    drill.wait_lag_settled("payment")?;
+    drill.expect_verdicts(
+        "payment",
+        &[&|v| matches!(v, Verdict::LagGrowing), &|v| {
+            v.urgency() == Urgency::Fine
+        }],
     )?;
-    std::thread::sleep(Duration::from_secs(3));
-    let recording = drill.recorder.finish()?;
-    let seen = verdicts(&recording, "payment");
-    assert!(
-        in_order(
-            &seen,
-            &[&|v| matches!(v, Verdict::LagGrowing), &|v| v.urgency()
-                == Urgency::Fine,]
-        ),
-        "payment's verdicts over the recording: {seen:?}"
-    );
     let peak_lag = drill
         .prom
         .value("max(max_over_time(surge_kafka_group_topic_lag{group=\"payment\"}[15m]))")?

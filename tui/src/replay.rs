@@ -9,7 +9,7 @@ use crossterm::event::{Event, EventStream, KeyEventKind};
 use futures::StreamExt as _;
 
 use surge_client::fetch::Endpoints;
-use surge_client::recording::{self, Recording, Replay};
+use surge_client::recording::{self, Replay};
 
 use crate::app::{Action, App, Input, ReplayClock, Seek, is_replay_key, parse_at};
 use crate::cli::Settings;
@@ -24,7 +24,7 @@ fn open(
     settings: &Settings,
     file: &Path,
     at: Option<&str>,
-) -> Result<(Recording, Replay, App, ReplayClock), String> {
+) -> Result<(Replay, App, ReplayClock), String> {
     let recording = recording::read(file)?;
     if let Some(reason) = &recording.truncated {
         tracing::warn!(file = %file.display(), "recording {reason}");
@@ -63,7 +63,7 @@ fn open(
     if let Some(text) = at {
         clock.at = parse_at(text, start, end)?;
     }
-    Ok((recording, replay, app, clock))
+    Ok((replay, app, clock))
 }
 
 /// One frame of the recording at `--at` (default: its end), as text.
@@ -74,7 +74,7 @@ pub fn once(
     view: &str,
     size: (u16, u16),
 ) -> Result<String, String> {
-    let (_, replay, mut app, mut clock) = open(settings, file, at.or(Some("end")))?;
+    let (replay, mut app, mut clock) = open(settings, file, at.or(Some("end")))?;
     clock.playing = false;
     let store = replay.store_at(clock.at);
     clock.position = replay.position(clock.at);
@@ -111,7 +111,7 @@ fn target(replay: &Replay, clock: &ReplayClock, seek: Seek) -> f64 {
 
 /// The interactive replay, until q or Ctrl-C.
 pub async fn interactive(settings: &Settings, file: &Path, at: Option<&str>) -> Result<(), String> {
-    let (_, replay, mut app, mut clock) = open(settings, file, at)?;
+    let (replay, mut app, mut clock) = open(settings, file, at)?;
     let theme = theme(settings);
     let mut cursor = replay.cursor();
     let mut terminal =

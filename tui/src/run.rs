@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 
 use surge_client::fetch::plan::Want;
 use surge_client::fetch::{self, Command, Endpoints, Update};
-use surge_client::recording::{Entry, Recorder};
+use surge_client::recording::Recorder;
 use surge_client::store::{ContextSummary, Store};
 
 use crate::app::{Action, App, View};
@@ -227,7 +227,7 @@ pub async fn once(
             Ok(Some((i, update))) => {
                 history_seen[i] |= carries_history(&update);
                 let now = fetch::now();
-                if let Some(reason) = record(&mut recorder, now, i, &update) {
+                if let Some(reason) = recorder.as_mut().and_then(|r| record(r, now, i, &update)) {
                     return Err(reason);
                 }
                 if let Some(Some(session)) = sessions.get_mut(i) {
@@ -327,20 +327,8 @@ fn toggle_recording(recorder: &mut Option<Recorder>, settings: &Settings) -> Str
 }
 
 /// Record one update as it arrived; the reason when recording stops (said once).
-fn record(
-    recorder: &mut Option<Recorder>,
-    at: f64,
-    context: usize,
-    update: &Update,
-) -> Option<String> {
-    let r = recorder.as_mut()?;
-    let stopped = r
-        .record(&Entry {
-            at,
-            context,
-            update: update.clone(),
-        })
-        .err();
+fn record(recorder: &mut Recorder, at: f64, context: usize, update: &Update) -> Option<String> {
+    let stopped = recorder.record(at, context, update).err();
     if let Some(reason) = &stopped {
         tracing::warn!("{reason}");
     }
@@ -356,10 +344,8 @@ pub async fn record_headless(
     use tokio::signal::unix::{SignalKind, signal};
     let app = new_app(settings);
     let (_sessions, mut updates) = start_sessions(settings, &app, false)?;
-    let mut recorder = recorder(settings)?;
-    let Some(path) = recorder.as_ref().map(|r| r.path().to_string()) else {
-        return Err("record: no file".into());
-    };
+    let mut recorder = recorder(settings)?.ok_or("record: no file")?;
+    let path = recorder.path().to_string();
     let mut terminate = signal(SignalKind::terminate()).map_err(|e| format!("signal: {e}"))?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| format!("signal: {e}"))?;
     let until = async {
@@ -382,14 +368,11 @@ pub async fn record_headless(
             _ = interrupt.recv() => break None,
         }
     };
-    let Some(mut r) = recorder else {
-        return Err("record: no recorder".into());
-    };
-    r.finish()?;
+    recorder.finish()?;
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     let line = format!(
         "recorded {} updates ({} KiB) to {path}",
-        r.entries(),
+        recorder.entries(),
         size.div_ceil(1024)
     );
     match stopped {
@@ -549,7 +532,7 @@ pub async fn interactive(settings: &Settings, started: Instant) -> Result<(), St
                 let now = fetch::now();
                 let mut by_session: Vec<Vec<Update>> = vec![Vec::new(); sessions.len()];
                 for (i, update) in batch {
-                    if let Some(reason) = record(&mut recorder, now, i, &update) {
+                    if let Some(reason) = recorder.as_mut().and_then(|r| record(r, now, i, &update)) {
                         app.recording = None;
                         if let Some(Some(session)) = sessions.get_mut(app.context) {
                             session.store.notice = Some(reason);

@@ -8,6 +8,8 @@
 
 use std::path::Path;
 
+mod common;
+
 use surge_client::recording::{self, Recording, Replay};
 use surge_client::store::{ServiceRow, Store, Verdict, verdict};
 use surge_tui::app::{App, ReplayClock, View};
@@ -183,18 +185,8 @@ fn a_flash_sale_replayed() -> anyhow::Result<()> {
 /// The README's postmortem frame is this snapshot, character for character.
 #[test]
 fn readme_replay_frame_is_the_snapshot() -> anyhow::Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let snapshot = std::fs::read_to_string(
-        root.join("tests/snapshots/replays__payment_killed_overview_160x20.snap"),
-    )?;
-    let frame = snapshot
-        .splitn(3, "---\n")
-        .nth(2)
-        .ok_or_else(|| anyhow::anyhow!("snapshot without a header"))?
-        .trim_end_matches('\n');
-    let readme = std::fs::read_to_string(root.join("../README.md"))?;
     assert!(
-        readme.contains(&format!("```text\n{frame}\n```")),
+        common::readme_holds_snapshot("replays__payment_killed_overview_160x20")?,
         "README.md's replay frame differs from replays__payment_killed_overview_160x20.snap: copy it over"
     );
     Ok(())

@@ -228,17 +228,8 @@ fn overflow_fifty_services_two_hundred_groups_long_names() {
 /// The README's frame is this snapshot, character for character.
 #[test]
 fn readme_frame_is_the_overview_snapshot() -> anyhow::Result<()> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let snapshot =
-        std::fs::read_to_string(root.join("tests/snapshots/views__overview_160x26.snap"))?;
-    let frame = snapshot
-        .splitn(3, "---\n")
-        .nth(2)
-        .ok_or_else(|| anyhow::anyhow!("snapshot without a header"))?
-        .trim_end_matches('\n');
-    let readme = std::fs::read_to_string(root.join("../README.md"))?;
     assert!(
-        readme.contains(&format!("```text\n{frame}\n```")),
+        common::readme_holds_snapshot("views__overview_160x26")?,
         "README.md's frame differs from views__overview_160x26.snap: copy it over"
     );
     Ok(())

@@ -38,6 +38,32 @@ fn relative(points: &[(f64, f64)], now: f64, range: f64, scale: f64) -> Vec<(f64
         .collect()
 }
 
+/// One line per named history, over the range, each in the next style of the palette.
+fn lines<'a>(
+    histories: impl Iterator<Item = (String, &'a [(f64, f64)])>,
+    ctx: &Ctx,
+    scale: f64,
+) -> Vec<Line> {
+    let styles = palette(ctx.theme);
+    histories
+        .enumerate()
+        .map(|(i, (name, history))| Line {
+            name,
+            points: relative(history, ctx.now, ctx.range(), scale),
+            style: styles[i % styles.len()],
+        })
+        .collect()
+}
+
+/// A flat, unnamed mark at `value` across the range (a target, an alert line).
+fn flat(value: f64, range: f64, style: Style) -> Line {
+    Line {
+        name: String::new(),
+        points: vec![(-range, value), (0.0, value)],
+        style,
+    }
+}
+
 /// `-5m`, `-2m30s`, `now` under the time axis.
 fn time_labels(range: f64) -> Vec<Span<'static>> {
     vec![
@@ -126,8 +152,7 @@ fn seconds(v: f64) -> String {
 /// Three charts side by side: CPU of request, Kafka lag, replica replay lag.
 pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx) {
     let t = ctx.theme;
-    let (now, range) = (ctx.now, ctx.range());
-    let styles = palette(t);
+    let range = ctx.range();
     let derived = &ctx.store.derived;
     let [cpu_area, lag_area, replica_area] = Layout::horizontal([
         Constraint::Ratio(1, 3),
@@ -136,24 +161,17 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx) {
     ])
     .areas(area);
 
-    let cpu: Vec<Line> = derived
-        .services
-        .iter()
-        .enumerate()
-        .map(|(i, s)| Line {
-            name: s.workload.clone(),
-            points: relative(&s.cpu_history, now, range, 100.0),
-            style: styles[i % styles.len()],
-        })
-        .collect();
+    let cpu = lines(
+        derived
+            .services
+            .iter()
+            .map(|s| (s.workload.clone(), s.cpu_history.as_slice())),
+        ctx,
+        100.0,
+    );
     // The HPA target (when the services share one) and the alert line, flat across the range.
-    let flat = |name: &str, v: f64, style: Style| Line {
-        name: name.to_string(),
-        points: vec![(-range, v * 100.0), (0.0, v * 100.0)],
-        style,
-    };
     let alert = ctx.store.cpu_alert.unwrap_or(DEFAULT_CPU_ALERT);
-    let mut marks = vec![flat("", alert, t.crit)];
+    let mut marks = vec![flat(alert * 100.0, range, t.crit)];
     let mut title = format!(
         "CPU of request, alert line {}",
         format::percent(Some(alert))
@@ -162,21 +180,19 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx) {
     if let Some(first) = targets.first()
         && targets.iter().all(|v| (v - first).abs() < 1e-9)
     {
-        marks.push(flat("", *first, t.dim));
+        marks.push(flat(*first * 100.0, range, t.dim));
         title.push_str(&format!(", target {}", format::percent(Some(*first))));
     }
     chart(frame, cpu_area, ctx, &title, cpu, marks, percent);
 
-    let lag: Vec<Line> = derived
-        .groups
-        .iter()
-        .enumerate()
-        .map(|(i, g)| Line {
-            name: g.group.clone(),
-            points: relative(&g.history, now, range, 1.0),
-            style: styles[i % styles.len()],
-        })
-        .collect();
+    let lag = lines(
+        derived
+            .groups
+            .iter()
+            .map(|g| (g.group.clone(), g.history.as_slice())),
+        ctx,
+        1.0,
+    );
     chart(
         frame,
         lag_area,
@@ -187,25 +203,20 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx) {
         messages,
     );
 
-    let replicas: Vec<Line> = derived
-        .servers
-        .iter()
-        .filter(|s| s.role == surge_client::store::Role::Replica)
-        .enumerate()
-        .map(|(i, s)| Line {
-            name: s.target.clone(),
-            points: relative(&s.history, now, range, 1.0),
-            style: styles[i % styles.len()],
-        })
-        .collect();
-    let warning = Line {
-        name: String::new(),
-        points: vec![
-            (-range, surge_client::store::lines::REPLICA_LAG_WARNING),
-            (0.0, surge_client::store::lines::REPLICA_LAG_WARNING),
-        ],
-        style: t.warn,
-    };
+    let replicas = lines(
+        derived
+            .servers
+            .iter()
+            .filter(|s| s.role == surge_client::store::Role::Replica)
+            .map(|s| (s.target.clone(), s.history.as_slice())),
+        ctx,
+        1.0,
+    );
+    let warning = flat(
+        surge_client::store::lines::REPLICA_LAG_WARNING,
+        range,
+        t.warn,
+    );
     // The warning line only once a replica comes near it: otherwise it flattens the lines.
     let near = replicas
         .iter()

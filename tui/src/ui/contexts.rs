@@ -6,8 +6,7 @@
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
-use ratatui::text::{Line, Span};
-use ratatui::widgets::Block;
+use ratatui::text::Span;
 use surge_client::store::{ContextSummary, ServiceLine};
 
 use super::ctx::Ctx;
@@ -119,12 +118,7 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx) {
     ];
     let columns = table::fit(columns, area.width.saturating_sub(4));
     // Each context has its own sources and ages: the title carries no single age.
-    let block = Block::bordered()
-        .title(Line::from(Span::styled(
-            format!(" Contexts ({}) ", ctx.app.contexts.len()),
-            t.title,
-        )))
-        .border_style(t.dim);
+    let block = ctx.plain_panel(&format!("Contexts ({})", ctx.app.contexts.len()));
     table::draw(
         frame,
         area,
