@@ -47,6 +47,15 @@ fn once(args: &[&str]) -> anyhow::Result<(String, i32)> {
     ))
 }
 
+/// The file in `dir` whose name starts with `prefix` (what the panel wrote there).
+fn file_named(dir: &Path, prefix: &str) -> anyhow::Result<PathBuf> {
+    std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .find(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .map(|e| e.path())
+        .with_context(|| format!("no {prefix}* file in {}", dir.display()))
+}
+
 fn get_json(url: &str) -> anyhow::Result<serde_json::Value> {
     Ok(reqwest::blocking::get(url)?.error_for_status()?.json()?)
 }
@@ -209,6 +218,25 @@ async fn headless_frames_show_a_stalled_group_its_alert_and_silences() -> anyhow
         tmux.keys("replay", &["q"])?;
         Ok(())
     })?;
+
+    // `surge record --for` records with no terminal and stops by itself.
+    let timed = dir.path().join("timed.surge");
+    let out = tokio::task::block_in_place(|| {
+        Command::new(surge_bin()?)
+            .arg("record")
+            .arg(&timed)
+            .args(["--for", "2s", "--prometheus", &prom, "--alertmanager", &am])
+            .args(["--log", "/dev/null"])
+            .output()
+            .map_err(anyhow::Error::from)
+    })?;
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.starts_with("recorded "),
+        "{said}"
+    );
+    let timed = surge_client::recording::read(&timed).map_err(anyhow::Error::msg)?;
+    assert!(!timed.entries.is_empty() && timed.truncated.is_none());
 
     // The PostgreSQL view's connections, end to end from the real servers: the test cluster
     // runs max_connections 300 with 3 reserved, so each server shows n/297.
@@ -396,15 +424,7 @@ fn keys_in_screen_out_in_a_pseudo_terminal() -> anyhow::Result<()> {
     tmux.wait_for("panel", "the help overlay", "Help (Esc closes)")?;
     tmux.keys("panel", &["Escape", "s"])?;
     tmux.wait_for("panel", "the snapshot notice", "snapshot written to")?;
-    let snapshot = std::fs::read_dir(dir.path())?
-        .filter_map(Result::ok)
-        .find(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with("surge-snapshot-")
-        })
-        .context("no snapshot file")?;
-    let text = std::fs::read_to_string(snapshot.path())?;
+    let text = std::fs::read_to_string(file_named(dir.path(), "surge-snapshot-")?)?;
     assert!(
         text.contains("## Firing alerts (1)") && text.contains("KafkaConsumerLagGrowing"),
         "{text}"
@@ -416,15 +436,8 @@ fn keys_in_screen_out_in_a_pseudo_terminal() -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_secs(2));
     tmux.keys("panel", &["R"])?;
     tmux.wait_for("panel", "the recording stopped", "recording stopped")?;
-    let recorded = std::fs::read_dir(dir.path())?
-        .filter_map(Result::ok)
-        .find(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with("surge-recording-")
-        })
-        .context("no recording file")?;
-    let recording = surge_client::recording::read(&recorded.path()).map_err(anyhow::Error::msg)?;
+    let recording = surge_client::recording::read(&file_named(dir.path(), "surge-recording-")?)
+        .map_err(anyhow::Error::msg)?;
     assert!(
         !recording.entries.is_empty() && recording.truncated.is_none(),
         "{} entries, truncated {:?}",
