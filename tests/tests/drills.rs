@@ -94,6 +94,7 @@ impl Drill {
             &dir.path().join(format!("{name}.surge")),
             &prom_url(&stack),
             &am_url(&stack),
+            None,
         )?;
         Ok(Drill {
             recorder,
@@ -138,6 +139,19 @@ impl Drill {
         std::thread::sleep(Duration::from_secs(3));
         let recording = self.recorder.finish()?;
         Ok(workloads.iter().map(|w| verdicts(&recording, w)).collect())
+    }
+
+    /// Record the exporter too, beside Prometheus, from now on: when it dies Prometheus' series
+    /// end, while the panel keeps the exporter's last numbers, marked stale.
+    fn record_the_exporter_too(&mut self) -> anyhow::Result<()> {
+        self.recorder.discard()?;
+        self.recorder = RecordingChild::start(
+            &self.dir.path().join(format!("{}.surge", self.name)),
+            &self.prometheus(),
+            &self.alertmanager(),
+            Some(&self.exporter()),
+        )?;
+        Ok(())
     }
 
     /// `workload`'s verdicts over the replayed recording hold `expected`, in that order.
@@ -498,11 +512,18 @@ struct RecordingChild {
 }
 
 impl RecordingChild {
-    fn start(path: &std::path::Path, prometheus: &str, alertmanager: &str) -> anyhow::Result<Self> {
+    /// Record Prometheus and Alertmanager, and with `exporter` that too (beside them).
+    fn start(
+        path: &std::path::Path,
+        prometheus: &str,
+        alertmanager: &str,
+        exporter: Option<&str>,
+    ) -> anyhow::Result<Self> {
         let child = Command::new(surge_bin()?)
             .arg("record")
             .arg(path)
             .args(["--prometheus", prometheus, "--alertmanager", alertmanager])
+            .args(exporter.into_iter().flat_map(|e| ["--exporter", e]))
             .args(["--refresh", "1s", "--log", "/dev/null"])
             .stdout(std::process::Stdio::null())
             .spawn()?;
@@ -522,6 +543,15 @@ impl RecordingChild {
             std::fs::copy(&self.path, std::path::Path::new(&dir).join(name))?;
         }
         surge_client::recording::read(&self.path).map_err(anyhow::Error::msg)
+    }
+
+    /// Stop recording, the file unwanted (it may not be whole).
+    fn discard(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
     }
 
     fn stop(&mut self) -> anyhow::Result<()> {
@@ -924,6 +954,8 @@ fn drill_broker_stopped_orders_wait_in_the_outbox_and_ship_once() -> anyhow::Res
     for i in 0..5 {
         assert_eq!(drill.order(1 + i)?, 202);
     }
+    // Steady before the fault: monitoring has seen payment consume.
+    drill.wait_lag_settled("payment")?;
     let fault = Instant::now();
     drill.stack.kafka.stop();
     let orders = drill.keep_ordering(5);
@@ -958,6 +990,14 @@ fn drill_broker_stopped_orders_wait_in_the_outbox_and_ship_once() -> anyhow::Res
     )?;
     let pages = drill.other_pages(&[]);
     assert!(pages.is_empty(), "the broker outage paged: {pages:#?}");
+    // Replayed: payment's lag was known, then unknown while Kafka's numbers were missing
+    // (not shown as a stalled or idle group), then known again.
+    drill.wait_lag_settled("payment")?;
+    let known = |v: &Verdict| !matches!(v, Verdict::KafkaLagUnknown | Verdict::NoData);
+    drill.expect_verdicts(
+        "payment",
+        &[&known, &|v| matches!(v, Verdict::KafkaLagUnknown), &known],
+    )?;
     drill.report(detect, recover, orders, lost, "");
     Ok(())
 }
@@ -967,6 +1007,7 @@ fn drill_broker_stopped_orders_wait_in_the_outbox_and_ship_once() -> anyhow::Res
 #[test]
 fn drill_exporter_killed_pages_and_the_panel_keeps_stale_data() -> anyhow::Result<()> {
     let mut drill = Drill::start("exporter-killed", FAST, |_| {})?;
+    drill.record_the_exporter_too()?;
     let orders = drill.keep_ordering(3);
     let tmux = Tmux::new("surge-drill");
     let command = format!(
@@ -1027,6 +1068,13 @@ fn drill_exporter_killed_pages_and_the_panel_keeps_stale_data() -> anyhow::Resul
     })?;
     assert_eq!(orders.stop(), 0, "orders refused");
     let (orders, lost) = drill.audit(Duration::from_secs(120))?;
+    // Replayed: payment's verdict was judged, then its last one marked stale while the
+    // exporter was dead, then judged again.
+    let fresh = |v: &Verdict| !matches!(v, Verdict::Stale(_) | Verdict::NoData);
+    drill.expect_verdicts(
+        "payment",
+        &[&fresh, &|v| matches!(v, Verdict::Stale(_)), &fresh],
+    )?;
     drill.report(detect, recover, orders, lost, "");
     Ok(())
 }
@@ -1737,6 +1785,22 @@ fn drill_primary_lost_fails_over_and_keeps_every_accepted_order() -> anyhow::Res
         pages.is_empty(),
         "the failover paged something else: {pages:#?}"
     );
+    // Replayed: the old primary's loss shows on every service (no primary, or once one was
+    // promoted, the old one down), and clears when it rejoins.
+    let old_primary_down = |v: &Verdict| match v {
+        Verdict::DatabasePrimaryDown => true,
+        Verdict::DatabaseServersDown { targets } => targets == &["primary"],
+        _ => false,
+    };
+    drill.expect_verdicts(
+        "payment",
+        &[&old_primary_down, &|v| {
+            !matches!(
+                v,
+                Verdict::DatabasePrimaryDown | Verdict::DatabaseServersDown { .. }
+            )
+        }],
+    )?;
     drill.report(
         detect,
         recover,
@@ -1760,7 +1824,7 @@ fn drill_primary_lost_fails_over_and_keeps_every_accepted_order() -> anyhow::Res
 /// sources keep collecting, nothing pages; released, they recover by themselves.
 #[test]
 fn drill_collectors_hang_mid_collection_go_down_and_stale_never_frozen() -> anyhow::Result<()> {
-    let drill = Drill::start("collector-hang", FAST, |_| {})?;
+    let mut drill = Drill::start("collector-hang", FAST, |_| {})?;
     let orders = drill.keep_ordering(3);
     let fresh = "count(surge_postgres_replay_lag_seconds)";
     drill.wait_value("both replicas' numbers in Prometheus", fresh, 2.0)?;
@@ -1853,6 +1917,15 @@ fn drill_collectors_hang_mid_collection_go_down_and_stale_never_frozen() -> anyh
     let (orders, lost) = drill.audit(Duration::from_secs(120))?;
     let pages = drill.other_pages(&[]);
     assert!(pages.is_empty(), "a hung collector paged: {pages:#?}");
+    // Replayed: while the replicas' collectors hung, services said the DB servers were down
+    // (replica lag unknown, not zero); released, no longer.
+    let replicas_down = |v: &Verdict| matches!(v, Verdict::DatabaseServersDown { targets } if targets == &["replica1", "replica2"]);
+    drill.expect_verdicts(
+        "payment",
+        &[&replicas_down, &|v| {
+            !matches!(v, Verdict::DatabaseServersDown { .. })
+        }],
+    )?;
     drill.report(detect, recover, orders, lost, "");
     Ok(())
 }

@@ -59,6 +59,10 @@ fn overview_mid_flash_sale() {
     }
     let wide = render(&app(), &store, 240, 70);
     insta::assert_snapshot!("overview_240x70", wide);
+    // Without colour, each line is drawn its own way, its mark before its name in the legend.
+    for legend in ["⠒ orders", "• payment", "▄ payment-dlq-audit", "█ shipping"] {
+        assert!(wide.contains(legend), "{legend} in\n{wide}");
+    }
     // Room for every column: the lag-scaled service's target says what it scales on.
     let payment = wide
         .lines()

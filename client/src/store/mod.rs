@@ -21,10 +21,10 @@ pub use verdict::{Urgency, Verdict, verdict};
 
 use rows::Rows;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use surge_metrics::Family;
-use surge_metrics::catalogue::exporter;
+use surge_metrics::catalogue::{self, exporter};
 
 use crate::fetch::Update;
 use crate::fetch::plan::{ALERTS, HISTORY};
@@ -251,6 +251,12 @@ impl Store {
             .min_by(|a, b| a.0.total_cmp(&b.0))
     }
 
+    /// Age of the services' numbers (their HPAs', else their CPU's), and whether stale.
+    pub fn services_age(&self, now: f64) -> Option<(f64, bool)> {
+        self.age_of(&catalogue::hpa::CURRENT, now)
+            .or_else(|| self.age_of(&catalogue::workload::CPU_UTILIZATION, now))
+    }
+
     /// Age of the alerts shown: Alertmanager's when configured, else Prometheus'.
     pub fn alerts_age(&self, now: f64) -> Option<(f64, bool)> {
         ["alertmanager", "prometheus"].iter().find_map(|s| {
@@ -316,9 +322,29 @@ impl Store {
         let standbys = rows.standbys(range, now);
         let slots = rows.slots();
         let (alerts, watchdog) = alerts::shown(&self.prometheus_alerts, &self.alertmanager_alerts);
+        let stale = self.services_age(now).is_some_and(|(_, stale)| stale);
+        let kafka_down = self
+            .exporter_targets_down(now)
+            .iter()
+            .any(|(source, _, _)| source == "kafka");
+        // Groups with lag in the history shown: when Kafka's numbers go missing, their
+        // services' lag became unknown (history, not a memory of earlier frames, so a
+        // replay seeking straight to a moment judges it the same).
+        let groups_seen: BTreeSet<&str> = self
+            .history
+            .named(catalogue::kafka::TOPIC_LAG.exposed)
+            .filter(|(_, points)| !points.is_empty())
+            .filter_map(|(labels, _)| labels.get("group").map(String::as_str))
+            .collect();
         let mut services = services;
         for service in &mut services {
             service.alerts = about(service, &self.service_groups, &alerts);
+            service.stale = stale;
+            service.kafka_unknown = kafka_down
+                && service.kafka.is_none()
+                && service_groups(&self.service_groups, &service.workload)
+                    .iter()
+                    .any(|g| groups_seen.contains(g.as_str()));
         }
         self.derived = Derived {
             services,
@@ -334,15 +360,23 @@ impl Store {
 
 /// The firing, unmuted alerts about `service`: by its workload or service label (and its
 /// namespace when the alert has one), its consumer groups, or its topic's dead-letter queue.
+/// The consumer groups of `workload`: as configured, else the one of its own name.
+pub(super) fn service_groups(
+    configured: &BTreeMap<String, Vec<String>>,
+    workload: &str,
+) -> Vec<String> {
+    configured
+        .get(workload)
+        .cloned()
+        .unwrap_or_else(|| vec![workload.to_string()])
+}
+
 fn about(
     service: &ServiceRow,
-    service_groups: &BTreeMap<String, Vec<String>>,
+    service_groups_of: &BTreeMap<String, Vec<String>>,
     alerts: &[Alert],
 ) -> Vec<ServiceAlert> {
-    let groups = service_groups
-        .get(&service.workload)
-        .cloned()
-        .unwrap_or_else(|| vec![service.workload.clone()]);
+    let groups = service_groups(service_groups_of, &service.workload);
     let dlq = service.kafka.as_ref().map(|g| format!("{}.dlq", g.topic));
     alerts
         .iter()
@@ -686,6 +720,54 @@ mod tests {
     }
 
     #[test]
+    fn a_consumer_whose_kafka_numbers_go_missing_has_its_lag_unknown() {
+        let mut store = Store::new(30.0);
+        let metrics = |kafka_up: bool| {
+            let all = shop_metrics();
+            let mut m = Metrics::default();
+            // A failing collector's series are missing, not frozen.
+            for name in all.names() {
+                if kafka_up || !name.starts_with("surge_kafka_") {
+                    for p in all.points(name) {
+                        m.insert(name, p.labels.clone(), p.value);
+                    }
+                }
+            }
+            m.insert(
+                exporter::SOURCE_UP.exposed,
+                labels(&[("source", "kafka"), ("target", "shop")]),
+                if kafka_up { 1.0 } else { 0.0 },
+            );
+            m
+        };
+        for (at, kafka_up) in [(100.0, true), (101.0, false)] {
+            store.apply(
+                Update::Metrics {
+                    source: "prometheus".into(),
+                    metrics: metrics(kafka_up),
+                    at,
+                },
+                at,
+            );
+            let row = &store.derived.services[0];
+            assert_eq!(row.kafka.is_some(), kafka_up);
+            assert_eq!(row.kafka_unknown, !kafka_up, "at {at}");
+            assert_eq!(row.db.primary, Some(true));
+        }
+        // A service never seen consuming is not blind to Kafka.
+        let mut fresh = Store::new(30.0);
+        fresh.apply(
+            Update::Metrics {
+                source: "prometheus".into(),
+                metrics: metrics(false),
+                at: 100.0,
+            },
+            100.0,
+        );
+        assert!(!fresh.derived.services[0].kafka_unknown);
+    }
+
+    #[test]
     fn failures_keep_data_and_mark_the_source_stale() {
         let mut store = Store::new(30.0);
         store.apply(
@@ -704,6 +786,10 @@ mod tests {
             110.0,
         );
         assert_eq!(store.derived.services.len(), 1, "last data kept");
+        assert!(
+            store.derived.services[0].stale,
+            "the kept row is marked stale"
+        );
         let sources = store.sources(110.0);
         assert!(sources[0].stale);
         assert_eq!(sources[0].age, Some(10.0));

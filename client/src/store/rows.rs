@@ -45,6 +45,10 @@ pub struct ServiceRow {
     /// Partitions of the topic its consumer group reads (the most consumers that do work).
     pub partitions: Option<f64>,
     pub forecast: Forecast,
+    /// Its numbers come from a stale source (failing, or silent too long): the last known.
+    pub stale: bool,
+    /// It consumes from Kafka, and the exporter's Kafka source is down: its lag is unknown.
+    pub kafka_unknown: bool,
 }
 
 /// An alert about a service.
@@ -90,12 +94,16 @@ impl ServiceRow {
 }
 
 /// What every service depends on in PostgreSQL, at its worst across servers.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Database {
     /// The most lagging replica's replay lag.
     pub replica_lag_seconds: Option<f64>,
     /// The busiest server's share of its connection slots.
     pub connection_use: Option<f64>,
+    /// Whether a server reports itself the primary; `None` with no servers watched.
+    pub primary: Option<bool>,
+    /// Servers whose target is down (their numbers missing, not zero).
+    pub down: Vec<String>,
 }
 
 impl Database {
@@ -108,6 +116,12 @@ impl Database {
                 .filter(|s| s.role == Role::Replica)
                 .filter_map(|s| s.replay_lag_seconds)),
             connection_use: max(&mut servers.iter().filter_map(ServerRow::connection_use)),
+            primary: (!servers.is_empty()).then(|| servers.iter().any(|s| s.role == Role::Primary)),
+            down: servers
+                .iter()
+                .filter(|s| s.role == Role::Down)
+                .map(|s| s.target.clone())
+                .collect(),
         }
     }
 }
@@ -363,10 +377,7 @@ impl Rows<'_> {
                 let headroom = current.zip(max).map(|(c, m)| (m - c).max(0.0));
                 let saturated =
                     headroom == Some(0.0) && cpu.zip(target).is_some_and(|(c, t)| c > t);
-                let service_groups = service_groups
-                    .get(&workload)
-                    .cloned()
-                    .unwrap_or_else(|| vec![workload.clone()]);
+                let service_groups = super::service_groups(service_groups, &workload);
                 // The service's most lagging group-topic.
                 let kafka = groups
                     .iter()
@@ -398,7 +409,7 @@ impl Rows<'_> {
                     memory_of_limit: memory_of_limit
                         .get(&(namespace.as_str(), workload.as_str()))
                         .copied(),
-                    db,
+                    db: db.clone(),
                     scaling: scaling
                         .get(&(namespace.as_str(), workload.as_str()))
                         .cloned()
@@ -417,6 +428,8 @@ impl Rows<'_> {
                         (Some(m), Some(t)) => time_to_max(&demand, m, t),
                         _ => Forecast::Unknown,
                     },
+                    stale: false,
+                    kafka_unknown: false,
                     namespace,
                     workload,
                 }

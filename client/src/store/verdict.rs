@@ -3,21 +3,29 @@
 //! the first that holds is the verdict:
 //!
 //! 1. no HPA, CPU or Kafka numbers at all → no data;
-//! 2. its consumer group's lag is `stalled` (messages arrive, nothing is consumed) →
+//!
+//! Drawn from a stale source (failing, or silent too long), the verdict below is the last
+//! known one and says so (`STALE: …`): it no longer judges now.
+//!
+//! 2. database servers are watched and none reports itself the primary → DB primary down
+//!    (writes fail until one is promoted);
+//! 3. the service consumes from Kafka and the exporter's Kafka source is down → lag unknown;
+//! 4. its consumer group's lag is `stalled` (messages arrive, nothing is consumed) →
 //!    consumers stalled (more replicas will not help);
-//! 3. at max replicas with CPU over target → saturated at max (with "lag growing" when it is);
-//! 4. lag `growing` at max replicas → lag growing at max;
-//! 5. lag `growing` while the HPA asks for more replicas → lag growing, scaling out;
-//! 6. lag `growing`, the HPA not (yet) asking for more → lag growing;
-//! 7. the HPA asks for more replicas → scaling out;
-//! 8. an alert fires about the service (its workload or service label, its consumer group, or
-//!    its topic's dead-letter queue), not muted → that alert, a page before a warning;
-//! 9. lag `draining` → draining (with the ETA when the exporter gives one);
-//! 10. the most lagging replica is past the replica-lag warning line → replica behind;
-//! 11. the busiest database server past the connections warning line → DB connections high;
-//! 12. a pod past the memory line of its limit → memory near limit;
-//! 13. the HPA asks for fewer replicas → scaling in;
-//! 14. otherwise → keeping up.
+//! 5. at max replicas with CPU over target → saturated at max (with "lag growing" when it is);
+//! 6. lag `growing` at max replicas → lag growing at max;
+//! 7. lag `growing` while the HPA asks for more replicas → lag growing, scaling out;
+//! 8. lag `growing`, the HPA not (yet) asking for more → lag growing;
+//! 9. the HPA asks for more replicas → scaling out;
+//! 10. an alert fires about the service (its workload or service label, its consumer group, or
+//!     its topic's dead-letter queue), not muted → that alert, a page before a warning;
+//! 11. a database server's target is down (a replica's lag is unknown) → DB server down;
+//! 12. lag `draining` → draining (with the ETA when the exporter gives one);
+//! 13. the most lagging replica is past the replica-lag warning line → replica behind;
+//! 14. the busiest database server past the connections warning line → DB connections high;
+//! 15. a pod past the memory line of its limit → memory near limit;
+//! 16. the HPA asks for fewer replicas → scaling in;
+//! 17. otherwise → keeping up.
 
 use surge_metrics::state::LagState;
 
@@ -27,6 +35,10 @@ use super::rows::ServiceRow;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
     NoData,
+    /// The last known verdict, from a stale source.
+    Stale(Box<Verdict>),
+    DatabasePrimaryDown,
+    KafkaLagUnknown,
     ConsumersStalled,
     SaturatedAtMax {
         lag_growing: bool,
@@ -48,6 +60,9 @@ pub enum Verdict {
     },
     Draining {
         eta: Option<f64>,
+    },
+    DatabaseServersDown {
+        targets: Vec<String>,
     },
     ReplicaBehind {
         seconds: f64,
@@ -81,8 +96,9 @@ pub enum Urgency {
 impl Verdict {
     pub fn urgency(&self) -> Urgency {
         match self {
-            Verdict::NoData => Urgency::Unknown,
-            Verdict::ConsumersStalled
+            Verdict::NoData | Verdict::Stale(_) => Urgency::Unknown,
+            Verdict::DatabasePrimaryDown
+            | Verdict::ConsumersStalled
             | Verdict::SaturatedAtMax { .. }
             | Verdict::LagGrowingAtMax
             | Verdict::Alerting { page: true, .. } => Urgency::Act,
@@ -90,6 +106,8 @@ impl Verdict {
             | Verdict::LagGrowing
             | Verdict::ScalingOut { .. }
             | Verdict::Alerting { page: false, .. }
+            | Verdict::KafkaLagUnknown
+            | Verdict::DatabaseServersDown { .. }
             | Verdict::ReplicaBehind { .. }
             | Verdict::DatabaseConnectionsHigh { .. }
             | Verdict::MemoryNearLimit { .. } => Urgency::Watch,
@@ -102,9 +120,24 @@ impl Verdict {
 
 /// The verdict on one service row (rules in the module docs).
 pub fn verdict(row: &ServiceRow) -> Verdict {
-    let lag_state = row.kafka.as_ref().and_then(|g| g.state);
     if row.current.is_none() && row.cpu.is_none() && row.kafka.is_none() {
         return Verdict::NoData;
+    }
+    let judged = judge(row);
+    if row.stale {
+        return Verdict::Stale(Box::new(judged));
+    }
+    judged
+}
+
+/// Rules 2 onwards, on numbers taken as current.
+fn judge(row: &ServiceRow) -> Verdict {
+    let lag_state = row.kafka.as_ref().and_then(|g| g.state);
+    if row.db.primary == Some(false) {
+        return Verdict::DatabasePrimaryDown;
+    }
+    if row.kafka_unknown {
+        return Verdict::KafkaLagUnknown;
     }
     if lag_state == Some(LagState::Stalled) {
         return Verdict::ConsumersStalled;
@@ -140,6 +173,11 @@ pub fn verdict(row: &ServiceRow) -> Verdict {
         return Verdict::Alerting {
             alert: a.name.clone(),
             page: a.page,
+        };
+    }
+    if !row.db.down.is_empty() {
+        return Verdict::DatabaseServersDown {
+            targets: row.db.down.clone(),
         };
     }
     if lag_state == Some(LagState::Draining) {
@@ -277,6 +315,8 @@ mod tests {
         row.db = Database {
             replica_lag_seconds: Some(45.0),
             connection_use: Some(0.85),
+            primary: Some(true),
+            down: Vec::new(),
         };
         row.memory_of_limit = Some(0.95);
         assert_eq!(verdict(&row), Verdict::ReplicaBehind { seconds: 45.0 });
@@ -290,6 +330,33 @@ mod tests {
         // Lag growing outranks all three.
         let row = with_lag(row, LagState::Growing, None);
         assert_eq!(verdict(&row), Verdict::LagGrowing);
+    }
+
+    #[test]
+    fn missing_sources_say_what_is_unknown_and_stale_numbers_say_so() {
+        let mut row = with_lag(service(2.0, 2.0, 10.0, 0.3), LagState::Growing, None);
+        row.db.primary = Some(false);
+        row.db.down = vec!["primary".into()];
+        assert_eq!(verdict(&row), Verdict::DatabasePrimaryDown);
+        // Promoted: a primary again, the old one down. Lag growing outranks a server down.
+        row.db.primary = Some(true);
+        assert_eq!(verdict(&row), Verdict::LagGrowing);
+        row.kafka = None;
+        assert_eq!(
+            verdict(&row),
+            Verdict::DatabaseServersDown {
+                targets: vec!["primary".into()]
+            }
+        );
+        row.kafka_unknown = true;
+        assert_eq!(verdict(&row), Verdict::KafkaLagUnknown);
+        row.kafka_unknown = false;
+        row.db = Database::default();
+        row.stale = true;
+        assert_eq!(verdict(&row), Verdict::Stale(Box::new(Verdict::KeepingUp)));
+        assert_eq!(verdict(&row).urgency(), Urgency::Unknown);
+        // No servers watched: no primary to miss.
+        assert_eq!(Database::worst(&[]).primary, None);
     }
 
     #[test]

@@ -196,19 +196,32 @@ pub fn eta(t: &Theme, g: &GroupRow) -> Span<'static> {
 
 /// A service's verdict in a few words, coloured by what it asks of the reader; drawn from
 /// stale data it says so first (the last verdict is no longer a judgement of now).
-pub fn verdict(t: &Theme, row: &ServiceRow, stale: bool) -> Span<'static> {
+pub fn verdict(t: &Theme, row: &ServiceRow) -> Span<'static> {
     use surge_client::store::{Urgency, Verdict};
     let v = surge_client::store::verdict(row);
     let style = match v.urgency() {
         Urgency::Act => t.crit,
         Urgency::Watch => t.warn,
         Urgency::Fine => t.ok,
+        Urgency::Unknown if matches!(v, Verdict::Stale(_)) => t.crit,
         Urgency::Unknown => t.dim,
     };
-    let n = |x: f64| format!("{x:.0}");
-    let pct = |x: f64| format::percent(Some(x));
-    let text = match v {
+    Span::styled(verdict_text(&v), style)
+}
+
+fn verdict_text(v: &surge_client::store::Verdict) -> String {
+    use surge_client::store::Verdict;
+    let n = |x: &f64| format!("{x:.0}");
+    let pct = |x: &f64| format::percent(Some(*x));
+    match v {
         Verdict::NoData => "no data".to_string(),
+        Verdict::Stale(last) => format!("STALE: {}", verdict_text(last)),
+        Verdict::DatabasePrimaryDown => "DB primary down".into(),
+        Verdict::KafkaLagUnknown => "lag unknown, Kafka down".into(),
+        Verdict::DatabaseServersDown { targets } => match targets.as_slice() {
+            [one] => format!("DB {one} down"),
+            many => format!("DB {} servers down", many.len()),
+        },
         Verdict::ConsumersStalled => "consumers stalled".into(),
         Verdict::SaturatedAtMax { lag_growing: true } => "saturated, lag growing".into(),
         Verdict::SaturatedAtMax { lag_growing: false } => "saturated at max".into(),
@@ -231,11 +244,7 @@ pub fn verdict(t: &Theme, row: &ServiceRow, stale: bool) -> Span<'static> {
         Verdict::MemoryNearLimit { share } => format!("memory {} of limit", pct(share)),
         Verdict::ScalingIn { from, to } => format!("scaling in {}→{}", n(from), n(to)),
         Verdict::KeepingUp => "keeping up".into(),
-    };
-    if stale {
-        return Span::styled(format!("STALE: {text}"), t.crit);
     }
-    Span::styled(text, style)
 }
 
 /// Replica lag in seconds, coloured at the alert rules' levels.

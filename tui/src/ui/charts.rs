@@ -13,6 +13,7 @@ use surge_client::store::DEFAULT_CPU_ALERT;
 use super::ctx::Ctx;
 use super::format;
 use super::theme::Theme;
+use crate::config::ThemeName;
 
 /// Rows the chart strip needs to be worth drawing (axes, legend and a few lines of plot).
 pub const MIN_HEIGHT: u16 = 10;
@@ -22,12 +23,23 @@ struct Line {
     name: String,
     points: Vec<(f64, f64)>,
     style: Style,
+    marker: Marker,
 }
 
-/// Styles the lines of a chart cycle through (in `mono` they differ by legend order only).
+/// Styles the lines of a chart cycle through.
 fn palette(t: &Theme) -> [Style; 5] {
     [t.accent, t.ok, t.warn, t.title, t.text]
 }
+
+/// Without colour, lines differ by how they are drawn, and the legend shows each one's mark
+/// before its name.
+const MONO_MARKERS: [(Marker, &str); 5] = [
+    (Marker::Braille, "⠒"),
+    (Marker::Dot, "•"),
+    (Marker::Bar, "▄"),
+    (Marker::Block, "█"),
+    (Marker::HalfBlock, "▀"),
+];
 
 /// Points as (seconds relative to now, value), within the range.
 fn relative(points: &[(f64, f64)], now: f64, range: f64, scale: f64) -> Vec<(f64, f64)> {
@@ -45,12 +57,22 @@ fn lines<'a>(
     scale: f64,
 ) -> Vec<Line> {
     let styles = palette(ctx.theme);
+    let mono = ctx.theme.name == ThemeName::Mono;
     histories
         .enumerate()
-        .map(|(i, (name, history))| Line {
-            name,
-            points: relative(history, ctx.now, ctx.range(), scale),
-            style: styles[i % styles.len()],
+        .map(|(i, (name, history))| {
+            let (marker, name) = if mono {
+                let (marker, mark) = MONO_MARKERS[i % MONO_MARKERS.len()];
+                (marker, format!("{mark} {name}"))
+            } else {
+                (Marker::Braille, name)
+            };
+            Line {
+                name,
+                points: relative(history, ctx.now, ctx.range(), scale),
+                style: styles[i % styles.len()],
+                marker,
+            }
         })
         .collect()
 }
@@ -61,6 +83,7 @@ fn flat(value: f64, range: f64, style: Style) -> Line {
         name: String::new(),
         points: vec![(-range, value), (0.0, value)],
         style,
+        marker: Marker::Braille,
     }
 }
 
@@ -111,7 +134,7 @@ fn chart(
                 dataset.name(l.name.clone())
             };
             dataset
-                .marker(Marker::Braille)
+                .marker(l.marker)
                 .graph_type(GraphType::Line)
                 .style(l.style)
                 .data(&l.points)

@@ -6,7 +6,6 @@ use ratatui::layout::Rect;
 use ratatui::text::Span;
 use surge_client::model::{Alert, AlertState, subject};
 use surge_client::store::{DEFAULT_CPU_ALERT, ServiceRow};
-use surge_metrics::catalogue;
 
 use super::ctx::Ctx;
 use super::table::{self, col, num};
@@ -25,16 +24,13 @@ pub fn services_table(
     let t = *ctx.theme;
     let alert = ctx.store.cpu_alert.unwrap_or(DEFAULT_CPU_ALERT);
     let (now, range) = (ctx.now, ctx.range());
-    let age = ctx.store.age_of(&catalogue::hpa::CURRENT, ctx.now).or(ctx
-        .store
-        .age_of(&catalogue::workload::CPU_UTILIZATION, ctx.now));
-    let stale = age.is_some_and(|(_, stale)| stale);
+    let age = ctx.store.services_age(ctx.now);
     let columns = vec![
         col("SERVICE", 16, 0, move |s: &&ServiceRow| {
             Span::styled(format!("{}/{}", s.namespace, s.workload), t.text)
         }),
         col("VERDICT", 24, 1, move |s: &&ServiceRow| {
-            cells::verdict(&t, s, stale)
+            cells::verdict(&t, s)
         }),
         num("PODS", 7, 0, move |s: &&ServiceRow| {
             let text = match (s.current, s.desired) {
