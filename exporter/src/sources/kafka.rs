@@ -1,21 +1,25 @@
 //! Kafka consumer lag: honest (clamped, counted, no -1), trended (rates, time lag, drain ETA,
-//! lag state) and cheap (a cycle costs two ListOffsets per broker plus one OffsetFetch per
-//! group, whatever the partition count). Targets are the configured clusters.
+//! lag state) and cheap (a steady cycle costs two ListOffsets per partition leader plus one
+//! OffsetFetch per group coordinator, whatever the partition and group counts). Targets are
+//! the configured clusters.
 //!
 //! A cycle: log-end and log-start offsets of every partition (read first), then every
-//! group's committed offsets, all on one librdkafka handle. Every `discovery_interval` the
-//! topic layout and group list are refreshed and groups are described — on a second handle,
-//! after the offsets, because a broker that cannot describe groups may drop the connection
-//! (tansu does), and that must not cost the offsets. A group that cannot be described keeps
-//! its lag; its state is `Unknown`, its member count absent, and the error is counted for it.
+//! group's committed offsets, on the exporter's own protocol client (`client`, over `wire`).
+//! Every `discovery_interval` the topic layout and group list are refreshed and groups are
+//! described — after the offsets, because a broker that cannot describe groups may drop the
+//! connection (tansu does), and that must not cost the offsets. A group that cannot be
+//! described keeps its lag; its state is `Unknown`, its member count absent, and the error is
+//! counted for it.
 
-mod admin;
+mod client;
 mod lag;
+mod sasl;
 mod trend;
+mod wire;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail};
@@ -30,12 +34,13 @@ use surge_metrics::catalogue::kafka::{
 use surge_metrics::state::{GroupState, LagState};
 use surge_metrics::{Labels, Sample};
 
-use self::admin::{AdminHandle, Committed, GroupDescription, OffsetSpec, TopicLayout};
+use self::client::{ClusterClient, Committed, GroupDescription, OffsetSpec, TopicLayout};
 use self::lag::{Uncommitted, Watermarks, partition_lags, topic_sums};
+use self::sasl::Mechanism;
 use self::trend::{LogEndHistory, Point, TrendConfig};
+use self::wire::{SaslLogin, Security};
 use crate::check::{self, ConfigError, Secret};
 use crate::source::Source;
-use crate::sync::lock;
 
 /// `[kafka]` as written.
 #[derive(Debug, Deserialize)]
@@ -84,7 +89,7 @@ struct ClusterSection {
     /// Default: internal topics (`^__`).
     #[serde(default = "default_topic_deny")]
     topic_deny: Option<String>,
-    /// Extra librdkafka properties (security.protocol, sasl.mechanism, ssl.ca.location, ...).
+    /// Connection properties, named as librdkafka names them (see [`PROPERTIES`]).
     #[serde(default)]
     properties: BTreeMap<String, String>,
     /// Environment variable or file holding `sasl.password`.
@@ -143,9 +148,8 @@ pub(crate) struct Settings {
 #[derive(Debug, Clone)]
 struct ClusterSettings {
     name: String,
-    /// librdkafka properties, `bootstrap.servers` included; the SASL password is added when
-    /// the source is built.
-    properties: BTreeMap<String, String>,
+    bootstrap_servers: String,
+    connection: ConnectionSettings,
     sasl_password: Option<Secret>,
     groups: NameFilter,
     topics: NameFilter,
@@ -159,13 +163,118 @@ struct Limits {
     groups: usize,
 }
 
-/// Properties the exporter sets itself.
-const RESERVED_PROPERTIES: [&str; 4] = [
-    "bootstrap.servers",
-    "group.id",
-    "statistics.interval.ms",
-    "sasl.password",
+/// Properties the exporter understands (librdkafka's names, so existing configurations keep
+/// working); any other is refused by name rather than silently ignored.
+const PROPERTIES: [&str; 8] = [
+    "security.protocol",
+    "sasl.mechanism",
+    "sasl.mechanisms",
+    "sasl.username",
+    "ssl.ca.location",
+    "ssl.certificate.location",
+    "ssl.key.location",
+    "client.id",
 ];
+
+/// How to reach a cluster, checked.
+#[derive(Debug, Clone, Default)]
+struct ConnectionSettings {
+    tls: bool,
+    sasl: Option<(Mechanism, String)>,
+    ca: Option<PathBuf>,
+    certificate: Option<PathBuf>,
+    key: Option<PathBuf>,
+    client_id: Option<String>,
+}
+
+impl ConnectionSettings {
+    fn parse(
+        properties: &BTreeMap<String, String>,
+        has_password: bool,
+        at: &dyn Fn(&str) -> String,
+    ) -> Result<Self, ConfigError> {
+        if let Some(key) = properties
+            .keys()
+            .find(|k| !PROPERTIES.contains(&k.as_str()))
+        {
+            let hint = match key.as_str() {
+                "bootstrap.servers" => "use bootstrap_servers".to_string(),
+                "sasl.password" => "use sasl_password_env or sasl_password_file".to_string(),
+                _ => format!("not supported (supported: {})", PROPERTIES.join(", ")),
+            };
+            return Err(ConfigError::field(at(&format!("properties.{key:?}")), hint));
+        }
+        let get = |k: &str| properties.get(k).map(|v| v.trim().to_string());
+        let protocol = get("security.protocol")
+            .unwrap_or_else(|| "plaintext".into())
+            .to_ascii_lowercase();
+        let (tls, sasl) = match protocol.as_str() {
+            "plaintext" => (false, false),
+            "ssl" => (true, false),
+            "sasl_plaintext" => (false, true),
+            "sasl_ssl" => (true, true),
+            other => {
+                return Err(ConfigError::field(
+                    at("properties.\"security.protocol\""),
+                    format!("{other:?} is not one of plaintext, ssl, sasl_plaintext, sasl_ssl"),
+                ));
+            }
+        };
+        let mechanism = get("sasl.mechanism").or_else(|| get("sasl.mechanisms"));
+        let username = get("sasl.username");
+        let sasl = if sasl {
+            let mechanism = Mechanism::parse(mechanism.as_deref().unwrap_or("PLAIN"))
+                .map_err(|e| ConfigError::field(at("properties.\"sasl.mechanism\""), e))?;
+            let Some(username) = username else {
+                return Err(ConfigError::field(
+                    at("properties.\"sasl.username\""),
+                    format!("is required with security.protocol = {protocol}"),
+                ));
+            };
+            if !has_password {
+                return Err(ConfigError::field(
+                    at("sasl_password_env"),
+                    format!(
+                        "a password (sasl_password_env or sasl_password_file) is required with security.protocol = {protocol}"
+                    ),
+                ));
+            }
+            Some((mechanism, username))
+        } else {
+            if mechanism.is_some() || username.is_some() || has_password {
+                return Err(ConfigError::field(
+                    at("properties.\"security.protocol\""),
+                    format!(
+                        "SASL settings are given but security.protocol is {protocol}: use sasl_plaintext or sasl_ssl"
+                    ),
+                ));
+            }
+            None
+        };
+        let path = |k: &str| get(k).map(PathBuf::from);
+        let (ca, certificate, key) = (
+            path("ssl.ca.location"),
+            path("ssl.certificate.location"),
+            path("ssl.key.location"),
+        );
+        if !tls && (ca.is_some() || certificate.is_some() || key.is_some()) {
+            return Err(ConfigError::field(
+                at("properties.\"security.protocol\""),
+                format!(
+                    "ssl.* settings are given but security.protocol is {protocol}: use ssl or sasl_ssl"
+                ),
+            ));
+        }
+        Ok(ConnectionSettings {
+            tls,
+            sasl,
+            ca,
+            certificate,
+            key,
+            client_id: get("client.id"),
+        })
+    }
+}
 
 impl Section {
     pub(crate) fn settings(self) -> Result<Settings, ConfigError> {
@@ -206,16 +315,6 @@ impl Section {
                 allow: compile("topic_allow", &c.topic_allow)?,
                 deny: compile("topic_deny", &c.topic_deny)?,
             };
-            if let Some(key) = c
-                .properties
-                .keys()
-                .find(|k| RESERVED_PROPERTIES.contains(&k.as_str()))
-            {
-                return Err(ConfigError::field(
-                    format!("kafka.clusters[{i}].properties.{key:?}"),
-                    "is set by surge-exporter (use bootstrap_servers / sasl_password_env / sasl_password_file)",
-                ));
-            }
             let sasl_password = Secret::from_pair(
                 at,
                 "sasl_password",
@@ -230,11 +329,12 @@ impl Section {
                     return Err(ConfigError::field(at(field), "must be above 0"));
                 }
             }
-            let mut properties = c.properties;
-            properties.insert("bootstrap.servers".into(), c.bootstrap_servers);
+            let connection =
+                ConnectionSettings::parse(&c.properties, sasl_password.is_some(), &at)?;
             clusters.push(ClusterSettings {
                 name: c.name,
-                properties,
+                bootstrap_servers: c.bootstrap_servers,
+                connection,
                 sasl_password,
                 groups,
                 topics,
@@ -287,8 +387,7 @@ struct GroupInfo {
 /// Everything a cluster remembers between cycles.
 #[derive(Default)]
 struct ClusterState {
-    handle: Option<AdminHandle>,
-    describer: Option<AdminHandle>,
+    client: Option<ClusterClient>,
     discovered_at: Option<Instant>,
     topics: BTreeMap<String, Vec<i32>>,
     groups: BTreeMap<String, GroupInfo>,
@@ -304,11 +403,13 @@ struct ClusterState {
 
 struct ClusterTarget {
     name: String,
-    properties: BTreeMap<String, String>,
+    bootstrap_servers: String,
+    security: Security,
     groups: NameFilter,
     topics: NameFilter,
     limits: Limits,
-    state: Mutex<ClusterState>,
+    /// Held for a whole cycle: one cycle of a cluster at a time.
+    state: tokio::sync::Mutex<ClusterState>,
 }
 
 pub(crate) struct KafkaSource {
@@ -322,18 +423,44 @@ impl KafkaSource {
         let clusters = settings
             .clusters
             .iter()
-            .map(|c| {
-                let mut properties = c.properties.clone();
-                if let Some(secret) = &c.sasl_password {
-                    properties.insert("sasl.password".into(), secret.read()?);
-                }
+            .enumerate()
+            .map(|(i, c)| {
+                let at = |f: &str| format!("kafka.clusters[{i}].{f}");
+                let s = &c.connection;
+                let tls = if s.tls {
+                    let connector = wire::tls_connector(
+                        s.ca.as_deref(),
+                        s.certificate.as_deref(),
+                        s.key.as_deref(),
+                    )
+                    .map_err(|e| ConfigError::field(at("properties"), e))?;
+                    Some(connector)
+                } else {
+                    None
+                };
+                let sasl = match (&s.sasl, &c.sasl_password) {
+                    (Some((mechanism, username)), Some(secret)) => Some(SaslLogin {
+                        mechanism: *mechanism,
+                        username: username.clone(),
+                        password: secret.read()?,
+                    }),
+                    _ => None,
+                };
                 Ok(Arc::new(ClusterTarget {
                     name: c.name.clone(),
-                    properties,
+                    bootstrap_servers: c.bootstrap_servers.clone(),
+                    security: Security {
+                        tls,
+                        sasl,
+                        client_id: s
+                            .client_id
+                            .clone()
+                            .unwrap_or_else(|| "surge-exporter".into()),
+                    },
                     groups: c.groups.clone(),
                     topics: c.topics.clone(),
                     limits: c.limits,
-                    state: Mutex::new(ClusterState::default()),
+                    state: tokio::sync::Mutex::new(ClusterState::default()),
                 }))
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
@@ -352,27 +479,24 @@ fn now_seconds() -> f64 {
 }
 
 impl ClusterTarget {
-    /// One cycle, blocking (librdkafka calls); bounded by `deadline`.
-    fn collect(&self, settings: &Settings, deadline: Instant) -> anyhow::Result<Vec<Sample>> {
-        let mut state = lock(&self.state);
+    /// One cycle, bounded by `deadline`.
+    async fn collect(
+        &self,
+        settings: &Settings,
+        deadline: tokio::time::Instant,
+    ) -> anyhow::Result<Vec<Sample>> {
+        let mut state = self.state.lock().await;
         let state = &mut *state;
-        if state.handle.is_none() {
-            state.handle =
-                Some(AdminHandle::new(&self.properties, settings.timeout).map_err(|e| anyhow!(e))?);
-        }
-        let Some(handle) = state.handle.as_ref() else {
-            return Err(anyhow!("no Kafka client"));
-        };
-        handle.poll_main();
-        handle.begin_cycle();
+        let client = state.client.get_or_insert_with(|| {
+            ClusterClient::new(&self.bootstrap_servers, self.security.clone())
+        });
 
         let discover = state
             .discovered_at
             .is_none_or(|at| at.elapsed() >= settings.discovery_interval);
         if discover {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let layout = handle.metadata(remaining).map_err(|e| anyhow!(e))?;
-            let listed = handle.list_groups(deadline).map_err(|e| anyhow!(e))?;
+            let layout = client.metadata(deadline).await.map_err(|e| anyhow!(e))?;
+            let listed = client.list_groups(deadline).await.map_err(|e| anyhow!(e))?;
             let topics = admitted_topics(&layout, &self.topics);
             let partitions: usize = topics.values().map(Vec::len).sum();
             if partitions > self.limits.partitions {
@@ -414,8 +538,9 @@ impl ClusterTarget {
             .flat_map(|(t, ps)| ps.iter().map(move |p| (t.clone(), *p)))
             .collect();
         let specs = [OffsetSpec::Latest, OffsetSpec::Earliest];
-        let offsets = handle
+        let offsets = client
             .list_offsets(&partitions, &specs, deadline)
+            .await
             .map_err(|e| anyhow!(e))?;
         let mut watermarks: lag::Offsets = HashMap::with_capacity(partitions.len());
         if let [latest, earliest] = offsets.as_slice() {
@@ -430,20 +555,17 @@ impl ClusterTarget {
             }
         }
         let group_names: Vec<String> = state.groups.keys().cloned().collect();
-        let committed = handle.committed_offsets(&group_names, deadline);
-        let requests_main = handle.requests();
+        let committed = client.committed_offsets(&group_names, deadline).await;
 
         if discover {
-            self.describe(state, &group_names, deadline, settings.timeout);
+            self.describe(state, &group_names, deadline).await;
             state.discovered_at = Some(Instant::now());
         }
-        let mut requests = requests_main;
-        if let Some(describer) = &state.describer {
-            describer.poll_main();
-            for (api, count) in describer.requests() {
-                *requests.entry(api).or_insert(0) += count;
-            }
-        }
+        let requests = state
+            .client
+            .as_ref()
+            .map(ClusterClient::requests)
+            .unwrap_or_default();
 
         let now = now_seconds();
         let inputs = CycleInputs {
@@ -456,32 +578,22 @@ impl ClusterTarget {
         Ok(build_samples(state, &inputs, settings))
     }
 
-    /// Describe groups on the second handle; on failure every group's state is unknown and
-    /// the error is counted per group.
-    fn describe(
+    /// Describe groups, after the offsets (a broker that cannot describe may drop the
+    /// connection); on failure every group's state is unknown and the error is counted per
+    /// group.
+    async fn describe(
         &self,
         state: &mut ClusterState,
         groups: &[String],
-        deadline: Instant,
-        timeout: Duration,
+        deadline: tokio::time::Instant,
     ) {
+        let Some(client) = state.client.as_mut() else {
+            return;
+        };
         if groups.is_empty() {
             return;
         }
-        if state.describer.is_none() {
-            match AdminHandle::new(&self.properties, timeout) {
-                Ok(h) => state.describer = Some(h),
-                Err(error) => {
-                    tracing::warn!(cluster = %self.name, %error, "cannot create describe client");
-                    return;
-                }
-            }
-        }
-        let Some(describer) = &state.describer else {
-            return;
-        };
-        describer.begin_cycle();
-        match describer.describe_groups(groups, deadline) {
+        match client.describe_groups(groups, deadline).await {
             Ok(descriptions) => {
                 if state.describe_failing {
                     tracing::info!(cluster = %self.name, "DescribeGroups works again");
@@ -845,11 +957,8 @@ impl Source for KafkaSource {
             .cloned()
             .ok_or_else(|| anyhow!("unknown target {target}"))?;
         // Finish a little before the scheduler's timeout so a slow broker yields our own
-        // error message (and the handle is free for the next cycle).
-        let deadline = Instant::now() + self.settings.timeout.mul_f64(0.9);
-        let settings = Arc::clone(&self.settings);
-        tokio::task::spawn_blocking(move || cluster.collect(&settings, deadline))
-            .await
-            .map_err(|e| anyhow!("Kafka collection task failed: {e}"))?
+        // error message.
+        let deadline = tokio::time::Instant::now() + self.settings.timeout.mul_f64(0.9);
+        cluster.collect(&self.settings, deadline).await
     }
 }

@@ -144,7 +144,7 @@ mod tests {
             (("orders".to_string(), 0), Some(100)),
             // Committed after we read the log end: clamp, count.
             (("orders".to_string(), 1), Some(110)),
-            // -1001 (librdkafka's "no offset") arrives as a negative number: no commit.
+            // A negative offset (-1 from OffsetFetch) means no commit.
             (("orders".to_string(), 2), Some(-1001)),
         ]);
         let lags = partition_lags(&committed, &topics, &ends, Uncommitted::Absent);

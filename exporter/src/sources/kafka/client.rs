@@ -1,0 +1,799 @@
+//! The lag path over Kafka's protocol, batched the way the protocol allows: ListOffsets once
+//! per partition leader and offset spec, FindCoordinator for every group at once (v4+), one
+//! OffsetFetch per coordinator for all its groups (v8+, KIP-709), DescribeGroups once per
+//! coordinator. A broker that does not speak the batched versions gets the older one-group
+//! requests instead, decided per broker from its ApiVersions. Coordinators and partition
+//! leaders are remembered between cycles and looked up again only when a broker says they
+//! moved, so a steady cycle costs two requests per leader plus one per coordinator.
+
+use std::collections::{BTreeMap, HashMap};
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_groups_request::DescribeGroupsRequest;
+use kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
+use kafka_protocol::messages::list_groups_request::ListGroupsRequest;
+use kafka_protocol::messages::list_offsets_request::{
+    ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic,
+};
+use kafka_protocol::messages::metadata_request::MetadataRequest;
+use kafka_protocol::messages::offset_fetch_request::{OffsetFetchRequest, OffsetFetchRequestGroup};
+use kafka_protocol::messages::{BrokerId, ConsumerProtocolAssignment, GroupId, TopicName};
+use kafka_protocol::protocol::{Decodable, StrBytes};
+use tokio::time::Instant;
+
+use super::wire::{Connection, RequestCounts, Security, WireError};
+
+/// Which offset ListOffsets asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetSpec {
+    Earliest,
+    Latest,
+}
+
+impl OffsetSpec {
+    fn timestamp(self) -> i64 {
+        match self {
+            OffsetSpec::Latest => -1,
+            OffsetSpec::Earliest => -2,
+        }
+    }
+}
+
+/// (topic, partition) → offset, or the broker's error for that partition.
+pub type PartitionOffsets = HashMap<(String, i32), Result<i64, String>>;
+
+/// One partition of a group's OffsetFetch answer; `offset` is `None` when nothing is committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: Option<i64>,
+}
+
+/// A group as ListGroups reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupListing {
+    pub group: String,
+    pub state: String,
+}
+
+/// A group as DescribeGroups reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDescription {
+    pub group: String,
+    /// Per-group error (e.g. the coordinator refused); state and members are then unknown.
+    pub error: Option<String>,
+    pub state: String,
+    pub members: usize,
+    /// Topic → partitions assigned to some member.
+    pub assignment: BTreeMap<String, Vec<i32>>,
+}
+
+/// Topic layout from metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicLayout {
+    pub topic: String,
+    pub partitions: Vec<i32>,
+}
+
+/// Versions the batched requests need.
+const BATCHED_FIND_COORDINATOR: i16 = 4;
+const MULTI_GROUP_OFFSET_FETCH: i16 = 8;
+
+/// Errors that mean "ask who leads again" (unknown partition, no leader, not the leader,
+/// fenced or unknown leader epoch).
+const NOT_LEADER: [i16; 5] = [3, 5, 6, 74, 75];
+
+fn kafka_error(code: i16) -> String {
+    match ResponseError::try_from_code(code) {
+        Some(e) => format!("{e} ({code})"),
+        None => "no error".into(),
+    }
+}
+
+fn text(s: &StrBytes) -> String {
+    s.as_str().to_string()
+}
+
+/// One cluster's client: connections by broker address, what it learned of the cluster, and
+/// how many requests it sent.
+pub struct ClusterClient {
+    bootstrap: Vec<String>,
+    security: Security,
+    connections: HashMap<String, Connection>,
+    brokers: BTreeMap<i32, String>,
+    leaders: HashMap<(String, i32), i32>,
+    leaders_stale: bool,
+    coordinators: HashMap<String, i32>,
+    counts: RequestCounts,
+}
+
+impl ClusterClient {
+    pub(crate) fn new(bootstrap: &str, security: Security) -> ClusterClient {
+        ClusterClient {
+            bootstrap: bootstrap
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            security,
+            connections: HashMap::new(),
+            brokers: BTreeMap::new(),
+            leaders: HashMap::new(),
+            leaders_stale: true,
+            coordinators: HashMap::new(),
+            counts: RequestCounts::new(),
+        }
+    }
+
+    /// API name → requests sent so far.
+    pub fn requests(&self) -> BTreeMap<String, i64> {
+        self.counts
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), i64::try_from(*v).unwrap_or(i64::MAX)))
+            .collect()
+    }
+
+    /// The open connection to `address`, or a new one. Callers put it back with
+    /// [`ClusterClient::keep`] after a good answer; one that failed is dropped.
+    async fn connection(
+        &mut self,
+        address: &str,
+        deadline: Instant,
+    ) -> Result<Connection, WireError> {
+        match self.connections.remove(address) {
+            Some(c) => Ok(c),
+            None => Connection::open(address, &self.security, deadline, &mut self.counts).await,
+        }
+    }
+
+    fn keep(&mut self, connection: Connection) {
+        self.connections
+            .insert(connection.address().to_string(), connection);
+    }
+
+    fn broker(&self, node: i32) -> Result<String, String> {
+        self.brokers
+            .get(&node)
+            .cloned()
+            .ok_or_else(|| format!("broker {node} is not in the cluster's metadata"))
+    }
+
+    /// Any broker that answers: known brokers first, then the bootstrap list.
+    async fn any_connection(&mut self, deadline: Instant) -> Result<Connection, String> {
+        let mut candidates: Vec<String> = self.connections.keys().cloned().collect();
+        candidates.extend(self.brokers.values().cloned());
+        candidates.extend(self.bootstrap.iter().cloned());
+        let mut errors = Vec::new();
+        let mut tried = std::collections::HashSet::new();
+        for address in candidates {
+            if !tried.insert(address.clone()) {
+                continue;
+            }
+            match self.connection(&address, deadline).await {
+                Ok(c) => return Ok(c),
+                Err(e) => errors.push(e.0),
+            }
+        }
+        Err(if errors.is_empty() {
+            "no bootstrap servers".into()
+        } else {
+            errors.join("; ")
+        })
+    }
+
+    /// Topics and their partitions (one Metadata request); also learns brokers and leaders.
+    pub async fn metadata(&mut self, deadline: Instant) -> Result<Vec<TopicLayout>, String> {
+        let mut connection = self.any_connection(deadline).await?;
+        let version = connection
+            .version::<MetadataRequest>(1..=12)
+            .ok_or_else(|| format!("{}: no Metadata v1 or later", connection.address()))?;
+        let request = MetadataRequest::default()
+            .with_topics(None)
+            .with_allow_auto_topic_creation(false);
+        let answer = connection
+            .call(&request, version, deadline, &mut self.counts)
+            .await
+            .map_err(|e| e.0)?;
+        self.keep(connection);
+        self.brokers = answer
+            .brokers
+            .iter()
+            .map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port)))
+            .collect();
+        let mut layout = Vec::new();
+        self.leaders.clear();
+        for topic in &answer.topics {
+            let Some(name) = topic.name.as_ref() else {
+                continue;
+            };
+            if topic.error_code != 0 {
+                continue;
+            }
+            let name = text(name);
+            for p in &topic.partitions {
+                if p.leader_id.0 >= 0 {
+                    self.leaders
+                        .insert((name.clone(), p.partition_index), p.leader_id.0);
+                }
+            }
+            layout.push(TopicLayout {
+                partitions: topic.partitions.iter().map(|p| p.partition_index).collect(),
+                topic: name,
+            });
+        }
+        self.leaders_stale = false;
+        // Connections to brokers no longer in the cluster are dropped.
+        let addresses: std::collections::HashSet<&String> = self.brokers.values().collect();
+        self.connections
+            .retain(|address, _| addresses.contains(address));
+        Ok(layout)
+    }
+
+    /// Offsets of `partitions` for each spec: one request per leader and spec. Fails only when
+    /// no leader answered; otherwise a partition whose leader failed carries the error.
+    pub async fn list_offsets(
+        &mut self,
+        partitions: &[(String, i32)],
+        specs: &[OffsetSpec],
+        deadline: Instant,
+    ) -> Result<Vec<PartitionOffsets>, String> {
+        if self.leaders_stale || partitions.iter().any(|p| !self.leaders.contains_key(p)) {
+            self.metadata(deadline).await?;
+        }
+        let mut by_leader: BTreeMap<i32, BTreeMap<&str, Vec<i32>>> = BTreeMap::new();
+        let mut out: Vec<PartitionOffsets> = specs
+            .iter()
+            .map(|_| PartitionOffsets::with_capacity(partitions.len()))
+            .collect();
+        for (topic, partition) in partitions {
+            match self.leaders.get(&(topic.clone(), *partition)) {
+                Some(leader) => by_leader
+                    .entry(*leader)
+                    .or_default()
+                    .entry(topic)
+                    .or_default()
+                    .push(*partition),
+                None => {
+                    for o in &mut out {
+                        o.insert((topic.clone(), *partition), Err("no leader".into()));
+                    }
+                }
+            }
+        }
+        let (mut answered, mut failures) = (0usize, Vec::new());
+        for (leader, topics) in &by_leader {
+            let failed = |out: &mut Vec<PartitionOffsets>, error: &str| {
+                for o in out.iter_mut() {
+                    for (topic, ps) in topics {
+                        for p in ps {
+                            o.insert(((*topic).to_string(), *p), Err(error.to_string()));
+                        }
+                    }
+                }
+            };
+            let address = match self.broker(*leader) {
+                Ok(a) => a,
+                Err(e) => {
+                    failed(&mut out, &e);
+                    failures.push(e);
+                    continue;
+                }
+            };
+            let mut connection = match self.connection(&address, deadline).await {
+                Ok(c) => c,
+                Err(e) => {
+                    failed(&mut out, &e.0);
+                    failures.push(e.0);
+                    continue;
+                }
+            };
+            let Some(version) = connection.version::<ListOffsetsRequest>(1..=9) else {
+                let e = format!("{address}: no ListOffsets v1 or later");
+                failed(&mut out, &e);
+                failures.push(e);
+                continue;
+            };
+            let mut ok = true;
+            for (spec, offsets) in specs.iter().zip(out.iter_mut()) {
+                let request = ListOffsetsRequest::default()
+                    .with_replica_id(BrokerId(-1))
+                    .with_isolation_level(0)
+                    .with_topics(
+                        topics
+                            .iter()
+                            .map(|(topic, ps)| {
+                                ListOffsetsTopic::default()
+                                    .with_name(TopicName(StrBytes::from_string(
+                                        (*topic).to_string(),
+                                    )))
+                                    .with_partitions(
+                                        ps.iter()
+                                            .map(|p| {
+                                                ListOffsetsPartition::default()
+                                                    .with_partition_index(*p)
+                                                    .with_current_leader_epoch(-1)
+                                                    .with_timestamp(spec.timestamp())
+                                            })
+                                            .collect(),
+                                    )
+                            })
+                            .collect(),
+                    );
+                match connection
+                    .call(&request, version, deadline, &mut self.counts)
+                    .await
+                {
+                    Ok(answer) => {
+                        for t in &answer.topics {
+                            let topic = text(&t.name);
+                            for p in &t.partitions {
+                                let value = if p.error_code == 0 {
+                                    Ok(p.offset)
+                                } else {
+                                    if NOT_LEADER.contains(&p.error_code) {
+                                        self.leaders_stale = true;
+                                    }
+                                    Err(kafka_error(p.error_code))
+                                };
+                                offsets.insert((topic.clone(), p.partition_index), value);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        ok = false;
+                        failures.push(e.0);
+                        break;
+                    }
+                }
+            }
+            if ok {
+                answered += 1;
+                self.keep(connection);
+            } else {
+                self.leaders_stale = true;
+                let e = failures.last().cloned().unwrap_or_default();
+                failed(&mut out, &e);
+            }
+        }
+        if answered == 0 && !failures.is_empty() {
+            return Err(format!("ListOffsets: {}", failures.join("; ")));
+        }
+        Ok(out)
+    }
+
+    /// Learn the coordinators of `groups`: all at once from a broker that speaks
+    /// FindCoordinator v4, else one request per group. Groups it could not place are returned
+    /// with the reason.
+    async fn find_coordinators(
+        &mut self,
+        groups: &[&str],
+        deadline: Instant,
+    ) -> HashMap<String, String> {
+        let mut failed = HashMap::new();
+        let mut connection = match self.any_connection(deadline).await {
+            Ok(c) => c,
+            Err(e) => {
+                for g in groups {
+                    failed.insert((*g).to_string(), format!("FindCoordinator: {e}"));
+                }
+                return failed;
+            }
+        };
+        let address = connection.address().to_string();
+        let Some(version) = connection.version::<FindCoordinatorRequest>(0..=6) else {
+            for g in groups {
+                failed.insert((*g).to_string(), format!("{address}: no FindCoordinator"));
+            }
+            return failed;
+        };
+        let mut healthy = true;
+        if version >= BATCHED_FIND_COORDINATOR {
+            let request = FindCoordinatorRequest::default()
+                .with_key_type(0)
+                .with_coordinator_keys(
+                    groups
+                        .iter()
+                        .map(|g| StrBytes::from_string((*g).to_string()))
+                        .collect(),
+                );
+            match connection
+                .call(&request, version, deadline, &mut self.counts)
+                .await
+            {
+                Ok(answer) => {
+                    for c in &answer.coordinators {
+                        self.place(&text(&c.key), c.error_code, c.node_id.0, &c.host, c.port)
+                            .unwrap_or_else(|e| {
+                                failed.insert(text(&c.key), e);
+                            });
+                    }
+                }
+                Err(e) => {
+                    healthy = false;
+                    for g in groups {
+                        failed.insert((*g).to_string(), e.0.clone());
+                    }
+                }
+            }
+        } else {
+            for g in groups {
+                let request = FindCoordinatorRequest::default()
+                    .with_key(StrBytes::from_string((*g).to_string()))
+                    .with_key_type(0);
+                match connection
+                    .call(&request, version, deadline, &mut self.counts)
+                    .await
+                {
+                    Ok(a) => {
+                        self.place(g, a.error_code, a.node_id.0, &a.host, a.port)
+                            .unwrap_or_else(|e| {
+                                failed.insert((*g).to_string(), e);
+                            });
+                    }
+                    Err(e) => {
+                        healthy = false;
+                        failed.insert((*g).to_string(), e.0);
+                        break;
+                    }
+                }
+            }
+        }
+        for g in groups {
+            if !healthy && !self.coordinators.contains_key(*g) {
+                failed
+                    .entry((*g).to_string())
+                    .or_insert_with(|| "FindCoordinator not answered".into());
+            }
+        }
+        if healthy {
+            self.keep(connection);
+        }
+        failed
+    }
+
+    fn place(
+        &mut self,
+        group: &str,
+        error: i16,
+        node: i32,
+        host: &StrBytes,
+        port: i32,
+    ) -> Result<(), String> {
+        if error != 0 {
+            return Err(format!("FindCoordinator: {}", kafka_error(error)));
+        }
+        self.brokers
+            .entry(node)
+            .or_insert_with(|| format!("{}:{port}", host.as_str()));
+        self.coordinators.insert(group.to_string(), node);
+        Ok(())
+    }
+
+    /// Every group's committed offsets: one OffsetFetch per coordinator for all of its
+    /// groups where it speaks v8+, else one per group. A failing group gets its own error.
+    pub async fn committed_offsets(
+        &mut self,
+        groups: &[String],
+        deadline: Instant,
+    ) -> HashMap<String, Result<Vec<Committed>, String>> {
+        let mut out: HashMap<String, Result<Vec<Committed>, String>> = HashMap::new();
+        let unplaced: Vec<&str> = groups
+            .iter()
+            .filter(|g| !self.coordinators.contains_key(*g))
+            .map(String::as_str)
+            .collect();
+        if !unplaced.is_empty() {
+            for (group, error) in self.find_coordinators(&unplaced, deadline).await {
+                out.insert(group, Err(error));
+            }
+        }
+        let mut by_coordinator: BTreeMap<i32, Vec<&str>> = BTreeMap::new();
+        for g in groups {
+            if let Some(node) = self.coordinators.get(g) {
+                by_coordinator.entry(*node).or_default().push(g);
+            }
+        }
+        for (node, members) in by_coordinator {
+            let answers = self.offset_fetch(node, &members, deadline).await;
+            for (group, answer) in answers {
+                if answer.is_err() {
+                    // Asked again next cycle: it may have moved, or its broker may be down.
+                    self.coordinators.remove(&group);
+                }
+                out.insert(group, answer);
+            }
+        }
+        out
+    }
+
+    async fn offset_fetch(
+        &mut self,
+        node: i32,
+        groups: &[&str],
+        deadline: Instant,
+    ) -> Vec<(String, Result<Vec<Committed>, String>)> {
+        let all_failed = |e: &str| {
+            groups
+                .iter()
+                .map(|g| ((*g).to_string(), Err(e.to_string())))
+                .collect()
+        };
+        let address = match self.broker(node) {
+            Ok(a) => a,
+            Err(e) => return all_failed(&e),
+        };
+        let mut connection = match self.connection(&address, deadline).await {
+            Ok(c) => c,
+            Err(e) => return all_failed(&e.0),
+        };
+        let Some(version) = connection.version::<OffsetFetchRequest>(2..=9) else {
+            return all_failed(&format!("{address}: no OffsetFetch v2 or later"));
+        };
+        let mut out = Vec::with_capacity(groups.len());
+        if version >= MULTI_GROUP_OFFSET_FETCH {
+            let request = OffsetFetchRequest::default().with_groups(
+                groups
+                    .iter()
+                    .map(|g| {
+                        OffsetFetchRequestGroup::default()
+                            .with_group_id(GroupId(StrBytes::from_string((*g).to_string())))
+                            .with_topics(None)
+                    })
+                    .collect(),
+            );
+            match connection
+                .call(&request, version, deadline, &mut self.counts)
+                .await
+            {
+                Ok(answer) => {
+                    let mut seen = std::collections::HashSet::new();
+                    for g in &answer.groups {
+                        let group = text(&g.group_id);
+                        seen.insert(group.clone());
+                        let value = if g.error_code != 0 {
+                            Err(format!("OffsetFetch: {}", kafka_error(g.error_code)))
+                        } else {
+                            Ok(g.topics
+                                .iter()
+                                .flat_map(|t| {
+                                    let topic = text(&t.name);
+                                    t.partitions.iter().filter(|p| p.error_code == 0).map(
+                                        move |p| Committed {
+                                            topic: topic.clone(),
+                                            partition: p.partition_index,
+                                            offset: (p.committed_offset >= 0)
+                                                .then_some(p.committed_offset),
+                                        },
+                                    )
+                                })
+                                .collect())
+                        };
+                        out.push((group, value));
+                    }
+                    for g in groups {
+                        if !seen.contains(*g) {
+                            out.push((
+                                (*g).to_string(),
+                                Err("OffsetFetch: the coordinator left it out".into()),
+                            ));
+                        }
+                    }
+                    self.keep(connection);
+                }
+                Err(e) => return all_failed(&e.0),
+            }
+        } else {
+            for (i, g) in groups.iter().enumerate() {
+                let request = OffsetFetchRequest::default()
+                    .with_group_id(GroupId(StrBytes::from_string((*g).to_string())))
+                    .with_topics(None);
+                match connection
+                    .call(&request, version, deadline, &mut self.counts)
+                    .await
+                {
+                    Ok(answer) => {
+                        let value = if answer.error_code != 0 {
+                            Err(format!("OffsetFetch: {}", kafka_error(answer.error_code)))
+                        } else {
+                            Ok(answer
+                                .topics
+                                .iter()
+                                .flat_map(|t| {
+                                    let topic = text(&t.name);
+                                    t.partitions.iter().filter(|p| p.error_code == 0).map(
+                                        move |p| Committed {
+                                            topic: topic.clone(),
+                                            partition: p.partition_index,
+                                            offset: (p.committed_offset >= 0)
+                                                .then_some(p.committed_offset),
+                                        },
+                                    )
+                                })
+                                .collect())
+                        };
+                        out.push(((*g).to_string(), value));
+                    }
+                    Err(e) => {
+                        for g in &groups[i..] {
+                            out.push(((*g).to_string(), Err(e.0.clone())));
+                        }
+                        return out;
+                    }
+                }
+            }
+            self.keep(connection);
+        }
+        out
+    }
+
+    /// Every consumer group of the cluster: ListGroups on every broker (each lists the groups
+    /// it coordinates). Fails only when no broker answered.
+    pub async fn list_groups(&mut self, deadline: Instant) -> Result<Vec<GroupListing>, String> {
+        if self.brokers.is_empty() {
+            self.metadata(deadline).await?;
+        }
+        let brokers: Vec<String> = self.brokers.values().cloned().collect();
+        let (mut listed, mut failures, mut answered) = (BTreeMap::new(), Vec::new(), 0);
+        for address in brokers {
+            let mut connection = match self.connection(&address, deadline).await {
+                Ok(c) => c,
+                Err(e) => {
+                    failures.push(e.0);
+                    continue;
+                }
+            };
+            let Some(version) = connection.version::<ListGroupsRequest>(0..=5) else {
+                failures.push(format!("{address}: no ListGroups"));
+                continue;
+            };
+            match connection
+                .call(
+                    &ListGroupsRequest::default(),
+                    version,
+                    deadline,
+                    &mut self.counts,
+                )
+                .await
+            {
+                Ok(answer) if answer.error_code == 0 => {
+                    answered += 1;
+                    for g in &answer.groups {
+                        // Connect workers and other non-consumer protocols have no lag.
+                        let protocol = g.protocol_type.as_str();
+                        if !protocol.is_empty() && protocol != "consumer" {
+                            continue;
+                        }
+                        let state = if version >= 4 {
+                            text(&g.group_state)
+                        } else {
+                            "Unknown".into()
+                        };
+                        listed.insert(text(&g.group_id), state);
+                    }
+                    self.keep(connection);
+                }
+                Ok(answer) => {
+                    failures.push(format!(
+                        "{address}: ListGroups: {}",
+                        kafka_error(answer.error_code)
+                    ));
+                    self.keep(connection);
+                }
+                Err(e) => failures.push(e.0),
+            }
+        }
+        if answered == 0 {
+            return Err(format!("ListGroups: {}", failures.join("; ")));
+        }
+        Ok(listed
+            .into_iter()
+            .map(|(group, state)| GroupListing { group, state })
+            .collect())
+    }
+
+    /// State, members and assignments of `groups`: one DescribeGroups per coordinator. Fails
+    /// when no coordinator answered (callers treat that as "state unknown" per group).
+    pub async fn describe_groups(
+        &mut self,
+        groups: &[String],
+        deadline: Instant,
+    ) -> Result<Vec<GroupDescription>, String> {
+        let mut by_coordinator: BTreeMap<i32, Vec<&String>> = BTreeMap::new();
+        let mut out = Vec::new();
+        for g in groups {
+            match self.coordinators.get(g) {
+                Some(node) => by_coordinator.entry(*node).or_default().push(g),
+                None => out.push(GroupDescription {
+                    group: g.clone(),
+                    error: Some("coordinator unknown".into()),
+                    state: "Unknown".into(),
+                    members: 0,
+                    assignment: BTreeMap::new(),
+                }),
+            }
+        }
+        let (mut answered, mut failures) = (0usize, Vec::new());
+        for (node, members) in by_coordinator {
+            let address = match self.broker(node) {
+                Ok(a) => a,
+                Err(e) => {
+                    failures.push(e);
+                    continue;
+                }
+            };
+            let mut connection = match self.connection(&address, deadline).await {
+                Ok(c) => c,
+                Err(e) => {
+                    failures.push(e.0);
+                    continue;
+                }
+            };
+            let Some(version) = connection.version::<DescribeGroupsRequest>(0..=5) else {
+                failures.push(format!("{address}: no DescribeGroups"));
+                continue;
+            };
+            let request = DescribeGroupsRequest::default().with_groups(
+                members
+                    .iter()
+                    .map(|g| GroupId(StrBytes::from_string((*g).clone())))
+                    .collect(),
+            );
+            match connection
+                .call(&request, version, deadline, &mut self.counts)
+                .await
+            {
+                Ok(answer) => {
+                    answered += 1;
+                    self.keep(connection);
+                    for d in &answer.groups {
+                        let consumer = d.protocol_type.as_str() == "consumer";
+                        let mut assignment: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+                        for m in d.members.iter().filter(|_| consumer) {
+                            for (topic, ps) in assigned(&m.member_assignment) {
+                                assignment.entry(topic).or_default().extend(ps);
+                            }
+                        }
+                        for ps in assignment.values_mut() {
+                            ps.sort_unstable();
+                            ps.dedup();
+                        }
+                        out.push(GroupDescription {
+                            group: text(&d.group_id),
+                            error: (d.error_code != 0).then(|| kafka_error(d.error_code)),
+                            state: text(&d.group_state),
+                            members: d.members.len(),
+                            assignment,
+                        });
+                    }
+                }
+                // A broker that cannot describe may drop the connection (tansu does); it is
+                // not kept, so the next cycle starts on a fresh one.
+                Err(e) => failures.push(e.0),
+            }
+        }
+        if answered == 0 && !failures.is_empty() {
+            return Err(format!("DescribeGroups: {}", failures.join("; ")));
+        }
+        Ok(out)
+    }
+}
+
+/// Topic → partitions of a consumer member's assignment (the consumer protocol's bytes: a
+/// version, then the assignment); unreadable bytes assign nothing.
+fn assigned(bytes: &bytes::Bytes) -> Vec<(String, Vec<i32>)> {
+    let mut buf = bytes.clone();
+    if buf.len() < 2 {
+        return Vec::new();
+    }
+    let version = i16::from_be_bytes([buf[0], buf[1]]);
+    let _ = bytes::Buf::get_i16(&mut buf);
+    match ConsumerProtocolAssignment::decode(&mut buf, version.clamp(0, 3)) {
+        Ok(a) => a
+            .assigned_partitions
+            .iter()
+            .map(|t| (text(&t.topic), t.partitions.clone()))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
