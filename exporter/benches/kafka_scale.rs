@@ -1,12 +1,15 @@
 //! Kafka lag at scale on the local broker (tansu, SQLite storage): 100 topics × 50
-//! partitions, 200 groups each committed on one topic's 50 partitions (10,000
-//! group-partitions). Runs the release `surge-exporter` binary and reports collection cycle
-//! time, Kafka requests per cycle, `/metrics` latency and RSS.
+//! partitions; first 200 groups, then 1,000 groups, each committed on one topic's 50
+//! partitions (10,000 and 50,000 group-partitions). Runs the release `surge-exporter` binary
+//! for each and reports collection cycle time, Kafka requests per cycle, `/metrics` latency and
+//! RSS. With `SURGE_EXPORTER_BASELINE=BIN` another build (e.g. the librdkafka one before this
+//! client) runs the same scenarios on the same broker, side by side.
 //!
 //! Run with `exporter/benches/run-kafka-benchmark`, or
 //! `cargo bench -p surge-exporter --bench kafka_scale`.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -15,9 +18,11 @@ use surge_testkit::kafka::BrokerClients;
 
 const TOPICS: usize = 100;
 const PARTITIONS: i32 = 50;
-const GROUPS: usize = 200;
+const SCENARIOS: [usize; 2] = [200, 1000];
 const RECORDS_PER_PARTITION: usize = 20;
 const SCRAPES: usize = 200;
+/// How long each run is watched: about 13 cycles at 5 s, two discoveries at 30 s.
+const WATCH: Duration = Duration::from_secs(62);
 
 fn series(body: &str, prefix: &str) -> Vec<(String, f64)> {
     body.lines()
@@ -49,30 +54,8 @@ fn status_kib(pid: u32, field: &str) -> anyhow::Result<f64> {
         .ok_or_else(|| anyhow::anyhow!("no {field}"))
 }
 
-fn main() -> anyhow::Result<()> {
-    let setup = Instant::now();
-    let broker = KafkaBroker::start()?;
-    let topics: Vec<String> = (0..TOPICS).map(|i| format!("orders-{i:03}")).collect();
-    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-    for chunk in names.chunks(20) {
-        broker.create_topics(chunk, PARTITIONS)?;
-    }
-    let producer = broker.producer()?;
-    for topic in &topics {
-        for p in 0..PARTITIONS {
-            producer.send(topic, p, RECORDS_PER_PARTITION)?;
-        }
-    }
-    producer.flush()?;
-    for g in 0..GROUPS {
-        let topic = &topics[g % TOPICS];
-        let offsets: Vec<(i32, i64)> = (0..PARTITIONS)
-            .map(|p| (p, (g % RECORDS_PER_PARTITION) as i64))
-            .collect();
-        broker.commit(&format!("group-{g:03}"), topic, &offsets)?;
-    }
-    eprintln!("setup: {:.1} s", setup.elapsed().as_secs_f64());
-
+/// One build watched on the broker as it is.
+fn run(build: &str, bin: &Path, broker: &KafkaBroker, groups: usize) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let config = dir.path().join("surge.toml");
     std::fs::write(
@@ -84,7 +67,7 @@ fn main() -> anyhow::Result<()> {
         ),
     )?;
     let addr = format!("127.0.0.1:{}", free_port()?);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_surge-exporter"));
+    let mut cmd = Command::new(bin);
     cmd.arg("--config").arg(&config).arg("--listen").arg(&addr);
     let exporter = ServerProcess::spawn("surge-exporter", cmd, &dir.path().join("surge.log"))?;
     let pid = exporter.pid().unwrap_or(0);
@@ -93,7 +76,7 @@ fn main() -> anyhow::Result<()> {
     // Wait for a full first cycle, then watch several cycles (the first is a discovery cycle).
     wait_until(
         "first cycle",
-        Duration::from_secs(60),
+        Duration::from_secs(120),
         Duration::from_millis(200),
         || {
             Ok(scrape()
@@ -105,7 +88,7 @@ fn main() -> anyhow::Result<()> {
     let mut durations = Vec::new();
     let mut snapshots = Vec::new();
     let mut last_success = 0.0;
-    let watch_until = Instant::now() + Duration::from_secs(62);
+    let watch_until = Instant::now() + WATCH;
     while Instant::now() < watch_until {
         let body = scrape()?;
         let success = series(
@@ -124,7 +107,7 @@ fn main() -> anyhow::Result<()> {
             {
                 durations.push(*d);
             }
-            snapshots.push((Instant::now(), requests(&body)));
+            snapshots.push(requests(&body));
         }
         std::thread::sleep(Duration::from_millis(250));
     }
@@ -146,26 +129,26 @@ fn main() -> anyhow::Result<()> {
     let rss = status_kib(pid, "VmRSS:")? / 1024.0;
     let hwm = status_kib(pid, "VmHWM:")? / 1024.0;
 
+    println!("\n### {build}, {groups} groups\n");
     println!("| quantity | value |\n|---|---|");
     println!(
         "| topics × partitions | {TOPICS} × {PARTITIONS} = {} |",
         TOPICS * PARTITIONS as usize
     );
-    println!("| groups / group-partition lag series | {GROUPS} / {group_partitions} |");
+    println!("| groups / group-partition lag series | {groups} / {group_partitions} |");
     println!(
         "| series on /metrics | {total_series} (body {} KiB) |",
         body.len() / 1024
     );
-    println!("| source up | {up} |");
+    println!("| source up at the end | {up} |");
     let cycles: Vec<String> = durations.iter().map(|d| format!("{d:.2}")).collect();
     println!(
         "| collection cycle, s (each cycle seen, first = discovery) | {} |",
         cycles.join(", ")
     );
     if snapshots.len() >= 3 {
-        // Request counters come from librdkafka statistics (up to 1 s stale): take deltas
-        // over several cycles, skipping the first.
-        let (first, last) = (&snapshots[1].1, &snapshots[snapshots.len() - 1].1);
+        // Deltas from the second cycle seen, so connections and the first discovery are out.
+        let (first, last) = (&snapshots[1], &snapshots[snapshots.len() - 1]);
         let cycles = (snapshots.len() - 2) as f64;
         let mut per_api = Vec::new();
         let mut total = 0.0;
@@ -177,10 +160,22 @@ fn main() -> anyhow::Result<()> {
             }
         }
         println!(
-            "| Kafka requests per cycle (mean over {cycles} cycles) | {:.1}: {} |",
+            "| Kafka requests per cycle (mean over {cycles} cycles, discovery included) | {:.1}: {} |",
             total / cycles,
             per_api.join(", ")
         );
+        let each: Vec<String> = snapshots
+            .windows(2)
+            .skip(1)
+            .map(|w| {
+                let total: f64 = w[1]
+                    .iter()
+                    .map(|(api, v)| v - w[0].get(api).copied().unwrap_or(0.0))
+                    .sum();
+                format!("{total:.0}")
+            })
+            .collect();
+        println!("| Kafka requests in each cycle | {} |", each.join(", "));
     }
     println!(
         "| /metrics median / p99 | {:.2} ms / {:.2} ms |",
@@ -189,5 +184,62 @@ fn main() -> anyhow::Result<()> {
     );
     println!("| RSS (end / peak) | {rss:.1} MiB / {hwm:.1} MiB |");
     drop(exporter);
+    Ok(())
+}
+
+fn commit_groups(
+    broker: &KafkaBroker,
+    topics: &[String],
+    range: std::ops::Range<usize>,
+) -> anyhow::Result<()> {
+    for g in range {
+        let topic = &topics[g % TOPICS];
+        let offsets: Vec<(i32, i64)> = (0..PARTITIONS)
+            .map(|p| (p, (g % RECORDS_PER_PARTITION) as i64))
+            .collect();
+        broker.commit(&format!("group-{g:04}"), topic, &offsets)?;
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let setup = Instant::now();
+    let broker = KafkaBroker::start()?;
+    let topics: Vec<String> = (0..TOPICS).map(|i| format!("orders-{i:03}")).collect();
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    for chunk in names.chunks(20) {
+        broker.create_topics(chunk, PARTITIONS)?;
+    }
+    let producer = broker.producer()?;
+    for topic in &topics {
+        for p in 0..PARTITIONS {
+            producer.send(topic, p, RECORDS_PER_PARTITION)?;
+        }
+    }
+    producer.flush()?;
+    eprintln!("topics: {:.1} s", setup.elapsed().as_secs_f64());
+
+    let mut builds: Vec<(String, PathBuf)> = vec![(
+        "surge-exporter (this build)".into(),
+        PathBuf::from(env!("CARGO_BIN_EXE_surge-exporter")),
+    )];
+    if let Ok(baseline) = std::env::var("SURGE_EXPORTER_BASELINE") {
+        builds.push((format!("baseline {baseline}"), PathBuf::from(baseline)));
+    }
+    let mut committed = 0;
+    for groups in SCENARIOS {
+        let t = Instant::now();
+        commit_groups(&broker, &topics, committed..groups)?;
+        committed = groups;
+        eprintln!(
+            "{groups} groups committed: {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        for (build, bin) in &builds {
+            if let Err(e) = run(build, bin, &broker, groups) {
+                println!("\n### {build}, {groups} groups\n\nfailed: {e:#}");
+            }
+        }
+    }
     Ok(())
 }

@@ -253,7 +253,8 @@ async fn requests_per_cycle_do_not_grow_with_partitions() -> anyhow::Result<()> 
             )
         })
         .collect();
-    // 4 cycles, one broker: latest + earliest = 2 ListOffsets per cycle, 1 OffsetFetch per group.
+    // 4 cycles, one broker: latest + earliest = 2 ListOffsets per cycle, 1 OffsetFetch per
+    // coordinator.
     assert_eq!(delta[0], (8.0, 4.0), "small: {delta:?}");
     assert_eq!(
         delta[1], delta[0],
@@ -522,5 +523,153 @@ async fn clusters_past_their_partition_or_group_limits_fail_with_the_count() -> 
         ),
         "{zero:?}"
     );
+    Ok(())
+}
+
+/// The batched path (FindCoordinator v4 for every group at once, one OffsetFetch v8+ for all
+/// of a coordinator's groups) and the one-group path a broker before Kafka 3.0 gets
+/// (FindCoordinator ≤ v3, OffsetFetch ≤ v7: one of each per group) read the same lag; which
+/// one is taken is decided from the broker's ApiVersions. The same real broker plays both,
+/// behind a proxy that lowers what it advertises.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_and_one_group_requests_read_the_same_lag() -> anyhow::Result<()> {
+    use kafka_protocol::messages::ApiKey;
+    use surge_testkit::older_broker::OlderBroker;
+    let broker_port = surge_servers::free_port()?;
+    let proxy = OlderBroker::start(format!("127.0.0.1:{broker_port}").parse()?)?;
+    let broker = KafkaBroker::start_advertising(broker_port, proxy.port())?;
+    broker.create_topic("order-placed", 3)?;
+    let producer = broker.producer()?;
+    for p in 0..3 {
+        producer.send("order-placed", p, 40)?;
+    }
+    producer.flush()?;
+    let groups = ["payment", "audit", "shipping"];
+    for (i, group) in groups.iter().enumerate() {
+        let at = i64::try_from(i)? * 10;
+        broker.commit(group, "order-placed", &[(0, at), (1, at + 1), (2, at + 2)])?;
+    }
+    let requests = |e: &Exporter, api: &str| {
+        e.value("surge_kafka_requests", &[("api", api)])
+            .unwrap_or(0.0)
+    };
+    let lags = |e: &Exporter| -> Vec<Option<f64>> {
+        groups
+            .iter()
+            .flat_map(|g| ["0", "1", "2"].map(|p| (*g, p)))
+            .map(|(g, p)| e.value("surge_kafka_group_lag", &lag_labels(g, "order-placed", p)))
+            .collect()
+    };
+    // (FindCoordinator, OffsetFetch) sent by the first cycle, then over three more.
+    let mut seen = Vec::new();
+    for caps in [
+        vec![],
+        vec![(ApiKey::FindCoordinator, 3), (ApiKey::OffsetFetch, 7)],
+    ] {
+        proxy.cap(&caps);
+        let exporter = Exporter::from_toml(&config(&broker, ""))?;
+        assert!(
+            exporter.cycle().await,
+            "{caps:?}: {:?}",
+            exporter.last_error("kafka", "local")
+        );
+        let first = (
+            requests(&exporter, "FindCoordinator"),
+            requests(&exporter, "OffsetFetch"),
+        );
+        for _ in 0..3 {
+            assert!(exporter.cycle().await);
+        }
+        let later = (
+            requests(&exporter, "FindCoordinator") - first.0,
+            requests(&exporter, "OffsetFetch") - first.1,
+        );
+        seen.push((first, later, lags(&exporter)));
+    }
+    let [
+        (batched_first, batched_later, batched_lag),
+        (old_first, old_later, old_lag),
+    ] = seen.as_slice()
+    else {
+        anyhow::bail!("two runs expected: {seen:?}");
+    };
+    // Batched: one FindCoordinator for the three groups, one OffsetFetch per cycle; the
+    // coordinator is remembered.
+    assert_eq!(*batched_first, (1.0, 1.0), "batched first cycle");
+    assert_eq!(*batched_later, (0.0, 3.0), "batched, three cycles");
+    // Older broker: one of each per group.
+    assert_eq!(*old_first, (3.0, 3.0), "one-group first cycle");
+    assert_eq!(*old_later, (0.0, 9.0), "one-group, three cycles");
+    let expected: Vec<Option<f64>> = [0.0, 10.0, 20.0]
+        .iter()
+        .flat_map(|base| [40.0 - base, 39.0 - base, 38.0 - base])
+        .map(Some)
+        .collect();
+    assert_eq!(*batched_lag, expected);
+    assert_eq!(*old_lag, expected);
+    Ok(())
+}
+
+/// SCRAM against a broker that requires it (tansu offers SCRAM-SHA-256 and -512; PLAIN is
+/// tested by its token only, in the unit tests): both log in and read the lag; a wrong
+/// password and a client without SASL fail with one line saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scram_logs_in_and_a_wrong_password_says_so() -> anyhow::Result<()> {
+    let mut broker = KafkaBroker::start()?;
+    broker.create_topic("order-placed", 2)?;
+    let producer = broker.producer()?;
+    producer.send("order-placed", 0, 30)?;
+    producer.flush()?;
+    broker.commit("payment", "order-placed", &[(0, 12)])?;
+    broker.require_scram(&[
+        ("surge", "pencil-256", "scram256"),
+        ("surge512", "pencil-512", "scram512"),
+    ])?;
+    let dir = tempfile::tempdir()?;
+    let with_login = |mechanism: &str, user: &str, password: &str| -> anyhow::Result<Exporter> {
+        let file = dir.path().join(format!("{user}-{password}"));
+        std::fs::write(&file, format!("{password}\n"))?;
+        // The cluster table ends with bootstrap_servers: its password and properties follow.
+        Exporter::from_toml(&format!(
+            "{}sasl_password_file = \"{}\"\n[kafka.clusters.properties]\n\
+             \"security.protocol\" = \"sasl_plaintext\"\n\"sasl.mechanism\" = \"{mechanism}\"\n\
+             \"sasl.username\" = \"{user}\"\n",
+            config(&broker, ""),
+            file.display()
+        ))
+    };
+    let mut logged_in = 0;
+    for (mechanism, user, password) in [
+        ("SCRAM-SHA-256", "surge", "pencil-256"),
+        ("SCRAM-SHA-512", "surge512", "pencil-512"),
+    ] {
+        let exporter = with_login(mechanism, user, password)?;
+        assert!(
+            exporter.cycle().await,
+            "{mechanism}: {:?}",
+            exporter.last_error("kafka", "local")
+        );
+        assert_eq!(
+            exporter.value(
+                "surge_kafka_group_lag",
+                &lag_labels("payment", "order-placed", "0")
+            ),
+            Some(18.0),
+            "{mechanism}"
+        );
+        logged_in += 1;
+    }
+    assert_eq!(logged_in, 2);
+    let wrong = with_login("SCRAM-SHA-256", "surge", "not-the-password")?;
+    assert!(!wrong.cycle().await);
+    let error = wrong.last_error("kafka", "local").unwrap_or_default();
+    assert!(
+        error.contains("SASL SCRAM-SHA-256 authentication failed") && !error.contains('\n'),
+        "{error}"
+    );
+    let anonymous = Exporter::from_toml(&config(&broker, ""))?;
+    assert!(!anonymous.cycle().await);
+    let error = anonymous.last_error("kafka", "local").unwrap_or_default();
+    assert!(error.contains("connection closed by the broker"), "{error}");
     Ok(())
 }

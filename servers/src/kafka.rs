@@ -39,6 +39,8 @@ pub struct KafkaBroker {
     port: u16,
     /// The port clients are told to use (metadata), when it is not `port` (a proxy in front).
     advertised: Option<u16>,
+    /// SASL/SCRAM required of every client (`--authentication`).
+    authentication: bool,
     process: Option<ServerProcess>,
     // Declared last: removed after the broker stopped.
     dir: Workdir,
@@ -54,6 +56,7 @@ impl KafkaBroker {
         let mut broker = KafkaBroker {
             port,
             advertised: None,
+            authentication: false,
             process: None,
             dir,
         };
@@ -67,6 +70,7 @@ impl KafkaBroker {
         let mut broker = KafkaBroker {
             port,
             advertised: Some(advertised),
+            authentication: false,
             process: None,
             dir: Workdir::temp("surge-kafka-")?,
         };
@@ -95,6 +99,26 @@ impl KafkaBroker {
         }
     }
 
+    /// Create SCRAM users — `(name, password, mechanism)`, the mechanism `scram256` or
+    /// `scram512` — then restart requiring every client to log in. tansu stores the
+    /// credentials in its database; it offers SCRAM-SHA-256 and -512, not PLAIN.
+    pub fn require_scram(&mut self, users: &[(&str, &str, &str)]) -> anyhow::Result<()> {
+        for (name, password, mechanism) in users {
+            let out = Command::new(tansu_binary()?)
+                .args(["user", "create", name, password, "--mechanism", mechanism])
+                .args(["--broker", &format!("tcp://127.0.0.1:{}", self.port)])
+                .current_dir(self.dir.path())
+                .output()?;
+            anyhow::ensure!(
+                out.status.success(),
+                "tansu user create {name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        self.authentication = true;
+        self.restart()
+    }
+
     /// Start (again) on the same port and data.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.stop();
@@ -110,6 +134,7 @@ impl KafkaBroker {
             ])
             // tansu resolves the database path relative to its working directory.
             .args(["--storage-engine", "sqlite://tansu.db"])
+            .args(self.authentication.then_some("--authentication"))
             .current_dir(self.dir.path())
             .env("RUST_LOG", "warn");
         let log = self.dir.path().join("tansu.log");

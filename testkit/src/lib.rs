@@ -1,12 +1,14 @@
 //! Surge's test kit (dev-only): stand-ins for what cannot run here (the Kubernetes API,
 //! PagerDuty), the panel's pseudo-terminal (tmux), Prometheus' linters, clients for the
-//! broker, the shop and Prometheus, and surge-exporter in-process. The real servers
+//! broker, the shop and Prometheus, a broker made to look older, and surge-exporter
+//! in-process. The real servers
 //! themselves come from `surge-servers`.
 
 pub mod exporter;
 pub mod http;
 pub mod kafka;
 pub mod kube_api;
+pub mod older_broker;
 pub mod pagerduty;
 pub mod prom;
 pub mod promtool;

@@ -555,7 +555,9 @@ impl ClusterTarget {
             }
         }
         let group_names: Vec<String> = state.groups.keys().cloned().collect();
-        let committed = client.committed_offsets(&group_names, deadline).await;
+        let committed = client
+            .committed_offsets(&group_names, &state.topics, deadline)
+            .await;
 
         if discover {
             self.describe(state, &group_names, deadline).await;

@@ -16,7 +16,9 @@ use kafka_protocol::messages::list_offsets_request::{
     ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic,
 };
 use kafka_protocol::messages::metadata_request::MetadataRequest;
-use kafka_protocol::messages::offset_fetch_request::{OffsetFetchRequest, OffsetFetchRequestGroup};
+use kafka_protocol::messages::offset_fetch_request::{
+    OffsetFetchRequest, OffsetFetchRequestGroup, OffsetFetchRequestTopic,
+};
 use kafka_protocol::messages::{BrokerId, ConsumerProtocolAssignment, GroupId, TopicName};
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use tokio::time::Instant;
@@ -471,10 +473,12 @@ impl ClusterClient {
     }
 
     /// Every group's committed offsets: one OffsetFetch per coordinator for all of its
-    /// groups where it speaks v8+, else one per group. A failing group gets its own error.
+    /// groups where it speaks v8+ (all their topics), else one per group (on `topics`). A
+    /// failing group gets its own error.
     pub async fn committed_offsets(
         &mut self,
         groups: &[String],
+        topics: &BTreeMap<String, Vec<i32>>,
         deadline: Instant,
     ) -> HashMap<String, Result<Vec<Committed>, String>> {
         let mut out: HashMap<String, Result<Vec<Committed>, String>> = HashMap::new();
@@ -495,7 +499,7 @@ impl ClusterClient {
             }
         }
         for (node, members) in by_coordinator {
-            let answers = self.offset_fetch(node, &members, deadline).await;
+            let answers = self.offset_fetch(node, &members, topics, deadline).await;
             for (group, answer) in answers {
                 if answer.is_err() {
                     // Asked again next cycle: it may have moved, or its broker may be down.
@@ -511,6 +515,7 @@ impl ClusterClient {
         &mut self,
         node: i32,
         groups: &[&str],
+        topics: &BTreeMap<String, Vec<i32>>,
         deadline: Instant,
     ) -> Vec<(String, Result<Vec<Committed>, String>)> {
         let all_failed = |e: &str| {
@@ -554,20 +559,11 @@ impl ClusterClient {
                         let value = if g.error_code != 0 {
                             Err(format!("OffsetFetch: {}", kafka_error(g.error_code)))
                         } else {
-                            Ok(g.topics
-                                .iter()
-                                .flat_map(|t| {
-                                    let topic = text(&t.name);
-                                    t.partitions.iter().filter(|p| p.error_code == 0).map(
-                                        move |p| Committed {
-                                            topic: topic.clone(),
-                                            partition: p.partition_index,
-                                            offset: (p.committed_offset >= 0)
-                                                .then_some(p.committed_offset),
-                                        },
-                                    )
+                            Ok(commits(g.topics.iter().flat_map(|t| {
+                                t.partitions.iter().map(|p| {
+                                    (&t.name, p.partition_index, p.committed_offset, p.error_code)
                                 })
-                                .collect())
+                            })))
                         };
                         out.push((group, value));
                     }
@@ -584,10 +580,20 @@ impl ClusterClient {
                 Err(e) => return all_failed(&e.0),
             }
         } else {
+            // Topics named: "null for all topics" is not understood by every broker (tansu
+            // answers nothing), and naming them works everywhere.
+            let named: Vec<OffsetFetchRequestTopic> = topics
+                .iter()
+                .map(|(topic, partitions)| {
+                    OffsetFetchRequestTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(topic.clone())))
+                        .with_partition_indexes(partitions.clone())
+                })
+                .collect();
             for (i, g) in groups.iter().enumerate() {
                 let request = OffsetFetchRequest::default()
                     .with_group_id(GroupId(StrBytes::from_string((*g).to_string())))
-                    .with_topics(None);
+                    .with_topics(Some(named.clone()));
                 match connection
                     .call(&request, version, deadline, &mut self.counts)
                     .await
@@ -596,21 +602,11 @@ impl ClusterClient {
                         let value = if answer.error_code != 0 {
                             Err(format!("OffsetFetch: {}", kafka_error(answer.error_code)))
                         } else {
-                            Ok(answer
-                                .topics
-                                .iter()
-                                .flat_map(|t| {
-                                    let topic = text(&t.name);
-                                    t.partitions.iter().filter(|p| p.error_code == 0).map(
-                                        move |p| Committed {
-                                            topic: topic.clone(),
-                                            partition: p.partition_index,
-                                            offset: (p.committed_offset >= 0)
-                                                .then_some(p.committed_offset),
-                                        },
-                                    )
+                            Ok(commits(answer.topics.iter().flat_map(|t| {
+                                t.partitions.iter().map(|p| {
+                                    (&t.name, p.partition_index, p.committed_offset, p.error_code)
                                 })
-                                .collect())
+                            })))
                         };
                         out.push(((*g).to_string(), value));
                     }
@@ -777,6 +773,20 @@ impl ClusterClient {
         }
         Ok(out)
     }
+}
+
+/// A group's commits from an OffsetFetch answer: (topic, partition, offset, error). A
+/// partition never committed (a negative offset) or in error is left out, as when the broker
+/// lists only what was committed.
+fn commits<'a>(partitions: impl Iterator<Item = (&'a TopicName, i32, i64, i16)>) -> Vec<Committed> {
+    partitions
+        .filter(|(_, _, offset, error)| *error == 0 && *offset >= 0)
+        .map(|(topic, partition, offset, _)| Committed {
+            topic: text(topic),
+            partition,
+            offset: Some(offset),
+        })
+        .collect()
 }
 
 /// Topic → partitions of a consumer member's assignment (the consumer protocol's bytes: a

@@ -198,10 +198,12 @@ impl Connection {
                         .map_or_else(|| format!("error {}", answer.error_code), |m| m.to_string())
                 )));
             }
-            match exchange
-                .answer(&answer.auth_bytes)
-                .map_err(|e| wire(format!("{address}: SASL: {e}")))?
-            {
+            match exchange.answer(&answer.auth_bytes).map_err(|e| {
+                wire(format!(
+                    "{address}: SASL {} authentication failed: {e}",
+                    login.mechanism.name()
+                ))
+            })? {
                 Some(next) => token = next,
                 None => return Ok(()),
             }
