@@ -4,6 +4,9 @@
 //! for each and reports collection cycle time, Kafka requests per cycle, `/metrics` latency and
 //! RSS. With `SURGE_EXPORTER_BASELINE=BIN` another build (e.g. the librdkafka one before this
 //! client) runs the same scenarios on the same broker, side by side.
+//! `SURGE_KAFKA_BENCH_GROUPS=1000` runs only the scenarios listed (comma-separated), and
+//! `SURGE_KAFKA_BENCH_CONFIG` adds lines to the `[kafka]` section (e.g.
+//! `partition_metrics = false`).
 //!
 //! Run with `exporter/benches/run-kafka-benchmark`, or
 //! `cargo bench -p surge-exporter --bench kafka_scale`.
@@ -58,10 +61,11 @@ fn status_kib(pid: u32, field: &str) -> anyhow::Result<f64> {
 fn run(build: &str, bin: &Path, broker: &KafkaBroker, groups: usize) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let config = dir.path().join("surge.toml");
+    let extra = std::env::var("SURGE_KAFKA_BENCH_CONFIG").unwrap_or_default();
     std::fs::write(
         &config,
         format!(
-            "[kafka]\ninterval = \"5s\"\ntimeout = \"5s\"\ndiscovery_interval = \"30s\"\n\
+            "[kafka]\ninterval = \"5s\"\ntimeout = \"5s\"\ndiscovery_interval = \"30s\"\n{extra}\n\
              [[kafka.clusters]]\nname = \"local\"\nbootstrap_servers = \"{}\"\n",
             broker.bootstrap()
         ),
@@ -129,7 +133,8 @@ fn run(build: &str, bin: &Path, broker: &KafkaBroker, groups: usize) -> anyhow::
     let rss = status_kib(pid, "VmRSS:")? / 1024.0;
     let hwm = status_kib(pid, "VmHWM:")? / 1024.0;
 
-    println!("\n### {build}, {groups} groups\n");
+    let extra = std::env::var("SURGE_KAFKA_BENCH_CONFIG").unwrap_or_default();
+    println!("\n### {build}, {groups} groups {extra}\n");
     println!("| quantity | value |\n|---|---|");
     println!(
         "| topics × partitions | {TOPICS} × {PARTITIONS} = {} |",
@@ -226,8 +231,15 @@ fn main() -> anyhow::Result<()> {
     if let Ok(baseline) = std::env::var("SURGE_EXPORTER_BASELINE") {
         builds.push((format!("baseline {baseline}"), PathBuf::from(baseline)));
     }
+    let scenarios: Vec<usize> = match std::env::var("SURGE_KAFKA_BENCH_GROUPS") {
+        Ok(list) => list
+            .split(',')
+            .map(|g| g.trim().parse())
+            .collect::<Result<_, _>>()?,
+        Err(_) => SCENARIOS.to_vec(),
+    };
     let mut committed = 0;
-    for groups in SCENARIOS {
+    for groups in scenarios {
         let t = Instant::now();
         commit_groups(&broker, &topics, committed..groups)?;
         committed = groups;

@@ -9,6 +9,7 @@ mod check;
 pub mod cli;
 pub mod config;
 mod exporter;
+mod memory;
 mod schedule;
 mod source;
 mod sources;

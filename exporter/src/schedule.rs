@@ -99,6 +99,7 @@ pub(crate) async fn run(source: Arc<dyn Source>, store: Arc<Store>) {
     loop {
         ticker.tick().await;
         collect_cycle(source.as_ref(), &store).await;
+        crate::memory::give_back();
     }
 }
 

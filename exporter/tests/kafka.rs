@@ -673,3 +673,40 @@ async fn scram_logs_in_and_a_wrong_password_says_so() -> anyhow::Result<()> {
     assert!(error.contains("connection closed by the broker"), "{error}");
     Ok(())
 }
+
+/// Brokers close connections (a restart, an idle timeout): the next cycle finds its kept
+/// connection dead, opens a fresh one and still succeeds — no cycle is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_the_broker_closed_costs_no_cycle() -> anyhow::Result<()> {
+    let mut broker = KafkaBroker::start()?;
+    broker.create_topic("order-placed", 2)?;
+    let producer = broker.producer()?;
+    producer.send("order-placed", 1, 9)?;
+    producer.flush()?;
+    broker.commit("payment", "order-placed", &[(1, 4)])?;
+    let exporter = Exporter::from_toml(&config(&broker, ""))?;
+    let lag = |e: &Exporter| {
+        e.value(
+            "surge_kafka_group_lag",
+            &lag_labels("payment", "order-placed", "1"),
+        )
+    };
+    assert!(
+        exporter.cycle().await,
+        "{:?}",
+        exporter.last_error("kafka", "local")
+    );
+    assert_eq!(lag(&exporter), Some(5.0));
+    let opened = exporter.value("surge_kafka_requests", &[("api", "ApiVersions")]);
+    broker.restart()?;
+    assert!(
+        exporter.cycle().await,
+        "the cycle after the restart: {:?}",
+        exporter.last_error("kafka", "local")
+    );
+    assert_eq!(lag(&exporter), Some(5.0));
+    // It did reconnect (a new connection asks for versions again).
+    let reopened = exporter.value("surge_kafka_requests", &[("api", "ApiVersions")]);
+    assert!(reopened > opened, "{opened:?} → {reopened:?}");
+    Ok(())
+}

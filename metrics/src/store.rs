@@ -151,10 +151,21 @@ impl Store {
         {
             return Ok(text.clone());
         }
-        let text = Bytes::from(match format {
-            Format::PrometheusText => self.encode_prometheus_text()?,
-            Format::OpenMetrics => self.encode_openmetrics()?,
-        });
+        // Sized like the last encoding: a 17 MB exposition grown by doubling would pass
+        // through 32 MB of capacity and leave the heap fragmented.
+        let capacity = lock(&self.encoded)[slot]
+            .as_ref()
+            .map_or(0, |(_, text)| text.len() + text.len() / 16);
+        let mut out = String::with_capacity(capacity);
+        match format {
+            Format::PrometheusText => {
+                prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry())?
+            }
+            Format::OpenMetrics => {
+                prometheus_client::encoding::text::encode(&mut out, &self.registry())?
+            }
+        }
+        let text = Bytes::from(out);
         let mut encoded = lock(&self.encoded);
         if encoded[slot]
             .as_ref()

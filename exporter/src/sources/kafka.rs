@@ -488,7 +488,13 @@ impl ClusterTarget {
         let mut state = self.state.lock().await;
         let state = &mut *state;
         let client = state.client.get_or_insert_with(|| {
-            ClusterClient::new(&self.bootstrap_servers, self.security.clone())
+            // A third of the cycle per request: one unreachable broker leaves time for the
+            // others.
+            ClusterClient::new(
+                &self.bootstrap_servers,
+                self.security.clone(),
+                settings.timeout / 3,
+            )
         });
 
         let discover = state
@@ -496,7 +502,7 @@ impl ClusterTarget {
             .is_none_or(|at| at.elapsed() >= settings.discovery_interval);
         if discover {
             let layout = client.metadata(deadline).await.map_err(|e| anyhow!(e))?;
-            let listed = client.list_groups(deadline).await.map_err(|e| anyhow!(e))?;
+            let (listed, complete) = client.list_groups(deadline).await.map_err(|e| anyhow!(e))?;
             let topics = admitted_topics(&layout, &self.topics);
             let partitions: usize = topics.values().map(Vec::len).sum();
             if partitions > self.limits.partitions {
@@ -526,6 +532,13 @@ impl ClusterTarget {
                         ..previous
                     },
                 );
+            }
+            if !complete {
+                // A broker that did not answer still coordinates its groups: keep them (and
+                // their histories) rather than drop them until it answers.
+                for (name, info) in std::mem::take(&mut state.groups) {
+                    groups.entry(name).or_insert(info);
+                }
             }
             state.groups = groups;
         }

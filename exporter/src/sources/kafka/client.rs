@@ -7,10 +7,13 @@
 //! moved, so a steady cycle costs two requests per leader plus one per coordinator.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::RangeInclusive;
+use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_groups_request::DescribeGroupsRequest;
 use kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
+use kafka_protocol::messages::find_coordinator_response::FindCoordinatorResponse;
 use kafka_protocol::messages::list_groups_request::ListGroupsRequest;
 use kafka_protocol::messages::list_offsets_request::{
     ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic,
@@ -19,11 +22,12 @@ use kafka_protocol::messages::metadata_request::MetadataRequest;
 use kafka_protocol::messages::offset_fetch_request::{
     OffsetFetchRequest, OffsetFetchRequestGroup, OffsetFetchRequestTopic,
 };
+use kafka_protocol::messages::offset_fetch_response::OffsetFetchResponse;
 use kafka_protocol::messages::{BrokerId, ConsumerProtocolAssignment, GroupId, TopicName};
-use kafka_protocol::protocol::{Decodable, StrBytes};
+use kafka_protocol::protocol::{Decodable, Request, StrBytes};
 use tokio::time::Instant;
 
-use super::wire::{Connection, RequestCounts, Security, WireError};
+use super::wire::{Connection, RequestCounts, Security, WireError, api_name};
 
 /// Which offset ListOffsets asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +106,9 @@ fn text(s: &StrBytes) -> String {
 pub struct ClusterClient {
     bootstrap: Vec<String>,
     security: Security,
+    /// The longest one request (connecting included) may take: one unreachable broker cannot
+    /// use up the whole cycle's deadline.
+    request_timeout: Duration,
     connections: HashMap<String, Connection>,
     brokers: BTreeMap<i32, String>,
     leaders: HashMap<(String, i32), i32>,
@@ -111,7 +118,11 @@ pub struct ClusterClient {
 }
 
 impl ClusterClient {
-    pub(crate) fn new(bootstrap: &str, security: Security) -> ClusterClient {
+    pub(crate) fn new(
+        bootstrap: &str,
+        security: Security,
+        request_timeout: Duration,
+    ) -> ClusterClient {
         ClusterClient {
             bootstrap: bootstrap
                 .split(',')
@@ -119,6 +130,7 @@ impl ClusterClient {
                 .filter(|s| !s.is_empty())
                 .collect(),
             security,
+            request_timeout,
             connections: HashMap::new(),
             brokers: BTreeMap::new(),
             leaders: HashMap::new(),
@@ -136,16 +148,47 @@ impl ClusterClient {
             .collect()
     }
 
-    /// The open connection to `address`, or a new one. Callers put it back with
-    /// [`ClusterClient::keep`] after a good answer; one that failed is dropped.
-    async fn connection(
+    /// Send `build(version)` to `address` in the highest version both sides accept within
+    /// `ours`, by the earlier of `deadline` and the request's own timeout. A kept connection
+    /// that fails is replaced by a fresh one and the request sent once more (brokers close
+    /// idle connections); a connection that failed is never kept.
+    async fn request<R: Request>(
         &mut self,
         address: &str,
+        ours: RangeInclusive<i16>,
+        build: impl Fn(i16) -> R,
         deadline: Instant,
-    ) -> Result<Connection, WireError> {
-        match self.connections.remove(address) {
-            Some(c) => Ok(c),
-            None => Connection::open(address, &self.security, deadline, &mut self.counts).await,
+    ) -> Result<(R::Response, i16), WireError> {
+        let mut retried = false;
+        loop {
+            let until = deadline.min(Instant::now() + self.request_timeout);
+            let (mut connection, reused) = match self.connections.remove(address) {
+                Some(c) => (c, true),
+                None => (
+                    Connection::open(address, &self.security, until, &mut self.counts).await?,
+                    false,
+                ),
+            };
+            let Some(version) = connection.version::<R>(ours.clone()) else {
+                self.keep(connection);
+                return Err(WireError(format!(
+                    "{address}: the broker offers no {} version in {}..={}",
+                    api_name(R::KEY),
+                    ours.start(),
+                    ours.end()
+                )));
+            };
+            match connection
+                .call(&build(version), version, until, &mut self.counts)
+                .await
+            {
+                Ok(answer) => {
+                    self.keep(connection);
+                    return Ok((answer, version));
+                }
+                Err(_) if reused && !retried => retried = true,
+                Err(e) => return Err(e),
+            }
         }
     }
 
@@ -161,43 +204,46 @@ impl ClusterClient {
             .ok_or_else(|| format!("broker {node} is not in the cluster's metadata"))
     }
 
-    /// Any broker that answers: known brokers first, then the bootstrap list.
-    async fn any_connection(&mut self, deadline: Instant) -> Result<Connection, String> {
-        let mut candidates: Vec<String> = self.connections.keys().cloned().collect();
-        candidates.extend(self.brokers.values().cloned());
-        candidates.extend(self.bootstrap.iter().cloned());
-        let mut errors = Vec::new();
-        let mut tried = std::collections::HashSet::new();
-        for address in candidates {
-            if !tried.insert(address.clone()) {
-                continue;
-            }
-            match self.connection(&address, deadline).await {
-                Ok(c) => return Ok(c),
-                Err(e) => errors.push(e.0),
-            }
-        }
-        Err(if errors.is_empty() {
-            "no bootstrap servers".into()
-        } else {
-            errors.join("; ")
-        })
+    /// Brokers to ask something any broker answers: connected first, then known, then the
+    /// bootstrap list, each once.
+    fn candidates(&self) -> Vec<String> {
+        let mut seen = std::collections::HashSet::new();
+        self.connections
+            .keys()
+            .chain(self.brokers.values())
+            .chain(&self.bootstrap)
+            .filter(|a| seen.insert(a.as_str()))
+            .cloned()
+            .collect()
     }
 
-    /// Topics and their partitions (one Metadata request); also learns brokers and leaders.
+    /// Topics and their partitions (one Metadata request, from the first broker that
+    /// answers); also learns brokers and leaders.
     pub async fn metadata(&mut self, deadline: Instant) -> Result<Vec<TopicLayout>, String> {
-        let mut connection = self.any_connection(deadline).await?;
-        let version = connection
-            .version::<MetadataRequest>(1..=12)
-            .ok_or_else(|| format!("{}: no Metadata v1 or later", connection.address()))?;
         let request = MetadataRequest::default()
             .with_topics(None)
             .with_allow_auto_topic_creation(false);
-        let answer = connection
-            .call(&request, version, deadline, &mut self.counts)
-            .await
-            .map_err(|e| e.0)?;
-        self.keep(connection);
+        let mut errors = Vec::new();
+        let mut answer = None;
+        for address in self.candidates() {
+            match self
+                .request(&address, 1..=12, |_| request.clone(), deadline)
+                .await
+            {
+                Ok((a, _)) => {
+                    answer = Some(a);
+                    break;
+                }
+                Err(e) => errors.push(e.0),
+            }
+        }
+        let Some(answer) = answer else {
+            return Err(if errors.is_empty() {
+                "Metadata: no bootstrap servers".into()
+            } else {
+                format!("Metadata: {}", errors.join("; "))
+            });
+        };
         self.brokers = answer
             .brokers
             .iter()
@@ -282,21 +328,7 @@ impl ClusterClient {
                     continue;
                 }
             };
-            let mut connection = match self.connection(&address, deadline).await {
-                Ok(c) => c,
-                Err(e) => {
-                    failed(&mut out, &e.0);
-                    failures.push(e.0);
-                    continue;
-                }
-            };
-            let Some(version) = connection.version::<ListOffsetsRequest>(1..=9) else {
-                let e = format!("{address}: no ListOffsets v1 or later");
-                failed(&mut out, &e);
-                failures.push(e);
-                continue;
-            };
-            let mut ok = true;
+            let mut error = None;
             for (spec, offsets) in specs.iter().zip(out.iter_mut()) {
                 let request = ListOffsetsRequest::default()
                     .with_replica_id(BrokerId(-1))
@@ -322,11 +354,11 @@ impl ClusterClient {
                             })
                             .collect(),
                     );
-                match connection
-                    .call(&request, version, deadline, &mut self.counts)
+                match self
+                    .request(&address, 1..=9, |_| request.clone(), deadline)
                     .await
                 {
-                    Ok(answer) => {
+                    Ok((answer, _)) => {
                         for t in &answer.topics {
                             let topic = text(&t.name);
                             for p in &t.partitions {
@@ -343,19 +375,19 @@ impl ClusterClient {
                         }
                     }
                     Err(e) => {
-                        ok = false;
-                        failures.push(e.0);
+                        error = Some(e.0);
                         break;
                     }
                 }
             }
-            if ok {
-                answered += 1;
-                self.keep(connection);
-            } else {
-                self.leaders_stale = true;
-                let e = failures.last().cloned().unwrap_or_default();
-                failed(&mut out, &e);
+            match error {
+                None => answered += 1,
+                Some(e) => {
+                    // Its partitions may have moved to a broker that is up.
+                    self.leaders_stale = true;
+                    failed(&mut out, &e);
+                    failures.push(e);
+                }
             }
         }
         if answered == 0 && !failures.is_empty() {
@@ -373,83 +405,76 @@ impl ClusterClient {
         deadline: Instant,
     ) -> HashMap<String, String> {
         let mut failed = HashMap::new();
-        let mut connection = match self.any_connection(deadline).await {
-            Ok(c) => c,
-            Err(e) => {
-                for g in groups {
-                    failed.insert((*g).to_string(), format!("FindCoordinator: {e}"));
-                }
-                return failed;
+        let Some((first, rest)) = groups.split_first() else {
+            return failed;
+        };
+        let batched = |version: i16| {
+            if version >= BATCHED_FIND_COORDINATOR {
+                FindCoordinatorRequest::default()
+                    .with_key_type(0)
+                    .with_coordinator_keys(
+                        groups
+                            .iter()
+                            .map(|g| StrBytes::from_string((*g).to_string()))
+                            .collect(),
+                    )
+            } else {
+                one_key(first)
             }
         };
-        let address = connection.address().to_string();
-        let Some(version) = connection.version::<FindCoordinatorRequest>(0..=6) else {
+        // The first broker that answers; an older one answers for the first group only.
+        let mut reached = None;
+        let mut errors = Vec::new();
+        for address in self.candidates() {
+            match self.request(&address, 0..=6, batched, deadline).await {
+                Ok((answer, version)) => {
+                    reached = Some((address, answer, version));
+                    break;
+                }
+                Err(e) => errors.push(e.0),
+            }
+        }
+        let Some((address, answer, version)) = reached else {
+            let error = format!("FindCoordinator: {}", errors.join("; "));
             for g in groups {
-                failed.insert((*g).to_string(), format!("{address}: no FindCoordinator"));
+                failed.insert((*g).to_string(), error.clone());
             }
             return failed;
         };
-        let mut healthy = true;
         if version >= BATCHED_FIND_COORDINATOR {
-            let request = FindCoordinatorRequest::default()
-                .with_key_type(0)
-                .with_coordinator_keys(
-                    groups
-                        .iter()
-                        .map(|g| StrBytes::from_string((*g).to_string()))
-                        .collect(),
-                );
-            match connection
-                .call(&request, version, deadline, &mut self.counts)
+            for c in &answer.coordinators {
+                if let Err(e) =
+                    self.place(&text(&c.key), c.error_code, c.node_id.0, &c.host, c.port)
+                {
+                    failed.insert(text(&c.key), e);
+                }
+            }
+            for g in groups {
+                if !answer.coordinators.iter().any(|c| c.key.as_str() == *g) {
+                    failed.insert((*g).to_string(), "FindCoordinator: left out".into());
+                }
+            }
+            return failed;
+        }
+        let mut place_one = |client: &mut Self, group: &str, a: &FindCoordinatorResponse| {
+            if let Err(e) = client.place(group, a.error_code, a.node_id.0, &a.host, a.port) {
+                failed.insert(group.to_string(), e);
+            }
+        };
+        place_one(self, first, &answer);
+        for (i, g) in rest.iter().enumerate() {
+            match self
+                .request(&address, 0..=3, |_| one_key(g), deadline)
                 .await
             {
-                Ok(answer) => {
-                    for c in &answer.coordinators {
-                        self.place(&text(&c.key), c.error_code, c.node_id.0, &c.host, c.port)
-                            .unwrap_or_else(|e| {
-                                failed.insert(text(&c.key), e);
-                            });
-                    }
-                }
+                Ok((a, _)) => place_one(self, g, &a),
                 Err(e) => {
-                    healthy = false;
-                    for g in groups {
-                        failed.insert((*g).to_string(), e.0.clone());
+                    for g in &rest[i..] {
+                        failed.insert((*g).to_string(), format!("FindCoordinator: {}", e.0));
                     }
+                    break;
                 }
             }
-        } else {
-            for g in groups {
-                let request = FindCoordinatorRequest::default()
-                    .with_key(StrBytes::from_string((*g).to_string()))
-                    .with_key_type(0);
-                match connection
-                    .call(&request, version, deadline, &mut self.counts)
-                    .await
-                {
-                    Ok(a) => {
-                        self.place(g, a.error_code, a.node_id.0, &a.host, a.port)
-                            .unwrap_or_else(|e| {
-                                failed.insert((*g).to_string(), e);
-                            });
-                    }
-                    Err(e) => {
-                        healthy = false;
-                        failed.insert((*g).to_string(), e.0);
-                        break;
-                    }
-                }
-            }
-        }
-        for g in groups {
-            if !healthy && !self.coordinators.contains_key(*g) {
-                failed
-                    .entry((*g).to_string())
-                    .or_insert_with(|| "FindCoordinator not answered".into());
-            }
-        }
-        if healthy {
-            self.keep(connection);
         }
         failed
     }
@@ -465,9 +490,9 @@ impl ClusterClient {
         if error != 0 {
             return Err(format!("FindCoordinator: {}", kafka_error(error)));
         }
+        // The coordinator's own address wins: metadata may be older.
         self.brokers
-            .entry(node)
-            .or_insert_with(|| format!("{}:{port}", host.as_str()));
+            .insert(node, format!("{}:{port}", host.as_str()));
         self.coordinators.insert(group.to_string(), node);
         Ok(())
     }
@@ -518,141 +543,120 @@ impl ClusterClient {
         topics: &BTreeMap<String, Vec<i32>>,
         deadline: Instant,
     ) -> Vec<(String, Result<Vec<Committed>, String>)> {
-        let all_failed = |e: &str| {
+        let all_failed = |groups: &[&str], e: &str| {
             groups
                 .iter()
-                .map(|g| ((*g).to_string(), Err(e.to_string())))
-                .collect()
+                .map(|g| ((*g).to_string(), Err(format!("OffsetFetch: {e}"))))
+                .collect::<Vec<_>>()
+        };
+        let Some((first, rest)) = groups.split_first() else {
+            return Vec::new();
         };
         let address = match self.broker(node) {
             Ok(a) => a,
-            Err(e) => return all_failed(&e),
+            Err(e) => return all_failed(groups, &e),
         };
-        let mut connection = match self.connection(&address, deadline).await {
-            Ok(c) => c,
-            Err(e) => return all_failed(&e.0),
+        // Topics named for one group: "null for all topics" is not understood by every
+        // broker (tansu answers nothing), and naming them works everywhere.
+        let named: Vec<OffsetFetchRequestTopic> = topics
+            .iter()
+            .map(|(topic, partitions)| {
+                OffsetFetchRequestTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(topic.clone())))
+                    .with_partition_indexes(partitions.clone())
+            })
+            .collect();
+        let one_group = |group: &str| {
+            OffsetFetchRequest::default()
+                .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+                .with_topics(Some(named.clone()))
         };
-        let Some(version) = connection.version::<OffsetFetchRequest>(2..=9) else {
-            return all_failed(&format!("{address}: no OffsetFetch v2 or later"));
+        let build = |version: i16| {
+            if version >= MULTI_GROUP_OFFSET_FETCH {
+                OffsetFetchRequest::default().with_groups(
+                    groups
+                        .iter()
+                        .map(|g| {
+                            OffsetFetchRequestGroup::default()
+                                .with_group_id(GroupId(StrBytes::from_string((*g).to_string())))
+                                .with_topics(None)
+                        })
+                        .collect(),
+                )
+            } else {
+                one_group(first)
+            }
+        };
+        let (answer, version) = match self.request(&address, 2..=9, build, deadline).await {
+            Ok(a) => a,
+            Err(e) => return all_failed(groups, &e.0),
         };
         let mut out = Vec::with_capacity(groups.len());
         if version >= MULTI_GROUP_OFFSET_FETCH {
-            let request = OffsetFetchRequest::default().with_groups(
-                groups
-                    .iter()
-                    .map(|g| {
-                        OffsetFetchRequestGroup::default()
-                            .with_group_id(GroupId(StrBytes::from_string((*g).to_string())))
-                            .with_topics(None)
-                    })
-                    .collect(),
-            );
-            match connection
-                .call(&request, version, deadline, &mut self.counts)
+            for g in &answer.groups {
+                let value = if g.error_code != 0 {
+                    Err(format!("OffsetFetch: {}", kafka_error(g.error_code)))
+                } else {
+                    commits(g.topics.iter().flat_map(|t| {
+                        t.partitions
+                            .iter()
+                            .map(|p| (&t.name, p.partition_index, p.committed_offset, p.error_code))
+                    }))
+                };
+                out.push((text(&g.group_id), value));
+            }
+            for g in groups {
+                if !answer.groups.iter().any(|a| a.group_id.as_str() == *g) {
+                    out.push(((*g).to_string(), Err("OffsetFetch: left out".into())));
+                }
+            }
+            return out;
+        }
+        let one = |answer: &OffsetFetchResponse| {
+            if answer.error_code != 0 {
+                Err(format!("OffsetFetch: {}", kafka_error(answer.error_code)))
+            } else {
+                commits(answer.topics.iter().flat_map(|t| {
+                    t.partitions
+                        .iter()
+                        .map(|p| (&t.name, p.partition_index, p.committed_offset, p.error_code))
+                }))
+            }
+        };
+        out.push(((*first).to_string(), one(&answer)));
+        for (i, g) in rest.iter().enumerate() {
+            match self
+                .request(&address, 2..=7, |_| one_group(g), deadline)
                 .await
             {
-                Ok(answer) => {
-                    let mut seen = std::collections::HashSet::new();
-                    for g in &answer.groups {
-                        let group = text(&g.group_id);
-                        seen.insert(group.clone());
-                        let value = if g.error_code != 0 {
-                            Err(format!("OffsetFetch: {}", kafka_error(g.error_code)))
-                        } else {
-                            Ok(commits(g.topics.iter().flat_map(|t| {
-                                t.partitions.iter().map(|p| {
-                                    (&t.name, p.partition_index, p.committed_offset, p.error_code)
-                                })
-                            })))
-                        };
-                        out.push((group, value));
-                    }
-                    for g in groups {
-                        if !seen.contains(*g) {
-                            out.push((
-                                (*g).to_string(),
-                                Err("OffsetFetch: the coordinator left it out".into()),
-                            ));
-                        }
-                    }
-                    self.keep(connection);
-                }
-                Err(e) => return all_failed(&e.0),
-            }
-        } else {
-            // Topics named: "null for all topics" is not understood by every broker (tansu
-            // answers nothing), and naming them works everywhere.
-            let named: Vec<OffsetFetchRequestTopic> = topics
-                .iter()
-                .map(|(topic, partitions)| {
-                    OffsetFetchRequestTopic::default()
-                        .with_name(TopicName(StrBytes::from_string(topic.clone())))
-                        .with_partition_indexes(partitions.clone())
-                })
-                .collect();
-            for (i, g) in groups.iter().enumerate() {
-                let request = OffsetFetchRequest::default()
-                    .with_group_id(GroupId(StrBytes::from_string((*g).to_string())))
-                    .with_topics(Some(named.clone()));
-                match connection
-                    .call(&request, version, deadline, &mut self.counts)
-                    .await
-                {
-                    Ok(answer) => {
-                        let value = if answer.error_code != 0 {
-                            Err(format!("OffsetFetch: {}", kafka_error(answer.error_code)))
-                        } else {
-                            Ok(commits(answer.topics.iter().flat_map(|t| {
-                                t.partitions.iter().map(|p| {
-                                    (&t.name, p.partition_index, p.committed_offset, p.error_code)
-                                })
-                            })))
-                        };
-                        out.push(((*g).to_string(), value));
-                    }
-                    Err(e) => {
-                        for g in &groups[i..] {
-                            out.push(((*g).to_string(), Err(e.0.clone())));
-                        }
-                        return out;
-                    }
+                Ok((answer, _)) => out.push(((*g).to_string(), one(&answer))),
+                Err(e) => {
+                    out.extend(all_failed(&rest[i..], &e.0));
+                    break;
                 }
             }
-            self.keep(connection);
         }
         out
     }
 
     /// Every consumer group of the cluster: ListGroups on every broker (each lists the groups
-    /// it coordinates). Fails only when no broker answered.
-    pub async fn list_groups(&mut self, deadline: Instant) -> Result<Vec<GroupListing>, String> {
+    /// it coordinates). Fails when no broker answered; `complete` is false when some did not
+    /// (their groups are then missing from the list, not gone).
+    pub async fn list_groups(
+        &mut self,
+        deadline: Instant,
+    ) -> Result<(Vec<GroupListing>, bool), String> {
         if self.brokers.is_empty() {
             self.metadata(deadline).await?;
         }
         let brokers: Vec<String> = self.brokers.values().cloned().collect();
         let (mut listed, mut failures, mut answered) = (BTreeMap::new(), Vec::new(), 0);
         for address in brokers {
-            let mut connection = match self.connection(&address, deadline).await {
-                Ok(c) => c,
-                Err(e) => {
-                    failures.push(e.0);
-                    continue;
-                }
-            };
-            let Some(version) = connection.version::<ListGroupsRequest>(0..=5) else {
-                failures.push(format!("{address}: no ListGroups"));
-                continue;
-            };
-            match connection
-                .call(
-                    &ListGroupsRequest::default(),
-                    version,
-                    deadline,
-                    &mut self.counts,
-                )
+            match self
+                .request(&address, 0..=5, |_| ListGroupsRequest::default(), deadline)
                 .await
             {
-                Ok(answer) if answer.error_code == 0 => {
+                Ok((answer, version)) if answer.error_code == 0 => {
                     answered += 1;
                     for g in &answer.groups {
                         // Connect workers and other non-consumer protocols have no lag.
@@ -667,25 +671,25 @@ impl ClusterClient {
                         };
                         listed.insert(text(&g.group_id), state);
                     }
-                    self.keep(connection);
                 }
-                Ok(answer) => {
-                    failures.push(format!(
-                        "{address}: ListGroups: {}",
-                        kafka_error(answer.error_code)
-                    ));
-                    self.keep(connection);
-                }
+                Ok((answer, _)) => failures.push(format!(
+                    "{address}: ListGroups: {}",
+                    kafka_error(answer.error_code)
+                )),
                 Err(e) => failures.push(e.0),
             }
         }
         if answered == 0 {
             return Err(format!("ListGroups: {}", failures.join("; ")));
         }
-        Ok(listed
-            .into_iter()
-            .map(|(group, state)| GroupListing { group, state })
-            .collect())
+        let complete = failures.is_empty();
+        Ok((
+            listed
+                .into_iter()
+                .map(|(group, state)| GroupListing { group, state })
+                .collect(),
+            complete,
+        ))
     }
 
     /// State, members and assignments of `groups`: one DescribeGroups per coordinator. Fails
@@ -718,30 +722,18 @@ impl ClusterClient {
                     continue;
                 }
             };
-            let mut connection = match self.connection(&address, deadline).await {
-                Ok(c) => c,
-                Err(e) => {
-                    failures.push(e.0);
-                    continue;
-                }
-            };
-            let Some(version) = connection.version::<DescribeGroupsRequest>(0..=5) else {
-                failures.push(format!("{address}: no DescribeGroups"));
-                continue;
-            };
             let request = DescribeGroupsRequest::default().with_groups(
                 members
                     .iter()
                     .map(|g| GroupId(StrBytes::from_string((*g).clone())))
                     .collect(),
             );
-            match connection
-                .call(&request, version, deadline, &mut self.counts)
+            match self
+                .request(&address, 0..=5, |_| request.clone(), deadline)
                 .await
             {
-                Ok(answer) => {
+                Ok((answer, _)) => {
                     answered += 1;
-                    self.keep(connection);
                     for d in &answer.groups {
                         let consumer = d.protocol_type.as_str() == "consumer";
                         let mut assignment: BTreeMap<String, Vec<i32>> = BTreeMap::new();
@@ -764,7 +756,7 @@ impl ClusterClient {
                     }
                 }
                 // A broker that cannot describe may drop the connection (tansu does); it is
-                // not kept, so the next cycle starts on a fresh one.
+                // not kept, so the next request starts on a fresh one.
                 Err(e) => failures.push(e.0),
             }
         }
@@ -775,18 +767,38 @@ impl ClusterClient {
     }
 }
 
+/// FindCoordinator for one group (v0–3).
+fn one_key(group: &str) -> FindCoordinatorRequest {
+    FindCoordinatorRequest::default()
+        .with_key(StrBytes::from_string(group.to_string()))
+        .with_key_type(0)
+}
+
 /// A group's commits from an OffsetFetch answer: (topic, partition, offset, error). A
-/// partition never committed (a negative offset) or in error is left out, as when the broker
-/// lists only what was committed.
-fn commits<'a>(partitions: impl Iterator<Item = (&'a TopicName, i32, i64, i16)>) -> Vec<Committed> {
-    partitions
-        .filter(|(_, _, offset, error)| *error == 0 && *offset >= 0)
-        .map(|(topic, partition, offset, _)| Committed {
-            topic: text(topic),
-            partition,
-            offset: Some(offset),
-        })
-        .collect()
+/// partition never committed (a negative offset) is left out, as when the broker lists only
+/// what was committed; a partition in error fails the group (its lag unknown, not "never
+/// committed").
+fn commits<'a>(
+    partitions: impl Iterator<Item = (&'a TopicName, i32, i64, i16)>,
+) -> Result<Vec<Committed>, String> {
+    let mut out = Vec::new();
+    for (topic, partition, offset, error) in partitions {
+        if error != 0 {
+            return Err(format!(
+                "OffsetFetch: {} on {}/{partition}",
+                kafka_error(error),
+                topic.as_str()
+            ));
+        }
+        if offset >= 0 {
+            out.push(Committed {
+                topic: text(topic),
+                partition,
+                offset: Some(offset),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Topic → partitions of a consumer member's assignment (the consumer protocol's bytes: a

@@ -68,7 +68,10 @@ pub fn partition_lags(
             let marks = offsets.get(&key).copied().unwrap_or_default();
             let (lag, clamped) = match (commit, marks.end) {
                 (Some(c), Some(end)) => ((end - c).max(0), c > end),
-                (None, Some(end)) if uncommitted == Uncommitted::LogStart => {
+                // Without the log start the retained backlog is unknown, not the whole log.
+                (None, Some(end))
+                    if uncommitted == Uncommitted::LogStart && marks.start.is_some() =>
+                {
                     (end - marks.start.unwrap_or(0).min(end), false)
                 }
                 _ => {
@@ -167,5 +170,27 @@ mod tests {
         let lags = partition_lags(&committed, &topics, &Offsets::new(), Uncommitted::Absent);
         assert_eq!(lags[0].lag, None);
         assert!(topic_sums(&lags).is_empty());
+    }
+
+    #[test]
+    fn unknown_log_start_gives_no_lag_from_the_start() {
+        let topics = BTreeMap::from([("t".to_string(), vec![0])]);
+        let mut offsets = Offsets::new();
+        let end_only = Watermarks {
+            end: Some(500),
+            start: None,
+        };
+        offsets.insert(("t".to_string(), 0), end_only);
+        let lags = partition_lags(&HashMap::new(), &topics, &offsets, Uncommitted::LogStart);
+        assert_eq!(lags[0].lag, None, "not the whole log since offset 0");
+        offsets.insert(
+            ("t".to_string(), 0),
+            Watermarks {
+                end: Some(500),
+                start: Some(480),
+            },
+        );
+        let lags = partition_lags(&HashMap::new(), &topics, &offsets, Uncommitted::LogStart);
+        assert_eq!(lags[0].lag, Some(20));
     }
 }
