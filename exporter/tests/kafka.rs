@@ -710,3 +710,85 @@ async fn a_connection_the_broker_closed_costs_no_cycle() -> anyhow::Result<()> {
     assert!(reopened > opened, "{opened:?} → {reopened:?}");
     Ok(())
 }
+
+/// TLS to the brokers (the test broker serves plain TCP, so a rustls front carries every
+/// connection; the broker advertises it): the CA file verifies the broker and the lag is read;
+/// a broker signed by another CA is refused in one line; a front that requires client
+/// certificates lets in the exporter with its certificate and key, and not without.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_verifies_the_broker_and_presents_a_client_certificate() -> anyhow::Result<()> {
+    use surge_servers::tls::LocalCa;
+    use surge_testkit::tls_front::TlsFront;
+    let dir = tempfile::tempdir()?;
+    let ca = LocalCa::new(dir.path(), "ca")?;
+    let other = LocalCa::new(dir.path(), "other-ca")?;
+    let server = ca.server("broker", &["127.0.0.1"])?;
+    let client = ca.client("surge", "surge-exporter")?;
+    let broker_port = surge_servers::free_port()?;
+    let upstream: std::net::SocketAddr = format!("127.0.0.1:{broker_port}").parse()?;
+    let mut broker =
+        KafkaBroker::start_in(surge_servers::Workdir::temp("surge-kafka-")?, broker_port)?;
+    broker.create_topic("order-placed", 1)?;
+    let producer = broker.producer()?;
+    producer.send("order-placed", 0, 7)?;
+    producer.flush()?;
+    drop(producer);
+    broker.commit("payment", "order-placed", &[(0, 3)])?;
+    // The test's own clients speak plain TCP; from here on the broker points clients at TLS.
+    let front = TlsFront::start(upstream, &server.cert, &server.key, None)?;
+    broker.advertise(front.port())?;
+    let over_tls = |port: u16, properties: &str| {
+        Exporter::from_toml(&format!(
+            "[kafka]\ninterval = \"2s\"\ntimeout = \"2s\"\n[[kafka.clusters]]\nname = \"local\"\n\
+             bootstrap_servers = \"127.0.0.1:{port}\"\n[kafka.clusters.properties]\n\
+             \"security.protocol\" = \"ssl\"\n{properties}\n"
+        ))
+    };
+    let ca_file = |ca: &LocalCa| format!("\"ssl.ca.location\" = \"{}\"", ca.cert().display());
+    let lag = |e: &Exporter| {
+        e.value(
+            "surge_kafka_group_lag",
+            &lag_labels("payment", "order-placed", "0"),
+        )
+    };
+
+    let verified = over_tls(front.port(), &ca_file(&ca))?;
+    assert!(
+        verified.cycle().await,
+        "{:?}",
+        verified.last_error("kafka", "local")
+    );
+    assert_eq!(lag(&verified), Some(4.0));
+
+    let wrong_ca = over_tls(front.port(), &ca_file(&other))?;
+    assert!(!wrong_ca.cycle().await);
+    let error = wrong_ca.last_error("kafka", "local").unwrap_or_default();
+    assert!(
+        error.contains("TLS") && error.contains("certificate"),
+        "{error}"
+    );
+
+    // Mutual TLS: a second front on the same broker that requires a client certificate.
+    let mutual = TlsFront::start(upstream, &server.cert, &server.key, Some(&ca.cert()))?;
+    let with_cert = format!(
+        "{}\n\"ssl.certificate.location\" = \"{}\"\n\"ssl.key.location\" = \"{}\"",
+        ca_file(&ca),
+        client.cert.display(),
+        client.key.display()
+    );
+    // Bootstrapped through the mutual front; metadata then points at the first front, which
+    // also accepts the certificate.
+    let presented = over_tls(mutual.port(), &with_cert)?;
+    assert!(
+        presented.cycle().await,
+        "{:?}",
+        presented.last_error("kafka", "local")
+    );
+    assert_eq!(lag(&presented), Some(4.0));
+    let anonymous = over_tls(mutual.port(), &ca_file(&ca))?;
+    assert!(
+        !anonymous.cycle().await,
+        "no client certificate, yet it collected"
+    );
+    Ok(())
+}

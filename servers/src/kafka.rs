@@ -99,6 +99,13 @@ impl KafkaBroker {
         }
     }
 
+    /// Restart (data kept) telling clients to reach it on `port` from now on: a proxy there
+    /// that clients set up before could not pass through (e.g. TLS) carries the rest.
+    pub fn advertise(&mut self, port: u16) -> anyhow::Result<()> {
+        self.advertised = Some(port);
+        self.restart()
+    }
+
     /// Create SCRAM users — `(name, password, mechanism)`, the mechanism `scram256` or
     /// `scram512` — then restart requiring every client to log in. tansu stores the
     /// credentials in its database; it offers SCRAM-SHA-256 and -512, not PLAIN.

@@ -15,4 +15,5 @@ pub mod promtool;
 pub mod proxy;
 mod serve;
 pub mod shop;
+pub mod tls_front;
 pub mod tmux;
