@@ -689,6 +689,10 @@ fn build_samples(
 
     // Partition watermarks and their history (shared by every group reading the topic).
     let mut topic_end: BTreeMap<&str, f64> = BTreeMap::new();
+    // Topics with a partition whose log end is unknown this cycle (its leader failed): their
+    // sums would drop and come back, read as a burst of production or consumption, so they
+    // get no sum, rate or trend point this cycle — missing, not wrong.
+    let mut incomplete: HashSet<&str> = HashSet::new();
     for (topic, partitions) in &state.topics {
         let mut l = c();
         l.push(("topic", topic.clone()));
@@ -696,6 +700,9 @@ fn build_samples(
         for &partition in partitions {
             let key = (topic.clone(), partition);
             let marks = inputs.watermarks.get(&key).copied().unwrap_or_default();
+            if marks.end.is_none() {
+                incomplete.insert(topic.as_str());
+            }
             if let Some(end) = marks.end {
                 *topic_end.entry(topic.as_str()).or_default() += end as f64;
                 state.log_end_history.entry(key).or_default().push(
@@ -722,6 +729,7 @@ fn build_samples(
     }
     let live: HashSet<(String, i32)> = inputs.watermarks.keys().cloned().collect();
     state.log_end_history.retain(|k, _| live.contains(k));
+    topic_end.retain(|t, _| !incomplete.contains(t));
 
     // Produce rate per topic.
     let keep_for = trend
@@ -757,7 +765,7 @@ fn build_samples(
     }
     state
         .produce_history
-        .retain(|t, _| topic_end.contains_key(t.as_str()));
+        .retain(|t, _| state.topics.contains_key(t));
 
     // Groups.
     let mut seen_group_topics = HashSet::new();
@@ -833,6 +841,9 @@ fn build_samples(
         for (topic, sums) in topic_sums(&lags) {
             let key = (group.clone(), topic.clone());
             seen_group_topics.insert(key.clone());
+            if incomplete.contains(topic.as_str()) {
+                continue;
+            }
             let gt = || {
                 let mut l = g();
                 l.push(("topic", topic.clone()));
@@ -975,5 +986,95 @@ impl Source for KafkaSource {
         // error message.
         let deadline = tokio::time::Instant::now() + self.settings.timeout.mul_f64(0.9);
         cluster.collect(&self.settings, deadline).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use surge_metrics::Family;
+
+    fn settings() -> Result<Settings, String> {
+        let section: Section = toml::from_str(
+            "interval = \"5s\"\ntimeout = \"5s\"\nwindow = \"60s\"\nrate_window = \"60s\"\n\
+             [[clusters]]\nname = \"c\"\nbootstrap_servers = \"127.0.0.1:9\"\n",
+        )
+        .map_err(|e| e.to_string())?;
+        section.settings().map_err(|e| e.0)
+    }
+
+    fn value(samples: &[Sample], family: &Family, want: &[(&str, &str)]) -> Option<f64> {
+        samples
+            .iter()
+            .find(|s| {
+                std::ptr::eq(s.family, family)
+                    && want
+                        .iter()
+                        .all(|(k, v)| s.labels.iter().any(|(lk, lv)| lk == k && lv == v))
+            })
+            .map(|s| s.value)
+    }
+
+    /// A partition whose log end is unknown for a cycle (its leader did not answer) leaves
+    /// the topic without sums, rates or a trend point for that cycle, instead of a dip and a
+    /// jump that read as a burst of production.
+    #[test]
+    fn a_topic_missing_a_log_end_has_no_sums_that_cycle() -> Result<(), String> {
+        let settings = settings()?;
+        let mut state = ClusterState::default();
+        state.topics.insert("t".into(), vec![0, 1]);
+        state.groups.insert("g".into(), GroupInfo::default());
+        let committed: HashMap<String, Result<Vec<Committed>, String>> = HashMap::from([(
+            "g".to_string(),
+            Ok([0, 1]
+                .map(|p| Committed {
+                    topic: "t".into(),
+                    partition: p,
+                    offset: Some(100),
+                })
+                .to_vec()),
+        )]);
+        let requests = BTreeMap::new();
+        let gt = [("group", "g"), ("topic", "t")];
+        let mut seen = Vec::new();
+        // Each partition gains 10 messages every 5 s; partition 1's leader misses cycle 2.
+        for (cycle, known) in [
+            (0, [true, true]),
+            (1, [true, true]),
+            (2, [true, false]),
+            (3, [true, true]),
+        ] {
+            let end = 110 + 10 * cycle;
+            let watermarks: lag::Offsets = [0, 1]
+                .into_iter()
+                .filter(|p| known[*p as usize])
+                .map(|p| {
+                    (
+                        ("t".to_string(), p),
+                        Watermarks {
+                            end: Some(end),
+                            start: Some(0),
+                        },
+                    )
+                })
+                .collect();
+            let inputs = CycleInputs {
+                cluster: "c",
+                now: 1000.0 + 5.0 * cycle as f64,
+                watermarks: &watermarks,
+                committed: &committed,
+                requests: &requests,
+            };
+            let samples = build_samples(&mut state, &inputs, &settings);
+            seen.push((
+                value(&samples, &TOPIC_LAG, &gt),
+                value(&samples, &PRODUCE_RATE, &[("topic", "t")]),
+            ));
+        }
+        assert_eq!(seen[1], (Some(40.0), Some(4.0)), "{seen:?}");
+        assert_eq!(seen[2], (None, None), "{seen:?}");
+        // Back: the same 4 msg/s (2 partitions × 10 per 5 s), no burst.
+        assert_eq!(seen[3], (Some(80.0), Some(4.0)), "{seen:?}");
+        Ok(())
     }
 }
