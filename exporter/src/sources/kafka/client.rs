@@ -819,3 +819,31 @@ fn assigned(bytes: &bytes::Bytes) -> Vec<(String, Vec<i32>)> {
         Err(_) => Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partition_error_fails_the_group_and_no_commit_is_left_out() {
+        let topic = TopicName(StrBytes::from_static_str("orders"));
+        let read = commits([(&topic, 0, 42, 0), (&topic, 1, -1, 0)].into_iter());
+        assert_eq!(
+            read,
+            Ok(vec![Committed {
+                topic: "orders".into(),
+                partition: 0,
+                offset: Some(42),
+            }])
+        );
+        // TOPIC_AUTHORIZATION_FAILED on one partition: the group's lag is unknown, not "never
+        // committed" there.
+        let denied = commits([(&topic, 0, 42, 0), (&topic, 1, -1, 29)].into_iter());
+        assert!(
+            denied
+                .as_ref()
+                .is_err_and(|e| e.contains("(29)") && e.contains("orders/1")),
+            "{denied:?}"
+        );
+    }
+}
