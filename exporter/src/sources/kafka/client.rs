@@ -217,33 +217,38 @@ impl ClusterClient {
             .collect()
     }
 
+    /// `build(version)` sent to the first of [`ClusterClient::candidates`] that answers: its
+    /// answer, the version and the broker's address; or every broker's error.
+    async fn ask_any<R: Request>(
+        &mut self,
+        ours: RangeInclusive<i16>,
+        build: impl Fn(i16) -> R,
+        deadline: Instant,
+    ) -> Result<(R::Response, i16, String), String> {
+        let mut errors = Vec::new();
+        for address in self.candidates() {
+            match self.request(&address, ours.clone(), &build, deadline).await {
+                Ok((answer, version)) => return Ok((answer, version, address)),
+                Err(e) => errors.push(e.0),
+            }
+        }
+        Err(if errors.is_empty() {
+            "no bootstrap servers".into()
+        } else {
+            errors.join("; ")
+        })
+    }
+
     /// Topics and their partitions (one Metadata request, from the first broker that
     /// answers); also learns brokers and leaders.
     pub async fn metadata(&mut self, deadline: Instant) -> Result<Vec<TopicLayout>, String> {
         let request = MetadataRequest::default()
             .with_topics(None)
             .with_allow_auto_topic_creation(false);
-        let mut errors = Vec::new();
-        let mut answer = None;
-        for address in self.candidates() {
-            match self
-                .request(&address, 1..=12, |_| request.clone(), deadline)
-                .await
-            {
-                Ok((a, _)) => {
-                    answer = Some(a);
-                    break;
-                }
-                Err(e) => errors.push(e.0),
-            }
-        }
-        let Some(answer) = answer else {
-            return Err(if errors.is_empty() {
-                "Metadata: no bootstrap servers".into()
-            } else {
-                format!("Metadata: {}", errors.join("; "))
-            });
-        };
+        let (answer, _, _) = self
+            .ask_any(1..=12, |_| request.clone(), deadline)
+            .await
+            .map_err(|e| format!("Metadata: {e}"))?;
         self.brokers = answer
             .brokers
             .iter()
@@ -423,23 +428,15 @@ impl ClusterClient {
             }
         };
         // The first broker that answers; an older one answers for the first group only.
-        let mut reached = None;
-        let mut errors = Vec::new();
-        for address in self.candidates() {
-            match self.request(&address, 0..=6, batched, deadline).await {
-                Ok((answer, version)) => {
-                    reached = Some((address, answer, version));
-                    break;
+        let (answer, version, address) = match self.ask_any(0..=6, batched, deadline).await {
+            Ok(reached) => reached,
+            Err(e) => {
+                let error = format!("FindCoordinator: {e}");
+                for g in groups {
+                    failed.insert((*g).to_string(), error.clone());
                 }
-                Err(e) => errors.push(e.0),
+                return failed;
             }
-        }
-        let Some((address, answer, version)) = reached else {
-            let error = format!("FindCoordinator: {}", errors.join("; "));
-            for g in groups {
-                failed.insert((*g).to_string(), error.clone());
-            }
-            return failed;
         };
         if version >= BATCHED_FIND_COORDINATOR {
             for c in &answer.coordinators {
@@ -594,15 +591,14 @@ impl ClusterClient {
         let mut out = Vec::with_capacity(groups.len());
         if version >= MULTI_GROUP_OFFSET_FETCH {
             for g in &answer.groups {
-                let value = if g.error_code != 0 {
-                    Err(format!("OffsetFetch: {}", kafka_error(g.error_code)))
-                } else {
-                    commits(g.topics.iter().flat_map(|t| {
+                let value = commits(
+                    g.error_code,
+                    g.topics.iter().flat_map(|t| {
                         t.partitions
                             .iter()
                             .map(|p| (&t.name, p.partition_index, p.committed_offset, p.error_code))
-                    }))
-                };
+                    }),
+                );
                 out.push((text(&g.group_id), value));
             }
             for g in groups {
@@ -613,15 +609,14 @@ impl ClusterClient {
             return out;
         }
         let one = |answer: &OffsetFetchResponse| {
-            if answer.error_code != 0 {
-                Err(format!("OffsetFetch: {}", kafka_error(answer.error_code)))
-            } else {
-                commits(answer.topics.iter().flat_map(|t| {
+            commits(
+                answer.error_code,
+                answer.topics.iter().flat_map(|t| {
                     t.partitions
                         .iter()
                         .map(|p| (&t.name, p.partition_index, p.committed_offset, p.error_code))
-                }))
-            }
+                }),
+            )
         };
         out.push(((*first).to_string(), one(&answer)));
         for (i, g) in rest.iter().enumerate() {
@@ -774,13 +769,17 @@ fn one_key(group: &str) -> FindCoordinatorRequest {
         .with_key_type(0)
 }
 
-/// A group's commits from an OffsetFetch answer: (topic, partition, offset, error). A
-/// partition never committed (a negative offset) is left out, as when the broker lists only
-/// what was committed; a partition in error fails the group (its lag unknown, not "never
-/// committed").
+/// A group's commits from an OffsetFetch answer: the group's error code, then (topic,
+/// partition, offset, error) per partition. A partition never committed (a negative offset)
+/// is left out, as when the broker lists only what was committed; an error of the group or of
+/// one of its partitions fails the group (its lag unknown, not "never committed").
 fn commits<'a>(
+    group_error: i16,
     partitions: impl Iterator<Item = (&'a TopicName, i32, i64, i16)>,
 ) -> Result<Vec<Committed>, String> {
+    if group_error != 0 {
+        return Err(format!("OffsetFetch: {}", kafka_error(group_error)));
+    }
     let mut out = Vec::new();
     for (topic, partition, offset, error) in partitions {
         if error != 0 {
@@ -827,7 +826,7 @@ mod tests {
     #[test]
     fn a_partition_error_fails_the_group_and_no_commit_is_left_out() {
         let topic = TopicName(StrBytes::from_static_str("orders"));
-        let read = commits([(&topic, 0, 42, 0), (&topic, 1, -1, 0)].into_iter());
+        let read = commits(0, [(&topic, 0, 42, 0), (&topic, 1, -1, 0)].into_iter());
         assert_eq!(
             read,
             Ok(vec![Committed {
@@ -838,12 +837,18 @@ mod tests {
         );
         // TOPIC_AUTHORIZATION_FAILED on one partition: the group's lag is unknown, not "never
         // committed" there.
-        let denied = commits([(&topic, 0, 42, 0), (&topic, 1, -1, 29)].into_iter());
+        let denied = commits(0, [(&topic, 0, 42, 0), (&topic, 1, -1, 29)].into_iter());
         assert!(
             denied
                 .as_ref()
                 .is_err_and(|e| e.contains("(29)") && e.contains("orders/1")),
             "{denied:?}"
+        );
+        // The group's own error (NOT_COORDINATOR) fails it too.
+        let moved = commits(16, std::iter::empty());
+        assert!(
+            moved.as_ref().is_err_and(|e| e.contains("(16)")),
+            "{moved:?}"
         );
     }
 }
