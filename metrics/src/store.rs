@@ -146,26 +146,14 @@ impl Store {
         // Read before encoding: a record racing with us makes the cached text look older
         // than it is, which only costs one extra encoding later.
         let generation = self.generation.load(Ordering::Acquire);
-        if let Some((cached, text)) = &lock(&self.encoded)[slot]
-            && *cached == generation
-        {
-            return Ok(text.clone());
-        }
         // Sized like the last encoding: a 17 MB exposition grown by doubling would pass
         // through 32 MB of capacity and leave the heap fragmented.
-        let capacity = lock(&self.encoded)[slot]
-            .as_ref()
-            .map_or(0, |(_, text)| text.len() + text.len() / 16);
-        let mut out = String::with_capacity(capacity);
-        match format {
-            Format::PrometheusText => {
-                prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry())?
-            }
-            Format::OpenMetrics => {
-                prometheus_client::encoding::text::encode(&mut out, &self.registry())?
-            }
-        }
-        let text = Bytes::from(out);
+        let capacity = match &lock(&self.encoded)[slot] {
+            Some((cached, text)) if *cached == generation => return Ok(text.clone()),
+            Some((_, text)) => text.len() + text.len() / 16,
+            None => 0,
+        };
+        let text = Bytes::from(self.encode(format, capacity)?);
         let mut encoded = lock(&self.encoded);
         if encoded[slot]
             .as_ref()
@@ -178,15 +166,29 @@ impl Store {
 
     /// Encode everything in the Prometheus text format (0.0.4).
     pub fn encode_prometheus_text(self: &Arc<Self>) -> Result<String, std::fmt::Error> {
-        let mut out = String::new();
-        prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry())?;
-        Ok(out)
+        self.encode(Format::PrometheusText, 0)
     }
 
     /// Encode everything in the OpenMetrics text format (ends with `# EOF`).
     pub fn encode_openmetrics(self: &Arc<Self>) -> Result<String, std::fmt::Error> {
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry())?;
+        self.encode(Format::OpenMetrics, 0)
+    }
+
+    /// Encode everything in `format` into a string of `capacity` to start with.
+    fn encode(
+        self: &Arc<Self>,
+        format: Format,
+        capacity: usize,
+    ) -> Result<String, std::fmt::Error> {
+        let mut out = String::with_capacity(capacity);
+        match format {
+            Format::PrometheusText => {
+                prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry())?
+            }
+            Format::OpenMetrics => {
+                prometheus_client::encoding::text::encode(&mut out, &self.registry())?
+            }
+        }
         Ok(out)
     }
 
