@@ -7,87 +7,47 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
+use crate::proxy::{Connections, Listener};
+
 /// API key → highest version to advertise.
 type Caps = HashMap<i16, i16>;
 
-struct Shared {
-    caps: Mutex<Caps>,
-    stop: AtomicBool,
-    connections: Mutex<Vec<TcpStream>>,
-}
-
 pub struct OlderBroker {
-    port: u16,
-    shared: Arc<Shared>,
-    accept: Option<JoinHandle<()>>,
+    caps: Arc<Mutex<Caps>>,
+    listener: Listener,
 }
 
 impl OlderBroker {
     /// Listen on a free loopback port in front of `upstream`, advertising its versions as
     /// they are until [`OlderBroker::cap`].
     pub fn start(upstream: SocketAddr) -> anyhow::Result<OlderBroker> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        listener.set_nonblocking(true)?;
-        let port = listener.local_addr()?.port();
-        let shared = Arc::new(Shared {
-            caps: Mutex::new(Caps::new()),
-            stop: AtomicBool::new(false),
-            connections: Mutex::new(Vec::new()),
-        });
-        let state = Arc::clone(&shared);
-        let accept = std::thread::spawn(move || {
-            while !state.stop.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((client, _)) => {
-                        let _ = client.set_nonblocking(false);
-                        if let Ok(server) = TcpStream::connect(upstream) {
-                            relay(&state, client, server);
-                        }
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
-                }
+        let caps = Arc::new(Mutex::new(Caps::new()));
+        let held = Arc::clone(&caps);
+        let listener = Listener::start(move |client, open| {
+            if let Ok(server) = TcpStream::connect(upstream) {
+                let caps = held.lock().map(|c| c.clone()).unwrap_or_default();
+                relay(caps, open, client, server);
             }
-        });
-        Ok(OlderBroker {
-            port,
-            shared,
-            accept: Some(accept),
-        })
+        })?;
+        Ok(OlderBroker { caps, listener })
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.listener.port()
     }
 
     /// Advertise at most `max` for each `(api, max)` from the next connection on; an empty
     /// list advertises the broker's own versions again.
     pub fn cap(&self, caps: &[(ApiKey, i16)]) {
-        if let Ok(mut held) = self.shared.caps.lock() {
+        if let Ok(mut held) = self.caps.lock() {
             *held = caps.iter().map(|(k, v)| (*k as i16, *v)).collect();
-        }
-    }
-}
-
-impl Drop for OlderBroker {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::Relaxed);
-        if let Ok(mut connections) = self.shared.connections.lock() {
-            for c in connections.drain(..) {
-                let _ = c.shutdown(Shutdown::Both);
-            }
-        }
-        if let Some(accept) = self.accept.take() {
-            let _ = accept.join();
         }
     }
 }
@@ -95,19 +55,12 @@ impl Drop for OlderBroker {
 /// Requests in flight on one connection: correlation id → (api key, version).
 type InFlight = Arc<Mutex<HashMap<i32, (i16, i16)>>>;
 
-fn relay(shared: &Arc<Shared>, client: TcpStream, server: TcpStream) {
+fn relay(caps: Caps, open: &Connections, client: TcpStream, server: TcpStream) {
     let streams = [client.try_clone(), server.try_clone()];
     let [Ok(client_reader), Ok(server_reader)] = streams else {
         return;
     };
-    if let Ok(mut connections) = shared.connections.lock() {
-        for s in [&client, &server] {
-            if let Ok(s) = s.try_clone() {
-                connections.push(s);
-            }
-        }
-    }
-    let caps = shared.caps.lock().map(|c| c.clone()).unwrap_or_default();
+    open.keep([&client, &server]);
     let in_flight: InFlight = Arc::default();
     let requests = Arc::clone(&in_flight);
     std::thread::spawn(move || {

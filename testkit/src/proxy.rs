@@ -23,105 +23,139 @@ pub enum Fault {
     Cut,
 }
 
-struct Shared {
-    fault: Mutex<Fault>,
-    connections: Mutex<Vec<TcpStream>>,
-    stop: AtomicBool,
-}
+/// The connections a proxy relays, closed all at once (a cut, or the proxy dropped).
+#[derive(Default)]
+pub(crate) struct Connections(Mutex<Vec<TcpStream>>);
 
-impl Shared {
-    fn fault(&self) -> Fault {
-        self.fault.lock().map_or(Fault::Cut, |f| *f)
+impl Connections {
+    pub(crate) fn keep(&self, streams: [&TcpStream; 2]) {
+        if let Ok(mut held) = self.0.lock() {
+            held.extend(streams.iter().filter_map(|s| s.try_clone().ok()));
+        }
     }
 
-    fn cut_all(&self) {
-        if let Ok(mut connections) = self.connections.lock() {
-            for c in connections.drain(..) {
+    fn close_all(&self) {
+        if let Ok(mut held) = self.0.lock() {
+            for c in held.drain(..) {
                 let _ = c.shutdown(Shutdown::Both);
             }
         }
     }
 }
 
-pub struct FaultProxy {
+/// A listener on a free loopback port that hands each client to `on_client` (with the
+/// connections to register relays in) on its own thread, until dropped; dropping it closes
+/// those connections too. The proxies here are built on it.
+pub(crate) struct Listener {
     port: u16,
-    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+    open: Arc<Connections>,
     accept: Option<JoinHandle<()>>,
 }
 
-impl FaultProxy {
-    /// Listen on a free loopback port, forwarding to `upstream`.
-    pub fn start(upstream: SocketAddr) -> anyhow::Result<FaultProxy> {
+impl Listener {
+    pub(crate) fn start(
+        mut on_client: impl FnMut(TcpStream, &Arc<Connections>) + Send + 'static,
+    ) -> anyhow::Result<Listener> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
         let port = listener.local_addr()?.port();
-        let shared = Arc::new(Shared {
-            fault: Mutex::new(Fault::None),
-            connections: Mutex::new(Vec::new()),
-            stop: AtomicBool::new(false),
-        });
-        let state = Arc::clone(&shared);
+        let stop = Arc::new(AtomicBool::new(false));
+        let open = Arc::new(Connections::default());
+        let (stopped, connections) = (Arc::clone(&stop), Arc::clone(&open));
         let accept = std::thread::spawn(move || {
-            while !state.stop.load(Ordering::Relaxed) {
+            while !stopped.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((client, _)) => {
-                        if state.fault() == Fault::Cut {
-                            let _ = client.shutdown(Shutdown::Both);
-                            continue;
-                        }
                         let _ = client.set_nonblocking(false);
-                        if let Ok(server) = TcpStream::connect(upstream) {
-                            pipe(&state, client, server);
-                        }
+                        on_client(client, &connections);
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(20)),
                 }
             }
         });
-        Ok(FaultProxy {
+        Ok(Listener {
             port,
-            shared,
+            stop,
+            open,
             accept: Some(accept),
         })
     }
 
-    pub fn port(&self) -> u16 {
+    pub(crate) fn port(&self) -> u16 {
         self.port
+    }
+
+    pub(crate) fn close_all(&self) {
+        self.open.close_all();
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.open.close_all();
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.join();
+        }
+    }
+}
+
+pub struct FaultProxy {
+    fault: Arc<Mutex<Fault>>,
+    listener: Listener,
+}
+
+fn current(fault: &Mutex<Fault>) -> Fault {
+    fault.lock().map_or(Fault::Cut, |f| *f)
+}
+
+impl FaultProxy {
+    /// Listen on a free loopback port, forwarding to `upstream`.
+    pub fn start(upstream: SocketAddr) -> anyhow::Result<FaultProxy> {
+        let fault = Arc::new(Mutex::new(Fault::None));
+        let state = Arc::clone(&fault);
+        let listener = Listener::start(move |client, open| {
+            if current(&state) == Fault::Cut {
+                let _ = client.shutdown(Shutdown::Both);
+                return;
+            }
+            if let Ok(server) = TcpStream::connect(upstream) {
+                pipe(&state, open, client, server);
+            }
+        })?;
+        Ok(FaultProxy { fault, listener })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.port()
     }
 
     /// Apply `fault` from now on; `Cut` also closes the open connections.
     pub fn set(&self, fault: Fault) {
-        if let Ok(mut f) = self.shared.fault.lock() {
+        if let Ok(mut f) = self.fault.lock() {
             *f = fault;
         }
         if fault == Fault::Cut {
-            self.shared.cut_all();
+            self.listener.close_all();
         }
     }
 }
 
 /// Copy both ways on two threads, applying the fault chunk by chunk.
-fn pipe(shared: &Arc<Shared>, client: TcpStream, server: TcpStream) {
-    let streams = [
-        client.try_clone(),
-        server.try_clone(),
-        client.try_clone(),
-        server.try_clone(),
-    ];
-    let [Ok(c1), Ok(s1), Ok(c2), Ok(s2)] = streams else {
+fn pipe(fault: &Arc<Mutex<Fault>>, open: &Connections, client: TcpStream, server: TcpStream) {
+    let streams = [client.try_clone(), server.try_clone()];
+    let [Ok(c2), Ok(s2)] = streams else {
         return;
     };
-    if let Ok(mut connections) = shared.connections.lock() {
-        connections.push(client);
-        connections.push(server);
-    }
-    for (from, to) in [(c1, s1), (s2, c2)] {
-        let shared = Arc::clone(shared);
-        std::thread::spawn(move || copy(&shared, from, to));
+    open.keep([&client, &server]);
+    for (from, to) in [(client, server), (s2, c2)] {
+        let fault = Arc::clone(fault);
+        std::thread::spawn(move || copy(&fault, from, to));
     }
 }
 
-fn copy(shared: &Shared, mut from: TcpStream, mut to: TcpStream) {
+fn copy(fault: &Mutex<Fault>, mut from: TcpStream, mut to: TcpStream) {
     let mut buf = [0u8; 16 * 1024];
     loop {
         let n = match from.read(&mut buf) {
@@ -130,7 +164,7 @@ fn copy(shared: &Shared, mut from: TcpStream, mut to: TcpStream) {
         };
         let mut cut = false;
         loop {
-            match shared.fault() {
+            match current(fault) {
                 Fault::None => break,
                 Fault::Delay(d) => {
                     std::thread::sleep(d);
@@ -152,14 +186,4 @@ fn copy(shared: &Shared, mut from: TcpStream, mut to: TcpStream) {
     }
     let _ = to.shutdown(Shutdown::Both);
     let _ = from.shutdown(Shutdown::Both);
-}
-
-impl Drop for FaultProxy {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::Relaxed);
-        self.shared.cut_all();
-        if let Some(accept) = self.accept.take() {
-            let _ = accept.join();
-        }
-    }
 }
