@@ -355,6 +355,7 @@ impl Section {
                 window: self.window,
                 rate_window: self.rate_window,
                 stall_after: self.stall_after,
+                blind_after: self.interval * 3,
                 ..TrendConfig::default()
             },
             clusters,

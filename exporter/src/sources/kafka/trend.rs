@@ -7,7 +7,9 @@
 //! 1. **idle** — lag is 0 now and the log end did not move over the window: nothing to do.
 //! 2. **stalled** — lag > 0 and the committed offset has not moved for `stall_after`, or for
 //!    twice the group's own commit interval if it commits more rarely (a few cycles, not a
-//!    whole window): work is waiting and nobody is doing it.
+//!    whole window): work is waiting and nobody is doing it. The clock does not run across a
+//!    gap in the samples longer than `blind_after` (the exporter could not see, e.g. the
+//!    broker was down and nobody could commit): it starts again after it.
 //! 3. **growing** / **draining** — judged only at commit instants (the samples whose
 //!    committed offset moved): between commits a consumer's committed lag rises by whatever
 //!    was produced, whether or not it keeps pace, so a rare committer's lag means something
@@ -43,6 +45,8 @@ pub struct TrendConfig {
     pub min_samples: usize,
     /// Smallest net change, as a fraction of the typical lag, that counts as a trend.
     pub min_change: f64,
+    /// Samples further apart than this mean the exporter did not see in between.
+    pub blind_after: Duration,
 }
 
 impl Default for TrendConfig {
@@ -53,6 +57,8 @@ impl Default for TrendConfig {
             stall_after: Duration::from_secs(60),
             min_samples: 4,
             min_change: 0.05,
+            // Three of the default 15 s cycles: one failed cycle is not blindness.
+            blind_after: Duration::from_secs(45),
         }
     }
 }
@@ -86,12 +92,14 @@ pub fn classify(points: &[Point], config: &TrendConfig) -> LagState {
 
     // Stalled: committed unchanged since `since`, for at least stall_after (or twice the
     // group's usual commit interval, so a rare committer is not stalled between commits).
-    let since = points
-        .iter()
-        .rev()
-        .take_while(|p| p.committed == latest.committed)
-        .last()
-        .map_or(latest.t, |p| p.t);
+    let blind_after = config.blind_after.as_secs_f64();
+    let mut since = latest.t;
+    for p in points.iter().rev().skip(1) {
+        if p.committed != latest.committed || since - p.t > blind_after {
+            break;
+        }
+        since = p.t;
+    }
     let stall_after = config
         .stall_after
         .as_secs_f64()
@@ -399,6 +407,25 @@ mod tests {
         // Committed last moved at step 9; 60 s = 4 steps later it is stalled.
         assert_eq!(states[13], LagState::Stalled, "{states:?}");
         assert!(states[13..].iter().all(|s| *s == LagState::Stalled));
+    }
+
+    #[test]
+    fn the_stall_clock_starts_again_after_the_exporter_was_blind() {
+        // The consumer commits until step 9; then the broker is down for 10 steps (no
+        // samples, nobody can commit); it comes back with messages waiting.
+        let all = pipeline(30, 0.0, 100.0, |i| if i < 10 { 100.0 } else { 0.0 });
+        let seen: Vec<Point> = all
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i < 10 || *i >= 20)
+            .map(|(_, p)| *p)
+            .collect();
+        let states = states(&seen);
+        // First sample after the gap: not stalled yet (the 150 s without samples do not
+        // count), and stalled once 60 s of its own have passed with no commit.
+        assert_eq!(states[10], LagState::Ok, "{states:?}");
+        assert_eq!(states[13], LagState::Ok, "{states:?}");
+        assert_eq!(states[14], LagState::Stalled, "{states:?}");
     }
 
     #[test]
