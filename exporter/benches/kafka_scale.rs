@@ -2,7 +2,8 @@
 //! partitions; first 200 groups, then 1,000 groups, each committed on one topic's 50
 //! partitions (10,000 and 50,000 group-partitions). Runs the release `surge-exporter` binary
 //! for each and reports collection cycle time, Kafka requests per cycle, `/metrics` latency and
-//! RSS. With `SURGE_EXPORTER_BASELINE=BIN` another build (e.g. the librdkafka one before this
+//! RSS; `/metrics` as it is and gzip-compressed (as Prometheus asks for it), cached and just
+//! after a collection (when a scrape pays for the encoding). With `SURGE_EXPORTER_BASELINE=BIN` another build (e.g. the librdkafka one before this
 //! client) runs the same scenarios on the same broker, side by side.
 //! `SURGE_KAFKA_BENCH_GROUPS=1000` runs only the scenarios listed (comma-separated), and
 //! `SURGE_KAFKA_BENCH_CONFIG` adds lines to the `[kafka]` section (e.g.
@@ -12,6 +13,7 @@
 //! `cargo bench -p surge-exporter --bench kafka_scale`.
 
 use std::collections::BTreeMap;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -45,6 +47,54 @@ fn requests(body: &str) -> BTreeMap<String, f64> {
             Some((api, v))
         })
         .collect()
+}
+
+/// One `GET /metrics`, timed from connecting to the last byte received, nothing parsed in
+/// between: `(time, bytes on the wire, body as text)`. With `gzip` it asks as Prometheus does;
+/// a build that ignores that answers as it is.
+fn timed_scrape(addr: &str, gzip: bool) -> anyhow::Result<(Duration, usize, String)> {
+    let t = Instant::now();
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let accept = if gzip {
+        "Accept-Encoding: gzip\r\n"
+    } else {
+        ""
+    };
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\n{accept}Connection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::with_capacity(32 << 20);
+    stream.read_to_end(&mut raw)?;
+    let elapsed = t.elapsed();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| anyhow::anyhow!("no header end"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    anyhow::ensure!(head.starts_with("http/1.1 200"), "{head}");
+    anyhow::ensure!(
+        !head.contains("transfer-encoding: chunked"),
+        "chunked: {head}"
+    );
+    let body = &raw[split + 4..];
+    let text = if head.contains("content-encoding: gzip") {
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(body).read_to_string(&mut text)?;
+        text
+    } else {
+        String::from_utf8(body.to_vec())?
+    };
+    Ok((elapsed, body.len(), text))
+}
+
+fn median_ms(mut times: Vec<Duration>) -> String {
+    times.sort();
+    match times.get(times.len() / 2) {
+        Some(t) => format!("{:.2} ms (n={})", t.as_secs_f64() * 1000.0, times.len()),
+        None => "none seen".into(),
+    }
 }
 
 fn status_kib(pid: u32, field: &str) -> anyhow::Result<f64> {
@@ -92,9 +142,13 @@ fn run(build: &str, bin: &Path, broker: &KafkaBroker, groups: usize) -> anyhow::
     let mut durations = Vec::new();
     let mut snapshots = Vec::new();
     let mut last_success = 0.0;
+    // The first scrape after a collection encodes (and compresses); cycles alternate which
+    // of the two asks first, so each pays the full cost on half of them.
+    let (mut fresh_identity, mut fresh_gzip) = (Vec::new(), Vec::new());
     let watch_until = Instant::now() + WATCH;
     while Instant::now() < watch_until {
-        let body = scrape()?;
+        let gzip_first = durations.len() % 2 == 0;
+        let (first, _, body) = timed_scrape(&addr, gzip_first)?;
         let success = series(
             &body,
             "surge_source_last_success_timestamp_seconds{source=\"kafka\"",
@@ -102,6 +156,12 @@ fn run(build: &str, bin: &Path, broker: &KafkaBroker, groups: usize) -> anyhow::
         .first()
         .map_or(0.0, |(_, v)| *v);
         if success != last_success {
+            if last_success != 0.0 {
+                match gzip_first {
+                    true => fresh_gzip.push(first),
+                    false => fresh_identity.push(first),
+                }
+            }
             last_success = success;
             if let Some((_, d)) = series(
                 &body,
@@ -128,6 +188,16 @@ fn run(build: &str, bin: &Path, broker: &KafkaBroker, groups: usize) -> anyhow::
         anyhow::ensure!(len > 0);
     }
     latencies.sort();
+    let (mut raw_identity, mut raw_gzip) = (Vec::new(), Vec::new());
+    let (mut identity_bytes, mut gzip_bytes) = (0, 0);
+    for _ in 0..SCRAPES {
+        let (t, len, _) = timed_scrape(&addr, false)?;
+        raw_identity.push(t);
+        identity_bytes = len;
+        let (t, len, _) = timed_scrape(&addr, true)?;
+        raw_gzip.push(t);
+        gzip_bytes = len;
+    }
     let median = latencies[SCRAPES / 2];
     let p99 = latencies[SCRAPES * 99 / 100];
     let rss = status_kib(pid, "VmRSS:")? / 1024.0;
@@ -186,6 +256,18 @@ fn run(build: &str, bin: &Path, broker: &KafkaBroker, groups: usize) -> anyhow::
         "| /metrics median / p99 | {:.2} ms / {:.2} ms |",
         median.as_secs_f64() * 1000.0,
         p99.as_secs_f64() * 1000.0
+    );
+    println!(
+        "| /metrics median, raw bytes only: as it is / gzip | {} / {} ({} KiB / {} KiB on the wire) |",
+        median_ms(raw_identity),
+        median_ms(raw_gzip),
+        identity_bytes / 1024,
+        gzip_bytes / 1024
+    );
+    println!(
+        "| /metrics median, first scrape after a collection: as it is / gzip | {} / {} |",
+        median_ms(fresh_identity),
+        median_ms(fresh_gzip)
     );
     println!("| RSS (end / peak) | {rss:.1} MiB / {hwm:.1} MiB |");
     drop(exporter);

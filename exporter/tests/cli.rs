@@ -237,6 +237,22 @@ fn serves_both_formats_while_a_target_hangs_and_stops_on_sigterm() -> anyhow::Re
     let (status, _, body) = surge_servers::http::get(&addr, "/healthz", None)?;
     assert_eq!((status, body.as_str()), (200, "ok\n"));
 
+    // Asked for gzip, as Prometheus asks: compressed, and the same exposition inside.
+    let gzipped = reqwest::blocking::Client::new()
+        .get(format!("http://{addr}/metrics"))
+        .header("Accept-Encoding", "gzip")
+        .send()?;
+    assert_eq!(gzipped.headers()["content-encoding"], "gzip");
+    assert_eq!(gzipped.headers()["vary"], "accept-encoding");
+    let compressed = gzipped.bytes()?;
+    let mut body = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(&compressed[..]),
+        &mut body,
+    )?;
+    assert!(body.contains("target=\"primary\"} 1"), "{body}");
+    surge_testkit::promtool::check_metrics(&body)?;
+
     server.signal(surge_servers::Signal::Term)?;
     surge_servers::wait_until(
         "exporter exit",

@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::store::{Format, Store};
+use crate::store::{Encoding, Format, Store};
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -39,16 +39,59 @@ fn wants_openmetrics(headers: &HeaderMap) -> bool {
         })
 }
 
+/// True if the `Accept-Encoding` header takes gzip (Prometheus sends `gzip`).
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|part| {
+            let mut params = part.split(';').map(str::trim);
+            let coding = params.next().unwrap_or("");
+            let weight = params
+                .filter_map(|p| p.strip_prefix("q="))
+                .map(|q| q.trim().parse::<f32>().unwrap_or(0.0))
+                .next()
+                .unwrap_or(1.0);
+            ["gzip", "x-gzip", "*"]
+                .iter()
+                .any(|c| coding.eq_ignore_ascii_case(c))
+                && weight > 0.0
+        })
+}
+
 async fn metrics(State(store): State<Arc<Store>>, headers: HeaderMap) -> Response {
     let (format, content_type) = if wants_openmetrics(&headers) {
         (Format::OpenMetrics, OPENMETRICS)
     } else {
         (Format::PrometheusText, PROMETHEUS_TEXT)
     };
-    let body = store.exposition(format);
+    let encoding = if accepts_gzip(&headers) {
+        Encoding::Gzip
+    } else {
+        Encoding::Identity
+    };
+    // Encoding a large exposition takes milliseconds of CPU: off the threads serving
+    // connections.
+    let body = tokio::task::spawn_blocking(move || store.exposition(format, encoding)).await;
     match body {
-        Ok(body) => ([(header::CONTENT_TYPE, content_type)], body).into_response(),
-        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n").into_response(),
+        Ok(Ok(body)) => {
+            let mut response = ([(header::CONTENT_TYPE, content_type)], body).into_response();
+            let headers = response.headers_mut();
+            headers.insert(
+                header::VARY,
+                header::HeaderValue::from_static("accept-encoding"),
+            );
+            if encoding == Encoding::Gzip {
+                headers.insert(
+                    header::CONTENT_ENCODING,
+                    header::HeaderValue::from_static("gzip"),
+                );
+            }
+            response
+        }
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n").into_response(),
     }
 }
 
@@ -91,5 +134,24 @@ mod tests {
             HeaderValue::from_static("application/openmetrics-text; q=0"),
         );
         assert!(!wants_openmetrics(&h));
+    }
+
+    #[test]
+    fn gzip_only_when_the_scraper_takes_it() {
+        let mut h = HeaderMap::new();
+        assert!(!accepts_gzip(&h));
+        for (value, gzip) in [
+            ("gzip", true),
+            ("deflate, gzip;q=0.5", true),
+            ("GZIP", true),
+            ("*", true),
+            ("identity", false),
+            ("gzip;q=0", false),
+            ("gzip; q=0.0, identity", false),
+            ("br", false),
+        ] {
+            h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static(value));
+            assert_eq!(accepts_gzip(&h), gzip, "{value}");
+        }
     }
 }

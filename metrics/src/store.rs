@@ -10,7 +10,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabel, EncodeLabelSet, EncodeMetric, LabelSetEncoder,
+};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
@@ -61,15 +63,25 @@ pub enum Format {
     OpenMetrics,
 }
 
+/// How an exposition is sent: as it is, or gzip-compressed (Prometheus asks for gzip).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Identity,
+    Gzip,
+}
+
+/// An encoding kept until the store changes: (generation it was made at, bytes).
+type Cached = Option<(u64, Bytes)>;
+
 /// Shared, cheaply readable store of the latest results.
 #[derive(Debug, Default)]
 pub struct Store {
     targets: RwLock<BTreeMap<(String, String), TargetState>>,
     /// Bumped by every `record`, so an encoded exposition knows when it is stale.
     generation: AtomicU64,
-    /// The last encoding per format: scrapes between two collections reuse it, so scrape
-    /// cost does not grow with the number of scrapers.
-    encoded: Mutex<[Option<(u64, Bytes)>; 2]>,
+    /// The last encoding per format and content encoding: scrapes between two collections
+    /// reuse it, so scrape cost does not grow with the number of scrapers.
+    encoded: Mutex<[Cached; 4]>,
 }
 
 impl Store {
@@ -104,7 +116,10 @@ impl Store {
         state.last_duration = duration;
         state.collected = true;
         match outcome {
-            Ok(samples) => {
+            Ok(mut samples) => {
+                // Built by pushing: up to half the capacity would be held unused until the
+                // next cycle.
+                samples.shrink_to_fit();
                 state.samples = Arc::new(samples);
                 state.up = true;
                 state.last_success = Some(SystemTime::now());
@@ -137,31 +152,65 @@ impl Store {
             .collect()
     }
 
-    /// The exposition in `format`, encoded at most once per change of the store.
-    pub fn exposition(self: &Arc<Self>, format: Format) -> Result<Bytes, std::fmt::Error> {
-        let slot = match format {
+    /// The exposition in `format`, sent as `encoding`; each made at most once per change of
+    /// the store.
+    pub fn exposition(
+        self: &Arc<Self>,
+        format: Format,
+        encoding: Encoding,
+    ) -> Result<Bytes, std::fmt::Error> {
+        let text_slot = match format {
             Format::PrometheusText => 0,
             Format::OpenMetrics => 1,
+        };
+        let slot = match encoding {
+            Encoding::Identity => text_slot,
+            Encoding::Gzip => text_slot + 2,
         };
         // Read before encoding: a record racing with us makes the cached text look older
         // than it is, which only costs one extra encoding later.
         let generation = self.generation.load(Ordering::Acquire);
         // Sized like the last encoding: a 17 MB exposition grown by doubling would pass
         // through 32 MB of capacity and leave the heap fragmented.
-        let capacity = match &lock(&self.encoded)[slot] {
-            Some((cached, text)) if *cached == generation => return Ok(text.clone()),
-            Some((_, text)) => text.len() + text.len() / 16,
-            None => 0,
+        let (capacity, text) = {
+            let encoded = lock(&self.encoded);
+            let current = |slot: usize| match &encoded[slot] {
+                Some((cached, bytes)) if *cached == generation => Some(bytes.clone()),
+                _ => None,
+            };
+            if let Some(bytes) = current(slot) {
+                return Ok(bytes);
+            }
+            let capacity = |slot: usize| {
+                encoded[slot]
+                    .as_ref()
+                    .map_or(0, |(_, bytes)| bytes.len() + bytes.len() / 16)
+            };
+            match encoding {
+                Encoding::Identity => (capacity(slot), None),
+                Encoding::Gzip => (
+                    capacity(slot),
+                    Some(current(text_slot).ok_or(capacity(text_slot))),
+                ),
+            }
         };
-        let text = Bytes::from(self.encode(format, capacity)?);
+        let bytes = match (encoding, text) {
+            (Encoding::Gzip, Some(Ok(text))) => Bytes::from(gzip(&text, capacity)?),
+            // A scraper that only takes gzip (Prometheus) leaves no text cached beside it.
+            (Encoding::Gzip, Some(Err(text_capacity))) => Bytes::from(gzip(
+                self.encode(format, text_capacity)?.as_bytes(),
+                capacity,
+            )?),
+            _ => Bytes::from(self.encode(format, capacity)?),
+        };
         let mut encoded = lock(&self.encoded);
         if encoded[slot]
             .as_ref()
             .is_none_or(|(cached, _)| *cached < generation)
         {
-            encoded[slot] = Some((generation, text.clone()));
+            encoded[slot] = Some((generation, bytes.clone()));
         }
-        Ok(text)
+        Ok(bytes)
     }
 
     /// Encode everything in the Prometheus text format (0.0.4).
@@ -197,6 +246,18 @@ impl Store {
         registry.register_collector(Box::new(StoreCollector(Arc::clone(self))));
         registry
     }
+}
+
+/// `text` gzip-compressed at the fastest level: an exposition is label names and values
+/// repeated line after line, which even that level shrinks about tenfold, and a scrape
+/// that finds no cached copy waits for it.
+fn gzip(text: &[u8], capacity: usize) -> Result<Vec<u8>, std::fmt::Error> {
+    use std::io::Write;
+    let mut encoder =
+        flate2::write::GzEncoder::new(Vec::with_capacity(capacity), flate2::Compression::fast());
+    // Writing into a vector cannot fail; the error type is only the writer trait's.
+    encoder.write_all(text).map_err(|_| std::fmt::Error)?;
+    encoder.finish().map_err(|_| std::fmt::Error)
 }
 
 /// Self-observability series of one family, built per scrape.
@@ -251,7 +312,11 @@ impl Collector for StoreCollector {
             }
         }
         for (family, series) in own.values() {
-            encode_family(&mut encoder, family, series.iter().map(|(l, v)| (l, *v)))?;
+            encode_family(
+                &mut encoder,
+                family,
+                series.iter().map(|(l, v)| (l.as_slice(), *v)),
+            )?;
         }
 
         // Source samples, grouped by family across targets so each family is described once.
@@ -270,17 +335,29 @@ impl Collector for StoreCollector {
             encode_family(
                 &mut encoder,
                 family,
-                samples.iter().map(|s| (&s.labels, s.value)),
+                samples.iter().map(|s| (SampleLabels(s), s.value)),
             )?;
         }
         Ok(())
     }
 }
 
-fn encode_family<'a>(
+/// A sample's labels as `prometheus-client` encodes them.
+struct SampleLabels<'a>(&'a Sample);
+
+impl EncodeLabelSet for SampleLabels<'_> {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        for pair in self.0.labels() {
+            pair.encode(encoder.encode_label())?;
+        }
+        Ok(())
+    }
+}
+
+fn encode_family(
     encoder: &mut DescriptorEncoder,
     family: &'static Family,
-    series: impl Iterator<Item = (&'a Labels, f64)>,
+    series: impl Iterator<Item = (impl EncodeLabelSet, f64)>,
 ) -> Result<(), std::fmt::Error> {
     let unit = family.unit.map(unit_of);
     let metric_type = match family.kind {
@@ -290,7 +367,7 @@ fn encode_family<'a>(
     let mut metric_encoder =
         encoder.encode_descriptor(family.base_name(), family.help, unit.as_ref(), metric_type)?;
     for (labels, value) in series {
-        let series_encoder = metric_encoder.encode_family(labels)?;
+        let series_encoder = metric_encoder.encode_family(&labels)?;
         match family.kind {
             Kind::Gauge => ConstGauge::new(value).encode(series_encoder)?,
             Kind::Counter => ConstCounter::new(value).encode(series_encoder)?,
@@ -401,14 +478,75 @@ mod tests {
     fn encoding_is_cached_until_the_next_record() {
         let store = Store::new();
         store.record("pg", "a", Ok(vec![sample("a", 1.0)]), Duration::ZERO);
-        let first = store.exposition(Format::PrometheusText).expect("encode");
-        let again = store.exposition(Format::PrometheusText).expect("encode");
+        let first = store
+            .exposition(Format::PrometheusText, Encoding::Identity)
+            .expect("encode");
+        let again = store
+            .exposition(Format::PrometheusText, Encoding::Identity)
+            .expect("encode");
         assert_eq!(first.as_ptr(), again.as_ptr(), "second scrape re-encoded");
         store.record("pg", "a", Ok(vec![sample("a", 2.0)]), Duration::ZERO);
-        let fresh = store.exposition(Format::PrometheusText).expect("encode");
+        let fresh = store
+            .exposition(Format::PrometheusText, Encoding::Identity)
+            .expect("encode");
         assert!(String::from_utf8_lossy(&fresh).contains("target=\"a\"} 2"));
-        let om = store.exposition(Format::OpenMetrics).expect("encode");
+        let om = store
+            .exposition(Format::OpenMetrics, Encoding::Identity)
+            .expect("encode");
         assert!(om.ends_with(b"# EOF\n"));
+    }
+
+    #[test]
+    fn gzip_is_the_cached_text_compressed_and_cached_itself() {
+        use std::io::Read;
+        let store = Store::new();
+        let samples = (0..500)
+            .map(|i| sample(&format!("t{i}"), i.into()))
+            .collect();
+        store.record("pg", "a", Ok(samples), Duration::ZERO);
+        let text = store
+            .exposition(Format::PrometheusText, Encoding::Identity)
+            .expect("encode");
+        let gz = store
+            .exposition(Format::PrometheusText, Encoding::Gzip)
+            .expect("compress");
+        let again = store
+            .exposition(Format::PrometheusText, Encoding::Gzip)
+            .expect("compress");
+        assert_eq!(gz.as_ptr(), again.as_ptr(), "second scrape re-compressed");
+        assert!(
+            gz.len() * 4 < text.len(),
+            "{} of {} bytes",
+            gz.len(),
+            text.len()
+        );
+        let mut unzipped = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut unzipped)
+            .expect("gunzip");
+        assert_eq!(unzipped, text);
+        store.record("pg", "a", Ok(vec![sample("a", 2.0)]), Duration::ZERO);
+        let fresh = store
+            .exposition(Format::PrometheusText, Encoding::Gzip)
+            .expect("compress");
+        let mut unzipped = String::new();
+        flate2::read::GzDecoder::new(&fresh[..])
+            .read_to_string(&mut unzipped)
+            .expect("gunzip");
+        assert!(unzipped.contains("target=\"a\"} 2"), "{unzipped}");
+        assert!(!unzipped.contains("t499"), "{unzipped}");
+    }
+
+    #[test]
+    fn a_gzip_only_scraper_leaves_no_text_cached() {
+        let store = Store::new();
+        store.record("pg", "a", Ok(vec![sample("a", 1.0)]), Duration::ZERO);
+        store
+            .exposition(Format::PrometheusText, Encoding::Gzip)
+            .expect("compress");
+        let encoded = lock(&store.encoded);
+        assert!(encoded[0].is_none(), "text kept beside its gzip");
+        assert!(encoded[2].is_some(), "gzip not kept");
     }
 
     #[test]

@@ -1008,10 +1008,7 @@ mod tests {
         samples
             .iter()
             .find(|s| {
-                std::ptr::eq(s.family, family)
-                    && want
-                        .iter()
-                        .all(|(k, v)| s.labels.iter().any(|(lk, lv)| lk == k && lv == v))
+                std::ptr::eq(s.family, family) && want.iter().all(|(k, v)| s.label(k) == Some(v))
             })
             .map(|s| s.value)
     }

@@ -123,11 +123,7 @@ impl Shop {
             .iter()
             .filter(|s| s.family.name.starts_with("surge_hpa_metric_"))
         {
-            let labels: Vec<(&str, &str)> = sample
-                .labels
-                .iter()
-                .map(|(k, v)| (*k, v.as_str()))
-                .collect();
+            let labels: Vec<(&str, &str)> = sample.labels().collect();
             self.m
                 .insert(sample.family.exposed, labels_of(&labels), sample.value);
         }
