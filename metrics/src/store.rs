@@ -70,8 +70,26 @@ pub enum Encoding {
     Gzip,
 }
 
-/// An encoding kept until the store changes: (generation it was made at, bytes).
-type Cached = Option<(u64, Bytes)>;
+/// One kept encoding: its bytes until the store changes, then only their size (the next
+/// encoding's starting capacity), so a stale copy holds no memory.
+#[derive(Debug, Default)]
+struct Cached {
+    generation: u64,
+    bytes: Option<Bytes>,
+    len: usize,
+}
+
+impl Cached {
+    fn current(&self, generation: u64) -> Option<Bytes> {
+        self.bytes.clone().filter(|_| self.generation == generation)
+    }
+
+    /// Sized like the last encoding: a 17 MB exposition grown by doubling would pass through
+    /// 32 MB of capacity and leave the heap fragmented.
+    fn capacity(&self) -> usize {
+        self.len + self.len / 16
+    }
+}
 
 /// Shared, cheaply readable store of the latest results.
 #[derive(Debug, Default)]
@@ -98,6 +116,8 @@ impl Store {
             .entry((source.to_string(), target.to_string()))
             .or_default()
             .interval = Some(interval);
+        drop(targets);
+        self.release_encodings();
     }
 
     /// Record the outcome of one collection of one target.
@@ -131,6 +151,16 @@ impl Store {
                 state.errors += 1;
                 state.last_error = Some(error);
             }
+        }
+        drop(targets);
+        self.release_encodings();
+    }
+
+    /// Drop the kept encodings once the store changed: a 17 MB exposition nobody will serve
+    /// again would otherwise stay until that format is asked for again.
+    fn release_encodings(&self) {
+        for cached in lock(&self.encoded).iter_mut() {
+            cached.bytes = None;
         }
     }
 
@@ -167,32 +197,23 @@ impl Store {
             Encoding::Identity => text_slot,
             Encoding::Gzip => text_slot + 2,
         };
-        // Read before encoding: a record racing with us makes the cached text look older
-        // than it is, which only costs one extra encoding later.
+        // Read before encoding: a record racing with us makes what we encode look older than
+        // it is, which only costs one extra encoding later.
         let generation = self.generation.load(Ordering::Acquire);
-        // Sized like the last encoding: a 17 MB exposition grown by doubling would pass
-        // through 32 MB of capacity and leave the heap fragmented.
         let (capacity, text) = {
             let encoded = lock(&self.encoded);
-            let current = |slot: usize| match &encoded[slot] {
-                Some((cached, bytes)) if *cached == generation => Some(bytes.clone()),
-                _ => None,
-            };
-            if let Some(bytes) = current(slot) {
+            if let Some(bytes) = encoded[slot].current(generation) {
                 return Ok(bytes);
             }
-            let capacity = |slot: usize| {
-                encoded[slot]
-                    .as_ref()
-                    .map_or(0, |(_, bytes)| bytes.len() + bytes.len() / 16)
-            };
-            match encoding {
-                Encoding::Identity => (capacity(slot), None),
-                Encoding::Gzip => (
-                    capacity(slot),
-                    Some(current(text_slot).ok_or(capacity(text_slot))),
+            let text = match encoding {
+                Encoding::Identity => None,
+                Encoding::Gzip => Some(
+                    encoded[text_slot]
+                        .current(generation)
+                        .ok_or(encoded[text_slot].capacity()),
                 ),
-            }
+            };
+            (encoded[slot].capacity(), text)
         };
         let bytes = match (encoding, text) {
             (Encoding::Gzip, Some(Ok(text))) => Bytes::from(gzip(&text, capacity)?),
@@ -204,11 +225,12 @@ impl Store {
             _ => Bytes::from(self.encode(format, capacity)?),
         };
         let mut encoded = lock(&self.encoded);
-        if encoded[slot]
-            .as_ref()
-            .is_none_or(|(cached, _)| *cached < generation)
-        {
-            encoded[slot] = Some((generation, bytes.clone()));
+        let kept = &mut encoded[slot];
+        kept.len = bytes.len();
+        // Kept only if nothing was recorded meanwhile (a record releases what is kept).
+        if self.generation.load(Ordering::Acquire) == generation {
+            kept.generation = generation;
+            kept.bytes = Some(bytes.clone());
         }
         Ok(bytes)
     }
@@ -545,8 +567,24 @@ mod tests {
             .exposition(Format::PrometheusText, Encoding::Gzip)
             .expect("compress");
         let encoded = lock(&store.encoded);
-        assert!(encoded[0].is_none(), "text kept beside its gzip");
-        assert!(encoded[2].is_some(), "gzip not kept");
+        assert!(encoded[0].bytes.is_none(), "text kept beside its gzip");
+        assert!(encoded[2].bytes.is_some(), "gzip not kept");
+    }
+
+    #[test]
+    fn a_record_releases_what_was_encoded_and_keeps_its_size() {
+        let store = Store::new();
+        store.record("pg", "a", Ok(vec![sample("a", 1.0)]), Duration::ZERO);
+        let text = store
+            .exposition(Format::PrometheusText, Encoding::Identity)
+            .expect("encode");
+        store.record("pg", "a", Ok(vec![sample("a", 2.0)]), Duration::ZERO);
+        let encoded = lock(&store.encoded);
+        assert!(
+            encoded.iter().all(|c| c.bytes.is_none()),
+            "stale encoding kept"
+        );
+        assert_eq!(encoded[0].len, text.len());
     }
 
     #[test]

@@ -46,12 +46,32 @@ struct Drill {
     dir: tempfile::TempDir,
 }
 
+/// What a drill's recorder reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Recorded {
+    /// Prometheus and Alertmanager, as a panel on monitoring reads them.
+    Monitoring,
+    /// The exporter too, beside them: when it dies Prometheus' series end, while a panel on
+    /// the exporter keeps its last numbers, marked stale.
+    MonitoringAndExporter,
+}
+
 impl Drill {
     /// The stack with monitoring on fast timings, rules scaled by `factor`, paging to the
-    /// stand-in; `tweak` adjusts the options further.
+    /// stand-in; `tweak` adjusts the options further. Recorded from monitoring.
     fn start(
         name: &'static str,
         factor: u64,
+        tweak: impl FnOnce(&mut StackOptions),
+    ) -> anyhow::Result<Drill> {
+        Drill::start_recording(name, factor, Recorded::Monitoring, tweak)
+    }
+
+    /// As [`Drill::start`], with the recorder reading `recorded`.
+    fn start_recording(
+        name: &'static str,
+        factor: u64,
+        recorded: Recorded,
         tweak: impl FnOnce(&mut StackOptions),
     ) -> anyhow::Result<Drill> {
         let dir = tempfile::Builder::new()
@@ -90,11 +110,12 @@ impl Drill {
             || Ok(!prom.query("up{job=\"surge-exporter\"} == 1")?.is_empty()),
         )?;
         let token = shop.user(&format!("{name}@drills.example"))?;
+        let exporter = (recorded == Recorded::MonitoringAndExporter).then(|| exporter_url(&stack));
         let recorder = RecordingChild::start(
             &dir.path().join(format!("{name}.surge")),
             &prom_url(&stack),
             &am_url(&stack),
-            None,
+            exporter.as_deref(),
         )?;
         Ok(Drill {
             recorder,
@@ -119,7 +140,7 @@ impl Drill {
     }
 
     fn exporter(&self) -> String {
-        format!("http://127.0.0.1:{}", self.stack.exporter_port.unwrap_or(9))
+        exporter_url(&self.stack)
     }
 
     /// Wait until `group`'s lag trend no longer rises (ok, draining or idle).
@@ -139,19 +160,6 @@ impl Drill {
         std::thread::sleep(Duration::from_secs(3));
         let recording = self.recorder.finish()?;
         Ok(workloads.iter().map(|w| verdicts(&recording, w)).collect())
-    }
-
-    /// Record the exporter too, beside Prometheus, from now on: when it dies Prometheus' series
-    /// end, while the panel keeps the exporter's last numbers, marked stale.
-    fn record_the_exporter_too(&mut self) -> anyhow::Result<()> {
-        self.recorder.discard()?;
-        self.recorder = RecordingChild::start(
-            &self.dir.path().join(format!("{}.surge", self.name)),
-            &self.prometheus(),
-            &self.alertmanager(),
-            Some(&self.exporter()),
-        )?;
-        Ok(())
     }
 
     /// `workload`'s verdicts over the replayed recording hold `expected`, in that order.
@@ -495,6 +503,11 @@ fn am_url(stack: &Stack) -> String {
         .unwrap_or_default()
 }
 
+/// The stack's surge-exporter URL (port 9, discard, without one).
+fn exporter_url(stack: &Stack) -> String {
+    format!("http://127.0.0.1:{}", stack.exporter_port.unwrap_or(9))
+}
+
 /// The stack's Prometheus URL ("" without one).
 fn prom_url(stack: &Stack) -> String {
     stack
@@ -543,15 +556,6 @@ impl RecordingChild {
             std::fs::copy(&self.path, std::path::Path::new(&dir).join(name))?;
         }
         surge_client::recording::read(&self.path).map_err(anyhow::Error::msg)
-    }
-
-    /// Stop recording, the file unwanted (it may not be whole).
-    fn discard(&mut self) -> anyhow::Result<()> {
-        if let Some(mut child) = self.child.take() {
-            child.kill()?;
-            child.wait()?;
-        }
-        Ok(())
     }
 
     fn stop(&mut self) -> anyhow::Result<()> {
@@ -1006,8 +1010,12 @@ fn drill_broker_stopped_orders_wait_in_the_outbox_and_ship_once() -> anyhow::Res
 /// the source failing with its last data marked stale; restarted, the page resolves.
 #[test]
 fn drill_exporter_killed_pages_and_the_panel_keeps_stale_data() -> anyhow::Result<()> {
-    let mut drill = Drill::start("exporter-killed", FAST, |_| {})?;
-    drill.record_the_exporter_too()?;
+    let mut drill = Drill::start_recording(
+        "exporter-killed",
+        FAST,
+        Recorded::MonitoringAndExporter,
+        |_| {},
+    )?;
     let orders = drill.keep_ordering(3);
     let tmux = Tmux::new("surge-drill");
     let command = format!(
