@@ -233,7 +233,7 @@ fn run(build: &str, bin: &Path, broker: &KafkaBroker, groups: usize) -> anyhow::
     println!("| source up at the end | {up} |");
     let cycles: Vec<String> = durations.iter().map(|d| format!("{d:.2}")).collect();
     println!(
-        "| collection cycle, s (each cycle seen, first = discovery) | {} |",
+        "| collection cycle, s (each cycle seen after the first) | {} |",
         cycles.join(", ")
     );
     if snapshots.len() >= 3 {

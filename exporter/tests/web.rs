@@ -311,3 +311,54 @@ fn a_bad_web_config_at_start_is_one_line_and_exit_2() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Real Prometheus asks for gzip when it scrapes (the exporter answers it compressed:
+/// `exporter/tests/cli.rs`), so the compressed exposition is what it receives.
+#[test]
+fn prometheus_scrapes_asking_for_gzip() -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let target = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = target.local_addr()?.port();
+    let prometheus = Prometheus::start_in(
+        Workdir::temp("surge-gzip-prom-")?,
+        free_port()?,
+        &format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: target\n    \
+             static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+        ),
+    )?;
+    // Prometheus is up; its first scrape comes within a scrape interval.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let request = target.accept().map_err(|e| e.to_string()).and_then(|(mut conn, _)| {
+            conn.set_read_timeout(Some(Duration::from_secs(5)))
+                .map_err(|e| e.to_string())?;
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                conn.read_exact(&mut byte).map_err(|e| e.to_string())?;
+                head.push(byte[0]);
+            }
+            let body = "up_test 1\n";
+            let _ = write!(
+                conn,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            Ok(String::from_utf8_lossy(&head).to_ascii_lowercase())
+        });
+        let _ = tx.send(request);
+    });
+    let head = rx
+        .recv_timeout(Duration::from_secs(30))
+        .map_err(|_| anyhow::anyhow!("Prometheus did not scrape in 30 s"))?
+        .map_err(anyhow::Error::msg)?;
+    drop(prometheus);
+    assert!(head.starts_with("get /metrics "), "{head}");
+    assert!(
+        head.lines()
+            .any(|l| l.starts_with("accept-encoding:") && l.contains("gzip")),
+        "{head}"
+    );
+    Ok(())
+}

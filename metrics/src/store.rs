@@ -215,16 +215,21 @@ impl Store {
             };
             (encoded[slot].capacity(), text)
         };
-        let bytes = match (encoding, text) {
-            (Encoding::Gzip, Some(Ok(text))) => Bytes::from(gzip(&text, capacity)?),
-            // A scraper that only takes gzip (Prometheus) leaves no text cached beside it.
-            (Encoding::Gzip, Some(Err(text_capacity))) => Bytes::from(gzip(
-                self.encode(format, text_capacity)?.as_bytes(),
-                capacity,
-            )?),
-            _ => Bytes::from(self.encode(format, capacity)?),
+        let (bytes, text_len) = match (encoding, text) {
+            (Encoding::Gzip, Some(Ok(text))) => (gzip(&text, capacity)?, None),
+            // A scraper that only takes gzip (Prometheus) leaves no text cached beside it,
+            // only its size for the next one.
+            (Encoding::Gzip, Some(Err(text_capacity))) => {
+                let text = self.encode(format, text_capacity)?;
+                (gzip(text.as_bytes(), capacity)?, Some(text.len()))
+            }
+            _ => (self.encode(format, capacity)?.into_bytes(), None),
         };
+        let bytes = Bytes::from(bytes);
         let mut encoded = lock(&self.encoded);
+        if let Some(len) = text_len {
+            encoded[text_slot].len = len;
+        }
         let kept = &mut encoded[slot];
         kept.len = bytes.len();
         // Kept only if nothing was recorded meanwhile (a record releases what is kept).
@@ -566,8 +571,10 @@ mod tests {
         store
             .exposition(Format::PrometheusText, Encoding::Gzip)
             .expect("compress");
+        let text = store.encode_prometheus_text().expect("encode");
         let encoded = lock(&store.encoded);
         assert!(encoded[0].bytes.is_none(), "text kept beside its gzip");
+        assert_eq!(encoded[0].len, text.len(), "the text's size not kept");
         assert!(encoded[2].bytes.is_some(), "gzip not kept");
     }
 
