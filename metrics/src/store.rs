@@ -276,7 +276,7 @@ impl Store {
 }
 
 /// `text` gzip-compressed at the fastest level: an exposition is label names and values
-/// repeated line after line, which even that level shrinks about tenfold, and a scrape
+/// repeated line after line, which even that level shrinks about twentyfold, and a scrape
 /// that finds no cached copy waits for it.
 fn gzip(text: &[u8], capacity: usize) -> Result<Vec<u8>, std::fmt::Error> {
     use std::io::Write;
