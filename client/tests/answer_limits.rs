@@ -1,5 +1,6 @@
 //! Answers from outside are bounded: a 1 GiB answer (announced, or streamed without a length)
-//! is refused with one line naming the URL and the limit, and never read into memory whole.
+//! is refused with one line naming the URL and the limit, and never read into memory whole;
+//! a compressed answer is bounded by what it unpacks to.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -75,5 +76,78 @@ async fn a_gigabyte_answer_is_refused_not_held() -> anyhow::Result<()> {
         "the panel kept reading: {} MiB sent",
         sent >> 20
     );
+    Ok(())
+}
+
+/// Serve one answer: `headers` (with the body's length) and `body`; the request's head is
+/// returned.
+fn one_answer(
+    headers: &'static str,
+    body: Vec<u8>,
+) -> anyhow::Result<(String, std::thread::JoinHandle<String>)> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = format!("http://{}", listener.local_addr()?);
+    let handle = std::thread::spawn(move || {
+        let Ok((mut stream, _)) = listener.accept() else {
+            return String::new();
+        };
+        let mut request = [0u8; 4096];
+        let n = stream.read(&mut request).unwrap_or(0);
+        let head = format!("{headers}content-length: {}\r\n\r\n", body.len());
+        let _ = stream.write_all(head.as_bytes());
+        let _ = stream.write_all(&body);
+        String::from_utf8_lossy(&request[..n]).to_ascii_lowercase()
+    });
+    Ok((addr, handle))
+}
+
+fn gzip(data: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(data)?;
+    Ok(encoder.finish()?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_panel_asks_for_gzip_and_bounds_what_it_unpacks() -> anyhow::Result<()> {
+    const GZIP: &str = "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\n\
+                        content-encoding: gzip\r\nconnection: close\r\n";
+    // A compressed exposition: asked for, unpacked, parsed.
+    let text =
+        "# TYPE surge_source_up gauge\nsurge_source_up{source=\"kafka\",target=\"local\"} 1\n";
+    let (url, server) = one_answer(GZIP, gzip(text.as_bytes())?)?;
+    let parsed = Exporter::new(&url, client()?)
+        .scrape()
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let request = tokio::task::spawn_blocking(move || server.join().unwrap_or_default()).await?;
+    assert!(
+        request
+            .lines()
+            .any(|l| l.starts_with("accept-encoding:") && l.contains("gzip")),
+        "{request}"
+    );
+    assert_eq!(
+        parsed.metrics.value(
+            "surge_source_up",
+            &[("source", "kafka"), ("target", "local")]
+        ),
+        Some(1.0)
+    );
+
+    // 64 MiB of zeros in about 64 KiB: refused for what it unpacks to, not what it announces.
+    let bomb = gzip(&vec![b'0'; 64 << 20])?;
+    assert!(bomb.len() < 1 << 20, "{} bytes", bomb.len());
+    let (url, server) = one_answer(GZIP, bomb)?;
+    let error = Exporter::new(&url, client()?)
+        .scrape()
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        error.ends_with("answer larger than 32 MiB, refused"),
+        "{error}"
+    );
+    drop(server);
     Ok(())
 }

@@ -238,7 +238,9 @@ fn serves_both_formats_while_a_target_hangs_and_stops_on_sigterm() -> anyhow::Re
     assert_eq!((status, body.as_str()), (200, "ok\n"));
 
     // Asked for gzip, as Prometheus asks: compressed, and the same exposition inside.
-    let gzipped = reqwest::blocking::Client::new()
+    let gzipped = reqwest::blocking::Client::builder()
+        .no_gzip()
+        .build()?
         .get(format!("http://{addr}/metrics"))
         .header("Accept-Encoding", "gzip")
         .send()?;
