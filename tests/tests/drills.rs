@@ -954,7 +954,13 @@ fn drill_replica_paused_warns_catalog_serves_and_resolves() -> anyhow::Result<()
 /// ships exactly once.
 #[test]
 fn drill_broker_stopped_orders_wait_in_the_outbox_and_ship_once() -> anyhow::Result<()> {
-    let mut drill = Drill::start("broker-stopped", FAST, |_| {})?;
+    // When the broker is back, consumers take a session timeout (10 s) and a rebalance to
+    // commit again: unscaled, unlike the rules' `for`. With the drills' 6 s stall window plus
+    // the 10 s `for`, a slow rejoin on a loaded machine paged KafkaConsumerStalled (twice in
+    // full runs). 20 s leaves room for that rejoin, as the default 60 s does.
+    let mut drill = Drill::start("broker-stopped", FAST, |o| {
+        o.timing.stall_after = Duration::from_secs(20);
+    })?;
     for i in 0..5 {
         assert_eq!(drill.order(1 + i)?, 202);
     }
