@@ -39,26 +39,30 @@ fn wants_openmetrics(headers: &HeaderMap) -> bool {
         })
 }
 
-/// True if the `Accept-Encoding` header takes gzip (Prometheus sends `gzip`).
+/// True if the `Accept-Encoding` header takes gzip (Prometheus sends `gzip`): named with a
+/// weight above 0, or not named and `*` is.
 fn accepts_gzip(headers: &HeaderMap) -> bool {
-    headers
+    let (mut gzip, mut any): (Option<f32>, Option<f32>) = (None, None);
+    for part in headers
         .get_all(header::ACCEPT_ENCODING)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|part| {
-            let mut params = part.split(';').map(str::trim);
-            let coding = params.next().unwrap_or("");
-            let weight = params
-                .filter_map(|p| p.strip_prefix("q="))
-                .map(|q| q.trim().parse::<f32>().unwrap_or(0.0))
-                .next()
-                .unwrap_or(1.0);
-            ["gzip", "x-gzip", "*"]
-                .iter()
-                .any(|c| coding.eq_ignore_ascii_case(c))
-                && weight > 0.0
-        })
+    {
+        let mut params = part.split(';').map(str::trim);
+        let coding = params.next().unwrap_or("");
+        let weight = params
+            .filter_map(|p| p.strip_prefix("q="))
+            .map(|q| q.trim().parse::<f32>().unwrap_or(0.0))
+            .next()
+            .unwrap_or(1.0);
+        if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+            gzip = Some(gzip.map_or(weight, |w| w.max(weight)));
+        } else if coding == "*" {
+            any = Some(weight);
+        }
+    }
+    gzip.or(any).is_some_and(|w| w > 0.0)
 }
 
 async fn metrics(State(store): State<Arc<Store>>, headers: HeaderMap) -> Response {
@@ -148,6 +152,8 @@ mod tests {
             ("identity", false),
             ("gzip;q=0", false),
             ("gzip; q=0.0, identity", false),
+            ("gzip;q=0, *", false),
+            ("identity, *;q=0.1", true),
             ("br", false),
         ] {
             h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static(value));
