@@ -36,6 +36,16 @@ fn client() -> anyhow::Result<reqwest::Client> {
         .build()?)
 }
 
+/// What scraping `url` as an exporter failed with ("" if it did not).
+async fn scrape_error(url: &str) -> anyhow::Result<String> {
+    Ok(Exporter::new(url, client()?)
+        .scrape()
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gigabyte_answer_is_refused_not_held() -> anyhow::Result<()> {
     // Announced: refused from its Content-Length, before the body is read.
@@ -60,12 +70,7 @@ async fn a_gigabyte_answer_is_refused_not_held() -> anyhow::Result<()> {
     // Streamed with no length (until the connection closes): refused once past the limit.
     let (url, server) =
         huge_server("HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n")?;
-    let error = Exporter::new(&url, client()?)
-        .scrape()
-        .await
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    let error = scrape_error(&url).await?;
     assert!(
         error.ends_with("answer larger than 32 MiB, refused"),
         "{error}"
@@ -138,12 +143,7 @@ async fn the_panel_asks_for_gzip_and_bounds_what_it_unpacks() -> anyhow::Result<
     let bomb = gzip(&vec![b'0'; 64 << 20])?;
     assert!(bomb.len() < 1 << 20, "{} bytes", bomb.len());
     let (url, server) = one_answer(GZIP, bomb)?;
-    let error = Exporter::new(&url, client()?)
-        .scrape()
-        .await
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    let error = scrape_error(&url).await?;
     assert!(
         error.ends_with("answer larger than 32 MiB, refused"),
         "{error}"

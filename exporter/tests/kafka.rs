@@ -17,6 +17,22 @@ fn config(broker: &KafkaBroker, extra: &str) -> String {
     )
 }
 
+/// On `broker`: `topic` with `partitions`, `records` produced to `partition`, and `group`
+/// committed there at `offset` (the producer closed before the commit).
+fn one_commit(
+    broker: &KafkaBroker,
+    (topic, partitions): (&str, i32),
+    (partition, records): (i32, usize),
+    (group, offset): (&str, i64),
+) -> anyhow::Result<()> {
+    broker.create_topic(topic, partitions)?;
+    let producer = broker.producer()?;
+    producer.send(topic, partition, records)?;
+    producer.flush()?;
+    drop(producer);
+    broker.commit(group, topic, &[(partition, offset)])
+}
+
 fn lag_labels<'a>(
     group: &'a str,
     topic: &'a str,
@@ -169,12 +185,8 @@ async fn exact_lag_missing_commits_and_degraded_group_state() -> anyhow::Result<
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commits_past_the_log_end_are_clamped_and_counted() -> anyhow::Result<()> {
     let broker = KafkaBroker::start()?;
-    broker.create_topic("t", 1)?;
-    let producer = broker.producer()?;
-    producer.send("t", 0, 10)?;
-    producer.flush()?;
     // Kafka accepts any committed offset; one past the end must not become negative lag.
-    broker.commit("racer", "t", &[(0, 25)])?;
+    one_commit(&broker, ("t", 1), (0, 10), ("racer", 25))?;
     let exporter = Exporter::from_toml(&config(&broker, ""))?;
     assert!(exporter.cycle().await);
     assert!(exporter.cycle().await);
@@ -616,11 +628,7 @@ async fn batched_and_one_group_requests_read_the_same_lag() -> anyhow::Result<()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scram_logs_in_and_a_wrong_password_says_so() -> anyhow::Result<()> {
     let mut broker = KafkaBroker::start()?;
-    broker.create_topic("order-placed", 2)?;
-    let producer = broker.producer()?;
-    producer.send("order-placed", 0, 30)?;
-    producer.flush()?;
-    broker.commit("payment", "order-placed", &[(0, 12)])?;
+    one_commit(&broker, ("order-placed", 2), (0, 30), ("payment", 12))?;
     broker.require_scram(&[
         ("surge", "pencil-256", "scram256"),
         ("surge512", "pencil-512", "scram512"),
@@ -679,11 +687,7 @@ async fn scram_logs_in_and_a_wrong_password_says_so() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_the_broker_closed_costs_no_cycle() -> anyhow::Result<()> {
     let mut broker = KafkaBroker::start()?;
-    broker.create_topic("order-placed", 2)?;
-    let producer = broker.producer()?;
-    producer.send("order-placed", 1, 9)?;
-    producer.flush()?;
-    broker.commit("payment", "order-placed", &[(1, 4)])?;
+    one_commit(&broker, ("order-placed", 2), (1, 9), ("payment", 4))?;
     let exporter = Exporter::from_toml(&config(&broker, ""))?;
     let lag = |e: &Exporter| {
         e.value(
@@ -728,12 +732,7 @@ async fn tls_verifies_the_broker_and_presents_a_client_certificate() -> anyhow::
     let upstream: std::net::SocketAddr = format!("127.0.0.1:{broker_port}").parse()?;
     let mut broker =
         KafkaBroker::start_in(surge_servers::Workdir::temp("surge-kafka-")?, broker_port)?;
-    broker.create_topic("order-placed", 1)?;
-    let producer = broker.producer()?;
-    producer.send("order-placed", 0, 7)?;
-    producer.flush()?;
-    drop(producer);
-    broker.commit("payment", "order-placed", &[(0, 3)])?;
+    one_commit(&broker, ("order-placed", 1), (0, 7), ("payment", 3))?;
     // The test's own clients speak plain TCP; from here on the broker points clients at TLS.
     let front = TlsFront::start(upstream, &server.cert, &server.key, None)?;
     broker.advertise(front.port())?;

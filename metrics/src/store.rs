@@ -182,8 +182,8 @@ impl Store {
             .collect()
     }
 
-    /// The exposition in `format`, sent as `encoding`; each made at most once per change of
-    /// the store.
+    /// The exposition in `format`, sent as `encoding`; kept for the scrapes that follow until
+    /// the store changes.
     pub fn exposition(
         self: &Arc<Self>,
         format: Format,
@@ -200,30 +200,26 @@ impl Store {
         // Read before encoding: a record racing with us makes what we encode look older than
         // it is, which only costs one extra encoding later.
         let generation = self.generation.load(Ordering::Acquire);
-        let (capacity, text) = {
+        let (capacity, kept_text, text_capacity) = {
             let encoded = lock(&self.encoded);
             if let Some(bytes) = encoded[slot].current(generation) {
                 return Ok(bytes);
             }
-            let text = match encoding {
-                Encoding::Identity => None,
-                Encoding::Gzip => Some(
-                    encoded[text_slot]
-                        .current(generation)
-                        .ok_or(encoded[text_slot].capacity()),
-                ),
-            };
-            (encoded[slot].capacity(), text)
+            (
+                encoded[slot].capacity(),
+                encoded[text_slot].current(generation),
+                encoded[text_slot].capacity(),
+            )
         };
-        let (bytes, text_len) = match (encoding, text) {
-            (Encoding::Gzip, Some(Ok(text))) => (gzip(&text, capacity)?, None),
+        let (bytes, text_len) = match (encoding, kept_text) {
+            (Encoding::Identity, _) => (self.encode(format, capacity)?.into_bytes(), None),
+            (Encoding::Gzip, Some(text)) => (gzip(&text, capacity)?, None),
             // A scraper that only takes gzip (Prometheus) leaves no text cached beside it,
             // only its size for the next one.
-            (Encoding::Gzip, Some(Err(text_capacity))) => {
+            (Encoding::Gzip, None) => {
                 let text = self.encode(format, text_capacity)?;
                 (gzip(text.as_bytes(), capacity)?, Some(text.len()))
             }
-            _ => (self.encode(format, capacity)?.into_bytes(), None),
         };
         let bytes = Bytes::from(bytes);
         let mut encoded = lock(&self.encoded);
@@ -424,6 +420,20 @@ mod tests {
         help: "Test lag.",
     };
 
+    /// The Prometheus text exposition as a scraper taking `encoding` gets it.
+    fn scrape(store: &Arc<Store>, encoding: Encoding) -> Bytes {
+        store
+            .exposition(Format::PrometheusText, encoding)
+            .expect("encode")
+    }
+
+    fn gunzip(bytes: &[u8]) -> String {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(bytes), &mut text)
+            .expect("gunzip");
+        text
+    }
+
     fn sample(target: &str, value: f64) -> Sample {
         Sample::new(&LAG, vec![("target", target.to_string())], value)
     }
@@ -505,17 +515,11 @@ mod tests {
     fn encoding_is_cached_until_the_next_record() {
         let store = Store::new();
         store.record("pg", "a", Ok(vec![sample("a", 1.0)]), Duration::ZERO);
-        let first = store
-            .exposition(Format::PrometheusText, Encoding::Identity)
-            .expect("encode");
-        let again = store
-            .exposition(Format::PrometheusText, Encoding::Identity)
-            .expect("encode");
+        let first = scrape(&store, Encoding::Identity);
+        let again = scrape(&store, Encoding::Identity);
         assert_eq!(first.as_ptr(), again.as_ptr(), "second scrape re-encoded");
         store.record("pg", "a", Ok(vec![sample("a", 2.0)]), Duration::ZERO);
-        let fresh = store
-            .exposition(Format::PrometheusText, Encoding::Identity)
-            .expect("encode");
+        let fresh = scrape(&store, Encoding::Identity);
         assert!(String::from_utf8_lossy(&fresh).contains("target=\"a\"} 2"));
         let om = store
             .exposition(Format::OpenMetrics, Encoding::Identity)
@@ -525,21 +529,14 @@ mod tests {
 
     #[test]
     fn gzip_is_the_cached_text_compressed_and_cached_itself() {
-        use std::io::Read;
         let store = Store::new();
         let samples = (0..500)
             .map(|i| sample(&format!("t{i}"), i.into()))
             .collect();
         store.record("pg", "a", Ok(samples), Duration::ZERO);
-        let text = store
-            .exposition(Format::PrometheusText, Encoding::Identity)
-            .expect("encode");
-        let gz = store
-            .exposition(Format::PrometheusText, Encoding::Gzip)
-            .expect("compress");
-        let again = store
-            .exposition(Format::PrometheusText, Encoding::Gzip)
-            .expect("compress");
+        let text = scrape(&store, Encoding::Identity);
+        let gz = scrape(&store, Encoding::Gzip);
+        let again = scrape(&store, Encoding::Gzip);
         assert_eq!(gz.as_ptr(), again.as_ptr(), "second scrape re-compressed");
         assert!(
             gz.len() * 4 < text.len(),
@@ -547,19 +544,10 @@ mod tests {
             gz.len(),
             text.len()
         );
-        let mut unzipped = Vec::new();
-        flate2::read::GzDecoder::new(&gz[..])
-            .read_to_end(&mut unzipped)
-            .expect("gunzip");
-        assert_eq!(unzipped, text);
+        assert_eq!(gunzip(&gz).as_bytes(), &text[..]);
         store.record("pg", "a", Ok(vec![sample("a", 2.0)]), Duration::ZERO);
-        let fresh = store
-            .exposition(Format::PrometheusText, Encoding::Gzip)
-            .expect("compress");
-        let mut unzipped = String::new();
-        flate2::read::GzDecoder::new(&fresh[..])
-            .read_to_string(&mut unzipped)
-            .expect("gunzip");
+        let fresh = scrape(&store, Encoding::Gzip);
+        let unzipped = gunzip(&fresh);
         assert!(unzipped.contains("target=\"a\"} 2"), "{unzipped}");
         assert!(!unzipped.contains("t499"), "{unzipped}");
     }
@@ -568,9 +556,7 @@ mod tests {
     fn a_gzip_only_scraper_leaves_no_text_cached() {
         let store = Store::new();
         store.record("pg", "a", Ok(vec![sample("a", 1.0)]), Duration::ZERO);
-        store
-            .exposition(Format::PrometheusText, Encoding::Gzip)
-            .expect("compress");
+        scrape(&store, Encoding::Gzip);
         let text = store.encode_prometheus_text().expect("encode");
         let encoded = lock(&store.encoded);
         assert!(encoded[0].bytes.is_none(), "text kept beside its gzip");
@@ -582,9 +568,7 @@ mod tests {
     fn a_record_releases_what_was_encoded_and_keeps_its_size() {
         let store = Store::new();
         store.record("pg", "a", Ok(vec![sample("a", 1.0)]), Duration::ZERO);
-        let text = store
-            .exposition(Format::PrometheusText, Encoding::Identity)
-            .expect("encode");
+        let text = scrape(&store, Encoding::Identity);
         store.record("pg", "a", Ok(vec![sample("a", 2.0)]), Duration::ZERO);
         let encoded = lock(&store.encoded);
         assert!(
