@@ -412,6 +412,54 @@ pub type RangeSeries = Vec<(Labels, Vec<(f64, f64)>)>;
 mod tests {
     use super::*;
 
+    /// `n` labels `l0`.. with values of `bytes` bytes.
+    fn labels(n: usize, bytes: usize) -> Labels {
+        (0..n)
+            .map(|i| (format!("l{i}"), "v".repeat(bytes)))
+            .collect()
+    }
+
+    #[test]
+    fn label_limits_hold_at_the_limit_and_refuse_one_past() {
+        assert_eq!(
+            check_label_sizes(&labels(MAX_LABELS, MAX_LABEL_BYTES)),
+            Ok(())
+        );
+        assert_eq!(
+            check_label_sizes(&labels(MAX_LABELS + 1, 1)),
+            Err("a series with 65 labels (at most 64)".into())
+        );
+        assert_eq!(
+            check_label_sizes(&labels(1, MAX_LABEL_BYTES + 1)),
+            Err("label l0 has a value of 4097 bytes (at most 4096)".into())
+        );
+        let at_limit: Labels = [("n".repeat(MAX_LABEL_BYTES), "v".to_string())].into();
+        assert_eq!(check_label_sizes(&at_limit), Ok(()));
+        let past: Labels = [("n".repeat(MAX_LABEL_BYTES + 1), "v".to_string())].into();
+        assert_eq!(
+            check_label_sizes(&past),
+            Err(format!(
+                "a label name of 4097 bytes ({}...; at most 4096)",
+                "n".repeat(40)
+            ))
+        );
+    }
+
+    #[test]
+    fn history_keeps_the_newest_points_up_to_its_bound() {
+        let mut history = History::default();
+        let labels = Labels::new();
+        for t in 0..HISTORY_POINTS + 10 {
+            history.push("m", &labels, t as f64, 1.0);
+        }
+        let kept = history
+            .get("m", &labels)
+            .map(|d| d.iter().copied().collect::<Vec<_>>());
+        let kept = kept.unwrap_or_default();
+        assert_eq!(kept.len(), 720);
+        assert_eq!(kept.first(), Some(&(10.0, 1.0)));
+    }
+
     #[test]
     fn ranges_parse_and_cycle() {
         assert_eq!(Range::parse("1h"), Ok(Range::OneHour));

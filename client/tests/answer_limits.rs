@@ -1,31 +1,69 @@
-//! Answers from outside are bounded: a 1 GiB answer (announced, or streamed without a length)
-//! is refused with one line naming the URL and the limit, and never read into memory whole;
-//! a compressed answer is bounded by what it unpacks to.
+//! Answers from outside are bounded: an answer past the 32 MiB limit, announced or streamed
+//! without a length, is refused with one line naming the URL and the limit, as soon as its
+//! length or its bytes pass the limit (the server holding the rest back proves the client
+//! stopped on its own count); one at the limit is read. The same for Prometheus,
+//! Alertmanager and an exporter. A compressed answer is bounded by what it unpacks to.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use surge_client::fetch::MAX_ANSWER_BYTES;
+use surge_client::fetch::alertmanager::Alertmanager;
 use surge_client::fetch::direct::Exporter;
 use surge_client::fetch::prometheus::Prometheus;
 
-/// Serve one HTTP answer per connection: `headers`, then zeros until 1 GiB or the client leaves.
-fn huge_server(headers: &'static str) -> anyhow::Result<(String, std::thread::JoinHandle<u64>)> {
+/// What the paced server saw: body bytes it sent, and whether the client hung up while the
+/// server still held the connection open (rather than the server ending the answer).
+struct Served {
+    sent: usize,
+    client_left_first: bool,
+}
+
+/// Serve one answer: `headers`, then `body` bytes of `0`; then, with `hold`, keep the
+/// connection open without sending more, until the client hangs up (or 30 s pass).
+fn paced_server(
+    headers: String,
+    body: usize,
+    hold: bool,
+) -> anyhow::Result<(String, std::thread::JoinHandle<Served>)> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = format!("http://{}", listener.local_addr()?);
     let handle = std::thread::spawn(move || {
-        let mut sent = 0u64;
-        if let Ok((mut stream, _)) = listener.accept() {
-            let mut request = [0u8; 4096];
-            let _ = stream.read(&mut request);
-            if stream.write_all(headers.as_bytes()).is_ok() {
-                let chunk = vec![b'0'; 64 * 1024];
-                while sent < 1 << 30 && stream.write_all(&chunk).is_ok() {
-                    sent += chunk.len() as u64;
-                }
-            }
+        let mut served = Served {
+            sent: 0,
+            client_left_first: false,
+        };
+        let Ok((mut stream, _)) = listener.accept() else {
+            return served;
+        };
+        let mut request = [0u8; 4096];
+        let _ = stream.read(&mut request);
+        if stream.write_all(headers.as_bytes()).is_err() {
+            return served;
         }
-        sent
+        let chunk = vec![b'0'; 64 * 1024];
+        while served.sent < body {
+            let n = chunk.len().min(body - served.sent);
+            if stream.write_all(&chunk[..n]).is_err() {
+                served.client_left_first = true;
+                return served;
+            }
+            served.sent += n;
+        }
+        if hold {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+            // The client sends nothing more: a read ends when it hangs up, or at the timeout.
+            served.client_left_first = match stream.read(&mut request) {
+                Ok(0) => true,
+                Ok(_) => false,
+                Err(e) => !matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ),
+            };
+        }
+        served
     });
     Ok((addr, handle))
 }
@@ -36,52 +74,81 @@ fn client() -> anyhow::Result<reqwest::Client> {
         .build()?)
 }
 
-/// What scraping `url` as an exporter failed with ("" if it did not).
-async fn scrape_error(url: &str) -> anyhow::Result<String> {
-    Ok(Exporter::new(url, client()?)
-        .scrape()
-        .await
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default())
+/// Each reader of the panel, asking `url` once: its error ("" if none).
+async fn ask(reader: &str, url: &str) -> anyhow::Result<String> {
+    let error = match reader {
+        "prometheus" => Prometheus::new(url, client()?).instant("up").await.err(),
+        "alertmanager" => Alertmanager::new(url, client()?).alerts().await.err(),
+        _ => Exporter::new(url, client()?).scrape().await.err(),
+    };
+    Ok(error.map(|e| e.to_string()).unwrap_or_default())
+}
+
+const READERS: [&str; 3] = ["prometheus", "alertmanager", "exporter"];
+
+async fn served(handle: std::thread::JoinHandle<Served>) -> anyhow::Result<Served> {
+    tokio::task::spawn_blocking(move || handle.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("server thread panicked"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_gigabyte_answer_is_refused_not_held() -> anyhow::Result<()> {
-    // Announced: refused from its Content-Length, before the body is read.
-    let (url, server) = huge_server(
-        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1073741824\r\nconnection: close\r\n\r\n",
-    )?;
-    let started = Instant::now();
-    let error = Prometheus::new(&url, client()?)
-        .instant("up")
-        .await
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
-    assert_eq!(
-        error,
-        format!("{url}/api/v1/query: answer larger than 32 MiB, refused")
-    );
-    assert!(started.elapsed() < Duration::from_secs(10));
-    let sent = tokio::task::spawn_blocking(move || server.join().unwrap_or(0)).await?;
-    assert!(sent < 1 << 30, "the whole gigabyte was read ({sent} bytes)");
+async fn answers_past_the_limit_are_refused_as_soon_as_they_pass_it() -> anyhow::Result<()> {
+    let refused = "answer larger than 32 MiB, refused";
+    let mut checked = Vec::new();
+    for reader in READERS {
+        // Announced: refused from its Content-Length, before any of the body (the server sends
+        // none and waits).
+        let (url, server) = paced_server(
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                1u64 << 30
+            ),
+            0,
+            true,
+        )?;
+        let error = ask(reader, &url).await?;
+        assert!(error.ends_with(refused), "{reader}: {error}");
+        assert!(error.starts_with(&url), "{reader}: {error}");
+        assert!(
+            served(server).await?.client_left_first,
+            "{reader} waited for the body"
+        );
 
-    // Streamed with no length (until the connection closes): refused once past the limit.
-    let (url, server) =
-        huge_server("HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n")?;
-    let error = scrape_error(&url).await?;
-    assert!(
-        error.ends_with("answer larger than 32 MiB, refused"),
-        "{error}"
-    );
-    let sent = tokio::task::spawn_blocking(move || server.join().unwrap_or(0)).await?;
-    assert!(
-        sent < 256 << 20,
-        "the panel kept reading: {} MiB sent",
-        sent >> 20
-    );
+        // Streamed without a length: 1 MiB past the limit, then nothing more while the server
+        // holds the connection: the client must stop on its own count.
+        let (url, server) = paced_server(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\n".into(),
+            MAX_ANSWER_BYTES + (1 << 20),
+            true,
+        )?;
+        let error = ask(reader, &url).await?;
+        assert!(error.ends_with(refused), "{reader}: {error}");
+        let served = served(server).await?;
+        assert!(
+            served.client_left_first,
+            "{reader} kept waiting after {} bytes",
+            served.sent
+        );
+
+        // At the limit, then the end: read whole (and then found not to be a valid answer,
+        // which is another error).
+        let (url, server) = paced_server(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n".into(),
+            MAX_ANSWER_BYTES,
+            false,
+        )?;
+        let error = ask(reader, &url).await?;
+        assert!(!error.contains("larger than"), "{reader}: {error}");
+        assert_eq!(served_sent(server).await?, MAX_ANSWER_BYTES, "{reader}");
+        checked.push(reader);
+    }
+    assert_eq!(checked, READERS);
     Ok(())
+}
+
+async fn served_sent(handle: std::thread::JoinHandle<Served>) -> anyhow::Result<usize> {
+    Ok(served(handle).await?.sent)
 }
 
 /// Serve one answer: `headers` (with the body's length) and `body`; the request's head is
@@ -143,7 +210,7 @@ async fn the_panel_asks_for_gzip_and_bounds_what_it_unpacks() -> anyhow::Result<
     let bomb = gzip(&vec![b'0'; 64 << 20])?;
     assert!(bomb.len() < 1 << 20, "{} bytes", bomb.len());
     let (url, server) = one_answer(GZIP, bomb)?;
-    let error = scrape_error(&url).await?;
+    let error = ask("exporter", &url).await?;
     assert!(
         error.ends_with("answer larger than 32 MiB, refused"),
         "{error}"

@@ -2,7 +2,7 @@
 //! default metrics, which include replication) against the same real primary and two
 //! streaming replicas. Measures scrape latency over many scrapes, RSS, and CPU time.
 //!
-//! Run with `exporter/benches/run-pg-benchmark` (writes the table into BENCHMARKS.md), or
+//! Run with `exporter/benches/run-pg-benchmark` (prints the table BENCHMARKS.md shows), or
 //! `cargo bench -p surge-exporter --bench pg_exporters` to print it.
 
 use std::process::Command;

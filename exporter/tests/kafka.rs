@@ -234,26 +234,21 @@ async fn requests_per_cycle_do_not_grow_with_partitions() -> anyhow::Result<()> 
         e.value("surge_kafka_requests", &[("api", api)])
             .unwrap_or(0.0)
     };
-    // Warm up (connections, first discovery), then count over cycles once stats caught up.
-    for e in [&small, &large] {
-        assert!(e.cycle().await, "{:?}", e.last_error("kafka", "local"));
-    }
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    for e in [&small, &large] {
-        e.cycle().await;
+    // Warm up (connections, first discovery, coordinators found), then count over cycles:
+    // the exporter's own client counts each request as it sends it.
+    for _ in 0..2 {
+        for e in [&small, &large] {
+            assert!(e.cycle().await, "{:?}", e.last_error("kafka", "local"));
+        }
     }
     let before: Vec<(f64, f64)> = [&small, &large]
         .iter()
         .map(|e| (requests(e, "ListOffsets"), requests(e, "OffsetFetch")))
         .collect();
-    for _ in 0..3 {
+    for _ in 0..4 {
         for e in [&small, &large] {
             assert!(e.cycle().await);
         }
-    }
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    for e in [&small, &large] {
-        e.cycle().await;
     }
     let delta: Vec<(f64, f64)> = [&small, &large]
         .iter()
@@ -386,10 +381,13 @@ async fn live_rare_committer_keeping_pace_is_neither_growing_nor_stalled() -> an
 
     let broker = KafkaBroker::start()?;
     broker.create_topic("order-placed", 2)?;
+    let (interval, window) = (Duration::from_secs(2), Duration::from_secs(24));
     let exporter = Exporter::from_toml(&format!(
-        "[kafka]\ninterval = \"2s\"\ntimeout = \"2s\"\ndiscovery_interval = \"2s\"\nwindow = \"24s\"\n\
+        "[kafka]\ninterval = \"{}s\"\ntimeout = \"2s\"\ndiscovery_interval = \"2s\"\nwindow = \"{}s\"\n\
          rate_window = \"5s\"\nstall_after = \"3s\"\n\
          [[kafka.clusters]]\nname = \"local\"\nbootstrap_servers = \"{}\"\n",
+        interval.as_secs(),
+        window.as_secs(),
         broker.bootstrap()
     ))?;
     let served = common::Served::start(exporter).await?;
@@ -438,7 +436,9 @@ async fn live_rare_committer_keeping_pace_is_neither_growing_nor_stalled() -> an
     served.wait_for("the group's lag", Duration::from_secs(30), |b| {
         series(b, "surge_kafka_group_topic_lag", "").is_some()
     })?;
-    tokio::time::sleep(Duration::from_secs(26)).await;
+    // Not a wait on a condition: the trend judges over its window, so the observation starts
+    // once a whole window (and the collection that fills it) has passed since the first lag.
+    tokio::time::sleep(window + interval).await;
     let mut lags = Vec::new();
     let mut states = Vec::new();
     let observe_until = std::time::Instant::now() + Duration::from_secs(40);

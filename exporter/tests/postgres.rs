@@ -1,11 +1,41 @@
-//! PostgreSQL source against a real primary and two streaming replicas.
+//! PostgreSQL source against a real primary and streaming replicas, on every supported major
+//! (13 to 18): the same ground truth each time.
 
 use surge_testkit::exporter as common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::Exporter;
 use surge_servers::PgCluster;
+use surge_servers::postgres::SUPPORTED_MAJORS;
+
+/// One module of tests per major; the list must be [`SUPPORTED_MAJORS`] (checked below).
+macro_rules! on_every_major {
+    ($($module:ident: $major:literal),* $(,)?) => {
+        const TESTED_MAJORS: &[u32] = &[$($major),*];
+        $(mod $module {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn replication_lag_is_honest_across_pause_outage_and_recovery(
+            ) -> anyhow::Result<()> {
+                super::replication_lag_is_honest(surge_servers::PgCluster::start_major($major, 2)?)
+                    .await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn connections_match_the_ones_opened_by_state_and_database(
+            ) -> anyhow::Result<()> {
+                super::connections_match(surge_servers::PgCluster::start_major($major, 1)?).await
+            }
+        })*
+    };
+}
+
+on_every_major!(pg13: 13, pg14: 14, pg15: 15, pg16: 16, pg17: 17, pg18: 18);
+
+#[test]
+fn every_supported_major_is_tested() {
+    assert_eq!(TESTED_MAJORS, SUPPORTED_MAJORS);
+}
 
 fn config(cluster: &PgCluster, password_file: &std::path::Path) -> anyhow::Result<String> {
     let mut text = String::from(
@@ -36,22 +66,85 @@ fn write_rows(cluster: &PgCluster, rows: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replication_lag_is_honest_across_pause_outage_and_recovery() -> anyhow::Result<()> {
-    let mut cluster = PgCluster::start(2)?;
+/// What a replica has replayed against what its primary has written, read by the test itself.
+fn caught_up(cluster: &PgCluster, replica: &str) -> anyhow::Result<(String, bool)> {
+    let written = cluster.psql("primary", "SELECT pg_current_wal_lsn()")?;
+    let replayed = cluster.psql(
+        replica,
+        &format!("SELECT pg_last_wal_replay_lsn() >= '{written}'::pg_lsn"),
+    )?;
+    Ok((written, replayed == "t"))
+}
+
+/// Cycle until `done` holds (a condition on the exporter's samples), at most `timeout`.
+async fn cycle_until(
+    exporter: &Exporter,
+    what: &str,
+    timeout: Duration,
+    done: impl Fn(&Exporter) -> bool,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        exporter.cycle().await;
+        if done(exporter) {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{what}: not after {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn replication_lag_is_honest(mut cluster: PgCluster) -> anyhow::Result<()> {
     let secrets = tempfile::tempdir()?;
     let password_file = secrets.path().join("pg-password");
     std::fs::write(&password_file, format!("{}\n", cluster.monitor_password()))?;
     let exporter = Exporter::from_toml(&config(&cluster, &password_file)?)?;
     // The first reads of the catalogs set hint bits, which wal_log_hints (on, as pg_rewind and
     // CloudNativePG need) writes to WAL: let that reach the replicas before calling it idle.
+    let first_cycle = Instant::now();
     exporter.cycle().await;
     cluster.wait_caught_up("replica1", Duration::from_secs(10))?;
     cluster.wait_caught_up("replica2", Duration::from_secs(10))?;
 
-    // Idle: everything up but the bad password, zero lag, and replica lag not growing.
+    // Idle: everything up but the bad password, and each replica's lag against what the test
+    // reads itself around the cycle: 0 when it had replayed everything the primary wrote and
+    // nothing was written meanwhile; otherwise (background WAL: checkpoints, hint bits) no
+    // more than the time since the cycle before, when it was seen fresh. Over 3 cycles and
+    // at least 1.4 s, so a lag that counted wall-clock time since the last replayed commit
+    // (what an idle replica's naive lag does) would show.
+    let idle_since = Instant::now();
+    let mut previous = first_cycle;
+    let mut zero_checked = 0;
     for _ in 0..3 {
+        let around: Vec<(String, bool)> = ["replica1", "replica2"]
+            .iter()
+            .map(|r| caught_up(&cluster, r))
+            .collect::<anyhow::Result<_>>()?;
+        let started = Instant::now();
         assert!(!exporter.cycle().await, "bad-password target must fail");
+        let after: Vec<(String, bool)> = ["replica1", "replica2"]
+            .iter()
+            .map(|r| caught_up(&cluster, r))
+            .collect::<anyhow::Result<_>>()?;
+        for (i, t) in ["replica1", "replica2"].iter().enumerate() {
+            let lag = exporter
+                .value("surge_postgres_replay_lag_seconds", &[("target", t)])
+                .unwrap_or(-1.0);
+            let quiet = around[i].1 && after[i].1 && around[i].0 == after[i].0;
+            if quiet {
+                assert_eq!(lag, 0.0, "idle {t}: replayed everything at {}", after[i].0);
+                zero_checked += 1;
+            } else {
+                let bound = (started - previous).as_secs_f64() + started.elapsed().as_secs_f64();
+                assert!(
+                    (0.0..=bound).contains(&lag),
+                    "idle {t}: lag {lag} s, more than the {bound:.2} s since it was seen fresh ({:?} → {:?})",
+                    around[i],
+                    after[i]
+                );
+            }
+        }
+        previous = started;
         for t in ["primary", "replica1", "replica2"] {
             assert_eq!(
                 exporter.up("postgres", t),
@@ -59,9 +152,7 @@ async fn replication_lag_is_honest_across_pause_outage_and_recovery() -> anyhow:
                 "{t}: {:?}",
                 exporter.last_error("postgres", t)
             );
-            let lag = exporter.value("surge_postgres_replay_lag_seconds", &[("target", t)]);
             if t != "primary" {
-                assert_eq!(lag, Some(0.0), "idle {t} lag");
                 assert_eq!(
                     exporter.value("surge_postgres_wal_receiver_streaming", &[("target", t)]),
                     Some(1.0)
@@ -94,6 +185,12 @@ async fn replication_lag_is_honest_across_pause_outage_and_recovery() -> anyhow:
         );
         tokio::time::sleep(Duration::from_millis(700)).await;
     }
+    assert!(idle_since.elapsed() >= Duration::from_millis(1400));
+    // Background WAL on an idle replica is rare: most readings were quiet ones.
+    assert!(
+        zero_checked >= 3,
+        "only {zero_checked} of 6 idle readings were quiet"
+    );
     assert_eq!(exporter.up("postgres", "bad-password"), Some(false));
     let error = exporter
         .last_error("postgres", "bad-password")
@@ -121,10 +218,20 @@ async fn replication_lag_is_honest_across_pause_outage_and_recovery() -> anyhow:
         exporter.value("surge_postgres_replay_paused", &[("target", "replica1")]),
         Some(1.0)
     );
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // More writes while paused, until the paused replica's lag has grown past a second.
     write_rows(&cluster, 2000)?;
     cluster.wait_caught_up("replica2", Duration::from_secs(10))?;
-    exporter.cycle().await;
+    let replica1 = [("target", "replica1")];
+    cycle_until(
+        &exporter,
+        "replica1's lag past 1 s",
+        Duration::from_secs(10),
+        |e| {
+            e.value("surge_postgres_replay_lag_seconds", &replica1)
+                .is_some_and(|s| s >= 1.0)
+        },
+    )
+    .await?;
     let bytes_2 = exporter
         .value("surge_postgres_replica_lag_bytes", &paused)
         .unwrap_or(0.0);
@@ -226,21 +333,29 @@ async fn replication_lag_is_honest_across_pause_outage_and_recovery() -> anyhow:
     // Primary gone: replicas' receivers stop, receive == replay, and yet lag must grow
     // (postgres_exporter reports 0 here).
     cluster.stop_node("primary")?;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    exporter.cycle().await;
+    let receiving = [("target", "replica1")];
+    cycle_until(
+        &exporter,
+        "replica1's receiver stopped",
+        Duration::from_secs(30),
+        |e| e.value("surge_postgres_wal_receiver_streaming", &receiving) == Some(0.0),
+    )
+    .await?;
     let first = exporter
-        .value(
-            "surge_postgres_replay_lag_seconds",
-            &[("target", "replica1")],
-        )
+        .value("surge_postgres_replay_lag_seconds", &receiving)
         .unwrap_or(-1.0);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    exporter.cycle().await;
+    cycle_until(
+        &exporter,
+        "replica1's lag growing past 1 s",
+        Duration::from_secs(10),
+        |e| {
+            e.value("surge_postgres_replay_lag_seconds", &receiving)
+                .is_some_and(|s| s > first && s >= 1.0)
+        },
+    )
+    .await?;
     let second = exporter
-        .value(
-            "surge_postgres_replay_lag_seconds",
-            &[("target", "replica1")],
-        )
+        .value("surge_postgres_replay_lag_seconds", &receiving)
         .unwrap_or(-1.0);
     assert_eq!(exporter.up("postgres", "primary"), Some(false));
     assert_eq!(
@@ -259,13 +374,11 @@ async fn replication_lag_is_honest_across_pause_outage_and_recovery() -> anyhow:
 
 /// Connections counted against the ones this test opens (the ground truth), on the primary
 /// and on a replica, with the longest idle transaction and lock wait bracketed by the wall
-/// clock around the cycle that read them.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_match_the_ones_opened_by_state_and_database() -> anyhow::Result<()> {
+/// clock around the cycle that read them (on 13, which has no `pg_locks.waitstart`, the wait
+/// is bounded by the waiting query's start).
+async fn connections_match(cluster: PgCluster) -> anyhow::Result<()> {
     use sqlx::{Connection, Executor, PgConnection};
-    use std::time::Instant;
 
-    let cluster = PgCluster::start(1)?;
     let secrets = tempfile::tempdir()?;
     let password_file = secrets.path().join("pg-password");
     std::fs::write(&password_file, format!("{}\n", cluster.monitor_password()))?;
@@ -324,6 +437,20 @@ async fn connections_match_the_ones_opened_by_state_and_database() -> anyhow::Re
     for _ in 0..3 {
         on_replica.push(PgConnection::connect(&probe("replica1")?).await?);
     }
+    // The waiter's query has reached the server and waits on the lock.
+    surge_servers::wait_until(
+        "the waiter blocked on the lock",
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || {
+            Ok(cluster.psql_in(
+                "primary",
+                "probe",
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = 'probe' AND wait_event_type = 'Lock'",
+            )? == "1")
+        },
+    )?;
+    // Ages measured must be well past the bracket's ±0.5 s slack, so a wrong clock shows.
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     let before = (idle_since.elapsed(), waiting_since.elapsed());
@@ -361,13 +488,19 @@ async fn connections_match_the_ones_opened_by_state_and_database() -> anyhow::Re
         exporter.value("surge_postgres_max_connections", &[("target", "primary")]),
         Some(setting("max_connections")?)
     );
+    // `reserved_connections` (for pg_use_reserved_connections roles) came with 16.
+    let reserved = setting("superuser_reserved_connections")?
+        + if cluster.major() >= 16 {
+            setting("reserved_connections")?
+        } else {
+            0.0
+        };
     assert_eq!(
         exporter.value(
             "surge_postgres_reserved_connections",
             &[("target", "primary")]
         ),
-        Some(setting("superuser_reserved_connections")?),
-        "PostgreSQL 15 has no reserved_connections"
+        Some(reserved)
     );
 
     // Release: the lock is granted, transactions end, the probe's states drain to 0.
@@ -403,5 +536,33 @@ async fn connections_match_the_ones_opened_by_state_and_database() -> anyhow::Re
             "{family}"
         );
     }
+    Ok(())
+}
+
+/// A server older than 13 is refused by name: its target is down with the reason, and nothing
+/// else of it is exported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgresql_12_is_refused_by_name() -> anyhow::Result<()> {
+    let cluster = PgCluster::start_major(12, 0)?;
+    let secrets = tempfile::tempdir()?;
+    let password_file = secrets.path().join("pg-password");
+    std::fs::write(&password_file, cluster.monitor_password())?;
+    let exporter = Exporter::from_toml(&format!(
+        "[postgres]\ninterval = \"1s\"\ntimeout = \"1s\"\n\
+         [[postgres.targets]]\nname = \"old\"\ndsn = \"{}\"\npassword_file = \"{}\"\n",
+        cluster.monitor_dsn("primary")?,
+        password_file.display()
+    ))?;
+    assert!(!exporter.cycle().await);
+    assert_eq!(exporter.up("postgres", "old"), Some(false));
+    let error = exporter.last_error("postgres", "old").unwrap_or_default();
+    assert!(
+        error.contains("PostgreSQL 12 is not supported; surge-exporter needs 13 or newer"),
+        "{error}"
+    );
+    assert_eq!(
+        exporter.value("surge_postgres_is_replica", &[("target", "old")]),
+        None
+    );
     Ok(())
 }

@@ -51,6 +51,8 @@ async fn busy_replica_reads_about_one_core_and_sleeping_one_zero() -> anyhow::Re
         None
     );
 
+    // A measuring window, not a wait: CPU is the difference between two cycles, and 2 s is
+    // 200 clock ticks, fine enough for the 0.5 to 1.1 cores asserted below.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(exporter.cycle().await);
     let busy_cores = exporter

@@ -135,7 +135,7 @@ catalogue! {
         GROUP_STATE = gauge "surge_kafka_group_state" [cluster, group, state]
             "1 for the consumer group's state (Stable, Empty, PreparingRebalance, CompletingRebalance, Dead, Unknown), 0 for the others.";
         REQUESTS = counter "surge_kafka_requests" [cluster, api]
-            "Kafka protocol requests sent by the exporter, by API, as counted by librdkafka.";
+            "Kafka protocol requests sent by the exporter, by API, counted as each is sent.";
         CLAMPED = counter "surge_kafka_lag_clamped" [cluster, group, topic]
             "Partition lags clamped to 0 because the committed offset was past the log end read before it.";
         GROUP_ERRORS = counter "surge_kafka_group_errors" [cluster, group, api]

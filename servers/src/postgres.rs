@@ -1,5 +1,10 @@
-//! A PostgreSQL primary with streaming replicas on loopback ports, built with `initdb` and
-//! `pg_basebackup -R -C -S <slot>` like a real deployment.
+//! A PostgreSQL primary with streaming replicas on loopback ports, of any supported major.
+//!
+//! Every node starts from one data directory made by `initdb` once per run and major (a
+//! template under the system's temporary directory): the primary is a copy of it, and so is
+//! each standby, with `standby.signal`, `primary_conninfo` and a physical replication slot of
+//! its own — a cold base backup taken before the primary ever ran, so it streams from the
+//! primary's first WAL record. That replaces an `initdb` and a `pg_basebackup` per node.
 //!
 //! PostgreSQL refuses to run as root: when we are root, every server command runs as the
 //! `postgres` user on directories it owns.
@@ -53,7 +58,7 @@ impl PgNode {
 /// Primary + streaming replicas. Dropping it stops every server and deletes the data.
 #[derive(Debug)]
 pub struct PgCluster {
-    bin: PathBuf,
+    binaries: PgBinaries,
     run_as: Option<(u32, u32)>,
     nodes: Vec<PgNode>,
     /// The node that takes writes (changes with [`PgCluster::fail_over`]).
@@ -72,24 +77,55 @@ impl PgCluster {
 
     /// Like `start`, in `root` (which must not hold a cluster yet).
     pub fn start_in(root: Workdir, replicas: usize) -> anyhow::Result<PgCluster> {
-        let bin = bin_dir()?;
+        Self::start_with(PgBinaries::installed()?, root, replicas)
+    }
+
+    /// Like `start`, on PostgreSQL `major` (one of [`SUPPORTED_MAJORS`]).
+    pub fn start_major(major: u32, replicas: usize) -> anyhow::Result<PgCluster> {
+        Self::start_with(
+            PgBinaries::major(major)?,
+            Workdir::temp(&format!("surge-pg{major}-"))?,
+            replicas,
+        )
+    }
+
+    /// A cluster of `binaries` in `root` (which must not hold a cluster yet).
+    pub fn start_with(
+        binaries: PgBinaries,
+        root: Workdir,
+        replicas: usize,
+    ) -> anyhow::Result<PgCluster> {
         let run_as = server_user()?;
         if let Some((uid, gid)) = run_as {
             std::os::unix::fs::chown(root.path(), Some(uid), Some(gid))?;
         }
+        let template = template(&binaries, run_as)?;
         let mut cluster = PgCluster {
-            bin,
+            binaries,
             run_as,
             nodes: Vec::new(),
             primary: "primary".into(),
             monitor_password: generate_password()?,
             root,
         };
-        cluster.init_primary()?;
-        for i in 1..=replicas {
-            cluster.add_replica(&format!("replica{i}"))?;
+        let standbys: Vec<String> = (1..=replicas).map(|i| format!("replica{i}")).collect();
+        // Every copy first: a standby is the template as it was before the primary started.
+        for name in std::iter::once("primary").chain(standbys.iter().map(String::as_str)) {
+            copy_dir(&template, &cluster.root.path().join(name))?;
+        }
+        cluster.start_primary(&standbys)?;
+        for name in &standbys {
+            cluster.start_standby(name)?;
+        }
+        for name in &standbys {
+            cluster.wait_streaming(name, Duration::from_secs(30))?;
         }
         Ok(cluster)
+    }
+
+    /// The PostgreSQL major version this cluster runs.
+    pub fn major(&self) -> u32 {
+        self.binaries.major
     }
 
     pub fn root(&self) -> &Path {
@@ -154,7 +190,7 @@ impl PgCluster {
 
     /// psql as superuser on `name`, unaligned and tuples-only, stopping at the first error.
     fn psql_command(&self, name: &str) -> anyhow::Result<Command> {
-        let mut cmd = Command::new(self.bin.join("psql"));
+        let mut cmd = Command::new(self.binaries.client.join("psql"));
         cmd.args(["-X", "-At", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
             .args(["-U", "postgres", "-p"])
             .arg(self.port(name)?.to_string());
@@ -388,78 +424,40 @@ impl PgCluster {
         })
     }
 
-    fn init_primary(&mut self) -> anyhow::Result<()> {
+    /// The primary, from its copy of the template: the monitoring role and one physical slot
+    /// per standby (reserving WAL from the template's checkpoint, where the standbys start).
+    fn start_primary(&mut self, standbys: &[String]) -> anyhow::Result<()> {
         let name = "primary";
-        let data_dir = self.root.path().join(name);
-        let mut initdb = self.server_command("initdb");
-        initdb
-            .args([
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "--no-sync",
-                "--encoding=UTF8",
-                "--locale=C",
-                "-D",
-            ])
-            .arg(&data_dir);
-        run("initdb", initdb)?;
-        let conf = "\n# surge-servers\n\
-            listen_addresses = '127.0.0.1'\n\
-            unix_socket_directories = ''\n\
-            wal_level = replica\n\
-            max_wal_senders = 10\n\
-            max_replication_slots = 10\n\
-            hot_standby = on\n\
-            fsync = off\n\
-            wal_log_hints = on\n\
-            shared_buffers = 32MB\n\
-            max_connections = 300\n\
-            wal_receiver_status_interval = 1s\n\
-            logging_collector = off\n";
-        append(&data_dir.join("postgresql.conf"), conf)?;
-        let hba = "\n# surge-servers: superuser and replication trusted on loopback,\n\
-            # everyone else (the monitoring role) must authenticate.\n\
-            host replication all 127.0.0.1/32 trust\n\
-            host all postgres 127.0.0.1/32 trust\n\
-            host all all 127.0.0.1/32 scram-sha-256\n";
-        std::fs::write(data_dir.join("pg_hba.conf"), hba)?;
-        self.chown_tree(&data_dir)?;
-        self.launch(name, data_dir)?;
-        self.psql(
-            name,
-            &format!(
-                "CREATE ROLE {MONITOR_ROLE} LOGIN PASSWORD '{}'; GRANT pg_monitor TO {MONITOR_ROLE};",
-                self.monitor_password
-            ),
-        )?;
+        self.launch(name, self.root.path().join(name))?;
+        let mut sql = format!(
+            "CREATE ROLE {MONITOR_ROLE} LOGIN PASSWORD '{}'; GRANT pg_monitor TO {MONITOR_ROLE};",
+            self.monitor_password
+        );
+        for standby in standbys {
+            sql.push_str(&format!(
+                " SELECT pg_create_physical_replication_slot('{standby}', true);"
+            ));
+        }
+        self.psql(name, &sql)?;
         Ok(())
     }
 
-    fn add_replica(&mut self, name: &str) -> anyhow::Result<()> {
+    /// A standby from its copy of the template, streaming from the primary through its slot.
+    fn start_standby(&mut self, name: &str) -> anyhow::Result<()> {
         let primary_port = self.port("primary")?;
         let data_dir = self.root.path().join(name);
-        let mut backup = self.server_command("pg_basebackup");
-        backup
-            .arg("-d")
-            .arg(format!(
-                "host=127.0.0.1 port={primary_port} user=postgres application_name={name}"
-            ))
-            .args([
-                "-R",
-                "-C",
-                "-S",
-                name,
-                "--checkpoint=fast",
-                "--no-sync",
-                "-X",
-                "stream",
-                "-D",
-            ])
-            .arg(&data_dir);
-        run(&format!("pg_basebackup for {name}"), backup)?;
-        self.launch(name, data_dir)?;
-        self.wait_streaming(name, Duration::from_secs(30))
+        append(
+            &data_dir.join("postgresql.auto.conf"),
+            &format!(
+                "primary_conninfo = 'host=127.0.0.1 port={primary_port} user=postgres application_name={name}'\n\
+                 primary_slot_name = '{name}'\n"
+            ),
+        )?;
+        std::fs::write(data_dir.join("standby.signal"), "")?;
+        for file in ["postgresql.auto.conf", "standby.signal"] {
+            self.chown_tree(&data_dir.join(file))?;
+        }
+        self.launch(name, data_dir)
     }
 
     /// Start a new node's server on a free port and wait until it accepts connections.
@@ -492,7 +490,7 @@ impl PgCluster {
 
     fn wait_accepting(&mut self, name: &str) -> anyhow::Result<()> {
         let port = self.port(name)?;
-        let isready = self.bin.join("pg_isready");
+        let isready = self.binaries.client.join("pg_isready");
         let result = wait_until(
             &format!("postgres {name} on port {port}"),
             Duration::from_secs(30),
@@ -517,27 +515,118 @@ impl PgCluster {
 
     /// A command for a PostgreSQL server binary, run as `postgres` when we are root.
     fn server_command(&self, program: &str) -> Command {
-        let mut cmd = Command::new(self.bin.join(program));
-        if let Some((uid, gid)) = self.run_as {
-            cmd.uid(uid).gid(gid);
-        }
-        // initdb and friends refuse to run if HOME points somewhere unreadable.
-        cmd.env("HOME", self.root.path()).env_remove("PGDATA");
-        cmd
+        server_command(&self.binaries, self.run_as, program, self.root.path())
     }
 
     fn chown_tree(&self, path: &Path) -> anyhow::Result<()> {
-        let Some((uid, gid)) = self.run_as else {
-            return Ok(());
-        };
-        std::os::unix::fs::chown(path, Some(uid), Some(gid))?;
-        if path.is_dir() {
-            for entry in std::fs::read_dir(path)? {
-                self.chown_tree(&entry?.path())?;
-            }
-        }
-        Ok(())
+        chown_tree(self.run_as, path)
     }
+}
+
+/// A command for a server binary of `binaries`, run as `postgres` (`run_as`) when we are root,
+/// with `home` as its HOME.
+fn server_command(
+    binaries: &PgBinaries,
+    run_as: Option<(u32, u32)>,
+    program: &str,
+    home: &Path,
+) -> Command {
+    let mut cmd = Command::new(binaries.server.join(program));
+    if let Some((uid, gid)) = run_as {
+        cmd.uid(uid).gid(gid);
+    }
+    // initdb and friends refuse to run if HOME points somewhere unreadable.
+    cmd.env("HOME", home).env_remove("PGDATA");
+    cmd
+}
+
+fn chown_tree(run_as: Option<(u32, u32)>, path: &Path) -> anyhow::Result<()> {
+    let Some((uid, gid)) = run_as else {
+        return Ok(());
+    };
+    std::os::unix::fs::chown(path, Some(uid), Some(gid))?;
+    if path.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            chown_tree(run_as, &entry?.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Settings of every node (the port is given on the command line). SCRAM passwords on every
+/// major (13 and older default to md5, which the HBA rules below refuse).
+const SERVER_CONF: &str = "\n# surge-servers\n\
+    listen_addresses = '127.0.0.1'\n\
+    unix_socket_directories = ''\n\
+    wal_level = replica\n\
+    max_wal_senders = 10\n\
+    max_replication_slots = 10\n\
+    hot_standby = on\n\
+    fsync = off\n\
+    wal_log_hints = on\n\
+    shared_buffers = 32MB\n\
+    max_connections = 300\n\
+    wal_receiver_status_interval = 1s\n\
+    logging_collector = off\n\
+    password_encryption = 'scram-sha-256'\n";
+
+/// Superuser and replication trusted on loopback, everyone else (the monitoring role) must
+/// authenticate.
+const SERVER_HBA: &str = "\n# surge-servers: superuser and replication trusted on loopback,\n\
+    # everyone else (the monitoring role) must authenticate.\n\
+    host replication all 127.0.0.1/32 trust\n\
+    host all postgres 127.0.0.1/32 trust\n\
+    host all all 127.0.0.1/32 scram-sha-256\n";
+
+/// The data directory every node of `binaries` starts from: `initdb` and the settings above,
+/// never started. Made once per run (one per server build and settings, under the system's
+/// temporary directory) and shared by every test process: built aside and renamed into place,
+/// so a concurrent builder's copy is simply dropped.
+fn template(binaries: &PgBinaries, run_as: Option<(u32, u32)>) -> anyhow::Result<PathBuf> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (&binaries.server, &binaries.version, SERVER_CONF, SERVER_HBA).hash(&mut hasher);
+    let parent = std::env::temp_dir().join("surge-pg-templates");
+    let ready = parent.join(format!("{}-{:016x}", binaries.major, hasher.finish()));
+    if ready.join("PG_VERSION").is_file() {
+        return Ok(ready);
+    }
+    std::fs::create_dir_all(&parent)?;
+    let building = tempfile::Builder::new()
+        .prefix(".building-")
+        .tempdir_in(&parent)?;
+    chown_tree(run_as, building.path())?;
+    let data_dir = building.path().join("data");
+    let mut initdb = server_command(binaries, run_as, "initdb", building.path());
+    initdb
+        .args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--no-sync",
+            "--encoding=UTF8",
+            "--locale=C",
+            "-D",
+        ])
+        .arg(&data_dir);
+    run(&format!("initdb ({})", binaries.version), initdb)?;
+    append(&data_dir.join("postgresql.conf"), SERVER_CONF)?;
+    std::fs::write(data_dir.join("pg_hba.conf"), SERVER_HBA)?;
+    chown_tree(run_as, &data_dir)?;
+    match std::fs::rename(&data_dir, &ready) {
+        Ok(()) => Ok(ready),
+        // Another process got there first: its template is the same.
+        Err(_) if ready.join("PG_VERSION").is_file() => Ok(ready),
+        Err(e) => Err(anyhow!("keeping the template {}: {e}", ready.display())),
+    }
+}
+
+/// `cp -a`: owners and modes as they are (PostgreSQL insists on its own, 0700).
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    let mut cp = Command::new("cp");
+    cp.arg("-a").arg(from).arg(to);
+    run(&format!("copying {}", from.display()), cp)?;
+    Ok(())
 }
 
 /// A transaction kept open by a psql session ([`PgCluster::hold_transaction`]); dropping it
@@ -582,6 +671,93 @@ fn append(path: &Path, text: &str) -> anyhow::Result<()> {
     let mut file = std::fs::OpenOptions::new().append(true).open(path)?;
     file.write_all(text.as_bytes())?;
     Ok(())
+}
+
+/// The majors Surge supports; the exporter's ground-truth tests run on each.
+pub const SUPPORTED_MAJORS: [u32; 6] = [13, 14, 15, 16, 17, 18];
+
+/// One PostgreSQL build: its server binaries (`postgres`, `initdb`, `pg_ctl`, ...) and the
+/// client tools that drive it (`psql`, `pg_isready`: Debian's, which speak to every
+/// supported major).
+#[derive(Debug, Clone)]
+pub struct PgBinaries {
+    pub major: u32,
+    /// As `postgres --version` says it, e.g. `postgres (PostgreSQL) 17.10`.
+    pub version: String,
+    server: PathBuf,
+    client: PathBuf,
+}
+
+impl PgBinaries {
+    /// `$SURGE_PG_BINDIR`, else the newest Debian server (`/usr/lib/postgresql/<major>/bin`).
+    pub fn installed() -> anyhow::Result<PgBinaries> {
+        PgBinaries::at(bin_dir()?)
+    }
+
+    /// PostgreSQL `major`: Debian's if it has that one, else the build `scripts/install-deps`
+    /// unpacked under `$SURGE_PG_ROOT` (see [`builds_root`]).
+    pub fn major(major: u32) -> anyhow::Result<PgBinaries> {
+        let debian = PathBuf::from(format!("/usr/lib/postgresql/{major}/bin"));
+        let server = if debian.join("postgres").is_file() {
+            debian
+        } else {
+            builds_root().join(major.to_string()).join("bin")
+        };
+        if !server.join("postgres").is_file() {
+            bail!(
+                "PostgreSQL {major} is not installed (no {}); run scripts/install-deps",
+                server.join("postgres").display()
+            );
+        }
+        let binaries = PgBinaries::at(server)?;
+        if binaries.major != major {
+            bail!(
+                "{} is {}, not {major}",
+                binaries.server.display(),
+                binaries.version
+            );
+        }
+        Ok(binaries)
+    }
+
+    fn at(server: PathBuf) -> anyhow::Result<PgBinaries> {
+        let mut cmd = Command::new(server.join("postgres"));
+        cmd.arg("--version");
+        let version = run(&format!("{}/postgres --version", server.display()), cmd)?
+            .trim()
+            .to_string();
+        let major = version
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.split('.').next())
+            .and_then(|m| m.parse().ok())
+            .with_context(|| format!("{}: unreadable version {version:?}", server.display()))?;
+        let client = if server.join("psql").is_file() && server.join("pg_isready").is_file() {
+            server.clone()
+        } else {
+            bin_dir()?
+        };
+        Ok(PgBinaries {
+            major,
+            version,
+            server,
+            client,
+        })
+    }
+}
+
+/// Where `scripts/install-deps` unpacks the PostgreSQL builds Debian lacks, one directory per
+/// major: `$SURGE_PG_ROOT`, else `/opt/surge/postgresql` as root (the `postgres` user must
+/// reach it), else `~/.local/share/surge/postgresql`.
+pub fn builds_root() -> PathBuf {
+    if let Ok(dir) = std::env::var("SURGE_PG_ROOT") {
+        return PathBuf::from(dir);
+    }
+    if sys::is_root() {
+        return PathBuf::from("/opt/surge/postgresql");
+    }
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/".into());
+    PathBuf::from(home).join(".local/share/surge/postgresql")
 }
 
 /// Directory of the PostgreSQL server binaries: `$SURGE_PG_BINDIR`, else the newest

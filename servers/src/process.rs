@@ -16,6 +16,8 @@ pub struct ServerProcess {
     log: PathBuf,
     stop_signal: Signal,
     grace: Duration,
+    /// When the stop signal was sent (a stop then waits from there, without sending it again).
+    stopping: Option<Instant>,
 }
 
 impl ServerProcess {
@@ -37,6 +39,7 @@ impl ServerProcess {
             log: log.to_path_buf(),
             stop_signal: Signal::Term,
             grace: Duration::from_secs(10),
+            stopping: None,
         })
     }
 
@@ -80,15 +83,29 @@ impl ServerProcess {
     }
 
     /// Stop gracefully, then forcibly after the grace time. Idempotent.
+    /// Send the graceful stop signal without waiting, so several servers stop at once; a
+    /// later [`ServerProcess::stop`] (or drop) waits for the exit.
+    pub fn begin_stop(&mut self) {
+        if self.stopping.is_some() {
+            return;
+        }
+        if let Some(child) = self.child.as_mut()
+            && matches!(child.try_wait(), Ok(None))
+        {
+            let _ = sys::send(child.id(), self.stop_signal);
+            self.stopping = Some(Instant::now());
+        }
+    }
+
     pub fn stop(&mut self) {
+        self.begin_stop();
         let Some(mut child) = self.child.take() else {
             return;
         };
         if matches!(child.try_wait(), Ok(Some(_))) {
             return;
         }
-        let _ = sys::send(child.id(), self.stop_signal);
-        let deadline = Instant::now() + self.grace;
+        let deadline = self.stopping.unwrap_or_else(Instant::now) + self.grace;
         while Instant::now() < deadline {
             if matches!(child.try_wait(), Ok(Some(_))) {
                 return;

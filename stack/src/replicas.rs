@@ -115,17 +115,43 @@ impl ReplicaSet {
     /// replicas are waited for until ready; the newest are stopped first.
     pub fn scale_to(&mut self, n: usize) -> anyhow::Result<bool> {
         let before = self.replicas.len();
-        while self.replicas.len() > n {
-            self.replicas.pop();
+        // Stopping: all are signalled before any is waited for (each finishes its work and
+        // leaves its consumer group on its own time).
+        if self.replicas.len() > n {
+            let mut leaving: Vec<Replica> = self.replicas.drain(n..).rev().collect();
+            for replica in &mut leaving {
+                replica.process.begin_stop();
+            }
         }
-        while self.replicas.len() < n {
-            let replica = self.start_one()?;
-            self.replicas.push(replica);
+        // Starting: all are started before any is waited for.
+        let mut starting = Vec::new();
+        while self.replicas.len() + starting.len() < n {
+            starting.push(self.spawn_one()?);
+        }
+        for replica in starting {
+            self.replicas.push(replica.ready()?);
         }
         Ok(before != n)
     }
 
-    fn start_one(&mut self) -> anyhow::Result<Replica> {
+    /// Replace the replicas whose process has exited (killed, crashed) with new ones, as a
+    /// Deployment replaces a pod that died; returns how many were replaced.
+    pub fn replace_exited(&mut self) -> anyhow::Result<usize> {
+        let wanted = self.replicas.len();
+        self.replicas.retain_mut(|r| r.process.is_running());
+        let gone = wanted - self.replicas.len();
+        self.scale_to(wanted)?;
+        Ok(gone)
+    }
+
+    /// Signal every replica to stop, without waiting (a later `scale_to(0)` waits).
+    pub fn begin_stop_all(&mut self) {
+        for replica in &mut self.replicas {
+            replica.process.begin_stop();
+        }
+    }
+
+    fn spawn_one(&mut self) -> anyhow::Result<Starting> {
         let name = format!("{}-{}", self.service.name, self.next_index);
         self.next_index += 1;
         let port = free_port()?;
@@ -135,29 +161,44 @@ impl ReplicaSet {
             .env("SHOP_LISTEN", format!("127.0.0.1:{port}"))
             .env("SHOP_INSTANCE", &name);
         let log = self.dir.join("logs").join(format!("{name}.log"));
-        let mut process = ServerProcess::spawn(&name, cmd, &log)?;
-        let addr = format!("127.0.0.1:{port}");
+        let process = ServerProcess::spawn(&name, cmd, &log)?;
+        let pid_file = self.dir.join("pids").join(format!("{name}.pid"));
+        Ok(Starting(Replica {
+            name,
+            port,
+            process,
+            pid_file,
+        }))
+    }
+}
+
+/// A replica started and not yet ready.
+struct Starting(Replica);
+
+impl Starting {
+    /// Wait until it answers `/readyz`, then publish its pid file (the exporter's process
+    /// source reads those).
+    fn ready(self) -> anyhow::Result<Replica> {
+        let Starting(mut replica) = self;
+        let addr = format!("127.0.0.1:{}", replica.port);
         let ready = wait_until(
-            &name,
+            &replica.name,
             Duration::from_secs(30),
             Duration::from_millis(50),
             || Ok(surge_servers::http::get(&addr, "/readyz", None).is_ok_and(|(s, _, _)| s == 200)),
         );
         if let Err(e) = ready {
-            let running = process.is_running();
+            let running = replica.process.is_running();
             bail!(
                 "{e:#} (running: {running}); log:\n{}",
-                process.log_tail(3000)
+                replica.process.log_tail(3000)
             );
         }
-        let pid_file = self.dir.join("pids").join(format!("{name}.pid"));
-        std::fs::write(&pid_file, format!("{}\n", process.pid().unwrap_or(0)))?;
-        Ok(Replica {
-            name,
-            port,
-            process,
-            pid_file,
-        })
+        std::fs::write(
+            &replica.pid_file,
+            format!("{}\n", replica.process.pid().unwrap_or(0)),
+        )?;
+        Ok(replica)
     }
 }
 
@@ -179,11 +220,15 @@ pub fn nginx_config(listen_port: u16, sets: &[&ReplicaSet]) -> String {
             ));
         }
         out.push_str("    keepalive 64;\n  }\n");
+        // A replica that cannot be reached (or answers 502) is skipped for the next one; a
+        // 503 is the service's own answer, with its reason, and goes to the client as it is
+        // (retried and counted as a failure, every replica's 503 would turn into nginx's
+        // "no live upstreams" 502 while, say, Redis is gone).
         for route in set.service.routes {
             locations.push_str(&format!(
                 "    location {route} {{\n      proxy_pass http://{name};\n      proxy_http_version 1.1;\n      \
                  proxy_set_header Connection \"\";\n      proxy_set_header Host $host;\n      \
-                 proxy_next_upstream error timeout http_502 http_503;\n      \
+                 proxy_next_upstream error timeout http_502;\n      \
                  add_header X-Upstream $upstream_addr always;\n    }}\n"
             ));
         }

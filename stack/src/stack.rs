@@ -496,6 +496,18 @@ impl Stack {
         self.fleet.publish(&sets)
     }
 
+    /// Replace `service`'s replicas that died with new ones and update nginx (a Deployment
+    /// replacing crashed pods); returns how many were replaced.
+    pub fn replace_exited(&self, service: &str) -> anyhow::Result<usize> {
+        let mut sets = lock(&self.fleet.sets);
+        let set = sets
+            .get_mut(service)
+            .with_context(|| format!("no service {service}"))?;
+        let replaced = set.replace_exited()?;
+        self.fleet.publish(&sets)?;
+        Ok(replaced)
+    }
+
     /// Ports of a service's replicas (each answers `/metrics`; nginx's `x-upstream` names one).
     pub fn replica_ports(&self, service: &str) -> Vec<u16> {
         lock(&self.fleet.sets)
@@ -530,8 +542,11 @@ impl Stack {
         self.exporter = None;
         self.prometheus = None;
         self.alertmanager = None;
-        // Services before the things they depend on.
+        // Services before the things they depend on; all told first, then waited for.
         let mut sets = lock(&self.fleet.sets);
+        for set in sets.values_mut() {
+            set.begin_stop_all();
+        }
         for set in sets.values_mut() {
             let _ = set.scale_to(0);
         }

@@ -178,6 +178,34 @@ pub fn keep_consuming(
     }))
 }
 
+/// `group`'s committed offsets on partitions `0..partitions` of `topic` (None where it has
+/// none), asked of the group's coordinator without joining the group.
+pub fn committed(
+    broker: &KafkaBroker,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> anyhow::Result<Vec<Option<i64>>> {
+    let consumer: BaseConsumer = broker
+        .client_config()
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let mut list = TopicPartitionList::new();
+    for p in 0..partitions {
+        list.add_partition(topic, p);
+    }
+    let committed = consumer.committed_offsets(list, Duration::from_secs(10))?;
+    Ok((0..partitions)
+        .map(
+            |p| match committed.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => Some(o),
+                _ => None,
+            },
+        )
+        .collect())
+}
+
 /// Records of `topic` from its beginning, as JSON, read until `done` holds for what was read
 /// (an error naming what was read if `timeout` passes first).
 pub fn read_until(
@@ -210,6 +238,20 @@ pub fn read_until(
         }
     }
     Ok(read)
+}
+
+/// How many partitions `topic` has, from the broker's metadata.
+pub fn partitions(broker: &KafkaBroker, topic: &str) -> anyhow::Result<usize> {
+    let consumer: BaseConsumer = broker.client_config().create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let count = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .map(|t| t.partitions().len())
+        .sum();
+    anyhow::ensure!(count > 0, "{topic}: no partitions in the broker's metadata");
+    Ok(count)
 }
 
 /// How many records `topic` holds (log end minus log start, over its partitions).

@@ -57,11 +57,46 @@ impl Tmux {
         self.run(&["capture-pane", "-p", "-t", session])
     }
 
-    /// Send keys one at a time, with a pause so the program sees each.
+    /// The screen with its colours and attributes as escape sequences.
+    pub fn screen_with_escapes(&self, session: &str) -> anyhow::Result<String> {
+        self.run(&["capture-pane", "-p", "-e", "-t", session])
+    }
+
+    /// A pane variable of `session` (`alternate_on`, `cursor_flag`, `pane_pid`, `pane_tty`).
+    pub fn pane(&self, session: &str, variable: &str) -> anyhow::Result<String> {
+        Ok(self
+            .run(&[
+                "display-message",
+                "-p",
+                "-t",
+                session,
+                &format!("#{{{variable}}}"),
+            ])?
+            .trim()
+            .to_string())
+    }
+
+    /// Append everything the program writes to its terminal to `file`, from now on.
+    pub fn record_output(&self, session: &str, file: &std::path::Path) -> anyhow::Result<()> {
+        self.run(&[
+            "pipe-pane",
+            "-O",
+            "-t",
+            session,
+            &format!("cat >> '{}'", file.display()),
+        ])
+        .map(drop)
+    }
+
+    /// Send keys in order. A terminal program reads Escape and the key right behind it in
+    /// one read as Alt+key, so after an Escape the next key waits 150 ms: what a person's
+    /// typing leaves between them.
     pub fn keys(&self, session: &str, keys: &[&str]) -> anyhow::Result<()> {
         for k in keys {
             self.run(&["send-keys", "-t", session, k])?;
-            std::thread::sleep(Duration::from_millis(150));
+            if *k == "Escape" {
+                std::thread::sleep(Duration::from_millis(150));
+            }
         }
         Ok(())
     }

@@ -9,7 +9,7 @@ use surge_exporter::config::Config;
 use surge_exporter::{Exporter, Running};
 
 use surge_servers::{KafkaBroker, PgCluster};
-use surge_testkit::kafka::{Background, keep_consuming, keep_producing};
+use surge_testkit::kafka::{Background, committed, keep_consuming, keep_producing};
 
 /// surge-exporter on `primary` + `replica1` of `cluster` and cluster "shop" of `broker`,
 /// collecting every second (stall after 3 s), served like the binary does. The monitor
@@ -40,12 +40,23 @@ pub async fn serve_exporter(
 }
 
 /// A live pipeline on `topic` (two partitions, five records each every 200 ms) whose consumer
-/// group `group` keeps up for 5 s and then dies, while the producer goes on: a stall. Returns
-/// the producer.
+/// group `group` keeps up (its commits pass the first 20 records of each partition) and then
+/// dies, while the producer goes on: a stall. Returns the producer.
 pub async fn stall(broker: &KafkaBroker, group: &str, topic: &str) -> anyhow::Result<Background> {
     let producer = keep_producing(broker, topic, 2, 5, Duration::from_millis(200))?;
     let consumer = keep_consuming(broker, group, topic)?;
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    tokio::task::block_in_place(|| {
+        surge_servers::wait_until(
+            &format!("{group} committing on both partitions of {topic}"),
+            Duration::from_secs(30),
+            Duration::from_millis(200),
+            || {
+                Ok(committed(broker, group, topic, 2)?
+                    .iter()
+                    .all(|c| c.is_some_and(|o| o >= 20)))
+            },
+        )
+    })?;
     consumer.stop()?;
     Ok(producer)
 }

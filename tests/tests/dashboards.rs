@@ -6,8 +6,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use anyhow::Context;
 use regex::Regex;
-use serde_json::Value;
+use serde_json::{Value, json};
 use surge_testkit::kafka::BrokerClients;
 use surge_testkit::prom::PromQl;
 use surge_testkit::shop::Shop;
@@ -35,6 +36,60 @@ fn boards() -> anyhow::Result<Vec<(String, Value)>> {
 
 fn panels(board: &Value) -> Vec<&Value> {
     board["panels"].as_array().into_iter().flatten().collect()
+}
+
+/// The provisioning files, as Grafana reads them when `dashboards/` is mounted at
+/// /etc/surge-dashboards (README): a Prometheus datasource whose URL is an environment
+/// reference in a form Grafana expands (`$NAME`, `${NAME}`: no shell-style default), and a
+/// file provider whose path is that folder, holding every board. (Grafana does not run here.)
+#[test]
+fn provisioning_files_point_grafana_at_the_boards_and_prometheus() -> anyhow::Result<()> {
+    let read = |path: &str| -> anyhow::Result<serde_yaml_ng::Value> {
+        Ok(serde_yaml_ng::from_str(&std::fs::read_to_string(
+            repo().join("dashboards/provisioning").join(path),
+        )?)?)
+    };
+    let datasources = read("datasources/prometheus.yml")?;
+    assert_eq!(datasources["apiVersion"], 1);
+    let sources = datasources["datasources"]
+        .as_sequence()
+        .context("no datasources")?;
+    assert_eq!(sources.len(), 1);
+    let prometheus = &sources[0];
+    assert_eq!(prometheus["type"], "prometheus");
+    let url = prometheus["url"].as_str().unwrap_or_default();
+    assert_eq!(url, "${SURGE_PROMETHEUS_URL}");
+    let expandable = Regex::new(r"^\$(\w+|\{\w+\})$")?;
+    assert!(expandable.is_match(url), "Grafana would not expand {url}");
+
+    let providers = read("dashboards/surge.yml")?;
+    let provider = &providers["providers"][0];
+    assert_eq!(provider["type"], "file");
+    let mounted = provider["options"]["path"].as_str().unwrap_or_default();
+    assert_eq!(mounted, "/etc/surge-dashboards");
+    // What Grafana finds there is this folder's boards, each with the datasource variable
+    // that picks a Prometheus datasource.
+    let boards = boards()?;
+    assert_eq!(
+        boards.len(),
+        4,
+        "{:?}",
+        boards.iter().map(|(n, _)| n).collect::<Vec<_>>()
+    );
+    for (name, board) in &boards {
+        let variable = board["templating"]["list"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|v| v["name"] == "datasource")
+            .with_context(|| format!("{name}: no datasource variable"))?;
+        assert_eq!(
+            (&variable["type"], &variable["query"]),
+            (&json!("datasource"), &json!("prometheus")),
+            "{name}"
+        );
+    }
+    Ok(())
 }
 
 #[test]
@@ -286,7 +341,20 @@ fn every_panel_query_returns_data_from_a_real_prometheus() -> anyhow::Result<()>
     for i in 0..300 {
         order(1 + i % 50)?;
     }
-    std::thread::sleep(Duration::from_secs(5));
+    // Prometheus has seen a backlog before payment is scaled back (the local HPA may already
+    // have restarted it, so not necessarily all of it).
+    surge_servers::wait_until(
+        "Prometheus seeing payment's backlog",
+        Duration::from_secs(60),
+        Duration::from_millis(250),
+        || {
+            Ok(prom
+                .value(
+                    "sum(surge_kafka_group_topic_lag{group=\"payment\",topic=\"order-placed\"})",
+                )?
+                .is_some_and(|lag| lag >= 50.0))
+        },
+    )?;
     stack.scale("payment", 2)?;
     // Browse while the backlog drains, until Prometheus has seen a drain ETA (or give up
     // after two minutes and let the panel check below name what is missing).
@@ -301,14 +369,36 @@ fn every_panel_query_returns_data_from_a_real_prometheus() -> anyhow::Result<()>
         std::thread::sleep(Duration::from_millis(500));
         i += 1;
     }
-    std::thread::sleep(Duration::from_secs(10));
 
+    // Every variable and panel has data once rates and ranges have filled in (one minute at
+    // most); what is still missing then is named.
+    let label_values = Regex::new(r"^label_values\((.+), *(\w+)\)$")?;
+    let boards = boards()?;
+    let mut failures = Vec::new();
+    let all_have_data = surge_servers::wait_until(
+        "every variable and panel with data",
+        Duration::from_secs(60),
+        Duration::from_secs(2),
+        || {
+            failures = missing_data(&prom, &boards, &label_values)?;
+            Ok(failures.is_empty())
+        },
+    );
+    assert!(all_have_data.is_ok(), "{}", failures.join("\n"));
+    Ok(())
+}
+
+/// What of the boards' variables and panels has no data in Prometheus over the last 5 minutes.
+fn missing_data(
+    prom: &PromQl,
+    boards: &[(String, Value)],
+    label_values: &Regex,
+) -> anyhow::Result<Vec<String>> {
     let end = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs_f64();
     let mut failures = Vec::new();
-    let label_values = Regex::new(r"^label_values\((.+), *(\w+)\)$")?;
-    for (name, board) in boards()? {
+    for (name, board) in boards {
         // Variables: each query variable must have values; panels then use them all.
         let mut vars = BTreeMap::new();
         for v in board["templating"]["list"].as_array().into_iter().flatten() {
@@ -328,7 +418,7 @@ fn every_panel_query_returns_data_from_a_real_prometheus() -> anyhow::Result<()>
             }
             vars.insert(var, values.join("|"));
         }
-        for p in panels(&board) {
+        for p in panels(board) {
             for t in p["targets"].as_array().into_iter().flatten() {
                 let expr = expand(t["expr"].as_str().unwrap_or_default(), &vars);
                 let series = prom.range(&expr, end - 300.0, end, 5.0)?;
@@ -341,6 +431,5 @@ fn every_panel_query_returns_data_from_a_real_prometheus() -> anyhow::Result<()>
             }
         }
     }
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
-    Ok(())
+    Ok(failures)
 }

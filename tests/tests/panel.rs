@@ -433,7 +433,18 @@ fn keys_in_screen_out_in_a_pseudo_terminal() -> anyhow::Result<()> {
     tmux.keys("panel", &["R"])?;
     tmux.wait_for("panel", "the recording notice", "recording to")?;
     tmux.wait_for("panel", "REC in the header", "● REC")?;
-    std::thread::sleep(Duration::from_secs(2));
+    // Recorded something before it stops: an update flushed to the file.
+    surge_servers::wait_until(
+        "an update recorded",
+        Duration::from_secs(20),
+        Duration::from_millis(200),
+        || {
+            Ok(file_named(dir.path(), "surge-recording-")
+                .ok()
+                .and_then(|f| surge_client::recording::read(&f).ok())
+                .is_some_and(|r| !r.entries.is_empty()))
+        },
+    )?;
     tmux.keys("panel", &["R"])?;
     tmux.wait_for("panel", "the recording stopped", "recording stopped")?;
     let recording = surge_client::recording::read(&file_named(dir.path(), "surge-recording-")?)

@@ -350,6 +350,10 @@ fn a_database_outage_pauses_consumers_without_dead_letters_and_loses_nothing() -
         }
         Ok(())
     };
+    // A negative window: an outage wrongly taken for a failing message would be retried with
+    // backoff (0.2 + 0.4 + 0.8 s) and dead-lettered at its ATTEMPTS-th try, each try refused
+    // at once by the stopped server: within about 2 s. 10 s is five times that.
+    assert_eq!(surge_shop::consumer::ATTEMPTS, 4);
     std::thread::sleep(Duration::from_secs(10));
     no_dead_letters("during the outage")?;
     fixture.stack.postgres.start_node("primary")?;
@@ -364,6 +368,39 @@ fn a_database_outage_pauses_consumers_without_dead_letters_and_loses_nothing() -
         "each order shipped once"
     );
     Ok(())
+}
+
+/// Wait until the `topic` partitions of `service`'s consumer group are all assigned, to exactly
+/// `members` of its running replicas (each replica says how many it holds on `/metrics`).
+fn wait_assigned(
+    stack: &surge_stack::Stack,
+    service: &str,
+    topic: &str,
+    members: usize,
+) -> anyhow::Result<()> {
+    let partitions = surge_testkit::kafka::partitions(&stack.kafka, topic)?;
+    let series =
+        format!("shop_consumer_assigned_partitions{{service=\"{service}\",topic=\"{topic}\"}}");
+    let mut held = Vec::new();
+    surge_servers::wait_until(
+        &format!("{service}'s group holding {topic} in {members} replicas"),
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || {
+            held = stack
+                .replica_ports(service)
+                .iter()
+                .filter_map(|port| {
+                    surge_servers::http::get(&format!("127.0.0.1:{port}"), "/metrics", None)
+                        .ok()
+                        .and_then(|(_, _, body)| surge_testkit::http::series_value(&body, &series))
+                })
+                .filter(|n| *n > 0.0)
+                .collect();
+            Ok(held.len() == members && held.iter().sum::<f64>() == partitions as f64)
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("{e:#}; held: {held:?}"))
 }
 
 #[test]
@@ -410,7 +447,11 @@ fn the_cart_lives_in_redis_and_survives_the_replica_that_served_it() -> anyhow::
         .next()
         .and_then(|p| p.parse().ok())
         .ok_or_else(|| anyhow::anyhow!("x-upstream {served_by:?}"))?;
+    // Killed only once the orders group has settled (both replicas hold partitions of
+    // payment-processed), so what follows does not depend on a rebalance in flight.
+    wait_assigned(stack, "orders", "payment-processed", 2)?;
     stack.kill_replica("orders", port)?;
+    let killed = std::time::Instant::now();
     let (status, now_by, cart) = shop.cart_call(Method::GET, "/cart", &token, None)?;
     assert_eq!(status, 200, "{cart}");
     assert_ne!(
@@ -430,6 +471,17 @@ fn the_cart_lives_in_redis_and_survives_the_replica_that_served_it() -> anyhow::
         (status, &body["items"]),
         (200, &json!([{"product_id": 3, "quantity": 3}]))
     );
+    // The dead replica is replaced, as its Deployment would, and the group settles again with
+    // the new member, so the order's payment-processed is consumed on whichever partition it
+    // lands. tansu, unlike Kafka, does not drop a member that died without leaving when its
+    // session times out; it drops it when a member joins after that, so the replacement comes
+    // once the session timeout has passed since the kill (a window, not a wait on anything).
+    std::thread::sleep(
+        surge_shop::kafka::SESSION_TIMEOUT.saturating_sub(killed.elapsed())
+            + Duration::from_secs(1),
+    );
+    assert_eq!(stack.replace_exited("orders")?, 1);
+    wait_assigned(stack, "orders", "payment-processed", 2)?;
     let (status, _, placed) = shop.cart_call(Method::POST, "/cart/checkout", &token, None)?;
     assert_eq!(status, 202, "{placed}");
     let id = placed["order_id"].as_str().unwrap_or_default().to_string();
@@ -497,7 +549,9 @@ fn a_service_started_before_the_schema_waits_for_it() -> anyhow::Result<()> {
         Duration::from_millis(200),
         || Ok(status("/healthz") == 200),
     )?;
-    std::thread::sleep(Duration::from_secs(3));
+    // A negative window: three of the service's checks for the schema (one per
+    // `CHECK_EVERY`), none of which may end it or make it ready.
+    std::thread::sleep(surge_shop::primary::CHECK_EVERY * 3);
     assert!(catalog.is_running(), "the service exited without a schema");
     assert_eq!(status("/readyz"), 503, "ready without a schema");
 

@@ -315,6 +315,49 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn alerts_with_oversized_labels_are_refused_with_the_reason() {
+        let alert = |labels: serde_json::Value, annotations: serde_json::Value| {
+            json!([{"labels": labels, "annotations": annotations,
+                "startsAt": "2026-11-28T08:00:00Z",
+                "status": {"state": "active", "silencedBy": [], "inhibitedBy": []}}])
+            .to_string()
+        };
+        let at = "x".repeat(crate::model::MAX_LABEL_BYTES);
+        let past = "x".repeat(crate::model::MAX_LABEL_BYTES + 1);
+        // At the limit: read.
+        let fine = alert(
+            json!({"alertname": "A", "job": at}),
+            json!({at.clone(): "s"}),
+        );
+        assert_eq!(parse_alerts(fine.as_bytes()).map(|a| a.len()), Ok(1));
+        // One past, in a label value, an annotation, a label name: refused.
+        let value = alert(json!({"alertname": "A", "job": past}), json!({}));
+        assert_eq!(
+            parse_alerts(value.as_bytes()).err().as_deref(),
+            Some("bad alerts: label job has a value of 4097 bytes (at most 4096)")
+        );
+        let annotation = alert(json!({"alertname": "A"}), json!({"summary": past}));
+        assert_eq!(
+            parse_alerts(annotation.as_bytes()).err().as_deref(),
+            Some("bad alerts: label summary has a value of 4097 bytes (at most 4096)")
+        );
+        let name = alert(json!({"alertname": "A", past.clone(): "v"}), json!({}));
+        assert!(
+            parse_alerts(name.as_bytes())
+                .is_err_and(|e| e.starts_with("bad alerts: a label name of 4097 bytes")),
+        );
+        let many: serde_json::Map<String, serde_json::Value> = (0..=crate::model::MAX_LABELS)
+            .map(|i| (format!("l{i}"), json!("v")))
+            .collect();
+        assert_eq!(
+            parse_alerts(alert(json!(many), json!({})).as_bytes())
+                .err()
+                .as_deref(),
+            Some("bad alerts: a series with 65 labels (at most 64)")
+        );
+    }
+
+    #[test]
     fn silenced_and_inhibited_alerts_are_marked_muted() -> Result<(), String> {
         let body = json!([
             {"labels":{"alertname":"A","severity":"page"},"annotations":{"summary":"s"},

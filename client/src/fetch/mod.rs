@@ -14,7 +14,7 @@ mod update;
 
 pub use self::access::{Access, BasicAuth, Endpoint, SourceClient};
 pub use self::clock::now;
-pub use self::http::{FetchError, http_client, one_line};
+pub use self::http::{FetchError, MAX_ANSWER_BYTES, http_client, one_line};
 pub use self::update::{Command, Update};
 
 use std::time::Duration;

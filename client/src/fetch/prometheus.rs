@@ -540,7 +540,18 @@ mod tests {
 
     #[test]
     fn answers_with_oversized_labels_are_refused_with_the_reason() {
+        // At the limit: read.
+        let at = "x".repeat(crate::model::MAX_LABEL_BYTES);
+        let fine = json!({"status": "success", "data": {"resultType": "vector",
+            "result": [{"metric": {"__name__": "up", "job": at, at.clone(): "v"}, "value": [1, "1"]}]}});
+        assert!(parse_vector(&bytes(&fine)).is_ok());
         let long = "x".repeat(crate::model::MAX_LABEL_BYTES + 1);
+        let named = json!({"status": "success", "data": {"resultType": "vector",
+            "result": [{"metric": {"__name__": "up", long.clone(): "v"}, "value": [1, "1"]}]}});
+        assert!(
+            parse_vector(&bytes(&named))
+                .is_err_and(|e| e.starts_with("a label name of 4097 bytes"))
+        );
         let vector = json!({"status": "success", "data": {"resultType": "vector",
             "result": [{"metric": {"__name__": "up", "job": long}, "value": [1, "1"]}]}});
         assert_eq!(

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::Message;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::producer::FutureProducer;
 use sqlx::postgres::PgPool;
 
@@ -114,6 +114,24 @@ pub struct Consumed {
     pub payload: Vec<u8>,
 }
 
+impl Consumed {
+    /// The dead letter for this message after `attempts` tries that ended in `error`: the
+    /// message itself as JSON when it was JSON, else as text.
+    pub fn dead_letter(&self, error: &str, attempts: u32) -> DeadLetter {
+        let original = serde_json::from_slice(&self.payload).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&self.payload).into_owned())
+        });
+        DeadLetter {
+            error: error.to_string(),
+            source_topic: self.topic.clone(),
+            partition: self.partition,
+            offset: self.offset,
+            attempts,
+            original,
+        }
+    }
+}
+
 /// Where a consumer's messages go when they cannot be handled.
 pub struct DeadLetters {
     pub topic: &'static str,
@@ -152,7 +170,8 @@ where
     Fut: Future<Output = Result<Outcome, Failure>> + Send + 'static,
 {
     let bootstrap = config.require_kafka()?;
-    let consumer = crate::kafka::consumer(bootstrap, group, &config.instance)?;
+    let consumer =
+        crate::kafka::consumer(bootstrap, group, &config.instance, Arc::clone(&metrics))?;
     let dead_letters = DeadLetters {
         topic: dlq,
         producer: crate::kafka::producer(bootstrap)?,
@@ -168,7 +187,7 @@ where
 
 /// Consume `topic` until `stop` flips, handling each message with `handle`.
 pub async fn run<H, Fut>(
-    consumer: StreamConsumer,
+    consumer: crate::kafka::ShopConsumer,
     topic: &'static str,
     dead_letters: DeadLetters,
     metrics: Arc<Metrics>,
@@ -269,7 +288,7 @@ where
                 let poison = matches!(failure, Failure::Poison(_));
                 if poison || attempts >= ATTEMPTS {
                     tracing::warn!(error = %failure, kind = failure.kind(), topic, partition = consumed.partition, offset = consumed.offset, attempts, "dead-lettering");
-                    letter = Some(DeadLetter::of(consumed, &failure.to_string(), attempts));
+                    letter = Some(consumed.dead_letter(&failure.to_string(), attempts));
                     continue;
                 }
                 tracing::debug!(error = %failure, topic, attempts, "handling failed; retrying");

@@ -3,10 +3,13 @@
 
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::StreamConsumer;
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -14,6 +17,9 @@ use serde::Serialize;
 
 /// Partitions per topic: the ceiling on consumer replicas doing useful work.
 pub const PARTITIONS: i32 = 12;
+
+/// How long a consumer may go silent before its group drops it (Kafka's session timeout).
+pub const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn producer(bootstrap: &str) -> anyhow::Result<FutureProducer> {
     Ok(ClientConfig::new()
@@ -26,8 +32,49 @@ pub fn producer(bootstrap: &str) -> anyhow::Result<FutureProducer> {
         .create()?)
 }
 
+/// What a consumer's group does to it: every assignment and revocation is logged and counted in
+/// `shop_consumer_assigned_partitions`, so a group that never settled (a member lost in the
+/// middle of a rebalance waits out its rebalance timeout) is visible.
+pub struct Rebalances {
+    metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl ClientContext for Rebalances {}
+
+impl ConsumerContext for Rebalances {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(assigned) => {
+                let mut topics: BTreeMap<String, usize> = BTreeMap::new();
+                for element in assigned.elements() {
+                    *topics.entry(element.topic().to_string()).or_default() += 1;
+                }
+                for (topic, partitions) in &topics {
+                    tracing::info!(topic, partitions, "partitions assigned");
+                    self.metrics.assigned(topic, *partitions);
+                }
+            }
+            Rebalance::Revoke(revoked) => {
+                for element in revoked.elements() {
+                    self.metrics.assigned(element.topic(), 0);
+                }
+                tracing::info!(partitions = revoked.count(), "partitions revoked");
+            }
+            Rebalance::Error(error) => tracing::warn!(%error, "rebalance failed"),
+        }
+    }
+}
+
+/// A shop consumer: its rebalances observed by [`Rebalances`].
+pub type ShopConsumer = StreamConsumer<Rebalances>;
+
 /// A consumer in `group` that only commits offsets stored after processing.
-pub fn consumer(bootstrap: &str, group: &str, instance: &str) -> anyhow::Result<StreamConsumer> {
+pub fn consumer(
+    bootstrap: &str,
+    group: &str,
+    instance: &str,
+    metrics: Arc<crate::metrics::Metrics>,
+) -> anyhow::Result<ShopConsumer> {
     Ok(ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
@@ -36,8 +83,11 @@ pub fn consumer(bootstrap: &str, group: &str, instance: &str) -> anyhow::Result<
         .set("auto.commit.interval.ms", "1000")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "10000")
-        .create()?)
+        .set(
+            "session.timeout.ms",
+            SESSION_TIMEOUT.as_millis().to_string(),
+        )
+        .create_with_context(Rebalances { metrics })?)
 }
 
 /// Create the pipeline's topics (and DLQs); existing ones are fine.
@@ -88,22 +138,6 @@ pub struct DeadLetter {
     pub offset: i64,
     pub attempts: u32,
     pub original: serde_json::Value,
-}
-
-impl DeadLetter {
-    pub fn of(message: &crate::consumer::Consumed, error: &str, attempts: u32) -> DeadLetter {
-        let original = serde_json::from_slice(&message.payload).unwrap_or_else(|_| {
-            serde_json::Value::String(String::from_utf8_lossy(&message.payload).into_owned())
-        });
-        DeadLetter {
-            error: error.to_string(),
-            source_topic: message.topic.clone(),
-            partition: message.partition,
-            offset: message.offset,
-            attempts,
-            original,
-        }
-    }
 }
 
 /// Publish `letter` to `dlq` under `key`, its provenance also in headers (for tools that read

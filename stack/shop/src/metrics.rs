@@ -43,6 +43,7 @@ pub struct Metrics {
     pub outbox_backlog: Gauge,
     pub provider_attempts: Family<MessageLabels, Counter>,
     pub consumer_paused: Family<TopicLabels, Gauge>,
+    pub consumer_assigned: Family<TopicLabels, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -70,6 +71,7 @@ impl Metrics {
         let outbox_backlog = Gauge::default();
         let provider_attempts = Family::<MessageLabels, Counter>::default();
         let consumer_paused = Family::<TopicLabels, Gauge>::default();
+        let consumer_assigned = Family::<TopicLabels, Gauge>::default();
         root.register(
             "http_requests",
             "HTTP requests answered, by route, method and status.",
@@ -106,6 +108,11 @@ impl Metrics {
             "1 while consumption of the topic waits out an outage (database or broker unreachable), else 0.",
             consumer_paused.clone(),
         );
+        root.register(
+            "consumer_assigned_partitions",
+            "Partitions of the topic its consumer group has assigned to this replica (0 while it has none, e.g. during a rebalance).",
+            consumer_assigned.clone(),
+        );
         Arc::new(Metrics {
             registry: root,
             requests,
@@ -115,6 +122,7 @@ impl Metrics {
             outbox_backlog,
             provider_attempts,
             consumer_paused,
+            consumer_assigned,
         })
     }
 
@@ -133,6 +141,15 @@ impl Metrics {
             topic: topic.to_string(),
         });
         gauge.set(i64::from(paused)) == 1
+    }
+
+    /// How many partitions of `topic` this replica's consumer holds now.
+    pub fn assigned(&self, topic: &str, partitions: usize) {
+        self.consumer_assigned
+            .get_or_create(&TopicLabels {
+                topic: topic.to_string(),
+            })
+            .set(i64::try_from(partitions).unwrap_or(i64::MAX));
     }
 
     pub fn render(&self) -> Response {
