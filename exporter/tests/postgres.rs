@@ -133,6 +133,12 @@ async fn replication_lag_is_honest(mut cluster: PgCluster) -> anyhow::Result<()>
             let quiet = around[i].1 && after[i].1 && around[i].0 == after[i].0;
             if quiet {
                 assert_eq!(lag, 0.0, "idle {t}: replayed everything at {}", after[i].0);
+                // Nothing written meanwhile: everything the sender reported was received.
+                assert_eq!(
+                    exporter.value("surge_postgres_receive_lag_bytes", &[("target", t)]),
+                    Some(0.0),
+                    "idle {t}: receive lag"
+                );
                 zero_checked += 1;
             } else {
                 let bound = (started - previous).as_secs_f64() + started.elapsed().as_secs_f64();
@@ -312,6 +318,27 @@ async fn replication_lag_is_honest(mut cluster: PgCluster) -> anyhow::Result<()>
                 &[("target", "replica1")]
             )
             .is_some()
+    );
+
+    // Its slot keeps the WAL written since: the exporter's figure is positive and no more than
+    // what the primary says the slot holds, read after the cycle.
+    write_rows(&cluster, 2000)?;
+    exporter.cycle().await;
+    let retained = exporter
+        .value(
+            "surge_postgres_replication_slot_retained_bytes",
+            &[("target", "primary"), ("slot", "replica2")],
+        )
+        .unwrap_or(-1.0);
+    let held: f64 = cluster
+        .psql(
+            "primary",
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn) FROM pg_replication_slots WHERE slot_name = 'replica2'",
+        )?
+        .parse()?;
+    assert!(
+        retained > 0.0 && retained <= held,
+        "replica2's slot retains {retained} bytes by the exporter, {held} by the primary"
     );
 
     // Restart: recovers by itself.

@@ -79,7 +79,12 @@ fn the_terminal_is_given_back_on_q_sigint_sigterm_and_sighup() -> anyhow::Result
                 },
             )?;
         }
-        let screen = tmux.wait_for(&session, "the panel gone", "exited")?;
+        // The shell's report: the exit status, then the line settings (`stty -a`, whose local
+        // flags, printed last, include iexten).
+        let screen =
+            tmux.wait_for_screen(&session, "the panel gone", Duration::from_secs(20), |s| {
+                s.contains("exited") && s.contains("iexten")
+            })?;
         assert!(screen.contains("exited 0"), "{how}:\n{screen}");
         assert_eq!(
             tmux.pane(&session, "alternate_on")?,

@@ -134,12 +134,15 @@ pub(crate) fn new_app(settings: &Settings) -> App {
     app
 }
 
-/// The theme asked for, or `mono` under `NO_COLOR`.
+/// The theme asked for, or `mono` under `NO_COLOR`. A theme asked for by name wins over
+/// `NO_COLOR` (as no-color.org asks of flags and config), so the terminal backend is told to
+/// draw its colours even then: crossterm drops every colour under `NO_COLOR` by itself.
 pub(crate) fn theme(settings: &Settings) -> Theme {
-    Theme::resolve(
-        settings.theme,
-        std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
-    )
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    if no_color && settings.theme.is_some() {
+        crossterm::style::force_color_output(true);
+    }
+    Theme::resolve(settings.theme, no_color)
 }
 
 /// The names the store will know each configured source by.
