@@ -593,3 +593,44 @@ async fn postgresql_12_is_refused_by_name() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// A role without `pg_monitor` sees other sessions' rows with their details hidden: each
+/// target is down with the grant it lacks, on the primary and on a replica, never zeros.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_without_pg_monitor_is_told_the_grant_it_lacks() -> anyhow::Result<()> {
+    let cluster = PgCluster::start(1)?;
+    cluster.psql("primary", "CREATE ROLE plain LOGIN PASSWORD 'plain-password'")?;
+    cluster.wait_caught_up("replica1", Duration::from_secs(10))?;
+    let secrets = tempfile::tempdir()?;
+    let password_file = secrets.path().join("pg-password");
+    std::fs::write(&password_file, "plain-password")?;
+    let mut toml = String::from("[postgres]\ninterval = \"1s\"\ntimeout = \"1s\"\n");
+    for name in ["primary", "replica1"] {
+        toml.push_str(&format!(
+            "[[postgres.targets]]\nname = \"{name}\"\ndsn = \"{}\"\npassword_file = \"{}\"\n",
+            cluster.monitor_dsn(name)?.replace("surge_monitor@", "plain@"),
+            password_file.display()
+        ));
+    }
+    let exporter = Exporter::from_toml(&toml)?;
+    // Someone else's session on each server, whose details a plain role may not read.
+    let _held = [
+        cluster.hold_transaction("primary", "SELECT 1")?,
+        cluster.hold_transaction("replica1", "SELECT 1")?,
+    ];
+    assert!(!exporter.cycle().await);
+    for target in ["primary", "replica1"] {
+        assert_eq!(exporter.up("postgres", target), Some(false), "{target}");
+        let error = exporter.last_error("postgres", target).unwrap_or_default();
+        assert!(
+            error.contains("insufficient privilege") && error.contains("grant pg_monitor"),
+            "{target}: {error}"
+        );
+        assert_eq!(
+            exporter.value("surge_postgres_connections", &[("target", target)]),
+            None,
+            "{target}"
+        );
+    }
+    Ok(())
+}

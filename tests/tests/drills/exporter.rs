@@ -51,6 +51,11 @@ fn drill_exporter_killed_pages_and_the_panel_keeps_stale_data() -> anyhow::Resul
                     .is_empty())
         },
     )?;
+    // The recording has judged payment from fresh data (the first verdict replayed below).
+    let fresh = |v: &Verdict| !matches!(v, Verdict::Stale(_) | Verdict::NoData);
+    drill.wait_recorded("payment judged from fresh data", &["payment"], &|seen| {
+        seen[0].iter().any(fresh)
+    })?;
     let fault = Instant::now();
     drill
         .stack
@@ -80,7 +85,6 @@ fn drill_exporter_killed_pages_and_the_panel_keeps_stale_data() -> anyhow::Resul
     let (orders, lost) = drill.audit(Duration::from_secs(120))?;
     // Replayed: payment's verdict was judged, then its last one marked stale while the
     // exporter was dead, then judged again.
-    let fresh = |v: &Verdict| !matches!(v, Verdict::Stale(_) | Verdict::NoData);
     drill.expect_verdicts(
         "payment",
         &[&fresh, &|v| matches!(v, Verdict::Stale(_)), &fresh],

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::json;
 use surge_client::store::{Urgency, Verdict};
-use surge_testkit::kafka::{BrokerClients, read_until, records};
+use surge_testkit::kafka::{BrokerClients, committed, read_until, records};
 use surge_tests::drill::{Drill, FAST, Outcome, group_row};
 
 /// Drill 2: The payment consumer is killed: KafkaConsumerStalled pages, it is restarted, the
@@ -87,8 +87,20 @@ fn drill_broker_stopped_orders_wait_in_the_outbox_and_ship_once() -> anyhow::Res
     for i in 0..5 {
         assert_eq!(drill.order(1 + i)?, 202);
     }
-    // Steady before the fault: monitoring has seen payment consume.
+    // Steady before the fault: monitoring has seen payment consume, and the panel's recording
+    // has judged payment with its lag known (the first of the verdicts replayed below).
     drill.wait_lag_settled("payment")?;
+    let known = |v: &Verdict| !matches!(v, Verdict::KafkaLagUnknown | Verdict::NoData);
+    drill.wait_recorded("payment judged with its lag known", &["payment"], &|seen| {
+        seen[0].iter().any(known)
+    })?;
+    let committed_sum = |drill: &Drill| -> anyhow::Result<i64> {
+        Ok(committed(&drill.stack.kafka, "payment", "order-placed", 12)?
+            .into_iter()
+            .flatten()
+            .sum())
+    };
+    let committed_before = committed_sum(&drill)?;
     let fault = Instant::now();
     drill.stack.kafka.stop();
     let orders = drill.keep_ordering(5);
@@ -114,6 +126,16 @@ fn drill_broker_stopped_orders_wait_in_the_outbox_and_ship_once() -> anyhow::Res
     assert!(waiting > 0, "nothing waited in the outbox");
     let back = Instant::now();
     drill.stack.kafka.restart()?;
+    // How long payment's consumers took to rejoin and commit again: what the 20 s stall
+    // window above has to cover.
+    surge_servers::wait_until(
+        "payment committing again",
+        Duration::from_secs(120),
+        Duration::from_millis(200),
+        || Ok(committed_sum(&drill)? > committed_before),
+    )?;
+    let rejoined = back.elapsed();
+    drill.step("payment committing again");
     let (orders, lost) = drill.audit(Duration::from_secs(180))?;
     let recover = back.elapsed();
     drill.wait_webhook(
@@ -123,11 +145,13 @@ fn drill_broker_stopped_orders_wait_in_the_outbox_and_ship_once() -> anyhow::Res
         Duration::from_secs(120),
     )?;
     let pages = drill.other_pages(&[]);
-    assert!(pages.is_empty(), "the broker outage paged: {pages:#?}");
+    assert!(
+        pages.is_empty(),
+        "the broker outage paged (payment committed again {rejoined:?} after the broker was back): {pages:#?}"
+    );
     // Replayed: payment's lag was known, then unknown while Kafka's numbers were missing
     // (not shown as a stalled or idle group), then known again.
     drill.wait_lag_settled("payment")?;
-    let known = |v: &Verdict| !matches!(v, Verdict::KafkaLagUnknown | Verdict::NoData);
     drill.expect_verdicts(
         "payment",
         &[&known, &|v| matches!(v, Verdict::KafkaLagUnknown), &known],
@@ -136,13 +160,16 @@ fn drill_broker_stopped_orders_wait_in_the_outbox_and_ship_once() -> anyhow::Res
         number: 4,
         title: "broker stopped",
         fault: "tansu stopped",
-        notified: format!("`SurgeSourceDown` warning; {waiting} orders waited in the outbox"),
+        notified: format!(
+            "`SurgeSourceDown` warning; {waiting} orders waited in the outbox; payment committing again {:.1} s after the broker was back",
+            rejoined.as_secs_f64()
+        ),
         detect,
         detect_to: "",
         recover,
         recover_to: "to every order shipped",
         orders: Some((orders, lost)),
-        notes: format!("outbox={waiting}"),
+        notes: format!("outbox={waiting} rejoined={:.1}", rejoined.as_secs_f64()),
     });
     Ok(())
 }
