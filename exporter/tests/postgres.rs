@@ -599,7 +599,10 @@ async fn postgresql_12_is_refused_by_name() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_role_without_pg_monitor_is_told_the_grant_it_lacks() -> anyhow::Result<()> {
     let cluster = PgCluster::start(1)?;
-    cluster.psql("primary", "CREATE ROLE plain LOGIN PASSWORD 'plain-password'")?;
+    cluster.psql(
+        "primary",
+        "CREATE ROLE plain LOGIN PASSWORD 'plain-password'",
+    )?;
     cluster.wait_caught_up("replica1", Duration::from_secs(10))?;
     let secrets = tempfile::tempdir()?;
     let password_file = secrets.path().join("pg-password");
@@ -608,7 +611,9 @@ async fn a_role_without_pg_monitor_is_told_the_grant_it_lacks() -> anyhow::Resul
     for name in ["primary", "replica1"] {
         toml.push_str(&format!(
             "[[postgres.targets]]\nname = \"{name}\"\ndsn = \"{}\"\npassword_file = \"{}\"\n",
-            cluster.monitor_dsn(name)?.replace("surge_monitor@", "plain@"),
+            cluster
+                .monitor_dsn(name)?
+                .replace("surge_monitor@", "plain@"),
             password_file.display()
         ));
     }

@@ -95,10 +95,12 @@ fn drill_broker_stopped_orders_wait_in_the_outbox_and_ship_once() -> anyhow::Res
         seen[0].iter().any(known)
     })?;
     let committed_sum = |drill: &Drill| -> anyhow::Result<i64> {
-        Ok(committed(&drill.stack.kafka, "payment", "order-placed", 12)?
-            .into_iter()
-            .flatten()
-            .sum())
+        Ok(
+            committed(&drill.stack.kafka, "payment", "order-placed", 12)?
+                .into_iter()
+                .flatten()
+                .sum(),
+        )
     };
     let committed_before = committed_sum(&drill)?;
     let fault = Instant::now();
