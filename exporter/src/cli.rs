@@ -1,4 +1,5 @@
-//! Command line: `--config FILE [--listen ADDR:PORT] [--once] [--web.config.file FILE]`.
+//! Command line: `--config FILE [--listen ADDR:PORT] [--once] [--web.config.file FILE]
+//! [--web.max-connections N]`.
 //!
 //! Exit codes: 0 success; 1 a source failed in `--once` or the server stopped on an error;
 //! 2 bad flags or config (one line naming the problem on stderr).
@@ -32,6 +33,9 @@ struct Cli {
     /// exporter-toolkit format; reloaded on SIGHUP and when the file changes.
     #[arg(long = "web.config.file", value_name = "FILE")]
     web_config_file: Option<PathBuf>,
+    /// Connections served at once; more wait to be accepted until one ends.
+    #[arg(long = "web.max-connections", value_name = "N", default_value_t = crate::web::DEFAULT_MAX_CONNECTIONS, value_parser = clap::value_parser!(u16).range(1..))]
+    web_max_connections: u16,
 }
 
 pub fn main() -> ExitCode {
@@ -108,12 +112,18 @@ pub fn main() -> ExitCode {
     let listen = cli.listen.unwrap_or(config.listen());
     let served = runtime.block_on(async {
         let listener = surge_metrics::http::bind(listen).await?;
-        let scheme = match &web {
-            Some(web) if web.current().is_tls() => "https",
-            _ => "http",
+        let web = web
+            .unwrap_or_else(crate::web::WebConfig::plain)
+            .with_max_connections(usize::from(cli.web_max_connections));
+        let scheme = if web.current().is_tls() {
+            "https"
+        } else {
+            "http"
         };
         tracing::info!(%listen, scheme, "serving /metrics");
-        exporter.serve_with(listener, web, shutdown_signal()).await
+        exporter
+            .serve_with(listener, Some(web), shutdown_signal())
+            .await
     });
     match served {
         Ok(()) => ExitCode::SUCCESS,

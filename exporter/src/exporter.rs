@@ -99,13 +99,10 @@ impl Exporter {
         }
         let store = Arc::clone(&self.store);
         let server = async move {
-            match web {
-                Some(web) => {
-                    let router = surge_metrics::http::router(store, ABOUT);
-                    crate::web::serve(listener, router, web, shutdown).await
-                }
-                None => surge_metrics::http::serve(listener, store, ABOUT, shutdown).await,
-            }
+            // Plain HTTP goes through the same server, for its connection cap and timeouts.
+            let web = web.unwrap_or_else(WebConfig::plain);
+            let router = surge_metrics::http::router(store, ABOUT);
+            crate::web::serve(listener, router, web, shutdown).await
         };
         tokio::select! {
             served = server => served.map_err(|e| format!("server error: {e}")),

@@ -3,9 +3,13 @@
 //! uses for node_exporter works here unchanged (fields surge-exporter cannot honour are
 //! refused by name, never ignored).
 //!
-//! The file is read at start (a bad one is a startup error) and again on SIGHUP or when its
-//! modification time or size changes; a bad reload keeps the last good config and is logged.
-//! The certificate and key files are re-read with it.
+//! The file is read at start (a bad one is a startup error) and again on SIGHUP or when it or
+//! a certificate, key or CA file it names changes (a renewed certificate applies without a
+//! signal). A reload fails closed: an empty or unreadable file, or one that would turn off TLS,
+//! client certificates or basic auth that are on now, is refused, logged at error, and the
+//! running config stays (an editor or config tool truncates the file before writing it anew;
+//! a moment's empty file must not become an open endpoint). Dropping protection takes a
+//! restart.
 
 mod auth;
 mod serve;
@@ -48,9 +52,12 @@ pub struct Loaded {
     /// User → bcrypt hash; empty means no authentication.
     users: BTreeMap<String, String>,
     headers: Vec<(HeaderName, HeaderValue)>,
-    /// Passwords already verified for this config, so bcrypt (slow on purpose) runs once per
-    /// user and password, not once per scrape.
-    verified: Mutex<BTreeMap<String, Vec<u8>>>,
+    /// What this config protects with, to refuse a reload that would drop any of it.
+    guards: Guards,
+    /// The certificate, key and CA files it read, watched for renewal.
+    files: Vec<PathBuf>,
+    /// Outcomes of bcrypt checks already made under this config.
+    checked: auth::Checked,
 }
 
 impl Loaded {
@@ -61,6 +68,42 @@ impl Loaded {
         !self.users.is_empty()
     }
 }
+
+/// The protections a config turns on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Guards {
+    tls: bool,
+    client_cert_required: bool,
+    client_cert_verified: bool,
+    basic_auth: bool,
+}
+
+impl Guards {
+    /// The protections `self` has that `next` would drop, by their config names.
+    fn dropped_by(&self, next: &Guards) -> Vec<&'static str> {
+        [
+            (self.tls && !next.tls, "TLS"),
+            (
+                self.client_cert_required && !next.client_cert_required,
+                "required client certificates",
+            ),
+            (
+                self.client_cert_verified && !next.client_cert_verified,
+                "client certificates verified against client_ca_file",
+            ),
+            (self.basic_auth && !next.basic_auth, "basic_auth_users"),
+        ]
+        .into_iter()
+        .filter_map(|(dropped, name)| dropped.then_some(name))
+        .collect()
+    }
+}
+
+/// bcrypt costs the exporter-toolkit accepts (Go's bcrypt: 4 to 31)…
+const TOOLKIT_COSTS: std::ops::RangeInclusive<u32> = 4..=31;
+/// …and the highest surge-exporter runs: one check at cost 14 takes about a second; each step
+/// doubles it, and at 31 a single check would hold the checker for days.
+const MAX_COST: u32 = 14;
 
 /// Headers the exporter-toolkit allows, and the values it allows for the two restricted ones.
 fn check_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), String> {
@@ -94,6 +137,24 @@ pub fn load(path: &Path) -> Result<Loaded, String> {
     parse(&text, path.parent().unwrap_or(Path::new(".")))
 }
 
+/// [`load`] for a reload over `running`: also refuses an empty file and any file that would
+/// drop a protection `running` has.
+fn load_over(path: &Path, running: &Loaded) -> Result<Loaded, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("reading it: {e}"))?;
+    if text.trim().is_empty() {
+        return Err("the file is empty (a reload never turns TLS or authentication off; restart surge-exporter to serve without them)".into());
+    }
+    let next = parse(&text, path.parent().unwrap_or(Path::new(".")))?;
+    let dropped = running.guards.dropped_by(&next.guards);
+    if !dropped.is_empty() {
+        return Err(format!(
+            "it would turn off {} (a reload never drops a protection; restart surge-exporter to serve without it)",
+            dropped.join(", ")
+        ));
+    }
+    Ok(next)
+}
+
 fn parse(text: &str, dir: &Path) -> Result<Loaded, String> {
     let file: File = if text.trim().is_empty() {
         File::default()
@@ -103,26 +164,49 @@ fn parse(text: &str, dir: &Path) -> Result<Loaded, String> {
             let at = e.path().to_string();
             let inner = e.into_inner().to_string();
             let inner = inner.lines().next().unwrap_or_default().to_string();
-            if at == "." {
+            // The YAML error may name the field already.
+            if at == "." || inner.starts_with(&format!("{at}: ")) {
                 inner
             } else {
                 format!("{at}: {inner}")
             }
         })?
     };
+    let mut files = Vec::new();
+    let mut guards = Guards::default();
     let tls = match &file.tls_server_config {
-        Some(section) => tls::server_config(section, dir)?.map(Arc::new),
+        Some(section) => match tls::server_config(section, dir, &mut files)? {
+            Some((config, client_auth)) => {
+                guards.tls = true;
+                guards.client_cert_required = client_auth.required();
+                guards.client_cert_verified = client_auth.verified();
+                Some(Arc::new(config))
+            }
+            None => None,
+        },
         None => None,
     };
     let mut users = BTreeMap::new();
     for (user, hash) in file.basic_auth_users.unwrap_or_default() {
-        if hash.parse::<bcrypt::HashParts>().is_err() {
+        let Ok(parts) = hash.parse::<bcrypt::HashParts>() else {
             return Err(format!(
                 "basic_auth_users.{user}: not a bcrypt hash (make one with `htpasswd -nBC 10 {user}`)"
+            ));
+        };
+        let cost = parts.get_cost();
+        if !TOOLKIT_COSTS.contains(&cost) {
+            return Err(format!(
+                "basic_auth_users.{user}: bcrypt cost {cost} is outside 4 to 31"
+            ));
+        }
+        if cost > MAX_COST {
+            return Err(format!(
+                "basic_auth_users.{user}: bcrypt cost {cost} is above {MAX_COST}, the highest surge-exporter checks (each step doubles a check's time; make one with `htpasswd -nBC 10 {user}`)"
             ));
         }
         users.insert(user, hash);
     }
+    guards.basic_auth = !users.is_empty();
     let headers = file
         .http_server_config
         .unwrap_or_default()
@@ -134,63 +218,121 @@ fn parse(text: &str, dir: &Path) -> Result<Loaded, String> {
         tls,
         users,
         headers,
-        verified: Mutex::default(),
+        guards,
+        files,
+        checked: auth::Checked::default(),
     })
 }
 
 /// The config in use, reloaded when the file changes or on SIGHUP.
 pub struct WebConfig {
-    path: PathBuf,
+    /// `None`: plain HTTP with no authentication, nothing to watch.
+    path: Option<PathBuf>,
     current: RwLock<Arc<Loaded>>,
-    /// Modification time and size of the file last read.
-    stamp: Mutex<Option<(SystemTime, u64)>>,
+    /// Identity of the file and of each file it names, as last read.
+    stamp: Mutex<Vec<Stamp>>,
+    max_connections: usize,
 }
 
-/// How often the file's modification time and size are compared with the last read.
+/// How often the files' identities are compared with the last read.
 const POLL: Duration = Duration::from_secs(1);
 
-fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+/// Connections served at once unless `--web.max-connections` says otherwise.
+pub const DEFAULT_MAX_CONNECTIONS: u16 = 64;
+
+/// A file's modification time, size and inode (a file replaced by rename, as Kubernetes does
+/// with mounted secrets, changes its inode even when the rest matches).
+type Stamp = Option<(SystemTime, u64, u64)>;
+
+fn stamp(path: &Path) -> Stamp {
+    use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path).ok()?;
-    Some((meta.modified().ok()?, meta.len()))
+    Some((meta.modified().ok()?, meta.len(), meta.ino()))
+}
+
+fn stamps(path: &Path, loaded: &Loaded) -> Vec<Stamp> {
+    std::iter::once(path)
+        .chain(loaded.files.iter().map(PathBuf::as_path))
+        .map(stamp)
+        .collect()
 }
 
 impl WebConfig {
     /// Load `path`; an error names the problem in one line.
     pub fn open(path: &Path) -> Result<Arc<WebConfig>, String> {
-        let stamp_now = stamp(path);
         let loaded = load(path)?;
         Ok(Arc::new(WebConfig {
-            path: path.to_path_buf(),
+            path: Some(path.to_path_buf()),
+            stamp: Mutex::new(stamps(path, &loaded)),
             current: RwLock::new(Arc::new(loaded)),
-            stamp: Mutex::new(stamp_now),
+            max_connections: usize::from(DEFAULT_MAX_CONNECTIONS),
         }))
+    }
+
+    /// Plain HTTP with no authentication (no `--web.config.file`).
+    pub fn plain() -> Arc<WebConfig> {
+        Arc::new(WebConfig {
+            path: None,
+            stamp: Mutex::default(),
+            current: RwLock::new(Arc::new(Loaded {
+                tls: None,
+                users: BTreeMap::new(),
+                headers: Vec::new(),
+                guards: Guards::default(),
+                files: Vec::new(),
+                checked: auth::Checked::default(),
+            })),
+            max_connections: usize::from(DEFAULT_MAX_CONNECTIONS),
+        })
+    }
+
+    /// At most `max` connections are served at once; more wait to be accepted.
+    pub fn with_max_connections(self: Arc<Self>, max: usize) -> Arc<Self> {
+        match Arc::try_unwrap(self) {
+            Ok(mut web) => {
+                web.max_connections = max.max(1);
+                Arc::new(web)
+            }
+            Err(shared) => shared,
+        }
+    }
+
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
     }
 
     pub fn current(&self) -> Arc<Loaded> {
         Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// Read the file again; on error the config in use stays. Returns whether it changed.
+    /// Read the file again; on error the config in use stays.
     pub fn reload(&self) -> Result<(), String> {
-        let stamp_now = stamp(&self.path);
-        let loaded = load(&self.path)?;
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let running = self.current();
+        let loaded = load_over(path, &running)?;
+        *self.stamp.lock().unwrap_or_else(|e| e.into_inner()) = stamps(path, &loaded);
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(loaded);
-        *self.stamp.lock().unwrap_or_else(|e| e.into_inner()) = stamp_now;
         Ok(())
     }
 
     fn changed_on_disk(&self) -> bool {
-        let last = *self.stamp.lock().unwrap_or_else(|e| e.into_inner());
-        stamp(&self.path) != last
+        let Some(path) = &self.path else {
+            return false;
+        };
+        let last = self.stamp.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        stamps(path, &self.current()) != last
     }
 
-    /// Reload on SIGHUP and when the file changes, until the runtime ends.
+    /// Reload on SIGHUP and when a file changes, until the runtime ends.
     pub async fn watch(self: Arc<Self>) {
+        let Some(path) = self.path.clone() else {
+            return;
+        };
         let mut hangup =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         let mut poll = tokio::time::interval(POLL);
-        // A file left broken is reported once, not every second.
-        let mut failing: Option<String> = None;
         loop {
             let signalled = async {
                 match hangup.as_mut() {
@@ -211,16 +353,14 @@ impl WebConfig {
             };
             match self.reload() {
                 Ok(()) => {
-                    failing = None;
-                    tracing::info!(file = %self.path.display(), why, "web config reloaded");
+                    tracing::info!(file = %path.display(), why, "web config reloaded");
                 }
                 Err(error) => {
-                    // Do not re-read a broken file every second; wait for the next change.
-                    *self.stamp.lock().unwrap_or_else(|e| e.into_inner()) = stamp(&self.path);
-                    if failing.as_deref() != Some(error.as_str()) {
-                        tracing::error!(file = %self.path.display(), why, %error, "web config not reloaded; the previous one stays in use");
-                    }
-                    failing = Some(error);
+                    // Do not re-read a broken file every second (nor log it again): wait for
+                    // the next change.
+                    *self.stamp.lock().unwrap_or_else(|e| e.into_inner()) =
+                        stamps(&path, &self.current());
+                    tracing::error!(file = %path.display(), why, %error, "web config not reloaded; the previous one stays in use");
                 }
             }
         }

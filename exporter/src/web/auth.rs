@@ -1,18 +1,96 @@
-//! Basic auth against the config's bcrypt hashes, as the exporter-toolkit does it: bcrypt
-//! runs one at a time (it is slow on purpose; a flood of guesses must not take every core),
-//! a password verified once is remembered for this config, and an unknown user costs a bcrypt
-//! like a known one, so timing does not tell which users exist.
+//! Basic auth against the config's bcrypt hashes. bcrypt is slow on purpose, so a flood of
+//! guesses must cost the flooder, not the scraper:
+//! - one check runs at a time, and at most [`MAX_WAITING`] wait for it; beyond that a request
+//!   is answered 429 at once (no queue that grows with the flood);
+//! - every outcome is remembered for the config it was made under, keyed by a salted SHA-256 of
+//!   the user and password: a scraper's credentials run bcrypt once, and a repeated wrong guess
+//!   costs no check (remembered failures are bounded; successes are at most one per user);
+//! - an unknown user costs a bcrypt like a known one, so timing does not tell which users exist.
 
-use std::sync::OnceLock;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use axum::http::HeaderValue;
 use base64::Engine;
-use subtle::ConstantTimeEq;
+use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
 use super::Loaded;
 
 static BCRYPT_GATE: Semaphore = Semaphore::const_new(1);
+static WAITING: AtomicUsize = AtomicUsize::new(0);
+
+/// Requests that may wait for the bcrypt check at once.
+pub(super) const MAX_WAITING: usize = 8;
+/// Wrong credentials remembered per config; past this the memory starts over.
+const MAX_REMEMBERED_FAILURES: usize = 4096;
+
+/// The outcome of a request's credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Verdict {
+    Allowed,
+    Denied,
+    /// Too many checks waiting: answer 429 without checking.
+    Busy,
+}
+
+/// Checks already made under one config.
+pub(super) struct Checked {
+    salt: [u8; 16],
+    outcomes: Mutex<Outcomes>,
+}
+
+#[derive(Default)]
+struct Outcomes {
+    /// Users whose password was verified, with the key of that password.
+    passed: HashMap<String, [u8; 32]>,
+    failed: HashSet<[u8; 32]>,
+}
+
+impl Default for Checked {
+    fn default() -> Self {
+        let mut salt = [0u8; 16];
+        // Without randomness the salt stays zero: the keys are still hashes, only
+        // precomputable, and only in this process's memory.
+        let _ = getrandom::getrandom(&mut salt);
+        Checked {
+            salt,
+            outcomes: Mutex::default(),
+        }
+    }
+}
+
+impl Checked {
+    fn key(&self, user: &str, password: &[u8]) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(self.salt);
+        h.update((user.len() as u64).to_be_bytes());
+        h.update(user.as_bytes());
+        h.update(password);
+        h.finalize().into()
+    }
+
+    fn remembered(&self, user: &str, key: &[u8; 32]) -> Option<bool> {
+        let outcomes = self.outcomes.lock().unwrap_or_else(|e| e.into_inner());
+        if outcomes.passed.get(user) == Some(key) {
+            return Some(true);
+        }
+        outcomes.failed.contains(key).then_some(false)
+    }
+
+    fn remember(&self, user: String, key: [u8; 32], passed: bool) {
+        let mut outcomes = self.outcomes.lock().unwrap_or_else(|e| e.into_inner());
+        if passed {
+            outcomes.passed.insert(user, key);
+        } else {
+            if outcomes.failed.len() >= MAX_REMEMBERED_FAILURES {
+                outcomes.failed.clear();
+            }
+            outcomes.failed.insert(key);
+        }
+    }
+}
 
 /// A hash to check unknown users against (made once, at the toolkit's default cost).
 fn dummy_hash() -> &'static str {
@@ -35,39 +113,56 @@ fn credentials(header: Option<&HeaderValue>) -> Option<(String, Vec<u8>)> {
     Some((user, decoded[colon + 1..].to_vec()))
 }
 
+/// Leaves the waiting count when dropped (also when the request is dropped mid-wait).
+struct Waiting;
+
+impl Waiting {
+    fn enter() -> Option<Waiting> {
+        WAITING
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_WAITING).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Waiting)
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        WAITING.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Whether the request's credentials match a user of `loaded`.
-pub(super) async fn authorized(loaded: &Loaded, header: Option<&HeaderValue>) -> bool {
+pub(super) async fn check(loaded: &Loaded, header: Option<&HeaderValue>) -> Verdict {
     let Some((user, password)) = credentials(header) else {
-        return false;
+        return Verdict::Denied;
     };
+    let key = loaded.checked.key(&user, &password);
+    match loaded.checked.remembered(&user, &key) {
+        Some(true) => return Verdict::Allowed,
+        Some(false) => return Verdict::Denied,
+        None => {}
+    }
     let known = loaded.users.get(&user);
-    if let Some(remembered) = loaded
-        .verified
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&user)
-        && known.is_some()
-        && bool::from(remembered.as_slice().ct_eq(&password))
-    {
-        return true;
-    }
     let hash = known.cloned().unwrap_or_else(|| dummy_hash().to_string());
-    let Ok(_permit) = BCRYPT_GATE.acquire().await else {
-        return false;
+    let Some(_waiting) = Waiting::enter() else {
+        return Verdict::Busy;
     };
-    let checked = password.clone();
-    let ok = tokio::task::spawn_blocking(move || bcrypt::verify(&checked, &hash).unwrap_or(false))
-        .await
-        .unwrap_or(false);
-    if ok && known.is_some() {
-        loaded
-            .verified
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(user, password);
-        return true;
+    let Ok(_permit) = BCRYPT_GATE.acquire().await else {
+        return Verdict::Denied;
+    };
+    let passed =
+        tokio::task::spawn_blocking(move || bcrypt::verify(&password, &hash).unwrap_or(false))
+            .await
+            .unwrap_or(false)
+            && known.is_some();
+    loaded.checked.remember(user, key, passed);
+    if passed {
+        Verdict::Allowed
+    } else {
+        Verdict::Denied
     }
-    false
 }
 
 #[cfg(test)]
@@ -87,9 +182,9 @@ mod tests {
             std::path::Path::new("."),
         )?;
         let ok = basic("prometheus:s3cret");
-        assert!(authorized(&loaded, Some(&ok)).await);
+        assert_eq!(check(&loaded, Some(&ok)).await, Verdict::Allowed);
         // Remembered: the second time does not need bcrypt, and still checks the password.
-        assert!(authorized(&loaded, Some(&ok)).await);
+        assert_eq!(check(&loaded, Some(&ok)).await, Verdict::Allowed);
         for bad in [
             basic("prometheus:wrong"),
             basic("prometheus:s3cret2"),
@@ -98,9 +193,12 @@ mod tests {
             HeaderValue::from_static("Bearer s3cret"),
             HeaderValue::from_static("Basic !!!"),
         ] {
-            assert!(!authorized(&loaded, Some(&bad)).await, "{bad:?}");
+            assert_eq!(check(&loaded, Some(&bad)).await, Verdict::Denied, "{bad:?}");
+            // Remembered failures stay failures.
+            assert_eq!(check(&loaded, Some(&bad)).await, Verdict::Denied, "{bad:?}");
         }
-        assert!(!authorized(&loaded, None).await);
+        assert_eq!(check(&loaded, Some(&ok)).await, Verdict::Allowed);
+        assert_eq!(check(&loaded, None).await, Verdict::Denied);
         Ok(())
     }
 }

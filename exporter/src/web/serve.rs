@@ -1,6 +1,8 @@
 //! Serving a router under a web config: TLS handshakes with the config current at accept
 //! time, basic auth and headers with the one current at each request (a changed password or
-//! certificate applies without a restart).
+//! certificate applies without a restart). At most `max_connections` connections are served at
+//! once: past that, new ones wait in the listen backlog until one ends (a client that opens
+//! connections and says nothing is cut at the header timeout).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -25,18 +27,30 @@ async fn handle(
     request: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let loaded = web.current();
-    let mut response = if loaded.requires_auth()
-        && !auth::authorized(&loaded, request.headers().get(header::AUTHORIZATION)).await
-    {
-        let mut denied = Response::new(Body::from("Unauthorized\n"));
-        *denied.status_mut() = StatusCode::UNAUTHORIZED;
-        denied.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Basic"),
-        );
-        denied
+    let verdict = if loaded.requires_auth() {
+        auth::check(&loaded, request.headers().get(header::AUTHORIZATION)).await
     } else {
-        router.oneshot(request).await?
+        auth::Verdict::Allowed
+    };
+    let mut response = match verdict {
+        auth::Verdict::Allowed => router.oneshot(request).await?,
+        auth::Verdict::Denied => {
+            let mut denied = Response::new(Body::from("Unauthorized\n"));
+            *denied.status_mut() = StatusCode::UNAUTHORIZED;
+            denied.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Basic"),
+            );
+            denied
+        }
+        auth::Verdict::Busy => {
+            let mut busy =
+                Response::new(Body::from("Too many authentication attempts in progress\n"));
+            *busy.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+            busy.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            busy
+        }
     };
     for (name, value) in &loaded.headers {
         response.headers_mut().insert(name.clone(), value.clone());
@@ -52,8 +66,16 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let watcher = tokio::spawn(Arc::clone(&web).watch());
+    let slots = Arc::new(tokio::sync::Semaphore::new(web.max_connections()));
     tokio::pin!(shutdown);
     loop {
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let tcp = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((tcp, _)) => tcp,
@@ -68,6 +90,7 @@ pub async fn serve(
         };
         let (web, router) = (Arc::clone(&web), router.clone());
         tokio::spawn(async move {
+            let _slot = slot;
             let tls = web.current().tls.clone();
             let service = hyper::service::service_fn(move |request| {
                 handle(Arc::clone(&web), router.clone(), request)

@@ -1,7 +1,7 @@
 //! `tls_server_config` → a rustls server config: certificate and key, client certificates
 //! (the five `client_auth_type`s), TLS versions, TLS 1.2 cipher suites and curves.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::client::danger::HandshakeSignatureValid;
@@ -41,15 +41,39 @@ const AUTH_TYPES: [&str; 5] = [
     "RequireAndVerifyClientCert",
 ];
 
+/// What `client_auth_type` asks of clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ClientAuth(&'static str);
+
+impl ClientAuth {
+    /// A connection without a client certificate is refused.
+    pub(super) fn required(self) -> bool {
+        matches!(
+            self.0,
+            "RequireAnyClientCert" | "RequireAndVerifyClientCert"
+        )
+    }
+    /// A client certificate given is checked against the client CA.
+    pub(super) fn verified(self) -> bool {
+        matches!(
+            self.0,
+            "VerifyClientCertIfGiven" | "RequireAndVerifyClientCert"
+        )
+    }
+}
+
+/// The PEM from `file` (pushed on `read`, to be watched) or inline.
 fn read_pem(
     field: &str,
     dir: &Path,
     file: &Option<String>,
     inline: &Option<String>,
+    read: &mut Vec<PathBuf>,
 ) -> Result<Option<Vec<u8>>, String> {
     match (file, inline) {
         (Some(file), _) => {
             let path = dir.join(file);
+            read.push(path.clone());
             std::fs::read(&path).map(Some).map_err(|e| {
                 format!(
                     "tls_server_config.{field}_file: reading {}: {e}",
@@ -137,19 +161,21 @@ fn provider(section: &Section) -> Result<CryptoProvider, String> {
     Ok(provider)
 }
 
-/// The rustls config for `section`, or `None` when no TLS field is set (plain HTTP).
+/// The rustls config for `section` and what it asks of clients, or `None` when no TLS field
+/// is set (plain HTTP). The files it reads are pushed on `read`.
 pub(super) fn server_config(
     section: &Section,
     dir: &Path,
-) -> Result<Option<rustls::ServerConfig>, String> {
+    read: &mut Vec<PathBuf>,
+) -> Result<Option<(rustls::ServerConfig, ClientAuth)>, String> {
     if section.client_allowed_sans.is_some() {
         return Err(
             "tls_server_config.client_allowed_sans is not supported by surge-exporter; restrict clients with client_ca_file and RequireAndVerifyClientCert"
                 .into(),
         );
     }
-    let cert = read_pem("cert", dir, &section.cert_file, &section.cert);
-    let key = read_pem("key", dir, &section.key_file, &section.key);
+    let cert = read_pem("cert", dir, &section.cert_file, &section.cert, read);
+    let key = read_pem("key", dir, &section.key_file, &section.key, read);
     let any_set = section.cert_file.is_some()
         || section.key_file.is_some()
         || section.cert.is_some()
@@ -175,12 +201,12 @@ pub(super) fn server_config(
         "RequireClientCert" => "RequireAnyClientCert",
         other => other,
     };
-    if !AUTH_TYPES.contains(&auth) {
+    let Some(auth) = AUTH_TYPES.iter().copied().find(|known| *known == auth) else {
         return Err(format!(
             "tls_server_config.client_auth_type: {auth:?} is not one of {}",
             AUTH_TYPES.join(", ")
         ));
-    }
+    };
     let min = version("min_version", &section.min_version)?.unwrap_or(2);
     let max = version("max_version", &section.max_version)?.unwrap_or(3);
     if min > max {
@@ -198,6 +224,7 @@ pub(super) fn server_config(
         dir,
         &section.client_ca_file,
         &section.client_ca,
+        read,
     )?;
     let provider = Arc::new(provider(section)?);
     let cert = cert?.unwrap_or_default();
@@ -254,7 +281,7 @@ pub(super) fn server_config(
         .map_err(|e| format!("tls_server_config: certificate and key do not go together ({e})"))?;
     config.ignore_client_order = section.prefer_server_cipher_suites.unwrap_or(true);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Some(config))
+    Ok(Some((config, ClientAuth(auth))))
 }
 
 /// `RequestClientCert` / `RequireAnyClientCert`: a certificate is asked for (and, if
@@ -321,7 +348,12 @@ mod tests {
             server.key.display()
         );
         let build = |extra: &str| {
-            server_config(&section(&format!("{files}{extra}"))?, dir.path()).map(|c| c.is_some())
+            server_config(
+                &section(&format!("{files}{extra}"))?,
+                dir.path(),
+                &mut Vec::new(),
+            )
+            .map(|c| c.is_some())
         };
         for auth in AUTH_TYPES {
             let ca_line = if auth == "NoClientCert" {
@@ -343,7 +375,10 @@ mod tests {
             key: Some(key),
             ..Section::default()
         };
-        assert!(matches!(server_config(&inline, dir.path()), Ok(Some(_))));
+        assert!(matches!(
+            server_config(&inline, dir.path(), &mut Vec::new()),
+            Ok(Some(_))
+        ));
         assert_eq!(
             build(
                 "min_version: TLS12\nmax_version: TLS13\ncipher_suites: [TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256]\ncurve_preferences: [X25519, CurveP256]\n"
