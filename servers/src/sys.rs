@@ -37,8 +37,15 @@ impl Signal {
     }
 }
 
-/// Send `signal` to process `pid`.
+/// Send `signal` to process `pid`. Pids 0 and 1 are refused: kill(2) reads 0 as "my own
+/// process group" and 1 is init, never a server of ours.
 pub fn send(pid: u32, signal: Signal) -> std::io::Result<()> {
+    if pid <= 1 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("pid {pid} is never a process to signal"),
+        ));
+    }
     let pid = i32::try_from(pid).map_err(std::io::Error::other)?;
     // SAFETY: kill(2) has no memory-safety preconditions.
     #[allow(unsafe_code)]
@@ -50,11 +57,23 @@ pub fn send(pid: u32, signal: Signal) -> std::io::Result<()> {
     }
 }
 
+/// When process `pid` started (clock ticks since boot, field 22 of `/proc/PID/stat`): with
+/// the pid, it names one process, never a later one that reuses the number.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces or ')'.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19)?.parse().ok()
+}
+
 /// Whether process `pid` exists (and may be signalled by us).
 pub fn is_alive(pid: u32) -> bool {
     let Ok(pid) = i32::try_from(pid) else {
         return false;
     };
+    if pid <= 1 {
+        return false;
+    }
     // SAFETY: kill(pid, 0) sends nothing; it only checks for existence.
     #[allow(unsafe_code)]
     let rc = unsafe { libc::kill(pid, 0) };

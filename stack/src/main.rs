@@ -81,6 +81,8 @@ enum Cmd {
 #[derive(Serialize, Deserialize)]
 struct State {
     pid: u32,
+    /// The supervisor's start time (`sys::start_time`): the pid alone may be reused.
+    started: u64,
     api: String,
     prometheus: Option<String>,
     alertmanager: Option<String>,
@@ -97,6 +99,31 @@ fn state_path(dir: &Path) -> PathBuf {
 
 fn read_state(dir: &Path) -> Option<State> {
     serde_json::from_str(&std::fs::read_to_string(state_path(dir)).ok()?).ok()
+}
+
+/// What the state file's supervisor is now.
+#[derive(Debug, PartialEq, Eq)]
+enum Supervisor {
+    Running,
+    Gone,
+    /// The pid is another process's now (or the file was written by hand).
+    Other,
+}
+
+/// Pids 0 and 1 are refused outright: `kill(0, …)` signals our own process group, and 1 is
+/// init; neither is ever the supervisor.
+fn supervisor(state: &State) -> anyhow::Result<Supervisor> {
+    if state.pid <= 1 {
+        bail!(
+            "the state file names pid {}, which is never the stack's supervisor; nothing signalled",
+            state.pid
+        );
+    }
+    Ok(match sys::start_time(state.pid) {
+        None => Supervisor::Gone,
+        Some(t) if t == state.started => Supervisor::Running,
+        Some(_) => Supervisor::Other,
+    })
 }
 
 fn main() -> ExitCode {
@@ -177,7 +204,7 @@ fn up(
     exporter_tls: bool,
 ) -> anyhow::Result<()> {
     if let Some(state) = read_state(dir)
-        && sys::is_alive(state.pid)
+        && supervisor(&state)? == Supervisor::Running
     {
         bail!(
             "a stack is already running from {} (pid {}); run `surge-stack down` first",
@@ -264,6 +291,8 @@ fn run(
     let url = |port: Option<u16>| port.map(|p| format!("http://127.0.0.1:{p}"));
     let state = State {
         pid: std::process::id(),
+        started: sys::start_time(std::process::id())
+            .context("reading this process's start time from /proc")?,
         api: format!("http://{}", stack.api()),
         prometheus: stack.prometheus.as_ref().map(|p| p.url()),
         alertmanager: stack.alertmanager.as_ref().map(|a| a.url()),
@@ -307,14 +336,26 @@ fn down(dir: &Path) -> anyhow::Result<()> {
         println!("no stack running from {}", dir.display());
         return Ok(());
     };
-    if !sys::is_alive(state.pid) {
-        let _ = std::fs::remove_file(state_path(dir));
-        println!("no stack running (stale state removed)");
-        return Ok(());
+    match supervisor(&state)? {
+        Supervisor::Running => {}
+        Supervisor::Gone => {
+            let _ = std::fs::remove_file(state_path(dir));
+            println!("no stack running (stale state removed)");
+            return Ok(());
+        }
+        Supervisor::Other => {
+            let _ = std::fs::remove_file(state_path(dir));
+            println!(
+                "no stack running (pid {} is another process now; nothing signalled, stale state removed)",
+                state.pid
+            );
+            return Ok(());
+        }
     }
-    let _ = sys::send(state.pid, Signal::Term);
+    sys::send(state.pid, Signal::Term)
+        .with_context(|| format!("stopping supervisor {}", state.pid))?;
     let started = Instant::now();
-    while sys::is_alive(state.pid) {
+    while supervisor(&state)? == Supervisor::Running {
         if started.elapsed() > Duration::from_secs(120) {
             bail!("supervisor {} did not stop in 2 minutes", state.pid);
         }
@@ -330,7 +371,7 @@ fn status(dir: &Path) -> anyhow::Result<bool> {
         println!("not running ({})", dir.display());
         return Ok(false);
     };
-    if !sys::is_alive(state.pid) {
+    if supervisor(&state)? != Supervisor::Running {
         println!(
             "not running (supervisor {} is gone; run `surge-stack up`)",
             state.pid
