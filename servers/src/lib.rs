@@ -16,6 +16,7 @@ pub mod postgres;
 pub mod process;
 pub mod prometheus;
 pub mod redis;
+pub mod secret;
 pub mod sys;
 pub mod tls;
 pub mod wait;

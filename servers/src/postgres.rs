@@ -17,7 +17,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 
 use crate::ports::free_port;
-use crate::process::{ServerProcess, run};
+use crate::process::{ServerProcess, run, run_with_input};
 use crate::sys::{self, Signal};
 use crate::wait::wait_until;
 use crate::workdir::Workdir;
@@ -186,6 +186,22 @@ impl PgCluster {
         let mut cmd = self.psql_command(name)?;
         cmd.args(["-d", database, "-c", sql]);
         Ok(run(&format!("psql on {name}"), cmd)?.trim().to_string())
+    }
+
+    /// Run `sql` that carries a secret: on psql's stdin, never its argv.
+    fn psql_secret(&self, name: &str, sql: &str) -> anyhow::Result<String> {
+        let (cmd, input) = self.psql_secret_command(name, sql)?;
+        Ok(
+            run_with_input(&format!("psql on {name}"), cmd, input.as_bytes())?
+                .trim()
+                .to_string(),
+        )
+    }
+
+    fn psql_secret_command(&self, name: &str, sql: &str) -> anyhow::Result<(Command, String)> {
+        let mut cmd = self.psql_command(name)?;
+        cmd.args(["-d", "postgres", "-f", "-"]);
+        Ok((cmd, sql.to_string()))
     }
 
     /// psql as superuser on `name`, unaligned and tuples-only, stopping at the first error.
@@ -424,21 +440,28 @@ impl PgCluster {
         })
     }
 
+    fn monitor_role_sql(&self) -> String {
+        format!(
+            "CREATE ROLE {MONITOR_ROLE} LOGIN PASSWORD '{}'; GRANT pg_monitor TO {MONITOR_ROLE};",
+            self.monitor_password
+        )
+    }
+
     /// The primary, from its copy of the template: the monitoring role and one physical slot
     /// per standby (reserving WAL from the template's checkpoint, where the standbys start).
     fn start_primary(&mut self, standbys: &[String]) -> anyhow::Result<()> {
         let name = "primary";
         self.launch(name, self.root.path().join(name))?;
-        let mut sql = format!(
-            "CREATE ROLE {MONITOR_ROLE} LOGIN PASSWORD '{}'; GRANT pg_monitor TO {MONITOR_ROLE};",
-            self.monitor_password
-        );
+        self.psql_secret(name, &self.monitor_role_sql())?;
+        let mut sql = String::new();
         for standby in standbys {
             sql.push_str(&format!(
                 " SELECT pg_create_physical_replication_slot('{standby}', true);"
             ));
         }
-        self.psql(name, &sql)?;
+        if !sql.is_empty() {
+            self.psql(name, &sql)?;
+        }
         Ok(())
     }
 
@@ -796,4 +819,42 @@ fn server_user() -> anyhow::Result<Option<(u32, u32)>> {
     bail!(
         "running as root but there is no postgres user to run PostgreSQL as; install the postgresql package"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The monitoring role's password goes on psql's stdin (argv is readable by any local user
+    /// in /proc), and it is the password the role logs in with.
+    #[test]
+    fn the_monitor_password_never_is_on_an_argv() -> anyhow::Result<()> {
+        let cluster = PgCluster::start(0)?;
+        let password = cluster.monitor_password().to_string();
+        let (cmd, input) = cluster.psql_secret_command("primary", &cluster.monitor_role_sql())?;
+        let argv: Vec<String> = std::iter::once(cmd.get_program())
+            .chain(cmd.get_args())
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(!argv.iter().any(|a| a.contains(&password)), "{argv:?}");
+        assert!(input.contains(&password));
+        let mut login = Command::new(cluster.binaries.client.join("psql"));
+        login
+            .args([
+                "-X",
+                "-At",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                MONITOR_ROLE,
+                "-d",
+                "postgres",
+            ])
+            .arg("-p")
+            .arg(cluster.port("primary")?.to_string())
+            .args(["-c", "SELECT pg_has_role('pg_monitor', 'MEMBER')"])
+            .env("PGPASSWORD", &password);
+        assert_eq!(run("psql as the monitoring role", login)?.trim(), "t");
+        Ok(())
+    }
 }

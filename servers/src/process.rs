@@ -136,11 +136,27 @@ pub fn log_tail(path: &Path, max_bytes: u64) -> String {
 }
 
 /// Run a command to completion, with its output in the error if it fails.
-pub fn run(what: &str, mut command: Command) -> anyhow::Result<String> {
-    let output = command
-        .stdin(Stdio::null())
-        .output()
+pub fn run(what: &str, command: Command) -> anyhow::Result<String> {
+    run_with_input(what, command, &[])
+}
+
+/// [`run`] with `input` on the command's stdin (for what must not be on its argv, which any
+/// local user can read in /proc).
+pub fn run_with_input(what: &str, mut command: Command, input: &[u8]) -> anyhow::Result<String> {
+    use std::io::Write;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .map_err(|e| anyhow::anyhow!("{what}: cannot run {:?}: {e}", command.get_program()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A command that exits without reading its input is judged by its status below.
+        let _ = stdin.write_all(input);
+    }
+    let output = child
+        .wait_with_output()
+        .map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
     if !output.status.success() {
         anyhow::bail!(
             "{what} failed ({}): {}{}",

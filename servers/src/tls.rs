@@ -31,7 +31,7 @@ impl LocalCa {
         params.distinguished_name.push(DnType::CommonName, name);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate()?)?;
-        std::fs::write(dir.join(format!("{name}.pem")), issuer.pem())?;
+        crate::secret::write(&dir.join(format!("{name}.pem")), issuer.pem())?;
         Ok(LocalCa {
             name: name.to_string(),
             dir: dir.to_path_buf(),
@@ -69,8 +69,8 @@ impl LocalCa {
             cert: self.dir.join(format!("{file}.pem")),
             key: self.dir.join(format!("{file}-key.pem")),
         };
-        std::fs::write(&issued.cert, cert.pem())?;
-        std::fs::write(&issued.key, key.serialize_pem())?;
+        crate::secret::write(&issued.cert, cert.pem())?;
+        crate::secret::write(&issued.key, key.serialize_pem())?;
         Ok(issued)
     }
 

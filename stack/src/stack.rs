@@ -200,7 +200,7 @@ impl Stack {
         let kafka = KafkaBroker::start_in(Workdir::kept(&dir.join("kafka"))?, free_port()?)?;
 
         let secrets = dir.join("secrets");
-        std::fs::create_dir_all(&secrets)?;
+        surge_servers::secret::dir(&secrets)?;
         let jwt_secret: String = {
             use rand::Rng;
             let mut rng = rand::rng();
@@ -208,10 +208,10 @@ impl Stack {
                 .map(|_| char::from(b'a' + rng.random_range(0..26u8)))
                 .collect()
         };
-        std::fs::write(secrets.join("jwt"), &jwt_secret)?;
+        surge_servers::secret::write(&secrets.join("jwt"), &jwt_secret)?;
         // The monitoring role's password is generated with the cluster; the exporter reads it
         // from this file.
-        std::fs::write(secrets.join("pg-monitor"), postgres.monitor_password())?;
+        surge_servers::secret::write(&secrets.join("pg-monitor"), postgres.monitor_password())?;
         let db_url = |node: &str| -> anyhow::Result<String> {
             Ok(format!(
                 "postgres://postgres@127.0.0.1:{}/shop",
@@ -574,7 +574,7 @@ impl ExporterAccess {
     /// Make the CA, the certificate, the password and the web config under `secrets`.
     fn create(secrets: &Path) -> anyhow::Result<ExporterAccess> {
         use rand::Rng;
-        std::fs::create_dir_all(secrets)?;
+        surge_servers::secret::dir(secrets)?;
         let ca = surge_servers::tls::LocalCa::new(secrets, "stack-ca")?;
         let cert = ca.server("surge-exporter", &["127.0.0.1", "localhost"])?;
         let password: String = {
@@ -584,10 +584,10 @@ impl ExporterAccess {
                 .collect()
         };
         let password_file = secrets.join("exporter-scrape-password");
-        std::fs::write(&password_file, &password)?;
+        surge_servers::secret::write(&password_file, &password)?;
         let hash = bcrypt::hash(&password, 10)?;
         let web_config = secrets.join("surge-exporter-web.yml");
-        std::fs::write(
+        surge_servers::secret::write(
             &web_config,
             format!(
                 "tls_server_config:\n  cert_file: {}\n  key_file: {}\n\

@@ -1,6 +1,6 @@
 //! Secured endpoints on the local stack: with `exporter_tls`, surge-exporter serves `/metrics`
 //! over TLS with basic auth (a CA and password made at start) and the stack's real Prometheus
-//! scrapes it so; plain HTTP gets nothing.
+//! scrapes it so; plain HTTP gets nothing. The secrets it wrote are the owner's only.
 
 use std::time::Duration;
 
@@ -55,6 +55,31 @@ fn the_stack_with_exporter_tls_is_scraped_over_tls_with_basic_auth() -> anyhow::
         .send()?;
     assert_eq!(ok.status().as_u16(), 200);
     assert_eq!(client.get(&url).send()?.status().as_u16(), 401);
+
+    // The stack's secrets (JWT key, monitoring password, scrape password, TLS keys) are the
+    // owner's only: the folder 0700, every file in it 0600.
+    use std::os::unix::fs::MetadataExt;
+    let secrets = dir.path().join("stack/secrets");
+    assert_eq!(std::fs::metadata(&secrets)?.mode() & 0o777, 0o700);
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(&secrets)? {
+        let entry = entry?;
+        let mode = entry.metadata()?.mode() & 0o777;
+        assert_eq!(mode, 0o600, "{} is {mode:o}", entry.path().display());
+        files.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    files.sort();
+    for expected in [
+        "jwt",
+        "pg-monitor",
+        "exporter-scrape-password",
+        "surge-exporter-key.pem",
+    ] {
+        assert!(
+            files.iter().any(|f| f == expected),
+            "{expected} not in {files:?}"
+        );
+    }
     Ok(())
 }
 
