@@ -40,6 +40,9 @@ impl From<sqlx::Error> for ApiError {
 }
 
 impl IntoResponse for ApiError {
+    /// A client error says what was wrong. A server error's detail (a database or Redis error
+    /// text, which may name tables, hosts or users) goes to the log only, under a request id the
+    /// answer carries, so the two can be matched.
     fn into_response(self) -> Response {
         let status = match &self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -49,10 +52,94 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        if status.is_server_error() {
-            tracing::warn!(error = %self, "request failed");
+        if !status.is_server_error() {
+            return (status, axum::Json(json!({ "error": self.to_string() }))).into_response();
         }
-        (status, axum::Json(json!({ "error": self.to_string() }))).into_response()
+        let request_id = uuid::Uuid::new_v4().simple().to_string();
+        tracing::warn!(error = %self, %request_id, "request failed");
+        let public = if status == StatusCode::SERVICE_UNAVAILABLE {
+            "temporarily unavailable"
+        } else {
+            "internal error"
+        };
+        let mut response = (
+            status,
+            axum::Json(json!({ "error": public, "request_id": request_id })),
+        )
+            .into_response();
+        if let Ok(value) = axum::http::HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert("x-request-id", value);
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body(response: Response) -> Result<serde_json::Value, String> {
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .map_err(|e| e.to_string())?;
+        serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+    }
+
+    /// A database error's text never reaches the client; the answer carries a request id
+    /// (also in `x-request-id`) for the log line that has the detail.
+    #[tokio::test]
+    async fn server_errors_answer_generically_with_a_request_id() -> Result<(), String> {
+        let detail = "relation \"secret_table\" does not exist";
+        let cases = [
+            (
+                ApiError::from(sqlx::Error::Protocol(detail.into())),
+                500,
+                "internal error",
+            ),
+            (
+                ApiError::from(sqlx::Error::PoolTimedOut),
+                503,
+                "temporarily unavailable",
+            ),
+            (
+                ApiError::Unavailable(format!("cart store: {detail}")),
+                503,
+                "temporarily unavailable",
+            ),
+        ];
+        let mut checked = 0;
+        for (error, status, public) in cases {
+            let response = error.into_response();
+            assert_eq!(response.status().as_u16(), status);
+            let header = response
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            let json = body(response).await?;
+            let text = json.to_string();
+            assert!(
+                !text.contains("secret_table")
+                    && !text.contains("database")
+                    && !text.contains("pool"),
+                "{text}"
+            );
+            assert_eq!(json["error"], public);
+            assert_eq!(
+                json["request_id"].as_str().map(str::len),
+                Some(32),
+                "{text}"
+            );
+            assert_eq!(json["request_id"], header.as_str());
+            checked += 1;
+        }
+        assert_eq!(checked, 3);
+        // Client errors still say what was wrong.
+        let json =
+            body(ApiError::BadRequest("quantity must be positive".into()).into_response()).await?;
+        assert_eq!(json["error"], "quantity must be positive");
+        Ok(())
     }
 }
 
