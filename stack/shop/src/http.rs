@@ -74,6 +74,74 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Wrap a service router with `/healthz`, `/readyz` (via `ready`), `/metrics` and request
+/// metrics, then serve it until SIGTERM or SIGINT (in-flight requests finish).
+pub async fn serve<F, Fut>(
+    service: &'static str,
+    listen: SocketAddr,
+    routes: Router,
+    metrics: Arc<Metrics>,
+    ready: F,
+) -> anyhow::Result<()>
+where
+    F: Fn() -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = bool> + Send,
+{
+    let metrics_for_route = Arc::clone(&metrics);
+    let app = routes
+        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            axum::routing::get(move || {
+                let ready = ready.clone();
+                async move {
+                    if ready().await {
+                        (StatusCode::OK, "ready\n")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                    }
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let metrics = Arc::clone(&metrics_for_route);
+                async move { metrics.render() }
+            }),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            crate::metrics::track,
+        ));
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    tracing::info!(service, %listen, "serving");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!(service, "stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,73 +208,5 @@ mod tests {
             body(ApiError::BadRequest("quantity must be positive".into()).into_response()).await?;
         assert_eq!(json["error"], "quantity must be positive");
         Ok(())
-    }
-}
-
-/// Wrap a service router with `/healthz`, `/readyz` (via `ready`), `/metrics` and request
-/// metrics, then serve it until SIGTERM or SIGINT (in-flight requests finish).
-pub async fn serve<F, Fut>(
-    service: &'static str,
-    listen: SocketAddr,
-    routes: Router,
-    metrics: Arc<Metrics>,
-    ready: F,
-) -> anyhow::Result<()>
-where
-    F: Fn() -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = bool> + Send,
-{
-    let metrics_for_route = Arc::clone(&metrics);
-    let app = routes
-        .route("/healthz", axum::routing::get(|| async { "ok\n" }))
-        .route(
-            "/readyz",
-            axum::routing::get(move || {
-                let ready = ready.clone();
-                async move {
-                    if ready().await {
-                        (StatusCode::OK, "ready\n")
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
-                    }
-                }
-            }),
-        )
-        .route(
-            "/metrics",
-            axum::routing::get(move || {
-                let metrics = Arc::clone(&metrics_for_route);
-                async move { metrics.render() }
-            }),
-        )
-        .layer(axum::middleware::from_fn_with_state(
-            metrics,
-            crate::metrics::track,
-        ));
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    tracing::info!(service, %listen, "serving");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
-    tracing::info!(service, "stopped");
-    Ok(())
-}
-
-/// Resolves on SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
     }
 }
