@@ -5,7 +5,12 @@
 //! File: gzip around `SURGEREC`, a CBOR header (format version first) and one CBOR entry per
 //! update. CBOR keeps NaN and infinities, which metric values may be. The writer flushes at
 //! most once a second, so a file cut short (a crash, a full disk) replays up to its last
-//! whole update, losing at most the last second.
+//! whole update, losing at most the last second, and the replay says where it ends.
+//!
+//! A recording is a file someone may hand you: reading one trusts nothing in it. The inflated
+//! stream and the number of updates are capped (at what a recorder ever writes: it stops at
+//! the same caps), every update passes the live panel's limits (series per source, label
+//! count and sizes), and files are written owner-only (0600): they hold what the panel saw.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -26,6 +31,18 @@ pub const FORMAT_VERSION: u32 = 1;
 const MAGIC: &[u8; 8] = b"SURGEREC";
 /// Default cap on a recording's size on disk.
 pub const DEFAULT_CAP_BYTES: u64 = 256 << 20;
+/// Most bytes a recording inflates to, and most updates in it. A recorder stops at either, so
+/// a file past them was not written by surge (a gzip bomb inflates a few MiB to many GiB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub inflated_bytes: u64,
+    pub entries: u64,
+}
+
+pub const LIMITS: Limits = Limits {
+    inflated_bytes: 1 << 30,
+    entries: 2_000_000,
+};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Header {
@@ -207,6 +224,9 @@ pub struct Recorder {
     path: String,
     cap: u64,
     entries: u64,
+    /// Bytes before compression, against `limits`.
+    inflated: u64,
+    limits: Limits,
     last_flush: f64,
     last: LastMetrics,
 }
@@ -230,7 +250,7 @@ impl Recorder {
         cap: u64,
     ) -> Result<Recorder, String> {
         let shown = path.display().to_string();
-        let file = File::create(path).map_err(|e| format!("cannot record to {shown}: {e}"))?;
+        let file = owner_only(path).map_err(|e| format!("cannot record to {shown}: {e}"))?;
         let mut out = GzEncoder::new(
             Counted {
                 inner: file,
@@ -256,6 +276,8 @@ impl Recorder {
             path: shown,
             cap,
             entries: 0,
+            inflated: 0,
+            limits: LIMITS,
             last_flush: started,
             last: LastMetrics::new(),
         })
@@ -292,8 +314,23 @@ impl Recorder {
             context,
             stored: store_update(update, context, &mut self.last),
         };
-        let written = ciborium::into_writer(&stored, &mut *out)
+        let mut encoded = Vec::new();
+        let written = ciborium::into_writer(&stored, &mut encoded)
             .map_err(|e| e.to_string())
+            .and_then(|()| {
+                let limits = self.limits;
+                if self.inflated + encoded.len() as u64 > limits.inflated_bytes
+                    || self.entries >= limits.entries
+                {
+                    return Err(format!(
+                        "it holds the most a recording may ({} MiB inflated, {} updates)",
+                        limits.inflated_bytes >> 20,
+                        limits.entries
+                    ));
+                }
+                self.inflated += encoded.len() as u64;
+                out.write_all(&encoded).map_err(|e| e.to_string())
+            })
             .and_then(|()| {
                 if at - self.last_flush >= 1.0 {
                     self.last_flush = at;
@@ -303,7 +340,7 @@ impl Recorder {
                 }
             });
         if let Err(e) = written {
-            self.out = None;
+            let _ = self.finish();
             return Err(format!("recording to {} stopped: {e}", self.path));
         }
         self.entries += 1;
@@ -345,11 +382,113 @@ pub struct Recording {
     pub truncated: Option<String>,
 }
 
+impl Recording {
+    /// When a recording cut short ends: the moment of its last whole update (or its start).
+    pub fn cut_after(&self) -> Option<f64> {
+        self.truncated.as_ref()?;
+        Some(self.entries.last().map_or(self.header.started, |e| e.at))
+    }
+}
+
+/// Create (or replace) `path` readable by its owner only.
+fn owner_only(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    // A file that existed keeps its mode on open.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(file)
+}
+
+/// Counts what is read through it, so inflating stops at the cap.
+struct Inflated<R> {
+    inner: R,
+    bytes: u64,
+    cap: u64,
+}
+
+impl<R: Read> Read for Inflated<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.bytes >= self.cap {
+            return Err(std::io::Error::other(format!(
+                "inflates past {} MiB, more than surge ever writes",
+                self.cap >> 20
+            )));
+        }
+        let room = usize::try_from(self.cap - self.bytes).unwrap_or(usize::MAX);
+        let len = buf.len().min(room);
+        let n = self.inner.read(&mut buf[..len])?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// The live panel's limits, applied to a recorded update (a recording is input like any
+/// answer).
+fn check_update(update: &Update) -> Result<(), String> {
+    match update {
+        Update::Metrics {
+            source, metrics, ..
+        } => {
+            let mut series = 0;
+            for name in metrics.names() {
+                for point in metrics.points(name) {
+                    crate::model::check_label_sizes(&point.labels)
+                        .map_err(|e| format!("{source}: {name}: {e}"))?;
+                    series += 1;
+                }
+            }
+            if series > crate::fetch::exposition::MAX_SERIES {
+                return Err(format!(
+                    "{source}: {series} series at once (at most {})",
+                    crate::fetch::exposition::MAX_SERIES
+                ));
+            }
+        }
+        Update::History { metric, series } => {
+            if series.len() > crate::fetch::exposition::MAX_SERIES {
+                return Err(format!("{metric}: {} series", series.len()));
+            }
+            for (labels, _) in series {
+                crate::model::check_label_sizes(labels).map_err(|e| format!("{metric}: {e}"))?;
+            }
+        }
+        Update::Alerts { source, alerts } => {
+            for alert in alerts {
+                crate::model::check_label_sizes(&alert.labels)
+                    .map_err(|e| format!("{source}: alert {}: {e}", alert.name))?;
+            }
+        }
+        Update::Batch(list) => {
+            for update in list {
+                check_update(update)?;
+            }
+        }
+        Update::Thresholds { .. }
+        | Update::Silences(_)
+        | Update::Failed { .. }
+        | Update::Notice(_) => {}
+    }
+    Ok(())
+}
+
 /// Read a recording; the error is one line naming the file and the problem.
 pub fn read(path: &Path) -> Result<Recording, String> {
+    read_within(path, LIMITS)
+}
+
+fn read_within(path: &Path, limits: Limits) -> Result<Recording, String> {
     let shown = path.display().to_string();
     let file = File::open(path).map_err(|e| format!("{shown}: {e}"))?;
-    let mut input = BufReader::new(MultiGzDecoder::new(BufReader::new(file)));
+    let mut input = BufReader::new(Inflated {
+        inner: MultiGzDecoder::new(BufReader::new(file)),
+        bytes: 0,
+        cap: limits.inflated_bytes,
+    });
     let mut magic = [0u8; 8];
     if input.read_exact(&mut magic).is_err() || &magic != MAGIC {
         return Err(format!("{shown}: not a surge recording"));
@@ -388,14 +527,25 @@ pub fn read(path: &Path) -> Result<Recording, String> {
             Ok([]) => break,
             Ok(_) => {}
             Err(e) => {
+                if input.get_ref().bytes >= limits.inflated_bytes {
+                    return Err(format!("{shown}: {e} (refused)"));
+                }
                 truncated = Some(format!("{e} after {} whole updates", entries.len()));
                 break;
             }
+        }
+        if entries.len() as u64 >= limits.entries {
+            return Err(format!(
+                "{shown}: more than {} updates, more than surge ever writes (refused)",
+                limits.entries
+            ));
         }
         match ciborium::from_reader::<StoredEntry, _>(&mut input) {
             Ok(stored) => {
                 let update = load_update(stored.stored, stored.context, &mut last)
                     .map_err(|e| format!("{shown}: {e}"))?;
+                check_update(&update)
+                    .map_err(|e| format!("{shown}: update {} refused: {e}", entries.len() + 1))?;
                 entries.push(Entry {
                     at: stored.at,
                     context: stored.context,
@@ -403,6 +553,12 @@ pub fn read(path: &Path) -> Result<Recording, String> {
                 });
             }
             Err(e) => {
+                if input.get_ref().bytes >= limits.inflated_bytes {
+                    return Err(format!(
+                        "{shown}: inflates past {} MiB, more than surge ever writes (refused)",
+                        limits.inflated_bytes >> 20
+                    ));
+                }
                 truncated = Some(format!(
                     "cut short ({e}) after {} whole updates",
                     entries.len()
@@ -761,6 +917,159 @@ mod tests {
         Ok(())
     }
 
+    /// A gzip bomb: a valid header, then a stream that inflates without end. Reading stops at
+    /// the cap (1 MiB here; the recorder's own cap otherwise) and refuses the file.
+    #[test]
+    fn a_recording_that_inflates_past_the_cap_is_refused() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("bomb.surge");
+        write(&path, &[(100.0, metrics(1.0))])?;
+        let limits = Limits {
+            inflated_bytes: 1 << 20,
+            entries: 1_000_000,
+        };
+        assert!(read_within(&path, limits).is_ok());
+        // A second gzip member (MultiGzDecoder reads on): one valid update repeated to 8 MiB,
+        // which compresses to a few KiB.
+        let mut one = Vec::new();
+        ciborium::into_writer(
+            &StoredEntry {
+                at: 101.0,
+                context: 0,
+                stored: Stored::Update(metrics(2.0)),
+            },
+            &mut one,
+        )?;
+        let mut bomb = GzEncoder::new(Vec::new(), Compression::best());
+        for _ in 0..(8 << 20) / one.len() {
+            bomb.write_all(&one)?;
+        }
+        let bomb = bomb.finish()?;
+        assert!(bomb.len() < 64 << 10, "{} bytes", bomb.len());
+        let mut file = std::fs::OpenOptions::new().append(true).open(&path)?;
+        file.write_all(&bomb)?;
+        drop(file);
+        let e = read_within(&path, limits).err().unwrap_or_default();
+        assert!(
+            e.contains("inflates past 1 MiB") && e.contains("(refused)"),
+            "{e}"
+        );
+        assert_eq!(e.lines().count(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn more_updates_than_a_recorder_writes_are_refused_and_a_recorder_stops_there()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("many.surge");
+        let limits = Limits {
+            inflated_bytes: 1 << 30,
+            entries: 50,
+        };
+        let mut recorder = Recorder::create(
+            &path,
+            vec!["default".into()],
+            100.0,
+            30.0,
+            DEFAULT_CAP_BYTES,
+        )?;
+        recorder.limits = limits;
+        let mut stopped = None;
+        for i in 0..60 {
+            if let Err(e) = recorder.record(100.0 + f64::from(i), 0, &metrics(f64::from(i))) {
+                stopped = Some((i, e));
+                break;
+            }
+        }
+        let (at, why) = stopped.ok_or("the recorder did not stop at 50 updates")?;
+        assert_eq!(at, 50, "{why}");
+        assert!(why.contains("holds the most a recording may"), "{why}");
+        assert_eq!(read_within(&path, limits)?.entries.len(), 50);
+        // One more than the reader's limit: refused, not truncated.
+        let fewer = Limits {
+            entries: 49,
+            ..limits
+        };
+        let e = read_within(&path, fewer).err().unwrap_or_default();
+        assert!(
+            e.contains("more than 49 updates") && e.contains("(refused)"),
+            "{e}"
+        );
+        Ok(())
+    }
+
+    /// A recorded update goes through the live limits: a series with more labels than any
+    /// answer may carry is refused, naming the update.
+    #[test]
+    fn a_recorded_update_past_the_live_limits_is_refused() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("wide.surge");
+        let mut wide = Metrics::default();
+        let labels: Labels = (0..=crate::model::MAX_LABELS)
+            .map(|i| (format!("l{i}"), "v".to_string()))
+            .collect();
+        wide.insert("surge_hpa_current_replicas", labels, 1.0);
+        let long: Labels = [(
+            "l".to_string(),
+            "x".repeat(crate::model::MAX_LABEL_BYTES + 1),
+        )]
+        .into_iter()
+        .collect();
+        let mut alerts_update = Vec::new();
+        alerts_update.push(crate::model::Alert {
+            name: "A".into(),
+            state: AlertState::Firing,
+            severity: "page".into(),
+            labels: long,
+            summary: String::new(),
+            description: String::new(),
+            runbook: String::new(),
+            active_at: None,
+            muted: false,
+        });
+        let cases = [
+            (
+                Update::Metrics {
+                    source: "prometheus".into(),
+                    metrics: wide,
+                    at: 101.0,
+                },
+                "update 2 refused: prometheus: surge_hpa_current_replicas: a series with 65 labels",
+            ),
+            (
+                Update::Batch(vec![Update::Alerts {
+                    source: "alertmanager".into(),
+                    alerts: alerts_update,
+                }]),
+                "update 2 refused: alertmanager: alert A: label l has a value of 4097 bytes",
+            ),
+        ];
+        let mut refused = 0;
+        for (update, expected) in cases {
+            write(&path, &[(100.0, metrics(1.0)), (101.0, update)])?;
+            let e = read(&path).err().unwrap_or_default();
+            assert!(e.contains(expected), "{e}");
+            refused += 1;
+        }
+        assert_eq!(refused, 2);
+        Ok(())
+    }
+
+    #[test]
+    fn recordings_are_written_owner_only() -> Result<(), Box<dyn std::error::Error>> {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("r.surge");
+        std::fs::write(&path, "old")?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))?;
+        write(&path, &[(100.0, metrics(1.0))])?;
+        assert_eq!(std::fs::metadata(&path)?.mode() & 0o777, 0o600);
+        Ok(())
+    }
+
     #[test]
     fn a_truncated_file_replays_up_to_its_last_whole_update()
     -> Result<(), Box<dyn std::error::Error>> {
@@ -778,6 +1087,7 @@ mod tests {
         assert!(recording.truncated.is_some());
         let last = &recording.entries[n - 1];
         assert_eq!(last.at, 100.0 + (n - 1) as f64, "whole entries, in order");
+        assert_eq!(recording.cut_after(), Some(last.at));
         Ok(())
     }
 

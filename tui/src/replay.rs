@@ -60,6 +60,7 @@ fn open(
         |n| n.to_string_lossy().into(),
     );
     let mut clock = ReplayClock::new(&name, start, end, replay.len());
+    clock.cut_after = recording.cut_after();
     if let Some(text) = at {
         clock.at = parse_at(text, start, end)?;
     }

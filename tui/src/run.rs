@@ -399,6 +399,19 @@ const COALESCE: Duration = Duration::from_millis(25);
 
 /// Write the snapshot of `store` at `now`; `replay_of` names the recording a replayed moment
 /// comes from (said in the snapshot's title).
+/// Snapshots hold what the panel saw (names, hosts, alert texts): the owner's only.
+fn write_owner_only(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(text.as_bytes())
+}
+
 pub(crate) fn write_snapshot(
     store: &Store,
     dir: &Path,
@@ -413,7 +426,7 @@ pub(crate) fn write_snapshot(
         text.insert_str(end, &format!(" (replay of {file})"));
     }
     let path = dir.join(snapshot::file_name(now));
-    let written = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, &text));
+    let written = std::fs::create_dir_all(dir).and_then(|()| write_owner_only(&path, &text));
     let mut notice = match written {
         Ok(()) => format!("snapshot written to {}", path.display()),
         Err(e) => format!("snapshot not written to {}: {e}", path.display()),
@@ -589,6 +602,12 @@ mod tests {
             text.lines().next(),
             Some("# Surge snapshot 2026-11-30T00:53:20Z (replay of stall.surge)")
         );
+        // What the panel saw is its owner's only.
+        use std::os::unix::fs::MetadataExt;
+        let mode = std::fs::metadata(dir.path().join(snapshot::file_name(at)))
+            .map_err(|e| e.to_string())?
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
         Ok(())
     }
 }

@@ -108,3 +108,52 @@ fn an_unreachable_source_still_renders_a_frame_and_exits_1() {
     );
     assert!(stdout.contains("cannot connect"), "{stdout}");
 }
+
+/// A recording cut short (a crash, a full disk) replays to its last whole update and says so
+/// in the header; a file that is not a recording is refused in one line.
+#[test]
+fn a_recording_cut_short_says_where_it_ends() -> Result<(), Box<dyn std::error::Error>> {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/recordings/payment-killed.surge");
+    let dir = tempfile::tempdir()?;
+    let cut = dir.path().join("cut.surge");
+    let bytes = std::fs::read(&fixture)?;
+    std::fs::write(&cut, &bytes[..bytes.len() / 2])?;
+    let recording = surge_client::recording::read(&cut)?;
+    let last = recording
+        .entries
+        .last()
+        .ok_or("nothing replayable in half the file")?
+        .at;
+    let time = jiff::Timestamp::from_second(last as i64)?
+        .strftime("%H:%M:%S")
+        .to_string();
+    let path = cut.display().to_string();
+    let (code, out, err) = surge(&[
+        "--once",
+        "--size",
+        "200x40",
+        "--log",
+        "/dev/null",
+        "replay",
+        &path,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!("recording ends early: cut after {time}")),
+        "{out}"
+    );
+    let whole = fixture.display().to_string();
+    let (code, out, err) = surge(&[
+        "--once",
+        "--size",
+        "200x40",
+        "--log",
+        "/dev/null",
+        "replay",
+        &whole,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains("ends early"), "{out}");
+    Ok(())
+}

@@ -22,6 +22,8 @@ pub struct ReplayClock {
     /// Updates arrived by `at`, of `total`.
     pub position: usize,
     pub total: usize,
+    /// The moment of the last whole update when the file was cut short (a crash, a full disk).
+    pub cut_after: Option<f64>,
 }
 
 /// What a replay key asks of the recording (the clock cannot answer it alone).
@@ -46,6 +48,7 @@ impl ReplayClock {
             file: file.to_string(),
             position: 0,
             total,
+            cut_after: None,
         }
     }
 
@@ -111,14 +114,20 @@ impl ReplayClock {
     pub fn status(&self) -> String {
         let span = (self.end - self.start).max(f64::EPSILON);
         let percent = ((self.at - self.start) / span * 100.0).clamp(0.0, 100.0);
-        format!(
+        let mut status = format!(
             "REPLAY {} {:.0}% {}× {}",
             jiff::Timestamp::from_second(self.at as i64)
                 .map_or_else(|_| format!("{}", self.at), |t| t.to_string()),
             percent,
             self.speed,
             if self.playing { "▶" } else { "⏸" }
-        )
+        );
+        if let Some(cut) = self.cut_after {
+            let time = jiff::Timestamp::from_second(cut as i64)
+                .map_or_else(|_| format!("{cut}"), |t| t.strftime("%H:%M:%S").to_string());
+            status.push_str(&format!(" · recording ends early: cut after {time}"));
+        }
+        status
     }
 }
 
@@ -245,6 +254,14 @@ mod tests {
         assert_eq!(clock.status(), "REPLAY 2026-11-30T00:53:55Z 35% 1× ▶");
         clock.playing = false;
         assert!(clock.status().ends_with("⏸"));
+        clock.cut_after = Some(1_796_000_099.0);
+        assert!(
+            clock
+                .status()
+                .ends_with("⏸ · recording ends early: cut after 00:54:59"),
+            "{}",
+            clock.status()
+        );
     }
 
     #[test]
