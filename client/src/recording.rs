@@ -1018,8 +1018,7 @@ mod tests {
         )]
         .into_iter()
         .collect();
-        let mut alerts_update = Vec::new();
-        alerts_update.push(crate::model::Alert {
+        let alerts_update = vec![crate::model::Alert {
             name: "A".into(),
             state: AlertState::Firing,
             severity: "page".into(),
@@ -1029,7 +1028,7 @@ mod tests {
             runbook: String::new(),
             active_at: None,
             muted: false,
-        });
+        }];
         let cases = [
             (
                 Update::Metrics {
