@@ -264,10 +264,10 @@ impl HpaStatus {
         let replicas = self.current?;
         let mut best: Option<(usize, i32)> = None;
         for (i, m) in self.metrics.iter().enumerate() {
-            if let Some(p) = m.proposal(replicas) {
-                if best.is_none_or(|(_, b)| p > b) {
-                    best = Some((i, p));
-                }
+            if let Some(p) = m.proposal(replicas)
+                && best.is_none_or(|(_, b)| p > b)
+            {
+                best = Some((i, p));
             }
         }
         best.map(|(i, _)| i)

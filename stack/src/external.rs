@@ -84,11 +84,10 @@ impl AdapterRules {
             .with_context(|| format!("reading {}", manifest.display()))?;
         for document in serde_yaml_ng::Deserializer::from_str(&text) {
             let value = serde_yaml_ng::Value::deserialize(document)?;
-            if value["kind"].as_str() == Some("ConfigMap") {
-                if let Some(config) = value["data"]["config.yaml"].as_str() {
-                    return AdapterRules::parse(config)
-                        .with_context(|| manifest.display().to_string());
-                }
+            if value["kind"].as_str() == Some("ConfigMap")
+                && let Some(config) = value["data"]["config.yaml"].as_str()
+            {
+                return AdapterRules::parse(config).with_context(|| manifest.display().to_string());
             }
         }
         bail!("{}: no ConfigMap with config.yaml", manifest.display())

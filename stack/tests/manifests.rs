@@ -336,10 +336,10 @@ fn strict(schema: &Value) -> Value {
         out.entry("anyOf")
             .or_insert_with(|| json!([{"type": "integer"}, {"type": "string"}]));
     }
-    if map.get("nullable") == Some(&json!(true)) {
-        if let Some(t) = map.get("type").and_then(Value::as_str) {
-            out.insert("type".into(), json!([t, "null"]));
-        }
+    if map.get("nullable") == Some(&json!(true))
+        && let Some(t) = map.get("type").and_then(Value::as_str)
+    {
+        out.insert("type".into(), json!([t, "null"]));
     }
     let open = map.get("x-kubernetes-preserve-unknown-fields") == Some(&json!(true));
     if map.contains_key("properties") && !map.contains_key("additionalProperties") && !open {

@@ -145,10 +145,10 @@ pub fn plan(
     if let Some((c, g, t)) = &want.partitions {
         requests.push(Request::Partitions(c.clone(), g.clone(), t.clone()));
     }
-    if n % rules_every == 0 {
+    if n.is_multiple_of(rules_every) {
         requests.push(Request::Rules);
     }
-    if n % history_every == 0 || range_changed {
+    if n.is_multiple_of(history_every) || range_changed {
         requests.extend(
             HISTORY
                 .iter()

@@ -548,10 +548,9 @@ impl Rows<'_> {
                 p.labels.get("group"),
                 p.labels.get("topic"),
                 p.labels.get("state"),
-            ) {
-                if let Some(state) = LagState::from_label(s) {
-                    states.insert(vec![c.as_str(), g.as_str(), t.as_str()], state);
-                }
+            ) && let Some(state) = LagState::from_label(s)
+            {
+                states.insert(vec![c.as_str(), g.as_str(), t.as_str()], state);
             }
         }
         let mut group_states: HashMap<Vec<&str>, GroupState> = HashMap::new();
@@ -564,10 +563,9 @@ impl Rows<'_> {
                 p.labels.get("cluster"),
                 p.labels.get("group"),
                 p.labels.get("state"),
-            ) {
-                if let Some(state) = GroupState::from_label(s) {
-                    group_states.insert(vec![c.as_str(), g.as_str()], state);
-                }
+            ) && let Some(state) = GroupState::from_label(s)
+            {
+                group_states.insert(vec![c.as_str(), g.as_str()], state);
             }
         }
         let mut rows: BTreeMap<(String, String, String), GroupRow> = BTreeMap::new();

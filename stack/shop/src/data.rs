@@ -179,7 +179,7 @@ pub async fn wait_for_schema(
             }
             return true;
         }
-        if waited % 15 == 0 {
+        if waited.is_multiple_of(15) {
             tracing::warn!("waiting for the database schema (run `shop setup`)");
         }
         waited += 1;

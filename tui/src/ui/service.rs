@@ -295,10 +295,10 @@ fn scaling_line(t: &super::theme::Theme, s: &ServiceRow) -> Line<'static> {
     }
     // The HPA wants more than it may run: say which bound holds it.
     let wants = s.deciding().and_then(|m| m.proposed);
-    if let (Some(w), Some(max)) = (wants, s.max) {
-        if w > max {
-            spans.push(Span::styled(format!(" (wants {w:.0})"), t.warn));
-        }
+    if let (Some(w), Some(max)) = (wants, s.max)
+        && w > max
+    {
+        spans.push(Span::styled(format!(" (wants {w:.0})"), t.warn));
     }
     Line::from(spans)
 }
