@@ -17,3 +17,12 @@ mod sync;
 pub mod web;
 
 pub use exporter::{Exporter, Running};
+
+/// For the fuzz targets (`fuzz/`) and their smoke run: what the exporter's Kafka client does
+/// with a broker's answer, and real answers to start from.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::sources::kafka::{
+        fuzz_answer as kafka_answer, fuzz_answer_seeds as kafka_answer_seeds,
+    };
+}

@@ -791,3 +791,73 @@ async fn tls_verifies_the_broker_and_presents_a_client_certificate() -> anyhow::
     );
     Ok(())
 }
+
+/// A spoofed broker answers ApiVersions (v3: a compact array) with a count of 2^32-2 in an
+/// 11-byte frame, or states a 2 GiB answer: its cluster goes down with the reason in one line, the real
+/// cluster beside it stays up, and nothing is allocated for what was never sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_broker_takes_only_its_own_cluster_down() -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let broker = KafkaBroker::start()?;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let spoofed = listener.local_addr()?;
+    std::thread::spawn(move || {
+        for (n, conn) in listener.incoming().enumerate() {
+            let Ok(mut conn) = conn else { return };
+            // Read one request: its length, then the header's API key, version and
+            // correlation id.
+            let mut length = [0u8; 4];
+            if conn.read_exact(&mut length).is_err() {
+                continue;
+            }
+            let mut request = vec![0u8; i32::from_be_bytes(length).clamp(0, 1 << 20) as usize];
+            if conn.read_exact(&mut request).is_err() || request.len() < 8 {
+                continue;
+            }
+            let correlation = &request[4..8];
+            let mut answer = Vec::new();
+            if n % 2 == 0 {
+                answer.extend(11i32.to_be_bytes());
+                answer.extend(correlation);
+                answer.extend(0i16.to_be_bytes());
+                answer.extend([0xff, 0xff, 0xff, 0xff, 0x0f]);
+            } else {
+                answer.extend(i32::MAX.to_be_bytes());
+                answer.extend(correlation);
+            }
+            let _ = conn.write_all(&answer);
+        }
+    });
+    let exporter = Exporter::from_toml(&format!(
+        "{}[[kafka.clusters]]\nname = \"spoofed\"\nbootstrap_servers = \"{spoofed}\"\n",
+        config(&broker, "")
+    ))?;
+    exporter.start().await;
+    let mut errors = Vec::new();
+    for _ in 0..4 {
+        assert!(
+            !exporter.cycle().await,
+            "the spoofed cluster was not refused"
+        );
+        assert_eq!(exporter.up("kafka", "local"), Some(true));
+        assert_eq!(exporter.up("kafka", "spoofed"), Some(false));
+        errors.push(exporter.last_error("kafka", "spoofed").unwrap_or_default());
+    }
+    for e in &errors {
+        assert_eq!(e.lines().count(), 1, "{e}");
+    }
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("length 4294967294 is more than the 0 bytes left")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e
+                .contains("answer of 2147483647 bytes refused: over receive.message.max.bytes")),
+        "{errors:?}"
+    );
+    Ok(())
+}

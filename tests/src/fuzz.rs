@@ -67,15 +67,25 @@ pub fn configs(data: &[u8]) {
     }
 }
 
+/// A broker's answer to a request surge-exporter's Kafka client sends (the first two bytes
+/// pick the API and version), read and decoded as the client does: hostile lengths and counts
+/// must end in a one-line error, never a panic or an abort.
+pub fn kafka_answer(data: &[u8]) {
+    if let Err(e) = surge_exporter::fuzzing::kafka_answer(data) {
+        one_line_error("kafka answer", &e);
+    }
+}
+
 /// A fuzz target's body.
 pub type Target = fn(&[u8]);
 
 /// The targets by name, as in `fuzz/fuzz_targets/`.
-pub const TARGETS: [(&str, Target); 4] = [
+pub const TARGETS: [(&str, Target); 5] = [
     ("exposition", exposition),
     ("prometheus_api", prometheus_api),
     ("alertmanager_api", alertmanager_api),
     ("configs", configs),
+    ("kafka_answer", kafka_answer),
 ];
 
 /// A small deterministic mutator (xorshift), for the stable smoke run: byte flips, inserts

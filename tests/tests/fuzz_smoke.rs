@@ -51,3 +51,28 @@ fn every_fuzz_target_survives_its_corpus_and_mutants() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The Kafka answers' seeds are the exporter's own encodings of real answers
+/// (`surge_exporter::fuzzing::kafka_answer_seeds`), written, not typed: with
+/// `SURGE_WRITE_SEEDS=1` this writes them; otherwise it fails if the files differ.
+#[test]
+fn kafka_answer_seeds_are_generated() -> anyhow::Result<()> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/kafka_answer");
+    let write = std::env::var_os("SURGE_WRITE_SEEDS").is_some();
+    let seeds = surge_exporter::fuzzing::kafka_answer_seeds();
+    anyhow::ensure!(!seeds.is_empty());
+    for (name, bytes) in seeds {
+        let path = dir.join(format!("seed-{name}"));
+        if write {
+            std::fs::create_dir_all(&dir)?;
+            std::fs::write(&path, &bytes)?;
+        } else {
+            anyhow::ensure!(
+                std::fs::read(&path).ok().as_deref() == Some(bytes.as_slice()),
+                "{} is not the generated seed (SURGE_WRITE_SEEDS=1 rewrites it)",
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}

@@ -39,6 +39,8 @@ use self::lag::{Uncommitted, Watermarks, partition_lags, topic_sums};
 use self::sasl::Mechanism;
 use self::trend::{LogEndHistory, Point, TrendConfig};
 use self::wire::{SaslLogin, Security};
+#[doc(hidden)]
+pub use self::wire::{fuzz_answer, fuzz_answer_seeds};
 use crate::check::{self, ConfigError, Secret};
 use crate::source::Source;
 
@@ -165,7 +167,7 @@ struct Limits {
 
 /// Properties the exporter understands (librdkafka's names, so existing configurations keep
 /// working); any other is refused by name rather than silently ignored.
-const PROPERTIES: [&str; 8] = [
+const PROPERTIES: [&str; 9] = [
     "security.protocol",
     "sasl.mechanism",
     "sasl.mechanisms",
@@ -174,6 +176,7 @@ const PROPERTIES: [&str; 8] = [
     "ssl.certificate.location",
     "ssl.key.location",
     "client.id",
+    "receive.message.max.bytes",
 ];
 
 /// How to reach a cluster, checked.
@@ -185,6 +188,8 @@ struct ConnectionSettings {
     certificate: Option<PathBuf>,
     key: Option<PathBuf>,
     client_id: Option<String>,
+    /// Largest answer read from a broker.
+    max_answer: usize,
 }
 
 impl ConnectionSettings {
@@ -265,6 +270,23 @@ impl ConnectionSettings {
                 ),
             ));
         }
+        let max_answer = match get("receive.message.max.bytes") {
+            None => wire::DEFAULT_MAX_ANSWER,
+            Some(text) => text
+                .parse::<usize>()
+                .ok()
+                .filter(|n| wire::MAX_ANSWER_RANGE.contains(n))
+                .ok_or_else(|| {
+                    ConfigError::field(
+                        at("properties.\"receive.message.max.bytes\""),
+                        format!(
+                            "{text:?} is not a byte count from {} to {}",
+                            wire::MAX_ANSWER_RANGE.start(),
+                            wire::MAX_ANSWER_RANGE.end()
+                        ),
+                    )
+                })?,
+        };
         Ok(ConnectionSettings {
             tls,
             sasl,
@@ -272,6 +294,7 @@ impl ConnectionSettings {
             certificate,
             key,
             client_id: get("client.id"),
+            max_answer,
         })
     }
 }
@@ -457,6 +480,7 @@ impl KafkaSource {
                             .client_id
                             .clone()
                             .unwrap_or_else(|| "surge-exporter".into()),
+                        max_answer: s.max_answer,
                     },
                     groups: c.groups.clone(),
                     topics: c.topics.clone(),
