@@ -59,6 +59,9 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     let web = match cli
         .web_config_file
         .as_deref()

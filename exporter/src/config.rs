@@ -56,6 +56,19 @@ pub struct Config {
 }
 
 impl Config {
+    /// Settings accepted but unsafe against a network attacker, one line each, to log at
+    /// start (a kubeconfig's `insecure-skip-tls-verify` is reported when it is loaded).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if let Some(kafka) = &self.kafka {
+            warnings.extend(kafka.warnings());
+        }
+        if let Some(postgres) = &self.postgres {
+            warnings.extend(postgres.warnings());
+        }
+        warnings
+    }
+
     /// Read and check a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
@@ -121,6 +134,57 @@ fn syntax_message(text: &str, error: &toml::de::Error) -> String {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    /// Each setting open to a network attacker is one warning line naming the target; safe
+    /// ones and loopback hosts are not warned about.
+    #[test]
+    fn insecure_settings_are_warned_about_one_line_each() -> Result<(), ConfigError> {
+        let c = Config::parse(
+            r#"
+            [[postgres.targets]]
+            name = "required"
+            dsn = "postgres://surge@db.shop.svc:5432/app?sslmode=require"
+            [[postgres.targets]]
+            name = "defaulted"
+            dsn = "postgres://surge@db.shop.svc:5432/app"
+            [[postgres.targets]]
+            name = "verified"
+            dsn = "postgres://surge@db.shop.svc:5432/app?sslmode=verify-full&sslrootcert=/ca.crt"
+            [[postgres.targets]]
+            name = "local"
+            dsn = "postgres://surge@127.0.0.1:5432/app?sslmode=disable"
+
+            [[kafka.clusters]]
+            name = "plain"
+            bootstrap_servers = "kafka:9092"
+            sasl_password_env = "P"
+            [kafka.clusters.properties]
+            "security.protocol" = "SASL_PLAINTEXT"
+            "sasl.mechanism" = "PLAIN"
+            "sasl.username" = "surge"
+            [[kafka.clusters]]
+            name = "tls"
+            bootstrap_servers = "kafka:9093"
+            sasl_password_env = "P"
+            [kafka.clusters.properties]
+            "security.protocol" = "SASL_SSL"
+            "sasl.mechanism" = "PLAIN"
+            "sasl.username" = "surge"
+            "#,
+        )?;
+        let warnings = c.warnings();
+        let expected = [
+            "kafka.clusters[plain]: SASL PLAIN over plaintext: the password crosses the network in the clear; use security.protocol = sasl_ssl",
+            "postgres.targets[required] (db.shop.svc): sslmode=require encrypts but checks no certificate",
+            "postgres.targets[defaulted] (db.shop.svc): sslmode=prefer (the default)",
+        ];
+        assert_eq!(warnings.len(), expected.len(), "{warnings:#?}");
+        for (warning, expected) in warnings.iter().zip(expected) {
+            assert!(warning.starts_with(expected), "{warning}");
+            assert_eq!(warning.lines().count(), 1);
+        }
+        Ok(())
+    }
 
     #[test]
     fn minimal_postgres_config_gets_defaults() {

@@ -265,3 +265,51 @@ fn serves_both_formats_while_a_target_hangs_and_stops_on_sigterm() -> anyhow::Re
     drop(silent);
     Ok(())
 }
+
+/// Insecure settings are accepted, and said at start, one log line each: SASL PLAIN over
+/// plaintext, `sslmode=require` to a remote host, a kubeconfig with `insecure-skip-tls-verify`.
+#[test]
+fn insecure_settings_are_warned_about_at_start() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\n    insecure-skip-tls-verify: true\n\
+         users:\n- name: u\n  user: {}\ncontexts:\n- name: x\n  context:\n    cluster: c\n    user: u\ncurrent-context: x\n",
+    )?;
+    let config = dir.path().join("insecure.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[postgres]\ninterval = \"1s\"\ntimeout = \"900ms\"\n\
+             [[postgres.targets]]\nname = \"remote\"\ndsn = \"postgres://surge@db.invalid:5432/app?sslmode=require\"\n\
+             [kafka]\ninterval = \"1s\"\ntimeout = \"900ms\"\ndiscovery_interval = \"1s\"\nwindow = \"10s\"\n\
+             [[kafka.clusters]]\nname = \"plain\"\nbootstrap_servers = \"127.0.0.1:1\"\nsasl_password_env = \"SURGE_TEST_KAFKA_PASSWORD\"\n\
+             [kafka.clusters.properties]\n\"security.protocol\" = \"SASL_PLAINTEXT\"\n\"sasl.mechanism\" = \"PLAIN\"\n\"sasl.username\" = \"surge\"\n\
+             [kubernetes]\ninterval = \"1s\"\ntimeout = \"900ms\"\nnamespaces = [\"shop\"]\nkubeconfig = \"{}\"\n",
+            kubeconfig.display()
+        ),
+    )?;
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .arg("--once")
+        .env("SURGE_TEST_KAFKA_PASSWORD", "x")
+        .output()?;
+    assert_eq!(out.status.code(), Some(1), "every target is unreachable");
+    let stderr = String::from_utf8(out.stderr)?;
+    let warned = |needle: &str| {
+        stderr
+            .lines()
+            .filter(|l| l.contains("WARN") && l.contains(needle))
+            .count()
+    };
+    for needle in [
+        "kafka.clusters[plain]: SASL PLAIN over plaintext",
+        "postgres.targets[remote] (db.invalid): sslmode=require encrypts but checks no certificate",
+        "kubeconfig sets insecure-skip-tls-verify",
+    ] {
+        assert_eq!(warned(needle), 1, "{needle:?} in:\n{stderr}");
+    }
+    Ok(())
+}

@@ -70,6 +70,8 @@ fn the_kubernetes_overlays_config_parses() -> anyhow::Result<()> {
         assert_eq!(texts.len(), 1, "{overlay}: one exporter config");
         let config = Config::parse(texts[0]).map_err(|e| anyhow::anyhow!("{overlay}: {e}"))?;
         assert_eq!(config.listen().port(), 9917);
+        // What a cluster gets verifies what it connects to.
+        assert_eq!(config.warnings(), Vec::<String>::new(), "{overlay}");
     }
     Ok(())
 }
@@ -77,6 +79,8 @@ fn the_kubernetes_overlays_config_parses() -> anyhow::Result<()> {
 #[test]
 fn the_example_config_parses() -> anyhow::Result<()> {
     let path = repo().join("exporter/surge-exporter.example.toml");
-    Config::load(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let config = Config::load(&path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    // What users copy verifies what it connects to.
+    assert_eq!(config.warnings(), Vec::<String>::new());
     Ok(())
 }

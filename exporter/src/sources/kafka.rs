@@ -299,6 +299,29 @@ impl ConnectionSettings {
     }
 }
 
+impl Settings {
+    /// Settings that leave a cluster's connection open to a network attacker, one line each.
+    pub(crate) fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for c in &self.clusters {
+            if let Some((mechanism, _)) = &c.connection.sasl
+                && !c.connection.tls
+            {
+                let why = if *mechanism == Mechanism::Plain {
+                    "SASL PLAIN over plaintext: the password crosses the network in the clear"
+                } else {
+                    "SASL over plaintext: the login is safe, but every answer crosses the network unencrypted and unauthenticated"
+                };
+                warnings.push(format!(
+                    "kafka.clusters[{}]: {why}; use security.protocol = sasl_ssl",
+                    c.name
+                ));
+            }
+        }
+        warnings
+    }
+}
+
 impl Section {
     pub(crate) fn settings(self) -> Result<Settings, ConfigError> {
         check::timing("kafka", self.interval, self.timeout)?;

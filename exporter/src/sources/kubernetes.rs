@@ -226,6 +226,12 @@ impl KubernetesSource {
                 .context("no in-cluster service account and no usable kubeconfig")?,
         };
         let mut config = config;
+        if config.accept_invalid_certs {
+            tracing::warn!(
+                server = %config.cluster_url,
+                "kubeconfig sets insecure-skip-tls-verify: the API server's certificate is not checked, so anyone in the path can pose as it"
+            );
+        }
         // No in-request retries: a cycle that fails is retried by the next cycle, and
         // retrying inside one would only push the whole target past its timeout.
         config.default_retry = false;

@@ -83,6 +83,47 @@ enum Dsn {
     Env(Secret),
 }
 
+impl Settings {
+    /// Settings that leave the connection open to a network attacker, one line each (the
+    /// exporter starts anyway: the warning is for whoever reads its log). Loopback hosts are
+    /// not on a network.
+    pub(crate) fn warnings(&self) -> Vec<String> {
+        use sqlx::postgres::PgSslMode;
+        let mut warnings = Vec::new();
+        for t in &self.targets {
+            let Dsn::Url(options) = &t.dsn else { continue };
+            let host = options.get_host();
+            if options.get_socket().is_some()
+                || host == "localhost"
+                || host
+                    .trim_matches(|c| c == '[' || c == ']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+            {
+                continue;
+            }
+            let why = match options.get_ssl_mode() {
+                PgSslMode::Disable => {
+                    "sslmode=disable: the password and every answer cross the network in the clear"
+                }
+                PgSslMode::Allow | PgSslMode::Prefer => {
+                    "sslmode=prefer (the default) or allow: TLS only if the server offers it, and no certificate checked"
+                }
+                PgSslMode::Require => {
+                    "sslmode=require encrypts but checks no certificate: anyone in the path can pose as the server"
+                }
+                PgSslMode::VerifyCa => "sslmode=verify-ca checks the CA but not the host name",
+                PgSslMode::VerifyFull => continue,
+            };
+            warnings.push(format!(
+                "postgres.targets[{}] ({host}): {why}; use sslmode=verify-full with sslrootcert",
+                t.name
+            ));
+        }
+        warnings
+    }
+}
+
 impl Section {
     pub(crate) fn settings(self) -> Result<Settings, ConfigError> {
         check::timing("postgres", self.interval, self.timeout)?;
