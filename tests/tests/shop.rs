@@ -229,10 +229,32 @@ fn poison_messages_are_dead_lettered_and_their_partition_keeps_flowing() -> anyh
         ghost,
         &json!({"order_id": ghost, "user_id": 1, "items": []}).to_string(),
     )?;
-    // A handler error that repeats (the amount breaks a constraint of the payments table):
-    // retried, then dead-lettered with its attempts.
+    // A handler error that repeats (a trigger refuses this order's payment row): retried,
+    // then dead-lettered with its attempts.
     let negative = pending_order(stack, "poison@example.com", 1, 0)?;
-    producer.send_one("order-placed", 2, &negative, &order_placed(&negative, -5))?;
+    stack.postgres.psql_in(
+        "primary",
+        "shop",
+        &format!(
+            "CREATE FUNCTION refuse_payment() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             IF NEW.order_id = '{negative}' THEN RAISE EXCEPTION 'payment refused by the test'; END IF; \
+             RETURN NEW; END $$; \
+             CREATE TRIGGER refuse_payment BEFORE INSERT ON payments FOR EACH ROW EXECUTE FUNCTION refuse_payment()"
+        ),
+    )?;
+    producer.send_one("order-placed", 2, &negative, &order_placed(&negative, 0))?;
+    // Forged messages (anyone who can write to a topic could send them): an order-placed
+    // stating 1 cent for an order of 777 is charged 777; a payment-processed saying `paid`
+    // for an order nobody charged is dead-lettered and the order stays pending.
+    let underpriced = pending_order(stack, "poison@example.com", 1, 777)?;
+    producer.send_one("order-placed", 1, &underpriced, &order_placed(&underpriced, 1))?;
+    let uncharged = pending_order(stack, "poison@example.com", 1, 555)?;
+    producer.send_one(
+        "payment-processed",
+        1,
+        &uncharged,
+        &json!({"order_id": uncharged, "outcome": "paid", "amount_cents": 555, "provider_ref": "forged", "reason": null}).to_string(),
+    )?;
     // Behind the poison, on the same partition, a good order: it must not wait.
     let good = pending_order(stack, "poison@example.com", 1, 599)?;
     producer.send_one("order-placed", 2, &good, &order_placed(&good, 599))?;
@@ -273,7 +295,7 @@ fn poison_messages_are_dead_lettered_and_their_partition_keeps_flowing() -> anyh
     assert!(
         repeated["error"]
             .as_str()
-            .is_some_and(|e| e.contains("payments_amount_not_negative")),
+            .is_some_and(|e| e.contains("payment refused by the test")),
         "{repeated}"
     );
     assert_eq!(
@@ -296,12 +318,32 @@ fn poison_messages_are_dead_lettered_and_their_partition_keeps_flowing() -> anyh
             "{unknown}"
         );
     }
-    // The order behind the bad amount is still pending: it was given up on, not half-done.
+    // The order behind the refused payment is still pending: given up on, not half-done.
     let db = |sql: &str| stack.postgres.psql_in("primary", "shop", sql);
     assert_eq!(
         db(&format!(
             "SELECT status FROM orders WHERE id = '{negative}'"
         ))?,
+        "pending"
+    );
+    shop.wait_status(&token, &underpriced, "shipped", Duration::from_secs(60))?;
+    assert_eq!(
+        db(&format!(
+            "SELECT amount_cents FROM payments WHERE order_id = '{underpriced}'"
+        ))?,
+        "777",
+        "the forged amount was charged"
+    );
+    let forged = letter_for("payment-processed.dlq", &|l| {
+        l["original"]["order_id"] == uncharged.as_str()
+    })?;
+    assert_eq!(
+        forged["error"],
+        json!("no payment recorded for this order"),
+        "{forged}"
+    );
+    assert_eq!(
+        db(&format!("SELECT status FROM orders WHERE id = '{uncharged}'"))?,
         "pending"
     );
     Ok(())

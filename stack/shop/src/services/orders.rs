@@ -326,9 +326,43 @@ async fn on_payment(db: &sqlx::PgPool, message: Consumed) -> Result<Outcome, Fai
     let payment: PaymentProcessed = serde_json::from_slice(&message.payload)
         .map_err(|e| Failure::Poison(format!("malformed payment-processed message: {e}")))?;
     let mut tx = db.begin().await?;
-    let (status, reason) = match payment.outcome {
-        PaymentOutcome::Paid => ("paid", None),
-        PaymentOutcome::Failed => ("payment_failed", payment.reason.as_deref()),
+    // The message is only a signal: payment's decision is its row in the payments table,
+    // and an order is paid only for its own total. A forged `paid` for an order nobody
+    // charged, or for another amount, changes nothing.
+    let recorded: Option<(String, Option<String>, i64, i64)> = sqlx::query_as(
+        "SELECT p.outcome, p.reason, p.amount_cents, o.total_cents FROM payments p \
+         JOIN orders o ON o.id = p.order_id WHERE p.order_id = $1",
+    )
+    .bind(payment.order_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((outcome, recorded_reason, amount_cents, total_cents)) = recorded else {
+        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM orders WHERE id = $1)")
+            .bind(payment.order_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        return Err(Failure::Poison(
+            if exists {
+                "no payment recorded for this order"
+            } else {
+                "unknown order"
+            }
+            .into(),
+        ));
+    };
+    let paid = outcome == "paid";
+    if paid && amount_cents != total_cents {
+        return Err(Failure::Poison(format!(
+            "payment of {amount_cents} recorded for an order of {total_cents}: not marked paid"
+        )));
+    }
+    if paid != (payment.outcome == PaymentOutcome::Paid) {
+        tracing::warn!(order_id = %payment.order_id, %outcome, "payment-processed disagrees with the recorded payment; the record wins");
+    }
+    let (status, reason) = if paid {
+        ("paid", None)
+    } else {
+        ("payment_failed", recorded_reason.as_deref())
     };
     let user_id: Option<i64> = sqlx::query_scalar(
         "UPDATE orders SET status = $2, reason = $3, updated_at = now() \
@@ -350,7 +384,7 @@ async fn on_payment(db: &sqlx::PgPool, message: Consumed) -> Result<Outcome, Fai
             Err(Failure::Poison("unknown order".into()))
         };
     };
-    if payment.outcome == PaymentOutcome::Paid {
+    if paid {
         let items = sqlx::query(
             "SELECT i.product_id, p.sku, i.quantity, i.price_cents FROM order_items i \
              JOIN products p ON p.id = i.product_id WHERE i.order_id = $1 ORDER BY i.product_id",

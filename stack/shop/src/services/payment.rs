@@ -29,16 +29,33 @@ impl Payment {
     async fn handle(&self, message: Consumed) -> Result<Outcome, Failure> {
         let order: OrderPlaced = serde_json::from_slice(&message.payload)
             .map_err(|e| Failure::Poison(format!("malformed order-placed message: {e}")))?;
-        let known: Option<bool> = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM payments WHERE order_id = o.id) FROM orders o WHERE o.id = $1",
+        // The message says which order; what to charge and whether to is the database's: a
+        // message with a made-up amount (anyone who can write to the topic can send one) must
+        // not set the price, and an order that is not pending is not charged.
+        let known: Option<(bool, String, i64)> = sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM payments WHERE order_id = o.id), o.status, o.total_cents \
+             FROM orders o WHERE o.id = $1",
         )
         .bind(order.order_id)
         .fetch_optional(&self.db)
         .await?;
-        match known {
+        let total_cents = match known {
             None => return Err(Failure::Poison("unknown order".into())),
-            Some(true) => return Ok(Outcome::Duplicate),
-            Some(false) => {}
+            Some((true, _, _)) => return Ok(Outcome::Duplicate),
+            Some((false, status, _)) if status != "pending" => {
+                return Err(Failure::Poison(format!(
+                    "order is {status}, not pending: not charged"
+                )));
+            }
+            Some((false, _, total_cents)) => total_cents,
+        };
+        if total_cents != order.total_cents {
+            tracing::warn!(
+                order_id = %order.order_id,
+                message = order.total_cents,
+                database = total_cents,
+                "order-placed states another amount than the order's; the order's is charged"
+            );
         }
 
         let skus: Vec<String> = order.items.iter().map(|i| i.sku.clone()).collect();
@@ -48,7 +65,7 @@ impl Payment {
             attempts += 1;
             match self
                 .provider
-                .charge(&order_id, order.total_cents, &skus)
+                .charge(&order_id, total_cents, &skus)
                 .await
             {
                 Ok(reference) => {
@@ -73,14 +90,14 @@ impl Payment {
             Ok(provider_ref) => PaymentProcessed {
                 order_id: order.order_id,
                 outcome: PaymentOutcome::Paid,
-                amount_cents: order.total_cents,
+                amount_cents: total_cents,
                 provider_ref: Some(provider_ref),
                 reason: None,
             },
             Err(error) => PaymentProcessed {
                 order_id: order.order_id,
                 outcome: PaymentOutcome::Failed,
-                amount_cents: order.total_cents,
+                amount_cents: total_cents,
                 provider_ref: None,
                 reason: Some(match error {
                     ProviderError::Declined => "payment declined: card declined".to_string(),
@@ -103,7 +120,7 @@ impl Payment {
         })
         .bind(&processed.provider_ref)
         .bind(&processed.reason)
-        .bind(order.total_cents)
+        .bind(total_cents)
         .bind(attempts as i32)
         .execute(&mut *tx)
         .await?
