@@ -65,6 +65,30 @@ fn orders_flow_auth_replica_reads_load_balancing_and_declines() -> anyhow::Resul
     );
     assert_eq!(records(&stack.kafka, "order-placed.dlq")?, 0);
 
+    // Only an admin sets a price: a customer's token is refused; made admin (by SQL, as an
+    // operator would) and logged in again, the same account may add a product.
+    let product = json!({"sku": "sku-admin-1", "name": "Set by an admin", "price_cents": 1});
+    let (code, body) = shop.post("/products", Some(&token), &product)?;
+    assert_eq!(
+        (code, &body["error"]),
+        (403, &json!("admins only")),
+        "{body}"
+    );
+    stack.postgres.psql_in(
+        "primary",
+        "shop",
+        "UPDATE users SET role = 'admin' WHERE email = 'ada@example.com'",
+    )?;
+    let (code, body) = shop.post(
+        "/auth/login",
+        None,
+        &json!({"email": "ada@example.com", "password": "correct horse battery"}),
+    )?;
+    assert_eq!(code, 200, "{body}");
+    let admin = body["token"].as_str().unwrap_or_default().to_string();
+    let (code, body) = shop.post("/products", Some(&admin), &product)?;
+    assert_eq!(code, 201, "{body}");
+
     // Logout revokes the token everywhere, at once.
     let (code, _, _) = shop.get("/auth/me", Some(&token))?;
     assert_eq!(code, 200);
@@ -247,7 +271,12 @@ fn poison_messages_are_dead_lettered_and_their_partition_keeps_flowing() -> anyh
     // stating 1 cent for an order of 777 is charged 777; a payment-processed saying `paid`
     // for an order nobody charged is dead-lettered and the order stays pending.
     let underpriced = pending_order(stack, "poison@example.com", 1, 777)?;
-    producer.send_one("order-placed", 1, &underpriced, &order_placed(&underpriced, 1))?;
+    producer.send_one(
+        "order-placed",
+        1,
+        &underpriced,
+        &order_placed(&underpriced, 1),
+    )?;
     let uncharged = pending_order(stack, "poison@example.com", 1, 555)?;
     producer.send_one(
         "payment-processed",
@@ -343,7 +372,9 @@ fn poison_messages_are_dead_lettered_and_their_partition_keeps_flowing() -> anyh
         "{forged}"
     );
     assert_eq!(
-        db(&format!("SELECT status FROM orders WHERE id = '{uncharged}'"))?,
+        db(&format!(
+            "SELECT status FROM orders WHERE id = '{uncharged}'"
+        ))?,
         "pending"
     );
     Ok(())

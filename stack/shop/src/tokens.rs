@@ -29,9 +29,21 @@ pub struct Claims {
     /// Issued at, Unix milliseconds (compared with the revocation list's epoch).
     #[serde(default)]
     pub iat_ms: u64,
+    /// `admin` may change the catalog; anything else (or nothing) is a customer.
+    #[serde(default)]
+    pub role: String,
 }
 
 impl Claims {
+    /// Refused (403) unless the token was issued to an admin.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.role == "admin" {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden("admins only"))
+        }
+    }
+
     pub fn user_id(&self) -> Result<i64, ApiError> {
         self.sub
             .parse()
@@ -90,7 +102,7 @@ impl Tokens {
     }
 
     /// A new token, issued after the revocation list's epoch (started here if it is missing).
-    pub async fn issue(&self, user_id: i64) -> Result<(String, Claims), ApiError> {
+    pub async fn issue(&self, user_id: i64, role: &str) -> Result<(String, Claims), ApiError> {
         self.epoch().await?;
         let iat_ms = now_ms();
         let iat = iat_ms / 1000;
@@ -100,6 +112,7 @@ impl Tokens {
             iat,
             exp: iat + self.ttl.as_secs(),
             iat_ms,
+            role: role.to_string(),
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| ApiError::Internal(format!("signing token: {e}")))?;

@@ -102,7 +102,7 @@ async fn login(
 ) -> Result<Json<Value>, ApiError> {
     c.validate()?;
     // The primary: a user who just registered must be able to log in at once.
-    let row = sqlx::query("SELECT id, password_hash FROM users WHERE email = $1")
+    let row = sqlx::query("SELECT id, password_hash, role FROM users WHERE email = $1")
         .bind(c.email.trim().to_lowercase())
         .fetch_optional(s.db.writer())
         .await?;
@@ -124,7 +124,8 @@ async fn login(
     if !valid {
         return Err(ApiError::Unauthorized("wrong email or password"));
     }
-    let (token, claims) = s.tokens.issue(id).await?;
+    let role: String = row.try_get("role")?;
+    let (token, claims) = s.tokens.issue(id, &role).await?;
     Ok(Json(json!({ "token": token, "expires_at": claims.exp })))
 }
 

@@ -144,9 +144,11 @@ struct NewProduct {
 
 async fn create(
     State(s): State<CatalogState>,
-    _: Authenticated,
+    Authenticated(claims): Authenticated,
     Json(p): Json<NewProduct>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    // A price is the shop's word to every customer: only an admin sets one.
+    claims.require_admin()?;
     if p.sku.trim().is_empty()
         || p.sku.len() > 64
         || p.name.trim().is_empty()

@@ -63,11 +63,7 @@ impl Payment {
         let mut attempts = 0;
         let charged = loop {
             attempts += 1;
-            match self
-                .provider
-                .charge(&order_id, total_cents, &skus)
-                .await
-            {
+            match self.provider.charge(&order_id, total_cents, &skus).await {
                 Ok(reference) => {
                     self.attempt("ok");
                     break Ok(reference);
