@@ -25,6 +25,8 @@ pub struct Fleet {
     pub sets: Mutex<BTreeMap<&'static str, ReplicaSet>>,
     pub nginx: Nginx,
     pub lb_port: u16,
+    /// Logins and registrations per second per client (None: unlimited).
+    pub auth_rate: Option<u32>,
     /// Where Prometheus reads the shop's scrape targets (file_sd), if monitoring runs.
     pub prometheus_targets: Option<std::path::PathBuf>,
 }
@@ -33,7 +35,8 @@ impl Fleet {
     /// Rewrite nginx's upstreams (and Prometheus's targets) from the current replica sets.
     pub fn publish(&self, sets: &BTreeMap<&'static str, ReplicaSet>) -> anyhow::Result<()> {
         let ordered: Vec<&ReplicaSet> = sets.values().collect();
-        self.nginx.reload(&nginx_config(self.lb_port, &ordered))?;
+        self.nginx
+            .reload(&nginx_config(self.lb_port, &ordered, self.auth_rate))?;
         if let Some(path) = &self.prometheus_targets {
             let groups: Vec<serde_json::Value> = sets
                 .values()

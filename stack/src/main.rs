@@ -287,6 +287,7 @@ fn run(
     options.autoscale = (!no_autoscale).then_some(sync_period);
     options.lb_port = port;
     options.exporter_tls = exporter_tls;
+    options.auth_rate = Some(surge_stack::replicas::AUTH_RATE_PER_CLIENT);
     let stack = Stack::start(options)?;
     let url = |port: Option<u16>| port.map(|p| format!("http://127.0.0.1:{p}"));
     let state = State {

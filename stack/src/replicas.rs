@@ -202,10 +202,25 @@ impl Starting {
     }
 }
 
-/// The `http { ... }` body for nginx: one upstream per routed service, one listener.
-pub fn nginx_config(listen_port: u16, sets: &[&ReplicaSet]) -> String {
+/// Logins and registrations one client may start per second (each runs Argon2: a guesser
+/// or a flood gets 429 instead of the auth service's memory), with a burst of twice that.
+pub const AUTH_RATE_PER_CLIENT: u32 = 10;
+
+/// Where the per-client limit applies: the two endpoints that run Argon2.
+const RATE_LIMITED: [&str; 2] = ["/auth/login", "/auth/register"];
+
+/// The `http { ... }` body for nginx: one upstream per routed service, one listener;
+/// `auth_rate`: logins and registrations per second per client address (None: unlimited).
+pub fn nginx_config(listen_port: u16, sets: &[&ReplicaSet], auth_rate: Option<u32>) -> String {
     let mut out = String::new();
     let mut locations = String::new();
+    if let Some(rate) = auth_rate {
+        out.push_str(&format!(
+            "  limit_req_zone $binary_remote_addr zone=auth:10m rate={rate}r/s;
+  limit_req_status 429;
+"
+        ));
+    }
     for set in sets.iter().filter(|s| !s.service.routes.is_empty()) {
         let name = set.service.name;
         out.push_str(&format!("  upstream {name} {{\n    least_conn;\n"));
@@ -224,13 +239,22 @@ pub fn nginx_config(listen_port: u16, sets: &[&ReplicaSet]) -> String {
         // 503 is the service's own answer, with its reason, and goes to the client as it is
         // (retried and counted as a failure, every replica's 503 would turn into nginx's
         // "no live upstreams" 502 while, say, Redis is gone).
+        let proxy = format!(
+            "proxy_pass http://{name};\n      proxy_http_version 1.1;\n      \
+             proxy_set_header Connection \"\";\n      proxy_set_header Host $host;\n      \
+             proxy_next_upstream error timeout http_502;\n      \
+             add_header X-Upstream $upstream_addr always;"
+        );
+        if let Some(rate) = auth_rate.filter(|_| set.service.routes.contains(&"/auth/")) {
+            for path in RATE_LIMITED {
+                locations.push_str(&format!(
+                    "    location = {path} {{\n      limit_req zone=auth burst={} nodelay;\n      {proxy}\n    }}\n",
+                    rate * 2
+                ));
+            }
+        }
         for route in set.service.routes {
-            locations.push_str(&format!(
-                "    location {route} {{\n      proxy_pass http://{name};\n      proxy_http_version 1.1;\n      \
-                 proxy_set_header Connection \"\";\n      proxy_set_header Host $host;\n      \
-                 proxy_next_upstream error timeout http_502;\n      \
-                 add_header X-Upstream $upstream_addr always;\n    }}\n"
-            ));
+            locations.push_str(&format!("    location {route} {{\n      {proxy}\n    }}\n"));
         }
     }
     out.push_str(&format!(

@@ -40,6 +40,10 @@ pub struct StackOptions {
     pub payment_failure_rate: f64,
     /// Port of the load balancer (None: a free one).
     pub lb_port: Option<u16>,
+    /// Logins and registrations per second one client address may start (`surge-stack up`:
+    /// [`crate::replicas::AUTH_RATE_PER_CLIENT`]). None in the tests' stacks: their load, from
+    /// one loopback address, stands for thousands of shoppers.
+    pub auth_rate: Option<u32>,
     /// HPA manifests (default: `hpa::HPA_MANIFESTS`).
     pub hpa_manifests: Vec<PathBuf>,
     /// The Deployments whose requests and limits the local replicas take (`shop.yaml`).
@@ -115,6 +119,7 @@ impl StackOptions {
             payment_latency_ms: 20,
             payment_failure_rate: 0.01,
             lb_port: None,
+            auth_rate: None,
             timing: MonitoringTiming::default(),
             alert_rules: None,
             alertmanager_config: None,
@@ -283,7 +288,7 @@ impl Stack {
         let ordered: Vec<&ReplicaSet> = sets.values().collect();
         let nginx = Nginx::start_in(
             Workdir::kept(&dir.join("nginx"))?,
-            &nginx_config(lb_port, &ordered),
+            &nginx_config(lb_port, &ordered, options.auth_rate),
             lb_port,
         )?;
         let prometheus_targets = options
@@ -293,6 +298,7 @@ impl Stack {
             sets: Mutex::new(sets),
             nginx,
             lb_port,
+            auth_rate: options.auth_rate,
             prometheus_targets,
         });
         fleet.publish(&lock(&fleet.sets))?;

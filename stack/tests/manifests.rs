@@ -972,6 +972,49 @@ fn the_setup_job_runs_once_per_release_straight_to_the_primary() -> anyhow::Resu
     Ok(())
 }
 
+/// The Ingress limits logins and registrations per client as the local load balancer does.
+#[test]
+fn the_ingress_rate_limits_login_and_registration_as_the_local_stack_does() -> anyhow::Result<()> {
+    let mut checked = 0;
+    for (overlay, objects) in rendered()? {
+        let ingress = find(&objects, "Ingress", "shop-auth")?;
+        let annotations = &ingress["metadata"]["annotations"];
+        assert_eq!(
+            annotations["nginx.ingress.kubernetes.io/limit-rps"],
+            surge_stack::replicas::AUTH_RATE_PER_CLIENT.to_string(),
+            "{overlay}"
+        );
+        assert_eq!(
+            annotations["nginx.ingress.kubernetes.io/limit-burst-multiplier"], "2",
+            "{overlay}"
+        );
+        let paths: BTreeSet<(String, String, String)> =
+            ingress["spec"]["rules"][0]["http"]["paths"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    (
+                        p["path"].as_str().unwrap_or_default().to_string(),
+                        p["pathType"].as_str().unwrap_or_default().to_string(),
+                        p["backend"]["service"]["name"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string(),
+                    )
+                })
+                .collect();
+        let expected: BTreeSet<(String, String, String)> = ["/auth/login", "/auth/register"]
+            .iter()
+            .map(|p| (p.to_string(), "Exact".to_string(), "auth".to_string()))
+            .collect();
+        assert_eq!(paths, expected, "{overlay}");
+        checked += 1;
+    }
+    assert!(checked >= 2);
+    Ok(())
+}
+
 #[test]
 fn the_ingress_routes_what_the_local_load_balancer_routes() -> anyhow::Result<()> {
     let local: BTreeSet<(String, String)> = surge_stack::replicas::SERVICES

@@ -676,3 +676,121 @@ fn a_service_started_before_the_schema_waits_for_it() -> anyhow::Result<()> {
     assert_eq!(code, 200, "{body}");
     Ok(())
 }
+
+/// Login and registration, hardened: the load balancer turns a client's flood of logins away
+/// with 429 past its per-client rate; an unknown email and a wrong password get the same
+/// answer, as do a new and a taken email at registration; and 40 registrations at once keep
+/// the auth replica's memory to the Argon2 hashes it lets run at a time, not 40 of them.
+#[test]
+fn login_and_registration_give_nothing_away_and_cannot_be_flooded() -> anyhow::Result<()> {
+    let fixture = surge_tests::stack::stack(|o| {
+        o.auth_rate = Some(5);
+        o.autoscale = None;
+    })?;
+    let stack = &fixture.stack;
+    let shop = Shop::new(&stack.api())?;
+    let _token = shop.user("grace@example.com")?;
+
+    // Same answers for what exists and what does not.
+    let wrong = shop.post(
+        "/auth/login",
+        None,
+        &json!({"email": "grace@example.com", "password": "not her password"}),
+    )?;
+    let unknown = shop.post(
+        "/auth/login",
+        None,
+        &json!({"email": "nobody@example.com", "password": "not her password"}),
+    )?;
+    assert_eq!(wrong, unknown);
+    assert_eq!(wrong.0, 401);
+    let taken = shop.post(
+        "/auth/register",
+        None,
+        &json!({"email": "grace@example.com", "password": "another password"}),
+    )?;
+    let new = shop.post(
+        "/auth/register",
+        None,
+        &json!({"email": "new@example.com", "password": "another password"}),
+    )?;
+    assert_eq!(taken, new);
+    assert_eq!(taken.0, 201);
+    // The taken email's password did not change.
+    let (code, _) = shop.post(
+        "/auth/login",
+        None,
+        &json!({"email": "grace@example.com", "password": "correct horse battery"}),
+    )?;
+    assert!(code == 200 || code == 429, "{code}");
+
+    // A flood from one client: the first burst (twice the rate) is served, the rest 429.
+    let mut statuses = Vec::new();
+    for i in 0..40 {
+        let (code, _) = shop.post(
+            "/auth/login",
+            None,
+            &json!({"email": format!("guess{i}@example.com"), "password": "guessing-1234"}),
+        )?;
+        statuses.push(code);
+    }
+    let limited = statuses.iter().filter(|c| **c == 429).count();
+    let checked = statuses.iter().filter(|c| **c == 401).count();
+    assert_eq!(limited + checked, 40, "{statuses:?}");
+    assert!(
+        limited >= 20,
+        "only {limited} of 40 turned away: {statuses:?}"
+    );
+    assert!(checked >= 5, "{statuses:?}");
+
+    // Registrations at once, past the limit's reach (each from the service's own address):
+    // the auth replica's peak memory grows by the hashes it runs at a time.
+    let auth_port = *stack
+        .replica_ports("auth")
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("no auth replica"))?;
+    let pid = stack
+        .fleet
+        .sets
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .get("auth")
+        .and_then(|s| s.pods().into_iter().find_map(|(_, pid)| pid))
+        .ok_or_else(|| anyhow::anyhow!("no auth pid"))?;
+    let peak_kib = || -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("no VmHWM"))
+    };
+    let before = peak_kib()?;
+    let direct = Shop::new(&format!("127.0.0.1:{auth_port}"))?;
+    let threads: Vec<_> = (0..40)
+        .map(|i| {
+            let direct = direct.clone();
+            std::thread::spawn(move || {
+                direct
+                    .post(
+                        "/auth/register",
+                        None,
+                        &json!({"email": format!("crowd{i}@example.com"), "password": "crowd-password"}),
+                    )
+                    .map(|(code, _)| code)
+                    .unwrap_or(0)
+            })
+        })
+        .collect();
+    let codes: Vec<u16> = threads.into_iter().map(|t| t.join().unwrap_or(0)).collect();
+    assert!(codes.iter().all(|c| *c == 201), "{codes:?}");
+    let grown_mib = (peak_kib()?.saturating_sub(before)) / 1024;
+    // Argon2's default takes 19 MiB a hash: 40 at once would be ~760 MiB.
+    let bound = 19 * surge_shop::services::auth::ARGON2_AT_ONCE as u64 + 40;
+    assert!(
+        grown_mib <= bound,
+        "auth's peak memory grew {grown_mib} MiB for 40 registrations at once (bound {bound} MiB)"
+    );
+    eprintln!("auth peak memory grew {grown_mib} MiB over 40 registrations at once");
+    Ok(())
+}
