@@ -98,6 +98,36 @@ fn orders_flow_auth_replica_reads_load_balancing_and_declines() -> anyhow::Resul
     assert_eq!(code, 401);
     let (code, _) = shop.order(&token, &[(1, 1)])?;
     assert_eq!(code, 401, "orders must reject the revoked token too");
+    // Another customer sees none of it: not the order (404, as if it did not exist), not the
+    // cart.
+    let eve = shop.user("eve@example.com")?;
+    let (code, _, body) = shop.get(&format!("/orders/{id}"), Some(&eve))?;
+    assert_eq!(code, 404, "{body}");
+    let (code, _, cart) = shop.get("/cart", Some(&admin))?;
+    assert_eq!(code, 200, "{cart}");
+    let (code, _) = shop.post(
+        "/cart/items",
+        Some(&admin),
+        &json!({"product_id": 1, "quantity": 3}),
+    )?;
+    assert!(code == 200 || code == 201, "{code}");
+    let (code, _, eves_cart) = shop.get("/cart", Some(&eve))?;
+    assert_eq!(code, 200);
+    assert!(
+        eves_cart["items"].as_array().is_some_and(|i| i.is_empty()),
+        "{eves_cart}"
+    );
+    // A token signed with the right secret but another algorithm is refused: HS256 only.
+    let secret = std::fs::read(stack.options.dir.join("secrets/jwt"))?;
+    let claims =
+        json!({"sub": "1", "jti": "x", "iat": 0, "exp": 9_999_999_999u64, "role": "admin"});
+    let hs384 = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS384),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(&secret),
+    )?;
+    let (code, _, _) = shop.get("/auth/me", Some(&hs384))?;
+    assert_eq!(code, 401, "an HS384 token was accepted");
     // A forged token with alg "none" is rejected.
     let forged = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiIxIiwianRpIjoieCIsImlhdCI6MCwiZXhwIjo5OTk5OTk5OTk5fQ.";
     let (code, _, _) = shop.get("/auth/me", Some(forged))?;

@@ -35,7 +35,9 @@ fn drill_redis_lost_fails_closed_pages_and_recovers() -> anyhow::Result<()> {
     // The revoked token keeps trying, all through the drill: it must never pass. Each answer
     // is kept with when it came, to check the phases in order.
     let running = Arc::new(AtomicBool::new(true));
-    let tries: Arc<Mutex<Vec<(Instant, u16)>>> = Arc::default();
+    // (sent, answered, status): a try that straddles a phase boundary could have met either
+    // state, so it is judged in neither.
+    let tries: Arc<Mutex<Vec<(Instant, Instant, u16)>>> = Arc::default();
     let attempts = {
         let (shop, token, flag, tries) = (
             shop.clone(),
@@ -45,9 +47,10 @@ fn drill_redis_lost_fails_closed_pages_and_recovers() -> anyhow::Result<()> {
         );
         std::thread::spawn(move || {
             while flag.load(Ordering::Relaxed) {
+                let sent = Instant::now();
                 let answer = shop.get("/auth/me", Some(&token));
                 if let (Ok((code, _, _)), Ok(mut tries)) = (answer, tries.lock()) {
-                    tries.push((Instant::now(), code));
+                    tries.push((sent, Instant::now(), code));
                 }
                 std::thread::sleep(Duration::from_millis(200));
             }
@@ -56,7 +59,7 @@ fn drill_redis_lost_fails_closed_pages_and_recovers() -> anyhow::Result<()> {
     let tried_since = |since: Instant| {
         tries
             .lock()
-            .map(|t| t.iter().filter(|(at, _)| *at >= since).count())
+            .map(|t| t.iter().filter(|(sent, _, _)| *sent >= since).count())
             .unwrap_or(0)
     };
     let orders = drill.keep_ordering(5);
@@ -158,8 +161,8 @@ fn drill_redis_lost_fails_closed_pages_and_recovers() -> anyhow::Result<()> {
     let phase = |from: Instant, to: Instant| -> Vec<u16> {
         tries
             .iter()
-            .filter(|(at, _)| *at >= from && *at < to)
-            .map(|(_, code)| *code)
+            .filter(|(sent, answered, _)| *sent >= from && *answered < to)
+            .map(|(_, _, code)| *code)
             .collect()
     };
     let far = Instant::now() + Duration::from_secs(3600);
@@ -205,7 +208,7 @@ fn drill_redis_lost_fails_closed_pages_and_recovers() -> anyhow::Result<()> {
             &|v| matches!(v, Verdict::Alerting { alert, page: true } if alert == "ServiceErrorsHigh"),
         ],
     )?;
-    let count = |c: u16| tries.iter().filter(|(_, s)| *s == c).count();
+    let count = |c: u16| tries.iter().filter(|(_, _, s)| *s == c).count();
     drill.report(Outcome {
         number: 8,
         title: "Redis lost",
