@@ -242,6 +242,11 @@ fn every_secret_read_is_made_by_an_operator_or_in_the_readme() -> anyhow::Result
             read,
             BTreeSet::from(
                 [
+                    "orders",
+                    "payment",
+                    "shipping",
+                    "surge-exporter",
+                    "shop-kafka-cluster-ca-cert",
                     "shop-db-app",
                     "shop-db-ca",
                     "shop-secrets",
@@ -253,11 +258,18 @@ fn every_secret_read_is_made_by_an_operator_or_in_the_readme() -> anyhow::Result
             ),
             "{overlay}"
         );
-        // CloudNativePG makes the cluster's app credentials and its CA.
-        for secret in read
-            .iter()
-            .filter(|s| !["shop-db-app", "shop-db-ca"].contains(&s.as_str()))
-        {
+        // CloudNativePG makes the cluster's app credentials and its CA; Strimzi the Kafka
+        // cluster's CA and each KafkaUser's password.
+        let by_operators = [
+            "shop-db-app",
+            "shop-db-ca",
+            "shop-kafka-cluster-ca-cert",
+            "orders",
+            "payment",
+            "shipping",
+            "surge-exporter",
+        ];
+        for secret in read.iter().filter(|s| !by_operators.contains(&s.as_str())) {
             assert!(
                 readme.contains(&format!("create secret generic {secret} ")),
                 "README does not say how to create {secret}"
@@ -383,7 +395,7 @@ fn crd_validators() -> anyhow::Result<BTreeMap<(String, String), jsonschema::Val
             out.insert((api, kind_.to_string()), validator);
         }
     }
-    assert_eq!(files, 10, "vendored CRD files");
+    assert_eq!(files, 11, "vendored CRD files");
     Ok(out)
 }
 
@@ -433,6 +445,7 @@ fn custom_resources_match_their_operators_crd_schemas() -> anyhow::Result<()> {
             "Kafka",
             "KafkaNodePool",
             "KafkaTopic",
+            "KafkaUser",
             "PodMonitor",
             "Pooler",
             "PrometheusRule",
@@ -1069,7 +1082,7 @@ fn network_policies_confine_the_exporter_and_the_shop() -> anyhow::Result<()> {
             .collect();
         assert_eq!(
             ports,
-            BTreeSet::from([53, 443, 5432, 6443, 9092]),
+            BTreeSet::from([53, 443, 5432, 6443, 9093]),
             "{overlay}: PostgreSQL, Kafka, the API server, DNS"
         );
         assert_eq!(
@@ -1291,5 +1304,140 @@ fn keda_scales_as_the_hpas_would() -> anyhow::Result<()> {
             .parse()?;
         assert_eq!(threshold, lag.target, "{service}");
     }
+    Ok(())
+}
+
+/// Each client of Kafka has its own KafkaUser whose ACLs grant exactly what it does: the
+/// topics it publishes (its outbox's, and the dead letters of what it consumes), the topic it
+/// consumes with its group; the exporter only describes. The listener requires a login over
+/// TLS, and only those clients' pods may reach it.
+#[test]
+fn each_kafka_client_has_its_own_user_with_exactly_its_acls() -> anyhow::Result<()> {
+    use surge_shop::topics::*;
+    type Acl = (String, String, String);
+    let acl = |kind: &str, name: &str, ops: &str| -> Acl {
+        (kind.to_string(), name.to_string(), ops.to_string())
+    };
+    let pipeline = |group: &str, consumes: &str, dead_letters: &str, publishes: &[&str]| {
+        let mut acls: BTreeSet<Acl> = publishes
+            .iter()
+            .chain([dead_letters].iter())
+            .map(|t| acl("topic", t, "Write,Describe"))
+            .collect();
+        acls.insert(acl("topic", consumes, "Read,Describe"));
+        acls.insert(acl("group", group, "Read"));
+        acls
+    };
+    let expected: BTreeMap<&str, BTreeSet<Acl>> = BTreeMap::from([
+        (
+            "orders",
+            pipeline(
+                "orders",
+                PAYMENT_PROCESSED,
+                PAYMENT_PROCESSED_DLQ,
+                &[ORDER_PLACED, SHIPPING_REQUEST],
+            ),
+        ),
+        (
+            "payment",
+            pipeline(
+                "payment",
+                ORDER_PLACED,
+                ORDER_PLACED_DLQ,
+                &[PAYMENT_PROCESSED],
+            ),
+        ),
+        (
+            "shipping",
+            pipeline("shipping", SHIPPING_REQUEST, SHIPPING_REQUEST_DLQ, &[]),
+        ),
+        (
+            "surge-exporter",
+            BTreeSet::from([
+                acl("topic", "*", "Describe"),
+                acl("group", "*", "Describe"),
+                acl("cluster", "", "Describe"),
+            ]),
+        ),
+    ]);
+    let mut checked = 0;
+    for (overlay, objects) in rendered()? {
+        let mut users = BTreeMap::new();
+        for user in of_kind(&objects, "KafkaUser") {
+            assert_eq!(
+                user["spec"]["authentication"]["type"], "scram-sha-512",
+                "{overlay}"
+            );
+            let acls: BTreeSet<Acl> = user["spec"]["authorization"]["acls"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|a| {
+                    let ops: Vec<&str> = a["operations"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .collect();
+                    acl(
+                        a["resource"]["type"].as_str().unwrap_or_default(),
+                        a["resource"]["name"].as_str().unwrap_or_default(),
+                        &ops.join(","),
+                    )
+                })
+                .collect();
+            users.insert(name(user).to_string(), acls);
+        }
+        let expected: BTreeMap<String, BTreeSet<Acl>> = expected
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        assert_eq!(users, expected, "{overlay}");
+        let kafka = find(&objects, "Kafka", "shop-kafka")?;
+        assert_eq!(kafka["spec"]["kafka"]["authorization"]["type"], "simple");
+        let listeners = kafka["spec"]["kafka"]["listeners"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(listeners.len(), 1, "{overlay}: one listener");
+        let listener = &listeners[0];
+        assert_eq!(listener["tls"], true, "{overlay}");
+        assert_eq!(
+            listener["authentication"]["type"], "scram-sha-512",
+            "{overlay}"
+        );
+        let peers =
+            listener["networkPolicyPeers"][0]["podSelector"]["matchExpressions"][0]["values"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+        assert_eq!(
+            peers,
+            ["orders", "payment", "shipping", "surge-exporter"]
+                .map(Value::from)
+                .to_vec(),
+            "{overlay}"
+        );
+        // Each Kafka client logs in as itself.
+        for service in ["orders", "payment", "shipping"] {
+            let deployment = find(&objects, "Deployment", service)?;
+            let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+            assert_eq!(
+                env_of(container, "SHOP_KAFKA_USERNAME"),
+                Some(service),
+                "{overlay}"
+            );
+            let volumes = deployment["spec"]["template"]["spec"]["volumes"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            assert!(
+                volumes.iter().any(|v| v["secret"]["secretName"] == service),
+                "{overlay}: {service} does not mount its KafkaUser's Secret"
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 2);
     Ok(())
 }

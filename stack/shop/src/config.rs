@@ -21,8 +21,8 @@ pub struct Config {
     pub pool_size: u32,
     /// `SHOP_REDIS_URL`.
     pub redis_url: Option<String>,
-    /// `SHOP_KAFKA_BOOTSTRAP`.
-    pub kafka_bootstrap: Option<String>,
+    /// `SHOP_KAFKA_BOOTSTRAP`, with the service's own login when `SHOP_KAFKA_USERNAME` is set.
+    pub kafka: Option<KafkaAccess>,
     /// `SHOP_JWT_SECRET` or `SHOP_JWT_SECRET_FILE`.
     pub jwt_secret: Option<Vec<u8>>,
     /// `SHOP_JWT_TTL` seconds (default 900).
@@ -33,6 +33,82 @@ pub struct Config {
     pub payment_latency: Duration,
     /// `SHOP_PAYMENT_FAILURE_RATE` in [0, 1] (default 0.02): transient provider failures.
     pub payment_failure_rate: f64,
+}
+
+/// How a service reaches the brokers: as itself (SCRAM-SHA-512, its own user and ACLs) over
+/// TLS verified against the cluster's CA when those are set, as in the cluster; plain on the
+/// local stack, whose broker is on loopback.
+#[derive(Clone)]
+pub struct KafkaAccess {
+    pub bootstrap: String,
+    /// `SHOP_KAFKA_USERNAME` and the password in `SHOP_KAFKA_PASSWORD_FILE`.
+    pub login: Option<(String, String)>,
+    /// `SHOP_KAFKA_CA_FILE`: TLS to the brokers, verified against this CA.
+    pub ca_file: Option<String>,
+}
+
+impl std::fmt::Debug for KafkaAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaAccess")
+            .field("bootstrap", &self.bootstrap)
+            .field("username", &self.login.as_ref().map(|(u, _)| u))
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
+}
+
+impl KafkaAccess {
+    fn from_env() -> anyhow::Result<Option<KafkaAccess>> {
+        let Some(bootstrap) = var("SHOP_KAFKA_BOOTSTRAP") else {
+            return Ok(None);
+        };
+        let login = match (var("SHOP_KAFKA_USERNAME"), var("SHOP_KAFKA_PASSWORD_FILE")) {
+            (None, None) => None,
+            (Some(user), Some(path)) => {
+                let password = std::fs::read_to_string(&path)
+                    .with_context(|| format!("SHOP_KAFKA_PASSWORD_FILE: cannot read {path}"))?;
+                Some((user, password.trim_end().to_string()))
+            }
+            (Some(_), None) => {
+                return Err(anyhow!(
+                    "SHOP_KAFKA_USERNAME is set without SHOP_KAFKA_PASSWORD_FILE"
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(anyhow!(
+                    "SHOP_KAFKA_PASSWORD_FILE is set without SHOP_KAFKA_USERNAME"
+                ));
+            }
+        };
+        Ok(Some(KafkaAccess {
+            bootstrap,
+            login,
+            ca_file: var("SHOP_KAFKA_CA_FILE"),
+        }))
+    }
+
+    /// librdkafka's settings for reaching the brokers so.
+    pub fn client_config(&self) -> rdkafka::ClientConfig {
+        let mut config = rdkafka::ClientConfig::new();
+        config.set("bootstrap.servers", &self.bootstrap);
+        let protocol = match (&self.login, &self.ca_file) {
+            (None, None) => "plaintext",
+            (None, Some(_)) => "ssl",
+            (Some(_), None) => "sasl_plaintext",
+            (Some(_), Some(_)) => "sasl_ssl",
+        };
+        config.set("security.protocol", protocol);
+        if let Some(ca) = &self.ca_file {
+            config.set("ssl.ca.location", ca);
+            config.set("ssl.endpoint.identification.algorithm", "https");
+        }
+        if let Some((user, password)) = &self.login {
+            config.set("sasl.mechanism", "SCRAM-SHA-512");
+            config.set("sasl.username", user);
+            config.set("sasl.password", password);
+        }
+        config
+    }
 }
 
 fn var(name: &str) -> Option<String> {
@@ -86,7 +162,7 @@ impl Config {
             replica_urls,
             pool_size: parsed("SHOP_DB_POOL_SIZE", 8)?,
             redis_url: var("SHOP_REDIS_URL"),
-            kafka_bootstrap: var("SHOP_KAFKA_BOOTSTRAP"),
+            kafka: KafkaAccess::from_env()?,
             jwt_secret,
             jwt_ttl: Duration::from_secs(parsed("SHOP_JWT_TTL", 900)?),
             cart_ttl: Duration::from_secs(parsed("SHOP_CART_TTL", 86_400)?),
@@ -101,9 +177,9 @@ impl Config {
             .context("SHOP_REDIS_URL is not set")
     }
 
-    pub fn require_kafka(&self) -> anyhow::Result<&str> {
-        self.kafka_bootstrap
-            .as_deref()
+    pub fn require_kafka(&self) -> anyhow::Result<&KafkaAccess> {
+        self.kafka
+            .as_ref()
             .context("SHOP_KAFKA_BOOTSTRAP is not set")
     }
 
@@ -111,5 +187,43 @@ impl Config {
         self.jwt_secret
             .as_deref()
             .context("SHOP_JWT_SECRET (or SHOP_JWT_SECRET_FILE) is not set")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// In the cluster a service reaches the brokers as itself over verified TLS; on the local
+    /// stack, plain.
+    #[test]
+    fn kafka_access_sets_what_librdkafka_needs() {
+        let cluster = KafkaAccess {
+            bootstrap: "shop-kafka-kafka-bootstrap:9093".into(),
+            login: Some(("payment".into(), "s3cret".into())),
+            ca_file: Some("/var/run/secrets/kafka-ca/ca.crt".into()),
+        };
+        let config = cluster.client_config();
+        for (key, value) in [
+            ("bootstrap.servers", "shop-kafka-kafka-bootstrap:9093"),
+            ("security.protocol", "sasl_ssl"),
+            ("sasl.mechanism", "SCRAM-SHA-512"),
+            ("sasl.username", "payment"),
+            ("sasl.password", "s3cret"),
+            ("ssl.ca.location", "/var/run/secrets/kafka-ca/ca.crt"),
+            ("ssl.endpoint.identification.algorithm", "https"),
+        ] {
+            assert_eq!(config.get(key), Some(value), "{key}");
+        }
+        // The password never shows in a debug print.
+        assert!(!format!("{cluster:?}").contains("s3cret"));
+        let local = KafkaAccess {
+            bootstrap: "127.0.0.1:9092".into(),
+            login: None,
+            ca_file: None,
+        };
+        let config = local.client_config();
+        assert_eq!(config.get("security.protocol"), Some("plaintext"));
+        assert_eq!(config.get("sasl.username"), None);
     }
 }

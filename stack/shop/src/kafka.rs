@@ -6,7 +6,7 @@ use std::time::Duration;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use rdkafka::ClientConfig;
+use crate::config::KafkaAccess;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer};
@@ -21,9 +21,9 @@ pub const PARTITIONS: i32 = 12;
 /// How long a consumer may go silent before its group drops it (Kafka's session timeout).
 pub const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub fn producer(bootstrap: &str) -> anyhow::Result<FutureProducer> {
-    Ok(ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+pub fn producer(access: &KafkaAccess) -> anyhow::Result<FutureProducer> {
+    Ok(access
+        .client_config()
         .set("acks", "all")
         .set("linger.ms", "5")
         // Fail a send in seconds, not minutes, so the outbox relay releases its rows and
@@ -70,13 +70,13 @@ pub type ShopConsumer = StreamConsumer<Rebalances>;
 
 /// A consumer in `group` that only commits offsets stored after processing.
 pub fn consumer(
-    bootstrap: &str,
+    access: &KafkaAccess,
     group: &str,
     instance: &str,
     metrics: Arc<crate::metrics::Metrics>,
 ) -> anyhow::Result<ShopConsumer> {
-    Ok(ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    Ok(access
+        .client_config()
         .set("group.id", group)
         .set("client.id", instance)
         .set("enable.auto.commit", "true")
@@ -91,10 +91,8 @@ pub fn consumer(
 }
 
 /// Create the pipeline's topics (and DLQs); existing ones are fine.
-pub async fn create_topics(bootstrap: &str) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()?;
+pub async fn create_topics(access: &KafkaAccess) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = access.client_config().create()?;
     let topics: Vec<NewTopic> = crate::topics::ALL
         .iter()
         .map(|t| NewTopic::new(t, PARTITIONS, TopicReplication::Fixed(1)))

@@ -77,8 +77,11 @@ fn drill_redis_lost_fails_closed_pages_and_recovers() -> anyhow::Result<()> {
         Duration::from_millis(100),
         || Ok(tried_since(began) >= 3),
     )?;
-    let fault = Instant::now();
+    // Redis takes a moment to stop: a request in that moment may still be checked, so the
+    // fault's phase begins once it is stopped.
+    let stopping = Instant::now();
     drill.stack.redis.stop();
+    let fault = Instant::now();
 
     // Gone: authenticated requests refuse with 503 (never a pass), browsing still answers.
     let (code, _, body) = shop.get("/auth/me", Some(&drill.token))?;
@@ -167,7 +170,7 @@ fn drill_redis_lost_fails_closed_pages_and_recovers() -> anyhow::Result<()> {
     };
     let far = Instant::now() + Duration::from_secs(3600);
     let (before, during, returning, after) = (
-        phase(began, fault),
+        phase(began, stopping),
         phase(fault, back),
         phase(back, recovered),
         phase(recovered, far),
