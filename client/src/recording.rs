@@ -390,8 +390,9 @@ impl Recording {
     }
 }
 
-/// Create (or replace) `path` readable by its owner only.
-fn owner_only(path: &Path) -> std::io::Result<File> {
+/// Create (or replace) `path` readable by its owner only: recordings and snapshots hold what
+/// the panel saw (names, hosts, alert texts).
+pub fn owner_only(path: &Path) -> std::io::Result<File> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let file = std::fs::OpenOptions::new()
         .write(true)

@@ -399,17 +399,9 @@ const COALESCE: Duration = Duration::from_millis(25);
 
 /// Write the snapshot of `store` at `now`; `replay_of` names the recording a replayed moment
 /// comes from (said in the snapshot's title).
-/// Snapshots hold what the panel saw (names, hosts, alert texts): the owner's only.
+/// Snapshots hold what the panel saw: the owner's only.
 fn write_owner_only(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    file.write_all(text.as_bytes())
+    surge_client::recording::owner_only(path)?.write_all(text.as_bytes())
 }
 
 pub(crate) fn write_snapshot(

@@ -128,31 +128,25 @@ fn a_recording_cut_short_says_where_it_ends() -> Result<(), Box<dyn std::error::
     let time = jiff::Timestamp::from_second(last as i64)?
         .strftime("%H:%M:%S")
         .to_string();
-    let path = cut.display().to_string();
-    let (code, out, err) = surge(&[
-        "--once",
-        "--size",
-        "200x40",
-        "--log",
-        "/dev/null",
-        "replay",
-        &path,
-    ]);
+    let replay = |file: &std::path::Path| {
+        let file = file.display().to_string();
+        surge(&[
+            "--once",
+            "--size",
+            "200x40",
+            "--log",
+            "/dev/null",
+            "replay",
+            &file,
+        ])
+    };
+    let (code, out, err) = replay(&cut);
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains(&format!("recording ends early: cut after {time}")),
         "{out}"
     );
-    let whole = fixture.display().to_string();
-    let (code, out, err) = surge(&[
-        "--once",
-        "--size",
-        "200x40",
-        "--log",
-        "/dev/null",
-        "replay",
-        &whole,
-    ]);
+    let (code, out, err) = replay(&fixture);
     assert_eq!(code, 0, "{err}");
     assert!(!out.contains("ends early"), "{out}");
     Ok(())
