@@ -770,7 +770,7 @@ pub fn verdicts(recording: &surge_client::recording::Recording, workload: &str) 
         replay.seek(&mut cursor, at);
         if let Some(row) = cursor
             .store
-            .derived
+            .derived()
             .services
             .iter()
             .find(|s| s.workload == workload)

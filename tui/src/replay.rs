@@ -45,7 +45,7 @@ fn open(
     // Nothing to act on: the alerts are history.
     app.readonly = true;
     let mut template = new_store(settings, &Endpoints::default(), &app);
-    template.stale_after = recording.header.stale_after;
+    template.set_stale_after(recording.header.stale_after);
     let replay = Replay::new(&recording, context, template);
     if replay.is_empty() {
         return Err(format!(
@@ -124,12 +124,12 @@ pub async fn interactive(settings: &Settings, file: &Path, at: Option<&str>) -> 
     let mut notice: Option<String> = None;
     let result = loop {
         replay.seek(&mut cursor, clock.at);
-        if cursor.store.range != app.range {
+        if cursor.store.range() != app.range {
             cursor.store.set_range(app.range, clock.at);
         }
         clock.position = replay.position(clock.at);
         app.replay = Some(clock.clone());
-        cursor.store.notice = notice.clone();
+        cursor.store.set_notice(notice.clone());
         let store = &cursor.store;
         if let Err(e) = terminal.draw(|frame| ui::draw(frame, &app, store, &theme, clock.at)) {
             break Err(format!("cannot draw: {e}"));

@@ -110,9 +110,9 @@ fn context_rows(sessions: &[Option<Session>], now: f64) -> Vec<ContextSummary> {
 
 pub(crate) fn new_store(settings: &Settings, endpoints: &Endpoints, app: &App) -> Store {
     let mut store = Store::new(settings.stale_after);
-    store.service_groups = settings.service_groups.clone();
-    store.range = app.range;
-    store.insecure_sources = insecure_sources(endpoints);
+    store.set_service_groups(settings.service_groups.clone());
+    store.set_range(app.range, 0.0);
+    store.set_insecure_sources(insecure_sources(endpoints));
     store
 }
 
@@ -157,9 +157,9 @@ fn expected_sources(endpoints: &Endpoints) -> BTreeSet<String> {
 /// Whether a session has heard from every source (and Prometheus' history, which sparklines
 /// need, or its failure).
 fn session_ready(endpoints: &Endpoints, store: &Store, history_seen: bool) -> bool {
-    let heard: BTreeSet<String> = store.health.keys().cloned().collect();
+    let heard: BTreeSet<String> = store.health().keys().cloned().collect();
     let prometheus_failed = store
-        .health
+        .health()
         .get("prometheus")
         .is_some_and(|h| h.error.is_some());
     let prometheus_done = endpoints.prometheus.is_none() || history_seen || prometheus_failed;
@@ -184,7 +184,7 @@ pub(crate) fn once_view(text: &str, store: &Store) -> Result<View, String> {
                 Some((ns, w)) => (ns.to_string(), w.to_string()),
                 None => {
                     let ns = store
-                        .derived
+                        .derived()
                         .services
                         .iter()
                         .find(|s| s.workload == name)
@@ -254,7 +254,7 @@ pub async fn once(
                 .iter()
                 .all(|name| {
                     s.store
-                        .health
+                        .health()
                         .get(name)
                         .is_some_and(|h| h.error.is_none() && h.last_ok.is_some())
                 })
@@ -469,7 +469,7 @@ pub async fn interactive(settings: &Settings, started: Instant) -> Result<(), St
             if let Err(e) = terminal.draw(|frame| ui::draw(frame, &app, store, &theme, now)) {
                 break Err(format!("cannot draw: {e}"));
             }
-            if first_data_frame && store.last_update.is_some() {
+            if first_data_frame && store.last_update().is_some() {
                 first_data_frame = false;
                 tracing::info!(
                     elapsed_ms = started.elapsed().as_millis() as u64,
@@ -482,7 +482,7 @@ pub async fn interactive(settings: &Settings, started: Instant) -> Result<(), St
             event = events.next() => match event {
                 Some(Ok(Event::Key(key))) if key.kind != KeyEventKind::Release => {
                     let Some(Some(session)) = sessions.get_mut(current) else { continue };
-                    session.store.notice = None;
+                    session.store.set_notice(None);
                     let mut quit = false;
                     for action in app.handle_key(key, &session.store) {
                         match action {
@@ -490,12 +490,12 @@ pub async fn interactive(settings: &Settings, started: Instant) -> Result<(), St
                             Action::Fetch(command) => {
                                 let Some(Some(session)) = sessions.get_mut(app.context) else { continue };
                                 if session.wiring.commands.try_send(command).is_err() {
-                                    session.store.notice = Some("busy: the last silence request is still running".into());
+                                    session.store.set_notice(Some("busy: the last silence request is still running".into()));
                                 }
                             }
                             Action::Snapshot { clipboard } => {
                                 let Some(Some(session)) = sessions.get_mut(app.context) else { continue };
-                                session.store.notice = Some(write_snapshot(&session.store, &settings.snapshot_dir, clipboard, fetch::now(), None));
+                                session.store.set_notice(Some(write_snapshot(&session.store, &settings.snapshot_dir, clipboard, fetch::now(), None)));
                             }
                             Action::WantChanged => {
                                 let now = fetch::now();
@@ -513,7 +513,7 @@ pub async fn interactive(settings: &Settings, started: Instant) -> Result<(), St
                                     .filter(|r| r.recording())
                                     .map(|r| r.path().to_string());
                                 let Some(Some(session)) = sessions.get_mut(app.context) else { continue };
-                                session.store.notice = Some(message);
+                                session.store.set_notice(Some(message));
                             }
                             Action::SwitchContext(i) => {
                                 tracing::info!(context = %app.contexts[i], "context switched");
@@ -543,7 +543,7 @@ pub async fn interactive(settings: &Settings, started: Instant) -> Result<(), St
                     if let Some(reason) = recorder.as_mut().and_then(|r| record(r, now, i, &update)) {
                         app.recording = None;
                         if let Some(Some(session)) = sessions.get_mut(app.context) {
-                            session.store.notice = Some(reason);
+                            session.store.set_notice(Some(reason));
                         }
                     }
                     if let Some(list) = by_session.get_mut(i) {

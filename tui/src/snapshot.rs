@@ -55,7 +55,7 @@ fn table(out: &mut String, header: &[&str], rows: Vec<Vec<String>>) {
 
 pub fn markdown(store: &Store, now: f64) -> String {
     let mut out = String::new();
-    let d = &store.derived;
+    let d = &store.derived();
     let _ = writeln!(out, "# Surge snapshot {}\n", timestamp(now));
 
     let _ = writeln!(out, "## Sources\n");
@@ -104,7 +104,7 @@ pub fn markdown(store: &Store, now: f64) -> String {
         let _ = writeln!(out, "{muted} more alert(s) silenced or inhibited.\n");
     }
 
-    let alert_line = store.cpu_alert.unwrap_or(DEFAULT_CPU_ALERT);
+    let alert_line = store.cpu_alert().unwrap_or(DEFAULT_CPU_ALERT);
     let _ = writeln!(
         out,
         "## Services (CPU alert line {})\n",
@@ -281,7 +281,7 @@ pub fn markdown(store: &Store, now: f64) -> String {
         );
     }
     let active: Vec<_> = store
-        .silences
+        .silences()
         .iter()
         .filter(|s| s.state == "active")
         .collect();

@@ -41,7 +41,7 @@ fn first_moment(
         replay.seek(&mut cursor, at);
         if cursor
             .store
-            .derived
+            .derived()
             .services
             .iter()
             .any(|s| s.workload == workload && want(s))
@@ -123,7 +123,7 @@ fn a_stalled_consumer_replayed() -> anyhow::Result<()> {
     let (start, _) = replay.span();
     let early = replay.store_at(start + 5.0);
     let payment = early
-        .derived
+        .derived()
         .services
         .iter()
         .find(|s| s.workload == "payment");

@@ -69,35 +69,105 @@ pub mod lines {
     pub const IDLE_IN_TRANSACTION: f64 = 300.0;
 }
 
+/// What the panel knows, fed by [`Store::apply`] and read through its methods: the views only
+/// read, and the few settings the panel owns (groups, range, notice) are set by name.
 #[derive(Debug, Clone, Default)]
 pub struct Store {
     /// Every source's latest instant values, side by side.
-    pub metrics: Metrics,
+    pub(crate) metrics: Metrics,
     by_source: BTreeMap<String, Metrics>,
-    pub history: History,
-    pub prometheus_alerts: Vec<Alert>,
-    pub alertmanager_alerts: Vec<Alert>,
-    pub silences: Vec<Silence>,
-    pub health: BTreeMap<String, Health>,
-    pub notice: Option<String>,
+    pub(crate) history: History,
+    pub(crate) prometheus_alerts: Vec<Alert>,
+    pub(crate) alertmanager_alerts: Vec<Alert>,
+    pub(crate) silences: Vec<Silence>,
+    pub(crate) health: BTreeMap<String, Health>,
+    pub(crate) notice: Option<String>,
     /// Unix seconds of the last data received.
-    pub last_update: Option<f64>,
-    pub derived: Derived,
+    pub(crate) last_update: Option<f64>,
+    pub(crate) derived: Derived,
     /// Kafka group names that belong to a service, beyond the same-name default.
-    pub service_groups: BTreeMap<String, Vec<String>>,
+    pub(crate) service_groups: BTreeMap<String, Vec<String>>,
     /// A source is stale after this many seconds without a good fetch.
-    pub stale_after: f64,
+    pub(crate) stale_after: f64,
     /// Utilization at which ServiceCPUHigh fires, from the loaded rules when known.
-    pub cpu_alert: Option<f64>,
+    pub(crate) cpu_alert: Option<f64>,
     /// Rules loaded in Prometheus, and how many failed their last evaluation.
-    pub rules: Option<(usize, usize)>,
+    pub(crate) rules: Option<(usize, usize)>,
     /// History the sparklines show.
-    pub range: Range,
+    pub(crate) range: Range,
     /// Prometheus gave the alert timeline (`ALERTS`); stop recording our own sightings.
     alert_history_from_prometheus: bool,
     /// Sources whose TLS certificates are not verified (`insecure_skip_verify`): said in the
     /// banner for as long as the panel runs.
-    pub insecure_sources: Vec<String>,
+    pub(crate) insecure_sources: Vec<String>,
+}
+
+impl Store {
+    /// Every source's latest instant values, side by side.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+    pub fn prometheus_alerts(&self) -> &[Alert] {
+        &self.prometheus_alerts
+    }
+    pub fn alertmanager_alerts(&self) -> &[Alert] {
+        &self.alertmanager_alerts
+    }
+    pub fn silences(&self) -> &[Silence] {
+        &self.silences
+    }
+    /// Each source's health, by name.
+    pub fn health(&self) -> &BTreeMap<String, Health> {
+        &self.health
+    }
+    /// The status bar's one-line message.
+    pub fn notice(&self) -> Option<&str> {
+        self.notice.as_deref()
+    }
+    pub fn set_notice(&mut self, notice: Option<String>) {
+        self.notice = notice;
+    }
+    /// Unix seconds of the last data received.
+    pub fn last_update(&self) -> Option<f64> {
+        self.last_update
+    }
+    /// The rows and verdicts the views draw.
+    pub fn derived(&self) -> &Derived {
+        &self.derived
+    }
+    /// Kafka group names that belong to a service, beyond the same-name default.
+    pub fn set_service_groups(&mut self, groups: BTreeMap<String, Vec<String>>) {
+        self.service_groups = groups;
+    }
+    /// Seconds without a good fetch after which a source is stale.
+    pub fn stale_after(&self) -> f64 {
+        self.stale_after
+    }
+    pub fn set_stale_after(&mut self, seconds: f64) {
+        self.stale_after = seconds;
+    }
+    /// Utilization at which ServiceCPUHigh fires, from the loaded rules when known.
+    pub fn cpu_alert(&self) -> Option<f64> {
+        self.cpu_alert
+    }
+    /// Rules loaded in Prometheus, and how many failed their last evaluation.
+    pub fn rules(&self) -> Option<(usize, usize)> {
+        self.rules
+    }
+    /// History the sparklines show.
+    pub fn range(&self) -> Range {
+        self.range
+    }
+    /// Sources whose TLS certificates are not verified, said in the banner.
+    pub fn insecure_sources(&self) -> &[String] {
+        &self.insecure_sources
+    }
+    pub fn set_insecure_sources(&mut self, sources: Vec<String>) {
+        self.insecure_sources = sources;
+    }
 }
 
 impl Store {

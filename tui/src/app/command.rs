@@ -62,7 +62,7 @@ impl App {
             ("alerts" | "a", _) => self.go(View::Alerts),
             ("svc" | "service" | "s", Some(name)) => {
                 let found = store
-                    .derived
+                    .derived()
                     .services
                     .iter()
                     .find(|s| {
@@ -126,7 +126,7 @@ fn complete(text: &str, store: &Store, contexts: &[String]) -> Option<String> {
     }
     if let Some(prefix) = text.strip_prefix("svc ") {
         let names: Vec<&str> = store
-            .derived
+            .derived()
             .services
             .iter()
             .map(|s| s.workload.as_str())

@@ -153,7 +153,7 @@ impl App {
             let namespace = label("namespace")
                 .or_else(|| {
                     store
-                        .derived
+                        .derived()
                         .services
                         .iter()
                         .find(|s| s.workload == workload)

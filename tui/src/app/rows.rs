@@ -14,7 +14,7 @@ fn matches(filter: &str, fields: &[&str]) -> bool {
 /// The rows each view lists, filtered: the one definition of "row N" for drawing and keys.
 pub fn services<'a>(store: &'a Store, filter: &str) -> Vec<&'a ServiceRow> {
     store
-        .derived
+        .derived()
         .services
         .iter()
         .filter(|s| matches(filter, &[&s.namespace, &s.workload]))
@@ -23,7 +23,7 @@ pub fn services<'a>(store: &'a Store, filter: &str) -> Vec<&'a ServiceRow> {
 
 pub fn groups<'a>(store: &'a Store, filter: &str) -> Vec<&'a GroupRow> {
     store
-        .derived
+        .derived()
         .groups
         .iter()
         .filter(|g| matches(filter, &[&g.group, &g.topic, &g.cluster, g.state_label()]))
@@ -32,7 +32,7 @@ pub fn groups<'a>(store: &'a Store, filter: &str) -> Vec<&'a GroupRow> {
 
 pub fn servers<'a>(store: &'a Store, filter: &str) -> Vec<&'a ServerRow> {
     store
-        .derived
+        .derived()
         .servers
         .iter()
         .filter(|s| matches(filter, &[&s.target, s.role.label()]))
@@ -41,7 +41,7 @@ pub fn servers<'a>(store: &'a Store, filter: &str) -> Vec<&'a ServerRow> {
 
 pub fn alerts<'a>(store: &'a Store, filter: &str) -> Vec<&'a Alert> {
     store
-        .derived
+        .derived()
         .alerts
         .iter()
         .filter(|a| {
@@ -56,7 +56,7 @@ pub fn alerts<'a>(store: &'a Store, filter: &str) -> Vec<&'a Alert> {
 
 pub fn silences<'a>(store: &'a Store, filter: &str) -> Vec<&'a Silence> {
     store
-        .silences
+        .silences()
         .iter()
         .filter(|s| s.state != "expired")
         .filter(|s| {
@@ -87,7 +87,7 @@ pub fn partitions(store: &Store, group: &str, topic: &str, filter: &str) -> Vec<
 
 /// Firing, unmuted alerts about a service (for its detail view and the Overview).
 pub fn alerts_for_service<'a>(store: &'a Store, workload: &str) -> Vec<&'a Alert> {
-    firing(&store.derived.alerts)
+    firing(&store.derived().alerts)
         .filter(|a| a.labels.get("workload").map(String::as_str) == Some(workload))
         .collect()
 }

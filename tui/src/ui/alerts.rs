@@ -139,7 +139,7 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx) {
     };
     let age = ctx
         .store
-        .health
+        .health()
         .get("alertmanager")
         .and_then(|h| h.last_ok)
         .map(|t| ((ctx.now - t).max(0.0), false));
@@ -205,7 +205,7 @@ fn timeline_rows(ctx: &Ctx) -> Vec<(String, Vec<(f64, f64)>)> {
     let since = ctx.now - ctx.range();
     let mut rows: Vec<(String, Vec<(f64, f64)>)> = ctx
         .store
-        .history
+        .history()
         .named(ALERTS)
         .filter_map(|(labels, points): (&Labels, _)| {
             let points: Vec<(f64, f64)> = points

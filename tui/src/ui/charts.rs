@@ -176,7 +176,7 @@ fn seconds(v: f64) -> String {
 pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx) {
     let t = ctx.theme;
     let range = ctx.range();
-    let derived = &ctx.store.derived;
+    let derived = &ctx.store.derived();
     let [cpu_area, lag_area, replica_area] = Layout::horizontal([
         Constraint::Ratio(1, 3),
         Constraint::Ratio(1, 3),
@@ -193,7 +193,7 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx) {
         100.0,
     );
     // The HPA target (when the services share one) and the alert line, flat across the range.
-    let alert = ctx.store.cpu_alert.unwrap_or(DEFAULT_CPU_ALERT);
+    let alert = ctx.store.cpu_alert().unwrap_or(DEFAULT_CPU_ALERT);
     let mut marks = vec![flat(alert * 100.0, range, t.crit)];
     let mut title = format!(
         "CPU of request, alert line {}",

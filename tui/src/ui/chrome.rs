@@ -47,7 +47,7 @@ pub fn header(frame: &mut Frame, area: Rect, ctx: &Ctx) {
             style,
         ));
     }
-    let firing = firing(&ctx.store.derived.alerts).count();
+    let firing = firing(&ctx.store.derived().alerts).count();
     if firing > 0 {
         spans.push(Span::styled(format!(" {firing} FIRING "), t.crit));
     }
@@ -130,7 +130,7 @@ pub fn banner_lines(ctx: &Ctx, width: u16) -> Vec<Line<'static>> {
             wrapped(&text)
         })
         .collect();
-    for name in ctx.store.insecure_sources.iter().rev() {
+    for name in ctx.store.insecure_sources().iter().rev() {
         let text = format!(
             " ⚠ TLS verification is OFF for {name} (insecure_skip_verify): what it shows could come from anyone on the path"
         );
@@ -181,7 +181,7 @@ pub fn footer(frame: &mut Frame, area: Rect, ctx: &Ctx) {
                     t.accent,
                 ));
             }
-            if let Some(message) = ctx.app.message.as_ref().or(ctx.store.notice.as_ref()) {
+            if let Some(message) = ctx.app.message.as_deref().or(ctx.store.notice()) {
                 spans.push(Span::styled(format!(" {message}"), t.warn));
             } else {
                 let hints = match ctx.app.view {

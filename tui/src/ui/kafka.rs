@@ -106,7 +106,7 @@ pub fn draw_partitions(
     let [head, body] = Layout::vertical([Constraint::Length(3), Constraint::Min(0)]).areas(area);
     let summary = ctx
         .store
-        .derived
+        .derived()
         .groups
         .iter()
         .find(|g| g.cluster == cluster && g.group == group && g.topic == topic);

@@ -25,8 +25,8 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx) {
     let [top, bottom] =
         Layout::vertical([Constraint::Length(top_height), Constraint::Min(0)]).areas(area);
     services_table(frame, top, ctx, &services, Some(ctx.app.cursor()));
-    let alerts: Vec<&Alert> = ctx.store.derived.alerts.iter().collect();
-    let groups = ctx.store.derived.groups.len().max(1) as u16 + 3;
+    let alerts: Vec<&Alert> = ctx.store.derived().alerts.iter().collect();
+    let groups = ctx.store.derived().groups.len().max(1) as u16 + 3;
     // Room to spare (a tall, wide screen): real charts along the bottom.
     let bottom = if bottom.width >= 120 && bottom.height >= charts::MIN_HEIGHT + 14 {
         let height = (bottom.height / 3).clamp(charts::MIN_HEIGHT, 24);
@@ -66,7 +66,7 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx) {
 /// The PostgreSQL servers at a glance: role, streaming, replay lag, connection use.
 fn replicas(frame: &mut Frame, area: Rect, ctx: &Ctx) {
     let t = *ctx.theme;
-    let servers: Vec<&ServerRow> = ctx.store.derived.servers.iter().collect();
+    let servers: Vec<&ServerRow> = ctx.store.derived().servers.iter().collect();
     let columns = vec![
         col("SERVER", 12, 0, move |s: &&ServerRow| {
             Span::styled(s.target.clone(), t.text)
@@ -104,7 +104,7 @@ fn replicas(frame: &mut Frame, area: Rect, ctx: &Ctx) {
 /// The pipeline at a glance: every group-topic, worst first.
 fn pipeline(frame: &mut Frame, area: Rect, ctx: &Ctx) {
     let t = *ctx.theme;
-    let mut groups: Vec<&GroupRow> = ctx.store.derived.groups.iter().collect();
+    let mut groups: Vec<&GroupRow> = ctx.store.derived().groups.iter().collect();
     groups.sort_by(|a, b| {
         let rank = |g: &GroupRow| match g.state {
             Some(LagState::Stalled) => 0,

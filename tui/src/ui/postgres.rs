@@ -16,8 +16,8 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx) {
     let t = *ctx.theme;
     let (now, range) = (ctx.now, ctx.range());
     let servers = app::servers(ctx.store, &ctx.app.filter);
-    let standbys: Vec<&StandbyRow> = ctx.store.derived.standbys.iter().collect();
-    let slots: Vec<&SlotRow> = ctx.store.derived.slots.iter().collect();
+    let standbys: Vec<&StandbyRow> = ctx.store.derived().standbys.iter().collect();
+    let slots: Vec<&SlotRow> = ctx.store.derived().slots.iter().collect();
     let h = |n: usize| (n.max(1) as u16) + 3;
     let [top, middle, bottom] = Layout::vertical([
         Constraint::Length(h(servers.len())),

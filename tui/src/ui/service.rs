@@ -19,7 +19,7 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx, namespace: &str, workload:
     let t = *ctx.theme;
     let Some(s) = ctx
         .store
-        .derived
+        .derived()
         .services
         .iter()
         .find(|s| s.namespace == namespace && s.workload == workload)
@@ -31,7 +31,7 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx, namespace: &str, workload:
         frame.render_widget(text, area);
         return;
     };
-    let alert = ctx.store.cpu_alert.unwrap_or(DEFAULT_CPU_ALERT);
+    let alert = ctx.store.cpu_alert().unwrap_or(DEFAULT_CPU_ALERT);
     let [summary_area, chart_area, rest] = Layout::vertical([
         Constraint::Length(7),
         Constraint::Length(4),
@@ -226,7 +226,7 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx, namespace: &str, workload:
     let groups: Vec<&GroupRow> = match &s.kafka {
         Some(k) => ctx
             .store
-            .derived
+            .derived()
             .groups
             .iter()
             .filter(|g| g.group == k.group)
@@ -261,7 +261,7 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx, namespace: &str, workload:
     );
     let alerts: Vec<_> = ctx
         .store
-        .derived
+        .derived()
         .alerts
         .iter()
         .filter(|a| a.labels.get("workload").map(String::as_str) == Some(workload))

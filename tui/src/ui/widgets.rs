@@ -22,7 +22,7 @@ pub fn services_table(
     cursor: Option<usize>,
 ) {
     let t = *ctx.theme;
-    let alert = ctx.store.cpu_alert.unwrap_or(DEFAULT_CPU_ALERT);
+    let alert = ctx.store.cpu_alert().unwrap_or(DEFAULT_CPU_ALERT);
     let (now, range) = (ctx.now, ctx.range());
     let age = ctx.store.services_age(ctx.now);
     let columns = vec![
@@ -173,7 +173,7 @@ pub fn alert_list(
         .iter()
         .filter(|a| a.state == AlertState::Firing && !a.muted)
         .count();
-    let watchdog = if ctx.store.derived.watchdog {
+    let watchdog = if ctx.store.derived().watchdog {
         ", watchdog ♥"
     } else {
         ""

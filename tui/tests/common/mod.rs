@@ -522,7 +522,8 @@ pub fn flash_sale() -> Store {
                 .filter(|a| a.state == AlertState::Firing)
                 .collect(),
         },
-        NOW,
+        // Alertmanager answered a second before the moment shown.
+        NOW - 1.0,
     );
     store.apply(
         Update::History {
@@ -566,13 +567,6 @@ pub fn flash_sale() -> Store {
             state: "active".into(),
         }]),
         NOW,
-    );
-    store.health.insert(
-        "alertmanager".into(),
-        surge_client::model::Health {
-            last_ok: Some(NOW - 1.0),
-            error: None,
-        },
     );
     store.rebuild(NOW);
     store
