@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 
@@ -115,9 +116,10 @@ pub fn main() -> ExitCode {
     let listen = cli.listen.unwrap_or(config.listen());
     let served = runtime.block_on(async {
         let listener = surge_metrics::http::bind(listen).await?;
-        let web = web
-            .unwrap_or_else(crate::web::WebConfig::plain)
-            .with_max_connections(usize::from(cli.web_max_connections));
+        let web = Arc::new(
+            web.unwrap_or_else(crate::web::WebConfig::plain)
+                .with_max_connections(usize::from(cli.web_max_connections)),
+        );
         let scheme = if web.current().is_tls() {
             "https"
         } else {

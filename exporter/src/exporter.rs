@@ -100,7 +100,7 @@ impl Exporter {
         let store = Arc::clone(&self.store);
         let server = async move {
             // Plain HTTP goes through the same server, for its connection cap and timeouts.
-            let web = web.unwrap_or_else(WebConfig::plain);
+            let web = web.unwrap_or_else(|| Arc::new(WebConfig::plain()));
             let router = surge_metrics::http::router(store, ABOUT);
             crate::web::serve(listener, router, web, shutdown).await
         };

@@ -101,8 +101,8 @@ impl Guards {
 
 /// bcrypt costs the exporter-toolkit accepts (Go's bcrypt: 4 to 31)…
 const TOOLKIT_COSTS: std::ops::RangeInclusive<u32> = 4..=31;
-/// …and the highest surge-exporter runs: one check at cost 14 takes about a second; each step
-/// doubles it, and at 31 a single check would hold the checker for days.
+/// …and the highest surge-exporter runs: each step doubles a check's time, and a check holds
+/// the only checker, so a cost far above the common 10–12 would stall every login behind it.
 const MAX_COST: u32 = 14;
 
 /// Headers the exporter-toolkit allows, and the values it allows for the two restricted ones.
@@ -259,19 +259,19 @@ fn stamps(path: &Path, loaded: &Loaded) -> Vec<Stamp> {
 
 impl WebConfig {
     /// Load `path`; an error names the problem in one line.
-    pub fn open(path: &Path) -> Result<Arc<WebConfig>, String> {
+    pub fn open(path: &Path) -> Result<WebConfig, String> {
         let loaded = load(path)?;
-        Ok(Arc::new(WebConfig {
+        Ok(WebConfig {
             path: Some(path.to_path_buf()),
             stamp: Mutex::new(stamps(path, &loaded)),
             current: RwLock::new(Arc::new(loaded)),
             max_connections: usize::from(DEFAULT_MAX_CONNECTIONS),
-        }))
+        })
     }
 
     /// Plain HTTP with no authentication (no `--web.config.file`).
-    pub fn plain() -> Arc<WebConfig> {
-        Arc::new(WebConfig {
+    pub fn plain() -> WebConfig {
+        WebConfig {
             path: None,
             stamp: Mutex::default(),
             current: RwLock::new(Arc::new(Loaded {
@@ -283,18 +283,13 @@ impl WebConfig {
                 checked: auth::Checked::default(),
             })),
             max_connections: usize::from(DEFAULT_MAX_CONNECTIONS),
-        })
+        }
     }
 
     /// At most `max` connections are served at once; more wait to be accepted.
-    pub fn with_max_connections(self: Arc<Self>, max: usize) -> Arc<Self> {
-        match Arc::try_unwrap(self) {
-            Ok(mut web) => {
-                web.max_connections = max.max(1);
-                Arc::new(web)
-            }
-            Err(shared) => shared,
-        }
+    pub fn with_max_connections(mut self, max: usize) -> Self {
+        self.max_connections = max.max(1);
+        self
     }
 
     pub fn max_connections(&self) -> usize {
