@@ -145,18 +145,21 @@ pub(super) async fn check(loaded: &Loaded, header: Option<&HeaderValue>) -> Verd
         None => {}
     }
     let known = loaded.users.get(&user);
-    let hash = known.cloned().unwrap_or_else(|| dummy_hash().to_string());
+    let hash = known.cloned();
     let Some(_waiting) = Waiting::enter() else {
         return Verdict::Busy;
     };
     let Ok(_permit) = BCRYPT_GATE.acquire().await else {
         return Verdict::Denied;
     };
-    let passed =
-        tokio::task::spawn_blocking(move || bcrypt::verify(&password, &hash).unwrap_or(false))
-            .await
-            .unwrap_or(false)
-            && known.is_some();
+    // The dummy hash is made on first use, a bcrypt itself: under the gate, off the workers.
+    let passed = tokio::task::spawn_blocking(move || {
+        let hash = hash.as_deref().unwrap_or_else(|| dummy_hash());
+        bcrypt::verify(&password, hash).unwrap_or(false)
+    })
+    .await
+    .unwrap_or(false)
+        && known.is_some();
     loaded.checked.remember(user, key, passed);
     if passed {
         Verdict::Allowed

@@ -148,13 +148,15 @@ async fn login(
         )),
         None => None,
     };
-    let stored: String = match &row {
-        Some(row) => row.try_get("password_hash")?,
-        None => dummy_hash().to_string(),
+    let stored: Option<String> = match &row {
+        Some(row) => Some(row.try_get("password_hash")?),
+        None => None,
     };
     let password = c.password.clone();
+    // The dummy hash is made on first use, an Argon2 itself: inside the bounded blocking work.
     let valid = argon2(move || {
-        PasswordHash::new(&stored).is_ok_and(|h| {
+        let stored = stored.as_deref().unwrap_or_else(|| dummy_hash());
+        PasswordHash::new(stored).is_ok_and(|h| {
             Argon2::default()
                 .verify_password(password.as_bytes(), &h)
                 .is_ok()
