@@ -469,6 +469,11 @@ fn check_update(update: &Update) -> Result<(), String> {
                 check_update(update)?;
             }
         }
+        Update::Providers(providers) => {
+            if providers.len() > 16 {
+                return Err(format!("{} signal providers", providers.len()));
+            }
+        }
         Update::Thresholds { .. }
         | Update::Silences(_)
         | Update::Failed { .. }

@@ -5,6 +5,7 @@
 //! themselves come from `surge-servers`.
 
 pub mod exporter;
+pub mod fixtures;
 pub mod http;
 pub mod kafka;
 pub mod kube_api;

@@ -42,7 +42,16 @@ impl PromQl {
 
     /// An instant query's series.
     pub fn query(&self, promql: &str) -> anyhow::Result<Vec<Series>> {
-        let metrics = self.runtime.block_on(self.api.instant(promql))?;
+        self.query_on(&self.api, promql)
+    }
+
+    /// An instant query's series at `at` (Unix seconds).
+    pub fn query_at(&self, promql: &str, at: f64) -> anyhow::Result<Vec<Series>> {
+        self.query_on(&self.api.clone().at(Some(at)), promql)
+    }
+
+    fn query_on(&self, api: &Prometheus, promql: &str) -> anyhow::Result<Vec<Series>> {
+        let metrics = self.runtime.block_on(api.instant(promql))?;
         let mut out = Vec::with_capacity(metrics.len());
         for name in metrics.names() {
             for point in metrics.points(name) {

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use surge_client::fetch::signals::Selector;
 
 use surge_client::fetch::direct::with_scheme;
 use surge_client::fetch::{Endpoint, Endpoints};
@@ -60,6 +61,13 @@ pub struct Cli {
     /// View for --once: overview, kafka, pg, alerts, contexts, or svc:NAME.
     #[arg(long, value_name = "VIEW", default_value = "overview", global = true)]
     pub view: String,
+    /// Label matchers added to every series asked of Prometheus (e.g. 'cluster="eu-1"').
+    #[arg(long, value_name = "MATCHERS", global = true)]
+    pub selector: Option<String>,
+    /// With --once: show this moment from Prometheus (an RFC 3339 time or Unix seconds);
+    /// Alertmanager and exporters, which keep no past, are not asked.
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
     /// With --once, wait at most this long for every source's first answer.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub wait: Duration,
@@ -104,6 +112,15 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e} (e.g. 1s, 500ms)"))
 }
 
+/// Unix seconds of an RFC 3339 time or a number of seconds.
+fn parse_time(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|t| t.is_finite() && *t >= 0.0)
+        .or_else(|| surge_client::fetch::prometheus::unix_seconds(text))
+        .ok_or_else(|| format!("{text:?} is neither an RFC 3339 time nor Unix seconds"))
+}
+
 fn parse_theme(text: &str) -> Result<ThemeName, String> {
     ThemeName::parse(text)
 }
@@ -130,6 +147,8 @@ pub struct Settings {
     pub contexts: Vec<(String, Endpoints)>,
     pub context: usize,
     pub stale_after: f64,
+    /// The moment shown (`--at`), instead of now.
+    pub at: Option<f64>,
     pub readonly: bool,
     pub theme: Option<ThemeName>,
     pub range: Range,
@@ -209,27 +228,54 @@ impl Cli {
         if timeout.is_zero() {
             return Err("--timeout: must be more than 0".into());
         }
-        let endpoints_of = |prometheus, alertmanager, exporters| Endpoints {
-            prometheus,
-            alertmanager,
-            exporters,
-            refresh,
-            timeout,
+        let at = match &self.at {
+            None => None,
+            Some(_) if !self.once => return Err("--at: only with --once".into()),
+            Some(text) => Some(parse_time(text).map_err(|e| format!("--at: {e}"))?),
+        };
+        if let Some(selector) = &self.selector {
+            Selector::parse(selector).map_err(|e| format!("--selector: {e}"))?;
+        }
+        // The file's settings were checked when it was loaded, the flag's just now.
+        let signals_of = |table: &config::SignalsTable, selector: Option<&str>| {
+            table.signals(self.selector.as_deref().or(selector))
+        };
+        let endpoints_of = |prometheus, alertmanager, exporters, signals| {
+            let mut e = Endpoints {
+                prometheus,
+                alertmanager,
+                exporters,
+                refresh,
+                timeout,
+                signals,
+                at,
+            };
+            if at.is_some() {
+                // Only Prometheus keeps the past.
+                e.alertmanager = None;
+                e.exporters.clear();
+            }
+            e
         };
         let mut contexts = Vec::new();
         if prometheus.is_some() || alertmanager.is_some() || !exporters.is_empty() {
+            let signals = signals_of(&file.sources.signals, file.sources.selector.as_deref())
+                .map_err(|e| format!("sources.{e}"))?;
             contexts.push((
                 "default".to_string(),
-                endpoints_of(prometheus, alertmanager, exporters),
+                endpoints_of(prometheus, alertmanager, exporters, signals),
             ));
         }
         for (name, c) in &file.contexts {
+            let signals = signals_of(&c.signals, c.selector.as_deref())
+                .map_err(|e| format!("contexts.{name}.{e}"))?;
             contexts.push((
                 name.clone(),
                 endpoints_of(
                     from_file(&c.prometheus),
                     from_file(&c.alertmanager),
                     c.exporters.iter().map(|e| e.endpoint(&dir)).collect(),
+                    signals,
                 ),
             ));
         }
@@ -276,6 +322,7 @@ impl Cli {
             contexts,
             context,
             stale_after,
+            at,
             readonly: self.readonly || file.ui.readonly,
             theme,
             range,

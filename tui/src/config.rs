@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use surge_client::fetch::direct::with_scheme;
+use surge_client::fetch::signals::{Choice, Group, Provider, Selector, Signals};
 use surge_client::fetch::{Access, BasicAuth, Endpoint};
 use surge_client::model::Range;
 
@@ -58,6 +59,47 @@ pub struct ContextTable {
     pub alertmanager: Option<SourceSetting>,
     #[serde(default)]
     pub exporters: Vec<SourceSetting>,
+    /// Label matchers added to every series asked of Prometheus (`cluster="eu-1"`).
+    pub selector: Option<String>,
+    #[serde(default)]
+    pub signals: SignalsTable,
+}
+
+/// `[sources.signals]`: which exporter provides each signal group, where detection should
+/// not choose (`surge`, `kube-state-metrics`, `kafka_exporter`, `kminion`,
+/// `postgres_exporter`, `cloudnative-pg`).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SignalsTable {
+    pub kubernetes: Option<String>,
+    pub kafka: Option<String>,
+    pub postgres: Option<String>,
+}
+
+impl SignalsTable {
+    /// The signals setting with `selector`; the error names the field.
+    pub fn signals(&self, selector: Option<&str>) -> Result<Signals, String> {
+        let mut fixed = Choice::default();
+        for (group, name) in [
+            (Group::Kubernetes, &self.kubernetes),
+            (Group::Kafka, &self.kafka),
+            (Group::Postgres, &self.postgres),
+        ] {
+            let Some(name) = name else { continue };
+            let field = format!("signals.{}", group.label());
+            let provider = Provider::parse(name).map_err(|e| format!("{field}: {e}"))?;
+            if !provider.groups().contains(&group) {
+                return Err(format!(
+                    "{field}: {provider} does not provide {} signals",
+                    group.label()
+                ));
+            }
+            fixed.set(group, Some(provider));
+        }
+        let selector =
+            Selector::parse(selector.unwrap_or_default()).map_err(|e| format!("selector: {e}"))?;
+        Ok(Signals { fixed, selector })
+    }
 }
 
 /// A source in the config file: a URL, or a table with the URL and how to reach it.
@@ -163,6 +205,10 @@ pub struct Sources {
     /// at least 10 s).
     #[serde(default, with = "humantime_serde")]
     pub stale_after: Option<Duration>,
+    /// Label matchers added to every series asked of Prometheus (`cluster="eu-1"`).
+    pub selector: Option<String>,
+    #[serde(default)]
+    pub signals: SignalsTable,
 }
 
 impl Default for Sources {
@@ -174,6 +220,8 @@ impl Default for Sources {
             refresh: default_refresh(),
             timeout: default_timeout(),
             stale_after: None,
+            selector: None,
+            signals: SignalsTable::default(),
         }
     }
 }
@@ -294,6 +342,9 @@ impl Config {
         if s.timeout.is_zero() {
             return Err("sources.timeout: must be more than 0".into());
         }
+        s.signals
+            .signals(s.selector.as_deref())
+            .map_err(|e| format!("sources.{e}"))?;
         if let Some(theme) = &self.ui.theme {
             ThemeName::parse(theme).map_err(|e| format!("ui.theme: {e}"))?;
         }
@@ -306,6 +357,9 @@ impl Config {
                     "contexts.{name:?}: a context name is one word, and not \"all\""
                 ));
             }
+            c.signals
+                .signals(c.selector.as_deref())
+                .map_err(|e| format!("contexts.{name}.{e}"))?;
             if c.prometheus.is_none() && c.alertmanager.is_none() && c.exporters.is_empty() {
                 return Err(format!(
                     "contexts.{name}: no source (prometheus, alertmanager or exporters)"

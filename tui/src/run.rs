@@ -229,7 +229,7 @@ pub async fn once(
         match tokio::time::timeout_at(deadline, updates.recv()).await {
             Ok(Some((i, update))) => {
                 history_seen[i] |= carries_history(&update);
-                let now = fetch::now();
+                let now = settings.at.unwrap_or_else(fetch::now);
                 if let Some(reason) = recorder.as_mut().and_then(|r| record(r, now, i, &update)) {
                     return Err(reason);
                 }
@@ -243,7 +243,7 @@ pub async fn once(
     if let Some(mut r) = recorder {
         r.finish()?;
     }
-    let now = fetch::now();
+    let now = settings.at.unwrap_or_else(fetch::now);
     for session in sessions.iter_mut().flatten() {
         session.store.rebuild(now);
     }

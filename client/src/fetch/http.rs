@@ -156,16 +156,33 @@ pub async fn read_text(url: &str, response: reqwest::Response) -> Result<String,
     String::from_utf8(body.to_vec()).map_err(|_| FetchError::new(url, "answer is not UTF-8".into()))
 }
 
-/// GET a document's bytes; HTTP errors carry the API's own error text when it has one.
+/// Parameters past this many bytes go in a form body (POST) rather than the URL: servers and
+/// proxies refuse longer request lines (nginx's default buffer is 8 KiB; the HTTP client's
+/// limit is 64 KiB), and the queries over other exporters' series run to tens of kilobytes.
+pub const LONGEST_QUERY_STRING: usize = 4096;
+
+/// GET a document's bytes (POST with a form when the parameters are long: the Prometheus
+/// query API takes both); HTTP errors carry the API's own error text when it has one.
 pub async fn get_body(
     http: &SourceClient,
     url: &str,
     params: &[(&str, String)],
 ) -> Result<bytes::Bytes, FetchError> {
-    let response = http
-        .request(reqwest::Method::GET, url)
-        .map_err(|e| FetchError::new(url, e))?
-        .query(params)
+    let long = params
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 2)
+        .sum::<usize>()
+        > LONGEST_QUERY_STRING;
+    let request = if long {
+        http.request(reqwest::Method::POST, url)
+            .map_err(|e| FetchError::new(url, e))?
+            .form(params)
+    } else {
+        http.request(reqwest::Method::GET, url)
+            .map_err(|e| FetchError::new(url, e))?
+            .query(params)
+    };
+    let response = request
         .send()
         .await
         .map_err(|e| FetchError::new(url, describe(&e)))?;

@@ -10,6 +10,7 @@ pub mod exposition;
 mod http;
 pub mod plan;
 pub mod prometheus;
+pub mod signals;
 mod update;
 
 pub use self::access::{Access, BasicAuth, Endpoint, SourceClient};
@@ -34,6 +35,10 @@ pub struct Endpoints {
     pub exporters: Vec<Endpoint>,
     pub refresh: Duration,
     pub timeout: Duration,
+    /// Which exporters' series Prometheus is read for, and the context's label selector.
+    pub signals: signals::Signals,
+    /// Prometheus is asked about this moment (Unix seconds) instead of now.
+    pub at: Option<f64>,
 }
 
 impl Endpoints {
@@ -66,7 +71,9 @@ pub fn spawn(
     };
     let mut tasks = Vec::new();
     if let Some(endpoint) = &endpoints.prometheus {
-        let source = Prometheus::new(&endpoint.url, client(endpoint)?);
+        let source = Prometheus::new(&endpoint.url, client(endpoint)?)
+            .with_signals(endpoints.signals.clone())
+            .at(endpoints.at);
         tasks.push(tokio::spawn(prometheus::run(
             source,
             endpoints.refresh,

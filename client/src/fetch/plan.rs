@@ -8,6 +8,7 @@ use std::time::Duration;
 use surge_metrics::Family;
 use surge_metrics::catalogue::{exporter, hpa, kafka, postgres, workload};
 
+use super::signals::{Group, Selector};
 use crate::model::Range;
 
 /// Families whose history the views draw (sparklines, rates, the timeline).
@@ -53,37 +54,54 @@ pub static OVERVIEW_QUERY: LazyLock<String> = LazyLock::new(|| {
     format!("{{__name__=~\"{}\"}}", names.join("|"))
 });
 
+/// [`OVERVIEW_QUERY`] for a context with a label selector.
+pub fn overview_query(selector: &Selector) -> String {
+    with_selector(&OVERVIEW_QUERY, selector)
+}
+
+/// `{matchers}` with the selector's matchers added.
+fn with_selector(query: &str, selector: &Selector) -> String {
+    match (query.strip_suffix('}'), selector.as_str()) {
+        (Some(open), extra) if !extra.is_empty() => format!("{open},{extra}}}"),
+        _ => query.to_string(),
+    }
+}
+
 /// The per-partition series of one group on one topic.
-pub fn partitions_query(cluster: &str, group: &str, topic: &str) -> String {
+pub fn partitions_query(selector: &Selector, cluster: &str, group: &str, topic: &str) -> String {
     let (c, g, t) = (quote(cluster), quote(group), quote(topic));
     let group_series = [&kafka::LAG, &kafka::COMMITTED, &kafka::HAS_COMMIT]
         .map(|f| f.exposed)
         .join("|");
     format!(
-        "{{__name__=~\"{group_series}\",cluster={c},group={g},topic={t}}} \
-         or {}{{cluster={c},topic={t}}}",
-        kafka::LOG_END.exposed
+        "{} or {}",
+        with_selector(
+            &format!("{{__name__=~\"{group_series}\",cluster={c},group={g},topic={t}}}"),
+            selector
+        ),
+        selector.series(kafka::LOG_END.exposed, &format!("cluster={c},topic={t}"))
     )
 }
 
 /// The query of a history request: a family's name, or the firing alerts for the timeline.
-pub fn range_query(metric: &str) -> String {
+pub fn range_query(selector: &Selector, metric: &str) -> String {
     if metric == ALERTS {
         "ALERTS{alertstate=\"firing\"}".to_string()
     } else {
-        metric.to_string()
+        selector.series(metric, "")
     }
 }
 
 /// Every query the panel may send to Prometheus (the partition query with placeholders), for
 /// the contract test that checks each metric name it uses is exported.
 pub fn queries() -> Vec<String> {
+    let none = Selector::default();
     let mut out = vec![
         OVERVIEW_QUERY.clone(),
-        partitions_query("cluster", "group", "topic"),
+        partitions_query(&none, "cluster", "group", "topic"),
     ];
-    out.extend(HISTORY.iter().map(|f| range_query(f.exposed)));
-    out.push(range_query(ALERTS));
+    out.extend(HISTORY.iter().map(|f| range_query(&none, f.exposed)));
+    out.push(range_query(&none, ALERTS));
     out
 }
 
@@ -123,8 +141,25 @@ pub enum Request {
     Range(String),
 }
 
-/// The most requests one Prometheus refresh may issue.
-pub const PROMETHEUS_BUDGET: usize = 4 + HISTORY.len() + 1;
+/// Requests of one Overview: Surge's series, and one per group another exporter provides.
+pub const OVERVIEW_REQUESTS: usize = 1 + Group::ALL.len();
+
+/// The most requests one Prometheus refresh may issue: the Overview's, alerts, a partition
+/// drill-in, rules with the detection of providers, and history.
+pub const PROMETHEUS_BUDGET: usize = OVERVIEW_REQUESTS + 4 + HISTORY.len() + 1;
+
+/// What `requests` cost in HTTP requests.
+pub fn cost(requests: &[Request]) -> usize {
+    requests
+        .iter()
+        .map(|r| match r {
+            Request::Overview => OVERVIEW_REQUESTS,
+            // The rules, and which exporters serve which signals.
+            Request::Rules => 2,
+            _ => 1,
+        })
+        .sum()
+}
 
 /// Refreshes between history reloads and rule reloads: history every ~15 s, rules every ~60 s.
 pub fn every(period: Duration, refresh: Duration) -> u64 {
@@ -178,7 +213,7 @@ mod tests {
                 for changed in [false, true] {
                     let requests = plan(n, want, history_every, rules_every, changed);
                     assert!(
-                        requests.len() <= PROMETHEUS_BUDGET,
+                        cost(&requests) <= PROMETHEUS_BUDGET,
                         "refresh {n}: {requests:?}"
                     );
                 }
@@ -193,7 +228,7 @@ mod tests {
     #[test]
     fn promql_strings_are_escaped() {
         assert_eq!(quote(r#"a"b\c"#), r#""a\"b\\c""#);
-        let q = partitions_query("shop", "pay\"ment", "order-placed");
+        let q = partitions_query(&Selector::default(), "shop", "pay\"ment", "order-placed");
         assert!(q.contains(r#"group="pay\"ment""#), "{q}");
         assert!(
             q.starts_with(

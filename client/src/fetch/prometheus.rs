@@ -12,7 +12,8 @@ use tokio::sync::{mpsc, watch};
 use super::access::SourceClient;
 use super::clock::{now, ticker};
 use super::http::{FetchError, get_body, one_line};
-use super::plan::{OVERVIEW_QUERY, Request, Want, every, partitions_query, plan, range_query};
+use super::plan::{Request, Want, every, overview_query, partitions_query, plan, range_query};
+use super::signals::{self, Choice, FAMILY_LABEL, Group, Signals};
 use super::update::Update;
 use crate::model::{Alert, AlertState, Labels, Metrics, Range, RangeSeries, check_label_sizes};
 
@@ -24,6 +25,10 @@ pub struct Prometheus {
     /// one in its evaluation time (Prometheus scrapes every 15 s or so, the panel asks every
     /// second) is not parsed again.
     last: Arc<Mutex<Vec<LastAnswer>>>,
+    /// Which exporters' series to read, and the context's label selector.
+    signals: Signals,
+    /// Every query evaluated at this Unix time instead of now (`--at`: a past moment).
+    at: Option<f64>,
 }
 
 /// One instant query's last answer with its evaluation time taken out, and its parse.
@@ -51,12 +56,35 @@ impl Prometheus {
             base: base.trim_end_matches('/').to_string(),
             http: http.into(),
             last: Arc::default(),
+            signals: Signals::default(),
+            at: None,
         }
+    }
+
+    /// Read each signal group from `signals` (detected or fixed providers, a selector).
+    pub fn with_signals(mut self, signals: Signals) -> Self {
+        self.signals = signals;
+        self
+    }
+
+    /// Evaluate every query at `at` (Unix seconds) rather than now.
+    pub fn at(mut self, at: Option<f64>) -> Self {
+        self.at = at;
+        self
+    }
+
+    /// The time queries are evaluated at.
+    pub fn time(&self) -> f64 {
+        self.at.unwrap_or_else(now)
     }
 
     pub async fn instant(&self, query: &str) -> Result<Metrics, FetchError> {
         let url = format!("{}/api/v1/query", self.base);
-        let body = get_body(&self.http, &url, &[("query", query.to_string())]).await?;
+        let mut params = vec![("query", query.to_string())];
+        if let Some(at) = self.at {
+            params.push(("time", format!("{at:.3}")));
+        }
+        let body = get_body(&self.http, &url, &params).await?;
         let timeless = without_evaluation_time(&body);
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(same) = last
@@ -94,6 +122,62 @@ impl Prometheus {
         ];
         let body = get_body(&self.http, &url, &params).await?;
         parse_matrix(&body).map_err(|e| FetchError::new(&url, e))
+    }
+
+    /// Which provider serves each signal group: fixed in the config, else detected from the
+    /// metric names Prometheus holds.
+    pub async fn detect(&self) -> Result<Choice, FetchError> {
+        let present = self.instant(&self.signals.detect_query()).await?;
+        Ok(self.signals.choose(&present.names().cloned().collect()))
+    }
+
+    /// The Overview's instant values: Surge's own series by name, and each group another
+    /// exporter provides through its recipes, in one set.
+    pub async fn overview(&self, choice: &Choice) -> Result<Metrics, FetchError> {
+        let mut queries = vec![overview_query(&self.signals.selector)];
+        for (group, provider) in choice.foreign() {
+            let recipes = signals::recipes(provider, group, &self.signals.selector);
+            if !recipes.is_empty() {
+                queries.push(signals::instant_query(&recipes));
+            }
+        }
+        let answers = futures::future::join_all(queries.iter().map(|q| self.instant(q))).await;
+        let mut metrics = Metrics::default();
+        for answer in answers {
+            metrics.append(&answer?);
+        }
+        Ok(metrics)
+    }
+
+    /// One group's partitions on one topic (the Kafka drill-in).
+    pub async fn partitions(
+        &self,
+        choice: &Choice,
+        cluster: &str,
+        group: &str,
+        topic: &str,
+    ) -> Result<Metrics, FetchError> {
+        let query = match choice.kafka {
+            Some(provider) if provider != signals::Provider::Surge => {
+                signals::partitions_query(provider, &self.signals.selector, cluster, group, topic)
+            }
+            _ => partitions_query(&self.signals.selector, cluster, group, topic),
+        };
+        self.instant(&query).await
+    }
+
+    /// The query of a history request for `metric` under `choice`.
+    pub fn history_query(&self, choice: &Choice, metric: &str) -> String {
+        for (group, provider) in choice.foreign() {
+            let recipes: Vec<_> = signals::recipes(provider, group, &self.signals.selector)
+                .into_iter()
+                .filter(|r| r.family.exposed == metric)
+                .collect();
+            if !recipes.is_empty() {
+                return signals::instant_query(&recipes);
+            }
+        }
+        range_query(&self.signals.selector, metric)
     }
 
     pub async fn alerts(&self) -> Result<Vec<Alert>, FetchError> {
@@ -232,7 +316,14 @@ fn parse_vector_checked(body: &[u8]) -> Result<Metrics, String> {
         value: (_, v),
     } in samples
     {
-        let name = metric.remove("__name__").unwrap_or_default();
+        // A recipe's series are named by their family label (PromQL drops names).
+        let name = match metric.remove(FAMILY_LABEL) {
+            Some(family) => {
+                metric.remove("__name__");
+                family
+            }
+            None => metric.remove("__name__").unwrap_or_default(),
+        };
         check_label_sizes(&metric)?;
         metrics.insert(&name, metric, value(&v)?);
     }
@@ -252,6 +343,7 @@ fn parse_matrix_checked(body: &[u8]) -> Result<RangeSeries, String> {
         .into_iter()
         .map(|Series { mut metric, values }| {
             metric.remove("__name__");
+            metric.remove(FAMILY_LABEL);
             check_label_sizes(&metric)?;
             let points = values
                 .into_iter()
@@ -409,6 +501,8 @@ pub async fn run(
     let mut interval = ticker(refresh);
     let mut last_range = None;
     let mut n: u64 = 0;
+    let mut choice = Choice::default();
+    let mut detected_once = false;
     loop {
         tokio::select! {
             _ = interval.tick() => {}
@@ -422,24 +516,43 @@ pub async fn run(
         let range_changed = last_range.is_some_and(|r| r != wanted.range);
         last_range = Some(wanted.range);
         let requests = plan(n, &wanted, history_every, rules_every, range_changed);
+        // Which exporters serve which signals: before the first Overview, then with the rules
+        // (a newly deployed exporter shows within a minute).
+        let mut detected = None;
+        if requests.contains(&Request::Rules) || !detected_once {
+            let found = source.detect().await;
+            if let Ok(found) = &found {
+                choice = *found;
+                detected_once = true;
+            }
+            detected = Some(found);
+        }
         n += 1;
         // Instant data goes out as soon as it is in; history (slower, larger) follows.
         let (instant, history): (Vec<Request>, Vec<Request>) = requests
             .into_iter()
             .partition(|r| !matches!(r, Request::Range(_)));
-        let send = |batch: Vec<Request>| {
+        let send = |batch: Vec<Request>, detected: Option<Result<Choice, FetchError>>| {
             let source = &source;
             let updates = &updates;
+            let choice = &choice;
             async move {
                 if batch.is_empty() {
                     return true;
                 }
                 let results = futures::future::join_all(
-                    batch.iter().map(|r| request(source, r, wanted.range)),
+                    batch
+                        .iter()
+                        .map(|r| request(source, choice, r, wanted.range)),
                 )
                 .await;
                 let mut good = Vec::new();
                 let mut failure = None;
+                match detected {
+                    Some(Ok(found)) => good.push(Update::Providers(providers(&found))),
+                    Some(Err(e)) => failure = Some(e),
+                    None => {}
+                }
                 for result in results {
                     match result {
                         Ok(update) => good.push(update),
@@ -455,28 +568,42 @@ pub async fn run(
                 updates.send(Update::Batch(good)).await.is_ok()
             }
         };
-        let (a, b) = tokio::join!(send(instant), send(history));
+        let (a, b) = tokio::join!(send(instant, detected), send(history, None));
         if !(a && b) {
             return;
         }
     }
 }
 
+/// Each group with the name of its provider (`None`: nothing in Prometheus serves it).
+fn providers(choice: &Choice) -> Vec<(String, Option<String>)> {
+    Group::ALL
+        .iter()
+        .map(|g| {
+            (
+                g.label().to_string(),
+                choice.get(*g).map(|p| p.name().to_string()),
+            )
+        })
+        .collect()
+}
+
 async fn request(
     source: &Prometheus,
+    choice: &Choice,
     request: &Request,
     range: Range,
 ) -> Result<Update, FetchError> {
-    let at = now();
+    let at = source.time();
     Ok(match request {
         Request::Overview => Update::Metrics {
             source: "prometheus".into(),
-            metrics: source.instant(&OVERVIEW_QUERY).await?,
+            metrics: source.overview(choice).await?,
             at,
         },
         Request::Partitions(c, g, t) => Update::Metrics {
             source: "prometheus/partitions".into(),
-            metrics: source.instant(&partitions_query(c, g, t)).await?,
+            metrics: source.partitions(choice, c, g, t).await?,
             at,
         },
         Request::Alerts => Update::Alerts {
@@ -498,7 +625,7 @@ async fn request(
             Update::History {
                 metric: metric.clone(),
                 series: source
-                    .range(&range_query(metric), at - range, at, step)
+                    .range(&source.history_query(choice, metric), at - range, at, step)
                     .await?,
             }
         }

@@ -18,6 +18,9 @@ pub enum Update {
         metric: String,
         series: RangeSeries,
     },
+    /// Which exporter provides each signal group (`kubernetes`, `kafka`, `postgres`), `None`
+    /// where Prometheus holds none.
+    Providers(Vec<(String, Option<String>)>),
     /// Alert rule thresholds read from Prometheus' rules.
     Thresholds {
         cpu_alert: Option<f64>,

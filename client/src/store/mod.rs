@@ -100,6 +100,8 @@ pub struct Store {
     /// Sources whose TLS certificates are not verified (`insecure_skip_verify`): said in the
     /// banner for as long as the panel runs.
     pub(crate) insecure_sources: Vec<String>,
+    /// Which exporter provides each signal group, as Prometheus' fetcher last found.
+    providers: Vec<(String, Option<String>)>,
 }
 
 impl Store {
@@ -162,6 +164,12 @@ impl Store {
         self.range
     }
     /// Sources whose TLS certificates are not verified, said in the banner.
+    /// Which exporter provides each signal group (`kubernetes`, `kafka`, `postgres`), as
+    /// last detected in Prometheus; empty before the first detection or without Prometheus.
+    pub fn providers(&self) -> &[(String, Option<String>)] {
+        &self.providers
+    }
+
     pub fn insecure_sources(&self) -> &[String] {
         &self.insecure_sources
     }
@@ -284,6 +292,7 @@ impl Store {
                 );
             }
             Update::Silences(silences) => self.silences = silences,
+            Update::Providers(providers) => self.providers = providers,
             Update::Failed { source, error } => {
                 let entry = self.health.entry(source).or_default();
                 entry.error = Some(error);

@@ -8,6 +8,7 @@ use surge_metrics::state::{ConnectionState, GroupState, LagState, MetricType, Ta
 use surge_metrics::{Family, catalogue};
 
 use super::forecast::{FORECAST_WINDOW, Forecast, time_to_max};
+use crate::fetch::signals::DERIVED_LABEL;
 use crate::model::{History, Labels, Metrics, Point};
 
 /// One row of the Overview: a scaled service.
@@ -49,6 +50,8 @@ pub struct ServiceRow {
     pub stale: bool,
     /// It consumes from Kafka, and the exporter's Kafka source is down: its lag is unknown.
     pub kafka_unknown: bool,
+    /// Its CPU ratio is derived from other exporters' series (see the signal rules).
+    pub cpu_derived: bool,
 }
 
 /// An alert about a service.
@@ -104,13 +107,23 @@ pub struct Database {
     pub primary: Option<bool>,
     /// Servers whose target is down (their numbers missing, not zero).
     pub down: Vec<String>,
+    /// The replica lag is derived (an exporter's replay-timestamp reading).
+    pub lag_derived: bool,
 }
 
 impl Database {
     /// The worst of `servers`.
     pub fn worst(servers: &[ServerRow]) -> Database {
         let max = |values: &mut dyn Iterator<Item = f64>| values.reduce(f64::max);
+        let worst_replica = servers
+            .iter()
+            .filter(|s| s.role == Role::Replica && s.replay_lag_seconds.is_some())
+            .max_by(|a, b| {
+                let lag = |s: &ServerRow| s.replay_lag_seconds.unwrap_or(0.0);
+                lag(a).total_cmp(&lag(b))
+            });
         Database {
+            lag_derived: worst_replica.is_some_and(|s| s.lag_derived),
             replica_lag_seconds: max(&mut servers
                 .iter()
                 .filter(|s| s.role == Role::Replica)
@@ -143,6 +156,8 @@ pub struct GroupRow {
     pub members: Option<f64>,
     pub group_state: Option<GroupState>,
     pub history: Vec<(f64, f64)>,
+    /// Its state and ETA are derived from other exporters' series (see the signal rules).
+    pub derived: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -200,6 +215,8 @@ pub struct ServerRow {
     pub idle_in_transaction: Option<f64>,
     pub longest_idle_in_transaction: Option<f64>,
     pub longest_lock_wait: Option<f64>,
+    /// Its replay lag is derived (an exporter's replay-timestamp reading).
+    pub lag_derived: bool,
 }
 
 impl ServerRow {
@@ -249,6 +266,11 @@ impl PodRow {
             _ => None,
         }
     }
+}
+
+/// Whether a point comes from a derivation rule rather than a plain reading.
+fn is_derived(point: &Point) -> bool {
+    point.labels.contains_key(DERIVED_LABEL)
 }
 
 /// Whether `labels` carry every `(name, value)` of `want`.
@@ -430,6 +452,7 @@ impl Rows<'_> {
                     },
                     stale: false,
                     kafka_unknown: false,
+                    cpu_derived: cpu_point.is_some_and(is_derived),
                     namespace,
                     workload,
                 }
@@ -538,6 +561,7 @@ impl Rows<'_> {
         );
         let members = m.index(catalogue::kafka::MEMBERS.exposed, &["cluster", "group"]);
         let mut states: HashMap<Vec<&str>, LagState> = HashMap::new();
+        let mut derived: BTreeSet<Vec<&str>> = BTreeSet::new();
         for p in m
             .points(catalogue::kafka::LAG_STATE.exposed)
             .iter()
@@ -550,7 +574,11 @@ impl Rows<'_> {
                 p.labels.get("state"),
             ) && let Some(state) = LagState::from_label(s)
             {
-                states.insert(vec![c.as_str(), g.as_str(), t.as_str()], state);
+                let key = vec![c.as_str(), g.as_str(), t.as_str()];
+                if is_derived(p) {
+                    derived.insert(key.clone());
+                }
+                states.insert(key, state);
             }
         }
         let mut group_states: HashMap<Vec<&str>, GroupState> = HashMap::new();
@@ -590,6 +618,7 @@ impl Rows<'_> {
                     lag_seconds: value(&lag_seconds, &key),
                     lower_bound: value(&lower_bound, &key).is_some_and(|v| v >= 1.0),
                     state: states.get(&key).copied(),
+                    derived: derived.contains(&key),
                     consume_rate: value(&consume, &key),
                     produce_rate: value(&produce, &[c.as_str(), t.as_str()]),
                     eta: value(&eta, &key),
@@ -657,9 +686,8 @@ impl Rows<'_> {
                     (true, Some(v)) if v >= 1.0 => Role::Replica,
                     _ => Role::Primary,
                 };
-                let history = self
-                    .metrics
-                    .point(REPLAY_LAG_SECONDS.exposed, &want)
+                let lag_point = self.metrics.point(REPLAY_LAG_SECONDS.exposed, &want);
+                let history = lag_point
                     .map(|p| {
                         self.history
                             .since(REPLAY_LAG_SECONDS.exposed, &p.labels, now - range)
@@ -681,6 +709,7 @@ impl Rows<'_> {
                     replay_lag_bytes: get(&REPLAY_LAG_BYTES),
                     receive_lag_bytes: get(&RECEIVE_LAG_BYTES),
                     paused: get(&REPLAY_PAUSED).is_some_and(|v| v >= 1.0),
+                    lag_derived: lag_point.is_some_and(is_derived),
                     history,
                     target,
                 }

@@ -17,15 +17,19 @@
 //! 7. lag `growing` while the HPA asks for more replicas → lag growing, scaling out;
 //! 8. lag `growing`, the HPA not (yet) asking for more → lag growing;
 //! 9. the HPA asks for more replicas → scaling out;
-//! 10. an alert fires about the service (its workload or service label, its consumer group, or
+//! 10. CPU over the HPA's target by more than its 10% tolerance for at least one HPA sync
+//!     period (15 s, every reading of the last 30 s), below max, and the HPA not asking for
+//!     more → over target, not scaling (its sync, or the metrics it reads, are behind what
+//!     the pods do; one reading between two syncs is not yet news);
+//! 11. an alert fires about the service (its workload or service label, its consumer group, or
 //!     its topic's dead-letter queue), not muted → that alert, a page before a warning;
-//! 11. a database server's target is down (a replica's lag is unknown) → DB server down;
-//! 12. lag `draining` → draining (with the ETA when the exporter gives one);
-//! 13. the most lagging replica is past the replica-lag warning line → replica behind;
-//! 14. the busiest database server past the connections warning line → DB connections high;
-//! 15. a pod past the memory line of its limit → memory near limit;
-//! 16. the HPA asks for fewer replicas → scaling in;
-//! 17. otherwise → keeping up.
+//! 12. a database server's target is down (a replica's lag is unknown) → DB server down;
+//! 13. lag `draining` → draining (with the ETA when the exporter gives one);
+//! 14. the most lagging replica is past the replica-lag warning line → replica behind;
+//! 15. the busiest database server past the connections warning line → DB connections high;
+//! 16. a pod past the memory line of its limit → memory near limit;
+//! 17. the HPA asks for fewer replicas → scaling in;
+//! 18. otherwise → keeping up.
 
 use surge_metrics::state::LagState;
 
@@ -52,6 +56,11 @@ pub enum Verdict {
     ScalingOut {
         from: f64,
         to: f64,
+    },
+    /// CPU over the HPA's target past its tolerance, below max, and no scale-out asked.
+    OverTargetNotScaling {
+        cpu: f64,
+        target: f64,
     },
     /// An alert about the service fires (`page`: it pages).
     Alerting {
@@ -105,6 +114,7 @@ impl Verdict {
             Verdict::LagGrowingScalingOut { .. }
             | Verdict::LagGrowing
             | Verdict::ScalingOut { .. }
+            | Verdict::OverTargetNotScaling { .. }
             | Verdict::Alerting { page: false, .. }
             | Verdict::KafkaLagUnknown
             | Verdict::DatabaseServersDown { .. }
@@ -116,6 +126,24 @@ impl Verdict {
             }
         }
     }
+}
+
+/// The HPA controller's default tolerance: within 10% of the target it does not scale
+/// (`--horizontal-pod-autoscaler-tolerance`).
+pub const HPA_TOLERANCE: f64 = 0.1;
+
+/// The HPA controller's sync period (`--horizontal-pod-autoscaler-sync-period`).
+pub const HPA_SYNC: f64 = 15.0;
+
+/// CPU `now` and every reading of the last two sync periods above `line`, the oldest of them
+/// at least a sync period old.
+fn over_for_a_sync(now: f64, history: &[(f64, f64)], line: f64) -> bool {
+    let Some(&(last, _)) = history.last() else {
+        return false;
+    };
+    let mut recent = history.iter().filter(|(t, _)| *t >= last - 2.0 * HPA_SYNC);
+    let oldest = recent.clone().next().map(|(t, _)| *t);
+    now > line && recent.all(|(_, v)| *v > line) && oldest.is_some_and(|t| t <= last - HPA_SYNC)
 }
 
 /// The verdict on one service row (rules in the module docs).
@@ -163,6 +191,12 @@ fn judge(row: &ServiceRow) -> Verdict {
     }
     if let Some((from, to)) = out {
         return Verdict::ScalingOut { from, to };
+    }
+    if let (Some(cpu), Some(target), Some(headroom)) = (row.cpu, row.target, row.headroom)
+        && headroom > 0.0
+        && over_for_a_sync(cpu, &row.cpu_history, target * (1.0 + HPA_TOLERANCE))
+    {
+        return Verdict::OverTargetNotScaling { cpu, target };
     }
     let alert = row
         .alerts
@@ -229,6 +263,11 @@ mod tests {
         }
     }
 
+    fn sustained(mut row: ServiceRow, history: &[(f64, f64)]) -> ServiceRow {
+        row.cpu_history = history.to_vec();
+        row
+    }
+
     fn with_lag(mut row: ServiceRow, state: LagState, eta: Option<f64>) -> ServiceRow {
         row.kafka = Some(GroupRow {
             group: "payment".into(),
@@ -275,6 +314,40 @@ mod tests {
                 service(3.0, 6.0, 10.0, 0.9),
                 Verdict::ScalingOut { from: 3.0, to: 6.0 },
             ),
+            // Over target past the tolerance, below max, nothing asked: its own verdict;
+            // within the tolerance (77% of a 70% target) the HPA rightly does nothing.
+            (
+                sustained(
+                    service(2.0, 2.0, 10.0, 1.8),
+                    &[(70.0, 1.8), (85.0, 1.8), (100.0, 1.8)],
+                ),
+                Verdict::OverTargetNotScaling {
+                    cpu: 1.8,
+                    target: 0.7,
+                },
+            ),
+            // Not yet for a whole sync, or dipping under the line: the HPA may answer yet.
+            (
+                sustained(
+                    service(2.0, 2.0, 10.0, 1.8),
+                    &[(90.0, 0.5), (95.0, 1.8), (100.0, 1.8)],
+                ),
+                Verdict::KeepingUp,
+            ),
+            (
+                sustained(
+                    service(2.0, 2.0, 10.0, 1.8),
+                    &[(80.0, 1.8), (90.0, 0.7), (100.0, 1.8)],
+                ),
+                Verdict::KeepingUp,
+            ),
+            (
+                sustained(
+                    service(2.0, 2.0, 10.0, 0.77),
+                    &[(70.0, 0.77), (100.0, 0.77)],
+                ),
+                Verdict::KeepingUp,
+            ),
             (
                 with_lag(service(4.0, 4.0, 10.0, 0.5), Draining, Some(120.0)),
                 Verdict::Draining { eta: Some(120.0) },
@@ -317,6 +390,7 @@ mod tests {
             connection_use: Some(0.85),
             primary: Some(true),
             down: Vec::new(),
+            lag_derived: false,
         };
         row.memory_of_limit = Some(0.95);
         assert_eq!(verdict(&row), Verdict::ReplicaBehind { seconds: 45.0 });

@@ -11,6 +11,18 @@ use surge_metrics::state::TargetType;
 use super::format;
 use super::theme::Theme;
 
+/// What marks a number derived from other exporters' series by a rule (the help lists them).
+pub const DERIVED: &str = "*";
+
+/// `span` marked derived when `derived`.
+pub fn derived(span: Span<'static>, derived: bool) -> Span<'static> {
+    if derived {
+        Span::styled(format!("{}{DERIVED}", span.content), span.style)
+    } else {
+        span
+    }
+}
+
 /// CPU utilization: red at the alert line, yellow above the HPA target.
 pub fn cpu(t: &Theme, utilization: Option<f64>, target: Option<f64>, alert: f64) -> Span<'static> {
     let text = format::percent(utilization);
@@ -187,9 +199,10 @@ pub fn lag_time(t: &Theme, g: &GroupRow) -> Span<'static> {
 pub fn eta(t: &Theme, g: &GroupRow) -> Span<'static> {
     match (g.state, g.eta) {
         (Some(LagState::Draining), Some(e)) if e.is_infinite() => Span::styled("never", t.crit),
-        (Some(LagState::Draining), Some(e)) => {
-            Span::styled(format::duration(Some(e.round())), t.text)
-        }
+        (Some(LagState::Draining), Some(e)) => derived(
+            Span::styled(format::duration(Some(e.round())), t.text),
+            g.derived,
+        ),
         _ => Span::styled(format::NONE, t.dim),
     }
 }
@@ -231,6 +244,7 @@ fn verdict_text(v: &surge_client::store::Verdict) -> String {
         }
         Verdict::LagGrowing => "lag growing, not scaling".into(),
         Verdict::ScalingOut { from, to } => format!("scaling out {}→{}", n(from), n(to)),
+        Verdict::OverTargetNotScaling { .. } => "over target, not scaling".into(),
         Verdict::Alerting { alert, page: true } => format!("paging: {alert}"),
         Verdict::Alerting { alert, page: false } => format!("warning: {alert}"),
         Verdict::Draining { eta: Some(e) } if e.is_finite() => {

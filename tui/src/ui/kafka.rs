@@ -34,7 +34,7 @@ pub fn draw_groups(frame: &mut Frame, area: Rect, ctx: &Ctx) {
             cells::lag_time(&t, g)
         }),
         col("TREND", 11, 0, move |g: &&GroupRow| {
-            cells::lag_state(&t, g.state)
+            cells::derived(cells::lag_state(&t, g.state), g.derived)
         }),
         col("GROUP STATE", 13, 5, move |g: &&GroupRow| {
             let members = g.members.map_or(String::new(), |m| format!(" ({m:.0})"));
@@ -117,7 +117,7 @@ pub fn draw_partitions(
             Span::styled("   lag time ", t.dim),
             cells::lag_time(&t, g),
             Span::styled("   trend ", t.dim),
-            cells::lag_state(&t, g.state),
+            cells::derived(cells::lag_state(&t, g.state), g.derived),
             Span::styled("   eta ", t.dim),
             cells::eta(&t, g),
             Span::styled(

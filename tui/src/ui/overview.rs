@@ -75,7 +75,9 @@ fn replicas(frame: &mut Frame, area: Rect, ctx: &Ctx) {
         col("RECEIVER", 13, 0, move |s: &&ServerRow| {
             cells::receiver(&t, s)
         }),
-        num("LAG", 7, 0, move |s: &&ServerRow| cells::server_lag(&t, s)),
+        num("LAG", 7, 0, move |s: &&ServerRow| {
+            cells::derived(cells::server_lag(&t, s), s.lag_derived)
+        }),
         num("BYTES", 9, 2, move |s: &&ServerRow| {
             cells::bytes(t.dim, s.replay_lag_bytes)
         }),
@@ -122,8 +124,8 @@ fn pipeline(frame: &mut Frame, area: Rect, ctx: &Ctx) {
         }),
         num("LAG", 6, 0, move |g: &&GroupRow| cells::lag(&t, g)),
         num("TIME", 7, 1, move |g: &&GroupRow| cells::lag_time(&t, g)),
-        col("STATE", 10, 0, move |g: &&GroupRow| {
-            cells::lag_state(&t, g.state)
+        col("STATE", 11, 0, move |g: &&GroupRow| {
+            cells::derived(cells::lag_state(&t, g.state), g.derived)
         }),
         num("ETA", 6, 2, move |g: &&GroupRow| cells::eta(&t, g)),
     ];

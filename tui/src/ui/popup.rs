@@ -103,18 +103,65 @@ const REPLAY_HELP: [(&str, &str); 5] = [
 ];
 
 pub fn help_lines(width: u16) -> Vec<(String, String)> {
-    help_lines_of(width, false)
+    help_lines_of(width, false, &[])
 }
 
-/// The help, with the replay keys first when `replay`.
-pub fn help_lines_of(width: u16, replay: bool) -> Vec<(String, String)> {
+/// Where each signal comes from, and when another exporter provides it, the rules of what
+/// is derived (marked `*`) and what cannot be (shown `—`).
+pub fn signal_help(providers: &[(String, Option<String>)]) -> Vec<(String, String)> {
+    use surge_client::fetch::signals::{Provider, RULES, missing};
+    if providers.is_empty() {
+        return Vec::new();
+    }
+    let from: Vec<String> = providers
+        .iter()
+        .map(|(group, p)| format!("{group} from {}", p.as_deref().unwrap_or("nothing yet")))
+        .collect();
+    let mut out = vec![("signals".to_string(), from.join(", "))];
+    let foreign: Vec<Provider> = providers
+        .iter()
+        .filter_map(|(_, p)| p.as_deref().and_then(|p| Provider::parse(p).ok()))
+        .filter(|p| *p != Provider::Surge)
+        .collect();
+    if foreign.is_empty() {
+        return out;
+    }
+    for (_, rule) in RULES {
+        out.push((
+            format!("{} derived", super::cells::DERIVED),
+            rule.to_string(),
+        ));
+    }
+    for p in foreign {
+        for what in missing(p) {
+            out.push((
+                format!("{} unknown", super::format::NONE),
+                format!("from {p}: {what}"),
+            ));
+        }
+    }
+    out
+}
+
+/// The help, with the replay keys first when `replay`, and `extra` (the signals) last.
+pub fn help_lines_of(
+    width: u16,
+    replay: bool,
+    extra: &[(String, String)],
+) -> Vec<(String, String)> {
     let inner = usize::from(width.saturating_sub(2));
     let key_width = (inner / 3).clamp(8, 32);
     // The key column is a space plus `key_width`; a space separates the description.
     let text_width = inner.saturating_sub(key_width + 2).max(10);
     let mut out = Vec::new();
     let replay_keys = if replay { &REPLAY_HELP[..] } else { &[] };
-    for (key, text) in replay_keys.iter().chain(HELP.iter()).copied() {
+    let extra = extra.iter().map(|(k, t)| (k.as_str(), t.as_str()));
+    for (key, text) in replay_keys
+        .iter()
+        .copied()
+        .chain(HELP.iter().copied())
+        .chain(extra)
+    {
         let mut first = true;
         let mut line = String::new();
         let mut flush = |line: &mut String, first: &mut bool| {
@@ -140,7 +187,8 @@ pub fn help_lines_of(width: u16, replay: bool) -> Vec<(String, String)> {
 
 fn help(frame: &mut Frame, area: Rect, ctx: &Ctx) {
     let width = area.width.min(96);
-    let lines = help_lines_of(width, ctx.app.replay.is_some());
+    let signals = signal_help(ctx.store.providers());
+    let lines = help_lines_of(width, ctx.app.replay.is_some(), &signals);
     let height = (lines.len() as u16 + 2).min(area.height);
     let rect = centered(area, width, height);
     let visible = usize::from(height.saturating_sub(2));
@@ -249,7 +297,7 @@ mod tests {
 
     #[test]
     fn a_replay_lists_its_keys_first() {
-        let lines = help_lines_of(80, true);
+        let lines = help_lines_of(80, true, &[]);
         assert!(lines[0].0.trim() == "space" && lines[0].1.contains("play or pause"));
         assert!(
             lines

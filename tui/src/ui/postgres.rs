@@ -35,7 +35,7 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx) {
             cells::receiver(&t, s)
         }),
         num("REPLAY LAG", 10, 0, move |s: &&ServerRow| {
-            cells::server_lag(&t, s)
+            cells::derived(cells::server_lag(&t, s), s.lag_derived)
         }),
         num("REPLAY BYTES", 12, 2, move |s: &&ServerRow| {
             cells::bytes(t.text, s.replay_lag_bytes)

@@ -67,7 +67,7 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx, namespace: &str, workload:
         ]),
         Line::from(vec![
             Span::styled("cpu/request ", t.dim),
-            cells::cpu(&t, s.cpu, s.target, alert),
+            cells::derived(cells::cpu(&t, s.cpu, s.target, alert), s.cpu_derived),
             Span::styled(
                 format!(
                     "   target {}   alert line {}",
@@ -239,7 +239,7 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx, namespace: &str, workload:
         }),
         num("LAG", 7, 0, move |g: &&GroupRow| cells::lag(&t, g)),
         col("STATE", 10, 0, move |g: &&GroupRow| {
-            cells::lag_state(&t, g.state)
+            cells::derived(cells::lag_state(&t, g.state), g.derived)
         }),
         num("ETA", 6, 1, move |g: &&GroupRow| cells::eta(&t, g)),
     ];

@@ -48,7 +48,7 @@ pub fn services_table(
             }
         }),
         num("CPU/REQ", 7, 0, move |s: &&ServiceRow| {
-            cells::cpu(&t, s.cpu, s.target, alert)
+            cells::derived(cells::cpu(&t, s.cpu, s.target, alert), s.cpu_derived)
         }),
         // The CPU target, or a marker when the HPA follows another metric.
         num("TARGET", 6, 5, move |s: &&ServiceRow| cells::target(&t, s)),
@@ -66,7 +66,7 @@ pub fn services_table(
             None => Span::styled(format::NONE, t.dim),
         }),
         col("TREND", 11, 2, move |s: &&ServiceRow| match &s.kafka {
-            Some(g) => cells::lag_state(&t, g.state),
+            Some(g) => cells::derived(cells::lag_state(&t, g.state), g.derived),
             None => Span::styled("", t.dim),
         }),
         num("ETA", 7, 3, move |s: &&ServiceRow| match &s.kafka {
@@ -74,7 +74,10 @@ pub fn services_table(
             None => Span::styled(format::NONE, t.dim),
         }),
         num("DB LAG", 7, 2, move |s: &&ServiceRow| {
-            cells::replica_lag(&t, s.db.replica_lag_seconds)
+            cells::derived(
+                cells::replica_lag(&t, s.db.replica_lag_seconds),
+                s.db.lag_derived,
+            )
         }),
         num("DB CONN", 7, 2, move |s: &&ServiceRow| {
             cells::connection_use(&t, s.db.connection_use)
@@ -117,7 +120,7 @@ pub fn services_table(
         table::Body {
             rows,
             cursor,
-            empty: "no services yet: waiting for surge_hpa_* / surge_workload_* series",
+            empty: "no services yet: no surge_hpa_* or kube_horizontalpodautoscaler_* series",
         },
     );
 }
