@@ -116,6 +116,17 @@ impl Metrics {
         self.by_name.insert(name, points);
     }
 
+    /// Keep only the points `keep` says yes to (given the family's name).
+    pub(crate) fn retain_points(&mut self, keep: impl Fn(&str, &Point) -> bool) {
+        for (name, points) in &mut self.by_name {
+            if points.iter().all(|p| keep(name, p)) {
+                continue;
+            }
+            Arc::make_mut(points).retain(|p| keep(name, p));
+        }
+        self.by_name.retain(|_, points| !points.is_empty());
+    }
+
     /// Add every point of `other` (several sources side by side).
     pub fn append(&mut self, other: &Metrics) {
         for (name, points) in &other.by_name {

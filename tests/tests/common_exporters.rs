@@ -144,17 +144,29 @@ fn the_common_exporters_give_the_verdicts_surge_exporter_gives() -> anyhow::Resu
                 ..Signals::default()
             })
             .at(Some(end));
-        let metrics = runtime.block_on(async {
+        // The instant values, and the CPU history the over-target rule looks back on.
+        let cpu = surge_metrics::catalogue::workload::CPU_UTILIZATION.exposed;
+        let (metrics, series) = runtime.block_on(async {
             let choice = api.detect().await?;
-            api.overview(&choice).await
+            let history = api.history_query(&choice, cpu);
+            Ok::<_, surge_client::fetch::FetchError>((
+                api.overview(&choice).await?,
+                api.range(&history, end - 300.0, end, 15.0).await?,
+            ))
         })?;
         let mut store = Store::new(60.0);
-        store.apply(
-            Update::Metrics {
-                source: "prometheus".into(),
-                metrics,
-                at: end,
-            },
+        store.apply_all(
+            vec![
+                Update::History {
+                    metric: cpu.to_string(),
+                    series,
+                },
+                Update::Metrics {
+                    source: "prometheus".into(),
+                    metrics,
+                    at: end,
+                },
+            ],
             end,
         );
         Ok(store
@@ -207,47 +219,145 @@ fn the_common_exporters_give_the_verdicts_surge_exporter_gives() -> anyhow::Resu
     Ok(())
 }
 
+/// Exporters' metric names in a query, and recording rules (`a:b:c`), which no fixture
+/// writes.
+fn metric_names(query: &str) -> std::collections::BTreeSet<&str> {
+    query
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .filter(|n| {
+            n.contains(':')
+                || [
+                    "kafka_",
+                    "cnpg_",
+                    "kube_",
+                    "container_",
+                    "kubelet_",
+                    "node_",
+                    "controller_",
+                ]
+                .iter()
+                .any(|p| n.starts_with(p))
+        })
+        .collect()
+}
+
+/// A board's template variables as Grafana resolves them against this world: each query
+/// variable's values (`label_values`, `query_result`, or a series query, through its regex),
+/// "All" for multi-value ones (their `allValue`, else every value). A variable over series
+/// the fixtures do not write is left out (its panels are skipped).
+fn variables(
+    prom: &surge_testkit::prom::PromQl,
+    board: &serde_json::Value,
+    written: &std::collections::BTreeSet<String>,
+    at: f64,
+) -> anyhow::Result<Vec<(String, String)>> {
+    use regex::Regex;
+    let mut out: Vec<(String, String)> = Vec::new();
+    let expand = |text: &str, vars: &[(String, String)]| {
+        let mut text = text.to_string();
+        for (name, value) in vars {
+            text = text
+                .replace(&format!("${{{name}}}"), value)
+                .replace(&format!("${name}"), value);
+        }
+        text
+    };
+    for var in board["templating"]["list"].as_array().into_iter().flatten() {
+        if var["type"] != "query" {
+            continue;
+        }
+        let name = var["name"].as_str().unwrap_or_default().to_string();
+        let raw = var["query"]
+            .as_str()
+            .or_else(|| var["query"]["query"].as_str())
+            .unwrap_or_default();
+        let query = expand(raw, &out);
+        if !metric_names(&query).iter().all(|m| written.contains(*m)) {
+            continue;
+        }
+        let texts: Vec<String> = if let Some(args) = query
+            .strip_prefix("label_values(")
+            .and_then(|a| a.strip_suffix(')'))
+        {
+            let (selector, label) = args
+                .rsplit_once(',')
+                .context("label_values(selector, label)")?;
+            prom.label_values(label.trim(), selector.trim())?
+        } else {
+            let expr = query
+                .strip_prefix("query_result(")
+                .and_then(|a| a.strip_suffix(')'))
+                .unwrap_or(&query);
+            prom.query_at(expr, at)?
+                .into_iter()
+                .map(|s| {
+                    let labels: Vec<String> = s
+                        .labels
+                        .iter()
+                        .map(|(k, v)| format!("{k}=\"{v}\""))
+                        .collect();
+                    format!("{}{{{}}}", s.name, labels.join(","))
+                })
+                .collect()
+        };
+        let pattern = var["regex"].as_str().unwrap_or_default();
+        let pattern = pattern
+            .strip_prefix('/')
+            .and_then(|p| p.rsplit_once('/').map(|(p, _)| p))
+            .unwrap_or(pattern);
+        let mut values = std::collections::BTreeSet::new();
+        for text in texts {
+            if pattern.is_empty() {
+                values.insert(text);
+                continue;
+            }
+            for caps in Regex::new(pattern)?.captures_iter(&text) {
+                if let Some(m) = caps.name("text").or_else(|| caps.get(1)) {
+                    values.insert(m.as_str().to_string());
+                }
+            }
+        }
+        anyhow::ensure!(
+            !values.is_empty(),
+            "variable {name} ({query}) has no values"
+        );
+        let value = if var["multi"] == true || var["includeAll"] == true {
+            match var["allValue"].as_str() {
+                Some(all) => expand(all, &out),
+                None => values.into_iter().collect::<Vec<_>>().join("|"),
+            }
+        } else {
+            values.into_iter().next().unwrap_or_default()
+        };
+        out.push((name, value));
+    }
+    // Longer names first, so `$cluster` does not eat the start of `$clusters`.
+    out.sort_by_key(|(n, _)| std::cmp::Reverse(n.len()));
+    Ok(out)
+}
+
 /// The fixtures carry the names and labels real boards query: every query of the Strimzi
 /// kafka-exporter board and the CloudNativePG board whose metrics the fixtures write returns
-/// data, template variables expanded as Grafana would for this world.
+/// data, template variables resolved as Grafana would against the fixtures themselves.
 #[test]
 fn the_third_party_boards_find_their_series_in_the_fixtures() -> anyhow::Result<()> {
     use std::collections::BTreeSet;
 
-    use regex::Regex;
     use surge_testkit::prom::PromQl;
 
     let loaded = load()?;
+    let at = loaded.world.end;
     let written: BTreeSet<String> = loaded.sets.iter().flat_map(Fixture::names).collect();
     let prom = PromQl::new(&loaded.prometheus.url())?;
-    let names = Regex::new(r"[a-zA-Z_:][a-zA-Z0-9_:]*")?;
     let dir = surge_tests::alerting::repo().join("tests/fixtures/third-party-boards");
-    let boards: [(&str, &[(&str, &str)]); 2] = [
-        (
-            "strimzi-kafka-exporter.json",
-            &[
-                ("$kubernetes_namespace", "kafka"),
-                ("$strimzi_cluster_name", "shop-kafka"),
-                ("$consumergroup", ".*"),
-                ("$topic", ".*"),
-            ],
-        ),
-        (
-            "cloudnative-pg-cluster.json",
-            &[
-                ("${instances}", "shop-db-([1-9][0-9]*)"),
-                ("$instances", "shop-db-([1-9][0-9]*)"),
-                ("$namespace", "shop"),
-                ("$cluster", "shop-db"),
-                ("$__rate_interval", "1m"),
-            ],
-        ),
-    ];
     let mut checked = BTreeSet::new();
     let mut skipped = 0;
-    for (file, variables) in boards {
+    for file in ["strimzi-kafka-exporter.json", "cloudnative-pg-cluster.json"] {
         let board: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join(file))?)?;
+        let mut vars = variables(&prom, &board, &written, at)?;
+        vars.push(("__rate_interval".into(), "1m".into()));
+        vars.sort_by_key(|(n, _)| std::cmp::Reverse(n.len()));
         let mut panels: Vec<&serde_json::Value> =
             board["panels"].as_array().into_iter().flatten().collect();
         while let Some(panel) = panels.pop() {
@@ -256,38 +366,22 @@ fn the_third_party_boards_find_their_series_in_the_fixtures() -> anyhow::Result<
                 let Some(expr) = target["expr"].as_str().filter(|e| !e.is_empty()) else {
                     continue;
                 };
-                // The operator's own pods are not in this world.
-                if expr.contains("$operatorNamespace") {
-                    skipped += 1;
-                    continue;
-                }
                 let mut query = expr.to_string();
-                for (name, value) in variables {
-                    query = query.replace(name, value);
+                for (name, value) in &vars {
+                    query = query
+                        .replace(&format!("${{{name}}}"), value)
+                        .replace(&format!("${name}"), value);
                 }
-                let metrics: BTreeSet<&str> = names
-                    .find_iter(&query)
-                    .map(|m| m.as_str())
-                    // Exporters' names, and recording rules (`a:b:c`), which no fixture writes.
-                    .filter(|n| {
-                        n.contains(':')
-                            || [
-                                "kafka_",
-                                "cnpg_",
-                                "kube_",
-                                "container_",
-                                "kubelet_",
-                                "node_",
-                            ]
-                            .iter()
-                            .any(|p| n.starts_with(p))
-                    })
-                    .collect();
-                if metrics.is_empty() || !metrics.iter().all(|m| written.contains(*m)) {
+                let metrics = metric_names(&query);
+                // Unresolved: a variable over series of another exporter.
+                if query.contains('$')
+                    || metrics.is_empty()
+                    || !metrics.iter().all(|m| written.contains(*m))
+                {
                     skipped += 1;
                     continue;
                 }
-                let series = prom.query_at(&query, loaded.world.end)?;
+                let series = prom.query_at(&query, at)?;
                 assert!(
                     !series.is_empty(),
                     "{file} panel {:?}: no data for {query}",
@@ -312,6 +406,100 @@ fn the_third_party_boards_find_their_series_in_the_fixtures() -> anyhow::Result<
     eprintln!(
         "{} panels checked, {skipped} queries of other exporters' metrics skipped",
         checked.len()
+    );
+    Ok(())
+}
+
+/// `surge --once` with a config file on one fixture set: (frame, exit code).
+fn frame_with(
+    loaded: &Loaded,
+    set: &str,
+    queries: &str,
+    view: &str,
+) -> anyhow::Result<(String, i32)> {
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sources]\nprometheus = \"{}\"\nselector = 'fixture=\"{set}\"'\n[sources.queries]\n{queries}",
+            loaded.prometheus.url()
+        ),
+    )?;
+    let surge = surge_stack::stack::sibling_binary("surge", "SURGE_BIN")?;
+    let out = Command::new(surge)
+        .args([
+            "--once",
+            "--wait",
+            "20s",
+            "--log",
+            "/dev/null",
+            "--size",
+            "240x16",
+        ])
+        .args(["--view", view, "--at", &format!("{}", loaded.world.end)])
+        .arg("--config")
+        .arg(&config)
+        .env("NO_COLOR", "1")
+        .output()?;
+    Ok((
+        String::from_utf8(out.stdout)?,
+        out.status.code().unwrap_or(-1),
+    ))
+}
+
+/// A context's own PromQL replaces a family; one that answers without the family's labels,
+/// or that Prometheus refuses, fails in one line naming the family.
+#[test]
+fn a_contexts_own_queries_replace_a_family_and_bad_ones_are_named() -> anyhow::Result<()> {
+    let loaded = load()?;
+    let set = "kafka_exporter+postgres_exporter";
+    // Twice the slots: 200 - 3 reserved.
+    let (frame, code) = frame_with(
+        &loaded,
+        set,
+        &format!(
+            "surge_postgres_max_connections = 'max by (target) (label_replace(pg_settings_max_connections{{fixture=\"{set}\"}}, \"target\", \"$1\", \"instance\", \"(.+)\")) * 2'\n"
+        ),
+        "pg",
+    )?;
+    assert_eq!(code, 0, "{frame}");
+    assert!(frame.contains("58/197"), "{frame}");
+    for (query, says) in [
+        (
+            "surge_kafka_group_topic_lag = 'sum by (topic) (kafka_consumergroup_lag_sum)'\n",
+            "query for surge_kafka_group_topic_lag: a series without label cluster",
+        ),
+        (
+            "surge_kafka_group_topic_lag = 'sum(kafka_consumergroup_lag_sum'\n",
+            "query for surge_kafka_group_topic_lag: HTTP 400 invalid parameter \"query\": 1:",
+        ),
+    ] {
+        let (frame, code) = frame_with(&loaded, set, query, "overview")?;
+        assert_eq!(code, 1, "{frame}");
+        let banner: Vec<&str> = frame.lines().filter(|l| l.contains("is failing")).collect();
+        assert_eq!(banner.len(), 1, "{frame}");
+        assert!(banner[0].contains(says), "{query}: {frame}");
+    }
+    Ok(())
+}
+
+/// README's frame of the common exporters is this snapshot.
+#[test]
+fn readme_shows_the_common_exporters_frame() -> anyhow::Result<()> {
+    let root = surge_tests::alerting::repo();
+    let snapshot = std::fs::read_to_string(root.join(
+        "tests/tests/snapshots/common_exporters__kafka_exporter+postgres_exporter__overview.snap",
+    ))?;
+    let frame = snapshot
+        .splitn(3, "---\n")
+        .nth(2)
+        .context("a snapshot without a header")?
+        .trim_end_matches('\n');
+    let readme = std::fs::read_to_string(root.join("README.md"))?;
+    assert!(
+        readme.contains(&format!("```text\n{frame}\n```")),
+        "README.md's common-exporters frame differs from the snapshot: copy it over"
     );
     Ok(())
 }

@@ -237,9 +237,12 @@ impl Cli {
             Selector::parse(selector).map_err(|e| format!("--selector: {e}"))?;
         }
         // The file's settings were checked when it was loaded, the flag's just now.
-        let signals_of = |table: &config::SignalsTable, selector: Option<&str>| {
-            table.signals(self.selector.as_deref().or(selector))
-        };
+        let signals_of =
+            |table: &config::SignalsTable,
+             selector: Option<&str>,
+             queries: &std::collections::BTreeMap<String, String>| {
+                table.signals(self.selector.as_deref().or(selector), queries)
+            };
         let endpoints_of = |prometheus, alertmanager, exporters, signals| {
             let mut e = Endpoints {
                 prometheus,
@@ -259,15 +262,19 @@ impl Cli {
         };
         let mut contexts = Vec::new();
         if prometheus.is_some() || alertmanager.is_some() || !exporters.is_empty() {
-            let signals = signals_of(&file.sources.signals, file.sources.selector.as_deref())
-                .map_err(|e| format!("sources.{e}"))?;
+            let signals = signals_of(
+                &file.sources.signals,
+                file.sources.selector.as_deref(),
+                &file.sources.queries,
+            )
+            .map_err(|e| format!("sources.{e}"))?;
             contexts.push((
                 "default".to_string(),
                 endpoints_of(prometheus, alertmanager, exporters, signals),
             ));
         }
         for (name, c) in &file.contexts {
-            let signals = signals_of(&c.signals, c.selector.as_deref())
+            let signals = signals_of(&c.signals, c.selector.as_deref(), &c.queries)
                 .map_err(|e| format!("contexts.{name}.{e}"))?;
             contexts.push((
                 name.clone(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use surge_client::fetch::direct::with_scheme;
-use surge_client::fetch::signals::{Choice, Group, Provider, Selector, Signals};
+use surge_client::fetch::signals::{Choice, Group, Overrides, Provider, Selector, Signals};
 use surge_client::fetch::{Access, BasicAuth, Endpoint};
 use surge_client::model::Range;
 
@@ -63,6 +63,9 @@ pub struct ContextTable {
     pub selector: Option<String>,
     #[serde(default)]
     pub signals: SignalsTable,
+    /// `[contexts.NAME.queries]`: PromQL per Surge family.
+    #[serde(default)]
+    pub queries: BTreeMap<String, String>,
 }
 
 /// `[sources.signals]`: which exporter provides each signal group, where detection should
@@ -77,8 +80,13 @@ pub struct SignalsTable {
 }
 
 impl SignalsTable {
-    /// The signals setting with `selector`; the error names the field.
-    pub fn signals(&self, selector: Option<&str>) -> Result<Signals, String> {
+    /// The signals setting with `selector` and the context's own `queries`; the error names
+    /// the field.
+    pub fn signals(
+        &self,
+        selector: Option<&str>,
+        queries: &BTreeMap<String, String>,
+    ) -> Result<Signals, String> {
         let mut fixed = Choice::default();
         for (group, name) in [
             (Group::Kubernetes, &self.kubernetes),
@@ -98,7 +106,16 @@ impl SignalsTable {
         }
         let selector =
             Selector::parse(selector.unwrap_or_default()).map_err(|e| format!("selector: {e}"))?;
-        Ok(Signals { fixed, selector })
+        let pairs: Vec<(String, String)> = queries
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let overrides = Overrides::new(&pairs).map_err(|e| format!("queries.{e}"))?;
+        Ok(Signals {
+            fixed,
+            selector,
+            overrides,
+        })
     }
 }
 
@@ -209,6 +226,10 @@ pub struct Sources {
     pub selector: Option<String>,
     #[serde(default)]
     pub signals: SignalsTable,
+    /// `[sources.queries]`: PromQL per Surge family, replacing every provider's reading of it
+    /// (it must answer with the family's labels).
+    #[serde(default)]
+    pub queries: BTreeMap<String, String>,
 }
 
 impl Default for Sources {
@@ -222,6 +243,7 @@ impl Default for Sources {
             stale_after: None,
             selector: None,
             signals: SignalsTable::default(),
+            queries: BTreeMap::new(),
         }
     }
 }
@@ -343,7 +365,7 @@ impl Config {
             return Err("sources.timeout: must be more than 0".into());
         }
         s.signals
-            .signals(s.selector.as_deref())
+            .signals(s.selector.as_deref(), &s.queries)
             .map_err(|e| format!("sources.{e}"))?;
         if let Some(theme) = &self.ui.theme {
             ThemeName::parse(theme).map_err(|e| format!("ui.theme: {e}"))?;
@@ -358,7 +380,7 @@ impl Config {
                 ));
             }
             c.signals
-                .signals(c.selector.as_deref())
+                .signals(c.selector.as_deref(), &c.queries)
                 .map_err(|e| format!("contexts.{name}.{e}"))?;
             if c.prometheus.is_none() && c.alertmanager.is_none() && c.exporters.is_empty() {
                 return Err(format!(
@@ -424,6 +446,18 @@ mod tests {
         assert_eq!(c.sources.refresh, Duration::from_secs(1));
         assert_eq!(c.services["payment"].groups.len(), 2);
         assert_eq!(Config::parse("")?, Config::default());
+        let c = Config::parse(
+            "[sources]\nprometheus = \"http://thanos:9090\"\nselector = 'cluster=\"eu-1\"'\n\
+             [sources.signals]\nkafka = \"kminion\"\n\
+             [sources.queries]\nsurge_postgres_max_connections = 'max by (target) (my_max_conn)'\n",
+        )?;
+        let signals = c
+            .sources
+            .signals
+            .signals(c.sources.selector.as_deref(), &c.sources.queries)?;
+        assert_eq!(signals.fixed.kafka, Some(Provider::Kminion));
+        assert_eq!(signals.selector.as_str(), "cluster=\"eu-1\"");
+        assert!(signals.overrides.covers("surge_postgres_max_connections"));
         Ok(())
     }
 
@@ -515,6 +549,26 @@ mod tests {
             (
                 "[contexts.eu.prometheus]\nurl = \"https://u:p@x:1\"",
                 "contexts.eu.prometheus: credentials in the URL are refused",
+            ),
+            (
+                "[sources]\nselector = \"cluster=eu\"",
+                "sources.selector: selector \"cluster=eu\": the value of cluster must be quoted",
+            ),
+            (
+                "[sources.signals]\nkafka = \"burrow\"",
+                "sources.signals.kafka: unknown source \"burrow\"",
+            ),
+            (
+                "[sources.signals]\nkafka = \"kube-state-metrics\"",
+                "sources.signals.kafka: kube-state-metrics does not provide kafka signals",
+            ),
+            (
+                "[sources.queries]\nconsumer_lag = \"sum(x)\"",
+                "sources.queries.consumer_lag: not a Surge family",
+            ),
+            (
+                "[contexts.eu]\nprometheus = \"http://p:9090\"\n[contexts.eu.queries]\nsurge_kafka_group_topic_lag = \" \"",
+                "contexts.eu.queries.surge_kafka_group_topic_lag: empty query",
             ),
         ];
         for (text, want) in cases {

@@ -73,6 +73,24 @@ fn bad_flags_fail_in_one_line() {
             "--view \"graphs\"",
         ),
         (&["--prometheus", "gopher://x"], "--prometheus"),
+        (
+            &["--prometheus", "http://127.0.0.1:9", "--selector", "job"],
+            "--selector: selector \"job\": expected =, !=, =~ or !~ after job",
+        ),
+        (
+            &[
+                "--prometheus",
+                "http://127.0.0.1:9",
+                "--at",
+                "yesterday",
+                "--once",
+            ],
+            "--at: \"yesterday\" is neither an RFC 3339 time nor Unix seconds",
+        ),
+        (
+            &["--prometheus", "http://127.0.0.1:9", "--at", "1700000000"],
+            "--at: only with --once",
+        ),
         (&[], "no source"),
         (&["--config", "/nonexistent/surge.toml"], "cannot read it"),
     ] {

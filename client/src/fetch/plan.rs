@@ -38,25 +38,30 @@ static KAFKA_SUMMARY: [&Family; 10] = [
     &kafka::GROUP_STATE,
 ];
 
-/// The Overview, Kafka, PostgreSQL and health views in one instant query. Per-partition
+/// The families the Overview, Kafka, PostgreSQL and health views read by name. Per-partition
 /// series are left out: they are fetched only for the partition drill-in.
-pub static OVERVIEW_QUERY: LazyLock<String> = LazyLock::new(|| {
+fn overview_names() -> impl Iterator<Item = &'static str> {
     let own = exporter::ALL
         .iter()
         .filter(|f| f.name != exporter::BUILD_INFO.name);
-    let names: Vec<&str> = own
-        .chain(hpa::ALL)
+    own.chain(hpa::ALL)
         .chain(workload::ALL)
         .chain(postgres::ALL)
         .chain(KAFKA_SUMMARY.iter())
         .map(|f| f.exposed)
-        .collect();
+}
+
+/// The Overview, Kafka, PostgreSQL and health views in one instant query.
+pub static OVERVIEW_QUERY: LazyLock<String> = LazyLock::new(|| {
+    let names: Vec<&str> = overview_names().collect();
     format!("{{__name__=~\"{}\"}}", names.join("|"))
 });
 
-/// [`OVERVIEW_QUERY`] for a context with a label selector.
-pub fn overview_query(selector: &Selector) -> String {
-    with_selector(&OVERVIEW_QUERY, selector)
+/// [`OVERVIEW_QUERY`] for a context: its label selector, and only the families `keep` says
+/// (the others come from the context's own queries).
+pub fn overview_query(selector: &Selector, keep: impl Fn(&str) -> bool) -> String {
+    let names: Vec<&str> = overview_names().filter(|n| keep(n)).collect();
+    with_selector(&format!("{{__name__=~\"{}\"}}", names.join("|")), selector)
 }
 
 /// `{matchers}` with the selector's matchers added.
@@ -141,8 +146,9 @@ pub enum Request {
     Range(String),
 }
 
-/// Requests of one Overview: Surge's series, and one per group another exporter provides.
-pub const OVERVIEW_REQUESTS: usize = 1 + Group::ALL.len();
+/// Requests of one Overview: Surge's series, one per group another exporter provides, and one
+/// for the context's own queries (asked one by one only when they fail, to name the culprit).
+pub const OVERVIEW_REQUESTS: usize = 1 + Group::ALL.len() + 1;
 
 /// The most requests one Prometheus refresh may issue: the Overview's, alerts, a partition
 /// drill-in, rules with the detection of providers, and history.
@@ -208,10 +214,12 @@ mod tests {
             range: Range::OneHour,
         };
         let mut total = 0;
+        let mut most = 0;
         for n in 0..120 {
             for want in [&Want::default(), &drilled] {
                 for changed in [false, true] {
                     let requests = plan(n, want, history_every, rules_every, changed);
+                    most = most.max(cost(&requests));
                     assert!(
                         cost(&requests) <= PROMETHEUS_BUDGET,
                         "refresh {n}: {requests:?}"
@@ -220,9 +228,25 @@ mod tests {
             }
             total += plan(n, &Want::default(), history_every, rules_every, false).len();
         }
+        // The budget is what the busiest refresh costs: no more, no less.
+        assert_eq!(most, PROMETHEUS_BUDGET);
         // Two requests a refresh, history (7) every 15 and rules every 60.
         assert_eq!(total, 120 * 2 + 8 * 7 + 2);
         assert_eq!(plan(0, &Want::default(), 15, 60, false).len(), 3 + 7);
+    }
+
+    #[test]
+    fn the_readme_states_the_budget() {
+        let readme = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
+        )
+        .expect("README.md");
+        assert!(
+            readme.contains(&format!(
+                "budget of {PROMETHEUS_BUDGET} requests per Prometheus refresh"
+            )),
+            "README.md must state PROMETHEUS_BUDGET = {PROMETHEUS_BUDGET}"
+        );
     }
 
     #[test]

@@ -131,22 +131,70 @@ impl Prometheus {
         Ok(self.signals.choose(&present.names().cloned().collect()))
     }
 
-    /// The Overview's instant values: Surge's own series by name, and each group another
-    /// exporter provides through its recipes, in one set.
+    /// The Overview's instant values: Surge's own series by name, each group another
+    /// exporter provides through its recipes, and the context's own queries, in one set.
     pub async fn overview(&self, choice: &Choice) -> Result<Metrics, FetchError> {
-        let mut queries = vec![overview_query(&self.signals.selector)];
+        let overrides = &self.signals.overrides;
+        // Surge's own series of a group another exporter provides are not read: one source
+        // per group, never two side by side.
+        let foreign: Vec<Group> = choice.foreign().map(|(g, _)| g).collect();
+        let mut queries = vec![overview_query(&self.signals.selector, |name| {
+            !overrides.covers(name) && signals::group_of(name).is_none_or(|g| !foreign.contains(&g))
+        })];
         for (group, provider) in choice.foreign() {
-            let recipes = signals::recipes(provider, group, &self.signals.selector);
+            let recipes: Vec<_> = signals::recipes(provider, group, &self.signals.selector)
+                .into_iter()
+                .filter(|r| !overrides.covers(r.family.exposed))
+                .collect();
             if !recipes.is_empty() {
                 queries.push(signals::instant_query(&recipes));
             }
         }
         let answers = futures::future::join_all(queries.iter().map(|q| self.instant(q))).await;
         let mut metrics = Metrics::default();
-        for answer in answers {
-            metrics.append(&answer?);
+        for (i, answer) in answers.into_iter().enumerate() {
+            let mut answer = answer?;
+            if i == 0 {
+                // Nor is the health of its sources for those groups.
+                answer.retain_points(|name, point| {
+                    !name.starts_with("surge_source_")
+                        || !foreign.iter().any(|g| point.label("source") == g.label())
+                });
+            }
+            metrics.append(&answer);
+        }
+        if !overrides.is_empty() {
+            metrics.append(&self.overridden().await?);
         }
         Ok(metrics)
+    }
+
+    /// The context's own queries' answers, checked for their families' labels; when they
+    /// fail together, each is asked alone so the error names the one at fault.
+    async fn overridden(&self) -> Result<Metrics, FetchError> {
+        let overrides = &self.signals.overrides;
+        let url = format!("{}/api/v1/query", self.base);
+        let answer = match self
+            .instant(&signals::instant_query(overrides.recipes()))
+            .await
+        {
+            Ok(answer) => answer,
+            Err(together) => {
+                for recipe in overrides.recipes() {
+                    if let Err(e) = self.instant(&recipe.query()).await {
+                        return Err(FetchError::new(
+                            &url,
+                            format!("query for {}: {}", recipe.family.exposed, e.reason),
+                        ));
+                    }
+                }
+                return Err(together);
+            }
+        };
+        overrides
+            .check(&answer)
+            .map_err(|e| FetchError::new(&url, e))?;
+        Ok(answer)
     }
 
     /// One group's partitions on one topic (the Kafka drill-in).
@@ -168,6 +216,17 @@ impl Prometheus {
 
     /// The query of a history request for `metric` under `choice`.
     pub fn history_query(&self, choice: &Choice, metric: &str) -> String {
+        let own: Vec<_> = self
+            .signals
+            .overrides
+            .recipes()
+            .iter()
+            .filter(|r| r.family.exposed == metric)
+            .cloned()
+            .collect();
+        if !own.is_empty() {
+            return signals::instant_query(&own);
+        }
         for (group, provider) in choice.foreign() {
             let recipes: Vec<_> = signals::recipes(provider, group, &self.signals.selector)
                 .into_iter()

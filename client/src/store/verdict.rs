@@ -328,6 +328,10 @@ mod tests {
             ),
             // Not yet for a whole sync, or dipping under the line: the HPA may answer yet.
             (
+                sustained(service(2.0, 2.0, 10.0, 1.8), &[(95.0, 1.8), (100.0, 1.8)]),
+                Verdict::KeepingUp,
+            ),
+            (
                 sustained(
                     service(2.0, 2.0, 10.0, 1.8),
                     &[(90.0, 0.5), (95.0, 1.8), (100.0, 1.8)],

@@ -184,11 +184,90 @@ impl Choice {
     }
 }
 
-/// What a context's config fixes: a provider per group, or detection (`None`).
+/// The group a Surge family belongs to (`None`: the exporter's own health).
+pub fn group_of(exposed: &str) -> Option<Group> {
+    use surge_metrics::catalogue::{hpa, kafka, postgres, workload};
+    let within = |all: &[&Family]| all.iter().any(|f| f.exposed == exposed);
+    if within(hpa::ALL) || within(workload::ALL) {
+        Some(Group::Kubernetes)
+    } else if within(kafka::ALL) {
+        Some(Group::Kafka)
+    } else if within(postgres::ALL) {
+        Some(Group::Postgres)
+    } else {
+        None
+    }
+}
+
+/// What a context's config fixes: a provider per group, or detection (`None`), the label
+/// selector, and the team's own PromQL for any family.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Signals {
     pub fixed: Choice,
     pub selector: Selector,
+    pub overrides: Overrides,
+}
+
+/// The team's own PromQL per Surge family (`[sources.queries]`): it replaces every provider's
+/// reading of that family, and must answer with the family's labels.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides(Vec<Recipe>);
+
+impl Overrides {
+    /// `(family name, PromQL)` pairs; an unknown family is refused, naming it.
+    pub fn new(pairs: &[(String, String)]) -> Result<Overrides, String> {
+        let mut out = Vec::new();
+        for (name, expr) in pairs {
+            let family = surge_metrics::catalogue::find(name)
+                .ok_or_else(|| format!("{name}: not a Surge family (the families are listed in metrics/src/catalogue.rs)"))?;
+            if expr.trim().is_empty() {
+                return Err(format!("{name}: empty query"));
+            }
+            out.push(Recipe::plain(family, expr.trim().to_string()));
+        }
+        Ok(Overrides(out))
+    }
+
+    pub fn recipes(&self) -> &[Recipe] {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether `family` (its exposed name) is overridden.
+    pub fn covers(&self, exposed: &str) -> bool {
+        self.0.iter().any(|r| r.family.exposed == exposed)
+    }
+
+    /// The first series of `metrics` (an override's answer) missing a label its family has,
+    /// said in one line.
+    pub fn check(&self, metrics: &crate::model::Metrics) -> Result<(), String> {
+        for recipe in &self.0 {
+            let family = recipe.family;
+            for point in metrics.points(family.exposed) {
+                if let Some(missing) = family
+                    .labels
+                    .iter()
+                    .find(|l| !point.labels.contains_key(**l))
+                {
+                    let has: Vec<&str> = point.labels.keys().map(String::as_str).collect();
+                    return Err(format!(
+                        "query for {}: a series without label {missing} (it must return {}; this one has {})",
+                        family.exposed,
+                        family.labels.join(", "),
+                        if has.is_empty() {
+                            "none".to_string()
+                        } else {
+                            has.join(", ")
+                        }
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Signals {
@@ -224,7 +303,7 @@ impl Signals {
 }
 
 /// One recipe: PromQL answering in the shape of `family`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recipe {
     pub family: &'static Family,
     pub expr: String,
@@ -360,9 +439,108 @@ pub fn missing(provider: Provider) -> &'static [&'static str] {
     }
 }
 
+/// The README's table of providers: the series each reads, the Surge families it gives, what
+/// is derived and what cannot be (generated from the recipes; a test keeps the README's copy
+/// equal).
+pub fn providers_table() -> String {
+    let mut out = String::from(
+        "| source | reads | gives | derived (marked `*`) | not available (`—`) |\n|---|---|---|---|---|\n",
+    );
+    let rules: std::collections::BTreeMap<&str, &str> = RULES.iter().copied().collect();
+    for provider in Provider::ALL.into_iter().filter(|p| *p != Provider::Surge) {
+        let mut reads: BTreeSet<String> = BTreeSet::new();
+        let mut gives = BTreeSet::new();
+        let mut derived = BTreeSet::new();
+        for group in provider.groups() {
+            for recipe in recipes(provider, *group, &Selector::default()) {
+                gives.insert(recipe.family.exposed);
+                derived.extend(recipe.derived.and_then(|r| rules.get(r)).copied());
+                reads.extend(metric_names(&recipe.expr).map(str::to_string));
+            }
+        }
+        let code = |set: &mut dyn Iterator<Item = &str>| {
+            set.map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+        };
+        let derived: Vec<&str> = derived.into_iter().collect();
+        let name = match provider {
+            Provider::KubeStateMetrics => "kube-state-metrics + cAdvisor",
+            other => other.name(),
+        };
+        out.push_str(&format!(
+            "| {name} | {} | {} | {} | {} |\n",
+            code(&mut reads.iter().map(String::as_str)),
+            code(&mut gives.iter().copied()),
+            if derived.is_empty() {
+                "—".to_string()
+            } else {
+                derived.join("; ")
+            },
+            missing(provider).join("; "),
+        ));
+    }
+    out
+}
+
+/// The exporters' metric names in a recipe (what Prometheus must scrape for it).
+fn metric_names(expr: &str) -> impl Iterator<Item = &str> {
+    const PREFIXES: [&str; 6] = ["kube_", "container_", "kafka_", "kminion_", "pg_", "cnpg_"];
+    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| PREFIXES.iter().any(|p| w.starts_with(p)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_readme_lists_each_provider_as_the_recipes_read_it() {
+        let readme = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
+        )
+        .expect("README.md");
+        let table = providers_table();
+        assert_eq!(table.lines().count(), 2 + Provider::ALL.len() - 1);
+        assert!(
+            readme.contains(&table),
+            "README.md's providers table differs from providers_table(): copy it over\n{table}"
+        );
+    }
+
+    #[test]
+    fn a_query_of_ones_own_must_answer_with_its_familys_labels() {
+        let overrides = Overrides::new(&[(
+            "surge_kafka_group_topic_lag".into(),
+            "sum by (topic) (x)".into(),
+        )])
+        .expect("good");
+        let mut answer = crate::model::Metrics::default();
+        let labels = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        answer.insert(
+            "surge_kafka_group_topic_lag",
+            labels(&[("cluster", "c"), ("group", "g"), ("topic", "t")]),
+            1.0,
+        );
+        assert_eq!(overrides.check(&answer), Ok(()));
+        answer.insert(
+            "surge_kafka_group_topic_lag",
+            labels(&[("topic", "t")]),
+            1.0,
+        );
+        assert_eq!(
+            overrides.check(&answer),
+            Err("query for surge_kafka_group_topic_lag: a series without label cluster (it must return cluster, group, topic; this one has topic)".into())
+        );
+        assert!(
+            Overrides::new(&[("lag".into(), "x".into())])
+                .expect_err("refused")
+                .starts_with("lag: not a Surge family")
+        );
+    }
 
     #[test]
     fn surge_wins_and_the_rest_are_taken_in_order() {
