@@ -92,6 +92,8 @@ catalogue! {
             "On a replica: commit time (primary clock) of the last transaction replayed.";
         CONNECTIONS = gauge "surge_postgres_connections" [target, database, state]
             "Client connections to the server by database and state (active, idle, idle_in_transaction, ...), from pg_stat_activity.";
+        CLIENT_CONNECTIONS = gauge "surge_postgres_client_connections" [target, application]
+            "Client connections to the server by application_name (pg_stat_activity), all databases and states: which services use which server. The 50 largest by count; the rest summed as application=\"(other)\".";
         MAX_CONNECTIONS = gauge "surge_postgres_max_connections" [target]
             "The server's max_connections.";
         RESERVED_CONNECTIONS = gauge "surge_postgres_reserved_connections" [target]

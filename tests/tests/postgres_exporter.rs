@@ -2,7 +2,8 @@
 //! with its example queries file, which is where that version's replication lag comes from)
 //! on the real primary and replicas, beside surge-exporter on the same servers, both scraped
 //! by a real Prometheus: the same servers, roles and lag (within a scrape and collection
-//! interval), and a paused replica judged the same way.
+//! interval), and a paused replica judged the same way. Clients are counted by the name they
+//! give (`application_name`).
 
 use std::process::Command;
 use std::sync::Arc;
@@ -187,6 +188,29 @@ fn postgres_exporter_on_real_servers_reads_as_surge_exporter_does() -> anyhow::R
         assert_eq!(a.connection_slots, b.connection_slots, "{a:?} {b:?}");
         assert!(b.connections.is_some_and(|c| c >= 1.0), "{b:?}");
     }
+
+    // A client naming itself (as each shop service does) is counted by name on its server:
+    // what tells the panel which servers a service uses.
+    let mut session = Command::new("psql");
+    session
+        .args([
+            &cluster.superuser_dsn("replica1")?,
+            "-qAtc",
+            "SELECT pg_sleep(300)",
+        ])
+        .env("PGAPPNAME", "orders");
+    let _session = ServerProcess::spawn("psql", session, &dir.path().join("session.log"))?;
+    let prom = surge_testkit::prom::PromQl::new(&url)?;
+    wait_until(
+        "the session counted as orders' on replica1",
+        Duration::from_secs(30),
+        Duration::from_millis(300),
+        || {
+            Ok(prom.value(
+                "surge_postgres_client_connections{target=\"replica1\",application=\"orders\"}",
+            )? == Some(1.0))
+        },
+    )?;
 
     // Replay paused on replica2: its lag grows on both paths, and past the warning line both
     // judge the service the same way.

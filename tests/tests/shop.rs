@@ -39,6 +39,35 @@ fn orders_flow_auth_replica_reads_load_balancing_and_declines() -> anyhow::Resul
     assert_eq!(code, 200, "{fresh}");
     shop.wait_status(&token, &id, "shipped", Duration::from_secs(30))?;
 
+    // Each service's connections carry its name: the writers' on the primary, catalog's on
+    // the replicas (what tells the panel which servers a service uses).
+    let names = |server: &str| -> anyhow::Result<HashSet<String>> {
+        Ok(stack
+            .postgres
+            .psql(
+                server,
+                "SELECT DISTINCT application_name FROM pg_stat_activity WHERE backend_type = 'client backend'",
+            )?
+            .lines()
+            .map(str::to_string)
+            .collect())
+    };
+    let on_primary = names("primary")?;
+    for service in ["auth", "orders", "payment", "shipping"] {
+        assert!(
+            on_primary.contains(service),
+            "{service} not on the primary: {on_primary:?}"
+        );
+    }
+    let on_replicas: HashSet<String> = names("replica1")?
+        .union(&names("replica2")?)
+        .cloned()
+        .collect();
+    assert!(
+        on_replicas.contains("catalog"),
+        "catalog not on a replica: {on_replicas:?}"
+    );
+
     // Validation happens synchronously.
     let (status, body) = shop.order(&token, &[(999_999, 1)])?;
     assert_eq!(status, 400, "{body}");

@@ -155,6 +155,8 @@ pub struct Settings {
     pub snapshot_dir: PathBuf,
     pub log: Option<PathBuf>,
     pub service_groups: std::collections::BTreeMap<String, Vec<String>>,
+    /// Per service, the database servers it uses (where configured).
+    pub service_databases: std::collections::BTreeMap<String, Vec<String>>,
     /// Record every update to this file, up to this many bytes.
     pub record: Option<(PathBuf, u64)>,
     /// The cap for a recording started with `R` (bytes).
@@ -339,6 +341,11 @@ impl Cli {
                 .or(file.snapshot.dir)
                 .unwrap_or_else(|| PathBuf::from(".")),
             log: self.log.clone().or_else(config::default_log_path),
+            service_databases: file
+                .services
+                .iter()
+                .filter_map(|(k, v)| v.databases.clone().map(|d| (k.clone(), d)))
+                .collect(),
             service_groups: file
                 .services
                 .into_iter()

@@ -281,6 +281,9 @@ pub struct Snapshot {
 pub struct Service {
     #[serde(default)]
     pub groups: Vec<String>,
+    /// The PostgreSQL servers (exporter targets) it uses; default: those its connections'
+    /// `application_name` (the service's name) is seen on, else all.
+    pub databases: Option<Vec<String>>,
 }
 
 fn one_line(s: &str) -> String {

@@ -111,6 +111,7 @@ fn context_rows(sessions: &[Option<Session>], now: f64) -> Vec<ContextSummary> {
 pub(crate) fn new_store(settings: &Settings, endpoints: &Endpoints, app: &App) -> Store {
     let mut store = Store::new(settings.stale_after);
     store.set_service_groups(settings.service_groups.clone());
+    store.set_service_databases(settings.service_databases.clone());
     store.set_range(app.range, 0.0);
     store.set_insecure_sources(insecure_sources(endpoints));
     store

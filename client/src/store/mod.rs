@@ -87,6 +87,8 @@ pub struct Store {
     pub(crate) derived: Derived,
     /// Kafka group names that belong to a service, beyond the same-name default.
     pub(crate) service_groups: BTreeMap<String, Vec<String>>,
+    /// Database servers (targets) a service uses, where configured.
+    service_databases: BTreeMap<String, Vec<String>>,
     /// A source is stale after this many seconds without a good fetch.
     pub(crate) stale_after: f64,
     /// Utilization at which ServiceCPUHigh fires, from the loaded rules when known.
@@ -141,6 +143,12 @@ impl Store {
         &self.derived
     }
     /// Kafka group names that belong to a service, beyond the same-name default.
+    /// The database servers (targets) each service uses, where the config says; the others
+    /// are measured by their connections' `application_name`.
+    pub fn set_service_databases(&mut self, databases: BTreeMap<String, Vec<String>>) {
+        self.service_databases = databases;
+    }
+
     pub fn set_service_groups(&mut self, groups: BTreeMap<String, Vec<String>>) {
         self.service_groups = groups;
     }
@@ -396,8 +404,14 @@ impl Store {
         let rows = self.rows();
         let groups = rows.groups(range, now);
         let servers = rows.servers(range, now);
-        let db = Database::worst(&servers);
-        let services = rows.services(range, &groups, &self.service_groups, db, now);
+        let services = rows.services(
+            range,
+            &groups,
+            &self.service_groups,
+            &servers,
+            &self.service_databases,
+            now,
+        );
         let standbys = rows.standbys(range, now);
         let slots = rows.slots();
         let (alerts, watchdog) = alerts::shown(&self.prometheus_alerts, &self.alertmanager_alerts);
@@ -721,6 +735,91 @@ mod tests {
         assert_eq!(rows.len(), 1, "{rows:?}");
         assert_eq!(rows[0].cpu, None);
         assert_eq!(verdict(&rows[0]), Verdict::ConsumersStalled);
+    }
+
+    /// A paused replica makes "replica behind" only the services that use it: seen by their
+    /// connections' application_name, or as configured; unknown usage judges on all.
+    #[test]
+    fn a_service_is_judged_on_the_database_servers_it_uses() {
+        use surge_metrics::catalogue::postgres::{
+            CLIENT_CONNECTIONS, IS_REPLICA, REPLAY_LAG_SECONDS,
+        };
+        let mut m = Metrics::default();
+        for (name, cpu) in [("auth", 0.3), ("shipping", 0.3), ("catalog", 0.3)] {
+            let hpa = labels(&[("namespace", "shop"), ("workload", name), ("hpa", name)]);
+            m.insert(hpa::CURRENT.exposed, hpa.clone(), 2.0);
+            m.insert(hpa::DESIRED.exposed, hpa.clone(), 2.0);
+            m.insert(hpa::MAX.exposed, hpa, 10.0);
+            m.insert(
+                workload::CPU_UTILIZATION.exposed,
+                labels(&[("namespace", "shop"), ("workload", name)]),
+                cpu,
+            );
+        }
+        for (target, replica, lag) in [
+            ("primary", 0.0, None),
+            ("replica1", 1.0, Some(0.2)),
+            ("replica2", 1.0, Some(95.0)),
+        ] {
+            m.insert(IS_REPLICA.exposed, labels(&[("target", target)]), replica);
+            if let Some(lag) = lag {
+                m.insert(
+                    REPLAY_LAG_SECONDS.exposed,
+                    labels(&[("target", target)]),
+                    lag,
+                );
+            }
+        }
+        for (target, application) in [
+            ("primary", "auth"),
+            ("replica1", "auth"),
+            ("replica2", "shipping"),
+        ] {
+            m.insert(
+                CLIENT_CONNECTIONS.exposed,
+                labels(&[("target", target), ("application", application)]),
+                3.0,
+            );
+        }
+        let mut store = Store::new(30.0);
+        store.apply(
+            Update::Metrics {
+                source: "prometheus".into(),
+                metrics: m,
+                at: 100.0,
+            },
+            100.0,
+        );
+        let verdicts = |store: &Store| -> Vec<(String, Verdict)> {
+            store
+                .derived()
+                .services
+                .iter()
+                .map(|s| (s.workload.clone(), verdict(s)))
+                .collect()
+        };
+        assert_eq!(
+            verdicts(&store),
+            [
+                ("auth".into(), Verdict::KeepingUp),
+                // Nothing says which servers catalog uses: the worst of all.
+                ("catalog".into(), Verdict::ReplicaBehind { seconds: 95.0 }),
+                ("shipping".into(), Verdict::ReplicaBehind { seconds: 95.0 }),
+            ]
+        );
+        store.set_service_databases(BTreeMap::from([
+            ("catalog".to_string(), vec!["replica1".to_string()]),
+            ("shipping".to_string(), vec!["primary".to_string()]),
+        ]));
+        store.rebuild(100.0);
+        assert_eq!(
+            verdicts(&store),
+            [
+                ("auth".into(), Verdict::KeepingUp),
+                ("catalog".into(), Verdict::KeepingUp),
+                ("shipping".into(), Verdict::KeepingUp),
+            ]
+        );
     }
 
     #[test]

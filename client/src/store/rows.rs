@@ -43,6 +43,9 @@ pub struct ServiceRow {
     pub pods: Option<f64>,
     /// Every metric the service's HPA scales on, the one it follows first.
     pub scaling: Vec<ScalingMetric>,
+    /// The database servers it uses (configured, or seen by its connections'
+    /// `application_name`); `None`: not known, judged on all of them.
+    pub db_servers: Option<BTreeSet<String>>,
     /// Partitions of the topic its consumer group reads (the most consumers that do work).
     pub partitions: Option<f64>,
     pub forecast: Forecast,
@@ -112,6 +115,28 @@ pub struct Database {
 }
 
 impl Database {
+    /// What a service that uses `used` (server targets; `None`: not known, so all) depends
+    /// on: replica lag and connection use of those servers only; whether a primary is up and
+    /// which servers are down, of all of them (a down server's clients cannot be counted).
+    pub fn of_service(servers: &[ServerRow], used: Option<&BTreeSet<String>>) -> Database {
+        let all = Database::worst(servers);
+        let Some(used) = used else {
+            return all;
+        };
+        let mine: Vec<ServerRow> = servers
+            .iter()
+            .filter(|s| used.contains(&s.target))
+            .cloned()
+            .collect();
+        let scoped = Database::worst(&mine);
+        Database {
+            replica_lag_seconds: scoped.replica_lag_seconds,
+            connection_use: scoped.connection_use,
+            lag_derived: scoped.lag_derived,
+            ..all
+        }
+    }
+
     /// The worst of `servers`.
     pub fn worst(servers: &[ServerRow]) -> Database {
         let max = |values: &mut dyn Iterator<Item = f64>| values.reduce(f64::max);
@@ -350,14 +375,33 @@ impl Rows<'_> {
 
     /// One row per scaled workload; `service_groups` names a service's consumer groups
     /// beyond the one of its own name.
+    /// Per application (a service's name): the servers its connections are on.
+    pub(super) fn servers_used(&self) -> BTreeMap<String, BTreeSet<String>> {
+        let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for p in self
+            .metrics
+            .points(catalogue::postgres::CLIENT_CONNECTIONS.exposed)
+            .iter()
+            .filter(|p| p.value > 0.0)
+        {
+            if let (Some(app), Some(target)) = (p.labels.get("application"), p.labels.get("target"))
+            {
+                out.entry(app.clone()).or_default().insert(target.clone());
+            }
+        }
+        out
+    }
+
     pub(super) fn services(
         &self,
         range: f64,
         groups: &[GroupRow],
         service_groups: &BTreeMap<String, Vec<String>>,
-        db: Database,
+        servers: &[ServerRow],
+        service_databases: &BTreeMap<String, Vec<String>>,
         now: f64,
     ) -> Vec<ServiceRow> {
+        let measured = self.servers_used();
         use catalogue::hpa::{
             ABLE_TO_SCALE, CURRENT, DESIRED, MAX, MIN, SCALING_LIMITED, TARGET_CPU,
         };
@@ -414,6 +458,10 @@ impl Rows<'_> {
                 let demand = cpu_point
                     .map(|p| self.demand_history(&p.labels, &want, now - FORECAST_WINDOW))
                     .unwrap_or_default();
+                let db_servers: Option<BTreeSet<String>> = service_databases
+                    .get(&workload)
+                    .map(|d| d.iter().cloned().collect())
+                    .or_else(|| measured.get(&workload).cloned());
                 ServiceRow {
                     current,
                     desired: get(&DESIRED),
@@ -431,7 +479,8 @@ impl Rows<'_> {
                     memory_of_limit: memory_of_limit
                         .get(&(namespace.as_str(), workload.as_str()))
                         .copied(),
-                    db: db.clone(),
+                    db: Database::of_service(servers, db_servers.as_ref()),
+                    db_servers,
                     scaling: scaling
                         .get(&(namespace.as_str(), workload.as_str()))
                         .cloned()

@@ -2,6 +2,7 @@
 //! its own writes go to the primary; reads that tolerate replication lag go to a replica,
 //! round-robin, falling back to the primary when no replica answers.
 
+use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -60,8 +61,9 @@ fn pool_options(size: u32) -> PgPoolOptions {
         .acquire_timeout(Duration::from_secs(3))
 }
 
-fn pool(url: &str, size: u32) -> anyhow::Result<PgPool> {
-    Ok(pool_options(size).connect_lazy(url)?)
+fn pool(url: &str, size: u32, application: &str) -> anyhow::Result<PgPool> {
+    let options = PgConnectOptions::from_str(url)?.application_name(application);
+    Ok(pool_options(size).connect_lazy_with(options))
 }
 
 /// The writer's pool: its connections must be to a server that takes writes (a standby is
@@ -89,8 +91,13 @@ impl Db {
         primary_url: &str,
         replica_urls: &[String],
         pool_size: u32,
+        application: &str,
     ) -> anyhow::Result<Db> {
-        let hosts = crate::primary::hosts(primary_url).context("SHOP_DATABASE_URL")?;
+        let hosts: Vec<PgConnectOptions> = crate::primary::hosts(primary_url)
+            .context("SHOP_DATABASE_URL")?
+            .into_iter()
+            .map(|h| h.application_name(application))
+            .collect();
         let primary = writer_pool(&hosts, pool_size)?;
         let follower = (hosts.len() > 1)
             .then(|| tokio::spawn(crate::primary::follow(primary.clone(), hosts, 0)));
@@ -98,7 +105,7 @@ impl Db {
             primary,
             replicas: replica_urls
                 .iter()
-                .map(|u| pool(u, pool_size))
+                .map(|u| pool(u, pool_size, application))
                 .collect::<Result<_, _>>()?,
             next: AtomicUsize::new(0),
             follower,

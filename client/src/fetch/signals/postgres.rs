@@ -48,6 +48,15 @@ fn connection_states(expr: &str) -> String {
     out
 }
 
+/// Connections per `application_name` (postgres_exporter since v0.17 and CloudNativePG label
+/// their activity counts with it): which services use which server.
+fn applications(series: &str) -> String {
+    sum_by(
+        &["target", "application"],
+        &copy_label(&targeted(series), "application", "application_name"),
+    )
+}
+
 /// `surge_source_up{source="postgres", target}` from an exporter's own up series.
 fn up(sel: &Selector, metric: &str) -> Recipe {
     Recipe::plain(
@@ -114,6 +123,10 @@ pub fn postgres_exporter(sel: &Selector) -> Vec<Recipe> {
                     "datname",
                 )),
             ),
+        ),
+        Recipe::plain(
+            &postgres::CLIENT_CONNECTIONS,
+            applications(&sel.series("pg_stat_activity_count", "")),
         ),
         Recipe::plain(
             &postgres::MAX_CONNECTIONS,
@@ -214,6 +227,10 @@ pub fn cloudnative_pg(sel: &Selector) -> Vec<Recipe> {
                     "datname",
                 )),
             ),
+        ),
+        Recipe::plain(
+            &postgres::CLIENT_CONNECTIONS,
+            applications(&sel.series("cnpg_backends_total", "")),
         ),
         Recipe::plain(&postgres::MAX_CONNECTIONS, setting("max_connections")),
         Recipe::plain(

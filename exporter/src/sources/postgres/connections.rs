@@ -8,8 +8,8 @@ use anyhow::anyhow;
 use sqlx::Row;
 use sqlx::postgres::PgConnection;
 use surge_metrics::catalogue::postgres::{
-    CONNECTIONS, LONGEST_IDLE_IN_TRANSACTION, LONGEST_LOCK_WAIT, MAX_CONNECTIONS,
-    RESERVED_CONNECTIONS,
+    CLIENT_CONNECTIONS, CONNECTIONS, LONGEST_IDLE_IN_TRANSACTION, LONGEST_LOCK_WAIT,
+    MAX_CONNECTIONS, RESERVED_CONNECTIONS,
 };
 use surge_metrics::state::ConnectionState;
 use surge_metrics::{Labels, Sample};
@@ -22,6 +22,18 @@ const COUNTS_SQL: &str = "SELECT d.datname::text AS database, d.datistemplate AS
     LEFT JOIN pg_stat_activity a ON a.datid = d.oid AND a.backend_type = 'client backend' \
     WHERE d.datallowconn \
     GROUP BY 1, 2, 3";
+
+/// Client connections per `application_name` (a client's own name for itself).
+const APPLICATIONS_SQL: &str = "SELECT coalesce(application_name, '') AS application, \
+      count(*)::int8 AS connections FROM pg_stat_activity \
+    WHERE backend_type = 'client backend' GROUP BY 1";
+
+/// Most applications given a series of their own: clients name themselves, and a client
+/// inventing a name per connection must not grow the exporter's series without bound.
+pub(crate) const MAX_APPLICATIONS: usize = 50;
+
+/// The application that stands for the rest past [`MAX_APPLICATIONS`].
+pub(crate) const OTHER_APPLICATIONS: &str = "(other)";
 
 /// `reserved_connections` appeared in 16; `current_setting(_, true)` is NULL before.
 const LIMITS_SQL: &str = "SELECT current_setting('max_connections')::int AS max_connections, \
@@ -68,6 +80,14 @@ pub(super) async fn read(
         });
     }
     count_samples(target, &rows, out)?;
+    let mut applications = Vec::new();
+    for row in sqlx::query(APPLICATIONS_SQL).fetch_all(&mut *conn).await? {
+        applications.push((
+            row.try_get::<String, _>("application")?,
+            row.try_get::<i64, _>("connections")?,
+        ));
+    }
+    application_samples(target, applications, out);
     let t = || -> Labels { vec![("target", target.to_string())] };
     let limits = sqlx::query(LIMITS_SQL).fetch_one(&mut *conn).await?;
     let max: i32 = limits.try_get("max_connections")?;
@@ -91,6 +111,32 @@ pub(super) async fn read(
         .try_get("longest")?;
     out.push(Sample::new(&LONGEST_LOCK_WAIT, t(), waited.max(0.0)));
     Ok(())
+}
+
+/// `surge_postgres_client_connections`: the [`MAX_APPLICATIONS`] largest, the rest summed.
+pub(crate) fn application_samples(
+    target: &str,
+    mut applications: Vec<(String, i64)>,
+    out: &mut Vec<Sample>,
+) {
+    applications.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let rest: i64 = applications
+        .iter()
+        .skip(MAX_APPLICATIONS)
+        .map(|(_, n)| *n)
+        .sum();
+    let others = applications.len() > MAX_APPLICATIONS;
+    applications.truncate(MAX_APPLICATIONS);
+    if others {
+        applications.push((OTHER_APPLICATIONS.to_string(), rest));
+    }
+    for (application, n) in applications {
+        out.push(Sample::new(
+            &CLIENT_CONNECTIONS,
+            vec![("target", target.to_string()), ("application", application)],
+            n as f64,
+        ));
+    }
 }
 
 /// `surge_postgres_connections`: every state of every ordinary database, 0 where none, so a
@@ -140,6 +186,28 @@ pub(crate) fn count_samples(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn applications_past_the_cap_are_summed_as_other() {
+        let mut out = Vec::new();
+        let many: Vec<(String, i64)> = (0..MAX_APPLICATIONS + 3)
+            .map(|i| (format!("app-{i:03}"), 100 - i as i64))
+            .collect();
+        application_samples("primary", many, &mut out);
+        assert_eq!(out.len(), MAX_APPLICATIONS + 1);
+        let other = out.last().expect("other");
+        assert_eq!(other.label("application"), Some(OTHER_APPLICATIONS));
+        // The three smallest: 100 - 50, 100 - 51, 100 - 52.
+        assert_eq!(other.value, 50.0 + 49.0 + 48.0);
+        let mut few = Vec::new();
+        application_samples(
+            "primary",
+            vec![("orders".into(), 3), ("".into(), 1)],
+            &mut few,
+        );
+        let names: Vec<_> = few.iter().map(|s| s.label("application")).collect();
+        assert_eq!(names, [Some("orders"), Some("")]);
+    }
 
     fn row(database: &str, template: bool, state: Option<&str>, connections: i64) -> CountRow {
         CountRow {

@@ -185,7 +185,7 @@ async fn me(Authenticated(claims): Authenticated) -> Result<Json<Value>, ApiErro
 }
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let db = super::db(&config)?;
+    let db = super::db(&config, "auth")?;
     let tokens = super::tokens(&config).await?;
     let metrics = Metrics::new("auth");
     let ready = {

@@ -175,7 +175,7 @@ async fn create(
 }
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let db = super::db(&config)?;
+    let db = super::db(&config, "catalog")?;
     let tokens = super::tokens(&config).await?;
     let metrics = Metrics::new("catalog");
     let ready = super::ready(&db);

@@ -13,11 +13,14 @@ use crate::config::Config;
 use crate::data::Db;
 use crate::tokens::Tokens;
 
-pub(crate) fn db(config: &Config) -> anyhow::Result<Arc<Db>> {
+/// The service's database pools, its connections named after it (`application_name`): the
+/// panel then judges it on the servers it uses, not on every server.
+pub(crate) fn db(config: &Config, service: &str) -> anyhow::Result<Arc<Db>> {
     Ok(Arc::new(Db::connect(
         &config.database_url,
         &config.replica_urls,
         config.pool_size,
+        service,
     )?))
 }
 

@@ -414,7 +414,7 @@ async fn on_payment(db: &sqlx::PgPool, message: Consumed) -> Result<Outcome, Fai
 }
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let db = super::db(&config)?;
+    let db = super::db(&config, "orders")?;
     let tokens = super::tokens(&config).await?;
     let carts = Carts::connect(config.require_redis()?, config.cart_ttl).await?;
     let metrics = Metrics::new("orders");

@@ -143,7 +143,7 @@ impl Payment {
 }
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let db = super::db(&config)?;
+    let db = super::db(&config, "payment")?;
     let bootstrap = config.require_kafka()?;
     let metrics = Metrics::new("payment");
     let payment = Arc::new(Payment {

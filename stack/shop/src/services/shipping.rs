@@ -56,7 +56,7 @@ impl Shipping {
 }
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let db = super::db(&config)?;
+    let db = super::db(&config, "shipping")?;
     let metrics = Metrics::new("shipping");
     let shipping = Arc::new(Shipping {
         db: db.writer().clone(),
