@@ -100,14 +100,17 @@ async fn failing_sources_stay_contained_and_recover() -> anyhow::Result<()> {
                 && source_up(b, "processes", "local/worker") == Some(true)
         })
     })?;
+    // The replica's WAL receiver notices its primary is gone on its own clock (a collection
+    // or two after the primary's own target fails): waited for, not raced.
+    tokio::task::block_in_place(|| {
+        wait_scrape("replica1's receiver not streaming", &|b| {
+            b.contains("surge_postgres_wal_receiver_streaming{target=\"replica1\"} 0")
+        })
+    })?;
     let body = scrape(&addr)?;
     assert!(
         !body.contains("surge_hpa_current_replicas"),
         "no stale HPA series from a down API:\n{body}"
-    );
-    assert!(
-        body.contains("surge_postgres_wal_receiver_streaming{target=\"replica1\"} 0"),
-        "{body}"
     );
     assert!(body.contains("pod=\"worker-0\"} 1"), "{body}");
 

@@ -155,6 +155,10 @@ pub struct Settings {
     pub snapshot_dir: PathBuf,
     pub log: Option<PathBuf>,
     pub service_groups: std::collections::BTreeMap<String, Vec<String>>,
+    /// How dead-letter topics are named (empty: the default).
+    pub dead_letters: Vec<String>,
+    /// The lines the config sets, and its CPU line.
+    pub lines: (surge_client::store::SetLines, Option<f64>),
     /// Per service, the database servers it uses (where configured).
     pub service_databases: std::collections::BTreeMap<String, Vec<String>>,
     /// Record every update to this file, up to this many bytes.
@@ -341,6 +345,8 @@ impl Cli {
                 .or(file.snapshot.dir)
                 .unwrap_or_else(|| PathBuf::from(".")),
             log: self.log.clone().or_else(config::default_log_path),
+            lines: file.lines.lines()?,
+            dead_letters: file.kafka.dead_letters.clone().unwrap_or_default(),
             service_databases: file
                 .services
                 .iter()

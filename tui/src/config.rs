@@ -11,6 +11,7 @@ use surge_client::fetch::direct::with_scheme;
 use surge_client::fetch::signals::{Choice, Group, Overrides, Provider, Selector, Signals};
 use surge_client::fetch::{Access, BasicAuth, Endpoint};
 use surge_client::model::Range;
+use surge_client::store::SetLines;
 
 /// The colour themes (`[ui] theme`, `--theme`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +46,11 @@ pub struct Config {
     /// Per service (workload name): which consumer groups are its own.
     #[serde(default)]
     pub services: BTreeMap<String, Service>,
+    /// The lines verdicts and colours judge by, over the loaded alert rules' own.
+    #[serde(default)]
+    pub lines: LinesTable,
+    #[serde(default)]
+    pub kafka: KafkaTable,
     /// `[contexts.NAME]`: another cluster's sources, as k9s has contexts: `--context NAME`,
     /// `:ctx NAME` to switch, `:ctx` for all of them side by side.
     #[serde(default)]
@@ -276,6 +282,60 @@ pub struct Snapshot {
     pub dir: Option<PathBuf>,
 }
 
+/// `[kafka]`: how the team's topics are named.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaTable {
+    /// Dead-letter topic names, `{topic}` standing for the topic (default `["{topic}.dlq"]`;
+    /// Spring Kafka's is `{topic}.DLT`).
+    pub dead_letters: Option<Vec<String>>,
+}
+
+/// `[lines]`: where the verdicts draw their lines when the loaded rules are not the team's
+/// (or there are none): CPU and connections as shares, lags as durations.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LinesTable {
+    /// CPU of request at which ServiceCPUHigh would fire (e.g. 0.85).
+    pub cpu: Option<f64>,
+    #[serde(default, with = "humantime_serde")]
+    pub replica_lag: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub replica_lag_page: Option<Duration>,
+    pub connections: Option<f64>,
+    pub connections_page: Option<f64>,
+    /// A pod's memory working set of its limit.
+    pub memory_of_limit: Option<f64>,
+    #[serde(default, with = "humantime_serde")]
+    pub idle_in_transaction: Option<Duration>,
+}
+
+impl LinesTable {
+    /// The lines set, checked: shares above 0 (connection and memory shares at most 1).
+    pub fn lines(&self) -> Result<(SetLines, Option<f64>), String> {
+        let share = |name: &str, v: Option<f64>, most: f64| -> Result<Option<f64>, String> {
+            match v {
+                Some(x) if !(x > 0.0 && x <= most) => {
+                    Err(format!("lines.{name}: {x} is not a share in (0, {most}]"))
+                }
+                other => Ok(other),
+            }
+        };
+        let seconds = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
+        Ok((
+            SetLines {
+                replica_lag_warning: seconds(self.replica_lag),
+                replica_lag_page: seconds(self.replica_lag_page),
+                connections_warning: share("connections", self.connections, 1.0)?,
+                connections_page: share("connections_page", self.connections_page, 1.0)?,
+                memory_of_limit: share("memory_of_limit", self.memory_of_limit, 1.0)?,
+                idle_in_transaction: seconds(self.idle_in_transaction),
+            },
+            share("cpu", self.cpu, 100.0)?,
+        ))
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
@@ -370,6 +430,14 @@ impl Config {
         s.signals
             .signals(s.selector.as_deref(), &s.queries)
             .map_err(|e| format!("sources.{e}"))?;
+        self.lines.lines()?;
+        for (i, p) in self.kafka.dead_letters.iter().flatten().enumerate() {
+            if !p.contains("{topic}") || p == "{topic}" {
+                return Err(format!(
+                    "kafka.dead_letters[{i}]: {p:?} must name the topic with {{topic}} and add to it"
+                ));
+            }
+        }
         if let Some(theme) = &self.ui.theme {
             ThemeName::parse(theme).map_err(|e| format!("ui.theme: {e}"))?;
         }
@@ -553,6 +621,15 @@ mod tests {
                 "[contexts.eu.prometheus]\nurl = \"https://u:p@x:1\"",
                 "contexts.eu.prometheus: credentials in the URL are refused",
             ),
+            (
+                "[lines]\nconnections = 80",
+                "lines.connections: 80 is not a share in (0, 1]",
+            ),
+            (
+                "[kafka]\ndead_letters = [\"dlq\"]",
+                "kafka.dead_letters[0]: \"dlq\" must name the topic with {topic}",
+            ),
+            ("[lines]\nreplica_lag = \"soon\"", "lines.replica_lag"),
             (
                 "[sources]\nselector = \"cluster=eu\"",
                 "sources.selector: selector \"cluster=eu\": the value of cluster must be quoted",

@@ -112,6 +112,8 @@ pub(crate) fn new_store(settings: &Settings, endpoints: &Endpoints, app: &App) -
     let mut store = Store::new(settings.stale_after);
     store.set_service_groups(settings.service_groups.clone());
     store.set_service_databases(settings.service_databases.clone());
+    store.set_configured_lines(settings.lines.0, settings.lines.1);
+    store.set_dead_letters(settings.dead_letters.clone());
     store.set_range(app.range, 0.0);
     store.set_insecure_sources(insecure_sources(endpoints));
     store

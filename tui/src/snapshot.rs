@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use base64::Engine as _;
 
 use surge_client::model::subject;
-use surge_client::store::{DEFAULT_CPU_ALERT, Forecast, Store, firing, lines};
+use surge_client::store::{DEFAULT_CPU_ALERT, Forecast, Store, firing};
 
 use crate::ui::{cells, format};
 
@@ -151,7 +151,7 @@ pub fn markdown(store: &Store, now: f64) -> String {
                     format::percent(s.cpu),
                     format::percent(s.target),
                     match s.memory_of_limit {
-                        Some(l) if l >= lines::MEMORY_OF_LIMIT => format!(
+                        Some(l) if l >= s.lines.memory_of_limit => format!(
                             "{} (a pod at {} of its limit)",
                             format::percent(s.memory),
                             format::percent(Some(l))

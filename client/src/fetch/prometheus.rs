@@ -46,6 +46,8 @@ const LAST_ANSWERS: usize = 4;
 #[derive(Debug, Clone, PartialEq)]
 pub struct RuleSummary {
     pub cpu_alert: Option<f64>,
+    /// The other lines the views judge by, where the rules set them.
+    pub lines: crate::store::SetLines,
     pub rules: usize,
     pub unhealthy: usize,
 }
@@ -502,6 +504,8 @@ struct Rule {
     query: String,
     #[serde(default)]
     health: String,
+    #[serde(default)]
+    labels: Labels,
 }
 
 pub fn parse_rules(body: &[u8]) -> Result<RuleSummary, String> {
@@ -512,6 +516,7 @@ fn parse_rules_checked(body: &[u8]) -> Result<RuleSummary, String> {
     let groups = data::<RulesData>(body, "rules")?.groups;
     let mut summary = RuleSummary {
         cpu_alert: None,
+        lines: crate::store::SetLines::default(),
         rules: 0,
         unhealthy: 0,
     };
@@ -523,21 +528,66 @@ fn parse_rules_checked(body: &[u8]) -> Result<RuleSummary, String> {
         if rule.name == "ServiceCPUHigh" {
             summary.cpu_alert = cpu_threshold(&rule.query);
         }
+        let severity = rule.labels.get("severity").map_or("", String::as_str);
+        let page = matches!(severity, "page" | "critical");
+        let lines = &mut summary.lines;
+        match rule.name.as_str() {
+            // The time-lag rule (the byte-lag one shares its name).
+            "PostgresReplicaLagHigh" => {
+                if let Some(v) = threshold_after(
+                    &rule.query,
+                    surge_metrics::catalogue::postgres::REPLAY_LAG_SECONDS.exposed,
+                ) {
+                    let line = if page {
+                        &mut lines.replica_lag_page
+                    } else {
+                        &mut lines.replica_lag_warning
+                    };
+                    *line = Some(v);
+                }
+            }
+            "PostgresConnectionsHigh" => {
+                let line = if page {
+                    &mut lines.connections_page
+                } else {
+                    &mut lines.connections_warning
+                };
+                *line = trailing_threshold(&rule.query);
+            }
+            "PodMemoryNearLimit" => lines.memory_of_limit = trailing_threshold(&rule.query),
+            "PostgresIdleInTransaction" => {
+                lines.idle_in_transaction = trailing_threshold(&rule.query);
+            }
+            _ => {}
+        }
     }
     Ok(summary)
 }
 
 /// The number in `surge_workload_cpu_utilization_ratio > N`.
 fn cpu_threshold(query: &str) -> Option<f64> {
-    let rest = query
-        .split(workload::CPU_UTILIZATION.exposed)
-        .nth(1)?
-        .trim_start();
-    let rest = rest
-        .strip_prefix('>')?
-        .trim_start()
-        .trim_start_matches('=')
-        .trim_start();
+    threshold_after(query, workload::CPU_UTILIZATION.exposed)
+}
+
+/// The number of the last `> N` (or `>= N`) of a query, where it ends with one.
+fn trailing_threshold(query: &str) -> Option<f64> {
+    let (_, rest) = query.rsplit_once('>')?;
+    number(rest.trim_start().trim_start_matches('=')).filter(|_| {
+        let n = rest.trim();
+        n.chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | '-' | '=' | ' '))
+    })
+}
+
+/// The number in `METRIC > N`.
+fn threshold_after(query: &str, metric: &str) -> Option<f64> {
+    let rest = query.split(metric).nth(1)?.trim_start();
+    number(rest.strip_prefix('>')?.trim_start().trim_start_matches('='))
+}
+
+/// The number at the start of `text`, when it is a positive finite one.
+fn number(text: &str) -> Option<f64> {
+    let rest = text.trim_start();
     let end = rest
         .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == 'e' || c == '-'))
         .unwrap_or(rest.len());
@@ -675,6 +725,7 @@ async fn request(
                 cpu_alert: rules.cpu_alert,
                 rules: rules.rules,
                 unhealthy: rules.unhealthy,
+                lines: rules.lines,
             }
         }
         Request::Range(metric) => {
@@ -826,12 +877,26 @@ mod tests {
 
         let rules = json!({"status":"success","data":{"groups":[{"rules":[
             {"name":"ServiceCPUHigh","query":"surge_workload_cpu_utilization_ratio > 0.85","health":"ok"},
+            {"name":"PodMemoryNearLimit","query":"a / b > 0.75","health":"ok"},
+            {"name":"PostgresConnectionsHigh","query":"sum(x) / y >= 0.7","labels":{"severity":"warning"}},
+            {"name":"PostgresReplicaLagHigh","query":"surge_postgres_replica_lag_bytes > 1e6","labels":{"severity":"warning"}},
+            {"name":"PostgresReplicaLagHigh","query":"surge_postgres_replay_lag_seconds > 45","labels":{"severity":"warning"}},
+            {"name":"PostgresIdleInTransaction","query":"x > y","health":"ok"},
             {"name":"Broken","query":"x","health":"err"}]}]}});
         assert_eq!(
             parse_rules(&bytes(&rules))?,
             RuleSummary {
                 cpu_alert: Some(0.85),
-                rules: 2,
+                lines: crate::store::SetLines {
+                    memory_of_limit: Some(0.75),
+                    connections_warning: Some(0.7),
+                    // The byte-lag rule of the same name does not set the time line.
+                    replica_lag_warning: Some(45.0),
+                    // Not a number after the last `>`: not read.
+                    idle_in_transaction: None,
+                    ..crate::store::SetLines::default()
+                },
+                rules: 7,
                 unhealthy: 1
             }
         );

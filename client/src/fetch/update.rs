@@ -26,6 +26,9 @@ pub enum Update {
         cpu_alert: Option<f64>,
         rules: usize,
         unhealthy: usize,
+        /// The other lines the rules set (absent in recordings made before they were read).
+        #[serde(default)]
+        lines: crate::store::SetLines,
     },
     Alerts {
         source: String,

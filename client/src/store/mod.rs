@@ -23,6 +23,8 @@ use rows::Rows;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde::{Deserialize, Serialize};
+
 use surge_metrics::Family;
 use surge_metrics::catalogue::{self, exporter};
 
@@ -55,6 +57,62 @@ pub struct Derived {
 
 /// The CPU alert line when Prometheus' rules do not say (alerts/rules.yml: ServiceCPUHigh).
 pub const DEFAULT_CPU_ALERT: f64 = 0.85;
+
+/// The lines verdicts and colours judge by: the config's where it sets them, else the loaded
+/// alert rules' (Surge's rules as deployed, thresholds edited or not), else [`lines`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Lines {
+    pub replica_lag_warning: f64,
+    pub replica_lag_page: f64,
+    pub connections_warning: f64,
+    pub connections_page: f64,
+    pub memory_of_limit: f64,
+    pub idle_in_transaction: f64,
+}
+
+impl Default for Lines {
+    fn default() -> Self {
+        Lines {
+            replica_lag_warning: lines::REPLICA_LAG_WARNING,
+            replica_lag_page: lines::REPLICA_LAG_PAGE,
+            connections_warning: lines::CONNECTIONS_WARNING,
+            connections_page: lines::CONNECTIONS_PAGE,
+            memory_of_limit: lines::MEMORY_OF_LIMIT,
+            idle_in_transaction: lines::IDLE_IN_TRANSACTION,
+        }
+    }
+}
+
+/// Lines some source sets (the rules, the config), each where it does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct SetLines {
+    pub replica_lag_warning: Option<f64>,
+    pub replica_lag_page: Option<f64>,
+    pub connections_warning: Option<f64>,
+    pub connections_page: Option<f64>,
+    pub memory_of_limit: Option<f64>,
+    pub idle_in_transaction: Option<f64>,
+}
+
+impl SetLines {
+    /// `self` where set, else `under`.
+    pub fn over(&self, under: Lines) -> Lines {
+        Lines {
+            replica_lag_warning: self
+                .replica_lag_warning
+                .unwrap_or(under.replica_lag_warning),
+            replica_lag_page: self.replica_lag_page.unwrap_or(under.replica_lag_page),
+            connections_warning: self
+                .connections_warning
+                .unwrap_or(under.connections_warning),
+            connections_page: self.connections_page.unwrap_or(under.connections_page),
+            memory_of_limit: self.memory_of_limit.unwrap_or(under.memory_of_limit),
+            idle_in_transaction: self
+                .idle_in_transaction
+                .unwrap_or(under.idle_in_transaction),
+        }
+    }
+}
 
 /// The other alert lines of alerts/rules.yml the views colour by (a test keeps them in step):
 /// replica lag (PostgresReplicaLagHigh warning and page), a pod's memory of its limit
@@ -89,10 +147,18 @@ pub struct Store {
     pub(crate) service_groups: BTreeMap<String, Vec<String>>,
     /// Database servers (targets) a service uses, where configured.
     service_databases: BTreeMap<String, Vec<String>>,
+    /// How dead-letter topics are named from their topic (`{topic}.dlq`).
+    dead_letters: Vec<String>,
     /// A source is stale after this many seconds without a good fetch.
     pub(crate) stale_after: f64,
     /// Utilization at which ServiceCPUHigh fires, from the loaded rules when known.
     pub(crate) cpu_alert: Option<f64>,
+    /// The other lines, as the loaded rules set them.
+    rule_lines: SetLines,
+    /// The lines the config sets (over the rules').
+    configured_lines: SetLines,
+    /// The CPU line the config sets (over the rules').
+    configured_cpu_alert: Option<f64>,
     /// Rules loaded in Prometheus, and how many failed their last evaluation.
     pub(crate) rules: Option<(usize, usize)>,
     /// History the sparklines show.
@@ -143,6 +209,12 @@ impl Store {
         &self.derived
     }
     /// Kafka group names that belong to a service, beyond the same-name default.
+    /// How dead-letter topics are named (`{topic}` stands for the topic); default
+    /// [`DEFAULT_DEAD_LETTERS`].
+    pub fn set_dead_letters(&mut self, patterns: Vec<String>) {
+        self.dead_letters = patterns;
+    }
+
     /// The database servers (targets) each service uses, where the config says; the others
     /// are measured by their connections' `application_name`.
     pub fn set_service_databases(&mut self, databases: BTreeMap<String, Vec<String>>) {
@@ -160,8 +232,22 @@ impl Store {
         self.stale_after = seconds;
     }
     /// Utilization at which ServiceCPUHigh fires, from the loaded rules when known.
+    /// The CPU alert line: the config's, else the loaded rules', else `None` (the views then
+    /// use [`DEFAULT_CPU_ALERT`]).
     pub fn cpu_alert(&self) -> Option<f64> {
-        self.cpu_alert
+        self.configured_cpu_alert.or(self.cpu_alert)
+    }
+
+    /// The lines verdicts and colours judge by: config, else rules, else defaults.
+    pub fn lines(&self) -> Lines {
+        self.configured_lines
+            .over(self.rule_lines.over(Lines::default()))
+    }
+
+    /// The lines (and CPU line) the config sets.
+    pub fn set_configured_lines(&mut self, lines: SetLines, cpu_alert: Option<f64>) {
+        self.configured_lines = lines;
+        self.configured_cpu_alert = cpu_alert;
     }
     /// Rules loaded in Prometheus, and how many failed their last evaluation.
     pub fn rules(&self) -> Option<(usize, usize)> {
@@ -269,8 +355,10 @@ impl Store {
                 cpu_alert,
                 rules,
                 unhealthy,
+                lines,
             } => {
                 self.cpu_alert = cpu_alert;
+                self.rule_lines = lines;
                 self.rules = Some((rules, unhealthy));
             }
             Update::History { metric, series } => {
@@ -431,7 +519,8 @@ impl Store {
             .collect();
         let mut services = services;
         for service in &mut services {
-            service.alerts = about(service, &self.service_groups, &alerts);
+            service.alerts = about(service, &self.service_groups, &self.dead_letters, &alerts);
+            service.lines = self.lines();
             service.stale = stale;
             service.kafka_unknown = kafka_down
                 && service.kafka.is_none()
@@ -464,13 +553,33 @@ pub(super) fn service_groups(
         .unwrap_or_else(|| vec![workload.to_string()])
 }
 
+/// How the shop names a topic's dead-letter topic; `[kafka] dead_letters` sets others
+/// (Spring's `{topic}.DLT`, `{topic}-dlt`, ...).
+pub const DEFAULT_DEAD_LETTERS: &str = "{topic}.dlq";
+
+/// The dead-letter topics of `topic` under `patterns` (`{topic}` stands for it).
+pub fn dead_letter_topics(patterns: &[String], topic: &str) -> Vec<String> {
+    if patterns.is_empty() {
+        return vec![DEFAULT_DEAD_LETTERS.replace("{topic}", topic)];
+    }
+    patterns
+        .iter()
+        .map(|p| p.replace("{topic}", topic))
+        .collect()
+}
+
 fn about(
     service: &ServiceRow,
     service_groups_of: &BTreeMap<String, Vec<String>>,
+    dead_letters: &[String],
     alerts: &[Alert],
 ) -> Vec<ServiceAlert> {
     let groups = service_groups(service_groups_of, &service.workload);
-    let dlq = service.kafka.as_ref().map(|g| format!("{}.dlq", g.topic));
+    let dlq: Vec<String> = service
+        .kafka
+        .as_ref()
+        .map(|g| dead_letter_topics(dead_letters, &g.topic))
+        .unwrap_or_default();
     alerts
         .iter()
         .filter(|a| a.state == AlertState::Firing && !a.muted)
@@ -482,7 +591,7 @@ fn about(
                 .flatten()
                 .any(|w| w == service.workload);
             let group = label("group").is_some_and(|g| groups.iter().any(|x| x == g));
-            let dead_letters = label("topic").is_some_and(|t| dlq.as_deref() == Some(t));
+            let dead_letters = label("topic").is_some_and(|t| dlq.iter().any(|d| d == t));
             namespace_ok && (named || group || dead_letters)
         })
         .map(|a| ServiceAlert {
@@ -737,6 +846,15 @@ mod tests {
         assert_eq!(verdict(&rows[0]), Verdict::ConsumersStalled);
     }
 
+    #[test]
+    fn dead_letter_topics_follow_the_teams_naming() {
+        assert_eq!(dead_letter_topics(&[], "orders"), ["orders.dlq"]);
+        assert_eq!(
+            dead_letter_topics(&["{topic}.DLT".into(), "dlq-{topic}".into()], "orders"),
+            ["orders.DLT", "dlq-orders"]
+        );
+    }
+
     /// A paused replica makes "replica behind" only the services that use it: seen by their
     /// connections' application_name, or as configured; unknown usage judges on all.
     #[test]
@@ -877,7 +995,18 @@ mod tests {
                 false,
             ),
         ];
-        let found = about(&row, &BTreeMap::new(), &alerts);
+        // A team whose dead letters go to Spring's `{topic}.DLT`: the shop's `.dlq` is not its.
+        let spring = about(
+            &row,
+            &BTreeMap::new(),
+            &["{topic}.DLT".to_string()],
+            &alerts,
+        );
+        assert!(
+            !spring.iter().any(|a| a.name == "KafkaDeadLetterReceiving"),
+            "{spring:?}"
+        );
+        let found = about(&row, &BTreeMap::new(), &[], &alerts);
         let names: Vec<(&str, bool)> = found.iter().map(|a| (a.name.as_str(), a.page)).collect();
         assert_eq!(
             names,

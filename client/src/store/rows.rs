@@ -55,6 +55,8 @@ pub struct ServiceRow {
     pub kafka_unknown: bool,
     /// Its CPU ratio is derived from other exporters' series (see the signal rules).
     pub cpu_derived: bool,
+    /// The lines it is judged by (filled in by the store from the rules and config).
+    pub lines: super::Lines,
 }
 
 /// An alert about a service.
@@ -502,6 +504,7 @@ impl Rows<'_> {
                     stale: false,
                     kafka_unknown: false,
                     cpu_derived: cpu_point.is_some_and(is_derived),
+                    lines: super::Lines::default(),
                     namespace,
                     workload,
                 }

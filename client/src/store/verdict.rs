@@ -33,7 +33,6 @@
 
 use surge_metrics::state::LagState;
 
-use super::lines;
 use super::rows::ServiceRow;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -222,18 +221,21 @@ fn judge(row: &ServiceRow) -> Verdict {
     if let Some(seconds) = row
         .db
         .replica_lag_seconds
-        .filter(|s| *s >= lines::REPLICA_LAG_WARNING)
+        .filter(|s| *s >= row.lines.replica_lag_warning)
     {
         return Verdict::ReplicaBehind { seconds };
     }
     if let Some(share) = row
         .db
         .connection_use
-        .filter(|s| *s >= lines::CONNECTIONS_WARNING)
+        .filter(|s| *s >= row.lines.connections_warning)
     {
         return Verdict::DatabaseConnectionsHigh { share };
     }
-    if let Some(share) = row.memory_of_limit.filter(|s| *s >= lines::MEMORY_OF_LIMIT) {
+    if let Some(share) = row
+        .memory_of_limit
+        .filter(|s| *s >= row.lines.memory_of_limit)
+    {
         return Verdict::MemoryNearLimit { share };
     }
     if let Some((from, to)) = change {

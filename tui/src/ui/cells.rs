@@ -4,7 +4,7 @@
 
 use ratatui::style::Style;
 use ratatui::text::Span;
-use surge_client::store::{Forecast, GroupRow, Role, ScalingMetric, ServerRow, ServiceRow, lines};
+use surge_client::store::{Forecast, GroupRow, Lines, Role, ScalingMetric, ServerRow, ServiceRow};
 use surge_metrics::state::LagState;
 use surge_metrics::state::TargetType;
 
@@ -38,9 +38,14 @@ pub fn cpu(t: &Theme, utilization: Option<f64>, target: Option<f64>, alert: f64)
 /// Memory working set of request: red once a pod holds the alert line's share of its limit
 /// (OOM-kill risk), yellow above the request (first in line for eviction under node memory
 /// pressure).
-pub fn memory(t: &Theme, of_request: Option<f64>, of_limit: Option<f64>) -> Span<'static> {
+pub fn memory(
+    t: &Theme,
+    lines: &Lines,
+    of_request: Option<f64>,
+    of_limit: Option<f64>,
+) -> Span<'static> {
     let style = match (of_request, of_limit) {
-        (_, Some(l)) if l >= lines::MEMORY_OF_LIMIT => t.crit,
+        (_, Some(l)) if l >= lines.memory_of_limit => t.crit,
         (Some(r), _) if r > 1.0 => t.warn,
         (Some(_), _) => t.ok,
         (None, _) => t.dim,
@@ -49,10 +54,10 @@ pub fn memory(t: &Theme, of_request: Option<f64>, of_limit: Option<f64>) -> Span
 }
 
 /// Share of a server's connection slots in use, coloured at the alert rules' levels.
-pub fn connection_use(t: &Theme, share: Option<f64>) -> Span<'static> {
+pub fn connection_use(t: &Theme, lines: &Lines, share: Option<f64>) -> Span<'static> {
     let style = match share {
-        Some(u) if u >= lines::CONNECTIONS_PAGE => t.crit,
-        Some(u) if u >= lines::CONNECTIONS_WARNING => t.warn,
+        Some(u) if u >= lines.connections_page => t.crit,
+        Some(u) if u >= lines.connections_warning => t.warn,
         Some(_) => t.ok,
         None => t.dim,
     };
@@ -60,9 +65,9 @@ pub fn connection_use(t: &Theme, share: Option<f64>) -> Span<'static> {
 }
 
 /// How long the longest-idle transaction has sat idle: yellow past the alert line.
-pub fn idle_in_transaction(t: &Theme, seconds: Option<f64>) -> Span<'static> {
+pub fn idle_in_transaction(t: &Theme, lines: &Lines, seconds: Option<f64>) -> Span<'static> {
     let style = match seconds {
-        Some(s) if s > lines::IDLE_IN_TRANSACTION => t.warn,
+        Some(s) if s > lines.idle_in_transaction => t.warn,
         Some(s) if s > 0.0 => t.text,
         _ => t.dim,
     };
@@ -80,9 +85,9 @@ pub fn lock_wait(t: &Theme, seconds: Option<f64>) -> Span<'static> {
 }
 
 /// A pod's working set of its memory limit: red at the alert line.
-pub fn memory_of_limit(t: &Theme, share: Option<f64>) -> Span<'static> {
+pub fn memory_of_limit(t: &Theme, lines: &Lines, share: Option<f64>) -> Span<'static> {
     let style = match share {
-        Some(l) if l >= lines::MEMORY_OF_LIMIT => t.crit,
+        Some(l) if l >= lines.memory_of_limit => t.crit,
         Some(_) => t.text,
         None => t.dim,
     };
@@ -262,10 +267,10 @@ fn verdict_text(v: &surge_client::store::Verdict) -> String {
 }
 
 /// Replica lag in seconds, coloured at the alert rules' levels.
-pub fn replica_lag(t: &Theme, seconds: Option<f64>) -> Span<'static> {
+pub fn replica_lag(t: &Theme, lines: &Lines, seconds: Option<f64>) -> Span<'static> {
     let style = match seconds {
-        Some(s) if s >= lines::REPLICA_LAG_PAGE => t.crit,
-        Some(s) if s >= lines::REPLICA_LAG_WARNING => t.warn,
+        Some(s) if s >= lines.replica_lag_page => t.crit,
+        Some(s) if s >= lines.replica_lag_warning => t.warn,
         Some(_) => t.ok,
         None => t.dim,
     };
@@ -289,9 +294,9 @@ pub fn receiver(t: &Theme, s: &ServerRow) -> Span<'static> {
 }
 
 /// A replica's replay lag in seconds (a primary has none).
-pub fn server_lag(t: &Theme, s: &ServerRow) -> Span<'static> {
+pub fn server_lag(t: &Theme, lines: &Lines, s: &ServerRow) -> Span<'static> {
     if s.role == Role::Replica {
-        replica_lag(t, s.replay_lag_seconds)
+        replica_lag(t, lines, s.replay_lag_seconds)
     } else {
         Span::styled(format::NONE, t.dim)
     }

@@ -235,16 +235,12 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx) {
         ctx,
         1.0,
     );
-    let warning = flat(
-        surge_client::store::lines::REPLICA_LAG_WARNING,
-        range,
-        t.warn,
-    );
+    let warning = flat(ctx.store.lines().replica_lag_warning, range, t.warn);
     // The warning line only once a replica comes near it: otherwise it flattens the lines.
     let near = replicas
         .iter()
         .flat_map(|l| l.points.iter())
-        .any(|(_, v)| *v >= surge_client::store::lines::REPLICA_LAG_WARNING / 2.0);
+        .any(|(_, v)| *v >= ctx.store.lines().replica_lag_warning / 2.0);
     chart(
         frame,
         replica_area,
@@ -252,7 +248,7 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx) {
         &if near {
             format!(
                 "Replica lag, warning line {}",
-                seconds(surge_client::store::lines::REPLICA_LAG_WARNING)
+                seconds(ctx.store.lines().replica_lag_warning)
             )
         } else {
             "Replica lag".to_string()

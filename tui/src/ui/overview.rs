@@ -66,6 +66,7 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx) {
 /// The PostgreSQL servers at a glance: role, streaming, replay lag, connection use.
 fn replicas(frame: &mut Frame, area: Rect, ctx: &Ctx) {
     let t = *ctx.theme;
+    let lines = ctx.store.lines();
     let servers: Vec<&ServerRow> = ctx.store.derived().servers.iter().collect();
     let columns = vec![
         col("SERVER", 12, 0, move |s: &&ServerRow| {
@@ -76,13 +77,13 @@ fn replicas(frame: &mut Frame, area: Rect, ctx: &Ctx) {
             cells::receiver(&t, s)
         }),
         num("LAG", 7, 0, move |s: &&ServerRow| {
-            cells::derived(cells::server_lag(&t, s), s.lag_derived)
+            cells::derived(cells::server_lag(&t, &lines, s), s.lag_derived)
         }),
         num("BYTES", 9, 2, move |s: &&ServerRow| {
             cells::bytes(t.dim, s.replay_lag_bytes)
         }),
         num("CONN", 5, 1, move |s: &&ServerRow| {
-            cells::connection_use(&t, s.connection_use())
+            cells::connection_use(&t, &lines, s.connection_use())
         }),
     ];
     let block = ctx.panel(

@@ -4,7 +4,7 @@
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::Span;
-use surge_client::store::{ServerRow, SlotRow, StandbyRow, lines};
+use surge_client::store::{ServerRow, SlotRow, StandbyRow};
 use surge_metrics::catalogue;
 
 use super::ctx::Ctx;
@@ -14,6 +14,7 @@ use crate::app;
 
 pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx) {
     let t = *ctx.theme;
+    let lines = ctx.store.lines();
     let (now, range) = (ctx.now, ctx.range());
     let servers = app::servers(ctx.store, &ctx.app.filter);
     let standbys: Vec<&StandbyRow> = ctx.store.derived().standbys.iter().collect();
@@ -35,7 +36,7 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx) {
             cells::receiver(&t, s)
         }),
         num("REPLAY LAG", 10, 0, move |s: &&ServerRow| {
-            cells::derived(cells::server_lag(&t, s), s.lag_derived)
+            cells::derived(cells::server_lag(&t, &lines, s), s.lag_derived)
         }),
         num("REPLAY BYTES", 12, 2, move |s: &&ServerRow| {
             cells::bytes(t.text, s.replay_lag_bytes)
@@ -51,13 +52,13 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx) {
             Span::styled(text, t.text)
         }),
         num("USE", 5, 0, move |s: &&ServerRow| {
-            cells::connection_use(&t, s.connection_use())
+            cells::connection_use(&t, &lines, s.connection_use())
         }),
         num("IDLE TX", 7, 3, move |s: &&ServerRow| {
             Span::styled(format::count(s.idle_in_transaction), t.text)
         }),
         num("OLDEST TX", 9, 1, move |s: &&ServerRow| {
-            cells::idle_in_transaction(&t, s.longest_idle_in_transaction)
+            cells::idle_in_transaction(&t, &lines, s.longest_idle_in_transaction)
         }),
         num("LOCK WAIT", 9, 2, move |s: &&ServerRow| {
             cells::lock_wait(&t, s.longest_lock_wait)
@@ -78,7 +79,7 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx) {
                         now,
                         range,
                         usize::from(spark_width),
-                        Some(lines::REPLICA_LAG_WARNING),
+                        Some(lines.replica_lag_warning),
                     ),
                     t.accent,
                 )
@@ -117,7 +118,7 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx) {
             Span::styled(format::bytes(s.lag_bytes), t.text)
         }),
         num("REPLAY LAG", 10, 1, move |s: &&StandbyRow| {
-            cells::replica_lag(&t, s.replay_seconds)
+            cells::replica_lag(&t, &lines, s.replay_seconds)
         }),
     ];
     let inner = middle.width.saturating_sub(4);

@@ -7,7 +7,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use surge_client::store::{DEFAULT_CPU_ALERT, GroupRow, PodRow, ServiceRow, lines};
+use surge_client::store::{DEFAULT_CPU_ALERT, GroupRow, PodRow, ServiceRow};
 use surge_metrics::catalogue;
 
 use super::ctx::Ctx;
@@ -17,6 +17,7 @@ use crate::app;
 
 pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx, namespace: &str, workload: &str) {
     let t = *ctx.theme;
+    let lines = ctx.store.lines();
     let Some(s) = ctx
         .store
         .derived()
@@ -81,13 +82,13 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx, namespace: &str, workload:
         ]),
         Line::from(vec![
             Span::styled("memory/request ", t.dim),
-            cells::memory(&t, s.memory, s.memory_of_limit),
+            cells::memory(&t, &lines, s.memory, s.memory_of_limit),
             Span::styled("   worst pod ", t.dim),
-            cells::memory_of_limit(&t, s.memory_of_limit),
+            cells::memory_of_limit(&t, &lines, s.memory_of_limit),
             Span::styled(
                 format!(
                     " of its limit   alert line {}",
-                    format::percent(Some(lines::MEMORY_OF_LIMIT))
+                    format::percent(Some(lines.memory_of_limit))
                 ),
                 t.dim,
             ),
@@ -201,7 +202,7 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx, namespace: &str, workload:
             cells::bytes(t.text, p.memory_bytes)
         }),
         num("MEM/LIM", 7, 1, move |p: &PodRow| {
-            cells::memory_of_limit(&t, p.memory_of_limit())
+            cells::memory_of_limit(&t, &lines, p.memory_of_limit())
         }),
     ];
     let block = ctx.panel(

@@ -22,6 +22,7 @@ pub fn services_table(
     cursor: Option<usize>,
 ) {
     let t = *ctx.theme;
+    let lines = ctx.store.lines();
     let alert = ctx.store.cpu_alert().unwrap_or(DEFAULT_CPU_ALERT);
     let (now, range) = (ctx.now, ctx.range());
     let age = ctx.store.services_age(ctx.now);
@@ -53,7 +54,7 @@ pub fn services_table(
         // The CPU target, or a marker when the HPA follows another metric.
         num("TARGET", 6, 5, move |s: &&ServiceRow| cells::target(&t, s)),
         num("MEM/REQ", 7, 1, move |s: &&ServiceRow| {
-            cells::memory(&t, s.memory, s.memory_of_limit)
+            cells::memory(&t, &lines, s.memory, s.memory_of_limit)
         }),
         col("HEADROOM", 15, 1, move |s: &&ServiceRow| {
             cells::headroom(&t, s)
@@ -75,12 +76,12 @@ pub fn services_table(
         }),
         num("DB LAG", 7, 2, move |s: &&ServiceRow| {
             cells::derived(
-                cells::replica_lag(&t, s.db.replica_lag_seconds),
+                cells::replica_lag(&t, &lines, s.db.replica_lag_seconds),
                 s.db.lag_derived,
             )
         }),
         num("DB CONN", 7, 2, move |s: &&ServiceRow| {
-            cells::connection_use(&t, s.db.connection_use)
+            cells::connection_use(&t, &lines, s.db.connection_use)
         }),
     ];
     let inner = area.width.saturating_sub(4);
