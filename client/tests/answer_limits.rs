@@ -8,10 +8,10 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::Duration;
 
+use surge_client::fetch::Alertmanager;
+use surge_client::fetch::Exporter;
 use surge_client::fetch::MAX_ANSWER_BYTES;
-use surge_client::fetch::alertmanager::Alertmanager;
-use surge_client::fetch::direct::Exporter;
-use surge_client::fetch::prometheus::Prometheus;
+use surge_client::fetch::Prometheus;
 
 /// What the paced server saw: body bytes it sent, and whether the client hung up while the
 /// server still held the connection open (rather than the server ending the answer).

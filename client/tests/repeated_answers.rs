@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 use std::net::TcpListener;
 
-use surge_client::fetch::prometheus::Prometheus;
+use surge_client::fetch::Prometheus;
 
 /// Answer one request per connection with each of `answers` in turn (`None`: a 503).
 fn server(answers: Vec<Option<String>>) -> anyhow::Result<String> {

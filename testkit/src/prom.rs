@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use surge_client::fetch::prometheus::Prometheus;
+use surge_client::fetch::Prometheus;
 use surge_client::model::{Labels, RangeSeries};
 
 /// One series of an instant query's answer.

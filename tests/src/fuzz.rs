@@ -17,7 +17,7 @@ fn one_line_error(what: &str, error: &str) {
 /// Exposition text as `surge --exporter URL` (direct mode) reads it.
 pub fn exposition(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    match surge_client::fetch::exposition::parse(&text) {
+    match surge_client::fetch::parse::exposition(&text) {
         Ok(parsed) => {
             // Skipped lines are counted, never guessed; a sample count can't exceed lines.
             assert!(parsed.skipped <= text.lines().count());
@@ -28,14 +28,14 @@ pub fn exposition(data: &[u8]) {
 
 /// Prometheus HTTP API bodies: instant vectors, ranges, alerts, rules.
 pub fn prometheus_api(data: &[u8]) {
-    use surge_client::fetch::prometheus as p;
+    use surge_client::fetch::parse as p;
     if let Err(e) = p::parse_vector(data) {
         one_line_error("vector", &e);
     }
     if let Err(e) = p::parse_matrix(data) {
         one_line_error("matrix", &e);
     }
-    if let Err(e) = p::parse_alerts(data) {
+    if let Err(e) = p::prometheus_alerts(data) {
         one_line_error("alerts", &e);
     }
     if let Err(e) = p::parse_rules(data) {
@@ -45,8 +45,8 @@ pub fn prometheus_api(data: &[u8]) {
 
 /// Alertmanager API v2 bodies: alerts and silences.
 pub fn alertmanager_api(data: &[u8]) {
-    use surge_client::fetch::alertmanager as am;
-    if let Err(e) = am::parse_alerts(data) {
+    use surge_client::fetch::parse as am;
+    if let Err(e) = am::alertmanager_alerts(data) {
         one_line_error("am alerts", &e);
     }
     if let Err(e) = am::parse_silences(data) {

@@ -124,8 +124,8 @@ fn the_panel_reads_every_scenario_from_the_common_exporters() -> anyhow::Result<
 /// verdict for every service (a derived signal is marked, and here agrees).
 #[test]
 fn the_common_exporters_give_the_verdicts_surge_exporter_gives() -> anyhow::Result<()> {
+    use surge_client::fetch::Prometheus as Api;
     use surge_client::fetch::Update;
-    use surge_client::fetch::prometheus::Prometheus as Api;
     use surge_client::fetch::signals::{Selector, Signals};
     use surge_client::store::{Store, Verdict, verdict};
 

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
-use surge_client::fetch::alertmanager::Alertmanager as AmClient;
+use surge_client::fetch::Alertmanager as AmClient;
 use surge_client::model::{Matcher, NewSilence};
 use surge_servers::{Alertmanager, KafkaBroker, PgCluster, Prometheus, Workdir, free_port};
 use surge_testkit::kafka::BrokerClients;

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use surge_client::fetch::Prometheus as Api;
 use surge_client::fetch::Update;
-use surge_client::fetch::prometheus::Prometheus as Api;
 use surge_client::fetch::signals::{Choice, Provider, Signals};
 use surge_client::store::{Database, Role, ServerRow, ServiceRow, Store, Verdict, verdict};
 use surge_exporter::Exporter;

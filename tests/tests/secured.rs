@@ -306,7 +306,7 @@ fn an_expired_server_certificate_gets_its_own_banner() -> anyhow::Result<()> {
 
 #[test]
 fn silences_work_through_an_authenticated_alertmanager() -> anyhow::Result<()> {
-    use surge_client::fetch::alertmanager::Alertmanager;
+    use surge_client::fetch::Alertmanager;
     use surge_client::fetch::{Access, BasicAuth, SourceClient};
     use surge_client::model::{Matcher, NewSilence};
     let m = secured_monitoring()?;

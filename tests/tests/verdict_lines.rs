@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use surge_client::fetch::Update;
-use surge_client::fetch::prometheus::{Prometheus as Api, RuleSummary};
+use surge_client::fetch::{Prometheus as Api, RuleSummary};
 use surge_client::model::{Labels, Metrics};
 use surge_client::store::{Lines, SetLines, Store, Verdict, verdict};
 use surge_servers::{Prometheus, Workdir, free_port};

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use surge_client::fetch::signals::Selector;
 
-use surge_client::fetch::direct::with_scheme;
+use surge_client::fetch::with_scheme;
 use surge_client::fetch::{Endpoint, Endpoints};
 use surge_client::model::Range;
 
@@ -117,7 +117,7 @@ fn parse_time(text: &str) -> Result<f64, String> {
     text.parse::<f64>()
         .ok()
         .filter(|t| t.is_finite() && *t >= 0.0)
-        .or_else(|| surge_client::fetch::prometheus::unix_seconds(text))
+        .or_else(|| surge_client::fetch::unix_seconds(text))
         .ok_or_else(|| format!("{text:?} is neither an RFC 3339 time nor Unix seconds"))
 }
 

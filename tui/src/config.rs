@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use surge_client::fetch::direct::with_scheme;
 use surge_client::fetch::signals::{Choice, Group, Overrides, Provider, Selector, Signals};
+use surge_client::fetch::with_scheme;
 use surge_client::fetch::{Access, BasicAuth, Endpoint};
 use surge_client::model::Range;
 use surge_client::store::SetLines;

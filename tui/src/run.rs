@@ -10,7 +10,7 @@ use crossterm::event::{Event, EventStream, KeyEventKind};
 use futures::StreamExt as _;
 use tokio::sync::{mpsc, watch};
 
-use surge_client::fetch::plan::Want;
+use surge_client::fetch::Want;
 use surge_client::fetch::{self, Command, Endpoints, Update};
 use surge_client::recording::Recorder;
 use surge_client::store::{ContextSummary, Store};

@@ -2,30 +2,40 @@
 //! in its own task, one refresh at a time (a slow source delays only itself, never piles up
 //! requests), and sends `Update`s down one channel to the store.
 
-pub mod access;
-pub mod alertmanager;
+pub(crate) mod access;
+pub(crate) mod alertmanager;
 mod clock;
-pub mod direct;
-pub mod exposition;
+pub(crate) mod direct;
+pub(crate) mod exposition;
 mod http;
-pub mod plan;
-pub mod prometheus;
+pub(crate) mod plan;
+pub(crate) mod prometheus;
 pub mod signals;
 mod update;
 
 pub use self::access::{Access, BasicAuth, Endpoint, SourceClient};
+pub use self::alertmanager::Alertmanager;
 pub use self::clock::now;
+pub use self::direct::{Exporter, source_name, with_scheme};
 pub use self::http::{FetchError, MAX_ANSWER_BYTES, http_client, one_line};
+pub use self::plan::{ALERTS, Want, queries};
+pub use self::prometheus::{Prometheus, RuleSummary, unix_seconds};
 pub use self::update::{Command, Update};
+
+/// The parsers of what sources answer (exposition text, Prometheus and Alertmanager API
+/// bodies), for tests and the fuzz targets: each refuses bad input with a one-line error.
+pub mod parse {
+    pub use super::alertmanager::{parse_alerts as alertmanager_alerts, parse_silences};
+    pub use super::exposition::parse as exposition;
+    pub use super::prometheus::{
+        parse_alerts as prometheus_alerts, parse_matrix, parse_rules, parse_vector,
+    };
+}
 
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-
-use self::alertmanager::Alertmanager;
-use self::plan::Want;
-use self::prometheus::Prometheus;
 
 /// Where data comes from.
 #[derive(Debug, Clone, Default)]

@@ -155,7 +155,8 @@ pub const OVERVIEW_REQUESTS: usize = 1 + Group::ALL.len() + 1;
 pub const PROMETHEUS_BUDGET: usize = OVERVIEW_REQUESTS + 4 + HISTORY.len() + 1;
 
 /// What `requests` cost in HTTP requests.
-pub fn cost(requests: &[Request]) -> usize {
+#[cfg(test)]
+fn cost(requests: &[Request]) -> usize {
     requests
         .iter()
         .map(|r| match r {

@@ -118,7 +118,7 @@ fn drill_flash_sale_scales_out_drains_and_pages_only_when_maxed() -> anyhow::Res
             let workload = alert["labels"]["workload"].as_str().unwrap_or_default();
             let at = alert["startsAt"]
                 .as_str()
-                .and_then(surge_client::fetch::prometheus::unix_seconds)
+                .and_then(surge_client::fetch::unix_seconds)
                 .context("alert without startsAt")?;
             let lowest = drill
                 .prom

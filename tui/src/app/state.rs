@@ -2,7 +2,7 @@
 //! the navigation between views.
 
 use surge_client::fetch::Command;
-use surge_client::fetch::plan::Want;
+use surge_client::fetch::Want;
 use surge_client::model::{Matcher, NewSilence, Range, Silence};
 use surge_client::store::{ContextSummary, Store};
 

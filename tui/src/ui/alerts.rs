@@ -6,7 +6,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Wrap};
 
-use surge_client::fetch::plan::ALERTS;
+use surge_client::fetch::ALERTS;
 use surge_client::model::{Labels, Silence, subject};
 use surge_client::store::WATCHDOG;
 

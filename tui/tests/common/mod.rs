@@ -2,8 +2,8 @@
 //! and a large deployment (50 services, 200 groups).
 #![allow(dead_code)]
 
+use surge_client::fetch::ALERTS;
 use surge_client::fetch::Update;
-use surge_client::fetch::plan::ALERTS;
 use surge_client::model::{Alert, AlertState, Labels, Matcher, Metrics, Silence};
 use surge_client::store::Store;
 
