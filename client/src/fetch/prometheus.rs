@@ -129,8 +129,17 @@ impl Prometheus {
     /// Which provider serves each signal group: fixed in the config, else detected from the
     /// metric names Prometheus holds.
     pub async fn detect(&self) -> Result<Choice, FetchError> {
-        let present = self.instant(&self.signals.detect_query()).await?;
-        Ok(self.signals.choose(&present.names().cloned().collect()))
+        let at = self.time();
+        let url = format!("{}/api/v1/label/__name__/values", self.base);
+        let params = [
+            ("match[]", self.signals.detect_selector()),
+            ("start", format!("{:.3}", at - 3600.0)),
+            ("end", format!("{at:.3}")),
+        ];
+        let body = get_body(&self.http, &url, &params).await?;
+        let present = data::<Vec<String>>(&body, "label values")
+            .map_err(|e| FetchError::new(&url, one_line(&e)))?;
+        Ok(self.signals.choose(&present.into_iter().collect()))
     }
 
     /// The Overview's instant values: Surge's own series by name, each group another
@@ -736,7 +745,15 @@ async fn request(
                 metric: metric.clone(),
                 series: source
                     .range(&source.history_query(choice, metric), at - range, at, step)
-                    .await?,
+                    .await
+                    .map_err(|e| {
+                        // The context's own query: name it, as the Overview does.
+                        if source.signals.overrides.covers(metric) {
+                            FetchError::new(&e.url, format!("query for {metric}: {}", e.reason))
+                        } else {
+                            e
+                        }
+                    })?,
             }
         }
     })

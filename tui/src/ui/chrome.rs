@@ -142,8 +142,17 @@ pub fn banner_lines(ctx: &Ctx, width: u16) -> Vec<Line<'static>> {
         let since = last.map_or(String::new(), |s| {
             format!(", last success {} ago", format::duration(Some(s.round())))
         });
+        // Who reports it: surge-exporter's source, or the exporter providing that group.
+        let reporter = ctx
+            .store
+            .providers()
+            .iter()
+            .find(|(group, _)| *group == source)
+            .and_then(|(_, p)| p.as_deref())
+            .filter(|p| *p != "surge")
+            .unwrap_or("surge-exporter");
         let text = format!(
-            " ⚠ surge-exporter: {source} target {target} is down{since} — its series are missing, not zero"
+            " ⚠ {reporter}: {source} target {target} is down{since} — its series are missing, not zero"
         );
         lines.extend(wrapped(&text));
     }

@@ -16,7 +16,7 @@
 use surge_metrics::catalogue::kafka;
 
 use super::Recipe;
-use super::promql::{Selector, copy_label, max_by, set_label, sum_by};
+use super::promql::{Selector, copy_label, max_by, scrape_up, set_label, sum_by};
 
 pub const STATE_RULE: &str = "lag-state-from-windows";
 pub const ETA_RULE: &str = "eta-from-rates";
@@ -53,6 +53,8 @@ pub struct Names {
     log_start: &'static str,
     /// Per topic: what changes when a message is produced.
     produced: &'static str,
+    /// One series per exporter target, always there while it answers.
+    alive: &'static str,
     partitions: Option<&'static str>,
     members: &'static str,
     group_info: Option<&'static str>,
@@ -72,6 +74,7 @@ pub const KAFKA_EXPORTER: Names = Names {
     log_end: "kafka_topic_partition_current_offset",
     log_start: "kafka_topic_partition_oldest_offset",
     produced: "kafka_topic_partition_current_offset",
+    alive: "kafka_brokers",
     partitions: Some("kafka_topic_partitions"),
     members: "kafka_consumergroup_members",
     group_info: None,
@@ -90,6 +93,7 @@ pub const KMINION: Names = Names {
     log_end: "kminion_kafka_topic_partition_high_water_mark",
     log_start: "kminion_kafka_topic_partition_low_water_mark",
     produced: "kminion_kafka_topic_high_water_mark_sum",
+    alive: "kminion_exporter_up",
     partitions: None,
     members: "kminion_kafka_consumer_group_members",
     group_info: Some("kminion_kafka_consumer_group_info"),
@@ -334,6 +338,16 @@ pub fn recipes(names: &Names, sel: &Selector) -> Vec<Recipe> {
             ),
         )),
     }
+    // The exporter's scrape health as surge-exporter reports its Kafka source's: a stopped
+    // exporter makes its groups' lag unknown, not gone.
+    out.push(Recipe::plain(
+        &surge_metrics::catalogue::exporter::SOURCE_UP,
+        set_label(
+            &copy_label(&scrape_up(sel, names.alive), "target", "instance"),
+            "source",
+            "kafka",
+        ),
+    ));
     if let Some(info) = names.group_info {
         out.push(Recipe::plain(
             &kafka::GROUP_STATE,

@@ -271,19 +271,21 @@ impl Overrides {
 }
 
 impl Signals {
-    /// The query that tells which providers a Prometheus holds: one series per marker name
-    /// present (cheap: `group` reads no values past the first of each name).
-    pub fn detect_query(&self) -> String {
+    /// The series selector that tells which providers a Prometheus holds: its marker names,
+    /// asked of the label-values API from an hour back (Prometheus answers per block, so a
+    /// name seen in the last hours counts): an exporter that just stopped answering still
+    /// counts, and its silence is reported rather than its groups dropped.
+    pub fn detect_selector(&self) -> String {
         let names: BTreeSet<&str> = Provider::ALL
             .iter()
             .flat_map(|p| p.groups().iter().filter_map(move |g| p.marker(*g)))
             .collect();
         let names: Vec<&str> = names.into_iter().collect();
         let matcher = format!("__name__=~\"{}\"", names.join("|"));
-        format!(
-            "group by (__name__) ({})",
-            self.selector.series("", &matcher)
-        )
+        format!("{{{}}}", {
+            let s = self.selector.series("", &matcher);
+            s.trim_start_matches('{').trim_end_matches('}').to_string()
+        })
     }
 
     /// The providers per group: as fixed, else the first present of Surge's exporter and then
@@ -585,9 +587,9 @@ mod tests {
             selector: Selector::parse(r#"cluster="eu""#).expect("good"),
             ..Signals::default()
         }
-        .detect_query();
-        assert!(q.starts_with("group by (__name__) ({__name__=~\""), "{q}");
-        assert!(q.ends_with(r#"",cluster="eu"})"#), "{q}");
+        .detect_selector();
+        assert!(q.starts_with("{__name__=~\""), "{q}");
+        assert!(q.ends_with(r#"",cluster="eu"}"#), "{q}");
         for p in Provider::ALL {
             for g in p.groups() {
                 let marker = p.marker(*g).expect("good");

@@ -12,7 +12,7 @@ use surge_metrics::catalogue::{exporter, postgres};
 use surge_metrics::state::ConnectionState;
 
 use super::Recipe;
-use super::promql::{Selector, copy_label, max_by, set_label, sum_by};
+use super::promql::{Selector, copy_label, max_by, scrape_up, set_label, sum_by};
 
 pub const TIMESTAMP_LAG_RULE: &str = "replay-timestamp-lag";
 
@@ -57,11 +57,20 @@ fn applications(series: &str) -> String {
     )
 }
 
-/// `surge_source_up{source="postgres", target}` from an exporter's own up series.
+/// `surge_source_up{source="postgres", target}`: the exporter's own reading of its server,
+/// else (the exporter itself not answering) Prometheus' `up` for the target that served it.
 fn up(sel: &Selector, metric: &str) -> Recipe {
     Recipe::plain(
         &exporter::SOURCE_UP,
-        set_label(&per_server(sel, metric, ""), "source", "postgres"),
+        set_label(
+            &format!(
+                "{} or {}",
+                per_server(sel, metric, ""),
+                max_by(&TARGET, &targeted(&scrape_up(sel, metric)))
+            ),
+            "source",
+            "postgres",
+        ),
     )
 }
 

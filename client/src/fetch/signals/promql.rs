@@ -113,6 +113,17 @@ pub fn sum_by(labels: &[&str], expr: &str) -> String {
     format!("sum by ({}) ({expr})", labels.join(", "))
 }
 
+/// Per scrape target (`job`, `instance`, and `pod` where there is one) that has served
+/// `marker` in the last hour: Prometheus' own `up` for it. When an exporter stops answering,
+/// its series end at once (Prometheus marks them stale) and only `up` says why.
+pub fn scrape_up(sel: &Selector, marker: &str) -> String {
+    format!(
+        "max by (job, instance, pod) ({}) and on (job, instance, pod) group by (job, instance, pod) (last_over_time({}[1h]))",
+        sel.series("up", ""),
+        sel.series(marker, "")
+    )
+}
+
 /// A recipe's answer tagged with the family it stands for (and, when derived, its rule).
 pub fn tagged(expr: &str, family: &str, derived: Option<&str>) -> String {
     let named = set_label(expr, FAMILY_LABEL, family);
