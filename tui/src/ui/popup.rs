@@ -293,6 +293,36 @@ fn silence(frame: &mut Frame, area: Rect, ctx: &Ctx, form: &SilenceForm) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_help_says_where_each_signal_comes_from_and_what_is_derived() {
+        use surge_client::fetch::signals::{Provider, RULES, missing};
+        let only_surge = signal_help(&[("kafka".into(), Some("surge".into()))]);
+        assert_eq!(only_surge.len(), 1, "{only_surge:?}");
+        assert_eq!(only_surge[0].1, "kafka from surge");
+        let foreign = signal_help(&[
+            ("kubernetes".into(), Some("kube-state-metrics".into())),
+            ("kafka".into(), Some("kafka_exporter".into())),
+            ("postgres".into(), None),
+        ]);
+        assert_eq!(
+            foreign[0].1,
+            "kubernetes from kube-state-metrics, kafka from kafka_exporter, postgres from nothing yet"
+        );
+        for (_, rule) in RULES {
+            assert!(foreign.iter().any(|(_, t)| t == rule), "{rule} missing");
+        }
+        let unknown = foreign
+            .iter()
+            .filter(|(k, _)| k.contains("unknown"))
+            .count();
+        assert_eq!(
+            unknown,
+            missing(Provider::KubeStateMetrics).len() + missing(Provider::KafkaExporter).len()
+        );
+        assert!(signal_help(&[]).is_empty());
+    }
+
     use super::*;
 
     #[test]
