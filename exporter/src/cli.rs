@@ -17,7 +17,7 @@ use crate::exporter::Exporter;
 #[derive(Debug, Parser)]
 #[command(
     name = "surge-exporter",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("SURGE_GIT_COMMIT"), ")"),
     about = "Pod CPU vs HPA target, Kafka consumer lag and PostgreSQL replication lag for Prometheus."
 )]
 struct Cli {

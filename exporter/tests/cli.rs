@@ -29,6 +29,31 @@ fn pg_config(dir: &Path, cluster: &PgCluster, extra: &str) -> anyhow::Result<Pat
     Ok(path)
 }
 
+/// `--version` names the commit the binary was built from: this checkout's HEAD when the
+/// suite built it from one (`unknown` without git).
+#[test]
+fn version_names_the_commit_it_was_built_from() {
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or("unknown".to_string(), |o| {
+            String::from_utf8_lossy(&o.stdout).trim().to_string()
+        });
+    let out = Command::new(BIN).arg("--version").output().expect("run");
+    assert!(out.status.success());
+    let version = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        version.trim(),
+        format!(
+            "surge-exporter {} (commit {head})",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
+}
+
 #[test]
 fn once_prints_lint_clean_exposition_and_exit_code_tracks_failures() -> anyhow::Result<()> {
     let cluster = PgCluster::start(1)?;

@@ -16,7 +16,7 @@ use crate::config::{self, Config, ThemeName};
 #[derive(Debug, Parser)]
 #[command(
     name = "surge",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("SURGE_GIT_COMMIT"), ")"),
     about = "The on-call panel: scaling, Kafka lag and replicas on one screen, alerts you can act on."
 )]
 pub struct Cli {
@@ -298,7 +298,21 @@ impl Cli {
             contexts = vec![("default".to_string(), Endpoints::default())];
         }
         if contexts.is_empty() {
-            return Err("no source: give --prometheus URL, --alertmanager URL or --exporter URL (or [sources] or [contexts.NAME] in the config file)".into());
+            // Say what was looked at, so the fix is obvious.
+            let flags = "no --prometheus URL, --alertmanager URL or --exporter URL given";
+            return Err(match (&path, config::default_path()) {
+                (Some(read), _) => format!(
+                    "no source: {flags}, and {} has no [sources] or [contexts.NAME] with one",
+                    read.display()
+                ),
+                (None, Some(looked)) => format!(
+                    "no source: {flags}, and no config file at {} (write [sources] prometheus = \"URL\" there, or give --config FILE)",
+                    looked.display()
+                ),
+                (None, None) => {
+                    format!("no source: {flags}, and no config file (give --config FILE)")
+                }
+            });
         }
         let context = match self.context.as_ref().or(file.ui.context.as_ref()) {
             // A replay picks its context among the recording's.

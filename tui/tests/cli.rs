@@ -53,6 +53,31 @@ fn invalid_config_fixtures_fail_in_one_line_naming_the_field() {
     assert!(seen >= 7, "only {seen} fixtures");
 }
 
+/// `--version` names the commit the binary was built from: this checkout's HEAD when the
+/// suite built it from one (`unknown` without git).
+#[test]
+fn version_names_the_commit_it_was_built_from() {
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or("unknown".to_string(), |o| {
+            String::from_utf8_lossy(&o.stdout).trim().to_string()
+        });
+    let out = Command::new(env!("CARGO_BIN_EXE_surge"))
+        .arg("--version")
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let version = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        version.trim(),
+        format!("surge {} (commit {head})", env!("CARGO_PKG_VERSION"))
+    );
+}
+
 #[test]
 fn bad_flags_fail_in_one_line() {
     for (args, want) in [
@@ -91,7 +116,10 @@ fn bad_flags_fail_in_one_line() {
             &["--prometheus", "http://127.0.0.1:9", "--at", "1700000000"],
             "--at: only with --once",
         ),
-        (&[], "no source"),
+        (
+            &[],
+            "no source: no --prometheus URL, --alertmanager URL or --exporter URL given, and no config file at /nonexistent/surge/config.toml (write [sources] prometheus = \"URL\" there",
+        ),
         (&["--config", "/nonexistent/surge.toml"], "cannot read it"),
     ] {
         let (code, _, stderr) = surge(args);
@@ -99,6 +127,16 @@ fn bad_flags_fail_in_one_line() {
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
         assert!(stderr.contains(want), "{args:?}: want {want:?} in {stderr}");
     }
+    // A config file read, but with no source in it: it is named.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[ui]\ntheme = \"mono\"\n").expect("write");
+    let (code, _, stderr) = surge(&["--config", config.to_str().unwrap_or_default()]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains(&format!("and {} has no [sources]", config.display())),
+        "{stderr}"
+    );
     let (code, stdout, _) = surge(&["--help"]);
     assert_eq!(code, 0);
     assert!(stdout.contains("--readonly") && stdout.contains("--once"));

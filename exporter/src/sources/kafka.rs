@@ -1039,6 +1039,28 @@ impl Source for KafkaSource {
 
 #[cfg(test)]
 mod tests {
+
+    /// The example config lists exactly the properties the exporter understands.
+    #[test]
+    fn the_example_config_names_every_understood_property() {
+        let example = include_str!("../../surge-exporter.example.toml");
+        let listed = example
+            .split("any other name is\n# refused:")
+            .nth(1)
+            .and_then(|rest| rest.split("\n[kafka.clusters.properties]").next())
+            .expect("the example lists the properties");
+        let listed: Vec<&str> = listed
+            .split(|c: char| matches!(c, ',' | '#' | '(' | ')') || c.is_whitespace())
+            .filter(|w| w.contains('.'))
+            .map(|w| w.trim_end_matches('.'))
+            .collect();
+        let mut want = PROPERTIES.to_vec();
+        let mut got = listed.clone();
+        want.sort_unstable();
+        got.sort_unstable();
+        assert_eq!(got, want, "{listed:?}");
+    }
+
     use super::*;
     use surge_metrics::Family;
 
