@@ -39,8 +39,10 @@ struct LastAnswer {
     metrics: Metrics,
 }
 
-/// Instant queries whose last answer is kept (the Overview and one partition drill-in).
-const LAST_ANSWERS: usize = 4;
+/// Instant queries whose last answer is kept: every query of an Overview and one partition
+/// drill-in. Kept in the order they were first asked, so fewer slots than queries a refresh
+/// would evict each answer before it is asked again.
+const LAST_ANSWERS: usize = super::plan::OVERVIEW_REQUESTS + 1;
 
 /// What the loaded alert rules say.
 #[derive(Debug, Clone, PartialEq)]
@@ -763,6 +765,52 @@ async fn request(
 mod tests {
     use super::*;
     use serde_json::{Value, json};
+
+    /// Every query of a refresh (an Overview of Surge's series, three other exporters' and
+    /// the context's own, and a drill-in) is answered again unchanged: each is reused, not
+    /// parsed again, however many there are.
+    #[tokio::test]
+    async fn every_query_of_a_refresh_keeps_its_last_answer() -> Result<(), String> {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        let url = format!(
+            "http://{}",
+            listener.local_addr().map_err(|e| e.to_string())?
+        );
+        let queries: Vec<String> = (0..super::super::plan::OVERVIEW_REQUESTS + 1)
+            .map(|i| format!("q{i}"))
+            .collect();
+        let rounds = 2 * queries.len();
+        std::thread::spawn(move || {
+            for _ in 0..rounds {
+                let Ok((mut stream, _)) = listener.accept() else {
+                    return;
+                };
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request);
+                let body = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"__name__":"up"},"value":[1,"1"]}]}}"#;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        let prometheus = Prometheus::new(&url, reqwest::Client::new());
+        let mut first = Vec::new();
+        for q in &queries {
+            first.push(prometheus.instant(q).await.map_err(|e| e.to_string())?);
+        }
+        for (q, before) in queries.iter().zip(&first) {
+            let again = prometheus.instant(q).await.map_err(|e| e.to_string())?;
+            let shared = match (before.family("up"), again.family("up")) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                _ => false,
+            };
+            assert!(shared, "{q} was parsed again");
+        }
+        Ok(())
+    }
 
     fn bytes(v: &Value) -> Vec<u8> {
         v.to_string().into_bytes()
