@@ -484,9 +484,12 @@ fn a_contexts_own_queries_replace_a_family_and_bad_ones_are_named() -> anyhow::R
             "surge_kafka_group_topic_lag = 'sum by (topic) (kafka_consumergroup_lag_sum)'\n",
             "query for surge_kafka_group_topic_lag: a series without label cluster",
         ),
+        // A family the panel asks no history of: only the Overview's query can fail (a
+        // history family's range query fails too, in Prometheus' other wording, and the
+        // banner shows whichever failed last).
         (
-            "surge_kafka_group_topic_lag = 'sum(kafka_consumergroup_lag_sum'\n",
-            "query for surge_kafka_group_topic_lag: HTTP 400 invalid parameter \"query\": 1:",
+            "surge_kafka_topic_partitions = 'max(kafka_topic_partitions'\n",
+            "query for surge_kafka_topic_partitions: HTTP 400 invalid parameter \"query\": 1:",
         ),
     ] {
         let (frame, code) = frame_with(&loaded, set, query, "overview")?;
