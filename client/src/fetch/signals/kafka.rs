@@ -179,9 +179,9 @@ impl Kafka<'_> {
         }
     }
 
-    /// Per (cluster, group, topic): the most any partition's committed offset changed in
-    /// `window` (ending `offset` ago).
-    fn commits(&self, window: &str, offset: &str) -> String {
+    /// Per (cluster, group, topic): `fun` of `metric` over `window` ending `offset` ago
+    /// (now when empty).
+    fn over_window(&self, fun: &str, metric: &str, window: &str, offset: &str) -> String {
         let offset = if offset.is_empty() {
             String::new()
         } else {
@@ -189,27 +189,19 @@ impl Kafka<'_> {
         };
         self.keyed(
             &GT,
-            &format!(
-                "changes({}[{window}]{offset})",
-                self.series(self.names.commits)
-            ),
+            &format!("{fun}({}[{window}]{offset})", self.series(metric)),
         )
     }
 
-    /// Per (cluster, group, topic): `fun` (min/max_over_time) of the topic lag over a window.
+    /// Per (cluster, group, topic): the most any partition's committed offset changed in
+    /// `window` (ending `offset` ago).
+    fn commits(&self, window: &str, offset: &str) -> String {
+        self.over_window("changes", self.names.commits, window, offset)
+    }
+
+    /// Per (cluster, group, topic): `fun` (min/max_over_time) of the topic lag over a half.
     fn lag_over(&self, fun: &str, offset: &str) -> String {
-        let offset = if offset.is_empty() {
-            String::new()
-        } else {
-            format!(" offset {offset}")
-        };
-        self.keyed(
-            &GT,
-            &format!(
-                "{fun}({}[{HALF}]{offset})",
-                self.series(self.names.topic_lag)
-            ),
-        )
+        self.over_window(fun, self.names.topic_lag, HALF, offset)
     }
 
     /// The lag states, first match wins: each state's series (one per (cluster, group,

@@ -48,6 +48,23 @@ fn connection_states(expr: &str) -> String {
     out
 }
 
+/// Client connections per (target, database, state), from an exporter's activity counts
+/// (`datname`, `pg_stat_activity`'s state words).
+fn connections(series: &str) -> String {
+    sum_by(
+        &["target", "database", "state"],
+        &connection_states(&copy_label(&targeted(series), "database", "datname")),
+    )
+}
+
+/// A replication slot's series per (target, slot), from an exporter's `slot_name`.
+fn per_slot(series: &str) -> String {
+    max_by(
+        &["target", "slot"],
+        &copy_label(&targeted(series), "slot", "slot_name"),
+    )
+}
+
 /// Connections per `application_name` (postgres_exporter since v0.17 and CloudNativePG label
 /// their activity counts with it): which services use which server.
 fn applications(series: &str) -> String {
@@ -124,14 +141,7 @@ pub fn postgres_exporter(sel: &Selector) -> Vec<Recipe> {
         ),
         Recipe::plain(
             &postgres::CONNECTIONS,
-            sum_by(
-                &["target", "database", "state"],
-                &connection_states(&copy_label(
-                    &targeted(&sel.series("pg_stat_activity_count", "")),
-                    "database",
-                    "datname",
-                )),
-            ),
+            connections(&sel.series("pg_stat_activity_count", "")),
         ),
         Recipe::plain(
             &postgres::CLIENT_CONNECTIONS,
@@ -168,25 +178,11 @@ pub fn postgres_exporter(sel: &Selector) -> Vec<Recipe> {
         ),
         Recipe::plain(
             &postgres::SLOT_ACTIVE,
-            max_by(
-                &["target", "slot"],
-                &copy_label(
-                    &targeted(&sel.series("pg_replication_slots_active", "")),
-                    "slot",
-                    "slot_name",
-                ),
-            ),
+            per_slot(&sel.series("pg_replication_slots_active", "")),
         ),
         Recipe::plain(
             &postgres::SLOT_RETAINED_BYTES,
-            max_by(
-                &["target", "slot"],
-                &copy_label(
-                    &targeted(&sel.series("pg_replication_slots_pg_wal_lsn_diff", "")),
-                    "slot",
-                    "slot_name",
-                ),
-            ),
+            per_slot(&sel.series("pg_replication_slots_pg_wal_lsn_diff", "")),
         ),
     ]
 }
@@ -228,14 +224,7 @@ pub fn cloudnative_pg(sel: &Selector) -> Vec<Recipe> {
         ),
         Recipe::plain(
             &postgres::CONNECTIONS,
-            sum_by(
-                &["target", "database", "state"],
-                &connection_states(&copy_label(
-                    &targeted(&sel.series("cnpg_backends_total", "")),
-                    "database",
-                    "datname",
-                )),
-            ),
+            connections(&sel.series("cnpg_backends_total", "")),
         ),
         Recipe::plain(
             &postgres::CLIENT_CONNECTIONS,
@@ -263,25 +252,11 @@ pub fn cloudnative_pg(sel: &Selector) -> Vec<Recipe> {
         ),
         Recipe::plain(
             &postgres::SLOT_ACTIVE,
-            max_by(
-                &["target", "slot"],
-                &copy_label(
-                    &targeted(&sel.series("cnpg_pg_replication_slots_active", "")),
-                    "slot",
-                    "slot_name",
-                ),
-            ),
+            per_slot(&sel.series("cnpg_pg_replication_slots_active", "")),
         ),
         Recipe::plain(
             &postgres::SLOT_RETAINED_BYTES,
-            max_by(
-                &["target", "slot"],
-                &copy_label(
-                    &targeted(&sel.series("cnpg_pg_replication_slots_pg_wal_lsn_diff", "")),
-                    "slot",
-                    "slot_name",
-                ),
-            ),
+            per_slot(&sel.series("cnpg_pg_replication_slots_pg_wal_lsn_diff", "")),
         ),
     ];
     for stage in ["write", "flush", "replay"] {
