@@ -125,12 +125,7 @@ impl Database {
         let Some(used) = used else {
             return all;
         };
-        let mine: Vec<ServerRow> = servers
-            .iter()
-            .filter(|s| used.contains(&s.target))
-            .cloned()
-            .collect();
-        let scoped = Database::worst(&mine);
+        let scoped = Database::worst_of(servers.iter().filter(|s| used.contains(&s.target)));
         Database {
             replica_lag_seconds: scoped.replica_lag_seconds,
             connection_use: scoped.connection_use,
@@ -141,9 +136,13 @@ impl Database {
 
     /// The worst of `servers`.
     pub fn worst(servers: &[ServerRow]) -> Database {
+        Database::worst_of(servers.iter())
+    }
+
+    fn worst_of<'a>(servers: impl Iterator<Item = &'a ServerRow> + Clone) -> Database {
         let max = |values: &mut dyn Iterator<Item = f64>| values.reduce(f64::max);
         let worst_replica = servers
-            .iter()
+            .clone()
             .filter(|s| s.role == Role::Replica && s.replay_lag_seconds.is_some())
             .max_by(|a, b| {
                 let lag = |s: &ServerRow| s.replay_lag_seconds.unwrap_or(0.0);
@@ -152,13 +151,16 @@ impl Database {
         Database {
             lag_derived: worst_replica.is_some_and(|s| s.lag_derived),
             replica_lag_seconds: max(&mut servers
-                .iter()
+                .clone()
                 .filter(|s| s.role == Role::Replica)
                 .filter_map(|s| s.replay_lag_seconds)),
-            connection_use: max(&mut servers.iter().filter_map(ServerRow::connection_use)),
-            primary: (!servers.is_empty()).then(|| servers.iter().any(|s| s.role == Role::Primary)),
+            connection_use: max(&mut servers.clone().filter_map(ServerRow::connection_use)),
+            primary: servers
+                .clone()
+                .next()
+                .is_some()
+                .then(|| servers.clone().any(|s| s.role == Role::Primary)),
             down: servers
-                .iter()
                 .filter(|s| s.role == Role::Down)
                 .map(|s| s.target.clone())
                 .collect(),
