@@ -58,10 +58,10 @@ fn load() -> anyhow::Result<Loaded> {
     })
 }
 
-/// `surge --once` on one fixture set at the world's end: the frame.
-fn frame(loaded: &Loaded, set: &str, view: &str, size: &str) -> anyhow::Result<String> {
+/// The real `surge --once` at the world's end, `size` wide, with `args`.
+fn surge_once(loaded: &Loaded, size: &str, args: &[&str]) -> anyhow::Result<std::process::Output> {
     let surge = surge_stack::stack::sibling_binary("surge", "SURGE_BIN")?;
-    let out = Command::new(surge)
+    Ok(Command::new(surge)
         .args([
             "--once",
             "--wait",
@@ -71,14 +71,20 @@ fn frame(loaded: &Loaded, set: &str, view: &str, size: &str) -> anyhow::Result<S
             "--size",
             size,
         ])
-        // The view, and any further flags after it.
-        .arg("--view")
-        .args(view.split_whitespace())
-        .args(["--prometheus", &loaded.prometheus.url()])
-        .args(["--selector", &format!("fixture=\"{set}\"")])
         .args(["--at", &format!("{}", loaded.world.end)])
+        .args(args)
         .env("NO_COLOR", "1")
-        .output()?;
+        .output()?)
+}
+
+/// `surge --once` on one fixture set at the world's end: the frame.
+fn frame(loaded: &Loaded, set: &str, view: &str, size: &str) -> anyhow::Result<String> {
+    let url = loaded.prometheus.url();
+    let selector = format!("fixture=\"{set}\"");
+    // The view, and any further flags after it.
+    let mut args = vec!["--prometheus", &url, "--selector", &selector, "--view"];
+    args.extend(view.split_whitespace());
+    let out = surge_once(loaded, size, &args)?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() || !stderr.trim().is_empty() {
         bail!(
@@ -440,22 +446,8 @@ fn frame_with(
             loaded.prometheus.url()
         ),
     )?;
-    let surge = surge_stack::stack::sibling_binary("surge", "SURGE_BIN")?;
-    let out = Command::new(surge)
-        .args([
-            "--once",
-            "--wait",
-            "20s",
-            "--log",
-            "/dev/null",
-            "--size",
-            "240x16",
-        ])
-        .args(["--view", view, "--at", &format!("{}", loaded.world.end)])
-        .arg("--config")
-        .arg(&config)
-        .env("NO_COLOR", "1")
-        .output()?;
+    let config = config.to_string_lossy();
+    let out = surge_once(loaded, "240x16", &["--view", view, "--config", &config])?;
     Ok((
         String::from_utf8(out.stdout)?,
         out.status.code().unwrap_or(-1),
