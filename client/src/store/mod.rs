@@ -614,6 +614,20 @@ mod tests {
             .collect()
     }
 
+    /// A store that has read `metrics` from Prometheus at t = 100.
+    fn from_prometheus(metrics: Metrics) -> Store {
+        let mut store = Store::new(30.0);
+        store.apply(
+            Update::Metrics {
+                source: "prometheus".into(),
+                metrics,
+                at: 100.0,
+            },
+            100.0,
+        );
+        store
+    }
+
     fn shop_metrics() -> Metrics {
         let mut m = Metrics::default();
         let w = labels(&[("namespace", "shop"), ("workload", "payment")]);
@@ -701,15 +715,7 @@ mod tests {
 
     #[test]
     fn services_join_hpa_cpu_kafka_and_db() {
-        let mut store = Store::new(30.0);
-        store.apply(
-            Update::Metrics {
-                source: "prometheus".into(),
-                metrics: shop_metrics(),
-                at: 100.0,
-            },
-            100.0,
-        );
+        let store = from_prometheus(shop_metrics());
         let s = &store.derived.services[0];
         assert_eq!(
             (s.workload.as_str(), s.headroom, s.saturated),
@@ -831,15 +837,7 @@ mod tests {
         let mut state = gt.to_vec();
         state.push(("state", "stalled"));
         m.insert(kafka::LAG_STATE.exposed, labels(&state), 1.0);
-        let mut store = Store::new(30.0);
-        store.apply(
-            Update::Metrics {
-                source: "prometheus".into(),
-                metrics: m,
-                at: 100.0,
-            },
-            100.0,
-        );
+        let store = from_prometheus(m);
         let rows = &store.derived.services;
         assert_eq!(rows.len(), 1, "{rows:?}");
         assert_eq!(rows[0].cpu, None);
@@ -899,15 +897,7 @@ mod tests {
                 3.0,
             );
         }
-        let mut store = Store::new(30.0);
-        store.apply(
-            Update::Metrics {
-                source: "prometheus".into(),
-                metrics: m,
-                at: 100.0,
-            },
-            100.0,
-        );
+        let mut store = from_prometheus(m);
         let verdicts = |store: &Store| -> Vec<(String, Verdict)> {
             store
                 .derived()
@@ -1076,15 +1066,7 @@ mod tests {
 
     #[test]
     fn failures_keep_data_and_mark_the_source_stale() {
-        let mut store = Store::new(30.0);
-        store.apply(
-            Update::Metrics {
-                source: "prometheus".into(),
-                metrics: shop_metrics(),
-                at: 100.0,
-            },
-            100.0,
-        );
+        let mut store = from_prometheus(shop_metrics());
         store.apply(
             Update::Failed {
                 source: "prometheus".into(),
