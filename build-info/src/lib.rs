@@ -18,17 +18,32 @@ pub fn emit_commit() {
     println!("cargo:rustc-env=SURGE_GIT_COMMIT={commit}");
 }
 
+/// The commit checked out at `dir` as `--version` names it, `unknown` without git (for the
+/// binaries' tests, which compare it with what they were built from).
+pub fn checkout_commit(dir: &Path) -> String {
+    git_in(Some(dir), &["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into())
+}
+
 fn git(args: &[&str]) -> Option<String> {
-    let out = Command::new("git").args(args).output().ok()?;
+    git_in(None, args)
+}
+
+fn git_in(dir: Option<&Path>, args: &[&str]) -> Option<String> {
+    let mut command = Command::new("git");
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    let out = command.args(args).output().ok()?;
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 fn from_git() -> String {
-    let Some(commit) = git(&["rev-parse", "--short=12", "HEAD"]) else {
-        return "unknown".into();
-    };
+    let commit = checkout_commit(Path::new("."));
+    if commit == "unknown" {
+        return commit;
+    }
     // Rebuild when HEAD moves: HEAD itself, the branch it names, packed refs.
     if let Some(dir) = git(&["rev-parse", "--git-dir"]) {
         println!(

@@ -33,15 +33,7 @@ fn pg_config(dir: &Path, cluster: &PgCluster, extra: &str) -> anyhow::Result<Pat
 /// suite built it from one (`unknown` without git).
 #[test]
 fn version_names_the_commit_it_was_built_from() {
-    let head = Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map_or("unknown".to_string(), |o| {
-            String::from_utf8_lossy(&o.stdout).trim().to_string()
-        });
+    let head = surge_build_info::checkout_commit(std::path::Path::new(env!("CARGO_MANIFEST_DIR")));
     let out = Command::new(BIN).arg("--version").output().expect("run");
     assert!(out.status.success());
     let version = String::from_utf8_lossy(&out.stdout);
