@@ -39,6 +39,11 @@ struct Cli {
     web_max_connections: u16,
 }
 
+/// The command line as clap sees it: what the man page and shell completions are written from.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
