@@ -1161,7 +1161,7 @@ fn hpas_cover_every_service_with_the_documented_bounds() -> anyhow::Result<()> {
 /// 2.0.3) understands, so the overlays build with it as with a current kubectl.
 #[test]
 fn kustomizations_use_only_what_kustomize_2_understands() -> anyhow::Result<()> {
-    const KNOWN: [&str; 8] = [
+    const KNOWN: [&str; 9] = [
         "apiVersion",
         "kind",
         "namespace",
@@ -1170,6 +1170,7 @@ fn kustomizations_use_only_what_kustomize_2_understands() -> anyhow::Result<()> 
         "patchesStrategicMerge",
         "configMapGenerator",
         "generatorOptions",
+        "images",
     ];
     let mut files = vec![
         stack_dir().join("k8s/base/kustomization.yaml"),
@@ -1439,5 +1440,110 @@ fn each_kafka_client_has_its_own_user_with_exactly_its_acls() -> anyhow::Result<
         checked += 1;
     }
     assert!(checked >= 2);
+    Ok(())
+}
+
+/// Every container image of a workload in `objects`, with where it runs.
+fn container_images(objects: &[Value]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for object in objects {
+        for (at, pod) in declared_pods(object) {
+            for list in ["initContainers", "containers"] {
+                for container in pod[list].as_array().into_iter().flatten() {
+                    if let Some(image) = container["image"].as_str() {
+                        out.push((at.clone(), image.to_owned()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The images are ours by name, each with its Containerfile, and a user points them at their
+/// own registry with kustomize `images:` in an overlay of theirs: every Surge image of every
+/// overlay is named in the base's `images:`, and an overlay over production that renames them
+/// leaves none of the originals.
+#[test]
+fn images_take_the_registry_from_kustomize_images() -> anyhow::Result<()> {
+    let base: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(
+        stack_dir().join("k8s/base/kustomization.yaml"),
+    )?)?;
+    let named: BTreeSet<&str> = base["images"]
+        .as_array()
+        .context("the base lists its images")?
+        .iter()
+        .filter_map(|i| i["name"].as_str())
+        .collect();
+    // Each image has its own Containerfile, which builds only its binary.
+    let containerfiles = [
+        (
+            "ghcr.io/surge-sre/shop",
+            "stack/Containerfile",
+            "-p surge-shop --bin shop",
+        ),
+        (
+            "ghcr.io/surge-sre/surge-exporter",
+            "exporter/Containerfile",
+            "-p surge-exporter --bin surge-exporter",
+        ),
+    ];
+    assert_eq!(
+        named,
+        containerfiles.iter().map(|(image, _, _)| *image).collect(),
+        "the base's images: are not the images with a Containerfile"
+    );
+    for (image, file, build) in containerfiles {
+        let text = std::fs::read_to_string(repo().join(file))?;
+        let builds: Vec<&str> = text.lines().filter(|l| l.contains("cargo build")).collect();
+        assert!(
+            builds.len() == 1 && builds[0].trim_end().ends_with(build),
+            "{file} ({image}) must build only {build}: {builds:?}"
+        );
+    }
+
+    let mut ours = 0;
+    for (overlay, objects) in rendered()? {
+        for (at, image) in container_images(&objects) {
+            if image.starts_with("ghcr.io/surge-sre/") {
+                ours += 1;
+                let name = image.split(':').next().unwrap_or_default();
+                assert!(
+                    named.contains(name),
+                    "{overlay}: {at} runs {image}, not in the base's images:"
+                );
+            }
+        }
+    }
+    assert!(
+        ours >= 3 * 7,
+        "only {ours} Surge containers in the overlays"
+    );
+
+    // A user's overlay: their registry and tag for both. Beside ours, since kustomize takes
+    // only relative paths to a base.
+    let dir = tempfile::tempdir_in(stack_dir().join("k8s/overlays"))?;
+    std::fs::write(
+        dir.path().join("kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nbases:\n  - ../production\nimages:\n  - name: ghcr.io/surge-sre/shop\n    newName: registry.example.com/team/shop\n    newTag: \"2026.12\"\n  - name: ghcr.io/surge-sre/surge-exporter\n    newName: registry.example.com/team/surge-exporter\n    newTag: \"2026.12\"\n",
+    )?;
+    let images = container_images(&k8s::render(dir.path())?);
+    let mut moved = BTreeSet::new();
+    for (at, image) in &images {
+        assert!(
+            !image.starts_with("ghcr.io/surge-sre/"),
+            "{at} still runs {image}"
+        );
+        if image.starts_with("registry.example.com/team/") {
+            moved.insert(image.as_str());
+        }
+    }
+    assert_eq!(
+        moved,
+        BTreeSet::from([
+            "registry.example.com/team/shop:2026.12",
+            "registry.example.com/team/surge-exporter:2026.12"
+        ])
+    );
     Ok(())
 }
