@@ -2,7 +2,11 @@
 //! cluster can run here. It serves real-shaped JSON for list and watch requests:
 //! `GET /api/v1[/namespaces/{ns}]/pods`, `GET /apis/{group}/{version}[/namespaces/{ns}]/{plural}`,
 //! with `?watch=true&resourceVersion=N` streaming newline-delimited watch events, and records
-//! every request so tests can assert the API load.
+//! every request so tests can assert the API load. Lists honour equality label and field
+//! selectors. Services it lists can be reached through its service proxy
+//! (`/api/v1/namespaces/{ns}/services/[scheme:]name[:port]/proxy/...`), forwarded to a real
+//! server on loopback, as the API server forwards to a pod; with a token required, a request
+//! without it gets 401, as from an API server checking credentials.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -49,6 +53,10 @@ struct ApiState {
     events: Vec<Event>,
     failures: BTreeMap<Collection, u16>,
     requests: Vec<RequestRecord>,
+    /// (namespace, service, port name or number) → the loopback base URL it forwards to.
+    upstreams: BTreeMap<(String, String, String), String>,
+    /// The bearer token every request must carry, when set.
+    token: Option<String>,
 }
 
 struct Shared {
@@ -97,6 +105,41 @@ impl KubeApiStandIn {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.server.addr())
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.server.addr()
+    }
+
+    /// From now on every request must carry `Authorization: Bearer {token}` (401 otherwise).
+    pub fn require_token(&self, token: &str) {
+        self.shared.lock().token = Some(token.to_owned());
+    }
+
+    /// A Service `namespace/name` with `labels` and one port (`port_name`, `port`), whose
+    /// service proxy forwards to `upstream` (a base URL on loopback, e.g. a real Prometheus).
+    pub fn expose_service(
+        &self,
+        namespace: &str,
+        name: &str,
+        labels: &Value,
+        port_name: &str,
+        port: u16,
+        upstream: &str,
+    ) -> anyhow::Result<()> {
+        self.apply(&json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels},
+            "spec": {"clusterIP": "None", "ports": [{"name": port_name, "port": port, "protocol": "TCP"}]},
+        }))?;
+        let mut state = self.shared.lock();
+        for key in [port_name.to_owned(), port.to_string()] {
+            state.upstreams.insert(
+                (namespace.to_owned(), name.to_owned(), key),
+                upstream.trim_end_matches('/').to_owned(),
+            );
+        }
+        Ok(())
     }
 
     /// Write a kubeconfig pointing at this server (no auth: loopback only).
@@ -208,6 +251,64 @@ impl Drop for KubeApiStandIn {
     }
 }
 
+/// How a kubeconfig user proves who it is.
+#[derive(Debug, Clone, Copy)]
+pub enum KubeUser<'a> {
+    Anonymous,
+    Token(&'a str),
+    /// A client certificate and its key (PEM files).
+    ClientCert {
+        cert: &'a Path,
+        key: &'a Path,
+    },
+}
+
+/// One context of a kubeconfig: its name, the API server's URL, the CA that signed the
+/// server's certificate (for https), and the user.
+#[derive(Debug, Clone, Copy)]
+pub struct KubeContext<'a> {
+    pub name: &'a str,
+    pub server: &'a str,
+    pub ca: Option<&'a Path>,
+    pub user: KubeUser<'a>,
+}
+
+/// A kubeconfig with `contexts` (each its own cluster and user), `current` the current one;
+/// written as JSON, which kubeconfig readers take as the YAML it is a subset of.
+pub fn write_kubeconfig_with(
+    path: &Path,
+    contexts: &[KubeContext<'_>],
+    current: Option<&str>,
+) -> anyhow::Result<()> {
+    let mut clusters = Vec::new();
+    let mut users = Vec::new();
+    let mut named = Vec::new();
+    for c in contexts {
+        let mut cluster = json!({"server": c.server});
+        if let Some(ca) = c.ca {
+            cluster["certificate-authority"] = json!(ca);
+        }
+        clusters.push(json!({"name": c.name, "cluster": cluster}));
+        let user = match c.user {
+            KubeUser::Anonymous => json!({}),
+            KubeUser::Token(token) => json!({"token": token}),
+            KubeUser::ClientCert { cert, key } => {
+                json!({"client-certificate": cert, "client-key": key})
+            }
+        };
+        users.push(json!({"name": c.name, "user": user}));
+        named.push(json!({"name": c.name, "context": {"cluster": c.name, "user": c.name}}));
+    }
+    let mut config = json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": clusters, "users": users, "contexts": named,
+    });
+    if let Some(current) = current {
+        config["current-context"] = json!(current);
+    }
+    std::fs::write(path, serde_json::to_string_pretty(&config)?).context("writing kubeconfig")
+}
+
 pub fn pods() -> Collection {
     (String::new(), "v1".into(), "pods".into())
 }
@@ -239,6 +340,7 @@ fn collection_of(item: &Value) -> anyhow::Result<Collection> {
         "ReplicaSet" => "replicasets",
         "Deployment" => "deployments",
         "HorizontalPodAutoscaler" => "horizontalpodautoscalers",
+        "Service" => "services",
         other => return Err(anyhow!("stand-in does not serve kind {other}")),
     };
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
@@ -285,6 +387,7 @@ fn list_kind(collection: &Collection) -> &'static str {
         (_, "replicasets") => "ReplicaSetList",
         (_, "deployments") => "DeploymentList",
         (_, "horizontalpodautoscalers") => "HorizontalPodAutoscalerList",
+        ("", "services") => "ServiceList",
         _ => "List",
     }
 }
@@ -303,20 +406,138 @@ fn status(code: u16, reason: &str, message: &str) -> Response {
         .into_response()
 }
 
+/// `/api/v1/namespaces/{ns}/services/[scheme:]name[:port]/proxy[/rest]` as
+/// (namespace, name, port, rest).
+fn proxy_route(path: &str) -> Option<(String, String, String, String)> {
+    let rest = path.strip_prefix("/api/v1/namespaces/")?;
+    let (namespace, rest) = rest.split_once("/services/")?;
+    let (service, rest) = rest.split_once("/proxy")?;
+    let parts: Vec<&str> = service.split(':').collect();
+    let (name, port) = match parts.as_slice() {
+        [name] => (*name, ""),
+        ["http" | "https", name] => (*name, ""),
+        ["http" | "https", name, port] | [name, port] => (*name, *port),
+        _ => return None,
+    };
+    Some((namespace.into(), name.into(), port.into(), rest.into()))
+}
+
+/// Whether `object`'s labels hold every `key=value` of `selector` (equality terms only).
+fn labels_match(object: &Value, selector: Option<&String>) -> bool {
+    selector.into_iter().flat_map(|s| s.split(',')).all(|term| {
+        let (key, value) = term.split_once('=').unwrap_or((term, ""));
+        let value = value.trim_start_matches('=');
+        object["metadata"]["labels"][key].as_str() == Some(value)
+    })
+}
+
+/// Whether `object` matches every `metadata.name=…` / `metadata.namespace=…` term.
+fn fields_match(object: &Value, selector: Option<&String>) -> bool {
+    selector.into_iter().flat_map(|s| s.split(',')).all(|term| {
+        let (field, value) = term.split_once('=').unwrap_or((term, ""));
+        let value = value.trim_start_matches('=');
+        match field.strip_prefix("metadata.") {
+            Some(key) => object["metadata"][key].as_str() == Some(value),
+            None => false,
+        }
+    })
+}
+
+/// Forward one service-proxy request to the registered upstream, as the API server does.
+async fn forward(
+    upstream: Option<String>,
+    name: &str,
+    method: Method,
+    rest: &str,
+    query: Option<&str>,
+    headers: &axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(base) = upstream else {
+        return status(
+            503,
+            "ServiceUnavailable",
+            &format!("no endpoints available for service \"{name}\""),
+        );
+    };
+    let url = match query {
+        Some(q) => format!("{base}{rest}?{q}"),
+        None => format!("{base}{rest}"),
+    };
+    let mut request = reqwest::Client::new().request(method, &url).body(body);
+    for name in [header::CONTENT_TYPE, header::ACCEPT] {
+        if let Some(value) = headers.get(&name) {
+            request = request.header(name, value);
+        }
+    }
+    match request.send().await {
+        Ok(answer) => {
+            let code = answer.status();
+            let kind = answer.headers().get(header::CONTENT_TYPE).cloned();
+            let bytes = answer.bytes().await.unwrap_or_default();
+            let mut response = (code, bytes).into_response();
+            if let Some(kind) = kind {
+                response.headers_mut().insert(header::CONTENT_TYPE, kind);
+            }
+            response
+        }
+        Err(e) => status(
+            503,
+            "ServiceUnavailable",
+            &format!("error trying to reach service: {e}"),
+        ),
+    }
+}
+
 async fn handle(
     State(shared): State<Arc<Shared>>,
     method: Method,
     uri: Uri,
     Query(query): Query<BTreeMap<String, String>>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
 ) -> Response {
     let watch = matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
     let path = uri.path().to_string();
-    let mut state = shared.lock();
-    state.requests.push(RequestRecord {
-        method: method.to_string(),
-        path: path.clone(),
-        watch,
-    });
+    // The service proxy first, its lock released before forwarding.
+    let proxied = {
+        let mut state = shared.lock();
+        state.requests.push(RequestRecord {
+            method: method.to_string(),
+            path: path.clone(),
+            watch,
+        });
+        if let Some(token) = &state.token {
+            let presented = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            if presented != Some(format!("Bearer {token}").as_str()) {
+                return status(401, "Unauthorized", "Unauthorized");
+            }
+        }
+        match proxy_route(&path) {
+            None => None,
+            Some((namespace, name, port, rest)) => {
+                let services = (String::new(), "v1".to_owned(), "services".to_owned());
+                let known = state
+                    .objects
+                    .get(&services)
+                    .is_some_and(|s| s.contains_key(&(namespace.clone(), name.clone())));
+                if !known {
+                    return status(404, "NotFound", &format!("services \"{name}\" not found"));
+                }
+                let upstream = state
+                    .upstreams
+                    .get(&(namespace, name.clone(), port))
+                    .cloned();
+                Some((upstream, name, rest))
+            }
+        }
+    };
+    if let Some((upstream, name, rest)) = proxied {
+        return forward(upstream, &name, method, &rest, uri.query(), &headers, body).await;
+    }
+    let state = shared.lock();
     if method != Method::GET {
         return status(405, "MethodNotAllowed", "the stand-in is read-only");
     }
@@ -342,6 +563,10 @@ async fn handle(
             .into_iter()
             .flatten()
             .filter(|((ns, _), _)| in_scope(ns))
+            .filter(|(_, object)| {
+                labels_match(object, query.get("labelSelector"))
+                    && fields_match(object, query.get("fieldSelector"))
+            })
             .map(|(_, object)| {
                 // Real list responses omit apiVersion/kind on items.
                 let mut object = object.clone();

@@ -31,6 +31,28 @@ pub struct Cli {
     /// surge-exporter to scrape directly, no Prometheus needed (repeatable).
     #[arg(long, value_name = "URL", global = true)]
     pub exporter: Vec<String>,
+    /// Reach Prometheus and Alertmanager in this kubeconfig context's cluster, through the
+    /// API server's service proxy with the kubeconfig's credentials.
+    #[arg(long, value_name = "NAME", global = true, conflicts_with_all = ["prometheus", "alertmanager"])]
+    pub kube_context: Option<String>,
+    /// With --kube-context: the Prometheus service as NAMESPACE/NAME:PORT (default: found by
+    /// prometheus-operator's prometheus-operated, else the app.kubernetes.io/name label).
+    #[arg(
+        long,
+        value_name = "NS/NAME:PORT",
+        global = true,
+        requires = "kube_context"
+    )]
+    pub kube_prometheus: Option<String>,
+    /// With --kube-context: the Alertmanager service as NAMESPACE/NAME:PORT (default: found
+    /// like Prometheus).
+    #[arg(
+        long,
+        value_name = "NS/NAME:PORT",
+        global = true,
+        requires = "kube_context"
+    )]
+    pub kube_alertmanager: Option<String>,
     /// Config file (default: $XDG_CONFIG_HOME/surge/config.toml when it exists).
     #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
@@ -167,6 +189,71 @@ pub struct Settings {
     pub record_cap: u64,
     /// The context asked for by name (`--context`, `[ui] context`).
     pub context_name: Option<String>,
+    /// The kubeconfig context whose cluster's Prometheus and Alertmanager are to be found
+    /// (`--kube-context`); [`Settings::resolve_kube`] fills in its context's sources.
+    pub kube: Option<KubeSources>,
+    /// The kubeconfig's contexts, listed by `:ctx` beside the config's.
+    pub kube_contexts: Vec<String>,
+}
+
+/// `--kube-context` and the services named for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KubeSources {
+    pub context: String,
+    pub prometheus: Option<String>,
+    pub alertmanager: Option<String>,
+}
+
+impl Settings {
+    /// Connect to the `--kube-context` cluster and find its Prometheus (required) and
+    /// Alertmanager (optional) behind the API server's service proxy.
+    pub async fn resolve_kube(&mut self) -> Result<(), String> {
+        use surge_client::fetch::kube::{Cluster, Kind};
+        let Some(kube) = self.kube.clone() else {
+            return Ok(());
+        };
+        let Some(index) = self.contexts.iter().position(|(n, _)| *n == kube.context) else {
+            return Ok(());
+        };
+        let timeout = self.contexts[index].1.timeout;
+        let cluster = Cluster::connect(&kube.context, timeout).await?;
+        let through = |url: String| Endpoint {
+            url,
+            access: surge_client::fetch::Access {
+                cluster: Some(cluster.clone()),
+                ..Default::default()
+            },
+        };
+        let prometheus = cluster
+            .find(Kind::Prometheus, kube.prometheus.as_deref())
+            .await?
+            .map_err(|tried| {
+                format!(
+                    "kube context {}: no Prometheus found: {tried} (name it with --kube-prometheus NAMESPACE/NAME:PORT)",
+                    kube.context
+                )
+            })?;
+        let alertmanager = match cluster
+            .find(Kind::Alertmanager, kube.alertmanager.as_deref())
+            .await?
+        {
+            Ok(url) => Some(through(url)),
+            Err(tried) => {
+                tracing::warn!(
+                    "kube context {}: no Alertmanager found ({tried}); alerts come from Prometheus, silences are off",
+                    kube.context
+                );
+                None
+            }
+        };
+        let endpoints = &mut self.contexts[index].1;
+        endpoints.prometheus = Some(through(prometheus));
+        endpoints.alertmanager = alertmanager;
+        if index == self.context {
+            self.endpoints = endpoints.clone();
+        }
+        Ok(())
+    }
 }
 
 /// clap's multi-line error as one line.
@@ -217,7 +304,8 @@ impl Cli {
             Some(url) => Some(Endpoint::plain(&with_scheme(url))),
             None => from_file(&file.sources.alertmanager),
         };
-        let exporters: Vec<Endpoint> = if self.exporter.is_empty() {
+        // With --kube-context the flags' exporters go with the cluster's context.
+        let exporters: Vec<Endpoint> = if self.exporter.is_empty() || self.kube_context.is_some() {
             file.sources
                 .exporters
                 .iter()
@@ -292,6 +380,25 @@ impl Cli {
                 ),
             ));
         }
+        if let Some(name) = &self.kube_context {
+            if contexts.iter().any(|(n, _)| n == name) {
+                return Err(format!(
+                    "--kube-context {name}: the config file has a context of that name too"
+                ));
+            }
+            let signals = signals_of(
+                &file.sources.signals,
+                file.sources.selector.as_deref(),
+                &file.sources.queries,
+            )
+            .map_err(|e| format!("sources.{e}"))?;
+            // Its Prometheus and Alertmanager are found in the cluster (resolve_kube).
+            let flagged = self.exporter.iter().map(|u| Endpoint::plain(u)).collect();
+            contexts.insert(
+                0,
+                (name.clone(), endpoints_of(None, None, flagged, signals)),
+            );
+        }
         let replaying = matches!(self.command, Some(Sub::Replay { .. }));
         if replaying {
             // The recording says which contexts there were; sources are not contacted.
@@ -299,22 +406,40 @@ impl Cli {
         }
         if contexts.is_empty() {
             // Say what was looked at, so the fix is obvious.
-            let flags = "no --prometheus URL, --alertmanager URL or --exporter URL given";
+            let flags = "no --prometheus URL, --alertmanager URL, --exporter URL or --kube-context NAME given";
+            let kube = match surge_client::fetch::kube::kubeconfig_contexts() {
+                Ok(Some(k)) => match k.current {
+                    Some(current) => format!(
+                        "; the kubeconfig's current context is {current}: try --kube-context {current}"
+                    ),
+                    None => format!(
+                        "; the kubeconfig's contexts: {} (try --kube-context NAME)",
+                        k.names.join(", ")
+                    ),
+                },
+                Ok(_) => "; no kubeconfig".to_string(),
+                Err(e) => format!("; {e}"),
+            };
             return Err(match (&path, config::default_path()) {
                 (Some(read), _) => format!(
-                    "no source: {flags}, and {} has no [sources] or [contexts.NAME] with one",
+                    "no source: {flags}, and {} has no [sources] or [contexts.NAME] with one{kube}",
                     read.display()
                 ),
                 (None, Some(looked)) => format!(
-                    "no source: {flags}, and no config file at {} (write [sources] prometheus = \"URL\" there, or give --config FILE)",
+                    "no source: {flags}, and no config file at {} (write [sources] prometheus = \"URL\" there, or give --config FILE){kube}",
                     looked.display()
                 ),
                 (None, None) => {
-                    format!("no source: {flags}, and no config file (give --config FILE)")
+                    format!("no source: {flags}, and no config file (give --config FILE){kube}")
                 }
             });
         }
-        let context = match self.context.as_ref().or(file.ui.context.as_ref()) {
+        let asked = self
+            .context
+            .as_ref()
+            .or(self.kube_context.as_ref())
+            .or(file.ui.context.as_ref());
+        let context = match asked {
             // A replay picks its context among the recording's.
             _ if replaying => 0,
             None => 0,
@@ -378,8 +503,26 @@ impl Cli {
                     .clone()
                     .map(|path| (path, self.record_cap << 20)),
             },
-            context_name: self.context.clone().or(file.ui.context.clone()),
+            context_name: self
+                .context
+                .clone()
+                .or(self.kube_context.clone())
+                .or(file.ui.context.clone()),
             record_cap: self.record_cap << 20,
+            kube: match (&self.kube_context, replaying) {
+                (Some(context), false) => Some(KubeSources {
+                    context: context.clone(),
+                    prometheus: self.kube_prometheus.clone(),
+                    alertmanager: self.kube_alertmanager.clone(),
+                }),
+                _ => None,
+            },
+            // An unreadable kubeconfig matters only to --kube-context, which says so.
+            kube_contexts: surge_client::fetch::kube::kubeconfig_contexts()
+                .ok()
+                .flatten()
+                .map(|k| k.names)
+                .unwrap_or_default(),
         })
     }
 }

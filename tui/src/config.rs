@@ -207,6 +207,7 @@ impl SourceSetting {
                     insecure_skip_verify: t.insecure_skip_verify,
                     headers: t.headers.clone(),
                     proxy_url: t.proxy_url.clone(),
+                    cluster: None,
                 },
             },
         }

@@ -48,7 +48,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let settings = match cli.settings() {
+    let mut settings = match cli.settings() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("surge: {e}");
@@ -69,6 +69,12 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // --kube-context: find Prometheus and Alertmanager in the cluster before anything starts;
+    // a cluster without Prometheus is said in one line, like a bad flag.
+    if let Err(e) = runtime.block_on(settings.resolve_kube()) {
+        eprintln!("surge: {e}");
+        return ExitCode::from(2);
+    }
     if let Some(surge_tui::cli::Sub::Record { duration, .. }) = &cli.command {
         return match runtime.block_on(surge_tui::run::record_headless(&settings, *duration)) {
             Ok(line) => {

@@ -134,6 +134,12 @@ pub(crate) fn new_app(settings: &Settings) -> App {
     app.range = settings.range;
     app.contexts = settings.contexts.iter().map(|(n, _)| n.clone()).collect();
     app.context = settings.context;
+    app.kube_contexts = settings
+        .kube_contexts
+        .iter()
+        .filter(|k| !app.contexts.contains(k))
+        .cloned()
+        .collect();
     app
 }
 

@@ -8,6 +8,9 @@ fn surge(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_surge"))
         .args(args)
         .env("XDG_CONFIG_HOME", "/nonexistent")
+        // No kubeconfig of the developer's: the first-run message names none.
+        .env("HOME", "/nonexistent")
+        .env_remove("KUBECONFIG")
         .output()
         .expect("run surge");
     (
@@ -110,7 +113,7 @@ fn bad_flags_fail_in_one_line() {
         ),
         (
             &[],
-            "no source: no --prometheus URL, --alertmanager URL or --exporter URL given, and no config file at /nonexistent/surge/config.toml (write [sources] prometheus = \"URL\" there",
+            "no source: no --prometheus URL, --alertmanager URL, --exporter URL or --kube-context NAME given, and no config file at /nonexistent/surge/config.toml (write [sources] prometheus = \"URL\" there, or give --config FILE); no kubeconfig",
         ),
         (&["--config", "/nonexistent/surge.toml"], "cannot read it"),
     ] {

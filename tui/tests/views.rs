@@ -305,4 +305,25 @@ fn contexts_side_by_side_and_switching() {
         app.message.as_deref(),
         Some("no context \"mars\" (known: eu-west, us-east)")
     );
+
+    // The kubeconfig's contexts are listed beside the config's, complete with Tab, and say
+    // how to open them.
+    app.kube_contexts = vec!["staging-eks".into(), "prod-gke".into()];
+    keys(&mut app, &eu, "0");
+    let frame = render(&app, &eu, 160, 16);
+    assert!(
+        frame.contains(
+            "Contexts (2) · kubeconfig also has: staging-eks, prod-gke (surge --kube-context NAME)"
+        ),
+        "{frame}"
+    );
+    key(&mut app, &eu, KeyCode::Char(':'));
+    keys(&mut app, &eu, "ctx st");
+    key(&mut app, &eu, KeyCode::Tab);
+    key(&mut app, &eu, KeyCode::Enter);
+    assert_eq!(app.context, 0);
+    assert_eq!(
+        app.message.as_deref(),
+        Some("staging-eks is a kubeconfig context: open it with surge --kube-context staging-eks")
+    );
 }

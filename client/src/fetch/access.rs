@@ -27,6 +27,9 @@ pub struct Access {
     pub insecure_skip_verify: bool,
     pub headers: BTreeMap<String, String>,
     pub proxy_url: Option<String>,
+    /// Reached through this cluster's API server (its service proxy) with the kubeconfig's
+    /// credentials, instead of directly.
+    pub cluster: Option<super::kube::Cluster>,
 }
 
 /// A source to fetch from: where, and how.
@@ -218,14 +221,32 @@ impl SourceClient {
         &self.access
     }
 
+    /// Send a request made with [`SourceClient::request`]: directly, or through the cluster's
+    /// API server (which reads the answer whole, within [`super::MAX_ANSWER_BYTES`]).
+    pub async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, String> {
+        match &self.access.cluster {
+            None => request.send().await.map_err(|e| super::http::describe(&e)),
+            Some(cluster) => {
+                let request = request.build().map_err(|e| super::http::describe(&e))?;
+                cluster.send(request, super::MAX_ANSWER_BYTES).await
+            }
+        }
+    }
+
     /// A request with the credentials read now; unreadable credentials fail the request
-    /// with the file named.
+    /// with the file named. Through a cluster, the kubeconfig's credentials apply instead.
     pub fn request(
         &self,
         method: reqwest::Method,
         url: &str,
     ) -> Result<reqwest::RequestBuilder, String> {
         let request = self.http.request(method, url);
+        if self.access.cluster.is_some() {
+            return Ok(request);
+        }
         Ok(match self.access.authorization()? {
             Some(header) => request.header(AUTHORIZATION, header),
             None => request,

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 
 use super::access::SourceClient;
 use super::clock::{now, ticker};
-use super::http::{FetchError, describe, get_body, one_line, read_text, status_reason};
+use super::http::{FetchError, get_body, one_line, read_text, status_reason};
 use super::prometheus::{alert, unix_seconds};
 use super::update::{Command, Update};
 use crate::model::{Alert, AlertState, Labels, Matcher, NewSilence, Silence};
@@ -104,14 +104,16 @@ impl Alertmanager {
     ) -> Result<String, FetchError> {
         let url = format!("{}/api/v2/silences", self.base);
         let body = silence_body(silence, now).map_err(|e| FetchError::new(&url, e))?;
-        let response = self
+        let request = self
             .http
             .request(reqwest::Method::POST, &url)
             .map_err(|e| FetchError::new(&url, e))?
-            .json(&body)
-            .send()
+            .json(&body);
+        let response = self
+            .http
+            .send(request)
             .await
-            .map_err(|e| FetchError::new(&url, describe(&e)))?;
+            .map_err(|e| FetchError::new(&url, e))?;
         let status = response.status();
         let text = read_text(&url, response).await?;
         if !status.is_success() {
@@ -131,13 +133,15 @@ impl Alertmanager {
 
     pub async fn expire_silence(&self, id: &str) -> Result<(), FetchError> {
         let url = format!("{}/api/v2/silence/{id}", self.base);
-        let response = self
+        let request = self
             .http
             .request(reqwest::Method::DELETE, &url)
-            .map_err(|e| FetchError::new(&url, e))?
-            .send()
+            .map_err(|e| FetchError::new(&url, e))?;
+        let response = self
+            .http
+            .send(request)
             .await
-            .map_err(|e| FetchError::new(&url, describe(&e)))?;
+            .map_err(|e| FetchError::new(&url, e))?;
         let status = response.status();
         if status.is_success() {
             Ok(())

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use super::access::SourceClient;
 use super::clock::{now, ticker};
 use super::exposition;
-use super::http::{FetchError, describe, read_text, status_reason};
+use super::http::{FetchError, read_text, status_reason};
 use super::update::Update;
 
 #[derive(Debug, Clone)]
@@ -35,14 +35,16 @@ impl Exporter {
 
     /// One scrape, parsed. Unreadable lines are skipped and reported, never guessed.
     pub async fn scrape(&self) -> Result<exposition::Parsed, FetchError> {
-        let response = self
+        let request = self
             .http
             .request(reqwest::Method::GET, &self.url)
             .map_err(|e| FetchError::new(&self.url, e))?
-            .header("accept", "text/plain;version=0.0.4")
-            .send()
+            .header("accept", "text/plain;version=0.0.4");
+        let response = self
+            .http
+            .send(request)
             .await
-            .map_err(|e| FetchError::new(&self.url, describe(&e)))?;
+            .map_err(|e| FetchError::new(&self.url, e))?;
         let status = response.status();
         if !status.is_success() {
             return Err(FetchError::new(

@@ -182,10 +182,10 @@ pub async fn get_body(
             .map_err(|e| FetchError::new(url, e))?
             .query(params)
     };
-    let response = request
-        .send()
+    let response = http
+        .send(request)
         .await
-        .map_err(|e| FetchError::new(url, describe(&e)))?;
+        .map_err(|e| FetchError::new(url, e))?;
     let status = response.status();
     let body = read_body(url, response).await?;
     if status.is_success() {

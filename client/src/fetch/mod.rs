@@ -8,6 +8,7 @@ mod clock;
 pub(crate) mod direct;
 pub(crate) mod exposition;
 mod http;
+pub mod kube;
 pub(crate) mod plan;
 pub(crate) mod prometheus;
 pub mod signals;

@@ -25,7 +25,13 @@ impl App {
             }
             KeyCode::Tab => {
                 // Complete a view or service name.
-                if let Some(done) = complete(&text, store, &self.contexts) {
+                let known: Vec<String> = self
+                    .contexts
+                    .iter()
+                    .chain(&self.kube_contexts)
+                    .cloned()
+                    .collect();
+                if let Some(done) = complete(&text, store, &known) {
                     text = done;
                 }
                 self.input = Input::Command(text);
@@ -94,6 +100,12 @@ impl App {
             ("ctx" | "context", None | Some("all")) => self.go(View::Contexts),
             ("ctx" | "context", Some(name)) => match self.contexts.iter().position(|c| c == name) {
                 Some(i) => self.switch_context(i),
+                None if self.kube_contexts.iter().any(|k| k == name) => {
+                    self.message = Some(format!(
+                        "{name} is a kubeconfig context: open it with surge --kube-context {name}"
+                    ));
+                    Vec::new()
+                }
                 None => {
                     self.message = Some(format!(
                         "no context {name:?} (known: {})",

@@ -103,6 +103,8 @@ pub struct App {
     pub context: usize,
     /// Each context's summary, in `contexts` order, for the all-contexts view.
     pub context_rows: Vec<ContextSummary>,
+    /// The kubeconfig's other contexts, which `surge --kube-context NAME` opens.
+    pub kube_contexts: Vec<String>,
     /// First help line shown (the help scrolls on small screens).
     pub help_scroll: u16,
     /// Replaying a recording: where, how fast (the header says so).
@@ -162,6 +164,7 @@ impl App {
             message: None,
             user: user.to_string(),
             contexts: vec!["default".to_string()],
+            kube_contexts: Vec::new(),
             context: 0,
             context_rows: Vec::new(),
             help_scroll: 0,

@@ -118,7 +118,16 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx) {
     ];
     let columns = table::fit(columns, area.width.saturating_sub(4));
     // Each context has its own sources and ages: the title carries no single age.
-    let block = ctx.plain_panel(&format!("Contexts ({})", ctx.app.contexts.len()));
+    let title = if ctx.app.kube_contexts.is_empty() {
+        format!("Contexts ({})", ctx.app.contexts.len())
+    } else {
+        format!(
+            "Contexts ({}) · kubeconfig also has: {} (surge --kube-context NAME)",
+            ctx.app.contexts.len(),
+            ctx.app.kube_contexts.join(", ")
+        )
+    };
+    let block = ctx.plain_panel(&title);
     table::draw(
         frame,
         area,
