@@ -10,15 +10,17 @@ use crate::family::Family;
 /// `ID = gauge|counter "name" [unit "u"] [label, ...] "Help sentence.";`
 macro_rules! catalogue {
     ($(
-        $(#[$section_doc:meta])*
+        $(#[doc = $section_doc:literal])*
         pub mod $section:ident {
             $( $id:ident = $kind:ident $name:literal $(unit $unit:literal)? [$($label:ident),*] $help:literal; )*
         }
     )*) => {
         $(
-            $(#[$section_doc])*
+            $(#[doc = $section_doc])*
             pub mod $section {
                 use crate::family::{Family, Kind};
+                /// This section's description (its doc comment).
+                pub const DOC: &str = concat!($($section_doc),*);
                 $(
                     #[doc = $help]
                     pub static $id: Family = Family {
@@ -36,6 +38,8 @@ macro_rules! catalogue {
         )*
         /// Every section's families.
         pub static SECTIONS: &[&[&Family]] = &[$($section::ALL),*];
+        /// Every section's name and description, in [`SECTIONS`] order.
+        pub static SECTION_DOCS: &[(&str, &str)] = &[$((stringify!($section), $section::DOC)),*];
     };
     (@exposed gauge $name:literal) => { $name };
     (@exposed counter $name:literal) => { concat!($name, "_total") };
@@ -208,6 +212,45 @@ pub fn families() -> impl Iterator<Item = &'static Family> {
     SECTIONS.iter().flat_map(|section| section.iter().copied())
 }
 
+/// The guide's metric reference (docs/src/metrics.md): every family of every section with its
+/// type, labels and help, written from this catalogue (a test keeps the committed page equal).
+pub fn reference_markdown() -> String {
+    let mut out = String::from(
+        "# Metrics\n\n\
+         Every `surge_*` family, section by section, generated from the metric catalogue \
+         (`metrics/src/catalogue.rs`) that the exporter, the panel, the rules and the boards \
+         all read; a test keeps this page equal to it. Counters are shown by their exposed \
+         name (with `_total`).\n",
+    );
+    for ((section, doc), families) in SECTION_DOCS.iter().zip(SECTIONS) {
+        out.push_str(&format!("\n## `{section}`\n\n{}\n\n", doc.trim()));
+        out.push_str("| metric | type | labels | meaning |\n|---|---|---|---|\n");
+        for family in *families {
+            let labels = family
+                .labels
+                .iter()
+                .map(|l| format!("`{l}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let kind = match family.kind {
+                crate::Kind::Gauge => "gauge",
+                crate::Kind::Counter => "counter",
+            };
+            out.push_str(&format!(
+                "| `{}` | {kind} | {} | {} |\n",
+                family.exposed,
+                if labels.is_empty() {
+                    "—".into()
+                } else {
+                    labels
+                },
+                family.help.replace('|', "\\|")
+            ));
+        }
+    }
+    out
+}
+
 /// The family whose exposed sample name (as in PromQL) is `exposed`.
 pub fn find(exposed: &str) -> Option<&'static Family> {
     families().find(|f| f.exposed == exposed)
@@ -218,6 +261,30 @@ mod tests {
     use super::*;
     use crate::Kind;
     use std::collections::HashSet;
+
+    /// docs/src/metrics.md is the generated reference; `SURGE_WRITE_DOCS=1` rewrites it.
+    #[test]
+    fn the_guide_lists_every_family_as_the_catalogue_declares_it() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/src/metrics.md");
+        let generated = reference_markdown();
+        if std::env::var_os("SURGE_WRITE_DOCS").is_some() {
+            std::fs::write(&path, &generated).expect("writing docs/src/metrics.md");
+        }
+        let committed = std::fs::read_to_string(&path).expect("docs/src/metrics.md");
+        assert!(
+            committed == generated,
+            "docs/src/metrics.md is not the catalogue's reference (SURGE_WRITE_DOCS=1 cargo test -p surge-metrics rewrites it)"
+        );
+        // Every family is in it, each on its own row.
+        for family in families() {
+            assert!(
+                committed.contains(&format!("| `{}` |", family.exposed)),
+                "{}",
+                family.exposed
+            );
+        }
+        assert!(families().count() > 50);
+    }
 
     #[test]
     fn names_follow_prometheus_conventions() {

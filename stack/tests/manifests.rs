@@ -1,5 +1,5 @@
 //! `stack/k8s`, proven offline on what `kubectl kustomize` renders for each overlay: built-in
-//! objects pass `kubernetes-validate --strict` for the Kubernetes version the README names;
+//! objects pass `kubernetes-validate --strict` for the Kubernetes version the guide names;
 //! custom resources validate against their operators' CRD schemas (vendored in
 //! `stack/k8s/crds/`, unknown fields rejected as `kubectl apply`'s strict field validation
 //! does); every pod meets the restricted Pod Security Standard; scaling every service to its
@@ -16,7 +16,7 @@ use surge_stack::k8s;
 
 /// The overlays a user applies.
 const OVERLAYS: [&str; 3] = ["local", "production", "keda"];
-/// The Kubernetes version the README names for deployment.
+/// The Kubernetes version the guide names for deployment (docs/src/deploy.md).
 const KUBERNETES: &str = "1.33.0";
 const SHOP_SERVICES: [&str; 5] = ["auth", "catalog", "orders", "payment", "shipping"];
 
@@ -210,7 +210,7 @@ fn every_overlay_renders_the_shop_and_surge() -> anyhow::Result<()> {
 }
 
 /// Every secret the manifests read is either made by an operator (`shop-db-app`, by
-/// CloudNativePG) or one the README tells the user to create.
+/// CloudNativePG) or one the guide (docs/src/deploy.md) tells the user to create.
 #[test]
 fn every_secret_read_is_made_by_an_operator_or_in_the_readme() -> anyhow::Result<()> {
     fn secret_refs(value: &Value, out: &mut BTreeSet<String>) {
@@ -232,7 +232,7 @@ fn every_secret_read_is_made_by_an_operator_or_in_the_readme() -> anyhow::Result
             _ => {}
         }
     }
-    let readme = std::fs::read_to_string(repo().join("README.md"))?;
+    let readme = std::fs::read_to_string(repo().join("docs/src/deploy.md"))?;
     for (overlay, objects) in rendered()? {
         let mut read = BTreeSet::new();
         for object in &objects {
@@ -272,7 +272,7 @@ fn every_secret_read_is_made_by_an_operator_or_in_the_readme() -> anyhow::Result
         for secret in read.iter().filter(|s| !by_operators.contains(&s.as_str())) {
             assert!(
                 readme.contains(&format!("create secret generic {secret} ")),
-                "README does not say how to create {secret}"
+                "docs/src/deploy.md does not say how to create {secret}"
             );
         }
     }

@@ -493,9 +493,9 @@ fn a_contexts_own_queries_replace_a_family_and_bad_ones_are_named() -> anyhow::R
     Ok(())
 }
 
-/// README's frame of the common exporters is this snapshot.
+/// The guide's frame of the common exporters (docs/src/prometheus.md) is this snapshot.
 #[test]
-fn readme_shows_the_common_exporters_frame() -> anyhow::Result<()> {
+fn guide_shows_the_common_exporters_frame() -> anyhow::Result<()> {
     let root = surge_tests::alerting::repo();
     let snapshot = std::fs::read_to_string(root.join(
         "tests/tests/snapshots/common_exporters__kafka_exporter+postgres_exporter__overview.snap",
@@ -505,10 +505,10 @@ fn readme_shows_the_common_exporters_frame() -> anyhow::Result<()> {
         .nth(2)
         .context("a snapshot without a header")?
         .trim_end_matches('\n');
-    let readme = std::fs::read_to_string(root.join("README.md"))?;
+    let page = std::fs::read_to_string(root.join("docs/src/prometheus.md"))?;
     assert!(
-        readme.contains(&format!("```text\n{frame}\n```")),
-        "README.md's common-exporters frame differs from the snapshot: copy it over"
+        page.contains(&format!("```text\n{frame}\n```")),
+        "docs/src/prometheus.md's common-exporters frame differs from the snapshot: copy it over"
     );
     Ok(())
 }

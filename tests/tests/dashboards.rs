@@ -39,7 +39,7 @@ fn panels(board: &Value) -> Vec<&Value> {
 }
 
 /// The provisioning files, as Grafana reads them when `dashboards/` is mounted at
-/// /etc/surge-dashboards (README): a Prometheus datasource whose URL is an environment
+/// /etc/surge-dashboards (docs/src/dashboards.md): a Prometheus datasource whose URL is an environment
 /// reference in a form Grafana expands (`$NAME`, `${NAME}`: no shell-style default), and a
 /// file provider whose path is that folder, holding every board. (Grafana does not run here.)
 #[test]

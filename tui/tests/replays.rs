@@ -101,7 +101,7 @@ fn a_stalled_consumer_replayed() -> anyhow::Result<()> {
         .unwrap_or_default();
     assert!(row.contains("consumers stalled"), "{overview}");
     insta::assert_snapshot!("payment_killed_overview_160x48", overview);
-    // The README's postmortem frame: `n` from the stall, the next change in the alerts.
+    // The guide's postmortem frame: `n` from the stall, the next change in the alerts.
     let alerted = replay
         .next_alert_change(at)
         .ok_or_else(|| anyhow::anyhow!("the alerts never changed after the stall"))?;
@@ -182,12 +182,15 @@ fn a_flash_sale_replayed() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The README's postmortem frame is this snapshot, character for character.
+/// The guide's postmortem frame (docs/src/panel.md) is this snapshot, character for character.
 #[test]
-fn readme_replay_frame_is_the_snapshot() -> anyhow::Result<()> {
+fn guide_replay_frame_is_the_snapshot() -> anyhow::Result<()> {
     assert!(
-        common::readme_holds_snapshot("replays__payment_killed_overview_160x20")?,
-        "README.md's replay frame differs from replays__payment_killed_overview_160x20.snap: copy it over"
+        common::doc_holds_snapshot(
+            "docs/src/panel.md",
+            "replays__payment_killed_overview_160x20"
+        )?,
+        "docs/src/panel.md's replay frame differs from replays__payment_killed_overview_160x20.snap: copy it over"
     );
     Ok(())
 }

@@ -233,7 +233,7 @@ fn overflow_fifty_services_two_hundred_groups_long_names() {
 #[test]
 fn readme_frame_is_the_overview_snapshot() -> anyhow::Result<()> {
     assert!(
-        common::readme_holds_snapshot("views__overview_160x26")?,
+        common::doc_holds_snapshot("README.md", "views__overview_160x26")?,
         "README.md's frame differs from views__overview_160x26.snap: copy it over"
     );
     Ok(())

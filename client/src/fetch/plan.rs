@@ -237,16 +237,16 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_states_the_budget() {
-        let readme = std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
+    fn the_guide_states_the_budget() {
+        let page = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/src/panel.md"),
         )
-        .expect("README.md");
+        .expect("docs/src/panel.md");
         assert!(
-            readme.contains(&format!(
+            page.contains(&format!(
                 "budget of {PROMETHEUS_BUDGET} requests per Prometheus refresh"
             )),
-            "README.md must state PROMETHEUS_BUDGET = {PROMETHEUS_BUDGET}"
+            "docs/src/panel.md must state PROMETHEUS_BUDGET = {PROMETHEUS_BUDGET}"
         );
     }
 

@@ -611,9 +611,10 @@ pub fn large() -> Store {
     store
 }
 
-/// Whether README.md holds the frame of snapshot `name` (`tests/snapshots/NAME.snap`) as a
-/// text block, character for character.
-pub fn readme_holds_snapshot(name: &str) -> anyhow::Result<bool> {
+/// Whether `doc` (a path from the repository's root: README.md, docs/src/panel.md) holds the
+/// frame of snapshot `name` (`tests/snapshots/NAME.snap`) as a text block, character for
+/// character.
+pub fn doc_holds_snapshot(doc: &str, name: &str) -> anyhow::Result<bool> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let snapshot = std::fs::read_to_string(root.join(format!("tests/snapshots/{name}.snap")))?;
     let frame = snapshot
@@ -621,6 +622,6 @@ pub fn readme_holds_snapshot(name: &str) -> anyhow::Result<bool> {
         .nth(2)
         .ok_or_else(|| anyhow::anyhow!("snapshot {name} without a header"))?
         .trim_end_matches('\n');
-    let readme = std::fs::read_to_string(root.join("../README.md"))?;
-    Ok(readme.contains(&format!("```text\n{frame}\n```")))
+    let text = std::fs::read_to_string(root.join("..").join(doc))?;
+    Ok(text.contains(&format!("```text\n{frame}\n```")))
 }

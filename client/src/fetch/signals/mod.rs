@@ -441,8 +441,8 @@ pub fn missing(provider: Provider) -> &'static [&'static str] {
     }
 }
 
-/// The README's table of providers: the series each reads, the Surge families it gives, what
-/// is derived and what cannot be (generated from the recipes; a test keeps the README's copy
+/// The guide's table of providers (docs/src/prometheus.md): the series each reads, the Surge families it gives, what
+/// is derived and what cannot be (generated from the recipes; a test keeps the guide's copy
 /// equal).
 pub fn providers_table() -> String {
     let mut out = String::from(
@@ -497,14 +497,14 @@ mod tests {
     #[test]
     fn the_readme_lists_each_provider_as_the_recipes_read_it() {
         let readme = std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/src/prometheus.md"),
         )
-        .expect("README.md");
+        .expect("docs/src/prometheus.md");
         let table = providers_table();
         assert_eq!(table.lines().count(), 2 + Provider::ALL.len() - 1);
         assert!(
             readme.contains(&table),
-            "README.md's providers table differs from providers_table(): copy it over\n{table}"
+            "docs/src/prometheus.md's providers table differs from providers_table(): copy it over\n{table}"
         );
     }
 
