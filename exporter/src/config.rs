@@ -14,18 +14,23 @@ use crate::check::one_line;
 use crate::sources::{kafka, kubernetes, postgres, processes};
 
 /// The whole file as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct File {
+    /// `[exporter]`: where `/metrics` is served.
     #[serde(default)]
     exporter: ExporterSection,
+    /// `[postgres]`: PostgreSQL replication and connections.
     postgres: Option<postgres::Section>,
+    /// `[kubernetes]`: pod CPU and memory against requests, and HPA state, from the Kubernetes API.
     kubernetes: Option<kubernetes::Section>,
+    /// `[processes]`: CPU and memory of local processes as pods (the bundled stack).
     processes: Option<processes::Section>,
+    /// `[kafka]`: Kafka consumer lag.
     kafka: Option<kafka::Section>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ExporterSection {
     /// Address `/metrics` is served on; `--listen` overrides it.
@@ -43,6 +48,12 @@ impl Default for ExporterSection {
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9917))
+}
+
+/// The config file's schema: every section and key with its type, default, description and
+/// example (the configuration reference in the guide is written from it).
+pub fn schema() -> schemars::Schema {
+    schemars::schema_for!(File)
 }
 
 /// A parsed and checked configuration: each configured source's typed settings.

@@ -34,13 +34,22 @@ impl ThemeName {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+/// The config file's schema: every section and key with its type, default, description and
+/// example (the configuration reference in the guide is written from it).
+pub fn schema() -> schemars::Schema {
+    schemars::schema_for!(Config)
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// `[sources]`: the `default` context: where the panel reads from, and how often.
     #[serde(default)]
     pub sources: Sources,
+    /// `[ui]`: how the panel starts.
     #[serde(default)]
     pub ui: Ui,
+    /// `[snapshot]`: where `s` writes snapshots.
     #[serde(default)]
     pub snapshot: Snapshot,
     /// Per service (workload name): which consumer groups are its own.
@@ -49,6 +58,7 @@ pub struct Config {
     /// The lines verdicts and colours judge by, over the loaded alert rules' own.
     #[serde(default)]
     pub lines: LinesTable,
+    /// `[kafka]`: how the team's topics are named.
     #[serde(default)]
     pub kafka: KafkaTable,
     /// `[contexts.NAME]`: another cluster's sources, as k9s has contexts: `--context NAME`,
@@ -58,15 +68,23 @@ pub struct Config {
 }
 
 /// One context's sources (the same forms as in `[sources]`).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContextTable {
+    /// Prometheus: its URL, or a table with the URL and how to reach it (`url`, TLS, credentials, headers, proxy).
+    #[schemars(example = &"http://prometheus.monitoring:9090")]
     pub prometheus: Option<SourceSetting>,
+    /// Alertmanager (alerts with silences, silence create/expire): a URL or a table like `prometheus`'s.
+    #[schemars(example = &"http://alertmanager.monitoring:9093")]
     pub alertmanager: Option<SourceSetting>,
+    /// surge-exporters scraped directly, no Prometheus needed: URLs or tables like `prometheus`'s.
     #[serde(default)]
+    #[schemars(example = ["10.0.0.7:9917"])]
     pub exporters: Vec<SourceSetting>,
     /// Label matchers added to every series asked of Prometheus (`cluster="eu-1"`).
+    #[schemars(example = &"cluster=\"eu-1\"")]
     pub selector: Option<String>,
+    /// `[contexts.NAME.signals]`: which exporter provides each signal group, where detection should not choose.
     #[serde(default)]
     pub signals: SignalsTable,
     /// `[contexts.NAME.queries]`: PromQL per Surge family.
@@ -77,11 +95,17 @@ pub struct ContextTable {
 /// `[sources.signals]`: which exporter provides each signal group, where detection should
 /// not choose (`surge`, `kube-state-metrics`, `kafka_exporter`, `kminion`,
 /// `postgres_exporter`, `cloudnative-pg`).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignalsTable {
+    /// The provider of pod CPU, memory and HPA state (`surge`, `kube-state-metrics`, `kafka_exporter`, `kminion`, `postgres_exporter` or `cloudnative-pg`; default: detected).
+    #[schemars(example = &"kube-state-metrics")]
     pub kubernetes: Option<String>,
+    /// The provider of consumer lag (`surge`, `kube-state-metrics`, `kafka_exporter`, `kminion`, `postgres_exporter` or `cloudnative-pg`; default: detected).
+    #[schemars(example = &"kafka_exporter")]
     pub kafka: Option<String>,
+    /// The provider of replication lag and connections (`surge`, `kube-state-metrics`, `kafka_exporter`, `kminion`, `postgres_exporter` or `cloudnative-pg`; default: detected).
+    #[schemars(example = &"postgres_exporter")]
     pub postgres: Option<String>,
 }
 
@@ -126,7 +150,8 @@ impl SignalsTable {
 }
 
 /// A source in the config file: a URL, or a table with the URL and how to reach it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, schemars::JsonSchema)]
+#[schemars(untagged)]
 pub enum SourceSetting {
     Url(String),
     Full(SourceTable),
@@ -134,26 +159,46 @@ pub enum SourceSetting {
 
 /// `[sources.prometheus]` (and the others) as a table: TLS, credentials from files, headers,
 /// proxy. Relative file names are relative to the config file.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SourceTable {
+    /// The source's URL (`http://` is assumed without a scheme).
+    #[schemars(example = &"https://prometheus.example.com")]
     pub url: String,
+    /// File holding a bearer token, read again for every request (a rotated token is picked up).
+    #[schemars(example = &"/var/run/secrets/prometheus-token")]
     pub bearer_token_file: Option<PathBuf>,
+    /// Basic auth: `username` and the `password_file` holding the password.
     pub basic_auth: Option<BasicAuthTable>,
+    /// CA certificate (PEM) the server's certificate must chain to.
+    #[schemars(example = &"ca.pem")]
     pub ca_file: Option<PathBuf>,
+    /// Client certificate (PEM), with `key_file`.
+    #[schemars(example = &"client.pem")]
     pub cert_file: Option<PathBuf>,
+    /// The client certificate's key (PEM).
+    #[schemars(example = &"client-key.pem")]
     pub key_file: Option<PathBuf>,
+    /// Skip verifying the server's certificate (said in the header while on).
     #[serde(default)]
     pub insecure_skip_verify: bool,
+    /// Extra request headers, e.g. a tenant header for Mimir, Cortex or Thanos (not `Authorization`).
     #[serde(default)]
+    #[schemars(example = [("X-Scope-OrgID", "team-a")].into_iter().collect::<std::collections::BTreeMap<_, _>>())]
     pub headers: BTreeMap<String, String>,
+    /// HTTP proxy to reach the source through.
+    #[schemars(example = &"http://proxy.internal:3128")]
     pub proxy_url: Option<String>,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BasicAuthTable {
+    /// The user name.
+    #[schemars(example = &"surge")]
     pub username: String,
+    /// File holding the password.
+    #[schemars(example = &"prometheus-password")]
     pub password_file: PathBuf,
 }
 
@@ -214,23 +259,37 @@ impl SourceSetting {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Sources {
+    /// Prometheus: its URL, or a table with the URL and how to reach it (`url`, TLS, credentials, headers, proxy).
+    #[schemars(example = &"http://prometheus.monitoring:9090")]
     pub prometheus: Option<SourceSetting>,
+    /// Alertmanager (alerts with silences, silence create/expire): a URL or a table like `prometheus`'s.
+    #[schemars(example = &"http://alertmanager.monitoring:9093")]
     pub alertmanager: Option<SourceSetting>,
+    /// surge-exporters scraped directly, no Prometheus needed: URLs or tables like `prometheus`'s.
     #[serde(default)]
+    #[schemars(example = ["10.0.0.7:9917"])]
     pub exporters: Vec<SourceSetting>,
+    /// Time between refreshes.
     #[serde(default = "default_refresh", with = "humantime_serde")]
+    #[schemars(with = "String", extend("format" = "duration"))]
     pub refresh: Duration,
+    /// Per-request timeout.
     #[serde(default = "default_timeout", with = "humantime_serde")]
+    #[schemars(with = "String", extend("format" = "duration"))]
     pub timeout: Duration,
     /// A source is shown stale after this long without a good answer (default: 3 refreshes,
     /// at least 10 s).
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "String", extend("format" = "duration"))]
+    #[schemars(example = &"30s")]
     pub stale_after: Option<Duration>,
     /// Label matchers added to every series asked of Prometheus (`cluster="eu-1"`).
+    #[schemars(example = &"cluster=\"eu-1\"")]
     pub selector: Option<String>,
+    /// `[sources.signals]`: which exporter provides each signal group, where detection should not choose.
     #[serde(default)]
     pub signals: SignalsTable,
     /// `[sources.queries]`: PromQL per Surge family, replacing every provider's reading of it
@@ -263,51 +322,72 @@ fn default_timeout() -> Duration {
     Duration::from_secs(5)
 }
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Ui {
     /// `default`, `high-contrast` or `mono`.
+    #[schemars(example = &"high-contrast")]
     pub theme: Option<String>,
+    /// No silences: look, don't touch.
     #[serde(default)]
     pub readonly: bool,
     /// `5m`, `1h` or `6h`.
+    #[schemars(example = &"1h")]
     pub range: Option<String>,
     /// The context to start in (`default` is `[sources]`).
+    #[schemars(example = &"eu-west")]
     pub context: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Snapshot {
     /// Where `s` writes snapshots (default: the current directory).
+    #[schemars(example = &"/var/tmp/surge")]
     pub dir: Option<PathBuf>,
 }
 
 /// `[kafka]`: how the team's topics are named.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaTable {
     /// Dead-letter topic names, `{topic}` standing for the topic (default `["{topic}.dlq"]`;
     /// Spring Kafka's is `{topic}.DLT`).
+    #[schemars(example = ["{topic}.DLT"])]
     pub dead_letters: Option<Vec<String>>,
 }
 
 /// `[lines]`: where the verdicts draw their lines when the loaded rules are not the team's
 /// (or there are none): CPU and connections as shares, lags as durations.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LinesTable {
     /// CPU of request at which ServiceCPUHigh would fire (e.g. 0.85).
+    #[schemars(example = 0.85)]
     pub cpu: Option<f64>,
+    /// Replica lag past which a replica is behind (a warning).
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "String", extend("format" = "duration"))]
+    #[schemars(example = &"30s")]
     pub replica_lag: Option<Duration>,
+    /// Replica lag past which a replica pages.
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "String", extend("format" = "duration"))]
+    #[schemars(example = &"2m")]
     pub replica_lag_page: Option<Duration>,
+    /// Share of a server's connection slots in use past which it warns.
+    #[schemars(example = 0.8)]
     pub connections: Option<f64>,
+    /// Share of a server's connection slots in use past which it pages.
+    #[schemars(example = 0.95)]
     pub connections_page: Option<f64>,
     /// A pod's memory working set of its limit.
+    #[schemars(example = 0.9)]
     pub memory_of_limit: Option<f64>,
+    /// A transaction idle this long is flagged.
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "String", extend("format" = "duration"))]
+    #[schemars(example = &"5m")]
     pub idle_in_transaction: Option<Duration>,
 }
 
@@ -337,13 +417,16 @@ impl LinesTable {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
+    /// The consumer groups that are this service's own.
     #[serde(default)]
+    #[schemars(example = ["payment", "payment-dlq-audit"])]
     pub groups: Vec<String>,
     /// The PostgreSQL servers (exporter targets) it uses; default: those its connections'
     /// `application_name` (the service's name) is seen on, else all.
+    #[schemars(example = ["primary", "replica1"])]
     pub databases: Option<Vec<String>>,
 }
 

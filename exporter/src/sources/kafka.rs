@@ -45,29 +45,38 @@ use crate::check::{self, ConfigError, Secret};
 use crate::source::Source;
 
 /// `[kafka]` as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Section {
+    /// Time between collections.
     #[serde(default = "check::default_interval", with = "humantime_serde")]
+    #[schemars(with = "String", extend("format" = "duration"))]
     interval: Duration,
+    /// Per target; a slower target is marked down (`surge_source_up` 0).
     #[serde(default = "check::default_timeout", with = "humantime_serde")]
+    #[schemars(with = "String", extend("format" = "duration"))]
     timeout: Duration,
     /// How often topics, partitions and groups are re-discovered (and groups described).
     #[serde(default = "default_discovery", with = "humantime_serde")]
+    #[schemars(with = "String", extend("format" = "duration"))]
     discovery_interval: Duration,
     /// Span the growing/draining decision looks at; it must hold `min_samples` (4) of a
     /// group's commits for its trend to be judged.
     #[serde(default = "default_trend_window", with = "humantime_serde")]
+    #[schemars(with = "String", extend("format" = "duration"))]
     window: Duration,
     /// Span consume/produce rates are computed over.
     #[serde(default = "default_rate_window", with = "humantime_serde")]
+    #[schemars(with = "String", extend("format" = "duration"))]
     rate_window: Duration,
     /// Committed offset unchanged this long (or twice the group's commit interval, if
     /// longer) with lag > 0 means stalled.
     #[serde(default = "default_stall_after", with = "humantime_serde")]
+    #[schemars(with = "String", extend("format" = "duration"))]
     stall_after: Duration,
     /// How far back log-end history goes for time lag; older lag is reported as a lower bound.
     #[serde(default = "default_time_lag_horizon", with = "humantime_serde")]
+    #[schemars(with = "String", extend("format" = "duration"))]
     time_lag_horizon: Duration,
     /// Per-partition series (offsets, lag); off keeps only per-topic and per-group series.
     #[serde(default = "default_true")]
@@ -75,32 +84,47 @@ pub(crate) struct Section {
     /// Partitions a group never committed: `absent` (no lag series) or `log_start`.
     #[serde(default)]
     uncommitted: Uncommitted,
+    /// `[[kafka.clusters]]`: every Kafka cluster to read consumer lag from.
     clusters: Vec<ClusterSection>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ClusterSection {
     /// The `cluster` label and source target; unique.
+    #[schemars(example = &"shop")]
     name: String,
+    /// Brokers to start from, comma-separated `host:port`.
+    #[schemars(example = &"kafka-0:9092,kafka-1:9092")]
     bootstrap_servers: String,
     /// Regexes over group and topic names. Deny wins over allow.
+    #[schemars(example = &"^(payment|shipping)$")]
     group_allow: Option<String>,
+    /// Regex over group names: not these groups.
+    #[schemars(example = &"^console-consumer-")]
     group_deny: Option<String>,
+    /// Regex over topic names: only these topics (deny wins over allow).
+    #[schemars(example = &"^(order-placed|payment-processed)")]
     topic_allow: Option<String>,
     /// Default: internal topics (`^__`).
     #[serde(default = "default_topic_deny")]
     topic_deny: Option<String>,
-    /// Connection properties, named as librdkafka names them (see [`PROPERTIES`]).
+    /// Connection properties, named as librdkafka names them; the names understood are
+    /// those the example config lists (`PROPERTIES`), any other is refused.
     #[serde(default)]
+    #[schemars(example = [("security.protocol", "SASL_SSL"), ("sasl.mechanism", "SCRAM-SHA-512")].into_iter().collect::<std::collections::BTreeMap<_, _>>())]
     properties: BTreeMap<String, String>,
     /// Environment variable or file holding `sasl.password`.
+    #[schemars(example = &"SURGE_KAFKA_PASSWORD")]
     sasl_password_env: Option<String>,
+    /// File holding `sasl.password`.
+    #[schemars(example = &"/run/secrets/kafka-password")]
     sasl_password_file: Option<PathBuf>,
     /// Most partitions (of admitted topics) and consumer groups (admitted) one cycle reads;
     /// past either the target fails with the count, never a silently partial answer.
     #[serde(default = "default_max_partitions")]
     max_partitions: usize,
+    /// Most consumer groups (admitted) one cycle reads; past it the target fails with the count.
     #[serde(default = "default_max_groups")]
     max_groups: usize,
 }

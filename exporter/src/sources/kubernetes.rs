@@ -38,25 +38,33 @@ use crate::source::Source;
 use crate::sync::lock;
 
 /// `[kubernetes]` as written; also its checked settings (every field is usable as parsed).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Section {
+    /// Time between collections.
     #[serde(default = "check::default_interval", with = "humantime_serde")]
+    #[schemars(with = "String", extend("format" = "duration"))]
     pub(crate) interval: Duration,
+    /// Per target; a slower target is marked down (`surge_source_up` 0).
     #[serde(default = "check::default_timeout", with = "humantime_serde")]
+    #[schemars(with = "String", extend("format" = "duration"))]
     timeout: Duration,
     /// Namespaces to watch; empty means all namespaces (needs cluster-wide RBAC).
     #[serde(default)]
     namespaces: Vec<String>,
     /// Kubeconfig file; without it, in-cluster config, then `$KUBECONFIG` / `~/.kube/config`.
+    #[schemars(example = &"/etc/surge-exporter/kubeconfig")]
     kubeconfig: Option<PathBuf>,
     /// Kubeconfig context to use (default: the file's current context).
+    #[schemars(example = &"prod-eu")]
     context: Option<String>,
     /// The HPA controller's `--horizontal-pod-autoscaler-cpu-initialization-period`.
     #[serde(default = "default_cpu_initialization", with = "humantime_serde")]
+    #[schemars(with = "String", extend("format" = "duration"))]
     cpu_initialization_period: Duration,
     /// The HPA controller's `--horizontal-pod-autoscaler-initial-readiness-delay`.
     #[serde(default = "default_readiness_delay", with = "humantime_serde")]
+    #[schemars(with = "String", extend("format" = "duration"))]
     initial_readiness_delay: Duration,
 }
 

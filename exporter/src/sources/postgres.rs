@@ -27,32 +27,43 @@ use crate::source::Source;
 use replication::{ReplicationMemory, ServerClock};
 
 /// `[postgres]` as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Section {
+    /// Time between collections.
     #[serde(default = "check::default_interval", with = "humantime_serde")]
+    #[schemars(with = "String", extend("format" = "duration"))]
     interval: Duration,
+    /// Per target; a slower target is marked down (`surge_source_up` 0).
     #[serde(default = "check::default_timeout", with = "humantime_serde")]
+    #[schemars(with = "String", extend("format" = "duration"))]
     timeout: Duration,
     /// How long a standby that vanished from `pg_stat_replication` keeps being reported as
     /// not streaming, so a dead replica is visible rather than silently absent.
     #[serde(default = "default_standby_retention", with = "humantime_serde")]
+    #[schemars(with = "String", extend("format" = "duration"))]
     standby_retention: Duration,
+    /// `[[postgres.targets]]`: every server, primary and replicas; the role is detected each cycle, so after a failover the same config keeps working.
     targets: Vec<TargetSection>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct TargetSection {
     /// The `target` label; must be unique.
+    #[schemars(example = &"primary")]
     name: String,
     /// Connection URL, e.g. `postgres://surge@db:5432/postgres?sslmode=require`.
+    #[schemars(example = &"postgres://surge_monitor@db-primary:5432/postgres?sslmode=verify-full")]
     dsn: Option<String>,
     /// Name of an environment variable holding the whole connection URL.
+    #[schemars(example = &"SURGE_REPLICA1_DSN")]
     dsn_env: Option<String>,
     /// Name of an environment variable holding the password.
+    #[schemars(example = &"SURGE_PG_PASSWORD")]
     password_env: Option<String>,
     /// File holding the password (trailing newline ignored).
+    #[schemars(example = &"/run/secrets/surge-monitor-password")]
     password_file: Option<PathBuf>,
 }
 

@@ -24,29 +24,44 @@ use crate::source::Source;
 use crate::sync::lock;
 
 /// `[processes]` as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Section {
+    /// Time between collections.
     #[serde(default = "default_interval", with = "humantime_serde")]
+    #[schemars(with = "String", extend("format" = "duration"))]
     interval: Duration,
+    /// Per target; a slower target is marked down (`surge_source_up` 0).
     #[serde(default = "default_timeout", with = "humantime_serde")]
+    #[schemars(with = "String", extend("format" = "duration"))]
     timeout: Duration,
+    /// `[[processes.workloads]]`: local processes standing for a workload's pods (the bundled stack's replicas).
     workloads: Vec<WorkloadSection>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct WorkloadSection {
+    /// The `namespace` label.
+    #[schemars(example = &"shop")]
     namespace: String,
+    /// The `workload` label.
+    #[schemars(example = &"payment")]
     workload: String,
     /// CPU request of one replica, as a Kubernetes quantity (`250m`, `0.5`, `1`).
+    #[schemars(example = &"250m")]
     cpu_request: String,
-    /// Memory request and limit of one replica, as Kubernetes quantities (`256Mi`).
+    /// Memory request of one replica, as a Kubernetes quantity (`256Mi`).
+    #[schemars(example = &"256Mi")]
     memory_request: Option<String>,
+    /// Memory limit of one replica, as a Kubernetes quantity.
+    #[schemars(example = &"512Mi")]
     memory_limit: Option<String>,
     /// Glob of pid files, one per replica; the file stem becomes the `pod` label.
+    #[schemars(example = &"/run/shop/payment-*.pid")]
     pid_files: Option<String>,
     /// Regex matched against the full command line (arguments joined by spaces).
+    #[schemars(example = &"^/usr/bin/shop serve payment")]
     cmdline: Option<String>,
 }
 

@@ -8,7 +8,17 @@
 use std::collections::{BTreeMap, HashMap};
 
 /// How to report a partition the group has never committed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Deserialize,
+    serde::Serialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Uncommitted {
     /// No lag series; `has_commit 0` says why.
