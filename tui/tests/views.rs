@@ -229,6 +229,59 @@ fn overflow_fifty_services_two_hundred_groups_long_names() {
     insta::assert_snapshot!("overflow_kafka_end_160x48", render(&app, &store, 160, 48));
 }
 
+/// The guide's frames of every view (docs/src/panel.md, between its `frames` markers) are
+/// the snapshots', character for character; `SURGE_WRITE_DOCS=1` writes them there.
+#[test]
+fn guide_shows_every_view_from_its_snapshot() -> anyhow::Result<()> {
+    const VIEWS: [(&str, &str); 8] = [
+        ("`1` Overview", "views__overview_160x48"),
+        ("`Enter` on a service", "views__service_payment_160x48"),
+        ("`2` Kafka", "views__kafka_160x48"),
+        (
+            "`Enter` on a group: its partitions",
+            "views__partitions_160x48",
+        ),
+        ("`3` PostgreSQL", "views__postgres_160x48"),
+        ("`4` Alerts", "views__alerts_160x48"),
+        (
+            "`m` on an alert: the silence form",
+            "views__silence_form_160x48",
+        ),
+        ("`?` help: every key", "views__help_160x48"),
+    ];
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut block = String::from("<!-- frames:begin -->\n");
+    for (title, name) in VIEWS {
+        let snapshot =
+            std::fs::read_to_string(root.join(format!("tui/tests/snapshots/{name}.snap")))?;
+        let frame = snapshot
+            .splitn(3, "---\n")
+            .nth(2)
+            .ok_or_else(|| anyhow::anyhow!("snapshot {name} without a header"))?
+            .trim_end_matches('\n');
+        block.push_str(&format!("\n### {title}\n\n```text\n{frame}\n```\n"));
+    }
+    block.push_str("\n<!-- frames:end -->");
+    let path = root.join("docs/src/panel.md");
+    let page = std::fs::read_to_string(&path)?;
+    let (start, end) = (
+        page.find("<!-- frames:begin -->")
+            .ok_or_else(|| anyhow::anyhow!("no frames:begin"))?,
+        page.find("<!-- frames:end -->")
+            .ok_or_else(|| anyhow::anyhow!("no frames:end"))?
+            + "<!-- frames:end -->".len(),
+    );
+    let wanted = format!("{}{block}{}", &page[..start], &page[end..]);
+    if std::env::var_os("SURGE_WRITE_DOCS").is_some() {
+        std::fs::write(&path, &wanted)?;
+    }
+    assert!(
+        std::fs::read_to_string(&path)? == wanted,
+        "docs/src/panel.md's frames differ from the snapshots (SURGE_WRITE_DOCS=1 cargo test -p surge-tui --test views guide rewrites them)"
+    );
+    Ok(())
+}
+
 /// The README's frame is this snapshot, character for character.
 #[test]
 fn readme_frame_is_the_overview_snapshot() -> anyhow::Result<()> {
