@@ -42,3 +42,36 @@ fn cargo_install_locked_installs_both_binaries() -> anyhow::Result<()> {
     assert!(!Path::new(&root.path().join("bin/surge-shop")).exists());
     Ok(())
 }
+
+/// `cargo package` packs both binaries' crates with the library crates they need, in one run
+/// (cargo resolves each against the ones packed before it): what `cargo publish` would upload,
+/// with no warning. Not verified by building the packages: that resolves the library crates
+/// from crates.io, where they are not published, and it would build kafka-protocol without
+/// the workspace's patch (vendor/kafka-protocol/SURGE-PATCH.md).
+#[test]
+fn cargo_package_packs_both_binaries_without_warnings() -> anyhow::Result<()> {
+    let repo = surge_tests::alerting::repo();
+    let target = tempfile::tempdir()?;
+    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(&repo)
+        .args(["package", "--offline", "--no-verify", "--allow-dirty"])
+        .args([
+            "-p",
+            "surge-build-info",
+            "-p",
+            "surge-metrics",
+            "-p",
+            "surge-client",
+        ])
+        .args(["-p", "surge-tui", "-p", "surge-exporter", "--target-dir"])
+        .arg(target.path())
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    anyhow::ensure!(out.status.success(), "cargo package: {stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+    for crate_file in ["surge-tui-0.1.0.crate", "surge-exporter-0.1.0.crate"] {
+        let packed = target.path().join("package").join(crate_file);
+        assert!(packed.exists(), "{} missing: {stderr}", packed.display());
+    }
+    Ok(())
+}
