@@ -231,6 +231,17 @@ fn drill_slow_provider_scales_payment_on_its_lag_and_loses_nothing() -> anyhow::
         o.autoscale = Some(Duration::from_secs(3));
     })?;
     let initial = drill.stack.replicas().get("payment").copied().unwrap_or(0);
+    // What the panel's service view must say while the lag decides: what payment scales on,
+    // and what limits it (its HPA's maximum and the partitions of the topic it consumes).
+    let max = drill
+        .stack
+        .hpas
+        .iter()
+        .find(|h| h.workload == "payment")
+        .context("no payment HPA")?
+        .max;
+    let partitions = surge_testkit::kafka::partitions(&drill.stack.kafka, "order-placed")?;
+    let limit = format!("limit: max {max}, {partitions} partitions");
     let base = Duration::from_secs(10);
     let start = Instant::now();
     let load = drill.start_load(&[
@@ -247,13 +258,53 @@ fn drill_slow_provider_scales_payment_on_its_lag_and_loses_nothing() -> anyhow::
     drill.wait_monitoring()?;
     let mut scaled_out = None;
     let mut most = initial;
-    let load_end = drill.watch_load(load, |replicas| {
-        let now = replicas.get("payment").copied().unwrap_or(0);
-        most = most.max(now);
-        if scaled_out.is_none() && now > initial {
-            scaled_out = Some(start.elapsed().saturating_sub(base));
-        }
+    // The panel is asked all through the sale, beside the load: the lag decides only while
+    // there is lag, and once the sale ends payment drains it in seconds.
+    let said: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let said_it = |frame: &str| {
+        frame
+            .lines()
+            .any(|l| l.contains("scaling on lag") && l.contains(&limit))
+    };
+    let load_end = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(frame) = drill.frame(&["--view", "svc:payment"])
+                    && said_it(&frame)
+                {
+                    if let Ok(mut said) = said.lock() {
+                        *said = Some(frame);
+                    }
+                    drill.step("payment scaling on lag");
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        });
+        let ended = drill.watch_load(load, |replicas| {
+            let now = replicas.get("payment").copied().unwrap_or(0);
+            most = most.max(now);
+            if scaled_out.is_none() && now > initial {
+                scaled_out = Some(start.elapsed().saturating_sub(base));
+            }
+        });
+        // A last look while the backlog drains, then the panel is no longer asked.
+        let _ = surge_servers::wait_until(
+            "the panel saying payment scales on lag",
+            Duration::from_secs(20),
+            Duration::from_millis(250),
+            || Ok(said.lock().map(|s| s.is_some()).unwrap_or(false)),
+        );
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        ended
     })?;
+    let said = said.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.take();
+    anyhow::ensure!(
+        said.is_some(),
+        "the panel never said payment scales on lag (with {limit:?}) during the sale: {}",
+        drill.frame(&["--view", "svc:payment"])?
+    );
     let scaled_out = scaled_out.with_context(|| {
         format!(
             "payment never scaled out (still {initial}); peak lag {:?}",
@@ -294,21 +345,6 @@ fn drill_slow_provider_scales_payment_on_its_lag_and_loses_nothing() -> anyhow::
         peak_cpu < 0.7,
         "payment's CPU reached its target ({peak_cpu}): CPU, not lag, may have scaled it"
     );
-    // The panel's service view says what payment scales on, and what limits it: its HPA's
-    // maximum and the partitions of the topic it consumes (as many consumers as can work).
-    let max = drill
-        .stack
-        .hpas
-        .iter()
-        .find(|h| h.workload == "payment")
-        .context("no payment HPA")?
-        .max;
-    let partitions = surge_testkit::kafka::partitions(&drill.stack.kafka, "order-placed")?;
-    let limit = format!("limit: max {max}, {partitions} partitions");
-    drill.wait_frame("payment scaling on lag", &["--view", "svc:payment"], |f| {
-        f.lines()
-            .any(|l| l.contains("scaling on lag") && l.contains(&limit))
-    })?;
     let (orders, lost) = drill.audit(Duration::from_secs(180))?;
     surge_servers::wait_until(
         "payment's lag drained to zero",
