@@ -208,6 +208,19 @@ fn kube_context_reaches_prometheus_and_alertmanager_through_the_api_proxy() -> a
         "/api/v1/namespaces/observability/services/http:kube-prometheus-stack-prometheus:http-web/proxy/api/v1/"
     ));
 
+    // Reading needs only `list` on services and `get` on services/proxy: every request the
+    // panel made is a GET of one or the other.
+    for api in [&token_api, &cert_api] {
+        let requests = api.requests();
+        assert!(requests.len() >= 4, "{requests:?}");
+        for r in &requests {
+            assert!(
+                r.method == "GET" && (r.path == "/api/v1/services" || r.path.contains("/proxy/")),
+                "{r:?}"
+            );
+        }
+    }
+
     // As configured: a service named on the command line, not looked for.
     let (code, frame, err) = once(
         &kubeconfig,

@@ -130,6 +130,19 @@ fn debian_packages_pass_lintian_install_run_and_purge() -> anyhow::Result<()> {
         ensure!(Path::new(path).exists(), "{path} is not installed");
     }
 
+    // Hardened as the guide says: its own user, the system read-only, no privilege to gain.
+    let unit = std::fs::read_to_string(UNIT)?;
+    for directive in [
+        "User=surge-exporter",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "CapabilityBoundingSet=\n",
+        "EnvironmentFile=-/etc/default/surge-exporter",
+    ] {
+        assert!(unit.contains(directive), "{UNIT} lacks {directive:?}");
+    }
     let verify = run("systemd-analyze", &["verify", UNIT])?;
     ensure!(
         verify.status.success() && verify.stderr.is_empty(),
