@@ -8,14 +8,7 @@ use serde_json::{Map, Value};
 /// One page: a title, what the file is, and a table per TOML table.
 pub fn page(title: &str, intro: &str, schema: &Value) -> String {
     let mut out = format!("# {title}\n\n{intro}\n");
-    let defs = schema
-        .get("$defs")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    let mut tables = Vec::new();
-    collect(schema, "", false, &defs, &mut tables);
-    for table in tables {
+    for table in tables(schema) {
         out.push_str(&format!("\n## `{}`\n\n", table.header));
         if let Some(about) = &table.about {
             out.push_str(&format!("{about}\n\n"));
@@ -41,15 +34,8 @@ pub fn page(title: &str, intro: &str, schema: &Value) -> String {
 /// Every key that lacks a meaning, or both a default and an example (what a test refuses).
 #[cfg(test)]
 pub fn incomplete(schema: &Value) -> Vec<String> {
-    let defs = schema
-        .get("$defs")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    let mut tables = Vec::new();
-    collect(schema, "", false, &defs, &mut tables);
     let mut missing = Vec::new();
-    for table in &tables {
+    for table in &tables(schema) {
         for key in &table.keys {
             if key.meaning.is_empty() {
                 missing.push(format!("{}.{}: no description", table.header, key.name));
@@ -63,6 +49,18 @@ pub fn incomplete(schema: &Value) -> Vec<String> {
         }
     }
     missing
+}
+
+/// Every TOML table of the schema, in the order they are written.
+fn tables(schema: &Value) -> Vec<Table> {
+    let defs = schema
+        .get("$defs")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let mut tables = Vec::new();
+    collect(schema, "", false, &defs, &mut tables);
+    tables
 }
 
 struct Table {
