@@ -422,24 +422,25 @@ fn proxy_route(path: &str) -> Option<(String, String, String, String)> {
     Some((namespace.into(), name.into(), port.into(), rest.into()))
 }
 
+/// The `key=value` (or `key==value`) terms of a label or field selector.
+fn equality_terms(selector: Option<&String>) -> impl Iterator<Item = (&str, &str)> {
+    selector.into_iter().flat_map(|s| s.split(',')).map(|term| {
+        let (key, value) = term.split_once('=').unwrap_or((term, ""));
+        (key, value.trim_start_matches('='))
+    })
+}
+
 /// Whether `object`'s labels hold every `key=value` of `selector` (equality terms only).
 fn labels_match(object: &Value, selector: Option<&String>) -> bool {
-    selector.into_iter().flat_map(|s| s.split(',')).all(|term| {
-        let (key, value) = term.split_once('=').unwrap_or((term, ""));
-        let value = value.trim_start_matches('=');
-        object["metadata"]["labels"][key].as_str() == Some(value)
-    })
+    equality_terms(selector)
+        .all(|(key, value)| object["metadata"]["labels"][key].as_str() == Some(value))
 }
 
 /// Whether `object` matches every `metadata.name=…` / `metadata.namespace=…` term.
 fn fields_match(object: &Value, selector: Option<&String>) -> bool {
-    selector.into_iter().flat_map(|s| s.split(',')).all(|term| {
-        let (field, value) = term.split_once('=').unwrap_or((term, ""));
-        let value = value.trim_start_matches('=');
-        match field.strip_prefix("metadata.") {
-            Some(key) => object["metadata"][key].as_str() == Some(value),
-            None => false,
-        }
+    equality_terms(selector).all(|(field, value)| match field.strip_prefix("metadata.") {
+        Some(key) => object["metadata"][key].as_str() == Some(value),
+        None => false,
     })
 }
 

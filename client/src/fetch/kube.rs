@@ -128,10 +128,6 @@ impl Cluster {
         })
     }
 
-    pub fn context(&self) -> &str {
-        &self.context
-    }
-
     /// Send `request` (an absolute URL under this cluster's server) with the context's
     /// credentials; the answer is read whole, refused past `limit` bytes.
     pub async fn send(
@@ -196,10 +192,9 @@ impl Cluster {
     /// list.
     async fn services(&self, selector: &str) -> Result<Vec<Service>, String> {
         let url = format!("{}/api/v1/services?{selector}", self.server);
-        let request = reqwest::Client::new()
-            .get(&url)
-            .build()
-            .map_err(|e| e.to_string())?;
+        // A bare request: `send` hands it to the cluster's client, no HTTP client of its own.
+        let url = url.parse().map_err(|e| format!("{url}: {e}"))?;
+        let request = reqwest::Request::new(reqwest::Method::GET, url);
         let response = self.send(request, super::MAX_ANSWER_BYTES).await?;
         let status = response.status();
         let body = response.bytes().await.map_err(|e| e.to_string())?;
