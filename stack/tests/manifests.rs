@@ -14,45 +14,8 @@ use anyhow::{Context, anyhow};
 use serde_json::{Value, json};
 use surge_stack::k8s;
 
-/// The overlays a user applies.
-const OVERLAYS: [&str; 3] = ["local", "production", "keda"];
-/// The Kubernetes version the guide names for deployment (docs/src/deploy.md).
-const KUBERNETES: &str = "1.33.0";
-const SHOP_SERVICES: [&str; 5] = ["auth", "catalog", "orders", "payment", "shipping"];
-
-fn stack_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
-}
-
-fn repo() -> PathBuf {
-    stack_dir().join("..")
-}
-
-fn rendered() -> anyhow::Result<Vec<(&'static str, Vec<Value>)>> {
-    OVERLAYS
-        .iter()
-        .map(|o| Ok((*o, k8s::render(&stack_dir().join("k8s/overlays").join(o))?)))
-        .collect()
-}
-
-fn name(object: &Value) -> &str {
-    object["metadata"]["name"].as_str().unwrap_or_default()
-}
-
-fn kind(object: &Value) -> &str {
-    object["kind"].as_str().unwrap_or_default()
-}
-
-fn find<'a>(objects: &'a [Value], kind_: &str, name_: &str) -> anyhow::Result<&'a Value> {
-    objects
-        .iter()
-        .find(|o| kind(o) == kind_ && name(o) == name_)
-        .ok_or_else(|| anyhow!("no {kind_} {name_}"))
-}
-
-fn of_kind<'a>(objects: &'a [Value], kind_: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
-    objects.iter().filter(move |o| kind(o) == kind_)
-}
+mod support;
+use support::*;
 
 /// Kinds Kubernetes itself serves (checked by kubernetes-validate); everything else is a
 /// custom resource (checked against its CRD).
