@@ -136,15 +136,49 @@ fn object(api_version: &str, kind: &str, name: &str, spec: Value) -> Value {
     Value::Mapping(out)
 }
 
-/// `alerts/rules.yml` as a `PrometheusRule`: the rule groups, unchanged.
+/// The namespace the shop, its PrometheusRule and its AlertmanagerConfig live in (the base
+/// kustomization's `namespace`; a test holds the two equal).
+pub const NAMESPACE: &str = "shop";
+
+/// The `namespace` label every alert of the PrometheusRule carries. prometheus-operator
+/// (`alertmanagerConfigMatcherStrategy: OnNamespace`, its default) routes an
+/// AlertmanagerConfig's alerts, and applies its inhibitions, only to alerts with the config's
+/// namespace: an alert keeps its series' namespace and takes ours where its expression has
+/// none (`vector(1)`, `absent()`, sums over a database), instead of falling to the cluster's
+/// default receiver.
+pub fn alert_namespace_label() -> String {
+    format!("{{{{ with $labels.namespace }}}}{{{{ . }}}}{{{{ else }}}}{NAMESPACE}{{{{ end }}}}")
+}
+
+/// `alerts/rules.yml` as a `PrometheusRule`: the rule groups, each alert with the `namespace`
+/// label [`alert_namespace_label`] (one that sets its own keeps it).
 pub fn prometheus_rule(rules_yaml: &str) -> anyhow::Result<String> {
     let rules: Value = serde_yaml_ng::from_str(rules_yaml).context("rules.yml")?;
-    let groups = rules
+    let mut groups = rules
         .get("groups")
         .filter(|g| g.is_sequence())
-        .context("rules.yml: no `groups` list")?;
+        .context("rules.yml: no `groups` list")?
+        .clone();
+    for group in groups.as_sequence_mut().into_iter().flatten() {
+        let Some(rules) = group.get_mut("rules").and_then(Value::as_sequence_mut) else {
+            continue;
+        };
+        for rule in rules.iter_mut().filter(|r| r.get("alert").is_some()) {
+            let rule = rule
+                .as_mapping_mut()
+                .context("rules.yml: a rule is not a mapping")?;
+            let labels = rule
+                .entry("labels".into())
+                .or_insert_with(|| Value::Mapping(Mapping::new()))
+                .as_mapping_mut()
+                .context("rules.yml: an alert's labels are not a mapping")?;
+            if !labels.contains_key("namespace") {
+                labels.insert("namespace".into(), alert_namespace_label().into());
+            }
+        }
+    }
     let mut spec = Mapping::new();
-    spec.insert("groups".into(), groups.clone());
+    spec.insert("groups".into(), groups);
     let rule = object(
         "monitoring.coreos.com/v1",
         "PrometheusRule",
@@ -548,10 +582,13 @@ receivers:
     }
 
     #[test]
-    fn the_rule_groups_pass_through_unchanged() -> anyhow::Result<()> {
-        let rules = "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: |\n          up == 0\n          and on (job) x\n        for: 5m\n";
+    fn the_rule_groups_pass_through_with_the_namespace_label() -> anyhow::Result<()> {
+        let rules = "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: |\n          up == 0\n          and on (job) x\n        for: 5m\n      - record: r\n        expr: up\n      - alert: B\n        expr: up\n        labels: {namespace: elsewhere, severity: page}\n";
         let rule = yaml(&prometheus_rule(rules)?);
-        assert_eq!(rule["spec"]["groups"], yaml(rules)["groups"]);
+        let mut want = yaml(rules)["groups"].clone();
+        want[0]["rules"][0]["labels"] =
+            yaml(&format!("{{namespace: '{}'}}", alert_namespace_label()));
+        assert_eq!(rule["spec"]["groups"], want);
         assert_eq!(rule["kind"], yaml("PrometheusRule"));
         Ok(())
     }

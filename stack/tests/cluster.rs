@@ -162,3 +162,414 @@ fn missing_lag_holds_the_consumers_under_keda_as_under_the_adapter() -> anyhow::
     assert_eq!(cases, 24);
     Ok(())
 }
+
+/// The objects other installs of an external or resource metrics server create: kube-prometheus'
+/// adapter (serves metrics.k8s.io: `kubectl top`, CPU HPAs), the prometheus-adapter Helm chart
+/// and KEDA, by name and pod labels (read from their sources; provenance in the file).
+fn other_installs() -> anyhow::Result<Vec<Value>> {
+    let text =
+        std::fs::read_to_string(stack_dir().join("tests/fixtures/external-metrics-installs.json"))?;
+    let fixture: Value = serde_json::from_str(&text)?;
+    Ok(fixture["installs"].as_array().cloned().unwrap_or_default())
+}
+
+/// What the adapter objects are labelled with (so `kubectl apply -l` can leave them out).
+const ADAPTER_COMPONENT: &str = "external-metrics-adapter";
+
+fn is_adapter(object: &Value) -> bool {
+    object["metadata"]["labels"]["app.kubernetes.io/component"] == ADAPTER_COMPONENT
+}
+
+fn selects(selector: &Value, labels: &Value) -> bool {
+    selector
+        .as_object()
+        .is_some_and(|s| !s.is_empty() && s.iter().all(|(k, v)| &labels[k] == v))
+}
+
+/// Our prometheus-adapter shares no object with kube-prometheus', the Helm chart's or KEDA's:
+/// applying it over theirs neither fails on an immutable selector nor replaces the adapter
+/// that serves `metrics.k8s.io`, and no Service of one selects the other's pods. The one name
+/// it cannot choose is the APIService of its API group: `kubectl apply -l` with the selector
+/// the guide gives leaves out exactly the adapter, APIService included, for clusters where
+/// KEDA or another adapter already serves external metrics.
+#[test]
+fn the_lag_adapter_has_names_of_its_own() -> anyhow::Result<()> {
+    let installs = other_installs()?;
+    assert_eq!(installs.len(), 3);
+    let key = |o: &Value| {
+        (
+            o["kind"].as_str().unwrap_or_default().to_string(),
+            o["metadata"]["namespace"]
+                .as_str()
+                .or_else(|| o["namespace"].as_str())
+                .unwrap_or_default()
+                .to_string(),
+            o["metadata"]["name"]
+                .as_str()
+                .or_else(|| o["name"].as_str())
+                .unwrap_or_default()
+                .to_string(),
+        )
+    };
+    let guide = std::fs::read_to_string(repo().join("docs/src/deploy.md"))?;
+    let exclude = format!("-l 'app.kubernetes.io/component!={ADAPTER_COMPONENT}'");
+    assert!(
+        guide.contains(&exclude),
+        "docs/src/deploy.md names {exclude}"
+    );
+    for (overlay, objects) in rendered()? {
+        let ours: Vec<&Value> = objects.iter().filter(|o| is_adapter(o)).collect();
+        if overlay == "keda" {
+            assert!(ours.is_empty(), "keda: KEDA serves external metrics");
+            continue;
+        }
+        assert!(
+            ours.len() >= 14,
+            "{overlay}: {} adapter objects",
+            ours.len()
+        );
+        let pod_labels = &find(&objects, "Deployment", "surge-metrics-adapter")?["spec"]["template"]
+            ["metadata"]["labels"];
+        let our_selector = &find(&objects, "Service", "surge-metrics-adapter")?["spec"]["selector"];
+        for install in &installs {
+            let theirs: BTreeSet<_> = install["objects"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(key)
+                .collect();
+            assert!(theirs.len() >= 14, "{}", install["name"]);
+            for object in &ours {
+                let k = key(object);
+                if k.0 == "APIService" {
+                    continue;
+                }
+                assert!(
+                    !theirs.contains(&k),
+                    "{overlay}: {k:?} is also {}'s",
+                    install["name"]
+                );
+            }
+            assert!(
+                !selects(our_selector, &install["pod_labels"]),
+                "{overlay}: our Service selects {}'s pods",
+                install["name"]
+            );
+            assert!(
+                !selects(&install["service_selector"], pod_labels),
+                "{overlay}: {}'s Service selects our pods",
+                install["name"]
+            );
+        }
+        // `kubectl apply -l 'component!=…'` keeps objects without the label, and those with
+        // another value.
+        let applied: Vec<&Value> = objects.iter().filter(|o| !is_adapter(o)).collect();
+        assert!(
+            applied.iter().all(|o| kind(o) != "APIService"),
+            "{overlay}: an APIService is still applied"
+        );
+        for hpa in ["payment", "shipping"] {
+            assert!(
+                applied
+                    .iter()
+                    .any(|o| kind(o) == "HorizontalPodAutoscaler" && name(o) == hpa)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The API server verifies the adapter: no `insecureSkipTLSVerify`, the CA bundle injected by
+/// cert-manager from the Certificate the adapter serves with, for the Service's DNS name.
+#[test]
+fn the_api_server_verifies_the_lag_adapter() -> anyhow::Result<()> {
+    let mut checked = 0;
+    for (overlay, objects) in rendered()? {
+        for api in of_kind(&objects, "APIService") {
+            assert!(
+                api["spec"].get("insecureSkipTLSVerify").is_none(),
+                "{overlay}: {} skips TLS verification",
+                name(api)
+            );
+            let from = api["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
+                .as_str()
+                .with_context(|| format!("{overlay}: {} has no CA injected", name(api)))?;
+            let (namespace, certificate) = from.split_once('/').context("namespace/name")?;
+            let cert = find(&objects, "Certificate", certificate)?;
+            assert_eq!(cert["metadata"]["namespace"], json!(namespace));
+            let service = &api["spec"]["service"];
+            let dns = format!(
+                "{}.{}.svc",
+                service["name"].as_str().unwrap_or_default(),
+                service["namespace"].as_str().unwrap_or_default()
+            );
+            assert!(
+                cert["spec"]["dnsNames"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|d| *d == json!(dns)),
+                "{overlay}: {certificate} does not name {dns}"
+            );
+            // The adapter serves with that certificate's secret.
+            let adapter = find(
+                &objects,
+                "Deployment",
+                service["name"].as_str().unwrap_or_default(),
+            )?;
+            let pod = &adapter["spec"]["template"]["spec"];
+            let volume = pod["volumes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|v| v["secret"]["secretName"] == cert["spec"]["secretName"])
+                .with_context(|| format!("{overlay}: the adapter does not mount {certificate}"))?;
+            let container = &pod["containers"][0];
+            let mount = container["volumeMounts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|m| m["name"] == volume["name"])
+                .context("mounted")?;
+            let dir = mount["mountPath"].as_str().unwrap_or_default();
+            let args: Vec<&str> = container["args"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            assert!(
+                args.contains(&format!("--tls-cert-file={dir}/tls.crt").as_str()),
+                "{overlay}: {args:?}"
+            );
+            assert!(args.contains(&format!("--tls-private-key-file={dir}/tls.key").as_str()));
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 2, "local and production serve external metrics");
+    Ok(())
+}
+
+/// One CRD matcher (`{name, matchType, value}`) as Alertmanager's string form.
+fn matcher_string(m: &Value) -> String {
+    let op = m["matchType"]
+        .as_str()
+        .unwrap_or(if m["regex"] == json!(true) { "=~" } else { "=" });
+    let value = m["value"]
+        .as_str()
+        .unwrap_or_default()
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n");
+    format!("{}{op}\"{value}\"", m["name"].as_str().unwrap_or_default())
+}
+
+/// An AlertmanagerConfig route as prometheus-operator writes it into alertmanager.yaml:
+/// receivers renamed `<namespace>/<config>/<receiver>`; the nested routes keep their own
+/// matchers and `continue`.
+fn operator_route(route: &Value, prefix: &str) -> Value {
+    let mut out = serde_json::Map::new();
+    if let Some(receiver) = route["receiver"].as_str() {
+        out.insert("receiver".into(), json!(format!("{prefix}{receiver}")));
+    }
+    for (from, to) in [
+        ("groupBy", "group_by"),
+        ("groupWait", "group_wait"),
+        ("groupInterval", "group_interval"),
+        ("repeatInterval", "repeat_interval"),
+        ("continue", "continue"),
+    ] {
+        if let Some(v) = route.get(from) {
+            out.insert(to.into(), v.clone());
+        }
+    }
+    let matchers: Vec<String> = route["matchers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(matcher_string)
+        .collect();
+    if !matchers.is_empty() {
+        out.insert("matchers".into(), json!(matchers));
+    }
+    let routes: Vec<Value> = route["routes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| operator_route(r, prefix))
+        .collect();
+    if !routes.is_empty() {
+        out.insert("routes".into(), json!(routes));
+    }
+    Value::Object(out)
+}
+
+/// The alertmanager.yaml prometheus-operator generates for `amc` under its default
+/// `alertmanagerConfigMatcherStrategy: OnNamespace` (pkg/alertmanager/amcfg.go): the
+/// config's route becomes a child of the root with `namespace="<its namespace>"` appended to
+/// its matchers and `continue: true`; every inhibition gets that matcher on both sides;
+/// the root keeps the operator's default `null` receiver (a cluster's own default receiver
+/// stands in the same place).
+fn operator_generated(amc: &Value) -> Value {
+    let namespace = amc["metadata"]["namespace"].as_str().unwrap_or_default();
+    let prefix = format!("{namespace}/{}/", name(amc));
+    let enforced = format!("namespace=\"{namespace}\"");
+    let mut top = operator_route(&amc["spec"]["route"], &prefix);
+    let mut matchers = top["matchers"].as_array().cloned().unwrap_or_default();
+    matchers.push(json!(enforced));
+    top["matchers"] = json!(matchers);
+    top["continue"] = json!(true);
+    let inhibit: Vec<Value> = amc["spec"]["inhibitRules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|rule| {
+            let side = |key: &str| {
+                let mut m: Vec<String> = rule[key]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(matcher_string)
+                    .collect();
+                m.push(enforced.clone());
+                m
+            };
+            json!({
+                "source_matchers": side("sourceMatch"),
+                "target_matchers": side("targetMatch"),
+                "equal": rule["equal"],
+            })
+        })
+        .collect();
+    let mut receivers = vec![json!({"name": "null"})];
+    for receiver in amc["spec"]["receivers"].as_array().into_iter().flatten() {
+        // The integrations do not change where an alert goes.
+        receivers.push(
+            json!({"name": format!("{prefix}{}", receiver["name"].as_str().unwrap_or_default())}),
+        );
+    }
+    json!({
+        "route": {"receiver": "null", "routes": [top]},
+        "inhibit_rules": inhibit,
+        "receivers": receivers,
+    })
+}
+
+fn run(program: &str, args: &[&str], dir: &std::path::Path) -> anyhow::Result<String> {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .map_err(|e| anyhow::anyhow!("{program} not found ({e}); run scripts/install-deps"))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    anyhow::ensure!(out.status.success(), "{program} {args:?} failed:\n{text}");
+    Ok(text)
+}
+
+/// Every alert the rules' unit tests fire, with the labels Prometheus gives it from the
+/// PrometheusRule (proven by `promtool test rules` on the PrometheusRule's own groups with the
+/// expected labels completed), routed through the config prometheus-operator generates from
+/// the AlertmanagerConfig, reaches the receiver the repository's alertmanager.yml routes it
+/// to, and carries the namespace every inhibition of that config requires on both sides.
+/// Before issue 28, Watchdog, SurgeExporterAbsent, PostgresConnectionsHigh and
+/// KafkaDeadLetterReceiving fell to the cluster's default receiver.
+#[test]
+fn every_alert_reaches_its_receiver_through_the_operators_config() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let alerts_dir = repo().join("alerts");
+    let (_, objects) = rendered()?.into_iter().next().context("an overlay")?;
+    let amc = find(&objects, "AlertmanagerConfig", "surge")?;
+    let rule = find(&objects, "PrometheusRule", "surge")?;
+    let namespace = amc["metadata"]["namespace"].as_str().context("namespace")?;
+    assert_eq!(rule["metadata"]["namespace"], json!(namespace));
+    assert_eq!(
+        namespace,
+        surge_stack::k8s::NAMESPACE,
+        "the alerts' namespace label"
+    );
+
+    // The PrometheusRule's groups, and the unit tests with each alert's namespace completed:
+    // its series' where it has one, else the rule's.
+    std::fs::write(
+        dir.path().join("rules.yml"),
+        serde_json::to_string(&json!({"groups": rule["spec"]["groups"]}))?,
+    )?;
+    let mut tests: Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(alerts_dir.join("rules.test.yml"))?)?;
+    let mut alerts: Vec<Value> = Vec::new();
+    for test in tests["tests"].as_array_mut().into_iter().flatten() {
+        for case in test["alert_rule_test"].as_array_mut().into_iter().flatten() {
+            let alertname = case["alertname"].clone();
+            for alert in case["exp_alerts"].as_array_mut().into_iter().flatten() {
+                let labels = &mut alert["exp_labels"];
+                if labels.get("namespace").is_none() {
+                    labels["namespace"] = json!(namespace);
+                }
+                let mut routed = labels.clone();
+                routed["alertname"] = alertname.clone();
+                alerts.push(routed);
+            }
+        }
+    }
+    std::fs::write(
+        dir.path().join("rules.test.yml"),
+        serde_json::to_string(&tests)?,
+    )?;
+    let report = run("promtool", &["test", "rules", "rules.test.yml"], dir.path())?;
+    assert!(report.contains("SUCCESS"), "{report}");
+
+    let config = operator_generated(amc);
+    std::fs::write(
+        dir.path().join("alertmanager.yml"),
+        serde_json::to_string(&config)?,
+    )?;
+    let check = run("amtool", &["check-config", "alertmanager.yml"], dir.path())?;
+    assert!(check.contains("SUCCESS"), "{check}");
+
+    let receivers = |config_dir: &std::path::Path, labels: &[String]| -> anyhow::Result<String> {
+        let mut args = vec!["config", "routes", "test", "--config.file=alertmanager.yml"];
+        args.extend(labels.iter().map(String::as_str));
+        // The receivers, comma-separated, on the first line (a warning may follow).
+        let out = run("amtool", &args, config_dir)?;
+        Ok(out.lines().next().unwrap_or_default().trim().to_string())
+    };
+    let mut names = BTreeSet::new();
+    let prefix = format!("{namespace}/{}/", name(amc));
+    for alert in &alerts {
+        let labels: Vec<String> = alert
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+            .collect();
+        let alertname = alert["alertname"].as_str().unwrap_or_default().to_string();
+        assert_eq!(
+            alert["namespace"],
+            json!(namespace),
+            "{alertname}: every inhibition of the config needs namespace={namespace}"
+        );
+        let intended = receivers(&alerts_dir, &labels)?;
+        let want = intended
+            .split(',')
+            .map(|r| format!("{prefix}{r}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let got = receivers(dir.path(), &labels)?;
+        assert_eq!(got, want, "{alertname} {labels:?}");
+        names.insert(alertname);
+    }
+    // Every alert of rules.yml fires in some unit test, so every one was routed here.
+    let all: BTreeSet<String> = rule["spec"]["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|g| g["rules"].as_array().into_iter().flatten())
+        .filter_map(|r| r["alert"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(names, all);
+    Ok(())
+}
