@@ -136,6 +136,12 @@ catalogue! {
             "Seconds until the lag reaches 0 at current rates; present only while draining.";
         LAG_STATE = gauge "surge_kafka_group_topic_lag_state" [cluster, group, topic, state]
             "1 for the lag state of the group on the topic (ok, growing, draining, stalled, idle), 0 for the others.";
+        STALLED_PARTITIONS = gauge "surge_kafka_group_topic_stalled_partitions" [cluster, group, topic]
+            "Partitions of the topic whose committed offset has not moved while they have lag, for the stall time (each partition judged alone, so a wedged member shows while the others commit); the lag state is stalled while this is above 0.";
+        PARTITION_STALLED = gauge "surge_kafka_partition_stalled_seconds" unit "seconds" [cluster, group, topic, partition, member]
+            "How long a stalled partition's committed offset has stood still with lag, present only while it is stalled; member is the group member it is assigned to (empty when none is).";
+        SCALABLE_LAG = gauge "surge_kafka_group_topic_scalable_lag" [cluster, group, topic]
+            "The lag more consumers could work off: summed over the partitions that are not stalled, each capped at [kafka] scalable_lag_partition_cap (one consumer's share), what HPAs and KEDA scale on.";
         MEMBERS = gauge "surge_kafka_group_members" [cluster, group]
             "Members of the consumer group (absent when the group could not be described).";
         GROUP_STATE = gauge "surge_kafka_group_state" [cluster, group, state]
@@ -336,7 +342,7 @@ mod tests {
             assert!(!f.labels.is_empty(), "{}: no labels", f.name);
         }
         assert_eq!(
-            count, 66,
+            count, 69,
             "a family was added or removed: update this count knowingly"
         );
         assert_eq!(

@@ -14,6 +14,7 @@
 mod client;
 mod lag;
 mod sasl;
+mod stall;
 mod trend;
 mod wire;
 
@@ -28,8 +29,9 @@ use regex::Regex;
 use serde::Deserialize;
 use surge_metrics::catalogue::kafka::{
     CLAMPED, COMMITTED, CONSUME_RATE, DRAIN_ETA, GROUP_ERRORS, GROUP_STATE, HAS_COMMIT, LAG,
-    LAG_SECONDS, LAG_SECONDS_LOWER_BOUND, LAG_STATE, LOG_END, LOG_START, MEMBERS, PRODUCE_RATE,
-    REQUESTS, TOPIC_LAG, TOPIC_PARTITIONS,
+    LAG_SECONDS, LAG_SECONDS_LOWER_BOUND, LAG_STATE, LOG_END, LOG_START, MEMBERS,
+    PARTITION_STALLED, PRODUCE_RATE, REQUESTS, SCALABLE_LAG, STALLED_PARTITIONS, TOPIC_LAG,
+    TOPIC_PARTITIONS,
 };
 use surge_metrics::state::{GroupState, LagState};
 use surge_metrics::{Labels, Sample};
@@ -37,6 +39,7 @@ use surge_metrics::{Labels, Sample};
 use self::client::{ClusterClient, Committed, GroupDescription, OffsetSpec, TopicLayout};
 use self::lag::{Uncommitted, Watermarks, partition_lags, topic_sums};
 use self::sasl::Mechanism;
+use self::stall::{StallClock, scalable_lag};
 use self::trend::{LogEndHistory, Point, TrendConfig};
 use self::wire::{SaslLogin, Security};
 #[doc(hidden)]
@@ -84,6 +87,11 @@ pub(crate) struct Section {
     /// Partitions a group never committed: `absent` (no lag series) or `log_start`.
     #[serde(default)]
     uncommitted: Uncommitted,
+    /// Most lag one partition adds to `surge_kafka_group_topic_scalable_lag`: one consumer's
+    /// share, set to the per-replica lag target your HPAs or ScaledObjects scale on, so a hot
+    /// partition asks for at most the one consumer that can read it. Unset: uncapped.
+    #[schemars(example = &100)]
+    scalable_lag_partition_cap: Option<u64>,
     /// `[[kafka.clusters]]`: every Kafka cluster to read consumer lag from.
     clusters: Vec<ClusterSection>,
 }
@@ -167,6 +175,7 @@ pub(crate) struct Settings {
     time_lag_horizon: Duration,
     partition_metrics: bool,
     uncommitted: Uncommitted,
+    scalable_lag_partition_cap: Option<u64>,
     trend: TrendConfig,
     clusters: Vec<ClusterSettings>,
 }
@@ -361,6 +370,12 @@ impl Section {
                 "must cover at least 4 intervals to judge a trend",
             ));
         }
+        if self.scalable_lag_partition_cap == Some(0) {
+            return Err(ConfigError::field(
+                "kafka.scalable_lag_partition_cap",
+                "must be above 0 (leave it out for no cap)",
+            ));
+        }
         let names: Vec<&str> = self.clusters.iter().map(|c| c.name.as_str()).collect();
         check::names("kafka.clusters", "cluster", &names)?;
         let mut clusters = Vec::with_capacity(self.clusters.len());
@@ -421,6 +436,7 @@ impl Section {
             time_lag_horizon: self.time_lag_horizon,
             partition_metrics: self.partition_metrics,
             uncommitted: self.uncommitted,
+            scalable_lag_partition_cap: self.scalable_lag_partition_cap,
             trend: TrendConfig {
                 window: self.window,
                 rate_window: self.rate_window,
@@ -453,6 +469,8 @@ struct GroupInfo {
     state: String,
     members: Option<usize>,
     assignment: BTreeMap<String, Vec<i32>>,
+    /// (topic, partition) → the member it is assigned to.
+    owners: BTreeMap<(String, i32), String>,
 }
 
 /// Everything a cluster remembers between cycles.
@@ -465,6 +483,8 @@ struct ClusterState {
     log_end_history: HashMap<(String, i32), LogEndHistory>,
     produce_history: HashMap<String, VecDeque<(f64, f64)>>,
     group_topic_history: HashMap<(String, String), VecDeque<Point>>,
+    /// (group, topic, partition) → since when its committed offset stands where it is.
+    stall_clocks: HashMap<(String, String, i32), StallClock>,
     /// (group, topic)s already warned of committing too rarely for the trend window.
     rare_committers: HashSet<(String, String)>,
     clamped: HashMap<(String, String), u64>,
@@ -695,6 +715,7 @@ impl ClusterTarget {
                             info.state = d.state.clone();
                             info.members = Some(d.members);
                             info.assignment = d.assignment.clone();
+                            info.owners = d.owners.clone();
                         }
                         _ => {
                             info.state = "Unknown".into();
@@ -973,7 +994,51 @@ fn build_samples(
                 history.pop_front();
             }
             let points: Vec<Point> = history.iter().copied().collect();
-            let lag_state = trend::classify(&points, trend);
+            // Each partition judged alone: the threshold is the topic's (the stall time, or
+            // twice the group's commit interval if it commits rarer).
+            let threshold = trend
+                .stall_after
+                .as_secs_f64()
+                .max(2.0 * trend::commit_interval(&points).unwrap_or(0.0));
+            let blind_after = trend.blind_after.as_secs_f64();
+            let mut judged = Vec::new();
+            let mut stalled = 0;
+            for p in lags.iter().filter(|p| p.topic == topic) {
+                let (Some(committed), Some(lag)) = (p.committed, p.lag) else {
+                    continue;
+                };
+                let clock_key = (group.clone(), topic.clone(), p.partition);
+                let clock = state
+                    .stall_clocks
+                    .entry(clock_key)
+                    .and_modify(|c| c.observe(committed, now, blind_after))
+                    .or_insert_with(|| StallClock::start(committed, now));
+                let is_stalled = clock.stalled(lag, now, threshold);
+                if is_stalled {
+                    stalled += 1;
+                    let member = info
+                        .owners
+                        .get(&(topic.clone(), p.partition))
+                        .cloned()
+                        .unwrap_or_default();
+                    let mut l = gt();
+                    l.push(("partition", p.partition.to_string()));
+                    l.push(("member", member));
+                    out.push(Sample::new(&PARTITION_STALLED, l, clock.still_for(now)));
+                }
+                judged.push((lag, is_stalled));
+            }
+            out.push(Sample::new(&STALLED_PARTITIONS, gt(), f64::from(stalled)));
+            out.push(Sample::new(
+                &SCALABLE_LAG,
+                gt(),
+                scalable_lag(judged, settings.scalable_lag_partition_cap) as f64,
+            ));
+            let lag_state = if stalled > 0 {
+                LagState::Stalled
+            } else {
+                trend::classify(&points, trend)
+            };
             if let Some(message) = trend::window_too_short(&points, trend)
                 && state.rare_committers.insert((group.clone(), topic.clone()))
             {
@@ -1006,6 +1071,10 @@ fn build_samples(
                 && matches!(inputs.committed.get(g), Some(Err(_))))
     };
     state.group_topic_history.retain(|k, _| alive(k));
+    let partitions = &state.topics;
+    state.stall_clocks.retain(|(g, t, p), _| {
+        alive(&(g.clone(), t.clone())) && partitions.get(t).is_some_and(|ps| ps.contains(p))
+    });
     state.clamped.retain(|k, _| alive(k));
     state.rare_committers.retain(|k| alive(k));
     state.group_errors.retain(|(g, _), _| groups.contains(g));
@@ -1166,6 +1235,110 @@ mod tests {
         assert_eq!(seen[2], (None, None), "{seen:?}");
         // Back: the same 4 msg/s (2 partitions × 10 per 5 s), no burst.
         assert_eq!(seen[3], (Some(80.0), Some(4.0)), "{seen:?}");
+        Ok(())
+    }
+
+    /// Issue 28's trace through the whole cycle: a group of two members on four partitions,
+    /// member b wedged (partitions 2 and 3 frozen) while a commits 0 and 1 every cycle. The
+    /// topic's committed sum keeps moving, so the summed rule alone never says stalled; per
+    /// partition, 2 and 3 stall once still for stall_after (60 s here), the group-topic reads
+    /// stalled with 2 stalled partitions named with their member, and the scalable lag is that
+    /// of 0 and 1, each capped.
+    #[test]
+    fn a_wedged_member_stalls_its_partitions_while_the_others_commit() -> Result<(), String> {
+        let section: Section = toml::from_str(
+            "interval = \"15s\"\ntimeout = \"5s\"\nwindow = \"10m\"\nstall_after = \"60s\"\n\
+             scalable_lag_partition_cap = 100\n\
+             [[clusters]]\nname = \"c\"\nbootstrap_servers = \"127.0.0.1:9\"\n",
+        )
+        .map_err(|e| e.to_string())?;
+        let settings = section.settings().map_err(|e| e.0)?;
+        let mut state = ClusterState::default();
+        state.topics.insert("t".into(), vec![0, 1, 2, 3]);
+        let owners = (0..4)
+            .map(|p| {
+                (
+                    ("t".to_string(), p),
+                    if p < 2 { "a" } else { "b" }.to_string(),
+                )
+            })
+            .collect();
+        state.groups.insert(
+            "g".into(),
+            GroupInfo {
+                state: "Stable".into(),
+                members: Some(2),
+                assignment: BTreeMap::from([("t".to_string(), vec![0, 1, 2, 3])]),
+                owners,
+            },
+        );
+        let requests = BTreeMap::new();
+        let gt = [("group", "g"), ("topic", "t")];
+        let mut first_stalled = None;
+        let mut last = Vec::new();
+        for cycle in 0..12 {
+            let t = 15.0 * f64::from(cycle);
+            // 25 msg/s per partition; a is 50 behind; b froze at cycle 1 (t = 15).
+            let end = 1000 + 375 * i64::from(cycle);
+            let commit = |p: i32| if p < 2 { end - 50 } else { 1000 + 375 - 50 };
+            let committed: HashMap<String, Result<Vec<Committed>, String>> = HashMap::from([(
+                "g".to_string(),
+                Ok((0..4)
+                    .map(|p| Committed {
+                        topic: "t".into(),
+                        partition: p,
+                        offset: Some(if cycle == 0 { end - 50 } else { commit(p) }),
+                    })
+                    .collect()),
+            )]);
+            let watermarks: lag::Offsets = (0..4)
+                .map(|p| {
+                    (
+                        ("t".to_string(), p),
+                        Watermarks {
+                            end: Some(end),
+                            start: Some(0),
+                        },
+                    )
+                })
+                .collect();
+            let inputs = CycleInputs {
+                cluster: "c",
+                now: 1_000_000.0 + t,
+                watermarks: &watermarks,
+                committed: &committed,
+                requests: &requests,
+            };
+            let samples = build_samples(&mut state, &inputs, &settings);
+            let stalled = value(&samples, &STALLED_PARTITIONS, &gt);
+            if stalled.is_some_and(|n| n > 0.0) && first_stalled.is_none() {
+                first_stalled = Some(t);
+            }
+            last = samples;
+        }
+        // Frozen since the reading at t = 15: still for 60 s at t = 75.
+        assert_eq!(first_stalled, Some(75.0));
+        assert_eq!(value(&last, &STALLED_PARTITIONS, &gt), Some(2.0));
+        let stalled_state = [("group", "g"), ("topic", "t"), ("state", "stalled")];
+        assert_eq!(value(&last, &LAG_STATE, &stalled_state), Some(1.0));
+        for (partition, member) in [("2", "b"), ("3", "b")] {
+            let still = value(
+                &last,
+                &PARTITION_STALLED,
+                &[("partition", partition), ("member", member)],
+            );
+            assert_eq!(still, Some(150.0), "partition {partition}");
+        }
+        assert_eq!(
+            value(&last, &PARTITION_STALLED, &[("partition", "0")]),
+            None
+        );
+        // 0 and 1 each 50 behind (under the cap of 100); 2 and 3 left out.
+        assert_eq!(value(&last, &SCALABLE_LAG, &gt), Some(100.0));
+        assert_eq!(
+            value(&last, &TOPIC_LAG, &gt),
+            Some(100.0 + 2.0 * (5125.0 - 1325.0))
+        );
         Ok(())
     }
 }

@@ -73,6 +73,9 @@ pub struct GroupDescription {
     pub members: usize,
     /// Topic → partitions assigned to some member.
     pub assignment: BTreeMap<String, Vec<i32>>,
+    /// (topic, partition) → the member assigned it (its member id, as
+    /// kafka-consumer-groups.sh shows CONSUMER-ID).
+    pub owners: BTreeMap<(String, i32), String>,
 }
 
 /// Topic layout from metadata.
@@ -705,6 +708,7 @@ impl ClusterClient {
                     state: "Unknown".into(),
                     members: 0,
                     assignment: BTreeMap::new(),
+                    owners: BTreeMap::new(),
                 }),
             }
         }
@@ -732,8 +736,12 @@ impl ClusterClient {
                     for d in &answer.groups {
                         let consumer = d.protocol_type.as_str() == "consumer";
                         let mut assignment: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+                        let mut owners = BTreeMap::new();
                         for m in d.members.iter().filter(|_| consumer) {
                             for (topic, ps) in assigned(&m.member_assignment) {
+                                for &p in &ps {
+                                    owners.insert((topic.clone(), p), text(&m.member_id));
+                                }
                                 assignment.entry(topic).or_default().extend(ps);
                             }
                         }
@@ -747,6 +755,7 @@ impl ClusterClient {
                             state: text(&d.group_state),
                             members: d.members.len(),
                             assignment,
+                            owners,
                         });
                     }
                 }
