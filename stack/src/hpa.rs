@@ -253,6 +253,21 @@ pub fn load_manifests(path: &Path) -> anyhow::Result<Vec<HpaSpec>> {
     Ok(out)
 }
 
+/// The exporter's `scalable_lag_partition_cap` for these HPAs: the per-replica target of
+/// their AverageValue External metrics on the scalable lag (the smallest, should they
+/// differ), so one partition's lag asks for at most one replica. `None` when none scales on it.
+pub fn scalable_lag_cap(specs: &[HpaSpec]) -> Option<u64> {
+    specs
+        .iter()
+        .flat_map(|s| &s.external)
+        .filter(|m| {
+            m.name == surge_metrics::catalogue::kafka::SCALABLE_LAG.name
+                && m.target_type == TargetType::AverageValue
+        })
+        .map(|m| m.target.round().max(1.0) as u64)
+        .min()
+}
+
 /// The CPU proposal from utilization over `ready` counted replicas (step 2).
 pub fn recommend(ready: i32, utilization: f64, target: f64) -> i32 {
     replicas_for(ready, utilization, target)

@@ -392,6 +392,7 @@ impl Stack {
             &dir.join("secrets/pg-monitor"),
             &pids,
             &self.requests,
+            crate::hpa::scalable_lag_cap(&self.hpas),
         );
         std::fs::write(dir.join("surge-exporter.toml"), config)?;
         self.exporter_port = Some(exporter_port);
@@ -632,12 +633,13 @@ pub fn exporter_config(
     password_file: &Path,
     pids: &Path,
     requests: &BTreeMap<String, Resources>,
+    scalable_lag_cap: Option<u64>,
 ) -> String {
     let t = timing;
     let mut config = format!(
         "[postgres]\ninterval = \"{collect}\"\ntimeout = \"{timeout}\"\n\
          [kafka]\ninterval = \"{collect}\"\ntimeout = \"{timeout}\"\ndiscovery_interval = \"{discovery}\"\n\
-         window = \"{window}\"\nrate_window = \"{rate}\"\nstall_after = \"{stall}\"\n\
+         window = \"{window}\"\nrate_window = \"{rate}\"\nstall_after = \"{stall}\"\n{cap}\
          [[kafka.clusters]]\nname = \"local\"\nbootstrap_servers = \"{bootstrap}\"\n\
          [processes]\ninterval = \"{collect}\"\ntimeout = \"{process_timeout}\"\n",
         collect = millis(t.collect),
@@ -646,6 +648,9 @@ pub fn exporter_config(
         window = millis(t.lag_window),
         rate = millis(t.rate_window),
         stall = millis(t.stall_after),
+        cap = scalable_lag_cap
+            .map(|c| format!("scalable_lag_partition_cap = {c}\n"))
+            .unwrap_or_default(),
         process_timeout = millis(t.timeout.min(Duration::from_secs(2))),
     );
     for (node, dsn) in postgres {

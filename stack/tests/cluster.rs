@@ -573,3 +573,68 @@ fn every_alert_reaches_its_receiver_through_the_operators_config() -> anyhow::Re
     assert_eq!(names, all);
     Ok(())
 }
+
+/// Consumers scale on the scalable lag (stalled partitions left out, each partition capped at
+/// one replica's share), with the cap the exporter applies equal to the per-replica target
+/// everywhere: the HPAs and the adapter's rule, the ScaledObjects, the exporter's config in
+/// each overlay, and the local stack (which derives it from the same HPAs).
+#[test]
+fn consumers_scale_on_the_scalable_lag_capped_at_their_target() -> anyhow::Result<()> {
+    let scalable = surge_metrics::catalogue::kafka::SCALABLE_LAG.name;
+    let specs = load_all(&surge_stack::hpa::HPA_MANIFESTS.map(|p| repo().join(p)))?;
+    let local_cap = surge_stack::hpa::scalable_lag_cap(&specs).context("the local stack's cap")?;
+    let mut checked = 0;
+    for (overlay, objects) in rendered()? {
+        let exporter = find(&objects, "ConfigMap", "surge-exporter")?;
+        let config: toml::Value = toml::from_str(
+            exporter["data"]["surge-exporter.toml"]
+                .as_str()
+                .context("config")?,
+        )?;
+        let cap = config["kafka"]["scalable_lag_partition_cap"]
+            .as_integer()
+            .with_context(|| {
+                format!("{overlay}: the exporter has no scalable_lag_partition_cap")
+            })?;
+        assert_eq!(cap as u64, local_cap, "{overlay}: the local stack's cap");
+        for service in ["payment", "shipping"] {
+            if overlay == "keda" {
+                let scaled = &find(&objects, "ScaledObject", service)?["spec"];
+                let trigger = scaled["triggers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|t| t["type"] == "prometheus")
+                    .context("prometheus trigger")?;
+                let query = trigger["metadata"]["query"].as_str().unwrap_or_default();
+                assert!(
+                    query.contains(&format!("{scalable}{{")),
+                    "{service}: {query}"
+                );
+                assert_eq!(trigger["metadata"]["threshold"], json!(cap.to_string()));
+            } else {
+                let hpa = &find(&objects, "HorizontalPodAutoscaler", service)?["spec"];
+                let external = hpa["metrics"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|m| m["type"] == "External")
+                    .context("External metric")?;
+                assert_eq!(external["external"]["metric"]["name"], json!(scalable));
+                assert_eq!(
+                    external["external"]["target"],
+                    json!({"type": "AverageValue", "averageValue": cap.to_string()}),
+                    "{overlay} {service}"
+                );
+                let rules =
+                    find(&objects, "ConfigMap", "surge-metrics-adapter")?["data"]["config.yaml"]
+                        .as_str()
+                        .unwrap_or_default();
+                assert!(rules.contains(&format!("seriesQuery: '{scalable}{{")));
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 6);
+    Ok(())
+}

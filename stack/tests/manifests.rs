@@ -1207,7 +1207,7 @@ fn consumers_scale_on_lag_within_their_partitions() -> anyhow::Result<()> {
                 .with_context(|| format!("{overlay}: {service} has no External metric"))?;
             assert_eq!(
                 lag["external"]["metric"],
-                json!({"name": "surge_kafka_group_topic_lag", "selector": {"matchLabels": {"group": service, "topic": topic}}}),
+                json!({"name": "surge_kafka_group_topic_scalable_lag", "selector": {"matchLabels": {"group": service, "topic": topic}}}),
                 "{overlay} {service}"
             );
             assert_eq!(lag["external"]["target"]["type"], json!("AverageValue"));

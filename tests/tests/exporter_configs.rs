@@ -44,6 +44,7 @@ fn the_local_stacks_config_parses_and_builds() -> anyhow::Result<()> {
             &password,
             &dir.path().join("pids"),
             &requests,
+            Some(100),
         );
         let config = Config::parse(&text).map_err(|e| anyhow::anyhow!("{e}\n{text}"))?;
         // Building reads the password file: the secret the stack writes is where it says.
