@@ -5,7 +5,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use surge_tui::app::{App, View};
 mod common;
 
-use common::{NOW, flash_sale, labels};
+use common::{NOW, flash_sale, flash_sale_with, labels};
 use surge_client::fetch::Update;
 use surge_client::model::Metrics;
 use surge_client::store::Store;
@@ -105,6 +105,42 @@ fn kafka_groups_and_partitions() {
     key(&mut app, &store, KeyCode::Esc);
     keys(&mut app, &store, "t");
     insta::assert_snapshot!("kafka_1h_80x24", render(&app, &store, 80, 24));
+}
+
+/// A wedged member: payment stalled on 2 of order-placed's 12 partitions while the others
+/// commit. The Overview's verdict says consumers stalled, the Kafka view how many partitions,
+/// and the drill-in names them with their member and that the autoscalers leave their lag out.
+#[test]
+fn a_partly_stalled_group_names_its_partitions_and_does_not_scale_on_them() {
+    let store = flash_sale_with(|shop| {
+        shop.stall(
+            "payment",
+            "order-placed",
+            &[(1, "payment-2-b1", 130.0), (3, "payment-2-b1", 130.0)],
+            12,
+            200.0,
+        );
+    });
+    let mut app = app();
+    let overview = render(&app, &store, 160, 48);
+    assert!(overview.contains("consumers stalled"), "{overview}");
+    keys(&mut app, &store, "2");
+    let groups = render(&app, &store, 160, 48);
+    assert!(groups.contains("■ stalled 2/12"), "{groups}");
+    key(&mut app, &store, KeyCode::Down);
+    key(&mut app, &store, KeyCode::Enter);
+    let partitions = render(&app, &store, 160, 48);
+    assert!(
+        partitions.contains(
+            "partly stalled, 2 of 12 partitions: 1 (payment-2-b1, 2m10s), 3 (payment-2-b1, 2m10s); not scaling on it (scalable lag 200)"
+        ),
+        "{partitions}"
+    );
+    assert!(
+        partitions.contains("stalled 2m10s, payment-2-b1"),
+        "{partitions}"
+    );
+    insta::assert_snapshot!("partly_stalled_partitions_160x48", partitions);
 }
 
 #[test]

@@ -25,7 +25,7 @@ pub static HISTORY: [&Family; 6] = [
 pub const ALERTS: &str = "ALERTS";
 
 /// The per-(group, topic) Kafka families the Overview and Kafka views read.
-static KAFKA_SUMMARY: [&Family; 10] = [
+static KAFKA_SUMMARY: [&Family; 13] = [
     &kafka::TOPIC_PARTITIONS,
     &kafka::TOPIC_LAG,
     &kafka::LAG_SECONDS,
@@ -36,6 +36,10 @@ static KAFKA_SUMMARY: [&Family; 10] = [
     &kafka::LAG_STATE,
     &kafka::MEMBERS,
     &kafka::GROUP_STATE,
+    &kafka::STALLED_PARTITIONS,
+    // Present only for stalled partitions: a few series, not one per partition.
+    &kafka::PARTITION_STALLED,
+    &kafka::SCALABLE_LAG,
 ];
 
 /// The families the Overview, Kafka, PostgreSQL and health views read by name. Per-partition

@@ -15,7 +15,7 @@ pub use contexts::{ContextSummary, ServiceLine};
 pub use forecast::{FORECAST_WINDOW, Forecast, counter_rate, time_to_max};
 pub use rows::{
     Database, GroupRow, PartitionRow, PodRow, Role, ScalingMetric, ServerRow, ServiceAlert,
-    ServiceRow, SlotRow, StandbyRow,
+    ServiceRow, SlotRow, StalledPartition, StandbyRow,
 };
 pub use verdict::{Urgency, Verdict, verdict};
 

@@ -187,6 +187,22 @@ pub struct GroupRow {
     pub history: Vec<(f64, f64)>,
     /// Its state and ETA are derived from other exporters' series (see the signal rules).
     pub derived: bool,
+    /// The topic's partitions.
+    pub partitions: Option<f64>,
+    /// Partitions the exporter judged stalled, each with its member (surge-exporter only).
+    pub stalled: Vec<StalledPartition>,
+    /// The lag autoscalers scale on: the moving partitions', each capped (surge-exporter only).
+    pub scalable_lag: Option<f64>,
+}
+
+/// A partition whose committed offset stands still while it has lag.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StalledPartition {
+    pub partition: String,
+    /// The group member it is assigned to; empty when none is.
+    pub member: String,
+    /// How long its committed offset has stood still.
+    pub seconds: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -202,6 +218,14 @@ impl GroupRow {
     /// The lag state as shown: its label, or `unknown`.
     pub fn state_label(&self) -> &'static str {
         self.state.map_or("unknown", LagState::label)
+    }
+
+    /// Stalled on some partitions while others move: (stalled, of the topic's partitions).
+    /// `None` when no partition is stalled, or all of them are, or the counts are unknown.
+    pub fn partly_stalled(&self) -> Option<(usize, usize)> {
+        let of = self.partitions.filter(|p| *p >= 1.0)? as usize;
+        let stalled = self.stalled.len();
+        (stalled > 0 && stalled < of).then_some((stalled, of))
     }
 }
 
@@ -614,6 +638,32 @@ impl Rows<'_> {
             &["cluster", "topic"],
         );
         let members = m.index(catalogue::kafka::MEMBERS.exposed, &["cluster", "group"]);
+        let partitions = m.index(
+            catalogue::kafka::TOPIC_PARTITIONS.exposed,
+            &["cluster", "topic"],
+        );
+        let scalable = m.index(catalogue::kafka::SCALABLE_LAG.exposed, &GTOPIC);
+        let mut stalled: HashMap<Vec<&str>, Vec<StalledPartition>> = HashMap::new();
+        for p in m.points(catalogue::kafka::PARTITION_STALLED.exposed) {
+            if let (Some(c), Some(g), Some(t), Some(partition)) = (
+                p.labels.get("cluster"),
+                p.labels.get("group"),
+                p.labels.get("topic"),
+                p.labels.get("partition"),
+            ) {
+                stalled
+                    .entry(vec![c.as_str(), g.as_str(), t.as_str()])
+                    .or_default()
+                    .push(StalledPartition {
+                        partition: partition.clone(),
+                        member: p.labels.get("member").cloned().unwrap_or_default(),
+                        seconds: p.value,
+                    });
+            }
+        }
+        for list in stalled.values_mut() {
+            list.sort_by_key(|s| s.partition.parse::<i64>().unwrap_or(i64::MAX));
+        }
         let mut states: HashMap<Vec<&str>, LagState> = HashMap::new();
         let mut derived: BTreeSet<Vec<&str>> = BTreeSet::new();
         for p in m
@@ -678,6 +728,9 @@ impl Rows<'_> {
                     eta: value(&eta, &key),
                     members: value(&members, &[c.as_str(), g.as_str()]),
                     group_state: group_states.get(&[c.as_str(), g.as_str()][..]).copied(),
+                    partitions: value(&partitions, &[c.as_str(), t.as_str()]),
+                    stalled: stalled.remove(&key).unwrap_or_default(),
+                    scalable_lag: value(&scalable, &key),
                     history: self.history.since(
                         catalogue::kafka::TOPIC_LAG.exposed,
                         &p.labels,

@@ -177,6 +177,50 @@ pub fn lag_state(t: &Theme, state: Option<LagState>) -> Span<'static> {
     Span::styled(text, style)
 }
 
+/// A group's lag state, with the count when only some of the topic's partitions are stalled
+/// (`■ stalled 2/12`): the others still move.
+pub fn group_state(t: &Theme, g: &GroupRow) -> Span<'static> {
+    match (g.state, g.partly_stalled()) {
+        (Some(LagState::Stalled), Some((stalled, of))) => {
+            Span::styled(format!("■ stalled {stalled}/{of}"), t.crit)
+        }
+        _ => lag_state(t, g.state),
+    }
+}
+
+/// What the stall means for scaling, for the drill-in: which partitions, whose, for how long,
+/// and that autoscalers leave their lag out (`None` when nothing is stalled).
+pub fn stall_note(g: &GroupRow) -> Option<String> {
+    if g.stalled.is_empty() {
+        return None;
+    }
+    let which: Vec<String> = g
+        .stalled
+        .iter()
+        .map(|s| {
+            let member = if s.member.is_empty() {
+                "unassigned".to_string()
+            } else {
+                s.member.clone()
+            };
+            format!(
+                "{} ({member}, {})",
+                s.partition,
+                format::duration(Some(s.seconds.round()))
+            )
+        })
+        .collect();
+    let how = match g.partly_stalled() {
+        Some((stalled, of)) => format!("partly stalled, {stalled} of {of} partitions"),
+        None => "stalled".to_string(),
+    };
+    Some(format!(
+        "{how}: {}; not scaling on it (scalable lag {})",
+        which.join(", "),
+        format::count(g.scalable_lag)
+    ))
+}
+
 /// Lag in messages, `≥` marked when the exporter only knows a lower bound of its age.
 pub fn lag(t: &Theme, g: &GroupRow) -> Span<'static> {
     Span::styled(

@@ -19,6 +19,12 @@ pub fn draw_groups(frame: &mut Frame, area: Rect, ctx: &Ctx) {
     let t = *ctx.theme;
     let (now, range) = (ctx.now, ctx.range());
     let rows = app::groups(ctx.store, &ctx.app.filter);
+    // Room for `■ stalled 2/12` only while some group is partly stalled.
+    let trend_width = if rows.iter().any(|g| g.partly_stalled().is_some()) {
+        14
+    } else {
+        11
+    };
     let columns = vec![
         col("GROUP", 14, 0, move |g: &&GroupRow| {
             Span::styled(g.group.clone(), t.text)
@@ -33,8 +39,8 @@ pub fn draw_groups(frame: &mut Frame, area: Rect, ctx: &Ctx) {
         num("LAG TIME", 8, 1, move |g: &&GroupRow| {
             cells::lag_time(&t, g)
         }),
-        col("TREND", 11, 0, move |g: &&GroupRow| {
-            cells::derived(cells::lag_state(&t, g.state), g.derived)
+        col("TREND", trend_width, 0, move |g: &&GroupRow| {
+            cells::derived(cells::group_state(&t, g), g.derived)
         }),
         col("GROUP STATE", 13, 5, move |g: &&GroupRow| {
             let members = g.members.map_or(String::new(), |m| format!(" ({m:.0})"));
@@ -103,42 +109,58 @@ pub fn draw_partitions(
     topic: &str,
 ) {
     let t = *ctx.theme;
-    let [head, body] = Layout::vertical([Constraint::Length(3), Constraint::Min(0)]).areas(area);
     let summary = ctx
         .store
         .derived()
         .groups
         .iter()
         .find(|g| g.cluster == cluster && g.group == group && g.topic == topic);
-    let line = match summary {
-        Some(g) => Line::from(vec![
-            Span::styled("lag ", t.dim),
-            cells::lag(&t, g),
-            Span::styled("   lag time ", t.dim),
-            cells::lag_time(&t, g),
-            Span::styled("   trend ", t.dim),
-            cells::derived(cells::lag_state(&t, g.state), g.derived),
-            Span::styled("   eta ", t.dim),
-            cells::eta(&t, g),
-            Span::styled(
-                format!(
-                    "   in {}  out {}",
-                    format::rate(g.produce_rate),
-                    format::rate(g.consume_rate)
+    let mut lines = match summary {
+        Some(g) => vec![
+            Line::from(vec![
+                Span::styled("lag ", t.dim),
+                cells::lag(&t, g),
+                Span::styled("   lag time ", t.dim),
+                cells::lag_time(&t, g),
+                Span::styled("   trend ", t.dim),
+                cells::derived(cells::group_state(&t, g), g.derived),
+                Span::styled("   eta ", t.dim),
+                cells::eta(&t, g),
+                Span::styled(
+                    format!(
+                        "   in {}  out {}",
+                        format::rate(g.produce_rate),
+                        format::rate(g.consume_rate)
+                    ),
+                    t.dim,
                 ),
-                t.dim,
-            ),
-        ]),
-        None => Line::from(Span::styled(
+            ]),
+            match cells::stall_note(g) {
+                Some(note) => Line::from(Span::styled(note, t.crit)),
+                // surge-exporter's; other exporters have none to show.
+                None => Line::from(g.scalable_lag.map_or_else(Vec::new, |lag| {
+                    vec![
+                        Span::styled("scalable lag ", t.dim),
+                        Span::styled(format::count(Some(lag)), t.text),
+                    ]
+                })),
+            },
+        ],
+        None => vec![Line::from(Span::styled(
             "no lag series for this group and topic",
             t.dim,
-        )),
+        ))],
     };
+    lines.retain(|l| l.width() > 0);
+    let height = 2 + u16::try_from(lines.len()).unwrap_or(1);
+    let [head, body] =
+        Layout::vertical([Constraint::Length(height), Constraint::Min(0)]).areas(area);
     frame.render_widget(
-        Paragraph::new(line).block(ctx.panel(&format!("{group} on {topic} ({cluster})"), None)),
+        Paragraph::new(lines).block(ctx.panel(&format!("{group} on {topic} ({cluster})"), None)),
         head,
     );
     let rows = app::partitions(ctx.store, group, topic, &ctx.app.filter);
+    let stalled = summary.map(|g| g.stalled.as_slice()).unwrap_or_default();
     let columns = vec![
         num("PARTITION", 9, 0, move |p: &PartitionRow| {
             Span::styled(p.partition.clone(), t.text)
@@ -160,6 +182,20 @@ pub fn draw_partitions(
             Span::styled(format::count(p.lag), t.text)
         }),
         col("NOTE", 30, 1, move |p: &PartitionRow| {
+            if let Some(s) = stalled.iter().find(|s| s.partition == p.partition) {
+                let member = if s.member.is_empty() {
+                    "unassigned"
+                } else {
+                    &s.member
+                };
+                return Span::styled(
+                    format!(
+                        "stalled {}, {member}",
+                        format::duration(Some(s.seconds.round()))
+                    ),
+                    t.crit,
+                );
+            }
             match (p.has_commit, p.lag) {
                 (true, _) => Span::raw(""),
                 (false, Some(_)) => Span::styled("never committed: lag from log start", t.dim),

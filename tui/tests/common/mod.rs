@@ -157,6 +157,47 @@ impl Shop {
         );
     }
 
+    /// `group` on `topic` stalled on `stalled` partitions (partition, member, seconds) of
+    /// the topic's `of`, as surge-exporter says it, with its scalable lag.
+    pub fn stall(
+        &mut self,
+        group: &str,
+        topic: &str,
+        stalled: &[(u32, &str, f64)],
+        of: u32,
+        scalable: f64,
+    ) {
+        let gt = labels(&[("cluster", "shop"), ("group", group), ("topic", topic)]);
+        for s in ["ok", "growing", "draining", "stalled", "idle"] {
+            let mut l = gt.clone();
+            l.insert("state".into(), s.into());
+            self.m.insert(
+                "surge_kafka_group_topic_lag_state",
+                l,
+                f64::from(u8::from(s == "stalled")),
+            );
+        }
+        self.m.insert(
+            "surge_kafka_group_topic_stalled_partitions",
+            gt.clone(),
+            stalled.len() as f64,
+        );
+        self.m
+            .insert("surge_kafka_group_topic_scalable_lag", gt.clone(), scalable);
+        self.m.insert(
+            "surge_kafka_topic_partitions",
+            labels(&[("cluster", "shop"), ("topic", topic)]),
+            f64::from(of),
+        );
+        for (partition, member, seconds) in stalled {
+            let mut l = gt.clone();
+            l.insert("partition".into(), partition.to_string());
+            l.insert("member".into(), (*member).to_string());
+            self.m
+                .insert("surge_kafka_partition_stalled_seconds", l, *seconds);
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn group(
         &mut self,
@@ -345,6 +386,11 @@ pub fn alert(
 /// The shop mid flash sale: payment saturated, its lag growing, one of its pods near its
 /// memory limit; replica2 broken, replica1 using most of its connection slots.
 pub fn flash_sale() -> Store {
+    flash_sale_with(|_| {})
+}
+
+/// [`flash_sale`] with `change` applied to the shop's series after they are set.
+pub fn flash_sale_with(change: impl Fn(&mut Shop)) -> Store {
     let mut shop = Shop {
         m: Metrics::default(),
     };
@@ -425,6 +471,7 @@ pub fn flash_sale() -> Store {
         None,
     );
     shop.postgres();
+    change(&mut shop);
     let mut store = Store::new(30.0);
     // Ten minutes of history: payment's CPU climbing, lag growing.
     for i in 0..=60 {
