@@ -861,3 +861,135 @@ async fn a_hostile_broker_takes_only_its_own_cluster_down() -> anyhow::Result<()
     );
     Ok(())
 }
+
+/// Issue 28's trace on the real broker: two consumers in one group on a 4-partition topic at
+/// 100 msg/s; one stops polling (its heartbeats go on, as a consumer wedged in a handler
+/// does) while the other keeps committing. Summed over the topic the commits keep moving, so
+/// the summed rule alone never called it stalled (it read `ok`, then `growing`); judged per
+/// partition, the wedged member's partitions stall within stall_after and a few cycles, the
+/// group-topic reads stalled with their count, and the scalable lag leaves them out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wedged_member_stalls_its_partitions_while_the_other_commits() -> anyhow::Result<()> {
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+
+    let broker = KafkaBroker::start()?;
+    broker.create_topic("order-placed", 4)?;
+    let exporter = Exporter::from_toml(&config(&broker, "scalable_lag_partition_cap = 100"))?;
+    let served = common::Served::start(exporter).await?;
+    // 10 per partition every 100 ms: 100 msg/s over 4 partitions.
+    let producer = surge_testkit::kafka::keep_producing(
+        &broker,
+        "order-placed",
+        4,
+        10,
+        Duration::from_millis(100),
+    )?;
+
+    // Both members poll until the group has split the partitions between them; then b stops
+    // polling but stays in the group (librdkafka heartbeats from its own thread).
+    let wedged = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let member = |name: &'static str| -> anyhow::Result<_> {
+        let consumer: BaseConsumer = broker
+            .consumer_config("payment")
+            .set("client.id", name)
+            .set("max.poll.interval.ms", "600000")
+            .create()?;
+        consumer.subscribe(&["order-placed"])?;
+        let (wedged, stop) = (Arc::clone(&wedged), Arc::clone(&stop));
+        let assigned = Arc::new(std::sync::Mutex::new(BTreeSet::new()));
+        let seen = Arc::clone(&assigned);
+        let thread = std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if name == "b" && wedged.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+                if let Some(Err(error)) = consumer.poll(Duration::from_millis(50)) {
+                    eprintln!("{name}: {error}");
+                }
+                if let Ok(list) = consumer.assignment()
+                    && let Ok(mut set) = seen.lock()
+                {
+                    *set = list.elements().iter().map(|e| e.partition()).collect();
+                }
+            }
+        });
+        Ok((thread, assigned))
+    };
+    let (a, a_assigned) = member("a")?;
+    let (b, b_assigned) = member("b")?;
+    let split = |set: &Arc<std::sync::Mutex<BTreeSet<i32>>>| {
+        set.lock().map(|s| s.clone()).unwrap_or_default()
+    };
+    tokio::task::block_in_place(|| {
+        surge_servers::wait_until(
+            "the group splits the partitions 2 and 2",
+            Duration::from_secs(60),
+            Duration::from_millis(100),
+            || Ok(split(&a_assigned).len() == 2 && split(&b_assigned).len() == 2),
+        )
+    })?;
+    let labels = "cluster=\"local\",group=\"payment\",topic=\"order-placed\"";
+    let value = |body: &str, family: &str| {
+        surge_testkit::http::series_value(body, &format!("{family}{{{labels}}}"))
+    };
+    let stalled_state = format!("surge_kafka_group_topic_lag_state{{{labels},state=\"stalled\"}}");
+    let body = served.wait_for("both members committing", Duration::from_secs(30), |b| {
+        value(b, "surge_kafka_group_topic_stalled_partitions") == Some(0.0)
+            && surge_testkit::http::series_value(b, &stalled_state) == Some(0.0)
+            && value(b, "surge_kafka_group_topic_consume_rate").is_some_and(|r| r > 50.0)
+    })?;
+    assert!(
+        !body.contains("surge_kafka_partition_stalled_seconds{"),
+        "{body}"
+    );
+
+    let frozen = split(&b_assigned);
+    wedged.store(true, Ordering::Relaxed);
+    let wedged_at = std::time::Instant::now();
+    let body = served.wait_for("b's partitions stalled", Duration::from_secs(45), |b| {
+        value(b, "surge_kafka_group_topic_stalled_partitions") == Some(2.0)
+    })?;
+    // stall_after is 3 s, cycles 2 s apart: well inside the 196 s the summed rule took to
+    // say even `growing`.
+    let took = wedged_at.elapsed();
+    assert_eq!(
+        surge_testkit::http::series_value(&body, &stalled_state),
+        Some(1.0),
+        "{body}"
+    );
+    let named: BTreeSet<i32> = body
+        .lines()
+        .filter(|l| l.starts_with("surge_kafka_partition_stalled_seconds{"))
+        .filter_map(|l| {
+            let at = l.find("partition=\"")? + "partition=\"".len();
+            l[at..].split('"').next()?.parse().ok()
+        })
+        .collect();
+    assert_eq!(
+        named, frozen,
+        "the wedged member's partitions, and only those: {body}"
+    );
+    // The scalable lag is a's two moving partitions, each capped at 100; the topic lag
+    // holds b's growing backlog too.
+    let scalable = value(&body, "surge_kafka_group_topic_scalable_lag").unwrap_or(f64::NAN);
+    let lag = value(&body, "surge_kafka_group_topic_lag").unwrap_or(f64::NAN);
+    assert!((0.0..=200.0).contains(&scalable), "scalable {scalable}");
+    assert!(lag > scalable + 100.0, "lag {lag}, scalable {scalable}");
+    eprintln!(
+        "stalled 2 of 4 partitions {took:?} after the member wedged; lag {lag}, scalable {scalable}"
+    );
+
+    stop.store(true, Ordering::Relaxed);
+    for t in [a, b] {
+        t.join()
+            .map_err(|_| anyhow::anyhow!("a member thread panicked"))?;
+    }
+    producer.stop()?;
+    Ok(())
+}
