@@ -42,6 +42,8 @@ pub(crate) async fn start(source: &dyn Source) {
 /// Collect every target of `source` once. Returns true if all targets succeeded.
 pub(crate) async fn collect_cycle(source: &dyn Source, store: &Store) -> bool {
     let targets = source.targets();
+    // Discovered targets come and go: a gone one's series must leave, not freeze.
+    store.set_targets(source.name(), &targets, source.interval());
     let timeout = source.timeout();
     let results = join_all(targets.iter().map(|target| async move {
         let started = Instant::now();

@@ -639,3 +639,119 @@ async fn a_role_without_pg_monitor_is_told_the_grant_it_lacks() -> anyhow::Resul
     }
     Ok(())
 }
+
+/// A CloudNativePG instance pod of cluster `shop-db` as the API shows it: its PostgreSQL at
+/// `port` on loopback (the stand-in's pod IP), declared as the container's `postgresql` port.
+fn instance_pod(name: &str, port: u16, pod_role: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": "shop",
+            "labels": {"cnpg.io/cluster": "shop-db", "cnpg.io/podRole": pod_role, "cnpg.io/instanceName": name},
+        },
+        "spec": {"containers": [{"name": "postgres", "image": "postgres", "ports": [
+            {"name": "postgresql", "containerPort": port},
+            {"name": "metrics", "containerPort": 9187},
+        ]}]},
+        "status": {"phase": "Running", "podIP": "127.0.0.1"},
+    })
+}
+
+/// Issue 28, fault 6: the standbys of a CloudNativePG cluster are discovered through the API
+/// (pods `cnpg.io/cluster=shop-db,cnpg.io/podRole=instance`) and each is its own target,
+/// instead of one target through the `-ro` Service that reads a different standby each time.
+/// A pooler pod with the cluster's label is not an instance. A replaced pod (failover, a node
+/// lost) leaves with its series, the new one appears; an API that cannot be asked marks the
+/// discovery down while the instances already known are still collected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudnative_pg_instances_are_discovered_and_each_watched() -> anyhow::Result<()> {
+    use surge_testkit::kube_api::{self, KubeApiStandIn};
+
+    let cluster = PgCluster::start(2)?;
+    let api = KubeApiStandIn::start()?;
+    for (pod, node) in [
+        ("shop-db-1", "primary"),
+        ("shop-db-2", "replica1"),
+        ("shop-db-3", "replica2"),
+    ] {
+        api.apply(&instance_pod(pod, cluster.port(node)?, "instance"))?;
+    }
+    // A pooler carries the cluster's label (and a port of its own): never a target.
+    api.apply(&instance_pod(
+        "shop-db-pooler-ro-7d9f",
+        cluster.port("replica1")?,
+        "pooler",
+    ))?;
+    let dir = tempfile::tempdir()?;
+    let kubeconfig = dir.path().join("kubeconfig");
+    api.write_kubeconfig(&kubeconfig)?;
+    let password_file = dir.path().join("pg-password");
+    std::fs::write(&password_file, cluster.monitor_password())?;
+    let exporter = Exporter::from_toml(&format!(
+        "[postgres]\ninterval = \"2s\"\ntimeout = \"2s\"\n\
+         [[postgres.cloudnative_pg]]\ncluster = \"shop-db\"\nnamespace = \"shop\"\n\
+         dsn = \"postgres://surge_monitor@instance/postgres?sslmode=disable\"\n\
+         password_file = \"{}\"\nkubeconfig = \"{}\"\n",
+        password_file.display(),
+        kubeconfig.display()
+    ))?;
+    let discovery = "cloudnative-pg:shop/shop-db";
+    // The first cycle finds the instances; from the next on each is collected.
+    exporter.cycle().await;
+    assert_eq!(exporter.up("postgres", discovery), Some(true));
+    assert!(exporter.cycle().await, "{}", exporter.text());
+    let role = |target: &str| exporter.value("surge_postgres_is_replica", &[("target", target)]);
+    assert_eq!(
+        [role("shop-db-1"), role("shop-db-2"), role("shop-db-3")],
+        [Some(0.0), Some(1.0), Some(1.0)],
+        "{}",
+        exporter.text()
+    );
+    assert_eq!(exporter.up("postgres", "shop-db-pooler-ro-7d9f"), None);
+    // Each standby its own replay position, on its own series.
+    for standby in ["shop-db-2", "shop-db-3"] {
+        assert!(
+            exporter
+                .value(
+                    "surge_postgres_wal_receiver_streaming",
+                    &[("target", standby)]
+                )
+                .is_some(),
+            "{standby}: {}",
+            exporter.text()
+        );
+    }
+
+    // shop-db-3's pod is replaced by shop-db-4 (same server here, a new pod name).
+    api.delete(&kube_api::pods(), "shop", "shop-db-3")?;
+    api.apply(&instance_pod(
+        "shop-db-4",
+        cluster.port("replica2")?,
+        "instance",
+    ))?;
+    exporter.cycle().await;
+    assert!(exporter.cycle().await, "{}", exporter.text());
+    let text = exporter.text();
+    assert!(
+        !text.contains("target=\"shop-db-3\""),
+        "a gone pod's series stay: {text}"
+    );
+    assert_eq!(role("shop-db-4"), Some(1.0), "{text}");
+
+    // The API unreachable: the discovery says so; the instances known are still watched.
+    api.set_failure(&kube_api::pods(), Some(503));
+    assert!(!exporter.cycle().await);
+    assert_eq!(exporter.up("postgres", discovery), Some(false));
+    let error = exporter
+        .last_error("postgres", discovery)
+        .unwrap_or_default();
+    assert!(
+        error.contains("listing the pods of CloudNativePG cluster shop/shop-db"),
+        "{error}"
+    );
+    assert_eq!(exporter.up("postgres", "shop-db-1"), Some(true));
+    assert_eq!(role("shop-db-1"), Some(0.0));
+    Ok(())
+}

@@ -120,6 +120,30 @@ impl Store {
         self.release_encodings();
     }
 
+    /// Make `targets` the targets `source` has now: ones it no longer has are forgotten (their
+    /// series leave the exposition instead of standing there, never updated), new ones are
+    /// announced with `interval` as [`Store::expect`] does. A source whose targets are
+    /// discovered (PostgreSQL instances of a CloudNativePG cluster) calls this every cycle;
+    /// for a fixed list it changes nothing.
+    pub fn set_targets(&self, source: &str, targets: &[String], interval: Duration) {
+        let mut all = write(&self.targets);
+        let before = all.len();
+        all.retain(|(s, t), _| s != source || targets.contains(t));
+        let mut changed = all.len() != before;
+        for target in targets {
+            let key = (source.to_string(), target.clone());
+            if !all.contains_key(&key) {
+                all.entry(key).or_default().interval = Some(interval);
+                changed = true;
+            }
+        }
+        drop(all);
+        if changed {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+            self.release_encodings();
+        }
+    }
+
     /// Record the outcome of one collection of one target.
     pub fn record(
         &self,

@@ -184,6 +184,16 @@ impl PgCluster {
     /// Like `psql`, in database `database`.
     pub fn psql_in(&self, name: &str, database: &str, sql: &str) -> anyhow::Result<String> {
         let mut cmd = self.psql_command(name)?;
+        // One argument may not exceed 128 KiB (Linux's MAX_ARG_STRLEN): a long statement (an
+        // audit listing thousands of ids) goes on stdin.
+        if sql.len() > 64 * 1024 {
+            cmd.args(["-d", database, "-f", "-"]);
+            return Ok(
+                run_with_input(&format!("psql on {name}"), cmd, sql.as_bytes())?
+                    .trim()
+                    .to_string(),
+            );
+        }
         cmd.args(["-d", database, "-c", sql]);
         Ok(run(&format!("psql on {name}"), cmd)?.trim().to_string())
     }

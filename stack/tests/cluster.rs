@@ -638,3 +638,102 @@ fn consumers_scale_on_the_scalable_lag_capped_at_their_target() -> anyhow::Resul
     assert_eq!(checked, 6);
     Ok(())
 }
+
+/// The labels CloudNativePG (1.30, `pkg/specs/pods.go` and `pkg/specs/pgbouncer/deployments.go`)
+/// puts on an instance's pod and on a pooler's pod of cluster `shop-db`.
+fn cnpg_pod_labels(kind: &str) -> Value {
+    match kind {
+        "instance" => json!({
+            "cnpg.io/cluster": "shop-db",
+            "cnpg.io/instanceName": "shop-db-1",
+            "cnpg.io/podRole": "instance",
+            "cnpg.io/instanceRole": "replica",
+            "app.kubernetes.io/name": "postgresql",
+        }),
+        _ => json!({
+            "cnpg.io/cluster": "shop-db",
+            "cnpg.io/poolerName": "shop-db-pooler-ro",
+            "cnpg.io/podRole": "pooler",
+            "app.kubernetes.io/component": "pooler",
+        }),
+    }
+}
+
+/// The PodMonitor for CloudNativePG's exporter scrapes the PostgreSQL instances only: the
+/// poolers' pods carry the cluster's label and a `metrics` port as well, and would otherwise
+/// land in the same job as PgBouncer series under the database's name.
+#[test]
+fn the_database_pod_monitor_scrapes_instances_not_poolers() -> anyhow::Result<()> {
+    for (overlay, objects) in rendered()? {
+        let monitor = find(&objects, "PodMonitor", "shop-db")?;
+        let selector = &monitor["spec"]["selector"]["matchLabels"];
+        assert!(
+            selects(selector, &cnpg_pod_labels("instance")),
+            "{overlay}: instances"
+        );
+        assert!(
+            !selects(selector, &cnpg_pod_labels("pooler")),
+            "{overlay}: the PodMonitor also scrapes the poolers"
+        );
+    }
+    Ok(())
+}
+
+/// surge-exporter watches every PostgreSQL instance of the CloudNativePG cluster on its own
+/// (discovered through the API by the instances' labels), never the standbys through the
+/// `-ro` Service, where successive readings come from different standbys and a lagging one
+/// hides behind a healthy one; it may list pods (its Role), reaches the instances by pod IP
+/// and so verifies their CA (the certificates name the Services, not pod IPs).
+#[test]
+fn the_exporter_watches_each_database_instance_not_a_service() -> anyhow::Result<()> {
+    for (overlay, objects) in rendered()? {
+        let exporter = find(&objects, "ConfigMap", "surge-exporter")?;
+        let config: toml::Value = toml::from_str(
+            exporter["data"]["surge-exporter.toml"]
+                .as_str()
+                .context("config")?,
+        )?;
+        let postgres = &config["postgres"];
+        for target in postgres
+            .get("targets")
+            .and_then(toml::Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let dsn = target["dsn"].as_str().unwrap_or_default();
+            assert!(
+                !dsn.contains("-ro:") && !dsn.contains("-ro."),
+                "{overlay}: a target reads the standbys through a load-balancing Service: {dsn}"
+            );
+        }
+        let discovered = postgres
+            .get("cloudnative_pg")
+            .and_then(toml::Value::as_array)
+            .with_context(|| format!("{overlay}: no [[postgres.cloudnative_pg]]"))?;
+        let clusters: Vec<&Value> = of_kind(&objects, "Cluster").collect();
+        assert_eq!(discovered.len(), clusters.len(), "{overlay}");
+        for cluster in clusters {
+            let entry = discovered
+                .iter()
+                .find(|d| d["cluster"].as_str() == Some(name(cluster)))
+                .with_context(|| format!("{overlay}: {} is not discovered", name(cluster)))?;
+            assert_eq!(
+                entry["namespace"].as_str(),
+                cluster["metadata"]["namespace"].as_str()
+            );
+            let dsn = entry["dsn"].as_str().unwrap_or_default();
+            assert!(dsn.contains("sslmode=verify-ca"), "{overlay}: {dsn}");
+        }
+        let role = find(&objects, "Role", "surge-exporter")?;
+        assert!(
+            role["rules"].as_array().into_iter().flatten().any(|r| {
+                r["resources"] == json!(["pods"])
+                    && r["verbs"]
+                        .as_array()
+                        .is_some_and(|v| v.contains(&json!("list")))
+            }),
+            "{overlay}: the exporter may not list pods"
+        );
+    }
+    Ok(())
+}

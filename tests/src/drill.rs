@@ -436,7 +436,7 @@ impl Drill {
              LEFT JOIN orders o ON o.id = a.id AND o.status = 'shipped' WHERE o.id IS NULL"
         );
         let mut lost = usize::MAX;
-        let _ = surge_servers::wait_until(
+        let waited = surge_servers::wait_until(
             "every accepted order shipped",
             timeout,
             Duration::from_millis(500),
@@ -445,6 +445,10 @@ impl Drill {
                 Ok(lost == 0)
             },
         );
+        // A query that never answered is the harness's failure, not lost orders.
+        if lost == usize::MAX {
+            waited.with_context(|| format!("{}: the audit's query", self.name))?;
+        }
         self.step("audited the orders");
         let count = |sql: &str| -> anyhow::Result<usize> { Ok(db(sql)?.trim().parse()?) };
         // Primary keys make a second payment or shipment impossible; the payments and

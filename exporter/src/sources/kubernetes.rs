@@ -101,7 +101,7 @@ impl Section {
 }
 
 /// RFC 1123 label, as Kubernetes requires for namespace names.
-fn is_dns_label(s: &str) -> bool {
+pub(crate) fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.bytes()
@@ -208,42 +208,11 @@ impl KubernetesSource {
     }
 
     async fn client(&self) -> anyhow::Result<Client> {
-        let config = match &self.section.kubeconfig {
-            Some(path) => {
-                let file = Kubeconfig::read_from(path)
-                    .with_context(|| format!("reading kubeconfig {}", path.display()))?;
-                let options = KubeConfigOptions {
-                    context: self.section.context.clone(),
-                    ..Default::default()
-                };
-                kube::Config::from_custom_kubeconfig(file, &options)
-                    .await
-                    .with_context(|| format!("loading kubeconfig {}", path.display()))?
-            }
-            None if self.section.context.is_some() => {
-                let options = KubeConfigOptions {
-                    context: self.section.context.clone(),
-                    ..Default::default()
-                };
-                kube::Config::from_kubeconfig(&options)
-                    .await
-                    .context("loading kubeconfig")?
-            }
-            None => kube::Config::infer()
-                .await
-                .context("no in-cluster service account and no usable kubeconfig")?,
-        };
-        let mut config = config;
-        if config.accept_invalid_certs {
-            tracing::warn!(
-                server = %config.cluster_url,
-                "kubeconfig sets insecure-skip-tls-verify: the API server's certificate is not checked, so anyone in the path can pose as it"
-            );
-        }
-        // No in-request retries: a cycle that fails is retried by the next cycle, and
-        // retrying inside one would only push the whole target past its timeout.
-        config.default_retry = false;
-        Client::try_from(config).context("building Kubernetes client")
+        client(
+            self.section.kubeconfig.as_deref(),
+            self.section.context.as_deref(),
+        )
+        .await
     }
 
     async fn collect_scope(&self, cluster: &Cluster, target: &str) -> anyhow::Result<Vec<Sample>> {
@@ -389,4 +358,48 @@ impl Source for KubernetesSource {
         let cluster = self.cluster().await?;
         self.collect_scope(&cluster, target).await
     }
+}
+
+/// A client from `kubeconfig` (and its `context`), else in-cluster config, then
+/// `$KUBECONFIG` / `~/.kube/config`; no in-request retries.
+pub(crate) async fn client(
+    kubeconfig: Option<&std::path::Path>,
+    context: Option<&str>,
+) -> anyhow::Result<Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            let options = KubeConfigOptions {
+                context: context.map(str::to_string),
+                ..Default::default()
+            };
+            kube::Config::from_custom_kubeconfig(file, &options)
+                .await
+                .with_context(|| format!("loading kubeconfig {}", path.display()))?
+        }
+        None if context.is_some() => {
+            let options = KubeConfigOptions {
+                context: context.map(str::to_string),
+                ..Default::default()
+            };
+            kube::Config::from_kubeconfig(&options)
+                .await
+                .context("loading kubeconfig")?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no in-cluster service account and no usable kubeconfig")?,
+    };
+    let mut config = config;
+    if config.accept_invalid_certs {
+        tracing::warn!(
+            server = %config.cluster_url,
+            "kubeconfig sets insecure-skip-tls-verify: the API server's certificate is not checked, so anyone in the path can pose as it"
+        );
+    }
+    // No in-request retries: a cycle that fails is retried by the next cycle, and
+    // retrying inside one would only push the whole target past its timeout.
+    config.default_retry = false;
+    Client::try_from(config).context("building Kubernetes client")
 }

@@ -5,12 +5,14 @@
 //! the config. Works with a role that has `pg_monitor`; without it the target reports an
 //! error naming the missing grant rather than silently showing zeros.
 
+mod cloudnative_pg;
 mod connections;
 mod replication;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
@@ -44,7 +46,13 @@ pub(crate) struct Section {
     #[schemars(with = "String", extend("format" = "duration"))]
     standby_retention: Duration,
     /// `[[postgres.targets]]`: every server, primary and replicas; the role is detected each cycle, so after a failover the same config keeps working.
+    #[serde(default)]
     targets: Vec<TargetSection>,
+    /// `[[postgres.cloudnative_pg]]`: CloudNativePG clusters whose instances are discovered
+    /// through the Kubernetes API, each its own target (named after its pod), following
+    /// failovers and replaced pods.
+    #[serde(default)]
+    cloudnative_pg: Vec<cloudnative_pg::Section>,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -78,6 +86,7 @@ pub(crate) struct Settings {
     timeout: Duration,
     standby_retention: Duration,
     targets: Vec<TargetSettings>,
+    clusters: Vec<cloudnative_pg::Settings>,
 }
 
 #[derive(Debug, Clone)]
@@ -131,6 +140,19 @@ impl Settings {
                 t.name
             ));
         }
+        for (i, c) in self.clusters.iter().enumerate() {
+            let why = match c.options.get_ssl_mode() {
+                PgSslMode::VerifyCa => continue,
+                PgSslMode::VerifyFull => {
+                    "sslmode=verify-full checks the host name, and CloudNativePG's certificates name its Services, not the pod IPs instances are reached at: every connection will fail"
+                }
+                _ => "the connection does not verify the server",
+            };
+            warnings.push(format!(
+                "postgres.cloudnative_pg[{i}] ({}/{}): {why}; use sslmode=verify-ca with sslrootcert (the cluster's CA)",
+                c.namespace, c.cluster
+            ));
+        }
         warnings
     }
 }
@@ -138,8 +160,27 @@ impl Settings {
 impl Section {
     pub(crate) fn settings(self) -> Result<Settings, ConfigError> {
         check::timing("postgres", self.interval, self.timeout)?;
+        if self.targets.is_empty() && self.cloudnative_pg.is_empty() {
+            return Err(ConfigError::field(
+                "postgres",
+                "no server: add [[postgres.targets]] or [[postgres.cloudnative_pg]]",
+            ));
+        }
         let names: Vec<&str> = self.targets.iter().map(|t| t.name.as_str()).collect();
-        check::names("postgres.targets", "target", &names)?;
+        if !names.is_empty() {
+            check::names("postgres.targets", "target", &names)?;
+        }
+        let clusters = self
+            .cloudnative_pg
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| c.settings(i))
+            .collect::<Result<Vec<_>, _>>()?;
+        let discovered: Vec<String> = clusters.iter().map(|c| c.discovery_target()).collect();
+        let discovered: Vec<&str> = discovered.iter().map(String::as_str).collect();
+        if !discovered.is_empty() {
+            check::names("postgres.cloudnative_pg", "cluster", &discovered)?;
+        }
         let mut targets = Vec::with_capacity(self.targets.len());
         for (i, t) in self.targets.into_iter().enumerate() {
             let at = |f: &str| format!("postgres.targets[{i}].{f}");
@@ -179,6 +220,7 @@ impl Section {
             timeout: self.timeout,
             standby_retention: self.standby_retention,
             targets,
+            clusters,
         })
     }
 }
@@ -203,11 +245,32 @@ struct Target {
     replication: Mutex<ReplicationMemory>,
 }
 
+impl Target {
+    fn new(name: String, options: PgConnectOptions) -> Self {
+        Target {
+            name,
+            options,
+            connection: tokio::sync::Mutex::new(None),
+            replication: Mutex::new(ReplicationMemory::default()),
+        }
+    }
+}
+
 pub(crate) struct PostgresSource {
     interval: Duration,
     timeout: Duration,
     standby_retention: Duration,
-    targets: Vec<Target>,
+    targets: Vec<Arc<Target>>,
+    clusters: Vec<Discovery>,
+}
+
+/// One CloudNativePG cluster: how to ask the API for its instances, and those last found.
+struct Discovery {
+    settings: cloudnative_pg::Settings,
+    client: tokio::sync::Mutex<Option<kube::Client>>,
+    /// Pod name → its target; kept across cycles (with its connection) while the pod stays
+    /// at the same address.
+    instances: Mutex<BTreeMap<String, (cloudnative_pg::Instance, Arc<Target>)>>,
 }
 
 impl PostgresSource {
@@ -218,19 +281,118 @@ impl PostgresSource {
             .targets
             .iter()
             .map(|t| {
-                Ok(Target {
-                    name: t.name.clone(),
-                    options: connect_options(t, settings.timeout)?,
-                    connection: tokio::sync::Mutex::new(None),
-                    replication: Mutex::new(ReplicationMemory::default()),
-                })
+                Ok(Arc::new(Target::new(
+                    t.name.clone(),
+                    connect_options(t, settings.timeout)?,
+                )))
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
+        for c in &settings.clusters {
+            // A missing secret is a startup error, as for a listed target.
+            if let Some(password) = &c.password {
+                password.read()?;
+            }
+        }
+        let clusters = settings
+            .clusters
+            .iter()
+            .map(|c| Discovery {
+                settings: c.clone(),
+                client: tokio::sync::Mutex::new(None),
+                instances: Mutex::new(BTreeMap::new()),
+            })
+            .collect();
         Ok(PostgresSource {
             interval: settings.interval,
             timeout: settings.timeout,
             standby_retention: settings.standby_retention,
             targets,
+            clusters,
+        })
+    }
+
+    /// List the cluster's instances now and make them its targets; an instance at the same
+    /// address keeps its target (and kept connection), a new one gets a fresh one.
+    async fn discover(&self, discovery: &Discovery) -> anyhow::Result<Vec<Sample>> {
+        use k8s_openapi::api::core::v1::Pod;
+        use kube::api::{Api, ListParams};
+
+        let settings = &discovery.settings;
+        let client = {
+            let mut slot = discovery.client.lock().await;
+            match slot.as_ref() {
+                Some(client) => client.clone(),
+                None => {
+                    let client = crate::sources::kubernetes::client(
+                        settings.kubeconfig.as_deref(),
+                        settings.context.as_deref(),
+                    )
+                    .await?;
+                    *slot = Some(client.clone());
+                    client
+                }
+            }
+        };
+        let pods: Api<Pod> = Api::namespaced(client, &settings.namespace);
+        let listed = pods
+            .list(&ListParams::default().labels(&settings.selector()))
+            .await
+            .with_context(|| {
+                format!(
+                    "listing the pods of CloudNativePG cluster {}/{}",
+                    settings.namespace, settings.cluster
+                )
+            })?;
+        let found = cloudnative_pg::instances(&listed.items);
+        let password = settings.password.as_ref().map(Secret::read).transpose()?;
+        let statics: Vec<&str> = self.targets.iter().map(|t| t.name.as_str()).collect();
+        let mut instances = discovery
+            .instances
+            .lock()
+            .map_err(|_| anyhow!("instances lock poisoned"))?;
+        let mut next = BTreeMap::new();
+        for instance in found {
+            if statics.contains(&instance.name.as_str()) {
+                tracing::warn!(target = %instance.name, "a discovered instance has a listed target's name; skipped");
+                continue;
+            }
+            let kept = instances
+                .remove(&instance.name)
+                .filter(|(was, _)| *was == instance)
+                .map(|(_, target)| target);
+            let target = match kept {
+                Some(target) => target,
+                None => {
+                    let mut options = settings.options.clone().host(&instance.host);
+                    if let Some(port) = instance.port {
+                        options = options.port(port);
+                    }
+                    if let Some(password) = &password {
+                        options = options.password(password);
+                    }
+                    Arc::new(Target::new(
+                        instance.name.clone(),
+                        with_session(options, self.timeout),
+                    ))
+                }
+            };
+            next.insert(instance.name.clone(), (instance, target));
+        }
+        *instances = next;
+        Ok(Vec::new())
+    }
+
+    /// The target named `name`: listed, or an instance discovered last cycle.
+    fn target(&self, name: &str) -> Option<Arc<Target>> {
+        if let Some(t) = self.targets.iter().find(|t| t.name == name) {
+            return Some(Arc::clone(t));
+        }
+        self.clusters.iter().find_map(|d| {
+            d.instances
+                .lock()
+                .ok()?
+                .get(name)
+                .map(|(_, t)| Arc::clone(t))
         })
     }
 
@@ -306,10 +468,15 @@ fn connect_options(
     if let Some(password) = &target.password {
         options = options.password(&password.read()?);
     }
+    Ok(with_session(options, timeout))
+}
+
+/// The exporter's name, and the target's timeout as the server's statement_timeout.
+fn with_session(options: PgConnectOptions, timeout: Duration) -> PgConnectOptions {
     let statement_timeout = format!("{}ms", timeout.as_millis());
-    Ok(options
+    options
         .application_name("surge-exporter")
-        .options([("statement_timeout", statement_timeout.as_str())]))
+        .options([("statement_timeout", statement_timeout.as_str())])
 }
 
 #[async_trait]
@@ -324,14 +491,26 @@ impl Source for PostgresSource {
         self.timeout
     }
     fn targets(&self) -> Vec<String> {
-        self.targets.iter().map(|t| t.name.clone()).collect()
+        let mut out: Vec<String> = self.targets.iter().map(|t| t.name.clone()).collect();
+        for d in &self.clusters {
+            out.push(d.settings.discovery_target());
+            if let Ok(instances) = d.instances.lock() {
+                out.extend(instances.keys().cloned());
+            }
+        }
+        out
     }
     async fn collect(&self, target: &str) -> anyhow::Result<Vec<Sample>> {
-        let t = self
-            .targets
+        if let Some(d) = self
+            .clusters
             .iter()
-            .find(|t| t.name == target)
-            .ok_or_else(|| anyhow!("unknown target {target}"))?;
-        self.collect_target(t).await
+            .find(|d| d.settings.discovery_target() == target)
+        {
+            return self.discover(d).await;
+        }
+        let t = self
+            .target(target)
+            .ok_or_else(|| anyhow!("{target} is gone (no longer an instance of its cluster)"))?;
+        self.collect_target(&t).await
     }
 }

@@ -401,3 +401,208 @@ fn drill_slow_provider_lag_grows_pages_and_resolves_when_scaled() -> anyhow::Res
     });
     Ok(())
 }
+
+/// Drill 13: A poison message the consumer pauses on, mid flash sale. The database refuses one
+/// order's payment with a resource error (SQLSTATE 53400) that payment's consumer takes for
+/// an outage, so the member holding the order's partition waits on it and retries forever,
+/// still in the group, while the other member consumes its own partitions. The exporter
+/// judges each partition: that member's partitions stall (its consume loop is sequential, so
+/// all of them), KafkaConsumerStalled pages and names them, and the scalable lag leaves them
+/// out: the backlog behind the poison grows past what would ask the HPA for more than its
+/// maximum in raw lag, and the local HPA does not scale payment on it. The bug fixed (the
+/// refusal lifted), the paused message goes through, the page resolves and every accepted
+/// order ships exactly once.
+#[test]
+fn drill_paused_poison_mid_sale_pages_as_a_stall_and_does_not_scale_on_it() -> anyhow::Result<()> {
+    let mut drill = Drill::start("paused-poison", FAST, |o| {
+        o.autoscale = Some(Duration::from_secs(3));
+    })?;
+    let refuse = "CREATE FUNCTION drill_refuse_payment() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN \
+           IF EXISTS (SELECT 1 FROM orders o JOIN users u ON u.id = o.user_id \
+                      WHERE o.id = NEW.order_id AND u.email = 'poison@drills.example') THEN \
+             RAISE EXCEPTION 'payments refused for this order' USING ERRCODE = '53400'; \
+           END IF; \
+           RETURN NEW; \
+         END $$; \
+         CREATE TRIGGER drill_refuse_payment BEFORE INSERT ON payments \
+           FOR EACH ROW EXECUTE FUNCTION drill_refuse_payment();";
+    drill.stack.postgres.psql_in("primary", "shop", refuse)?;
+    let poisoner = drill.shop.user("poison@drills.example")?;
+    let hpa = drill
+        .stack
+        .hpas
+        .iter()
+        .find(|h| h.workload == "payment")
+        .context("no payment HPA")?;
+    let max = usize::try_from(hpa.max)?;
+    // Per replica: what the raw lag would ask replicas for (AverageValue).
+    let target = hpa
+        .external
+        .first()
+        .context("payment scales on no lag")?
+        .target;
+    // Raw lag past this asks for more than the maximum.
+    let beyond_max = target * (hpa.max as f64 + 1.0);
+    let initial = drill.stack.replicas().get("payment").copied().unwrap_or(0);
+    let load = drill.start_load(&[
+        "--rate",
+        "10",
+        "--spike",
+        "20",
+        "--duration",
+        "10s",
+        "--spike-for",
+        "150s",
+    ])?;
+    drill.wait_load_phase("spike")?;
+    let (status, body) = drill.shop.order(&poisoner, &[(1, 1)])?;
+    anyhow::ensure!(status == 202, "the poison order: {status} {body}");
+    let poison = body["order_id"]
+        .as_str()
+        .context("no order_id")?
+        .to_string();
+    drill
+        .accepted
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .push(poison);
+    let fault = Instant::now();
+    let mut most = initial;
+    struct Stall {
+        page: surge_testkit::pagerduty::Received,
+        detect: Duration,
+        frame: String,
+        fixed: Instant,
+    }
+    // Beside the sale: the page, the panel, the backlog growing past the maximum's worth of
+    // raw lag, then the fix; the load runs on throughout.
+    let (load_end, stall) = std::thread::scope(|scope| -> anyhow::Result<(Instant, Stall)> {
+        let watcher = scope.spawn(|| -> anyhow::Result<Stall> {
+            let page = drill.wait_page("KafkaConsumerStalled", Duration::from_secs(120))?;
+            let detect = fault.elapsed();
+            let frame = drill.wait_frame(
+                "the panel shows the partial stall",
+                &["--view", "kafka"],
+                |f| {
+                    group_row(f, "payment", "order-placed")
+                        .is_some_and(|r| r.contains("■ stalled") && r.contains("/12"))
+                },
+            )?;
+            surge_servers::wait_until(
+                "the backlog behind the poison past the maximum's worth of raw lag",
+                Duration::from_secs(150),
+                Duration::from_secs(1),
+                || {
+                    Ok(drill
+                        .prom
+                        .value(&format!(
+                            "surge_kafka_group_topic_lag{{group=\"payment\",topic=\"order-placed\"}} > {beyond_max}"
+                        ))?
+                        .is_some())
+                },
+            )?;
+            drill.step("the backlog asks, in raw lag, for more than payment's maximum");
+            // The bug fixed: the refusal lifted; the paused message goes through on its
+            // next retry.
+            let fixed = Instant::now();
+            drill.stack.postgres.psql_in(
+                "primary",
+                "shop",
+                "DROP TRIGGER drill_refuse_payment ON payments; DROP FUNCTION drill_refuse_payment();",
+            )?;
+            Ok(Stall {
+                page,
+                detect,
+                frame,
+                fixed,
+            })
+        });
+        let ended = drill.watch_load(load, |replicas| {
+            most = most.max(replicas.get("payment").copied().unwrap_or(0));
+        });
+        let stall = watcher
+            .join()
+            .map_err(|_| anyhow::anyhow!("the stall watcher panicked"))??;
+        Ok((ended?, stall))
+    })?;
+    let Stall {
+        page,
+        detect,
+        frame,
+        fixed,
+    } = stall;
+    let summary = page.body["payload"]["summary"].as_str().unwrap_or_default();
+    assert_eq!(
+        summary, "Consumer group payment stopped consuming order-placed",
+        "{:#}",
+        page.body
+    );
+    let description = page.body["payload"]["custom_details"]["description"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        description.contains("partition(s): "),
+        "the page names the stalled partitions: {description}"
+    );
+    let row = group_row(&frame, "payment", "order-placed")
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let peak = |family: &str| -> anyhow::Result<f64> {
+        drill
+            .prom
+            .value(&format!(
+                "max_over_time({family}{{group=\"payment\",topic=\"order-placed\"}}[10m])"
+            ))?
+            .with_context(|| format!("no {family}"))
+    };
+    let (peak_lag, peak_scalable) = (
+        peak("surge_kafka_group_topic_lag")?,
+        peak("surge_kafka_group_topic_scalable_lag")?,
+    );
+    // In raw lag the HPA would have run payment past its maximum; on the scalable lag it
+    // did not reach it.
+    assert!(peak_lag > beyond_max, "peak lag {peak_lag}");
+    assert!(
+        most < max,
+        "payment ran to its maximum ({most} of {max}) on a stall: peak lag {peak_lag}, scalable {peak_scalable}"
+    );
+    assert!(
+        peak_scalable < target * max as f64,
+        "scalable lag {peak_scalable} asked for the maximum"
+    );
+    drill.wait_resolve(&page, Duration::from_secs(120))?;
+    let (orders, lost) = drill.audit(Duration::from_secs(180))?;
+    let recover = fixed.elapsed();
+    // The poison was paused on, never dead-lettered.
+    assert_eq!(records(&drill.stack.kafka, "order-placed.dlq")?, 0);
+    let pages = drill.other_pages(&["KafkaConsumerStalled"]);
+    assert!(pages.is_empty(), "{pages:#?}");
+    drill.wait_lag_settled("payment")?;
+    drill.expect_verdicts(
+        "payment",
+        &[&|v| matches!(v, Verdict::ConsumersStalled), &|v| {
+            v.urgency() == Urgency::Fine
+        }],
+    )?;
+    drill.report(Outcome {
+        number: 13,
+        title: "paused poison mid sale",
+        fault: "one order's payment refused (SQLSTATE 53400, taken for an outage) mid sale",
+        notified: format!(
+            "`KafkaConsumerStalled` page naming the partitions; payment {initial} → at most {most} of {max} replicas"
+        ),
+        detect,
+        detect_to: "from the poison order to the page",
+        recover,
+        recover_to: "from the fix to the page resolved and every order shipped",
+        orders: Some((orders, lost)),
+        notes: format!(
+            "payment_replicas={initial}->{most} peak_lag={peak_lag:.0} peak_scalable_lag={peak_scalable:.0} load_ended_after_fix={:.0}s panel_row={row:?}",
+            load_end.saturating_duration_since(fixed).as_secs_f64()
+        ),
+    });
+    Ok(())
+}
