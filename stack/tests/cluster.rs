@@ -737,3 +737,74 @@ fn the_exporter_watches_each_database_instance_not_a_service() -> anyhow::Result
     }
     Ok(())
 }
+
+/// Secrets the shop reads (the JWT key, the database password) reach it as mounted files,
+/// never as environment variables (which end up in `kubectl describe`, crash reports and
+/// every child process): no container of any pod declared takes a secret through `env` or
+/// `envFrom`, and each `*_FILE` variable names a file inside a read-only mount of a secret
+/// volume that carries exactly that key.
+#[test]
+fn shop_secrets_are_mounted_files_not_environment() -> anyhow::Result<()> {
+    let mut files = 0;
+    for (overlay, objects) in rendered()? {
+        for object in &objects {
+            let pod = match kind(object) {
+                "Deployment" | "Job" => &object["spec"]["template"]["spec"],
+                _ => continue,
+            };
+            let volumes = pod["volumes"].as_array().cloned().unwrap_or_default();
+            for container in pod["containers"].as_array().into_iter().flatten() {
+                let what = format!("{overlay}: {} {}", kind(object), name(object));
+                for var in container["env"].as_array().into_iter().flatten() {
+                    assert!(
+                        var["valueFrom"].get("secretKeyRef").is_none(),
+                        "{what}: {} from a secret in the environment",
+                        var["name"]
+                    );
+                    let var_name = var["name"].as_str().unwrap_or_default();
+                    if !var_name.starts_with("SHOP_") || !var_name.ends_with("_FILE") {
+                        continue;
+                    }
+                    let path = var["value"].as_str().unwrap_or_default();
+                    let mount = container["volumeMounts"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|m| {
+                            m["mountPath"]
+                                .as_str()
+                                .is_some_and(|dir| path.starts_with(&format!("{dir}/")))
+                        })
+                        .with_context(|| format!("{what}: {var_name}={path} is in no mount"))?;
+                    assert_eq!(mount["readOnly"], json!(true), "{what}: {var_name}");
+                    let volume = volumes
+                        .iter()
+                        .find(|v| v["name"] == mount["name"])
+                        .context("the mount's volume")?;
+                    let file = path.rsplit('/').next().unwrap_or_default();
+                    let keys: Vec<&str> = volume["secret"]["items"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|i| i["path"].as_str())
+                        .collect();
+                    assert!(
+                        volume["secret"]["secretName"].is_string() && keys.contains(&file),
+                        "{what}: {var_name} names {file}, not a key of a mounted secret"
+                    );
+                    files += 1;
+                }
+                for from in container["envFrom"].as_array().into_iter().flatten() {
+                    assert!(
+                        from.get("secretRef").is_none(),
+                        "{what}: a whole secret in the environment"
+                    );
+                }
+            }
+        }
+    }
+    // Per overlay: 5 services × (JWT key, database password), the 3 Kafka clients × (their
+    // password, the cluster's CA), the setup Job's password.
+    assert_eq!(files, 3 * 17);
+    Ok(())
+}

@@ -866,3 +866,48 @@ fn login_and_registration_give_nothing_away_and_cannot_be_flooded() -> anyhow::R
     eprintln!("auth peak memory grew {grown_mib} MiB over 40 registrations at once");
     Ok(())
 }
+
+/// The cluster manifests hand the shop its database password as a mounted file
+/// (`SHOP_DATABASE_PASSWORD_FILE`), not `PGPASSWORD` in the environment: against a real
+/// PostgreSQL that requires a password (SCRAM) for the role, the schema setup logs in with the
+/// file's password, fails on a wrong one and names the file it cannot read.
+#[test]
+fn the_database_password_comes_from_a_file() -> anyhow::Result<()> {
+    use std::process::Command;
+
+    let cluster = surge_servers::PgCluster::start(0)?;
+    cluster.psql("primary", "CREATE ROLE app LOGIN PASSWORD 'file-secret'")?;
+    cluster.psql("primary", "CREATE DATABASE app OWNER app")?;
+    let dir = tempfile::tempdir()?;
+    let shop = surge_stack::stack::sibling_binary("shop", "SURGE_SHOP_BIN")?;
+    let url = format!("postgres://app@127.0.0.1:{}/app", cluster.port("primary")?);
+    let setup = |password_file: &std::path::Path| -> anyhow::Result<std::process::Output> {
+        Ok(Command::new(&shop)
+            .args(["setup", "--migrations-only"])
+            .env_clear()
+            .env("SHOP_DATABASE_URL", &url)
+            .env("SHOP_DATABASE_PASSWORD_FILE", password_file)
+            .output()?)
+    };
+    let wrong = dir.path().join("wrong");
+    std::fs::write(&wrong, "not-it\n")?;
+    let out = setup(&wrong)?;
+    assert!(!out.status.success(), "a wrong password logged in");
+    let right = dir.path().join("password");
+    std::fs::write(&right, "file-secret\n")?;
+    let out = setup(&right)?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tables = cluster.psql_in("primary", "app", "SELECT count(*) FROM orders")?;
+    assert_eq!(tables.trim(), "0");
+    let out = setup(&dir.path().join("missing"))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("SHOP_DATABASE_PASSWORD_FILE: cannot read"),
+        "{stderr}"
+    );
+    Ok(())
+}

@@ -17,6 +17,9 @@ pub struct Config {
     pub database_url: String,
     /// `SHOP_DATABASE_REPLICAS`: comma-separated replica URLs (may be empty).
     pub replica_urls: Vec<String>,
+    /// `SHOP_DATABASE_PASSWORD_FILE`: the password for every database URL (a mounted secret,
+    /// rather than `PGPASSWORD` in the environment).
+    pub database_password: Option<Password>,
     /// `SHOP_DB_POOL_SIZE` (default 8).
     pub pool_size: u32,
     /// `SHOP_REDIS_URL`.
@@ -33,6 +36,16 @@ pub struct Config {
     pub payment_latency: Duration,
     /// `SHOP_PAYMENT_FAILURE_RATE` in [0, 1] (default 0.02): transient provider failures.
     pub payment_failure_rate: f64,
+}
+
+/// A password read from a file; never shown in a debug print.
+#[derive(Clone)]
+pub struct Password(pub String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(…)")
+    }
 }
 
 /// How a service reaches the brokers: as itself (SCRAM-SHA-512, its own user and ACLs) over
@@ -137,6 +150,13 @@ impl Config {
                     .collect()
             })
             .unwrap_or_default();
+        let database_password = var("SHOP_DATABASE_PASSWORD_FILE")
+            .map(|path| {
+                std::fs::read_to_string(&path)
+                    .with_context(|| format!("SHOP_DATABASE_PASSWORD_FILE: cannot read {path}"))
+                    .map(|p| Password(p.trim_end().to_string()))
+            })
+            .transpose()?;
         let jwt_secret = match (var("SHOP_JWT_SECRET"), var("SHOP_JWT_SECRET_FILE")) {
             (Some(s), _) => Some(s.into_bytes()),
             (None, Some(path)) => Some(
@@ -160,6 +180,7 @@ impl Config {
             instance: var("SHOP_INSTANCE").unwrap_or_else(|| listen.to_string()),
             database_url,
             replica_urls,
+            database_password,
             pool_size: parsed("SHOP_DB_POOL_SIZE", 8)?,
             redis_url: var("SHOP_REDIS_URL"),
             kafka: KafkaAccess::from_env()?,

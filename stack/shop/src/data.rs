@@ -61,9 +61,18 @@ fn pool_options(size: u32) -> PgPoolOptions {
         .acquire_timeout(Duration::from_secs(3))
 }
 
-fn pool(url: &str, size: u32, application: &str) -> anyhow::Result<PgPool> {
-    let options = PgConnectOptions::from_str(url)?.application_name(application);
+fn pool(url: &str, size: u32, application: &str, password: Option<&str>) -> anyhow::Result<PgPool> {
+    let options =
+        with_password(PgConnectOptions::from_str(url)?, password).application_name(application);
     Ok(pool_options(size).connect_lazy_with(options))
+}
+
+/// `options` with `password`, when one is given (from `SHOP_DATABASE_PASSWORD_FILE`).
+fn with_password(options: PgConnectOptions, password: Option<&str>) -> PgConnectOptions {
+    match password {
+        Some(p) => options.password(p),
+        None => options,
+    }
 }
 
 /// The writer's pool: its connections must be to a server that takes writes (a standby is
@@ -92,11 +101,12 @@ impl Db {
         replica_urls: &[String],
         pool_size: u32,
         application: &str,
+        password: Option<&str>,
     ) -> anyhow::Result<Db> {
         let hosts: Vec<PgConnectOptions> = crate::primary::hosts(primary_url)
             .context("SHOP_DATABASE_URL")?
             .into_iter()
-            .map(|h| h.application_name(application))
+            .map(|h| with_password(h, password).application_name(application))
             .collect();
         let primary = writer_pool(&hosts, pool_size)?;
         let follower = (hosts.len() > 1)
@@ -105,7 +115,7 @@ impl Db {
             primary,
             replicas: replica_urls
                 .iter()
-                .map(|u| pool(u, pool_size, application))
+                .map(|u| pool(u, pool_size, application, password))
                 .collect::<Result<_, _>>()?,
             next: AtomicUsize::new(0),
             follower,
@@ -199,8 +209,12 @@ pub async fn wait_for_schema(
 
 /// Apply the embedded migrations on the primary (the first listed host that takes writes;
 /// idempotent; sqlx takes an advisory lock).
-pub async fn migrate(primary_url: &str) -> anyhow::Result<()> {
-    let hosts = crate::primary::hosts(primary_url).context("SHOP_DATABASE_URL")?;
+pub async fn migrate(primary_url: &str, password: Option<&str>) -> anyhow::Result<()> {
+    let hosts: Vec<PgConnectOptions> = crate::primary::hosts(primary_url)
+        .context("SHOP_DATABASE_URL")?
+        .into_iter()
+        .map(|h| with_password(h, password))
+        .collect();
     let found = crate::primary::find(&hosts)
         .await
         .context("no host in SHOP_DATABASE_URL answers as a primary")?;

@@ -85,7 +85,11 @@ fn main() -> ExitCode {
             Command::Payment => payment::run(config).await,
             Command::Shipping => shipping::run(config).await,
             Command::Setup { migrations_only } => {
-                surge_shop::data::migrate(&config.database_url).await?;
+                surge_shop::data::migrate(
+                    &config.database_url,
+                    config.database_password.as_ref().map(|p| p.0.as_str()),
+                )
+                .await?;
                 if migrations_only {
                     return Ok(());
                 }

@@ -21,6 +21,7 @@ pub(crate) fn db(config: &Config, service: &str) -> anyhow::Result<Arc<Db>> {
         &config.replica_urls,
         config.pool_size,
         service,
+        config.database_password.as_ref().map(|p| p.0.as_str()),
     )?))
 }
 
