@@ -808,3 +808,356 @@ fn shop_secrets_are_mounted_files_not_environment() -> anyhow::Result<()> {
     assert_eq!(files, 3 * 17);
     Ok(())
 }
+
+/// One end of a connection, as NetworkPolicies see it: a pod (namespace and labels), or
+/// something outside the cluster's pods (the API server, the internet).
+#[derive(Clone)]
+struct Endpoint {
+    what: String,
+    namespace: Option<String>,
+    labels: Value,
+}
+
+impl Endpoint {
+    fn pod(what: &str, namespace: &str, labels: Value) -> Endpoint {
+        Endpoint {
+            what: what.into(),
+            namespace: Some(namespace.into()),
+            labels,
+        }
+    }
+
+    fn outside(what: &str) -> Endpoint {
+        Endpoint {
+            what: what.into(),
+            namespace: None,
+            labels: json!({}),
+        }
+    }
+}
+
+/// A label selector (`matchLabels` and `matchExpressions` with In, NotIn, Exists,
+/// DoesNotExist); the empty selector selects everything.
+fn label_selector_matches(selector: &Value, labels: &Value) -> bool {
+    let by_labels = selector["matchLabels"]
+        .as_object()
+        .is_none_or(|m| m.iter().all(|(k, v)| &labels[k] == v));
+    let by_expressions = selector["matchExpressions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .all(|e| {
+            let key = e["key"].as_str().unwrap_or_default();
+            let values: Vec<&Value> = e["values"].as_array().into_iter().flatten().collect();
+            let value = labels.get(key);
+            match e["operator"].as_str().unwrap_or_default() {
+                "In" => value.is_some_and(|v| values.contains(&v)),
+                "NotIn" => value.is_none_or(|v| !values.contains(&v)),
+                "Exists" => value.is_some(),
+                "DoesNotExist" => value.is_none(),
+                _ => false,
+            }
+        });
+    by_labels && by_expressions
+}
+
+/// Whether a `from`/`to` peer of a policy in `policy_namespace` is `end`.
+fn peer_matches(peer: &Value, policy_namespace: &str, end: &Endpoint) -> bool {
+    let Some(namespace) = &end.namespace else {
+        // Only an ipBlock could name something outside the pods; none is used.
+        return false;
+    };
+    let namespace_ok = match peer.get("namespaceSelector") {
+        Some(selector) => {
+            label_selector_matches(selector, &json!({"kubernetes.io/metadata.name": namespace}))
+        }
+        None => namespace == policy_namespace,
+    };
+    let pod_ok = peer
+        .get("podSelector")
+        .is_none_or(|selector| label_selector_matches(selector, &end.labels));
+    namespace_ok && pod_ok
+}
+
+/// Whether a rule's `ports` admit TCP `port` (its number, or the name the pod gives it).
+fn ports_match(ports: Option<&Value>, port: (u16, Option<&str>)) -> bool {
+    let Some(list) = ports.and_then(Value::as_array).filter(|l| !l.is_empty()) else {
+        return true;
+    };
+    list.iter().any(|p| {
+        let protocol_ok = p["protocol"].as_str().unwrap_or("TCP") == "TCP";
+        let port_ok = match &p["port"] {
+            Value::Number(n) => n.as_u64() == Some(u64::from(port.0)),
+            Value::String(name) => Some(name.as_str()) == port.1,
+            Value::Null => true,
+            _ => false,
+        };
+        protocol_ok && port_ok
+    })
+}
+
+/// Whether the policies let `from` open a TCP connection to `to` on `port`: the sender's
+/// egress and the receiver's ingress must both allow it (a side no policy selects for that
+/// direction is open).
+fn allowed(policies: &[Value], from: &Endpoint, to: &Endpoint, port: (u16, Option<&str>)) -> bool {
+    let side =
+        |end: &Endpoint, direction: &str, rules_key: &str, peers_key: &str, other: &Endpoint| {
+            let Some(namespace) = &end.namespace else {
+                return true;
+            };
+            let selecting: Vec<&Value> = policies
+                .iter()
+                .filter(|p| p["metadata"]["namespace"].as_str() == Some(namespace))
+                .filter(|p| label_selector_matches(&p["spec"]["podSelector"], &end.labels))
+                .filter(|p| {
+                    p["spec"]["policyTypes"]
+                        .as_array()
+                        .is_some_and(|t| t.contains(&json!(direction)))
+                })
+                .collect();
+            selecting.is_empty()
+                || selecting.iter().any(|p| {
+                    p["spec"][rules_key]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|rule| {
+                            let peers_ok = match rule[peers_key].as_array() {
+                                None => true,
+                                Some(peers) if peers.is_empty() => true,
+                                Some(peers) => peers
+                                    .iter()
+                                    .any(|peer| peer_matches(peer, namespace, other)),
+                            };
+                            peers_ok && ports_match(rule.get("ports"), port)
+                        })
+                })
+        };
+    side(from, "Egress", "egress", "to", to) && side(to, "Ingress", "ingress", "from", from)
+}
+
+/// The policy Strimzi writes for a Kafka cluster's brokers (its KafkaCluster model, from the
+/// resource): the controller and replication ports from the cluster's own pods, and each
+/// listener's port from its `networkPolicyPeers`.
+fn strimzi_broker_policy(kafka: &Value) -> Value {
+    let cluster = name(kafka);
+    let mut ingress = vec![json!({
+        "from": [{"podSelector": {"matchLabels": {"strimzi.io/cluster": cluster}}}],
+        "ports": [{"port": 9090, "protocol": "TCP"}, {"port": 9091, "protocol": "TCP"}],
+    })];
+    for listener in kafka["spec"]["kafka"]["listeners"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let mut rule = json!({"ports": [{"port": listener["port"], "protocol": "TCP"}]});
+        if let Some(peers) = listener.get("networkPolicyPeers") {
+            rule["from"] = peers.clone();
+        }
+        ingress.push(rule);
+    }
+    json!({
+        "metadata": {"name": format!("{cluster}-network-policy-kafka"), "namespace": kafka["metadata"]["namespace"]},
+        "spec": {
+            "podSelector": {"matchLabels": {"strimzi.io/cluster": cluster, "strimzi.io/kind": "Kafka"}},
+            "policyTypes": ["Ingress"],
+            "ingress": ingress,
+        },
+    })
+}
+
+/// A connection: from, to, and the port (its number, and the name the pod gives it).
+type Flow<'a> = (&'a Endpoint, &'a Endpoint, (u16, Option<&'static str>));
+
+/// Default deny in the shop's namespace, then a policy per component: every flow the shop,
+/// the operators' pods, surge-exporter and the lag adapter need is allowed, and the ones they
+/// do not are denied — evaluated on the rendered policies (and the one Strimzi writes from
+/// the Kafka resource) as a CNI enforces them.
+#[test]
+fn network_policies_allow_exactly_the_flows_each_component_needs() -> anyhow::Result<()> {
+    let mut checked = 0;
+    for (overlay, objects) in rendered()? {
+        let mut policies: Vec<Value> = of_kind(&objects, "NetworkPolicy").cloned().collect();
+        let kafka = find(&objects, "Kafka", "shop-kafka")?;
+        policies.push(strimzi_broker_policy(kafka));
+        let template = |kind_: &str, name_: &str| -> anyhow::Result<Endpoint> {
+            let object = find(&objects, kind_, name_)?;
+            Ok(Endpoint::pod(
+                name_,
+                object["metadata"]["namespace"].as_str().unwrap_or_default(),
+                object["spec"]["template"]["metadata"]["labels"].clone(),
+            ))
+        };
+        let service = |s: &str| template("Deployment", s);
+        let (auth, catalog, orders, payment, shipping) = (
+            service("auth")?,
+            service("catalog")?,
+            service("orders")?,
+            service("payment")?,
+            service("shipping")?,
+        );
+        let redis = service("redis")?;
+        let exporter = service("surge-exporter")?;
+        let setup = template("Job", "shop-setup-0-1-0")?;
+        let instance = Endpoint::pod("a PostgreSQL instance", "shop", cnpg_pod_labels("instance"));
+        let pooler = Endpoint::pod("a pooler", "shop", cnpg_pod_labels("pooler"));
+        let broker = Endpoint::pod(
+            "a Kafka broker",
+            "shop",
+            json!({"strimzi.io/cluster": "shop-kafka", "strimzi.io/kind": "Kafka", "strimzi.io/pool-name": "dual-role", "strimzi.io/broker-role": "true", "strimzi.io/controller-role": "true"}),
+        );
+        let entity_operator = Endpoint::pod(
+            "Strimzi's entity operator",
+            "shop",
+            json!({"strimzi.io/cluster": "shop-kafka", "strimzi.io/kind": "Kafka", "strimzi.io/name": "shop-kafka-entity-operator"}),
+        );
+        let cnpg_operator = Endpoint::pod(
+            "the CloudNativePG operator",
+            "cnpg-system",
+            json!({"app.kubernetes.io/name": "cloudnative-pg"}),
+        );
+        let prometheus = Endpoint::pod(
+            "Prometheus",
+            "monitoring",
+            json!({"app.kubernetes.io/name": "prometheus"}),
+        );
+        let ingress_controller = Endpoint::pod(
+            "the ingress controller",
+            "ingress-nginx",
+            json!({"app.kubernetes.io/name": "ingress-nginx"}),
+        );
+        let dns = Endpoint::pod(
+            "the cluster's resolver",
+            "kube-system",
+            json!({"k8s-app": "coredns"}),
+        );
+        let stranger = Endpoint::pod("a pod of another namespace", "default", json!({"app": "x"}));
+        let solver = Endpoint::pod(
+            "cert-manager's HTTP-01 solver",
+            "shop",
+            json!({"acme.cert-manager.io/http01-solver": "true"}),
+        );
+        let api_server = Endpoint::outside("the API server");
+        let internet = Endpoint::outside("the internet");
+        let http = (8080, Some("http"));
+        let mut allow: Vec<Flow> = vec![
+            (&ingress_controller, &auth, http),
+            (&ingress_controller, &catalog, http),
+            (&ingress_controller, &orders, http),
+            (&ingress_controller, &solver, (8089, None)),
+            (&auth, &redis, (6379, Some("redis"))),
+            (&catalog, &redis, (6379, Some("redis"))),
+            (&orders, &redis, (6379, Some("redis"))),
+            (&orders, &broker, (9093, None)),
+            (&payment, &broker, (9093, None)),
+            (&shipping, &broker, (9093, None)),
+            (&exporter, &broker, (9093, None)),
+            (&exporter, &instance, (5432, None)),
+            (&exporter, &api_server, (443, None)),
+            (&setup, &instance, (5432, None)),
+            (&pooler, &instance, (5432, None)),
+            (&pooler, &api_server, (443, None)),
+            (&instance, &instance, (5432, None)),
+            (&instance, &instance, (8000, None)),
+            (&instance, &api_server, (6443, None)),
+            (&cnpg_operator, &instance, (8000, None)),
+            (&cnpg_operator, &instance, (5432, None)),
+            (&prometheus, &exporter, (9917, Some("metrics"))),
+            (&prometheus, &instance, (9187, Some("metrics"))),
+            (&prometheus, &pooler, (9127, Some("metrics"))),
+            (&broker, &broker, (9090, None)),
+            (&broker, &broker, (9091, None)),
+            (&entity_operator, &broker, (9091, None)),
+            (&broker, &api_server, (443, None)),
+            (&entity_operator, &api_server, (443, None)),
+        ];
+        for s in [&auth, &catalog, &orders, &payment, &shipping] {
+            allow.push((s, &pooler, (5432, None)));
+            allow.push((&prometheus, s, http));
+            allow.push((s, &dns, (53, None)));
+        }
+        for p in [&exporter, &setup, &instance, &pooler, &broker, &redis] {
+            allow.push((p, &dns, (53, None)));
+        }
+        let deny: Vec<Flow> = vec![
+            (&auth, &broker, (9093, None)),
+            (&catalog, &broker, (9093, None)),
+            (&payment, &redis, (6379, Some("redis"))),
+            (&shipping, &redis, (6379, Some("redis"))),
+            (&auth, &instance, (5432, None)),
+            (&orders, &instance, (5432, None)),
+            (&shipping, &orders, http),
+            (&payment, &internet, (443, None)),
+            (&orders, &internet, (443, None)),
+            (&redis, &pooler, (5432, None)),
+            (&redis, &internet, (443, None)),
+            (&catalog, &exporter, (9917, Some("metrics"))),
+            (&exporter, &redis, (6379, Some("redis"))),
+            (&setup, &broker, (9093, None)),
+            (&setup, &internet, (443, None)),
+            (&stranger, &redis, (6379, Some("redis"))),
+            (&stranger, &pooler, (5432, None)),
+            (&stranger, &instance, (5432, None)),
+            (&stranger, &broker, (9093, None)),
+            (&stranger, &auth, http),
+            (&stranger, &payment, http),
+            (&stranger, &exporter, (9917, Some("metrics"))),
+            (&pooler, &redis, (6379, Some("redis"))),
+            (&instance, &internet, (80, None)),
+        ];
+        for (from, to, port) in &allow {
+            assert!(
+                allowed(&policies, from, to, *port),
+                "{overlay}: {} cannot reach {} on {}",
+                from.what,
+                to.what,
+                port.0
+            );
+            checked += 1;
+        }
+        for (from, to, port) in &deny {
+            assert!(
+                !allowed(&policies, from, to, *port),
+                "{overlay}: {} may reach {} on {}",
+                from.what,
+                to.what,
+                port.0
+            );
+            checked += 1;
+        }
+        // Default deny: a pod no component policy names receives and sends nothing.
+        let unnamed = Endpoint::pod("an unlabelled pod", "shop", json!({}));
+        assert!(
+            !allowed(&policies, &stranger, &unnamed, (8080, None)),
+            "{overlay}"
+        );
+        assert!(
+            !allowed(&policies, &unnamed, &internet, (443, None)),
+            "{overlay}"
+        );
+
+        // The lag adapter (where it runs): the API server in, Prometheus and the API out.
+        if overlay != "keda" {
+            let adapter = template("Deployment", "surge-metrics-adapter")?;
+            for (from, to, port, want) in [
+                (&api_server, &adapter, 6443, true),
+                (&adapter, &prometheus, 9090, true),
+                (&adapter, &api_server, 443, true),
+                (&adapter, &dns, 53, true),
+                (&adapter, &internet, 80, false),
+                (&adapter, &redis, 6379, false),
+            ] {
+                assert_eq!(
+                    allowed(&policies, from, to, (port, None)),
+                    want,
+                    "{overlay}: {} → {} on {port}",
+                    from.what,
+                    to.what
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 150, "{checked} flows");
+    Ok(())
+}
