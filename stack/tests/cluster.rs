@@ -1161,3 +1161,61 @@ fn network_policies_allow_exactly_the_flows_each_component_needs() -> anyhow::Re
     assert!(checked > 150, "{checked} flows");
     Ok(())
 }
+
+/// The public API is HTTPS only: every Ingress terminates TLS for each host it routes, with a
+/// certificate cert-manager issues (a Certificate in the manifests names that secret and
+/// those hosts), and redirects plain HTTP, so logins and JWTs never cross in the clear.
+#[test]
+fn the_ingress_serves_only_https_with_a_cert_manager_certificate() -> anyhow::Result<()> {
+    let mut checked = 0;
+    for (overlay, objects) in rendered()? {
+        for ingress in of_kind(&objects, "Ingress") {
+            let what = format!("{overlay}: Ingress {}", name(ingress));
+            assert_eq!(
+                ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/force-ssl-redirect"],
+                json!("true"),
+                "{what}: plain HTTP is not redirected"
+            );
+            let hosts: BTreeSet<&str> = ingress["spec"]["rules"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| r["host"].as_str().unwrap_or_default())
+                .collect();
+            let tls = ingress["spec"]["tls"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            for host in &hosts {
+                assert!(
+                    !host.is_empty(),
+                    "{what}: a rule for every host (no catch-all)"
+                );
+                let entry = tls
+                    .iter()
+                    .find(|t| {
+                        t["hosts"]
+                            .as_array()
+                            .is_some_and(|h| h.contains(&json!(host)))
+                    })
+                    .with_context(|| format!("{what}: {host} has no TLS"))?;
+                let secret = entry["secretName"].as_str().unwrap_or_default();
+                let certificate = of_kind(&objects, "Certificate")
+                    .find(|c| {
+                        c["spec"]["secretName"] == json!(secret)
+                            && c["metadata"]["namespace"] == ingress["metadata"]["namespace"]
+                    })
+                    .with_context(|| format!("{what}: no Certificate makes {secret}"))?;
+                assert!(
+                    certificate["spec"]["dnsNames"]
+                        .as_array()
+                        .is_some_and(|d| d.contains(&json!(host))),
+                    "{what}: the certificate does not name {host}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 6, "2 Ingresses × 3 overlays");
+    Ok(())
+}
