@@ -78,10 +78,14 @@ impl AdapterRules {
         Ok(AdapterRules { rules })
     }
 
-    /// The rules in the adapter's ConfigMap manifest (`data["config.yaml"]`).
+    /// The rules in the adapter's config file (what its ConfigMap's `config.yaml` holds), or
+    /// in a ConfigMap manifest carrying it.
     pub fn load(manifest: &Path) -> anyhow::Result<AdapterRules> {
         let text = std::fs::read_to_string(manifest)
             .with_context(|| format!("reading {}", manifest.display()))?;
+        if !text.contains("kind: ConfigMap") {
+            return AdapterRules::parse(&text).with_context(|| manifest.display().to_string());
+        }
         for document in serde_yaml_ng::Deserializer::from_str(&text) {
             let value = serde_yaml_ng::Value::deserialize(document)?;
             if value["kind"].as_str() == Some("ConfigMap")

@@ -559,7 +559,7 @@ mod tests {
         assert_eq!(
             payment.external,
             vec![ExternalMetric {
-                name: "surge_kafka_group_topic_lag".into(),
+                name: surge_metrics::catalogue::kafka::SCALABLE_LAG.name.into(),
                 selector: BTreeMap::from([
                     ("group".into(), "payment".into()),
                     ("topic".into(), "order-placed".into())
@@ -568,6 +568,8 @@ mod tests {
                 target: 100.0,
             }]
         );
+        // The exporter's cap: one replica's share, the target.
+        assert_eq!(scalable_lag_cap(&specs), Some(100));
         let auth = specs
             .iter()
             .find(|s| s.workload == "auth")

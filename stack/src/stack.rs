@@ -110,7 +110,7 @@ impl StackOptions {
                 .map(|p| repo.join(p))
                 .collect(),
             shop_manifest: repo.join("stack/k8s/base/shop.yaml"),
-            adapter_manifest: repo.join("stack/k8s/scale-on-lag/adapter-config.yaml"),
+            adapter_manifest: repo.join("stack/k8s/scale-on-lag/adapter-rules.yaml"),
             shop_bin: sibling_binary("shop", "SURGE_SHOP_BIN")?,
             exporter_bin: sibling_binary("surge-exporter", "SURGE_EXPORTER_BIN")?,
             repo,

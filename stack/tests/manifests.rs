@@ -1184,7 +1184,7 @@ fn keda_scales_as_the_hpas_would() -> anyhow::Result<()> {
     };
     let (keda, production) = (objects_of("keda"), objects_of("production"));
     let rules = surge_stack::external::AdapterRules::load(
-        &stack_dir().join("k8s/scale-on-lag/adapter-config.yaml"),
+        &stack_dir().join("k8s/scale-on-lag/adapter-rules.yaml"),
     )?;
     let specs =
         surge_stack::hpa::load_all(&surge_stack::hpa::HPA_MANIFESTS.map(|p| repo().join(p)))?;

@@ -80,7 +80,7 @@ fn every_metric_named_by_rules_boards_scalers_and_panel_is_in_the_catalogue() ->
     // KEDA's queries).
     const SCALERS: [&str; 3] = [
         "stack/k8s/scale-on-lag/hpa.yaml",
-        "stack/k8s/scale-on-lag/adapter-config.yaml",
+        "stack/k8s/scale-on-lag/adapter-rules.yaml",
         "stack/k8s/overlays/keda/scaledobjects.yaml",
     ];
     for file in ["alerts/rules.yml", "alerts/rules.test.yml"]

@@ -65,7 +65,12 @@ fn the_kubernetes_overlays_config_parses() -> anyhow::Result<()> {
         let objects = surge_stack::k8s::render(&repo().join("stack/k8s/overlays").join(overlay))?;
         let texts: Vec<&str> = objects
             .iter()
-            .filter(|o| o["kind"] == "ConfigMap" && o["metadata"]["name"] == "surge-exporter")
+            .filter(|o| {
+                o["kind"] == "ConfigMap"
+                    && o["metadata"]["name"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with("surge-exporter-"))
+            })
             .filter_map(|o| o["data"]["surge-exporter.toml"].as_str())
             .collect();
         assert_eq!(texts.len(), 1, "{overlay}: one exporter config");

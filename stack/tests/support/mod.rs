@@ -40,8 +40,17 @@ pub fn kind(object: &Value) -> &str {
 pub fn find<'a>(objects: &'a [Value], kind_: &str, name_: &str) -> anyhow::Result<&'a Value> {
     objects
         .iter()
-        .find(|o| kind(o) == kind_ && name(o) == name_)
+        .find(|o| kind(o) == kind_ && (name(o) == name_ || generated_from(o, name_)))
         .ok_or_else(|| anyhow!("no {kind_} {name_}"))
+}
+
+/// A ConfigMap kustomize generated as `base`: its name is `base-` and the content's hash.
+pub fn generated_from(object: &Value, base: &str) -> bool {
+    kind(object) == "ConfigMap"
+        && name(object)
+            .strip_prefix(base)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|hash| hash.len() == 10 && hash.chars().all(|c| c.is_ascii_alphanumeric()))
 }
 
 pub fn of_kind<'a>(objects: &'a [Value], kind_: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
