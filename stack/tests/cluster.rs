@@ -4,7 +4,7 @@
 //! prometheus-operator's Alertmanager config generation), and each failed on the manifests
 //! before issue 28.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Context;
 use serde_json::{Value, json};
@@ -1271,5 +1271,165 @@ fn config_maps_are_hashed_so_an_edit_rolls_their_pods() -> anyhow::Result<()> {
     // Five services' settings and the exporter's config per overlay; the adapter's rules
     // where it runs.
     assert_eq!(references, 3 * 6 + 2);
+    Ok(())
+}
+
+/// The guide's prerequisite checks name everything the rendered manifests depend on from
+/// outside themselves: the namespaces their NetworkPolicies and objects name, the CRD of
+/// every custom kind (by its plural and group, from the vendored schemas), the ClusterIssuer
+/// their Certificates use and the secrets nothing in the manifests makes.
+#[test]
+fn prerequisites_cover_what_the_manifests_depend_on() -> anyhow::Result<()> {
+    let guide = std::fs::read_to_string(repo().join("docs/src/deploy.md"))?;
+    let command = |start: &str| -> String {
+        let at = guide.find(start).unwrap_or(guide.len());
+        guide[at..]
+            .lines()
+            .scan(true, |more, line| {
+                let take = *more;
+                *more = line.trim_end().ends_with('\\');
+                take.then_some(line)
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let namespaces_checked = command("kubectl get namespace ");
+    let crds_checked = command("kubectl get crd ");
+    let issuers_checked = command("kubectl get clusterissuer ");
+    let secrets_checked = command("kubectl -n shop get secret ");
+    let mut plural = BTreeMap::new();
+    for entry in std::fs::read_dir(stack_dir().join("k8s/crds"))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let crd: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&path)?)?;
+            plural.insert(
+                crd["spec"]["names"]["kind"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                format!(
+                    "{}.{}",
+                    crd["spec"]["names"]["plural"].as_str().unwrap_or_default(),
+                    crd["spec"]["group"].as_str().unwrap_or_default()
+                ),
+            );
+        }
+    }
+    let mut named = 0;
+    for (overlay, objects) in rendered()? {
+        let mut namespaces = BTreeSet::new();
+        for policy in of_kind(&objects, "NetworkPolicy") {
+            let text = policy.to_string();
+            for part in text.split("\"kubernetes.io/metadata.name\":\"").skip(1) {
+                namespaces.extend(part.split('"').next().map(str::to_string));
+            }
+        }
+        namespaces.extend(
+            objects
+                .iter()
+                .filter_map(|o| o["metadata"]["namespace"].as_str().map(str::to_string)),
+        );
+        namespaces.remove("shop");
+        for namespace in &namespaces {
+            assert!(
+                namespaces_checked.contains(&format!(" {namespace}")),
+                "{overlay}: the guide does not check namespace {namespace}"
+            );
+            named += 1;
+        }
+        for object in objects.iter().filter(|o| {
+            let api = o["apiVersion"].as_str().unwrap_or_default();
+            api.contains(".io/") && !api.contains("k8s.io/") || api.starts_with("keda.sh/")
+        }) {
+            let crd = plural
+                .get(kind(object))
+                .with_context(|| format!("no vendored CRD for {}", kind(object)))?;
+            let keda_only =
+                crd.ends_with(".keda.sh") && guide.contains(&format!("also needs `{crd}`"));
+            assert!(
+                crds_checked.contains(crd.as_str()) || keda_only,
+                "{overlay}: the guide does not check CRD {crd}"
+            );
+            named += 1;
+        }
+        for certificate in of_kind(&objects, "Certificate") {
+            let issuer = &certificate["spec"]["issuerRef"];
+            if issuer["kind"] == "ClusterIssuer" {
+                let name_ = issuer["name"].as_str().unwrap_or_default();
+                assert!(
+                    issuers_checked.contains(name_),
+                    "{overlay}: the guide does not check ClusterIssuer {name_}"
+                );
+                named += 1;
+            }
+        }
+        for secret in [
+            "shop-secrets",
+            "surge-monitor-pg",
+            "surge-pagerduty",
+            "surge-alert-webhooks",
+        ] {
+            assert!(secrets_checked.contains(secret), "{secret}");
+        }
+    }
+    assert!(named > 30, "{named}");
+    Ok(())
+}
+
+/// Going from an overlay with the lag adapter to `overlays/keda` means deleting exactly the
+/// objects `stack/k8s/scale-on-lag` renders (the guide's `kubectl delete -k`); going back,
+/// exactly the ScaledObjects.
+#[test]
+fn switching_overlays_deletes_exactly_what_the_other_lacks() -> anyhow::Result<()> {
+    let key = |o: &Value| {
+        (
+            kind(o).to_string(),
+            o["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            name(o).to_string(),
+        )
+    };
+    let all = rendered()?;
+    let set = |overlay: &str| -> BTreeSet<(String, String, String)> {
+        all.iter()
+            .filter(|(o, _)| *o == overlay)
+            .flat_map(|(_, objects)| objects.iter().map(key))
+            .collect()
+    };
+    let scale_on_lag: BTreeSet<_> =
+        surge_stack::k8s::render(&stack_dir().join("k8s/scale-on-lag"))?
+            .iter()
+            .map(key)
+            .collect();
+    let keda = set("keda");
+    for overlay in ["local", "production"] {
+        let with_adapter = set(overlay);
+        let only_there: BTreeSet<_> = with_adapter.difference(&keda).cloned().collect();
+        // production's PodDisruptionBudgets are its own: applying keda over it leaves them.
+        let only_there: BTreeSet<_> = only_there
+            .into_iter()
+            .filter(|k| !(overlay == "production" && k.0 == "PodDisruptionBudget"))
+            .collect();
+        assert_eq!(only_there, scale_on_lag, "{overlay} → keda");
+        let only_keda: BTreeSet<_> = keda.difference(&with_adapter).cloned().collect();
+        let scaled_objects: BTreeSet<_> = ["payment", "shipping"]
+            .map(|s| {
+                (
+                    "ScaledObject".to_string(),
+                    "shop".to_string(),
+                    s.to_string(),
+                )
+            })
+            .into_iter()
+            .collect();
+        // The production overlay's PDBs and spread are its own, not KEDA's.
+        let only_keda: BTreeSet<_> = only_keda
+            .into_iter()
+            .filter(|k| k.0 == "ScaledObject")
+            .collect();
+        assert_eq!(only_keda, scaled_objects, "keda → {overlay}");
+    }
     Ok(())
 }
