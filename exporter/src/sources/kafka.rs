@@ -1278,16 +1278,23 @@ mod tests {
         let mut last = Vec::new();
         for cycle in 0..12 {
             let t = 15.0 * f64::from(cycle);
-            // 25 msg/s per partition; a is 50 behind; b froze at cycle 1 (t = 15).
+            // 25 msg/s per partition; a is 50 behind; b keeps pace until cycle 3 (t = 45),
+            // then freezes.
             let end = 1000 + 375 * i64::from(cycle);
-            let commit = |p: i32| if p < 2 { end - 50 } else { 1000 + 375 - 50 };
+            let commit = |p: i32| {
+                if p < 2 || cycle <= 3 {
+                    end - 50
+                } else {
+                    1000 + 375 * 3 - 50
+                }
+            };
             let committed: HashMap<String, Result<Vec<Committed>, String>> = HashMap::from([(
                 "g".to_string(),
                 Ok((0..4)
                     .map(|p| Committed {
                         topic: "t".into(),
                         partition: p,
-                        offset: Some(if cycle == 0 { end - 50 } else { commit(p) }),
+                        offset: Some(commit(p)),
                     })
                     .collect()),
             )]);
@@ -1316,8 +1323,9 @@ mod tests {
             }
             last = samples;
         }
-        // Frozen since the reading at t = 15: still for 60 s at t = 75.
-        assert_eq!(first_stalled, Some(75.0));
+        // Its pace known (a commit every 15 s), frozen since the reading at t = 45: still for
+        // the 60 s stall time at t = 105.
+        assert_eq!(first_stalled, Some(105.0));
         assert_eq!(value(&last, &STALLED_PARTITIONS, &gt), Some(2.0));
         let stalled_state = [("group", "g"), ("topic", "t"), ("state", "stalled")];
         assert_eq!(value(&last, &LAG_STATE, &stalled_state), Some(1.0));
@@ -1327,7 +1335,7 @@ mod tests {
                 &PARTITION_STALLED,
                 &[("partition", partition), ("member", member)],
             );
-            assert_eq!(still, Some(150.0), "partition {partition}");
+            assert_eq!(still, Some(120.0), "partition {partition}");
         }
         assert_eq!(
             value(&last, &PARTITION_STALLED, &[("partition", "0")]),
@@ -1337,7 +1345,7 @@ mod tests {
         assert_eq!(value(&last, &SCALABLE_LAG, &gt), Some(100.0));
         assert_eq!(
             value(&last, &TOPIC_LAG, &gt),
-            Some(100.0 + 2.0 * (5125.0 - 1325.0))
+            Some(100.0 + 2.0 * (5125.0 - 2075.0))
         );
         Ok(())
     }

@@ -5,13 +5,20 @@
 //! consumers could work off: that of the partitions that move, each capped at one consumer's
 //! share, since one partition is read by one consumer at a time. Pure; time is passed in.
 
-/// One partition's committed offset and since when it has stood there.
-#[derive(Debug, Clone, Copy, PartialEq)]
+use std::collections::VecDeque;
+
+/// One partition's committed offset, since when it has stood there, and when it last moved.
+#[derive(Debug, Clone, PartialEq)]
 pub struct StallClock {
     committed: i64,
     since: f64,
     seen: f64,
+    /// The last few instants its committed offset moved.
+    moves: VecDeque<f64>,
 }
+
+/// Move instants kept per partition: enough for a median gap that one odd gap cannot move.
+const MOVES_KEPT: usize = 6;
 
 impl StallClock {
     /// A clock first seeing `committed` at `now` (Unix seconds).
@@ -20,6 +27,7 @@ impl StallClock {
             committed,
             since: now,
             seen: now,
+            moves: VecDeque::new(),
         }
     }
 
@@ -27,11 +35,34 @@ impl StallClock {
     /// (the exporter could not see; nobody could commit while the broker was down) starts
     /// the clock again, as the topic's rule does.
     pub fn observe(&mut self, committed: i64, now: f64, blind_after: f64) {
+        if committed != self.committed {
+            self.moves.push_back(now);
+            while self.moves.len() > MOVES_KEPT {
+                self.moves.pop_front();
+            }
+        }
         if committed != self.committed || now - self.seen > blind_after {
             self.committed = committed;
             self.since = now;
         }
         self.seen = now;
+    }
+
+    /// This partition's usual time between commits (the median gap between its last moves),
+    /// once two gaps were seen. A slow consumer with many partitions comes back to each only
+    /// every so often: that is its pace, not a stall.
+    pub fn commit_interval(&self) -> Option<f64> {
+        let mut gaps: Vec<f64> = self
+            .moves
+            .iter()
+            .zip(self.moves.iter().skip(1))
+            .map(|(a, b)| b - a)
+            .collect();
+        if gaps.len() < 2 {
+            return None;
+        }
+        gaps.sort_by(f64::total_cmp);
+        Some(gaps[gaps.len() / 2])
     }
 
     /// Seconds the committed offset has stood still.
@@ -40,9 +71,15 @@ impl StallClock {
     }
 
     /// Stalled: work waiting (`lag` > 0) and the offset still for at least `threshold`
-    /// seconds (the stall time, or twice the group's commit interval if it commits rarer).
+    /// seconds (the stall time, or twice the group's commit interval if it commits rarer),
+    /// or twice this partition's own commit interval if that is longer. Not before its pace
+    /// is known: until then only the topic's summed rule can call a stall, so a slow
+    /// consumer's first rounds over its partitions are not taken for one.
     pub fn stalled(&self, lag: i64, now: f64, threshold: f64) -> bool {
-        lag > 0 && self.still_for(now) >= threshold
+        let Some(pace) = self.commit_interval() else {
+            return false;
+        };
+        lag > 0 && self.still_for(now) >= threshold.max(2.0 * pace)
     }
 }
 
@@ -94,36 +131,81 @@ mod tests {
         assert_eq!(first_stalled, [None, None, Some(105.0), Some(105.0)]);
     }
 
+    /// A slow consumer with many partitions comes back to each every ~20 s (a batch of one,
+    /// then of another): with a 6 s stall time it is never stalled once its pace is known,
+    /// and a partition it then stops coming back to is, after twice that pace.
+    #[test]
+    fn a_slow_consumers_pace_is_not_a_stall() {
+        let mut clock = StallClock::start(0, 0.0);
+        let mut stalled_at = None;
+        for step in 1..=60 {
+            let t = f64::from(step) * 2.0;
+            // Moves every 20 s until t = 80, then never again.
+            let committed = (t.min(80.0) / 20.0).floor() as i64;
+            clock.observe(committed, t, BLIND);
+            let stalled = clock.stalled(100, t, 6.0);
+            if (60.0..=80.0).contains(&t) {
+                assert!(!stalled, "at {t}: a slow pace, not a stall");
+            }
+            if stalled && stalled_at.is_none() && t > 80.0 {
+                stalled_at = Some(t);
+            }
+        }
+        assert_eq!(clock.commit_interval(), Some(20.0));
+        // Still since 80: twice its 20 s pace later.
+        assert_eq!(stalled_at, Some(120.0));
+    }
+
+    /// A clock that saw its partition commit every 5 s from 0 to `until`.
+    fn paced(until: f64) -> StallClock {
+        let mut clock = StallClock::start(0, 0.0);
+        let mut t = 5.0;
+        while t <= until {
+            clock.observe((t / 5.0) as i64, t, BLIND);
+            t += 5.0;
+        }
+        clock
+    }
+
     #[test]
     fn no_lag_is_not_a_stall_and_a_move_restarts_the_clock() {
-        let mut clock = StallClock::start(10, 0.0);
-        for t in [15.0, 30.0, 45.0, 60.0] {
-            clock.observe(10, t, BLIND);
+        let mut clock = paced(20.0);
+        for t in [35.0, 50.0, 65.0, 80.0] {
+            clock.observe(4, t, BLIND);
         }
         assert!(
-            !clock.stalled(0, 60.0, STALL),
+            !clock.stalled(0, 80.0, STALL),
             "caught up: idle, not stalled"
         );
-        assert!(clock.stalled(1, 60.0, STALL));
+        assert!(clock.stalled(1, 80.0, STALL));
         assert!(
-            !clock.stalled(1, 59.0, STALL),
+            !clock.stalled(1, 79.0, STALL),
             "just short of the stall time"
         );
-        clock.observe(11, 75.0, BLIND);
-        assert!(!clock.stalled(5, 75.0, STALL));
-        assert_eq!(clock.still_for(90.0), 15.0);
+        clock.observe(5, 95.0, BLIND);
+        assert!(!clock.stalled(5, 95.0, STALL));
+        assert_eq!(clock.still_for(110.0), 15.0);
+    }
+
+    #[test]
+    fn a_partition_whose_pace_is_unknown_is_left_to_the_topics_rule() {
+        let mut clock = StallClock::start(10, 0.0);
+        for t in [15.0, 30.0, 45.0, 60.0, 75.0] {
+            clock.observe(10, t, BLIND);
+        }
+        assert_eq!(clock.commit_interval(), None);
+        assert!(!clock.stalled(100, 75.0, STALL));
     }
 
     #[test]
     fn a_blind_gap_restarts_the_clock() {
-        let mut clock = StallClock::start(10, 0.0);
-        clock.observe(10, 15.0, BLIND);
+        let mut clock = paced(15.0);
         // The broker was down from 15 to 115: nobody could commit.
-        clock.observe(10, 115.0, BLIND);
-        clock.observe(10, 130.0, BLIND);
+        clock.observe(3, 115.0, BLIND);
+        clock.observe(3, 130.0, BLIND);
         assert!(!clock.stalled(100, 130.0, STALL));
         for t in [145.0, 160.0, 175.0] {
-            clock.observe(10, t, BLIND);
+            clock.observe(3, t, BLIND);
         }
         assert!(clock.stalled(100, 175.0, STALL), "still since 115");
     }
