@@ -137,7 +137,7 @@ catalogue! {
         LAG_STATE = gauge "surge_kafka_group_topic_lag_state" [cluster, group, topic, state]
             "1 for the lag state of the group on the topic (ok, growing, draining, stalled, idle), 0 for the others.";
         STALLED_PARTITIONS = gauge "surge_kafka_group_topic_stalled_partitions" [cluster, group, topic]
-            "Partitions of the topic whose committed offset has not moved while they have lag, for the stall time (each partition judged alone, so a wedged member shows while the others commit); the lag state is stalled while this is above 0.";
+            "Partitions of the topic whose committed offset has not moved while they have lag, for the stall time or twice the partition's own commit interval (each partition judged alone, so a wedged member shows while the others commit); the lag state stays the topic's summed rule.";
         PARTITION_STALLED = gauge "surge_kafka_partition_stalled_seconds" unit "seconds" [cluster, group, topic, partition, member]
             "How long a stalled partition's committed offset has stood still with lag, present only while it is stalled; member is the group member it is assigned to (empty when none is).";
         SCALABLE_LAG = gauge "surge_kafka_group_topic_scalable_lag" [cluster, group, topic]

@@ -86,7 +86,11 @@ impl ScalingMetric {
     /// A short name: `cpu`, `lag` for a consumer group's lag, else the metric's name.
     pub fn short_name(&self) -> &str {
         let base = self.name.split('{').next().unwrap_or_default();
-        if base == catalogue::kafka::TOPIC_LAG.exposed {
+        // What an HPA scales consumers on, raw or the scalable share (stalled partitions out,
+        // each capped), is the group's lag to the reader.
+        if base == catalogue::kafka::TOPIC_LAG.exposed
+            || base == catalogue::kafka::SCALABLE_LAG.exposed
+        {
             "lag"
         } else {
             base

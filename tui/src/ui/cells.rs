@@ -180,11 +180,9 @@ pub fn lag_state(t: &Theme, state: Option<LagState>) -> Span<'static> {
 /// A group's lag state, with the count when only some of the topic's partitions are stalled
 /// (`■ stalled 2/12`): the others still move.
 pub fn group_state(t: &Theme, g: &GroupRow) -> Span<'static> {
-    match (g.state, g.partly_stalled()) {
-        (Some(LagState::Stalled), Some((stalled, of))) => {
-            Span::styled(format!("■ stalled {stalled}/{of}"), t.crit)
-        }
-        _ => lag_state(t, g.state),
+    match g.partly_stalled() {
+        Some((stalled, of)) => Span::styled(format!("■ stalled {stalled}/{of}"), t.crit),
+        None => lag_state(t, g.state),
     }
 }
 
