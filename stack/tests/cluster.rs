@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use anyhow::Context;
 use serde_json::{Value, json};
 use surge_stack::hpa::{HpaState, Measured, load_all, proposals};
+use surge_testkit::promtool::run;
 
 mod support;
 use support::*;
@@ -180,10 +181,19 @@ fn is_adapter(object: &Value) -> bool {
     object["metadata"]["labels"]["app.kubernetes.io/component"] == ADAPTER_COMPONENT
 }
 
+/// surge-exporter's config, as the overlay's ConfigMap carries it.
+fn exporter_config(objects: &[Value]) -> anyhow::Result<toml::Value> {
+    let text = find(objects, "ConfigMap", "surge-exporter")?["data"]["surge-exporter.toml"]
+        .as_str()
+        .context("no surge-exporter.toml in the exporter's ConfigMap")?;
+    Ok(toml::from_str(text)?)
+}
+
+/// Whether a Service's (or a monitor's `matchLabels`) selector picks a pod with `labels`: an
+/// empty one picks none.
 fn selects(selector: &Value, labels: &Value) -> bool {
-    selector
-        .as_object()
-        .is_some_and(|s| !s.is_empty() && s.iter().all(|(k, v)| &labels[k] == v))
+    selector.as_object().is_some_and(|s| !s.is_empty())
+        && label_selector_matches(&json!({ "matchLabels": selector }), labels)
 }
 
 /// Our prometheus-adapter shares no object with kube-prometheus', the Helm chart's or KEDA's:
@@ -455,21 +465,6 @@ fn operator_generated(amc: &Value) -> Value {
     })
 }
 
-fn run(program: &str, args: &[&str], dir: &std::path::Path) -> anyhow::Result<String> {
-    let out = std::process::Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .map_err(|e| anyhow::anyhow!("{program} not found ({e}); run scripts/install-deps"))?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    anyhow::ensure!(out.status.success(), "{program} {args:?} failed:\n{text}");
-    Ok(text)
-}
-
 /// Every alert the rules' unit tests fire, with the labels Prometheus gives it from the
 /// PrometheusRule (proven by `promtool test rules` on the PrometheusRule's own groups with the
 /// expected labels completed), routed through the config prometheus-operator generates from
@@ -585,12 +580,7 @@ fn consumers_scale_on_the_scalable_lag_capped_at_their_target() -> anyhow::Resul
     let local_cap = surge_stack::hpa::scalable_lag_cap(&specs).context("the local stack's cap")?;
     let mut checked = 0;
     for (overlay, objects) in rendered()? {
-        let exporter = find(&objects, "ConfigMap", "surge-exporter")?;
-        let config: toml::Value = toml::from_str(
-            exporter["data"]["surge-exporter.toml"]
-                .as_str()
-                .context("config")?,
-        )?;
+        let config = exporter_config(&objects)?;
         let cap = config["kafka"]["scalable_lag_partition_cap"]
             .as_integer()
             .with_context(|| {
@@ -687,12 +677,7 @@ fn the_database_pod_monitor_scrapes_instances_not_poolers() -> anyhow::Result<()
 #[test]
 fn the_exporter_watches_each_database_instance_not_a_service() -> anyhow::Result<()> {
     for (overlay, objects) in rendered()? {
-        let exporter = find(&objects, "ConfigMap", "surge-exporter")?;
-        let config: toml::Value = toml::from_str(
-            exporter["data"]["surge-exporter.toml"]
-                .as_str()
-                .context("config")?,
-        )?;
+        let config = exporter_config(&objects)?;
         let postgres = &config["postgres"];
         for target in postgres
             .get("targets")

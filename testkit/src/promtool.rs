@@ -31,3 +31,20 @@ pub fn check_metrics(exposition: &str) -> anyhow::Result<String> {
     );
     Ok(report)
 }
+
+/// Run `program` (promtool, amtool) with `args` in `dir`: its output, stdout then stderr, or
+/// an error with that output when it fails.
+pub fn run(program: &str, args: &[&str], dir: &std::path::Path) -> anyhow::Result<String> {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .map_err(|e| anyhow::anyhow!("{program} not found ({e}); run scripts/install-deps"))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    anyhow::ensure!(out.status.success(), "{program} {args:?} failed:\n{text}");
+    Ok(text)
+}

@@ -2,23 +2,10 @@
 //! `promtool test rules`, `amtool check-config`, and routing tests per severity. Every alert has
 //! a severity, a summary, a description and a runbook that exists and has real sections.
 
-use std::process::Command;
-
 use surge_tests::alerting::repo;
 
 fn run(program: &str, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(repo().join("alerts"))
-        .output()
-        .map_err(|e| anyhow::anyhow!("{program} not found ({e}); run scripts/install-deps"))?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    anyhow::ensure!(out.status.success(), "{program} {args:?} failed:\n{text}");
-    Ok(text)
+    surge_testkit::promtool::run(program, args, &repo().join("alerts"))
 }
 
 #[test]

@@ -483,8 +483,8 @@ struct ClusterState {
     log_end_history: HashMap<(String, i32), LogEndHistory>,
     produce_history: HashMap<String, VecDeque<(f64, f64)>>,
     group_topic_history: HashMap<(String, String), VecDeque<Point>>,
-    /// (group, topic, partition) → since when its committed offset stands where it is.
-    stall_clocks: HashMap<(String, String, i32), StallClock>,
+    /// (group, topic) → partition → since when its committed offset stands where it is.
+    stall_clocks: HashMap<(String, String), BTreeMap<i32, StallClock>>,
     /// (group, topic)s already warned of committing too rarely for the trend window.
     rare_committers: HashSet<(String, String)>,
     clamped: HashMap<(String, String), u64>,
@@ -979,7 +979,7 @@ fn build_samples(
                 f64::from(u8::from(lower_bound)),
             ));
 
-            let history = state.group_topic_history.entry(key).or_default();
+            let history = state.group_topic_history.entry(key.clone()).or_default();
             history.push_back(Point {
                 t: now,
                 lag: sums.lag as f64,
@@ -1003,14 +1003,13 @@ fn build_samples(
             let blind_after = trend.blind_after.as_secs_f64();
             let mut judged = Vec::new();
             let mut stalled = 0;
+            let clocks = state.stall_clocks.entry(key).or_default();
             for p in lags.iter().filter(|p| p.topic == topic) {
                 let (Some(committed), Some(lag)) = (p.committed, p.lag) else {
                     continue;
                 };
-                let clock_key = (group.clone(), topic.clone(), p.partition);
-                let clock = state
-                    .stall_clocks
-                    .entry(clock_key)
+                let clock = clocks
+                    .entry(p.partition)
                     .and_modify(|c| c.observe(committed, now, blind_after))
                     .or_insert_with(|| StallClock::start(committed, now));
                 let is_stalled = clock.stalled(lag, now, threshold);
@@ -1072,8 +1071,12 @@ fn build_samples(
     };
     state.group_topic_history.retain(|k, _| alive(k));
     let partitions = &state.topics;
-    state.stall_clocks.retain(|(g, t, p), _| {
-        alive(&(g.clone(), t.clone())) && partitions.get(t).is_some_and(|ps| ps.contains(p))
+    state.stall_clocks.retain(|k, clocks| {
+        let Some(live) = partitions.get(&k.1).filter(|_| alive(k)) else {
+            return false;
+        };
+        clocks.retain(|p, _| live.contains(p));
+        true
     });
     state.clamped.retain(|k, _| alive(k));
     state.rare_committers.retain(|k| alive(k));
@@ -1166,6 +1169,19 @@ mod tests {
         section.settings().map_err(|e| e.0)
     }
 
+    /// `partitions` of `topic`, each from offset 0 to `end`.
+    fn log_ends(topic: &str, partitions: impl Iterator<Item = i32>, end: i64) -> lag::Offsets {
+        partitions
+            .map(|p| {
+                let marks = Watermarks {
+                    end: Some(end),
+                    start: Some(0),
+                };
+                ((topic.to_string(), p), marks)
+            })
+            .collect()
+    }
+
     fn value(samples: &[Sample], family: &Family, want: &[(&str, &str)]) -> Option<f64> {
         samples
             .iter()
@@ -1205,19 +1221,7 @@ mod tests {
             (3, [true, true]),
         ] {
             let end = 110 + 10 * cycle;
-            let watermarks: lag::Offsets = [0, 1]
-                .into_iter()
-                .filter(|p| known[*p as usize])
-                .map(|p| {
-                    (
-                        ("t".to_string(), p),
-                        Watermarks {
-                            end: Some(end),
-                            start: Some(0),
-                        },
-                    )
-                })
-                .collect();
+            let watermarks = log_ends("t", [0, 1].into_iter().filter(|p| known[*p as usize]), end);
             let inputs = CycleInputs {
                 cluster: "c",
                 now: 1000.0 + 5.0 * cycle as f64,
@@ -1298,17 +1302,7 @@ mod tests {
                     })
                     .collect()),
             )]);
-            let watermarks: lag::Offsets = (0..4)
-                .map(|p| {
-                    (
-                        ("t".to_string(), p),
-                        Watermarks {
-                            end: Some(end),
-                            start: Some(0),
-                        },
-                    )
-                })
-                .collect();
+            let watermarks = log_ends("t", 0..4, end);
             let inputs = CycleInputs {
                 cluster: "c",
                 now: 1_000_000.0 + t,

@@ -267,6 +267,8 @@ pub(crate) struct PostgresSource {
 /// One CloudNativePG cluster: how to ask the API for its instances, and those last found.
 struct Discovery {
     settings: cloudnative_pg::Settings,
+    /// The target that reports the discovery itself.
+    target: String,
     client: tokio::sync::Mutex<Option<kube::Client>>,
     /// Pod name → its target; kept across cycles (with its connection) while the pod stays
     /// at the same address.
@@ -298,6 +300,7 @@ impl PostgresSource {
             .iter()
             .map(|c| Discovery {
                 settings: c.clone(),
+                target: c.discovery_target(),
                 client: tokio::sync::Mutex::new(None),
                 instances: Mutex::new(BTreeMap::new()),
             })
@@ -344,12 +347,20 @@ impl PostgresSource {
                 )
             })?;
         let found = cloudnative_pg::instances(&listed.items);
-        let password = settings.password.as_ref().map(Secret::read).transpose()?;
         let statics: Vec<&str> = self.targets.iter().map(|t| t.name.as_str()).collect();
         let mut instances = discovery
             .instances
             .lock()
             .map_err(|_| anyhow!("instances lock poisoned"))?;
+        // The secret is read only when an instance is new (or moved), not every cycle, and
+        // before the list changes, so a failed read leaves the known instances in place.
+        let new_instance = found
+            .iter()
+            .any(|i| instances.get(&i.name).is_none_or(|(was, _)| was != i));
+        let password = match (&settings.password, new_instance) {
+            (Some(secret), true) => Some(secret.read()?),
+            _ => None,
+        };
         let mut next = BTreeMap::new();
         for instance in found {
             if statics.contains(&instance.name.as_str()) {
@@ -493,7 +504,7 @@ impl Source for PostgresSource {
     fn targets(&self) -> Vec<String> {
         let mut out: Vec<String> = self.targets.iter().map(|t| t.name.clone()).collect();
         for d in &self.clusters {
-            out.push(d.settings.discovery_target());
+            out.push(d.target.clone());
             if let Ok(instances) = d.instances.lock() {
                 out.extend(instances.keys().cloned());
             }
@@ -501,11 +512,7 @@ impl Source for PostgresSource {
         out
     }
     async fn collect(&self, target: &str) -> anyhow::Result<Vec<Sample>> {
-        if let Some(d) = self
-            .clusters
-            .iter()
-            .find(|d| d.settings.discovery_target() == target)
-        {
+        if let Some(d) = self.clusters.iter().find(|d| d.target == target) {
             return self.discover(d).await;
         }
         let t = self

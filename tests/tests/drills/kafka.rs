@@ -477,19 +477,12 @@ fn drill_paused_poison_mid_sale_shows_the_stall_and_does_not_scale_on_it() -> an
     // maximum's worth of raw lag, then the fix; the load runs on throughout.
     let (load_end, stall) = std::thread::scope(|scope| -> anyhow::Result<(Instant, Stall)> {
         let watcher = scope.spawn(|| -> anyhow::Result<Stall> {
-            surge_servers::wait_until(
+            drill.wait_value(
                 "payment's stalled partitions counted",
-                Duration::from_secs(120),
-                Duration::from_millis(500),
-                || {
-                    Ok(drill
-                        .prom
-                        .value("surge_kafka_group_topic_stalled_partitions{group=\"payment\",topic=\"order-placed\"} > 0")?
-                        .is_some())
-                },
+                "max(surge_kafka_group_topic_stalled_partitions{group=\"payment\",topic=\"order-placed\"}) > bool 0",
+                1.0,
             )?;
             let detect = fault.elapsed();
-            drill.step("payment's stalled partitions counted");
             let frame = drill.wait_frame(
                 "the panel shows the partial stall",
                 &["--view", "kafka"],
