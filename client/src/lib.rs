@@ -9,6 +9,7 @@
 //! [`fetch::parse`]; the store's rows and verdicts through [`store`]'s; the store is read and
 //! set through its methods, never its fields.
 
+pub mod act;
 pub mod fetch;
 pub mod model;
 pub mod recording;

@@ -55,6 +55,8 @@ fn one_line(text: &str) -> String {
 #[derive(Clone)]
 pub struct Cluster {
     context: String,
+    /// The kubeconfig user the context names (who acts, when the server cannot say).
+    user: Option<String>,
     /// The server URL as the kubeconfig gives it, without a trailing slash.
     server: String,
     client: kube::Client,
@@ -95,6 +97,12 @@ impl Cluster {
                 }
             ));
         }
+        let user = kubeconfig
+            .contexts
+            .iter()
+            .find(|c| c.name == context)
+            .and_then(|c| c.context.as_ref())
+            .and_then(|c| c.user.clone());
         let options = KubeConfigOptions {
             context: Some(context.to_string()),
             ..KubeConfigOptions::default()
@@ -122,10 +130,26 @@ impl Cluster {
             .map_err(|e| format!("kube context {context}: {}", one_line(&e.to_string())))?;
         Ok(Cluster {
             context: context.to_string(),
+            user,
             server,
             client,
             timeout,
         })
+    }
+
+    /// The kubeconfig context this cluster was reached through.
+    pub fn context(&self) -> &str {
+        &self.context
+    }
+
+    /// The kubeconfig user of the context, if it names one.
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    /// The typed client, for the actions (`crate::act`).
+    pub(crate) fn client(&self) -> &kube::Client {
+        &self.client
     }
 
     /// Send `request` (an absolute URL under this cluster's server) with the context's

@@ -25,6 +25,9 @@ use tokio::sync::broadcast;
 
 use crate::serve::OnThread;
 
+mod writes;
+pub use writes::Verb;
+
 /// (group, version, plural): `("", "v1", "pods")`, `("apps", "v1", "replicasets")`.
 pub type Collection = (String, String, String);
 
@@ -34,6 +37,10 @@ pub struct RequestRecord {
     pub method: String,
     pub path: String,
     pub watch: bool,
+    /// The request's content type (a patch's kind: merge, strategic merge, JSON patch).
+    pub content_type: Option<String>,
+    /// The request body as text (empty for reads).
+    pub body: String,
 }
 
 #[derive(Debug, Clone)]
@@ -57,6 +64,8 @@ struct ApiState {
     upstreams: BTreeMap<(String, String, String), String>,
     /// The bearer token every request must carry, when set.
     token: Option<String>,
+    /// What the caller may not do, and who it is (SelfSubjectAccessReview/Review answers).
+    access: writes::Access,
 }
 
 struct Shared {
@@ -238,6 +247,33 @@ impl KubeApiStandIn {
         };
     }
 
+    /// From now on access reviews answer `allowed: false` for `verb` on `group`'s `resource`
+    /// (and `subresource`, empty for the object itself), in every namespace. The write itself
+    /// is not refused: the reviews are what a careful client asks first.
+    pub fn deny(&self, verb: Verb, group: &str, resource: &str, subresource: &str) {
+        self.shared.lock().access.denied.insert((
+            verb,
+            group.to_owned(),
+            resource.to_owned(),
+            subresource.to_owned(),
+        ));
+    }
+
+    /// The user name a SelfSubjectReview answers with ("tester" unless set).
+    pub fn set_username(&self, username: &str) {
+        self.shared.lock().access.username = username.to_owned();
+    }
+
+    /// One stored object, as it is now.
+    pub fn object(&self, collection: &Collection, namespace: &str, name: &str) -> Option<Value> {
+        self.shared
+            .lock()
+            .objects
+            .get(collection)
+            .and_then(|objects| objects.get(&(namespace.to_owned(), name.to_owned())))
+            .cloned()
+    }
+
     /// Every request served so far.
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.shared.lock().requests.clone()
@@ -322,6 +358,12 @@ pub fn hpas() -> Collection {
         "horizontalpodautoscalers".into(),
     )
 }
+pub fn deployments() -> Collection {
+    ("apps".into(), "v1".into(), "deployments".into())
+}
+pub fn statefulsets() -> Collection {
+    ("apps".into(), "v1".into(), "statefulsets".into())
+}
 pub fn pod_metrics() -> Collection {
     ("metrics.k8s.io".into(), "v1beta1".into(), "pods".into())
 }
@@ -339,6 +381,7 @@ fn collection_of(item: &Value) -> anyhow::Result<Collection> {
         "Pod" | "PodMetrics" => "pods",
         "ReplicaSet" => "replicasets",
         "Deployment" => "deployments",
+        "StatefulSet" => "statefulsets",
         "HorizontalPodAutoscaler" => "horizontalpodautoscalers",
         "Service" => "services",
         other => return Err(anyhow!("stand-in does not serve kind {other}")),
@@ -386,6 +429,7 @@ fn list_kind(collection: &Collection) -> &'static str {
         ("metrics.k8s.io", "pods") => "PodMetricsList",
         (_, "replicasets") => "ReplicaSetList",
         (_, "deployments") => "DeploymentList",
+        (_, "statefulsets") => "StatefulSetList",
         (_, "horizontalpodautoscalers") => "HorizontalPodAutoscalerList",
         ("", "services") => "ServiceList",
         _ => "List",
@@ -507,6 +551,11 @@ async fn handle(
             method: method.to_string(),
             path: path.clone(),
             watch,
+            content_type: headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            body: String::from_utf8_lossy(&body).into_owned(),
         });
         if let Some(token) = &state.token {
             let presented = headers
@@ -538,9 +587,35 @@ async fn handle(
     if let Some((upstream, name, rest)) = proxied {
         return forward(upstream, &name, method, &rest, uri.query(), &headers, body).await;
     }
-    let state = shared.lock();
+    let mut state = shared.lock();
     if method != Method::GET {
-        return status(405, "MethodNotAllowed", "the stand-in is read-only");
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        return match writes::write(&mut state, &method, &path, content_type, &body) {
+            Ok((answer, event)) => {
+                if let Some(event) = event {
+                    state.events.push(event.clone());
+                    let _ = shared.events.send(event);
+                }
+                json_response(answer)
+            }
+            Err(refusal) => refusal,
+        };
+    }
+    if let Some(target) = writes::ObjectPath::parse(&path) {
+        if let Some(code) = state.failures.get(&target.collection) {
+            return status(
+                *code,
+                "ServiceUnavailable",
+                "the server is currently unable to handle the request",
+            );
+        }
+        return match writes::read(&state, &target) {
+            Ok(object) => json_response(object),
+            Err(refusal) => refusal,
+        };
     }
     let Some((collection, namespace)) = route(&path) else {
         return status(
@@ -657,6 +732,14 @@ async fn handle(
         .header(header::CONTENT_TYPE, "application/json")
         .body(Body::from_stream(stream))
         .unwrap_or_else(|_| status(500, "InternalError", "building watch response"))
+}
+
+fn json_response(body: Value) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 fn in_scope_owned(want: &Option<String>, ns: &str) -> bool {
