@@ -86,6 +86,30 @@ impl Cluster {
         let kubeconfig = read_kubeconfig()?.ok_or_else(|| {
             "no kubeconfig (KUBECONFIG is unset and ~/.kube/config does not exist)".to_string()
         })?;
+        Cluster::from_kubeconfig(kubeconfig, context, timeout).await
+    }
+
+    /// Connect to `context` of the kubeconfig file at `path` (whatever `KUBECONFIG` says).
+    pub async fn connect_with(
+        path: &std::path::Path,
+        context: &str,
+        timeout: Duration,
+    ) -> Result<Cluster, String> {
+        let kubeconfig = Kubeconfig::read_from(path).map_err(|e| {
+            format!(
+                "kubeconfig {}: {}",
+                path.display(),
+                one_line(&e.to_string())
+            )
+        })?;
+        Cluster::from_kubeconfig(kubeconfig, context, timeout).await
+    }
+
+    async fn from_kubeconfig(
+        kubeconfig: Kubeconfig,
+        context: &str,
+        timeout: Duration,
+    ) -> Result<Cluster, String> {
         let known: Vec<String> = kubeconfig.contexts.iter().map(|c| c.name.clone()).collect();
         if !known.iter().any(|c| c == context) {
             return Err(format!(
