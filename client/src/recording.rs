@@ -477,7 +477,8 @@ fn check_update(update: &Update) -> Result<(), String> {
         Update::Thresholds { .. }
         | Update::Silences(_)
         | Update::Failed { .. }
-        | Update::Notice(_) => {}
+        | Update::Notice(_)
+        | Update::Acted(_) => {}
     }
     Ok(())
 }

@@ -65,9 +65,13 @@ pub struct Cli {
     /// Per-request timeout.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, global = true)]
     pub timeout: Option<Duration>,
-    /// No silences: look, don't touch.
+    /// No silences and no actions: look, don't touch.
     #[arg(long)]
     pub readonly: bool,
+    /// Where actions taken from the panel are logged, one JSON line each
+    /// [default: ~/.local/state/surge/audit.jsonl].
+    #[arg(long, value_name = "FILE", global = true)]
+    pub audit_log: Option<PathBuf>,
     /// default, high-contrast or mono (NO_COLOR selects mono unless a theme is given).
     #[arg(long, value_name = "NAME", value_parser = parse_theme, global = true)]
     pub theme: Option<ThemeName>,
@@ -172,6 +176,8 @@ pub struct Settings {
     /// The moment shown (`--at`), instead of now.
     pub at: Option<f64>,
     pub readonly: bool,
+    /// Where actions are logged (`None`: nowhere to write, said when acting).
+    pub audit_log: Option<PathBuf>,
     pub theme: Option<ThemeName>,
     pub range: Range,
     pub snapshot_dir: PathBuf,
@@ -476,6 +482,10 @@ impl Cli {
             stale_after,
             at,
             readonly: self.readonly || file.ui.readonly,
+            audit_log: self
+                .audit_log
+                .clone()
+                .or_else(surge_client::act::audit::AuditLog::default_path),
             theme,
             range,
             snapshot_dir: self

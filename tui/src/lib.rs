@@ -4,6 +4,7 @@
 //! functions of app, store, theme and time), the Markdown snapshot, and the loops that run
 //! them (`run` live, `replay` from a recording).
 
+mod acting;
 pub mod app;
 pub mod cli;
 pub mod config;

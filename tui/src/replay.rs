@@ -170,6 +170,9 @@ pub async fn interactive(settings: &Settings, file: &Path, at: Option<&str>) -> 
                             Action::SwitchContext(_) => {
                                 notice = Some("a replay shows one context: start it with --context NAME".into());
                             }
+                            Action::Plan(_) | Action::Apply(_) => {
+                                notice = Some("a replay changes nothing: actions are live only".into());
+                            }
                         }
                     }
                     if quit {

@@ -24,6 +24,8 @@ use crate::ui::{self, theme::Theme};
 struct Wiring {
     want: watch::Sender<Want>,
     commands: mpsc::Sender<Command>,
+    /// The channel its updates go down (actions' audit lines join them there).
+    updates: mpsc::Sender<(usize, Update)>,
     _tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -38,6 +40,7 @@ fn wire(
     let (want_tx, want_rx) = watch::channel(want);
     let (commands, command_rx) = mpsc::channel(8);
     let mut tasks = fetch::spawn(endpoints, update_tx, want_rx, command_rx)?;
+    let audit_lines = out.clone();
     tasks.push(tokio::spawn(async move {
         while let Some(update) = updates.recv().await {
             if out.send((index, update)).await.is_err() {
@@ -48,6 +51,7 @@ fn wire(
     Ok(Wiring {
         want: want_tx,
         commands,
+        updates: audit_lines,
         _tasks: tasks,
     })
 }
@@ -461,6 +465,7 @@ pub async fn interactive(settings: &Settings, started: Instant) -> Result<(), St
     let mut terminal =
         ratatui::try_init().map_err(|e| format!("cannot set up the terminal: {e}"))?;
     let mut events = EventStream::new();
+    let (plans_tx, mut plans) = mpsc::channel(4);
     let mut dirty = true;
     let mut first_data_frame = true;
     let result = loop {
@@ -527,6 +532,12 @@ pub async fn interactive(settings: &Settings, started: Instant) -> Result<(), St
                             Action::SwitchContext(i) => {
                                 tracing::info!(context = %app.contexts[i], "context switched");
                             }
+                            Action::Plan(act) => crate::acting::plan(settings, app.context, act, plans_tx.clone()),
+                            Action::Apply(plan) => {
+                                let Some(Some(session)) = sessions.get(app.context) else { continue };
+                                tracing::info!(target = %plan.action.target(), verb = plan.action.verb(), "applying an action");
+                                crate::acting::apply(settings, app.context, *plan, session.wiring.updates.clone());
+                            }
                         }
                     }
                     if quit {
@@ -539,6 +550,10 @@ pub async fn interactive(settings: &Settings, started: Instant) -> Result<(), St
                 Some(Err(e)) => break Err(format!("terminal input: {e}")),
                 None => break Ok(()),
             },
+            Some(plan) = plans.recv() => {
+                app.planned(plan);
+                dirty = true;
+            }
             update = updates.recv() => {
                 let Some(first) = update else { break Err("all sources stopped".into()) };
                 let mut batch = vec![first];

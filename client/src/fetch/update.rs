@@ -44,6 +44,9 @@ pub enum Update {
     Batch(Vec<Update>),
     /// A one-line message for the status bar (silence created, snapshot written, ...).
     Notice(String),
+    /// An action was tried from the panel (its audit line): recordings carry it, so a
+    /// replayed incident shows what was done when.
+    Acted(Box<crate::act::audit::Entry>),
 }
 
 /// An action the user asked for.

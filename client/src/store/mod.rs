@@ -127,6 +127,9 @@ pub mod lines {
     pub const IDLE_IN_TRANSACTION: f64 = 300.0;
 }
 
+/// Actions the store keeps for the views (the audit log keeps them all).
+pub const ACTIONS_KEPT: usize = 50;
+
 /// What the panel knows, fed by [`Store::apply`] and read through its methods: the views only
 /// read, and the few settings the panel owns (groups, range, notice) are set by name.
 #[derive(Debug, Clone, Default)]
@@ -140,6 +143,8 @@ pub struct Store {
     pub(crate) silences: Vec<Silence>,
     pub(crate) health: BTreeMap<String, Health>,
     pub(crate) notice: Option<String>,
+    /// Actions tried from the panel, oldest first (the last [`ACTIONS_KEPT`]).
+    actions: std::collections::VecDeque<crate::act::audit::Entry>,
     /// Unix seconds of the last data received.
     pub(crate) last_update: Option<f64>,
     pub(crate) derived: Derived,
@@ -394,7 +399,19 @@ impl Store {
                 entry.error = Some(error);
             }
             Update::Notice(text) => self.notice = Some(text),
+            Update::Acted(entry) => {
+                self.notice = Some(entry.summary());
+                if self.actions.len() == ACTIONS_KEPT {
+                    self.actions.pop_front();
+                }
+                self.actions.push_back(*entry);
+            }
         }
+    }
+
+    /// Actions tried from the panel (or in the recording being replayed), oldest first.
+    pub fn actions(&self) -> impl DoubleEndedIterator<Item = &crate::act::audit::Entry> {
+        self.actions.iter()
     }
 
     /// Sources with their age; stale when failing or silent for too long.

@@ -114,6 +114,10 @@ impl App {
                     Vec::new()
                 }
             },
+            ("max" | "min" | "bounds" | "scale" | "restart", _) => {
+                let args: Vec<&str> = text.split_whitespace().skip(1).collect();
+                self.act_command(verb, &args)
+            }
             ("snapshot", _) => vec![Action::Snapshot { clipboard: false }],
             ("help" | "h", _) => {
                 self.popup = Some(Popup::Help);
@@ -148,6 +152,7 @@ fn complete(text: &str, store: &Store, contexts: &[String]) -> Option<String> {
     }
     let verbs = [
         "overview", "kafka", "pg", "alerts", "svc ", "ctx ", "range ", "snapshot", "help", "quit",
+        "max ", "min ", "bounds ", "scale ", "restart",
     ];
     let found: Vec<&&str> = verbs.iter().filter(|v| v.starts_with(text)).collect();
     (found.len() == 1).then(|| found[0].to_string())

@@ -6,6 +6,7 @@
 //! definition of the rows each view lists; `command` the `:` line; `silence` the silence
 //! form and the confirmations.
 
+mod act;
 mod command;
 mod keys;
 mod replay;
@@ -13,6 +14,7 @@ mod rows;
 mod silence;
 mod state;
 
+pub use act::ActForm;
 pub use replay::{ReplayClock, Seek, is_replay_key, parse_at};
 pub use rows::{alerts, alerts_for_service, groups, partitions, pods, servers, services, silences};
 pub use silence::validate;

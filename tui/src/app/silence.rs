@@ -98,6 +98,7 @@ impl App {
                 self.popup = Some(Popup::Help);
                 Vec::new()
             }
+            Popup::Act(form) => self.act_key(form, key),
             Popup::ConfirmExpire(silence) => match key.code {
                 KeyCode::Char('y' | 'Y') => vec![Action::Fetch(Command::ExpireSilence(silence.id))],
                 KeyCode::Char('n' | 'N') | KeyCode::Esc => Vec::new(),

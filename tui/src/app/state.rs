@@ -64,6 +64,8 @@ pub enum Popup {
     Help,
     Silence(Box<SilenceForm>),
     ConfirmExpire(Silence),
+    /// An action's plan, waiting for confirmation.
+    Act(Box<super::act::ActForm>),
 }
 
 /// What a key asks the outside world to do.
@@ -81,6 +83,10 @@ pub enum Action {
     SwitchContext(usize),
     /// Start recording what the panel receives, or stop the recording under way.
     ToggleRecording,
+    /// Read the target and check permissions: what the action would change.
+    Plan(surge_client::act::Action),
+    /// Apply a confirmed plan.
+    Apply(Box<surge_client::act::Plan>),
 }
 
 #[derive(Debug, Clone)]

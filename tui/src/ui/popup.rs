@@ -68,6 +68,7 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx, popup: &Popup) {
     match popup {
         Popup::Help => help(frame, area, ctx),
         Popup::Silence(form) => silence(frame, area, ctx, form),
+        Popup::Act(form) => act(frame, area, ctx, form),
         Popup::ConfirmExpire(s) => {
             let rect = centered(area, 60, 7);
             let lines = vec![
@@ -86,6 +87,84 @@ pub fn draw(frame: &mut Frame, area: Rect, ctx: &Ctx, popup: &Popup) {
             );
         }
     }
+}
+
+/// An action's plan: what changes, what to know, what is missing, how to undo it, and how to
+/// confirm.
+fn act(frame: &mut Frame, area: Rect, ctx: &Ctx, form: &crate::app::ActForm) {
+    let plan = &form.plan;
+    let width = area.width.clamp(40, 76);
+    let text = usize::from(width - 4);
+    let mut lines = vec![Line::from(Span::styled(
+        format::fit(&plan.action.target(), text),
+        ctx.theme.title,
+    ))];
+    for change in &plan.changes {
+        let style = if change.changes() {
+            ctx.theme.accent
+        } else {
+            ctx.theme.dim
+        };
+        lines.push(Line::from(Span::styled(
+            format::fit(&format!("  {change}"), text),
+            style,
+        )));
+    }
+    for note in &plan.notes {
+        lines.push(Line::from(Span::styled(
+            format::fit(note, text),
+            ctx.theme.warn,
+        )));
+    }
+    for missing in &plan.missing {
+        lines.push(Line::from(Span::styled(
+            format::fit(&format!("✗ {missing}"), text),
+            ctx.theme.crit,
+        )));
+    }
+    lines.push(Line::from(Span::styled(
+        format::fit(&format!("undo: {}", plan.undo), text),
+        ctx.theme.dim,
+    )));
+    lines.push(Line::from(""));
+    let prompt = if !plan.missing.is_empty() {
+        "not allowed: any key closes".to_owned()
+    } else if !plan.ready() {
+        "nothing to change: any key closes".to_owned()
+    } else if let Some(word) = plan.confirm_word() {
+        format!(
+            "type {word} and Enter to confirm: {}▏  Esc cancels",
+            form.typed
+        )
+    } else {
+        "y apply   n / Esc cancel".to_owned()
+    };
+    lines.push(Line::from(Span::styled(
+        format::fit(&prompt, text),
+        ctx.theme.accent,
+    )));
+    if let Some(error) = &form.error {
+        lines.push(Line::from(Span::styled(
+            format::fit(error, text),
+            ctx.theme.crit,
+        )));
+    }
+    let height = u16::try_from(lines.len() + 2).unwrap_or(u16::MAX);
+    let rect = centered(area, width, height);
+    let title = format!(" {} ", capitalised(plan.action.verb()));
+    frame.render_widget(Clear, rect);
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::bordered().title(title)),
+        rect,
+    );
+}
+
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 /// Help lines for a popup `width` columns wide: keys in a column, descriptions wrapped
