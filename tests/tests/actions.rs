@@ -572,3 +572,124 @@ fn a_redrive_republishes_each_letter_once_keeps_the_letters_and_resumes() -> any
     assert!(e.contains("rate of at least 1"), "{e}");
     Ok(())
 }
+
+/// From the keyboard, in a real terminal: `surge --kube-context` on a cluster (the API
+/// stand-in) whose Prometheus (real) holds payment's HPA series; `:svc payment`, `:max 16`,
+/// the plan popup, `y`; then the HPA in the cluster, the audit line on disk and the notice on
+/// screen all say 10 → 16. A destructive plan (`:max 4`) waits for the typed name.
+#[test]
+fn raising_a_ceiling_from_the_keyboard_patches_the_hpa_and_audits_it() -> anyhow::Result<()> {
+    use surge_servers::{Prometheus, Workdir, free_port};
+    use surge_testkit::tmux::Tmux;
+
+    let dir = tempfile::tempdir()?;
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home)?;
+    let rules = dir.path().join("rules.yml");
+    let series = |name: &str, value: u32| {
+        format!(
+            "      - record: {name}\n        expr: vector({value})\n        labels:\n          namespace: shop\n          workload: payment\n          hpa: payment\n"
+        )
+    };
+    std::fs::write(
+        &rules,
+        format!(
+            "groups:\n  - name: hpa\n    rules:\n{}{}{}{}",
+            series("surge_hpa_current_replicas", 10),
+            series("surge_hpa_desired_replicas", 10),
+            series("surge_hpa_min_replicas", 2),
+            series("surge_hpa_max_replicas", 10),
+        ),
+    )?;
+    let prometheus = Prometheus::start_in(
+        Workdir::temp("surge-act-prom-")?,
+        free_port()?,
+        &format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [\"{}\"]\n",
+            rules.display()
+        ),
+    )?;
+    let api = KubeApiStandIn::start()?;
+    shop(&api)?;
+    api.expose_service(
+        "monitoring",
+        "prometheus-operated",
+        &json!({"operated-prometheus": "true"}),
+        "web",
+        9090,
+        &prometheus.url(),
+    )?;
+    let kubeconfig = dir.path().join("kubeconfig");
+    api.write_kubeconfig(&kubeconfig)?;
+    let audit = dir.path().join("audit.jsonl");
+    let surge = surge_stack::stack::sibling_binary("surge", "SURGE_BIN")?;
+    let command = format!(
+        "env KUBECONFIG={} HOME={} XDG_CONFIG_HOME={} USER=oncall {} --kube-context stand-in --refresh 1s --audit-log {} --log {}",
+        kubeconfig.display(),
+        home.display(),
+        home.join(".config").display(),
+        surge.display(),
+        audit.display(),
+        dir.path().join("panel.log").display(),
+    );
+    let tmux = Tmux::new("surge-actions");
+    tmux.start("act", 140, 40, &command)?;
+    tmux.wait_for("act", "the panel", "1 Overview")?;
+    // The service appears once Prometheus has evaluated its rules.
+    tmux.wait_for_screen(
+        "act",
+        "payment in the overview",
+        Duration::from_secs(30),
+        |s| s.contains("payment"),
+    )?;
+    tmux.keys("act", &[":svc payment", "Enter"])?;
+    tmux.wait_for("act", "the service view", "HPA shop/payment")?;
+
+    // Destructive: y does nothing, the name does.
+    tmux.keys("act", &[":max 4", "Enter"])?;
+    let screen = tmux.wait_for("act", "the plan", "maxReplicas: 10 → 4")?;
+    assert!(
+        screen.contains("type payment and Enter to confirm"),
+        "{screen}"
+    );
+    assert!(screen.contains("the HPA will remove 6 of them"), "{screen}");
+    tmux.keys("act", &["y", "Enter"])?;
+    tmux.wait_for("act", "the refusal", "type payment to confirm")?;
+    tmux.keys("act", &["Escape"])?;
+    tmux.wait_for("act", "cancelled", "cancelled: nothing changed")?;
+    assert_eq!(
+        api.object(&kube_api::hpas(), "shop", "payment")
+            .expect("hpa")["spec"]["maxReplicas"],
+        10
+    );
+
+    tmux.keys("act", &[":max 16", "Enter"])?;
+    let screen = tmux.wait_for("act", "the plan", "maxReplicas: 10 → 16")?;
+    assert!(screen.contains("y apply"), "{screen}");
+    assert!(
+        screen.contains("undo: set the bounds back to 2–10"),
+        "{screen}"
+    );
+    tmux.keys("act", &["y"])?;
+    tmux.wait_for(
+        "act",
+        "the audit notice",
+        "tester (os: oncall) set bounds horizontalpodautoscaler shop/payment: maxReplicas: 10 → 16",
+    )?;
+    assert_eq!(
+        api.object(&kube_api::hpas(), "shop", "payment")
+            .expect("hpa")["spec"]["maxReplicas"],
+        16
+    );
+    let log = surge_client::act::audit::AuditLog::at(&audit)
+        .read()
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(log.len(), 1, "{log:#?}");
+    assert_eq!(log[0].who.user.as_deref(), Some("tester"));
+    assert_eq!(log[0].who.os_user.as_deref(), Some("oncall"));
+    assert_eq!(log[0].context, "stand-in");
+    assert_eq!(log[0].changes[1].to_string(), "maxReplicas: 10 → 16");
+    assert_eq!(log[0].outcome, surge_client::act::audit::Outcome::Done);
+    tmux.keys("act", &["q"])?;
+    Ok(())
+}

@@ -601,7 +601,7 @@ async fn handle(
                 }
                 json_response(answer)
             }
-            Err(refusal) => refusal,
+            Err(refusal) => refusal.into_response(),
         };
     }
     if let Some(target) = writes::ObjectPath::parse(&path) {
@@ -614,7 +614,7 @@ async fn handle(
         }
         return match writes::read(&state, &target) {
             Ok(object) => json_response(object),
-            Err(refusal) => refusal,
+            Err(refusal) => refusal.into_response(),
         };
     }
     let Some((collection, namespace)) = route(&path) else {

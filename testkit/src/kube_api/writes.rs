@@ -13,6 +13,28 @@ use serde_json::{Value, json};
 
 use super::{ApiState, Collection, Event, status};
 
+/// A request refused, as the API server's `Status` answer.
+#[derive(Debug)]
+pub(super) struct Refusal {
+    code: u16,
+    reason: &'static str,
+    message: String,
+}
+
+impl Refusal {
+    pub fn into_response(self) -> Response {
+        status(self.code, self.reason, &self.message)
+    }
+}
+
+fn refuse(code: u16, reason: &'static str, message: &str) -> Refusal {
+    Refusal {
+        code,
+        reason,
+        message: message.to_owned(),
+    }
+}
+
 /// A verb an access review asks about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Verb {
@@ -80,8 +102,8 @@ impl ObjectPath {
         })
     }
 
-    fn not_found(&self) -> Response {
-        status(
+    fn not_found(&self) -> Refusal {
+        refuse(
             404,
             "NotFound",
             &format!(
@@ -123,7 +145,7 @@ fn scale_of(object: &Value, target: &ObjectPath) -> Value {
 }
 
 /// `GET` of one object or its scale.
-pub(super) fn read(state: &ApiState, target: &ObjectPath) -> Result<Value, Response> {
+pub(super) fn read(state: &ApiState, target: &ObjectPath) -> Result<Value, Refusal> {
     let object = state
         .objects
         .get(&target.collection)
@@ -132,7 +154,7 @@ pub(super) fn read(state: &ApiState, target: &ObjectPath) -> Result<Value, Respo
     match target.subresource.as_deref() {
         None => Ok(object.clone()),
         Some("scale") if scalable(&target.collection) => Ok(scale_of(object, target)),
-        Some(other) => Err(status(
+        Some(other) => Err(refuse(
             404,
             "NotFound",
             &format!("the server could not find the requested resource ({other})"),
@@ -147,9 +169,9 @@ pub(super) fn write(
     path: &str,
     content_type: &str,
     body: &[u8],
-) -> Result<(Value, Option<Event>), Response> {
+) -> Result<(Value, Option<Event>), Refusal> {
     let parsed: Value = serde_json::from_slice(body)
-        .map_err(|e| status(400, "BadRequest", &format!("the body is not JSON: {e}")))?;
+        .map_err(|e| refuse(400, "BadRequest", &format!("the body is not JSON: {e}")))?;
     match (method.as_str(), path.trim_end_matches('/')) {
         ("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews") => {
             Ok((review_access(&state.access, parsed)?, None))
@@ -167,11 +189,11 @@ pub(super) fn write(
         )),
         ("PATCH" | "PUT", _) => {
             let target = ObjectPath::parse(path).ok_or_else(|| {
-                status(405, "MethodNotAllowed", &format!("cannot {method} {path}"))
+                refuse(405, "MethodNotAllowed", &format!("cannot {method} {path}"))
             })?;
             change(state, &target, method, content_type, parsed)
         }
-        _ => Err(status(
+        _ => Err(refuse(
             405,
             "MethodNotAllowed",
             &format!("the stand-in does not take {method} {path}"),
@@ -179,10 +201,10 @@ pub(super) fn write(
     }
 }
 
-fn review_access(access: &Access, review: Value) -> Result<Value, Response> {
+fn review_access(access: &Access, review: Value) -> Result<Value, Refusal> {
     let attributes = &review["spec"]["resourceAttributes"];
     if !attributes.is_object() {
-        return Err(status(
+        return Err(refuse(
             400,
             "BadRequest",
             "spec.resourceAttributes is required",
@@ -214,7 +236,7 @@ fn change(
     method: &Method,
     content_type: &str,
     body: Value,
-) -> Result<(Value, Option<Event>), Response> {
+) -> Result<(Value, Option<Event>), Refusal> {
     let key = (target.namespace.clone(), target.name.clone());
     let current = state
         .objects
@@ -226,7 +248,7 @@ fn change(
         None => false,
         Some("scale") if scalable(&target.collection) => true,
         Some(other) => {
-            return Err(status(
+            return Err(refuse(
                 404,
                 "NotFound",
                 &format!("the stand-in has no subresource {other}"),
@@ -246,9 +268,9 @@ fn change(
     let mut updated = if on_scale {
         let replicas = changed["spec"]["replicas"]
             .as_i64()
-            .ok_or_else(|| status(422, "Invalid", "spec.replicas: Required value"))?;
+            .ok_or_else(|| refuse(422, "Invalid", "spec.replicas: Required value"))?;
         if replicas < 0 {
-            return Err(status(
+            return Err(refuse(
                 422,
                 "Invalid",
                 "spec.replicas: Invalid value: must be greater than or equal to 0",
@@ -288,7 +310,7 @@ fn change(
 }
 
 /// `base` with a patch applied, by the patch's content type.
-fn patched(mut base: Value, content_type: &str, patch: Value) -> Result<Value, Response> {
+fn patched(mut base: Value, content_type: &str, patch: Value) -> Result<Value, Refusal> {
     let kind = content_type.split(';').next().unwrap_or_default().trim();
     match kind {
         // For the maps patched here a strategic merge is a JSON merge; lists would differ.
@@ -298,12 +320,12 @@ fn patched(mut base: Value, content_type: &str, patch: Value) -> Result<Value, R
         }
         "application/json-patch+json" => {
             let operations: json_patch::Patch = serde_json::from_value(patch)
-                .map_err(|e| status(400, "BadRequest", &format!("not a JSON patch: {e}")))?;
+                .map_err(|e| refuse(400, "BadRequest", &format!("not a JSON patch: {e}")))?;
             json_patch::patch(&mut base, &operations)
-                .map_err(|e| status(422, "Invalid", &format!("the JSON patch failed: {e}")))?;
+                .map_err(|e| refuse(422, "Invalid", &format!("the JSON patch failed: {e}")))?;
             Ok(base)
         }
-        other => Err(status(
+        other => Err(refuse(
             415,
             "UnsupportedMediaType",
             &format!(

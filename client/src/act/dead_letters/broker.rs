@@ -113,7 +113,7 @@ impl Broker {
             blocking(move || broker.read(&name, |low, high| low.max(high - newest as i64))).await?;
         let redriven = self.ledger(topic).await?;
         let mut letters: Vec<Letter> = records.into_iter().map(Record::into_letter).collect();
-        letters.sort_by(|a, b| (b.timestamp_ms, b.id).cmp(&(a.timestamp_ms, a.id)));
+        letters.sort_by_key(|l| std::cmp::Reverse((l.timestamp_ms, l.id)));
         letters.truncate(newest);
         Ok(Browse {
             total,
