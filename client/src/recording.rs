@@ -829,6 +829,45 @@ mod tests {
     }
 
     #[test]
+    fn an_action_taken_is_in_the_recording_and_the_replayed_store()
+    -> Result<(), Box<dyn std::error::Error>> {
+        use crate::act::audit::{Entry, Outcome, Who};
+        use crate::act::{Action, Change};
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("acted.surge");
+        let entry = Entry {
+            at: "2026-12-07T21:40:07Z".into(),
+            who: Who {
+                user: Some("alice".into()),
+                os_user: None,
+            },
+            context: "prod".into(),
+            target: "horizontalpodautoscaler shop/payment".into(),
+            action: Action::HpaBounds {
+                namespace: "shop".into(),
+                name: "payment".into(),
+                min: None,
+                max: Some(16),
+            },
+            changes: vec![Change::new("maxReplicas", 10, 16)],
+            outcome: Outcome::Done,
+        };
+        write(
+            &path,
+            &[
+                (100.0, metrics(2.0)),
+                (102.0, Update::Acted(Box::new(entry.clone()))),
+                (104.0, metrics(4.0)),
+            ],
+        )?;
+        let replay = Replay::new(&read(&path)?, 0, Store::new(30.0));
+        assert_eq!(replay.store_at(101.0).actions().count(), 0);
+        let later = replay.store_at(104.0);
+        assert_eq!(later.actions().collect::<Vec<_>>(), vec![&entry]);
+        Ok(())
+    }
+
+    #[test]
     fn repeated_values_are_stored_once_and_read_back_whole()
     -> Result<(), Box<dyn std::error::Error>> {
         let mut last = LastMetrics::new();
