@@ -478,7 +478,8 @@ fn check_update(update: &Update) -> Result<(), String> {
         | Update::Silences(_)
         | Update::Failed { .. }
         | Update::Notice(_)
-        | Update::Acted(_) => {}
+        | Update::Acted(_)
+        | Update::DeadLetters(_) => {}
     }
     Ok(())
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use surge_client::act::dead_letters::broker::{Broker, ledger_topic};
+use surge_client::act::dead_letters::broker::{Broker, KafkaAccess, ledger_topic};
 use surge_client::act::dead_letters::{Filter, LetterId, REDRIVE_HEADER, Selection};
 use surge_client::act::workload::{RESTARTED_AT, Workloads};
 use surge_client::act::{Action, WorkloadKind};
@@ -365,18 +365,15 @@ fn shop_letter(order: usize, error: &str) -> (String, String, Vec<(&'static str,
     )
 }
 
-#[test]
-fn a_redrive_republishes_each_letter_once_keeps_the_letters_and_resumes() -> anyhow::Result<()> {
-    use rdkafka::Message;
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::message::{Header, Headers, OwnedHeaders};
+/// `orders-in` (2 partitions) and its dead-letter topic holding 12 letters as the shop writes
+/// them: 8 malformed (the bug to be fixed: orders 0, 1, 3, 4, 6, 7, 9, 10), 4 for unknown
+/// orders (to stay).
+fn dead_letters(broker: &KafkaBroker) -> anyhow::Result<()> {
+    use rdkafka::message::{Header, OwnedHeaders};
     use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-
-    let broker = KafkaBroker::start()?;
     broker.create_topic("orders-in", 2)?;
     broker.create_topic("orders-in.dlq", 2)?;
     let producer: BaseProducer = broker.client_config().create()?;
-    // 12 letters: 8 malformed (the bug to be fixed), 4 for unknown orders (to stay).
     for order in 0..12 {
         let error = if order % 3 == 2 {
             "unknown order"
@@ -402,8 +399,24 @@ fn a_redrive_republishes_each_letter_once_keeps_the_letters_and_resumes() -> any
             .map_err(|(e, _)| anyhow::anyhow!("{e}"))?;
     }
     producer.flush(Duration::from_secs(30))?;
+    Ok(())
+}
 
-    let dlq = Broker::new(&broker.bootstrap(), &[], Duration::from_secs(10));
+#[test]
+fn a_redrive_republishes_each_letter_once_keeps_the_letters_and_resumes() -> anyhow::Result<()> {
+    use rdkafka::Message;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Headers;
+
+    let broker = KafkaBroker::start()?;
+    dead_letters(&broker)?;
+    let dlq = Broker::new(
+        &KafkaAccess {
+            bootstrap: broker.bootstrap(),
+            properties: Vec::new(),
+        },
+        Duration::from_secs(10),
+    );
     let rt = runtime();
     let look = rt
         .block_on(dlq.browse("orders-in.dlq", 5))
@@ -691,5 +704,119 @@ fn raising_a_ceiling_from_the_keyboard_patches_the_hpa_and_audits_it() -> anyhow
     assert_eq!(log[0].changes[1].to_string(), "maxReplicas: 10 → 16");
     assert_eq!(log[0].outcome, surge_client::act::audit::Outcome::Done);
     tmux.keys("act", &["q"])?;
+    Ok(())
+}
+
+/// The dead-letter view and a redrive from the keyboard, on the real broker: `:dlq` lists the
+/// topic with its 12 letters, `Enter` opens it, `/malformed` narrows to the 8 of the bug,
+/// `:redrive 50` plans exactly those, `y` republishes them and audits it; a second `:redrive`
+/// finds nothing to move; a letter picked with space is redriven alone.
+#[test]
+fn dead_letters_are_browsed_and_redriven_from_the_keyboard() -> anyhow::Result<()> {
+    use surge_testkit::tmux::Tmux;
+
+    let broker = KafkaBroker::start()?;
+    dead_letters(&broker)?;
+    let dir = tempfile::tempdir()?;
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home)?;
+    let audit = dir.path().join("audit.jsonl");
+    let surge = surge_stack::stack::sibling_binary("surge", "SURGE_BIN")?;
+    let command = format!(
+        "env HOME={} XDG_CONFIG_HOME={} USER=oncall {} --kafka {} --refresh 1s --audit-log {} --log {}",
+        home.display(),
+        home.join(".config").display(),
+        surge.display(),
+        broker.bootstrap(),
+        audit.display(),
+        dir.path().join("panel.log").display(),
+    );
+    let tmux = Tmux::new("surge-dlq");
+    tmux.start("dlq", 150, 40, &command)?;
+    tmux.wait_for("dlq", "the panel", "1 Overview")?;
+    tmux.keys("dlq", &[":dlq", "Enter"])?;
+    let screen = tmux.wait_for("dlq", "the topics", "Dead-letter topics (1)")?;
+    let row = screen
+        .lines()
+        .find(|l| l.contains("orders-in.dlq"))
+        .unwrap_or_default();
+    assert_eq!(
+        row.trim_matches(['│', ' ', '▶'])
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["orders-in.dlq", "12", "0"],
+        "{screen}"
+    );
+    tmux.keys("dlq", &["Enter"])?;
+    tmux.wait_for("dlq", "the letters", "12 held, 0 redriven, newest 12 shown")?;
+    tmux.keys("dlq", &["Enter"])?;
+    tmux.wait_for("dlq", "the message", r#"{"order_id":"order-"#)?;
+    tmux.keys("dlq", &["Enter", "/malformed", "Enter"])?;
+    tmux.wait_for("dlq", "the filter", "newest 8 shown")?;
+    tmux.keys("dlq", &[":redrive 50", "Enter"])?;
+    let screen = tmux.wait_for("dlq", "the plan", "republished to orders-in: 0 → 8")?;
+    assert!(
+        screen.contains("8 of the 12 letters selected; the letters stay in orders-in.dlq"),
+        "{screen}"
+    );
+    assert!(screen.contains("y apply"), "{screen}");
+    tmux.keys("dlq", &["y"])?;
+    tmux.wait_for(
+        "dlq",
+        "the audit notice",
+        "oncall redrive topic orders-in.dlq: republished to orders-in: 0 → 8",
+    )?;
+    assert_eq!(surge_testkit::kafka::records(&broker, "orders-in")?, 8);
+    assert_eq!(
+        surge_testkit::kafka::records(&broker, "orders-in.dlq")?,
+        12,
+        "the letters stay"
+    );
+    tmux.wait_for("dlq", "the ledger read back", "12 held, 8 redriven")?;
+
+    // Again: nothing left to move.
+    tmux.keys("dlq", &[":redrive", "Enter"])?;
+    let screen = tmux.wait_for("dlq", "the empty plan", "8 already redriven: skipped")?;
+    assert!(
+        screen.contains("nothing to change: any key closes"),
+        "{screen}"
+    );
+    tmux.keys("dlq", &["Escape"])?;
+
+    // One unknown-order letter, picked: redriven alone.
+    tmux.keys("dlq", &["Escape"])?;
+    tmux.wait_for("dlq", "the filter cleared", "newest 12 shown")?;
+    let screen = tmux.screen("dlq")?;
+    let first_unknown = screen
+        .lines()
+        .filter(|l| l.contains("orders-in/"))
+        .position(|l| l.contains("unknown order"))
+        .ok_or_else(|| anyhow::anyhow!("no unknown-order letter:\n{screen}"))?;
+    let mut keys = vec!["g"];
+    keys.extend(std::iter::repeat_n("j", first_unknown));
+    keys.push("Space");
+    tmux.keys("dlq", &keys)?;
+    tmux.wait_for("dlq", "the pick", "1 picked")?;
+    tmux.keys("dlq", &[":redrive", "Enter"])?;
+    tmux.wait_for("dlq", "the plan", "republished to orders-in: 0 → 1")?;
+    tmux.keys("dlq", &["y"])?;
+    tmux.wait_for("dlq", "the second audit", "republished to orders-in: 0 → 1")?;
+    assert_eq!(surge_testkit::kafka::records(&broker, "orders-in")?, 9);
+
+    let log = surge_client::act::audit::AuditLog::at(&audit)
+        .read()
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(log.len(), 2, "{log:#?}");
+    assert_eq!(log[0].who.os_user.as_deref(), Some("oncall"));
+    assert_eq!(log[0].target, "topic orders-in.dlq");
+    assert!(matches!(
+        &log[0].action,
+        Action::Redrive { rate: 50, selection: Selection::Matching(f), .. } if f.error_contains.as_deref() == Some("malformed")
+    ));
+    assert_eq!(
+        log[0].changes[0].to_string(),
+        "republished to orders-in: 0 → 8"
+    );
+    tmux.keys("dlq", &["q"])?;
     Ok(())
 }

@@ -6,9 +6,12 @@ use std::path::PathBuf;
 
 use tokio::sync::mpsc;
 
+use std::sync::Arc;
 use surge_client::act::audit::{AuditLog, Entry, Outcome, Who};
+
+use surge_client::act::dead_letters::broker::Broker;
 use surge_client::act::workload::Workloads;
-use surge_client::act::{Action as Act, Plan};
+use surge_client::act::{Action as Act, Change, Plan};
 use surge_client::fetch::Update;
 
 use crate::cli::Settings;
@@ -39,6 +42,23 @@ fn workloads(settings: &Settings, index: usize) -> Result<Workloads, String> {
         })
 }
 
+/// The broker context `index` redrives through.
+fn broker(settings: &Settings, index: usize) -> Result<Broker, String> {
+    let (name, endpoints) = settings
+        .contexts
+        .get(index)
+        .ok_or_else(|| "no such context".to_string())?;
+    endpoints
+        .kafka
+        .as_ref()
+        .map(|k| Broker::new(k, endpoints.timeout))
+        .ok_or_else(|| {
+            format!(
+                "context {name} has no Kafka broker: redrives need one (--kafka or [sources.kafka])"
+            )
+        })
+}
+
 /// Plan `act` in the background; the plan (or why not) arrives on `plans`.
 pub(crate) fn plan(
     settings: &Settings,
@@ -46,6 +66,22 @@ pub(crate) fn plan(
     act: Act,
     plans: mpsc::Sender<Result<Plan, String>>,
 ) {
+    if let Act::Redrive {
+        topic,
+        selection,
+        rate,
+    } = act
+    {
+        let broker = broker(settings, index);
+        tokio::spawn(async move {
+            let result = match broker {
+                Ok(b) => b.plan_redrive(&topic, &selection, rate).await,
+                Err(e) => Err(e),
+            };
+            let _ = plans.send(result).await;
+        });
+        return;
+    }
     let workloads = workloads(settings, index);
     tokio::spawn(async move {
         let result = match workloads {
@@ -53,6 +89,67 @@ pub(crate) fn plan(
             Err(e) => Err(e),
         };
         let _ = plans.send(result).await;
+    });
+}
+
+/// Run a confirmed redrive, its progress as notices, its end as the audit line.
+fn redrive(
+    broker: Result<Broker, String>,
+    plan: Plan,
+    mut entry: Entry,
+    index: usize,
+    log: Option<PathBuf>,
+    updates: mpsc::Sender<(usize, Update)>,
+) {
+    tokio::spawn(async move {
+        let Act::Redrive {
+            topic,
+            selection,
+            rate,
+        } = &plan.action
+        else {
+            return;
+        };
+        let by = entry.who.label();
+        let progress_updates = updates.clone();
+        let result = match broker {
+            Err(e) => Err(e),
+            Ok(b) => {
+                b.redrive(topic, selection, *rate, &by, Arc::default(), |p| {
+                    // Best effort: a full channel skips a progress line, never the result.
+                    let _ = progress_updates.try_send((
+                        index,
+                        Update::Notice(format!(
+                            "redrive from {topic}: {} republished, {} to go",
+                            p.moved,
+                            p.left()
+                        )),
+                    ));
+                })
+                .await
+            }
+        };
+        match result {
+            Ok(progress) => {
+                entry.changes = progress
+                    .to
+                    .iter()
+                    .map(|(source, n)| Change::new(&format!("republished to {source}"), 0, n))
+                    .collect();
+                if entry.changes.is_empty() {
+                    entry.changes.push(Change::new("republished", 0, 0));
+                }
+                if progress.already > 0 {
+                    entry.changes.push(Change::new(
+                        "skipped, redriven before",
+                        progress.already,
+                        progress.already,
+                    ));
+                }
+            }
+            Err(error) => entry.outcome = Outcome::Failed { error },
+        }
+        let _ = updates.send((index, audited(log, entry))).await;
     });
 }
 
@@ -71,6 +168,22 @@ pub(crate) fn apply(
         .map(|(n, _)| n.clone())
         .unwrap_or_default();
     let log = settings.audit_log.clone();
+    if matches!(plan.action, Act::Redrive { .. }) {
+        let entry = Entry {
+            at: now(),
+            who: Who {
+                user: None,
+                os_user: Who::os_user(),
+            },
+            context,
+            target: plan.action.target(),
+            action: plan.action.clone(),
+            changes: Vec::new(),
+            outcome: Outcome::Done,
+        };
+        redrive(broker(settings, index), plan, entry, index, log, updates);
+        return;
+    }
     tokio::spawn(async move {
         let mut entry = Entry {
             at: now(),

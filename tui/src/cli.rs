@@ -31,6 +31,10 @@ pub struct Cli {
     /// surge-exporter to scrape directly, no Prometheus needed (repeatable).
     #[arg(long, value_name = "URL", global = true)]
     pub exporter: Vec<String>,
+    /// Kafka bootstrap servers, for the dead-letter view (:dlq) and redrives (credentials go
+    /// in the config file's [sources.kafka]).
+    #[arg(long, value_name = "HOST:PORT", global = true)]
+    pub kafka: Option<String>,
     /// Reach Prometheus and Alertmanager in this kubeconfig context's cluster, through the
     /// API server's service proxy with the kubeconfig's credentials.
     #[arg(long, value_name = "NAME", global = true, conflicts_with_all = ["prometheus", "alertmanager"])]
@@ -343,11 +347,24 @@ impl Cli {
              queries: &std::collections::BTreeMap<String, String>| {
                 table.signals(self.selector.as_deref().or(selector), queries)
             };
-        let endpoints_of = |prometheus, alertmanager, exporters, signals| {
+        let patterns = file.kafka.dead_letters.clone().unwrap_or_default();
+        let kafka_of = |table: &Option<config::KafkaSource>| {
+            table.as_ref().map(|k| k.access(&dir)).transpose()
+        };
+        let flagged_kafka = match &self.kafka {
+            Some(bootstrap) => Some(surge_client::act::dead_letters::broker::KafkaAccess {
+                bootstrap: bootstrap.clone(),
+                properties: Vec::new(),
+            }),
+            None => kafka_of(&file.sources.kafka)?,
+        };
+        let endpoints_of = |prometheus, alertmanager, exporters, signals, kafka| {
             let mut e = Endpoints {
                 prometheus,
                 alertmanager,
                 exporters,
+                kafka,
+                dead_letter_patterns: patterns.clone(),
                 refresh,
                 timeout,
                 signals,
@@ -361,7 +378,11 @@ impl Cli {
             e
         };
         let mut contexts = Vec::new();
-        if prometheus.is_some() || alertmanager.is_some() || !exporters.is_empty() {
+        if prometheus.is_some()
+            || alertmanager.is_some()
+            || !exporters.is_empty()
+            || (self.kube_context.is_none() && flagged_kafka.is_some())
+        {
             let signals = signals_of(
                 &file.sources.signals,
                 file.sources.selector.as_deref(),
@@ -370,7 +391,13 @@ impl Cli {
             .map_err(|e| format!("sources.{e}"))?;
             contexts.push((
                 "default".to_string(),
-                endpoints_of(prometheus, alertmanager, exporters, signals),
+                endpoints_of(
+                    prometheus,
+                    alertmanager,
+                    exporters,
+                    signals,
+                    flagged_kafka.clone(),
+                ),
             ));
         }
         for (name, c) in &file.contexts {
@@ -383,6 +410,7 @@ impl Cli {
                     from_file(&c.alertmanager),
                     c.exporters.iter().map(|e| e.endpoint(&dir)).collect(),
                     signals,
+                    kafka_of(&c.kafka).map_err(|e| format!("contexts.{name}.{e}"))?,
                 ),
             ));
         }
@@ -402,7 +430,10 @@ impl Cli {
             let flagged = self.exporter.iter().map(|u| Endpoint::plain(u)).collect();
             contexts.insert(
                 0,
-                (name.clone(), endpoints_of(None, None, flagged, signals)),
+                (
+                    name.clone(),
+                    endpoints_of(None, None, flagged, signals, flagged_kafka.clone()),
+                ),
             );
         }
         let replaying = matches!(self.command, Some(Sub::Replay { .. }));

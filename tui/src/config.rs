@@ -81,6 +81,8 @@ pub struct ContextTable {
     #[serde(default)]
     #[schemars(example = ["10.0.0.7:9917"])]
     pub exporters: Vec<SourceSetting>,
+    /// The Kafka broker, for the dead-letter view (`:dlq`) and redrives.
+    pub kafka: Option<KafkaSource>,
     /// Label matchers added to every series asked of Prometheus (`cluster="eu-1"`).
     #[schemars(example = &"cluster=\"eu-1\"")]
     pub selector: Option<String>,
@@ -272,6 +274,8 @@ pub struct Sources {
     #[serde(default)]
     #[schemars(example = ["10.0.0.7:9917"])]
     pub exporters: Vec<SourceSetting>,
+    /// `[sources.kafka]`: the Kafka broker, for the dead-letter view (`:dlq`) and redrives.
+    pub kafka: Option<KafkaSource>,
     /// Time between refreshes.
     #[serde(default = "default_refresh", with = "humantime_serde")]
     #[schemars(with = "String", extend("format" = "duration"))]
@@ -304,6 +308,7 @@ impl Default for Sources {
             prometheus: None,
             alertmanager: None,
             exporters: Vec::new(),
+            kafka: None,
             refresh: default_refresh(),
             timeout: default_timeout(),
             stale_after: None,
@@ -345,6 +350,46 @@ pub struct Snapshot {
     /// Where `s` writes snapshots (default: the current directory).
     #[schemars(example = &"/var/tmp/surge")]
     pub dir: Option<PathBuf>,
+}
+
+/// `[sources.kafka]` (or a context's `kafka`): the broker the dead-letter view reads and
+/// redrives through.
+#[derive(Debug, Clone, Deserialize, PartialEq, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSource {
+    /// Bootstrap servers, `host:port[,host:port…]`.
+    #[schemars(example = &"kafka-0.kafka:9092")]
+    pub bootstrap: String,
+    /// librdkafka client properties, passed as given (`security.protocol`, `sasl.mechanism`,
+    /// `sasl.username`, `ssl.ca.location`, …).
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    /// A file holding the SASL password (`sasl.password`), so the config holds no secret.
+    pub sasl_password_file: Option<PathBuf>,
+}
+
+impl KafkaSource {
+    /// The access the engine takes; file names are relative to `dir`.
+    pub fn access(
+        &self,
+        dir: &std::path::Path,
+    ) -> Result<surge_client::act::dead_letters::broker::KafkaAccess, String> {
+        let mut properties: Vec<(String, String)> = self
+            .properties
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if let Some(file) = &self.sasl_password_file {
+            let path = dir.join(file);
+            let password = std::fs::read_to_string(&path)
+                .map_err(|e| format!("kafka.sasl_password_file {}: {e}", path.display()))?;
+            properties.push(("sasl.password".into(), password.trim_end().to_owned()));
+        }
+        Ok(surge_client::act::dead_letters::broker::KafkaAccess {
+            bootstrap: self.bootstrap.clone(),
+            properties,
+        })
+    }
 }
 
 /// `[kafka]`: how the team's topics are named.

@@ -69,6 +69,7 @@ fn background_want(app: &App) -> Want {
     Want {
         partitions: None,
         range: app.range,
+        dead_letters: surge_client::fetch::DeadLetterWant::Nothing,
     }
 }
 

@@ -416,3 +416,121 @@ fn contexts_side_by_side_and_switching() {
         Some("staging-eks is a kubeconfig context: open it with surge --kube-context staging-eks")
     );
 }
+
+/// Dead letters as the shop writes them: two poison messages and an unknown order, the
+/// newest first; one already redriven.
+fn with_dead_letters(store: &mut Store) {
+    use surge_client::act::dead_letters::{DeadLetterTopic, Letter, LetterId, Look};
+    let letter = |partition: i32, offset: i64, age: f64, order: u32, error: &str| {
+        let body = format!(
+            r#"{{"error":"{error}","source_topic":"order-placed","partition":{partition},"offset":{},"attempts":1,"original":{{"order_id":"order-{order}","total_cents":4200}}}}"#,
+            offset * 10 + 3
+        );
+        Letter::read(
+            LetterId { partition, offset },
+            Some(((NOW - age) * 1000.0) as i64),
+            Some(format!("order-{order}").as_bytes()),
+            &[],
+            body.as_bytes(),
+        )
+    };
+    store.apply(
+        Update::DeadLetters(Ok(Look::Topics(vec![
+            DeadLetterTopic {
+                name: "order-placed.dlq".into(),
+                total: 3,
+                redriven: 1,
+            },
+            DeadLetterTopic {
+                name: "shipping-request.dlq".into(),
+                total: 0,
+                redriven: 0,
+            },
+        ]))),
+        NOW,
+    );
+    let letters = vec![
+        letter(
+            1,
+            7,
+            40.0,
+            31,
+            "malformed order-placed message: missing field `currency`",
+        ),
+        letter(
+            0,
+            12,
+            95.0,
+            30,
+            "malformed order-placed message: missing field `currency`",
+        ),
+        letter(0, 11, 400.0, 12, "unknown order"),
+    ];
+    store.apply(
+        Update::DeadLetters(Ok(Look::Letters {
+            topic: "order-placed.dlq".into(),
+            total: 3,
+            letters,
+            redriven: [LetterId {
+                partition: 0,
+                offset: 11,
+            }]
+            .into(),
+        })),
+        NOW,
+    );
+}
+
+#[test]
+fn dead_letters_topics_letters_a_message_and_a_redrive_plan() {
+    let mut store = flash_sale();
+    let mut app = app();
+    keys(&mut app, &store, ":dlq");
+    key(&mut app, &store, KeyCode::Enter);
+    assert_eq!(app.view, View::DeadLetters { topic: None });
+    // Before the broker answered, then the topics (the letters' look replaces them).
+    insta::assert_snapshot!("dead_letters_asking_100x12", render(&app, &store, 100, 12));
+    {
+        let mut topics_only = store.clone();
+        with_dead_letters(&mut topics_only);
+        topics_only.apply(
+            Update::DeadLetters(Ok(surge_client::act::dead_letters::Look::Topics(vec![
+                surge_client::act::dead_letters::DeadLetterTopic {
+                    name: "order-placed.dlq".into(),
+                    total: 3,
+                    redriven: 1,
+                },
+            ]))),
+            NOW,
+        );
+        insta::assert_snapshot!(
+            "dead_letter_topics_100x12",
+            render(&app, &topics_only, 100, 12)
+        );
+    }
+    with_dead_letters(&mut store);
+    keys(&mut app, &store, ":dlq order-placed.dlq");
+    key(&mut app, &store, KeyCode::Enter);
+    // The newest letter picked, the next opened.
+    key(&mut app, &store, KeyCode::Char(' '));
+    key(&mut app, &store, KeyCode::Enter);
+    insta::assert_snapshot!("dead_letters_160x30", render(&app, &store, 160, 30));
+    insta::assert_snapshot!("dead_letters_80x24", render(&app, &store, 80, 24));
+
+    // The plan a redrive of the picked letter comes back with.
+    use surge_client::act::dead_letters::Selection;
+    use surge_client::act::{Action as Act, Change, Plan};
+    app.planned(Ok(Plan {
+        action: Act::Redrive {
+            topic: "order-placed.dlq".into(),
+            selection: Selection::Picked(app.picked.clone()),
+            rate: 10,
+        },
+        changes: vec![Change::new("republished to order-placed", 0, 1)],
+        destructive: false,
+        missing: Vec::new(),
+        notes: vec!["1 of the 3 letters selected; the letters stay in order-placed.dlq".into()],
+        undo: "none: consumers get the messages again (marked surge-redrive-of); the letters and the ledger stay".into(),
+    }));
+    insta::assert_snapshot!("redrive_plan_120x30", render(&app, &store, 120, 30));
+}

@@ -5,6 +5,7 @@
 pub(crate) mod access;
 pub(crate) mod alertmanager;
 mod clock;
+mod dead_letters;
 pub(crate) mod direct;
 pub(crate) mod exposition;
 mod http;
@@ -19,7 +20,7 @@ pub use self::alertmanager::Alertmanager;
 pub use self::clock::now;
 pub use self::direct::{Exporter, source_name, with_scheme};
 pub use self::http::{FetchError, MAX_ANSWER_BYTES, http_client, one_line};
-pub use self::plan::{ALERTS, Want, queries};
+pub use self::plan::{ALERTS, DeadLetterWant, Want, queries};
 pub use self::prometheus::{Prometheus, RuleSummary, unix_seconds};
 pub use self::update::{Command, Update};
 
@@ -42,6 +43,10 @@ use tokio::task::JoinHandle;
 #[derive(Debug, Clone, Default)]
 pub struct Endpoints {
     pub prometheus: Option<Endpoint>,
+    /// The Kafka broker, for the dead-letter view and redrives.
+    pub kafka: Option<crate::act::dead_letters::broker::KafkaAccess>,
+    /// How dead-letter topics are named (`{topic}.dlq` when empty).
+    pub dead_letter_patterns: Vec<String>,
     pub alertmanager: Option<Endpoint>,
     pub exporters: Vec<Endpoint>,
     pub refresh: Duration,
@@ -53,6 +58,15 @@ pub struct Endpoints {
 }
 
 impl Endpoints {
+    /// The dead-letter naming patterns, the default when none are set.
+    pub fn dead_letter_patterns(&self) -> Vec<String> {
+        if self.dead_letter_patterns.is_empty() {
+            vec![crate::store::DEFAULT_DEAD_LETTERS.to_owned()]
+        } else {
+            self.dead_letter_patterns.clone()
+        }
+    }
+
     /// Every configured source with the name the store knows it by.
     pub fn named(&self) -> Vec<(String, &Endpoint)> {
         let mut out = Vec::new();
@@ -87,6 +101,16 @@ pub fn spawn(
             .at(endpoints.at);
         tasks.push(tokio::spawn(prometheus::run(
             source,
+            endpoints.refresh,
+            updates.clone(),
+            want.clone(),
+        )));
+    }
+    if let Some(kafka) = &endpoints.kafka {
+        let broker = crate::act::dead_letters::broker::Broker::new(kafka, endpoints.timeout);
+        tasks.push(tokio::spawn(dead_letters::run(
+            broker,
+            endpoints.dead_letter_patterns(),
             endpoints.refresh,
             updates.clone(),
             want,

@@ -137,6 +137,19 @@ pub struct Want {
     pub partitions: Option<(String, String, String)>,
     /// History to show.
     pub range: Range,
+    /// What the dead-letter view shows, asked of the broker.
+    pub dead_letters: DeadLetterWant,
+}
+
+/// The dead-letter view's data, while it is shown.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum DeadLetterWant {
+    #[default]
+    Nothing,
+    /// The dead-letter topics and their counts.
+    Topics,
+    /// One topic's newest letters.
+    Letters(String),
 }
 
 /// One request of a Prometheus refresh.
@@ -217,6 +230,7 @@ mod tests {
         let drilled = Want {
             partitions: Some(("shop".into(), "payment".into(), "order-placed".into())),
             range: Range::OneHour,
+            ..Want::default()
         };
         let mut total = 0;
         let mut most = 0;

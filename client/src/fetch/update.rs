@@ -47,6 +47,8 @@ pub enum Update {
     /// An action was tried from the panel (its audit line): recordings carry it, so a
     /// replayed incident shows what was done when.
     Acted(Box<crate::act::audit::Entry>),
+    /// What the broker said for the dead-letter view (or why it could not be asked).
+    DeadLetters(Result<crate::act::dead_letters::Look, String>),
 }
 
 /// An action the user asked for.

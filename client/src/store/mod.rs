@@ -143,6 +143,8 @@ pub struct Store {
     pub(crate) silences: Vec<Silence>,
     pub(crate) health: BTreeMap<String, Health>,
     pub(crate) notice: Option<String>,
+    /// The broker's last answer for the dead-letter view, and when it came.
+    dead_letter_look: Option<(f64, Result<crate::act::dead_letters::Look, String>)>,
     /// Actions tried from the panel, oldest first (the last [`ACTIONS_KEPT`]).
     actions: std::collections::VecDeque<crate::act::audit::Entry>,
     /// Unix seconds of the last data received.
@@ -399,6 +401,16 @@ impl Store {
                 entry.error = Some(error);
             }
             Update::Notice(text) => self.notice = Some(text),
+            Update::DeadLetters(look) => {
+                // An error keeps what was seen before, said stale by the view.
+                match (&look, self.dead_letter_look.take()) {
+                    (Err(e), Some((at, Ok(seen)))) => {
+                        self.notice = Some(format!("kafka: {e}"));
+                        self.dead_letter_look = Some((at, Ok(seen)));
+                    }
+                    _ => self.dead_letter_look = Some((now, look)),
+                }
+            }
             Update::Acted(entry) => {
                 self.notice = Some(entry.summary());
                 if self.actions.len() == ACTIONS_KEPT {
@@ -407,6 +419,11 @@ impl Store {
                 self.actions.push_back(*entry);
             }
         }
+    }
+
+    /// The broker's last answer for the dead-letter view and when it came.
+    pub fn dead_letters(&self) -> Option<(f64, &Result<crate::act::dead_letters::Look, String>)> {
+        self.dead_letter_look.as_ref().map(|(at, look)| (*at, look))
     }
 
     /// Actions tried from the panel (or in the recording being replayed), oldest first.

@@ -4,7 +4,11 @@
 //! confirmed — `y`, or the target's name typed when the plan is destructive.
 
 use crossterm::event::{KeyCode, KeyEvent};
+use surge_client::act::dead_letters::Selection;
 use surge_client::act::{Action as Act, Plan, WorkloadKind};
+
+/// Letters a second when `:redrive` names no rate.
+pub const DEFAULT_RATE: u32 = 10;
 
 use super::state::{Action, App, Popup, View};
 
@@ -83,6 +87,41 @@ impl App {
                 Vec::new()
             }
         }
+    }
+
+    /// `:redrive [RATE]` in a dead-letter topic: the letters picked (space), else every letter
+    /// whose error matches the filter (all of them without one), at RATE a second (10).
+    pub(super) fn redrive_command(&mut self, rate: Option<&str>) -> Vec<Action> {
+        if self.readonly {
+            self.message = Some("read-only (--readonly): actions are off".into());
+            return Vec::new();
+        }
+        let View::DeadLetters { topic: Some(topic) } = &self.view else {
+            self.message =
+                Some(":redrive acts on a dead-letter topic: open one first (:dlq)".into());
+            return Vec::new();
+        };
+        let rate = match rate.map(str::parse::<u32>) {
+            None => DEFAULT_RATE,
+            Some(Ok(rate)) if rate > 0 => rate,
+            Some(_) => {
+                self.message =
+                    Some(":redrive RATE: letters a second, a whole number above 0".into());
+                return Vec::new();
+            }
+        };
+        let selection = if self.picked.is_empty() {
+            Selection::Matching(super::rows::letter_filter(&self.filter))
+        } else {
+            Selection::Picked(self.picked.clone())
+        };
+        let act = Act::Redrive {
+            topic: topic.clone(),
+            selection,
+            rate,
+        };
+        self.message = Some(format!("planning: redrive from {topic}…"));
+        vec![Action::Plan(act)]
     }
 
     /// A plan (or why there is none) is back: show it for confirmation.

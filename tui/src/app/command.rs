@@ -114,6 +114,10 @@ impl App {
                     Vec::new()
                 }
             },
+            ("dlq" | "dead-letters", topic) => self.go(View::DeadLetters {
+                topic: topic.map(str::to_owned),
+            }),
+            ("redrive", rate) => self.redrive_command(rate),
             ("max" | "min" | "bounds" | "scale" | "restart", _) => {
                 let args: Vec<&str> = text.split_whitespace().skip(1).collect();
                 self.act_command(verb, &args)
@@ -152,7 +156,7 @@ fn complete(text: &str, store: &Store, contexts: &[String]) -> Option<String> {
     }
     let verbs = [
         "overview", "kafka", "pg", "alerts", "svc ", "ctx ", "range ", "snapshot", "help", "quit",
-        "max ", "min ", "bounds ", "scale ", "restart",
+        "max ", "min ", "bounds ", "scale ", "restart", "dlq", "redrive",
     ];
     let found: Vec<&&str> = verbs.iter().filter(|v| v.starts_with(text)).collect();
     (found.len() == 1).then(|| found[0].to_string())

@@ -4,7 +4,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use surge_client::model::Alert;
 use surge_client::store::Store;
 
-use super::rows::{alerts, groups, services};
+use super::rows::{alerts, dead_letter_topics, groups, letters, services};
 use super::state::{Action, AlertsFocus, App, Input, Popup, View, slot};
 
 impl App {
@@ -59,6 +59,9 @@ impl App {
                 self.cursor[slot(&View::Alerts)] = 0;
             }
             KeyCode::Char('m') if self.view == View::Alerts => return self.open_silence(store),
+            KeyCode::Char(' ') if matches!(self.view, View::DeadLetters { topic: Some(_) }) => {
+                self.pick(store);
+            }
             KeyCode::Char('e') | KeyCode::Delete if self.view == View::Alerts => {
                 return self.ask_expire(store);
             }
@@ -95,6 +98,21 @@ impl App {
         self.cursor[slot(&self.view)] = 0;
     }
 
+    /// Pick the letter under the cursor for a redrive, or put it back; the cursor moves on.
+    fn pick(&mut self, store: &Store) {
+        let View::DeadLetters { topic: Some(topic) } = &self.view else {
+            return;
+        };
+        let rows = letters(store, topic, &self.filter);
+        let i = self.cursor();
+        if let Some(letter) = rows.get(i) {
+            if !self.picked.remove(&letter.id) {
+                self.picked.insert(letter.id);
+            }
+            self.cursor[slot(&self.view)] = (i + 1).min(rows.len().saturating_sub(1));
+        }
+    }
+
     fn drill(&mut self, store: &Store) -> Vec<Action> {
         let f = self.filter.clone();
         let i = self.cursor();
@@ -120,6 +138,19 @@ impl App {
                 }
                 None => Vec::new(),
             },
+            View::DeadLetters { topic: None } => match dead_letter_topics(store, &f).get(i) {
+                Some(t) => {
+                    let view = View::DeadLetters {
+                        topic: Some(t.name.clone()),
+                    };
+                    self.go(view)
+                }
+                None => Vec::new(),
+            },
+            View::DeadLetters { topic: Some(_) } => {
+                self.letter_open = !self.letter_open;
+                Vec::new()
+            }
             View::Contexts => match self.contexts_table().get(i).copied() {
                 Some((c, None)) => self.switch_context(c),
                 Some((c, Some(j))) => {

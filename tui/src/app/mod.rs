@@ -16,7 +16,10 @@ mod state;
 
 pub use act::ActForm;
 pub use replay::{ReplayClock, Seek, is_replay_key, parse_at};
-pub use rows::{alerts, alerts_for_service, groups, partitions, pods, servers, services, silences};
+pub use rows::{
+    alerts, alerts_for_service, dead_letter_topics, groups, letter_filter, letters, partitions,
+    pods, servers, services, silences,
+};
 pub use silence::validate;
 pub use state::{Action, AlertsFocus, App, Input, Popup, SilenceField, SilenceForm, View};
 

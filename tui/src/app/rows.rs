@@ -1,5 +1,6 @@
 //! The rows each view lists, filtered: the one definition of "row N" for drawing and keys.
 
+use surge_client::act::dead_letters::{DeadLetterTopic, Filter, Letter, Look};
 use surge_client::model::{Alert, Silence};
 use surge_client::store::{GroupRow, PartitionRow, PodRow, ServerRow, ServiceRow, Store, firing};
 
@@ -90,4 +91,40 @@ pub fn alerts_for_service<'a>(store: &'a Store, workload: &str) -> Vec<&'a Alert
     firing(&store.derived().alerts)
         .filter(|a| a.labels.get("workload").map(String::as_str) == Some(workload))
         .collect()
+}
+
+/// The dead-letter topics the broker last listed, by name.
+pub fn dead_letter_topics<'a>(store: &'a Store, filter: &str) -> Vec<&'a DeadLetterTopic> {
+    match store.dead_letters() {
+        Some((_, Ok(Look::Topics(topics)))) => topics
+            .iter()
+            .filter(|t| matches(filter, &[&t.name]))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The letters of the topic shown, newest first; the filter takes letters by their error,
+/// as `:redrive` does.
+pub fn letters<'a>(store: &'a Store, topic: &str, filter: &str) -> Vec<&'a Letter> {
+    let taken = letter_filter(filter);
+    match store.dead_letters() {
+        Some((
+            _,
+            Ok(Look::Letters {
+                topic: shown,
+                letters,
+                ..
+            }),
+        )) if shown == topic => letters.iter().filter(|l| taken.takes(l)).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The filter text as the letters' filter (their error contains it).
+pub fn letter_filter(filter: &str) -> Filter {
+    Filter {
+        error_contains: (!filter.is_empty()).then(|| filter.to_owned()),
+        source_topic: None,
+    }
 }

@@ -6,7 +6,11 @@ use surge_client::fetch::Want;
 use surge_client::model::{Matcher, NewSilence, Range, Silence};
 use surge_client::store::{ContextSummary, Store};
 
-use super::rows::{alerts, groups, partitions, pods, servers, services, silences};
+use super::rows::{
+    alerts, dead_letter_topics, groups, letters, partitions, pods, servers, services, silences,
+};
+use surge_client::act::dead_letters::LetterId;
+use surge_client::fetch::DeadLetterWant;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum View {
@@ -25,6 +29,10 @@ pub enum View {
     Alerts,
     /// Every context side by side (`:ctx`).
     Contexts,
+    /// The dead-letter topics (`topic: None`, `:dlq`), or one topic's letters (`:dlq TOPIC`).
+    DeadLetters {
+        topic: Option<String>,
+    },
 }
 
 impl View {
@@ -40,6 +48,8 @@ impl View {
             View::Postgres => "PostgreSQL".into(),
             View::Alerts => "Alerts".into(),
             View::Contexts => "Contexts".into(),
+            View::DeadLetters { topic: None } => "Dead letters".into(),
+            View::DeadLetters { topic: Some(t) } => format!("Dead letters in {t}"),
         }
     }
 }
@@ -94,7 +104,7 @@ pub struct App {
     pub view: View,
     pub back: Vec<View>,
     /// Cursor per view kind.
-    pub cursor: [usize; 7],
+    pub cursor: [usize; 9],
     pub filter: String,
     pub input: Input,
     pub popup: Option<Popup>,
@@ -117,6 +127,10 @@ pub struct App {
     pub replay: Option<super::ReplayClock>,
     /// Recording to this file (`--record`; the header says so).
     pub recording: Option<String>,
+    /// Letters picked (space) for a redrive, in the dead-letter topic shown.
+    pub picked: std::collections::BTreeSet<LetterId>,
+    /// The letter under the cursor shows its message.
+    pub letter_open: bool,
 }
 
 /// The cursor slot of a view kind.
@@ -129,6 +143,8 @@ pub(super) fn slot(view: &View) -> usize {
         View::Postgres => 4,
         View::Alerts => 5,
         View::Contexts => 6,
+        View::DeadLetters { topic: None } => 7,
+        View::DeadLetters { topic: Some(_) } => 8,
     }
 }
 
@@ -160,7 +176,7 @@ impl App {
         App {
             view: View::Overview,
             back: Vec::new(),
-            cursor: [0; 7],
+            cursor: [0; 9],
             filter: String::new(),
             input: Input::Normal,
             popup: None,
@@ -176,6 +192,8 @@ impl App {
             help_scroll: 0,
             replay: None,
             recording: None,
+            picked: std::collections::BTreeSet::new(),
+            letter_open: false,
         }
     }
 
@@ -184,6 +202,7 @@ impl App {
         Want {
             partitions: self.wanted_partitions(),
             range: self.range,
+            dead_letters: self.wanted_dead_letters(),
         }
     }
 
@@ -208,6 +227,17 @@ impl App {
                 AlertsFocus::Silences => silences(store, f).len(),
             },
             View::Contexts => self.contexts_table().len(),
+            View::DeadLetters { topic: None } => dead_letter_topics(store, f).len(),
+            View::DeadLetters { topic: Some(t) } => letters(store, t, f).len(),
+        }
+    }
+
+    /// What the dead-letter view wants of the broker.
+    pub fn wanted_dead_letters(&self) -> DeadLetterWant {
+        match &self.view {
+            View::DeadLetters { topic: None } => DeadLetterWant::Topics,
+            View::DeadLetters { topic: Some(t) } => DeadLetterWant::Letters(t.clone()),
+            _ => DeadLetterWant::Nothing,
         }
     }
 
@@ -264,28 +294,35 @@ impl App {
         if view == self.view {
             return Vec::new();
         }
-        let had_partitions = self.wanted_partitions();
+        let had_partitions = (self.wanted_partitions(), self.wanted_dead_letters());
         let previous = std::mem::replace(&mut self.view, view);
         self.back.push(previous);
         if self.back.len() > 32 {
             self.back.remove(0);
         }
         self.filter.clear();
+        self.picked.clear();
+        self.letter_open = false;
         self.cursor[slot(&self.view)] = 0;
         self.want_if_changed(had_partitions)
     }
 
     pub(super) fn back(&mut self) -> Vec<Action> {
-        let had_partitions = self.wanted_partitions();
+        let had_partitions = (self.wanted_partitions(), self.wanted_dead_letters());
         if let Some(view) = self.back.pop() {
             self.view = view;
             self.filter.clear();
+            self.picked.clear();
+            self.letter_open = false;
         }
         self.want_if_changed(had_partitions)
     }
 
-    fn want_if_changed(&self, before: Option<(String, String, String)>) -> Vec<Action> {
-        if before == self.wanted_partitions() {
+    fn want_if_changed(
+        &self,
+        before: (Option<(String, String, String)>, DeadLetterWant),
+    ) -> Vec<Action> {
+        if before == (self.wanted_partitions(), self.wanted_dead_letters()) {
             Vec::new()
         } else {
             vec![Action::WantChanged]

@@ -17,7 +17,7 @@ pub fn header(frame: &mut Frame, area: Rect, ctx: &Ctx) {
     let mut spans = vec![Span::styled(" surge ", t.title)];
     let current = match ctx.app.view {
         View::Overview | View::Service { .. } => 1,
-        View::Kafka | View::Partitions { .. } => 2,
+        View::Kafka | View::Partitions { .. } | View::DeadLetters { .. } => 2,
         View::Postgres => 3,
         View::Alerts => 4,
         View::Contexts => 0,
@@ -197,6 +197,13 @@ pub fn footer(frame: &mut Frame, area: Rect, ctx: &Ctx) {
                     View::Alerts if ctx.app.readonly => "Enter jump  Tab silences  t range",
                     View::Alerts => "Enter jump  m silence  Tab silences  e expire  t range",
                     View::Overview | View::Kafka => "Enter drill in  t range",
+                    View::DeadLetters { topic: None } => "Enter letters  Esc back",
+                    View::DeadLetters { topic: Some(_) } if ctx.app.readonly => {
+                        "Enter message  Esc back"
+                    }
+                    View::DeadLetters { topic: Some(_) } => {
+                        "Enter message  space pick  :redrive [RATE]  Esc back"
+                    }
                     _ => "Esc back  t range",
                 };
                 spans.push(Span::styled(

@@ -8,7 +8,7 @@ use surge_client::store::Store;
 
 use super::ctx::Ctx;
 use super::theme::Theme;
-use super::{alerts, chrome, contexts, kafka, overview, popup, postgres, service};
+use super::{alerts, chrome, contexts, dead_letters, kafka, overview, popup, postgres, service};
 use crate::app::{App, View};
 
 pub fn draw(frame: &mut Frame, app: &App, store: &Store, theme: &Theme, now: f64) {
@@ -44,6 +44,10 @@ pub fn draw(frame: &mut Frame, app: &App, store: &Store, theme: &Theme, now: f64
         View::Postgres => postgres::draw(frame, body, &ctx),
         View::Alerts => alerts::draw(frame, body, &ctx),
         View::Contexts => contexts::draw(frame, body, &ctx),
+        View::DeadLetters { topic: None } => dead_letters::draw_topics(frame, body, &ctx),
+        View::DeadLetters { topic: Some(topic) } => {
+            dead_letters::draw_letters(frame, body, &ctx, topic)
+        }
     }
     chrome::footer(frame, footer, &ctx);
     if let Some(p) = &app.popup {

@@ -8,6 +8,7 @@ pub mod charts;
 pub mod chrome;
 pub mod contexts;
 pub mod ctx;
+pub mod dead_letters;
 pub mod format;
 mod frame;
 pub mod kafka;

@@ -9,7 +9,7 @@ use super::ctx::{Ctx, centered};
 use super::format;
 use crate::app::{Popup, SilenceField, SilenceForm};
 
-const HELP: [(&str, &str); 25] = [
+const HELP: [(&str, &str); 29] = [
     ("1 2 3 4", "Overview, Kafka, PostgreSQL, Alerts"),
     (
         "0  :ctx",
@@ -37,6 +37,22 @@ const HELP: [(&str, &str); 25] = [
     ),
     ("Esc", "clear the filter, else go back"),
     ("/", "filter the list (live; Enter keeps it)"),
+    (
+        ":max :min :bounds",
+        "on a service: its HPA's bounds (N, N, MIN MAX); plan, confirm, audit",
+    ),
+    (
+        ":scale N  :restart",
+        "on a service: scale (no HPA), rollout restart",
+    ),
+    (
+        ":dlq [TOPIC]",
+        "dead letters: topics, then letters (Enter: a message)",
+    ),
+    (
+        "space  :redrive [N]",
+        "letters: pick; republish the picked, else the filtered, N a second",
+    ),
     ("m", "Alerts: silence the selected alert"),
     ("Tab", "Alerts: switch between alerts and silences"),
     ("e", "Alerts: expire the selected silence"),
@@ -122,10 +138,9 @@ fn act(frame: &mut Frame, area: Rect, ctx: &Ctx, form: &crate::app::ActForm) {
             ctx.theme.crit,
         )));
     }
-    lines.push(Line::from(Span::styled(
-        format::fit(&format!("undo: {}", plan.undo), text),
-        ctx.theme.dim,
-    )));
+    for line in format::wrap(&format!("undo: {}", plan.undo), text, 3, "  ") {
+        lines.push(Line::from(Span::styled(line, ctx.theme.dim)));
+    }
     lines.push(Line::from(""));
     let prompt = if !plan.missing.is_empty() {
         "not allowed: any key closes".to_owned()

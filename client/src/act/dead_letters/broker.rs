@@ -22,18 +22,27 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::{Letter, LetterId, REDRIVE_HEADER, Selection};
+use super::{DeadLetterTopic, Letter, LetterId, Look, REDRIVE_HEADER, Selection};
+use crate::act::{Action, Change, Plan};
 
 /// The ledger topic of a dead-letter topic.
 pub fn ledger_topic(topic: &str) -> String {
     format!("{topic}.redriven")
 }
 
+/// Where the broker is and how to talk to it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KafkaAccess {
+    /// `host:port[,host:port…]`.
+    pub bootstrap: String,
+    /// librdkafka properties (`security.protocol`, `sasl.*`, `ssl.*`), passed as given.
+    pub properties: Vec<(String, String)>,
+}
+
 /// How to reach the broker.
 #[derive(Debug, Clone)]
 pub struct Broker {
     bootstrap: String,
-    /// librdkafka properties (security.protocol, sasl.*, ssl.*) passed as given.
     properties: Vec<(String, String)>,
     timeout: Duration,
 }
@@ -83,12 +92,135 @@ struct Record {
 }
 
 impl Broker {
-    pub fn new(bootstrap: &str, properties: &[(String, String)], timeout: Duration) -> Broker {
+    pub fn new(access: &KafkaAccess, timeout: Duration) -> Broker {
         Broker {
-            bootstrap: bootstrap.to_owned(),
-            properties: properties.to_vec(),
+            bootstrap: access.bootstrap.clone(),
+            properties: access.properties.clone(),
             timeout,
         }
+    }
+
+    /// What the dead-letter view asked for: the topics (`None`) or one topic's newest
+    /// `newest` letters.
+    pub async fn look(
+        &self,
+        patterns: &[String],
+        topic: Option<&str>,
+        newest: usize,
+    ) -> Result<Look, String> {
+        match topic {
+            Some(topic) => {
+                let found = self.browse(topic, newest).await?;
+                Ok(Look::Letters {
+                    topic: topic.to_owned(),
+                    total: found.total,
+                    letters: found.letters,
+                    redriven: found.redriven,
+                })
+            }
+            None => self.topics(patterns).await.map(Look::Topics),
+        }
+    }
+
+    /// The dead-letter topics on the broker, by `patterns`, with their counts.
+    pub async fn topics(&self, patterns: &[String]) -> Result<Vec<DeadLetterTopic>, String> {
+        let (broker, patterns) = (self.clone(), patterns.to_vec());
+        let counted = blocking(move || {
+            let consumer: BaseConsumer = broker.config().create().map_err(ReadError::other)?;
+            let metadata = consumer
+                .fetch_metadata(None, broker.timeout)
+                .map_err(ReadError::other)?;
+            let mut out = Vec::new();
+            for topic in metadata.topics() {
+                if !super::is_dead_letter_topic(&patterns, topic.name()) {
+                    continue;
+                }
+                let mut total = 0u64;
+                for partition in topic.partitions() {
+                    let (low, high) = consumer
+                        .fetch_watermarks(topic.name(), partition.id(), broker.timeout)
+                        .map_err(ReadError::other)?;
+                    total += u64::try_from(high - low).unwrap_or_default();
+                }
+                out.push((topic.name().to_owned(), total));
+            }
+            out.sort();
+            Ok(out)
+        })
+        .await?;
+        let mut topics = Vec::new();
+        for (name, total) in counted {
+            let redriven = self.ledger(&name).await?.len();
+            topics.push(DeadLetterTopic {
+                name,
+                total,
+                redriven,
+            });
+        }
+        Ok(topics)
+    }
+
+    /// What a redrive of `selection` from `topic` would do, read from the broker now.
+    pub async fn plan_redrive(
+        &self,
+        topic: &str,
+        selection: &super::Selection,
+        rate: u32,
+    ) -> Result<Plan, String> {
+        if rate == 0 {
+            return Err("a redrive needs a rate of at least 1 letter a second".into());
+        }
+        let (broker, name) = (self.clone(), topic.to_owned());
+        let (total, records) = blocking(move || broker.read(&name, |low, _| low)).await?;
+        let done = self.ledger(topic).await?;
+        let mut to: BTreeMap<String, usize> = BTreeMap::new();
+        let (mut selected, mut already, mut unroutable) = (0, 0, 0);
+        for letter in records.into_iter().map(Record::into_letter) {
+            if !selection.takes(&letter) {
+                continue;
+            }
+            selected += 1;
+            if done.contains(&letter.id) {
+                already += 1;
+            } else if let Some(source) = letter.source_topic {
+                *to.entry(source).or_default() += 1;
+            } else {
+                unroutable += 1;
+            }
+        }
+        let moving: usize = to.values().sum();
+        let mut changes: Vec<Change> = to
+            .iter()
+            .map(|(source, n)| Change::new(&format!("republished to {source}"), 0, n))
+            .collect();
+        if changes.is_empty() {
+            changes.push(Change::new("republished", 0, 0));
+        }
+        let mut notes = vec![format!(
+            "{selected} of the {total} letters selected; the letters stay in {topic}"
+        )];
+        if already > 0 {
+            notes.push(format!("{already} already redriven: skipped"));
+        }
+        if unroutable > 0 {
+            notes.push(format!("{unroutable} name no source topic: skipped"));
+        }
+        if moving > 0 {
+            let seconds = moving.div_ceil(usize::try_from(rate).unwrap_or(1));
+            notes.push(format!("at {rate}/s: about {seconds} s"));
+        }
+        Ok(Plan {
+            action: Action::Redrive {
+                topic: topic.to_owned(),
+                selection: selection.clone(),
+                rate,
+            },
+            changes,
+            destructive: false,
+            missing: Vec::new(),
+            notes,
+            undo: "none: consumers get the messages again (marked surge-redrive-of); the letters and the ledger stay".into(),
+        })
     }
 
     fn config(&self) -> ClientConfig {

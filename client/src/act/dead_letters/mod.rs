@@ -45,7 +45,7 @@ impl std::str::FromStr for LetterId {
 }
 
 /// One dead letter, as read.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Letter {
     pub id: LetterId,
     /// When the letter was written, milliseconds since the epoch.
@@ -168,6 +168,39 @@ impl Letter {
     pub fn original_text(&self) -> String {
         String::from_utf8_lossy(&self.original).into_owned()
     }
+}
+
+/// Whether `name` is a dead-letter topic by one of `patterns` (`{topic}.dlq`: `{topic}`
+/// stands for the source topic, which must not be empty).
+pub fn is_dead_letter_topic(patterns: &[String], name: &str) -> bool {
+    patterns.iter().any(|pattern| {
+        let (prefix, suffix) = pattern.split_once("{topic}").unwrap_or((pattern, ""));
+        name.len() > prefix.len() + suffix.len()
+            && name.starts_with(prefix)
+            && name.ends_with(suffix)
+    })
+}
+
+/// A dead-letter topic on the broker: letters held and how many were redriven.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetterTopic {
+    pub name: String,
+    pub total: u64,
+    pub redriven: usize,
+}
+
+/// What the dead-letter view shows, as the broker answered at one moment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Look {
+    /// The dead-letter topics.
+    Topics(Vec<DeadLetterTopic>),
+    /// One topic's newest letters.
+    Letters {
+        topic: String,
+        total: u64,
+        letters: Vec<Letter>,
+        redriven: BTreeSet<LetterId>,
+    },
 }
 
 /// The shop's dead-letter body.
@@ -307,6 +340,19 @@ mod tests {
         // No provenance at all: nothing to send it back to.
         let letter = Letter::read(id(0, 1), None, None, &[], b"?");
         assert_eq!(letter.source_topic, None);
+    }
+
+    #[test]
+    fn dead_letter_topics_follow_the_patterns() {
+        let patterns = vec!["{topic}.dlq".to_owned(), "dlq-{topic}".to_owned()];
+        assert!(is_dead_letter_topic(&patterns, "order-placed.dlq"));
+        assert!(is_dead_letter_topic(&patterns, "dlq-orders"));
+        assert!(!is_dead_letter_topic(&patterns, ".dlq"), "no source topic");
+        assert!(
+            !is_dead_letter_topic(&patterns, "order-placed.dlq.redriven"),
+            "a ledger"
+        );
+        assert!(!is_dead_letter_topic(&patterns, "order-placed"));
     }
 
     #[test]
