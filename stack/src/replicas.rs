@@ -144,6 +144,25 @@ impl ReplicaSet {
         Ok(gone)
     }
 
+    /// Set `key` in the environment new replicas start with (a changed pod template).
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_owned(), value.to_owned()));
+    }
+
+    /// Start one replica from the current environment and take the oldest out of the set,
+    /// returned still running: the caller stops it once nothing routes to it (one step of a
+    /// rolling update: the new one is ready before the old one goes).
+    pub fn replace_oldest(&mut self) -> anyhow::Result<Option<Replica>> {
+        if self.replicas.is_empty() {
+            return Ok(None);
+        }
+        let fresh = self.spawn_one()?.ready()?;
+        let oldest = self.replicas.remove(0);
+        self.replicas.push(fresh);
+        Ok(Some(oldest))
+    }
+
     /// Signal every replica to stop, without waiting (a later `scale_to(0)` waits).
     pub fn begin_stop_all(&mut self) {
         for replica in &mut self.replicas {

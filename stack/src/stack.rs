@@ -503,6 +503,38 @@ impl Stack {
         self.fleet.publish(&sets)
     }
 
+    /// A rolling update of `service` with `env` set over its environment (a Deployment's
+    /// rollout after its pod template changed; with no change, `kubectl rollout restart`):
+    /// one replica at a time, the new one ready and routed before the old one is stopped, so
+    /// no request and no message is dropped. Returns how many replicas were replaced.
+    pub fn roll(&self, service: &str, env: &[(&str, &str)]) -> anyhow::Result<usize> {
+        let count = {
+            let mut sets = lock(&self.fleet.sets);
+            let set = sets
+                .get_mut(service)
+                .with_context(|| format!("no service {service}"))?;
+            for (key, value) in env {
+                set.set_env(key, value);
+            }
+            set.len()
+        };
+        for _ in 0..count {
+            let old = {
+                let mut sets = lock(&self.fleet.sets);
+                let set = sets
+                    .get_mut(service)
+                    .with_context(|| format!("no service {service}"))?;
+                let old = set.replace_oldest()?;
+                self.fleet.publish(&sets)?;
+                old
+            };
+            // Stopped outside the lock: it finishes its message and leaves the group in
+            // its own time while the autoscaler keeps working.
+            drop(old);
+        }
+        Ok(count)
+    }
+
     /// Replace `service`'s replicas that died with new ones and update nginx (a Deployment
     /// replacing crashed pods); returns how many were replaced.
     pub fn replace_exited(&self, service: &str) -> anyhow::Result<usize> {

@@ -36,6 +36,10 @@ pub struct Config {
     pub payment_latency: Duration,
     /// `SHOP_PAYMENT_FAILURE_RATE` in [0, 1] (default 0.02): transient provider failures.
     pub payment_failure_rate: f64,
+    /// `SHOP_ORDER_PLACED_FORMAT` 1 or 2 (default 1): the `order-placed` format orders writes.
+    pub order_placed_format: u32,
+    /// `SHOP_ACCEPT_ORDER_PLACED_V2` (default false): payment reads the second format too.
+    pub accept_order_placed_v2: bool,
 }
 
 /// A password read from a file; never shown in a debug print.
@@ -175,6 +179,12 @@ impl Config {
         if !(0.0..=1.0).contains(&payment_failure_rate) {
             return Err(anyhow!("SHOP_PAYMENT_FAILURE_RATE: must be within [0, 1]"));
         }
+        let order_placed_format: u32 = parsed("SHOP_ORDER_PLACED_FORMAT", 1)?;
+        if !(1..=2).contains(&order_placed_format) {
+            return Err(anyhow!(
+                "SHOP_ORDER_PLACED_FORMAT: 1 or 2, not {order_placed_format}"
+            ));
+        }
         Ok(Config {
             listen,
             instance: var("SHOP_INSTANCE").unwrap_or_else(|| listen.to_string()),
@@ -189,6 +199,8 @@ impl Config {
             cart_ttl: Duration::from_secs(parsed("SHOP_CART_TTL", 86_400)?),
             payment_latency: Duration::from_millis(parsed("SHOP_PAYMENT_LATENCY_MS", 20)?),
             payment_failure_rate,
+            order_placed_format,
+            accept_order_placed_v2: parsed("SHOP_ACCEPT_ORDER_PLACED_V2", false)?,
         })
     }
 

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::message::Headers;
 use rdkafka::producer::FutureProducer;
 use sqlx::postgres::PgPool;
 
@@ -112,6 +113,9 @@ pub struct Consumed {
     pub offset: i64,
     pub key: String,
     pub payload: Vec<u8>,
+    /// The dead letter this message was redriven from (its `surge-redrive-of` header): a
+    /// redrive is handled like any delivery, and dead-lettered again with the mark kept.
+    pub redrive_of: Option<String>,
 }
 
 impl Consumed {
@@ -128,6 +132,7 @@ impl Consumed {
             offset: self.offset,
             attempts,
             original,
+            redrive_of: self.redrive_of.clone(),
         }
     }
 }
@@ -220,7 +225,17 @@ where
                 .map(|k| String::from_utf8_lossy(k).into_owned())
                 .unwrap_or_default(),
             payload: message.payload().unwrap_or_default().to_vec(),
+            redrive_of: message.headers().and_then(|headers| {
+                headers
+                    .iter()
+                    .find(|h| h.key == crate::kafka::REDRIVE_HEADER)
+                    .and_then(|h| h.value)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+            }),
         };
+        if let Some(of) = &consumed.redrive_of {
+            tracing::info!(topic, partition = consumed.partition, offset = consumed.offset, redrive_of = %of, "a redriven message");
+        }
         let Some(outcome) = settle(&consumed, &dead_letters, &metrics, &mut stop, &handle).await
         else {
             break;

@@ -136,7 +136,13 @@ pub struct DeadLetter {
     pub offset: i64,
     pub attempts: u32,
     pub original: serde_json::Value,
+    /// The earlier dead letter this message was redriven from, when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redrive_of: Option<String>,
 }
+
+/// The header a redrive (the panel's `:redrive`) marks a republished message with.
+pub const REDRIVE_HEADER: &str = "surge-redrive-of";
 
 /// Publish `letter` to `dlq` under `key`, its provenance also in headers (for tools that read
 /// headers without parsing bodies).
@@ -152,6 +158,12 @@ pub async fn dead_letter(
         letter.attempts.to_string(),
     );
     let mut headers = OwnedHeaders::new();
+    if let Some(of) = &letter.redrive_of {
+        headers = headers.insert(Header {
+            key: REDRIVE_HEADER,
+            value: Some(of.as_str()),
+        });
+    }
     for (name, value) in [
         ("error", letter.error.as_str()),
         ("source-topic", letter.source_topic.as_str()),

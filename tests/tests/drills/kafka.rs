@@ -594,3 +594,179 @@ fn drill_paused_poison_mid_sale_shows_the_stall_and_does_not_scale_on_it() -> an
     });
     Ok(())
 }
+
+/// A producer deployed ahead of its consumer mid sale: orders starts writing `order-placed` in
+/// its second format, which payment cannot read, so every order placed meanwhile is
+/// dead-lettered as malformed. Payment is then fixed (rolled out reading both formats) and
+/// the on-call engineer redrives the letters from the panel in tmux: `:dlq`, the filter, a
+/// plan naming how many go back, `y`. Every accepted order ships exactly once, the dead
+/// letters are still there, a second redrive has nothing to move, and the panel's recording
+/// holds the redrive.
+#[test]
+fn drill_poison_deploy_fixed_and_redriven_from_the_panel() -> anyhow::Result<()> {
+    use surge_testkit::tmux::Tmux;
+    let mut drill = Drill::start("redrive", FAST, |_| {})?;
+    let ordering = drill.keep_ordering(10);
+    drill.wait_orders(20)?;
+    drill.wait_consuming("payment", "order-placed")?;
+    let fault = Instant::now();
+    // The bad deploy: a rolling update of orders writing the second format.
+    drill
+        .stack
+        .roll("orders", &[("SHOP_ORDER_PLACED_FORMAT", "2")])?;
+    drill.step("orders rolled out writing order-placed v2");
+    surge_servers::wait_until(
+        "payment dead-letters the new format",
+        Duration::from_secs(60),
+        Duration::from_millis(250),
+        || Ok(records(&drill.stack.kafka, "order-placed.dlq")? >= 30),
+    )?;
+    let detect = fault.elapsed();
+    // The fix: payment rolled out reading both formats. Once its old replicas are gone no
+    // new letter is written.
+    drill
+        .stack
+        .roll("payment", &[("SHOP_ACCEPT_ORDER_PLACED_V2", "true")])?;
+    drill.step("payment rolled out reading v2");
+    let letters = records(&drill.stack.kafka, "order-placed.dlq")?;
+    let fixed = Instant::now();
+
+    let dir = drill.dir.path();
+    let audit = dir.join("audit.jsonl");
+    let snapshots = dir.join("panel-snapshots");
+    let command = format!(
+        "env HOME={dir} XDG_CONFIG_HOME={dir} USER=oncall {surge} --prometheus {prom} --alertmanager {am} --kafka {kafka} --refresh 1s --audit-log {audit} --snapshot-dir {snapshots} --log {log}",
+        dir = dir.display(),
+        surge = surge_tests::drill::surge_bin()?.display(),
+        prom = drill.prometheus(),
+        am = drill.alertmanager(),
+        kafka = drill.stack.kafka.bootstrap(),
+        audit = audit.display(),
+        snapshots = snapshots.display(),
+        log = dir.join("panel.log").display(),
+    );
+    let tmux = Tmux::new("surge-drill-redrive");
+    tmux.start("panel", 160, 40, &command)?;
+    tmux.wait_for("panel", "the panel", "1 Overview")?;
+    tmux.keys("panel", &["R"])?;
+    tmux.wait_for("panel", "recording", "recording to")?;
+    tmux.keys("panel", &[":dlq order-placed.dlq", "Enter"])?;
+    tmux.wait_for(
+        "panel",
+        "the letters",
+        &format!("{letters} held, 0 redriven"),
+    )?;
+    tmux.keys("panel", &["/malformed", "Enter", ":redrive 50", "Enter"])?;
+    let plan = tmux.wait_for(
+        "panel",
+        "the plan",
+        &format!("republished to order-placed: 0 → {letters}"),
+    )?;
+    anyhow::ensure!(plan.contains("y apply"), "{plan}");
+    tmux.keys("panel", &["y"])?;
+    tmux.wait_for(
+        "panel",
+        "the redrive done",
+        &format!(
+            "oncall redrive topic order-placed.dlq: republished to order-placed: 0 → {letters}"
+        ),
+    )?;
+    drill.step("redriven from the panel");
+    tmux.wait_for(
+        "panel",
+        "the ledger read back",
+        &format!("{letters} held, {letters} redriven"),
+    )?;
+    tmux.keys("panel", &[":redrive", "Enter"])?;
+    let again = tmux.wait_for(
+        "panel",
+        "the second plan",
+        &format!("{letters} already redriven: skipped"),
+    )?;
+    anyhow::ensure!(again.contains("nothing to change"), "{again}");
+    tmux.keys("panel", &["Escape", "R"])?;
+    tmux.wait_for("panel", "the recording stopped", "recording stopped")?;
+    tmux.keys("panel", &["q"])?;
+
+    let refused = ordering.stop();
+    anyhow::ensure!(refused == 0, "{refused} orders refused during the drill");
+    let (orders, lost) = drill.audit(Duration::from_secs(180))?;
+    let recover = fixed.elapsed();
+    // The dead letters warned (never paged); replayed, payment's verdict named them.
+    let warning = drill.wait_webhook(
+        "warnings",
+        "KafkaDeadLetterReceiving",
+        "firing",
+        Duration::from_secs(120),
+    )?;
+    assert_eq!(warning.body["commonLabels"]["topic"], "order-placed.dlq");
+    let pages = drill.other_pages(&[]);
+    assert!(pages.is_empty(), "the poison deploy paged: {pages:#?}");
+    let dead_letters = |v: &Verdict| {
+        matches!(
+            v,
+            Verdict::Alerting { alert, page: false } if alert == "KafkaDeadLetterReceiving"
+        )
+    };
+    let seen = drill
+        .replayed_verdicts(&["payment"], &|seen| seen[0].iter().any(dead_letters))?
+        .remove(0);
+    assert!(
+        seen.iter().any(dead_letters),
+        "payment's verdicts over the recording: {seen:?}"
+    );
+    assert_eq!(
+        records(&drill.stack.kafka, "order-placed.dlq")?,
+        letters,
+        "the dead letters are kept"
+    );
+    assert_eq!(
+        records(&drill.stack.kafka, "order-placed.dlq.redriven")?,
+        letters,
+        "each redriven once"
+    );
+    assert_eq!(records(&drill.stack.kafka, "payment-processed.dlq")?, 0);
+    // The audit line on disk and in the panel's recording.
+    let log = surge_client::act::audit::AuditLog::at(&audit)
+        .read()
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(log.len(), 1, "{log:#?}");
+    assert_eq!(
+        log[0].changes[0].to_string(),
+        format!("republished to order-placed: 0 → {letters}")
+    );
+    let recording = std::fs::read_dir(&snapshots)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "surge"))
+        .context("no recording in the snapshot directory")?;
+    let recorded = surge_client::recording::read(&recording).map_err(anyhow::Error::msg)?;
+    let replay =
+        surge_client::recording::Replay::new(&recorded, 0, surge_client::store::Store::new(30.0));
+    let (_, end) = replay.span();
+    let replayed: Vec<String> = replay
+        .store_at(end)
+        .actions()
+        .map(surge_client::act::audit::Entry::summary)
+        .collect();
+    assert_eq!(
+        replayed,
+        [log[0].summary()],
+        "the recording carries the redrive"
+    );
+    drill.report(Outcome {
+        number: 14,
+        title: "poison deploy, redriven from the panel",
+        fault: "orders rolled out writing a message format payment cannot read, mid sale",
+        notified: format!(
+            "`KafkaDeadLetterReceiving` warning; {letters} letters on order-placed.dlq, redriven from the panel in tmux after payment's fix; a second redrive moved none"
+        ),
+        detect,
+        detect_to: "from the bad rollout to 30 dead letters",
+        recover,
+        recover_to: "from payment's fix to every order shipped (the redrive included)",
+        orders: Some((orders, lost)),
+        notes: format!("dead_letters={letters} redriven={letters}"),
+    });
+    Ok(())
+}

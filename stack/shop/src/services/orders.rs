@@ -24,7 +24,9 @@ use crate::config::Config;
 use crate::consumer::{Consumed, Failure, Outcome};
 use crate::data::{Db, Served};
 use crate::http::ApiError;
-use crate::messages::{Item, OrderPlaced, PaymentOutcome, PaymentProcessed, ShippingRequest};
+use crate::messages::{
+    Item, OrderPlaced, OrderPlacedV2, PaymentOutcome, PaymentProcessed, ShippingRequest,
+};
 use crate::metrics::Metrics;
 use crate::tokens::{Authenticated, HasTokens, Tokens};
 use crate::topics::{ORDER_PLACED, PAYMENT_PROCESSED, PAYMENT_PROCESSED_DLQ, SHIPPING_REQUEST};
@@ -34,6 +36,8 @@ struct OrdersState {
     db: Arc<Db>,
     tokens: Arc<Tokens>,
     carts: Carts,
+    /// The `order-placed` format written (`SHOP_ORDER_PLACED_FORMAT`).
+    format: u32,
 }
 
 impl HasTokens for OrdersState {
@@ -53,7 +57,7 @@ struct NewItem {
     quantity: i32,
 }
 
-fn router(db: Arc<Db>, tokens: Arc<Tokens>, carts: Carts) -> Router {
+fn router(db: Arc<Db>, tokens: Arc<Tokens>, carts: Carts, format: u32) -> Router {
     Router::new()
         .route("/orders", post(place))
         .route("/orders/{id}", get(status))
@@ -61,7 +65,12 @@ fn router(db: Arc<Db>, tokens: Arc<Tokens>, carts: Carts) -> Router {
         .route("/cart/items", post(add_to_cart))
         .route("/cart/items/{product_id}", delete(remove_from_cart))
         .route("/cart/checkout", post(checkout))
-        .with_state(OrdersState { db, tokens, carts })
+        .with_state(OrdersState {
+            db,
+            tokens,
+            carts,
+            format,
+        })
 }
 
 async fn place(
@@ -69,7 +78,7 @@ async fn place(
     Authenticated(claims): Authenticated,
     Json(order): Json<NewOrder>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let placed = create_order(&s.db, claims.user_id()?, &order.items).await?;
+    let placed = create_order(&s.db, claims.user_id()?, &order.items, s.format).await?;
     Ok((StatusCode::ACCEPTED, Json(placed)))
 }
 
@@ -156,7 +165,7 @@ async fn checkout(
             quantity: *quantity,
         })
         .collect();
-    match create_order(&s.db, user_id, &items).await {
+    match create_order(&s.db, user_id, &items, s.format).await {
         Ok(placed) => Ok((StatusCode::ACCEPTED, Json(placed))),
         Err(error) => {
             if let Err(lost) = s.carts.restore(user_id, &cart).await {
@@ -169,7 +178,12 @@ async fn checkout(
 
 /// Validate `items`, write the order and its `order-placed` outbox row in one transaction on
 /// the primary; returns what the API answers (id, status, total, consistency token).
-async fn create_order(db: &Db, user_id: i64, wanted: &[NewItem]) -> Result<Value, ApiError> {
+async fn create_order(
+    db: &Db,
+    user_id: i64,
+    wanted: &[NewItem],
+    format: u32,
+) -> Result<Value, ApiError> {
     if wanted.is_empty() || wanted.len() > 20 {
         return Err(ApiError::BadRequest("items: 1 to 20 lines".into()));
     }
@@ -240,7 +254,16 @@ async fn create_order(db: &Db, user_id: i64, wanted: &[NewItem]) -> Result<Value
         total_cents: total,
         items,
     };
-    crate::outbox::enqueue(&mut tx, ORDER_PLACED, &order_id.to_string(), &message).await?;
+    let key = order_id.to_string();
+    if format == 2 {
+        let message = OrderPlacedV2 {
+            version: 2,
+            order: message,
+        };
+        crate::outbox::enqueue(&mut tx, ORDER_PLACED, &key, &message).await?;
+    } else {
+        crate::outbox::enqueue(&mut tx, ORDER_PLACED, &key, &message).await?;
+    }
     tx.commit().await?;
     // Any LSN read after the commit covers it.
     let lsn: String = sqlx::query_scalar("SELECT pg_current_wal_lsn()::text")
@@ -444,7 +467,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let served = crate::http::serve(
         "orders",
         config.listen,
-        router(db, tokens, carts),
+        router(db, tokens, carts, config.order_placed_format),
         metrics,
         ready,
     )

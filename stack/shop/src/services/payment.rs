@@ -20,6 +20,8 @@ use crate::topics::{ORDER_PLACED, ORDER_PLACED_DLQ, PAYMENT_PROCESSED};
 const PROVIDER_ATTEMPTS: u32 = 4;
 
 struct Payment {
+    /// Reads `order-placed`'s second format too (`SHOP_ACCEPT_ORDER_PLACED_V2`).
+    accept_v2: bool,
     db: PgPool,
     provider: Provider,
     metrics: Arc<Metrics>,
@@ -27,7 +29,7 @@ struct Payment {
 
 impl Payment {
     async fn handle(&self, message: Consumed) -> Result<Outcome, Failure> {
-        let order: OrderPlaced = serde_json::from_slice(&message.payload)
+        let order = OrderPlaced::decode(&message.payload, self.accept_v2)
             .map_err(|e| Failure::Poison(format!("malformed order-placed message: {e}")))?;
         // The message says which order; what to charge and whether to is the database's: a
         // message with a made-up amount (anyone who can write to the topic can send one) must
@@ -147,6 +149,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let bootstrap = config.require_kafka()?;
     let metrics = Metrics::new("payment");
     let payment = Arc::new(Payment {
+        accept_v2: config.accept_order_placed_v2,
         db: db.writer().clone(),
         provider: Provider {
             latency: config.payment_latency,
