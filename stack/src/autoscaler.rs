@@ -32,6 +32,39 @@ pub struct Fleet {
 }
 
 impl Fleet {
+    /// A rolling update of `service` with `env` set over its environment (a Deployment's
+    /// rollout after its pod template changed; with no change, `kubectl rollout restart`):
+    /// one replica at a time, the new one ready and routed before the old one is stopped, so
+    /// no request and no message is dropped. Returns how many replicas were replaced.
+    pub fn roll(&self, service: &str, env: &[(&str, &str)]) -> anyhow::Result<usize> {
+        use anyhow::Context as _;
+        let count = {
+            let mut sets = lock(&self.sets);
+            let set = sets
+                .get_mut(service)
+                .with_context(|| format!("no service {service}"))?;
+            for (key, value) in env {
+                set.set_env(key, value);
+            }
+            set.len()
+        };
+        for _ in 0..count {
+            let old = {
+                let mut sets = lock(&self.sets);
+                let set = sets
+                    .get_mut(service)
+                    .with_context(|| format!("no service {service}"))?;
+                let old = set.replace_oldest()?;
+                self.publish(&sets)?;
+                old
+            };
+            // Stopped outside the lock: it finishes its message and leaves the group in
+            // its own time while the autoscaler keeps working.
+            drop(old);
+        }
+        Ok(count)
+    }
+
     /// Rewrite nginx's upstreams (and Prometheus's targets) from the current replica sets.
     pub fn publish(&self, sets: &BTreeMap<&'static str, ReplicaSet>) -> anyhow::Result<()> {
         let ordered: Vec<&ReplicaSet> = sets.values().collect();
@@ -62,6 +95,8 @@ pub type ExternalSource = Box<dyn Fn(&ExternalMetric) -> Option<f64> + Send>;
 
 pub struct Autoscaler {
     specs: Vec<HpaSpec>,
+    /// Bounds set through the local API, over the manifests'.
+    cluster: Option<Arc<crate::api::Cluster>>,
     external: Option<ExternalSource>,
     /// What each workload's replicas request (the Deployments').
     requests: BTreeMap<String, Resources>,
@@ -74,6 +109,7 @@ impl Autoscaler {
     pub fn new(specs: Vec<HpaSpec>, requests: BTreeMap<String, Resources>) -> Self {
         Autoscaler {
             specs,
+            cluster: None,
             external: None,
             requests,
             states: HashMap::new(),
@@ -88,13 +124,23 @@ impl Autoscaler {
         self
     }
 
+    /// Take the HPAs' bounds from `cluster` (the local API) where set there.
+    pub fn obeying(mut self, cluster: Arc<crate::api::Cluster>) -> Self {
+        self.cluster = Some(cluster);
+        self
+    }
+
     /// One sync of every HPA; returns the `surge_hpa_*` samples.
     pub fn sync(&mut self, fleet: &Fleet) -> anyhow::Result<Vec<Sample>> {
         let now = self.started.elapsed().as_secs_f64();
         let mut samples = Vec::new();
         let mut changed = false;
         let mut sets = lock(&fleet.sets);
-        for spec in &self.specs {
+        let specs: Vec<HpaSpec> = match &self.cluster {
+            Some(cluster) => self.specs.iter().map(|s| cluster.bounded(s)).collect(),
+            None => self.specs.clone(),
+        };
+        for spec in &specs {
             let Some(set) = sets.get_mut(spec.workload.as_str()) else {
                 continue;
             };
@@ -125,6 +171,9 @@ impl Autoscaler {
             // Without an answer (no measurement yet, or a metric missing while the others
             // would scale down) the controller holds.
             let decision = state.decide(spec, now, current, recommendation.unwrap_or(current));
+            if let Some(cluster) = &self.cluster {
+                lock(&cluster.desired).insert(spec.name.clone(), decision.desired);
+            }
             if decision.desired != current {
                 tracing::info!(
                     workload = %spec.workload,

@@ -2,6 +2,7 @@
 //! servers `surge-servers` starts, plus a local HPA that applies the Kubernetes manifests to
 //! local replicas (with the HPA arithmetic and `/metrics` of `surge-metrics`).
 
+pub mod api;
 pub mod autoscaler;
 pub mod external;
 pub mod hpa;

@@ -168,6 +168,14 @@ pub struct Stack {
     pub requests: BTreeMap<String, Resources>,
     /// Prometheus' `host:port` once it runs (the local HPA's External metrics read it).
     prometheus_addr: Arc<std::sync::OnceLock<String>>,
+    /// Alertmanager's `host:port` once it runs (the local API proxies to it).
+    alertmanager_addr: Arc<std::sync::OnceLock<String>>,
+    /// What the local Kubernetes API changes (HPA bounds, restarts) and the local HPA obeys.
+    pub cluster: Arc<crate::api::Cluster>,
+    /// The local Kubernetes API's port; `kubeconfig` in the stack's folder points at it.
+    pub api_port: u16,
+    api_server: Option<(tokio::runtime::Runtime, tokio::sync::oneshot::Sender<()>)>,
+    api_worker: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Stack {
@@ -321,7 +329,13 @@ impl Stack {
             hpas,
             requests,
             prometheus_addr: Arc::default(),
+            alertmanager_addr: Arc::default(),
+            cluster: Arc::default(),
+            api_port: 0,
+            api_server: None,
+            api_worker: None,
         };
+        stack.start_api()?;
         if let Some(period) = options.autoscale {
             step("local HPA");
             stack.start_autoscaler(period)?;
@@ -337,6 +351,55 @@ impl Stack {
     /// The load balancer's base URL.
     pub fn api(&self) -> String {
         format!("127.0.0.1:{}", self.fleet.lb_port)
+    }
+
+    /// Serve the local Kubernetes API ([`crate::api`]) on loopback and write `kubeconfig`
+    /// (context `surge-local`) beside the stack's other files.
+    fn start_api(&mut self) -> anyhow::Result<()> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("local-api")
+            .enable_all()
+            .build()?;
+        let listener = runtime.block_on(tokio::net::TcpListener::bind(("127.0.0.1", 0)))?;
+        self.api_port = listener.local_addr()?.port();
+        let (jobs, queue) = std::sync::mpsc::channel::<crate::api::Job>();
+        // Lives as long as the stack (it ends when the API's sender is dropped at shutdown):
+        // the replicas it starts die with the thread that started them.
+        self.api_worker = Some(
+            std::thread::Builder::new()
+                .name("local-api-worker".into())
+                .spawn(move || {
+                    while let Ok(job) = queue.recv() {
+                        job();
+                    }
+                })?,
+        );
+        let router = crate::api::router(crate::api::Api {
+            jobs,
+            cluster: Arc::clone(&self.cluster),
+            fleet: Arc::clone(&self.fleet),
+            hpas: self.hpas.clone(),
+            prometheus: Arc::clone(&self.prometheus_addr),
+            alertmanager: Arc::clone(&self.alertmanager_addr),
+        });
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        runtime.spawn(async move {
+            let served = axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = stop_rx.await;
+                })
+                .await;
+            if let Err(error) = served {
+                tracing::warn!(%error, "the local API stopped");
+            }
+        });
+        std::fs::write(
+            self.options.dir.join("kubeconfig"),
+            crate::api::kubeconfig(self.api_port),
+        )?;
+        self.api_server = Some((runtime, stop_tx));
+        Ok(())
     }
 
     fn start_autoscaler(&mut self, period: Duration) -> anyhow::Result<()> {
@@ -363,7 +426,8 @@ impl Stack {
             rules: crate::external::AdapterRules::load(&self.options.adapter_manifest)?,
         };
         let autoscaler = Autoscaler::new(self.hpas.clone(), self.requests.clone())
-            .with_external(Box::new(move |metric| metrics.value(metric)));
+            .with_external(Box::new(move |metric| metrics.value(metric)))
+            .obeying(Arc::clone(&self.cluster));
         self.autoscaler = Some(crate::autoscaler::spawn(
             autoscaler,
             Arc::clone(&self.fleet),
@@ -416,6 +480,7 @@ impl Stack {
             am_port,
             &am_config,
         )?);
+        let _ = self.alertmanager_addr.set(format!("127.0.0.1:{am_port}"));
 
         let template =
             std::fs::read_to_string(self.options.repo.join("dashboards/prometheus.local.yml"))
@@ -508,31 +573,7 @@ impl Stack {
     /// one replica at a time, the new one ready and routed before the old one is stopped, so
     /// no request and no message is dropped. Returns how many replicas were replaced.
     pub fn roll(&self, service: &str, env: &[(&str, &str)]) -> anyhow::Result<usize> {
-        let count = {
-            let mut sets = lock(&self.fleet.sets);
-            let set = sets
-                .get_mut(service)
-                .with_context(|| format!("no service {service}"))?;
-            for (key, value) in env {
-                set.set_env(key, value);
-            }
-            set.len()
-        };
-        for _ in 0..count {
-            let old = {
-                let mut sets = lock(&self.fleet.sets);
-                let set = sets
-                    .get_mut(service)
-                    .with_context(|| format!("no service {service}"))?;
-                let old = set.replace_oldest()?;
-                self.fleet.publish(&sets)?;
-                old
-            };
-            // Stopped outside the lock: it finishes its message and leaves the group in
-            // its own time while the autoscaler keeps working.
-            drop(old);
-        }
-        Ok(count)
+        self.fleet.roll(service, env)
     }
 
     /// Replace `service`'s replicas that died with new ones and update nginx (a Deployment
@@ -577,6 +618,15 @@ impl Stack {
         if let Some((runtime, stop)) = self.metrics_server.take() {
             let _ = stop.send(());
             runtime.shutdown_timeout(Duration::from_secs(2));
+        }
+        if let Some((runtime, stop)) = self.api_server.take() {
+            let _ = stop.send(());
+            // Dropping the runtime drops the router and its job sender: the worker ends
+            // after the job in hand.
+            runtime.shutdown_timeout(Duration::from_secs(2));
+        }
+        if let Some(worker) = self.api_worker.take() {
+            let _ = worker.join();
         }
         self.exporter = None;
         self.prometheus = None;

@@ -462,7 +462,19 @@ impl Drill {
         let payments = count("SELECT count(*) FROM payments WHERE outcome = 'paid'")?;
         let shipments = count("SELECT count(*) FROM shipments")?;
         let outbox = count("SELECT count(*) FROM outbox")?;
-        assert_eq!(lost, 0, "{}: {lost} accepted orders not shipped", self.name);
+        if lost != 0 {
+            // Where the unshipped ones stand: their status and whether payment saw them.
+            let stuck = db(&format!(
+                "SELECT coalesce(o.status, 'missing') || ' payment=' || coalesce(p.outcome, 'none') || ' ' || a.id \
+                 FROM unnest(ARRAY[{list}]::uuid[]) AS a(id) LEFT JOIN orders o ON o.id = a.id \
+                 LEFT JOIN payments p ON p.order_id = a.id WHERE o.status IS DISTINCT FROM 'shipped'"
+            ))
+            .unwrap_or_default();
+            panic!(
+                "{}: {lost} accepted orders not shipped:\n{stuck}",
+                self.name
+            );
+        }
         assert!(
             unaccepted.is_empty(),
             "{}: orders the API never accepted are in the database: {unaccepted:?}",

@@ -634,12 +634,13 @@ fn drill_poison_deploy_fixed_and_redriven_from_the_panel() -> anyhow::Result<()>
     let dir = drill.dir.path();
     let audit = dir.join("audit.jsonl");
     let snapshots = dir.join("panel-snapshots");
+    // The panel reaches the stack as it would a cluster: its kubeconfig's context, Prometheus
+    // and Alertmanager through the API's service proxy.
     let command = format!(
-        "env HOME={dir} XDG_CONFIG_HOME={dir} USER=oncall {surge} --prometheus {prom} --alertmanager {am} --kafka {kafka} --refresh 1s --audit-log {audit} --snapshot-dir {snapshots} --log {log}",
+        "env HOME={dir} XDG_CONFIG_HOME={dir} USER=oncall KUBECONFIG={kubeconfig} {surge} --kube-context surge-local --kafka {kafka} --refresh 1s --audit-log {audit} --snapshot-dir {snapshots} --log {log}",
         dir = dir.display(),
+        kubeconfig = drill.stack.options.dir.join("kubeconfig").display(),
         surge = surge_tests::drill::surge_bin()?.display(),
-        prom = drill.prometheus(),
-        am = drill.alertmanager(),
         kafka = drill.stack.kafka.bootstrap(),
         audit = audit.display(),
         snapshots = snapshots.display(),
@@ -684,7 +685,32 @@ fn drill_poison_deploy_fixed_and_redriven_from_the_panel() -> anyhow::Result<()>
         &format!("{letters} already redriven: skipped"),
     )?;
     anyhow::ensure!(again.contains("nothing to change"), "{again}");
-    tmux.keys("panel", &["Escape", "R"])?;
+    tmux.keys("panel", &["Escape"])?;
+    // Payment restarted from the panel while orders flow: a rolling update, nothing lost.
+    let before = drill.stack.replica_ports("payment");
+    tmux.keys("panel", &[":svc payment", "Enter", ":restart", "Enter"])?;
+    tmux.wait_for(
+        "panel",
+        "the restart's plan",
+        "type payment and Enter to confirm",
+    )?;
+    tmux.keys("panel", &["payment", "Enter"])?;
+    tmux.wait_for(
+        "panel",
+        "the restart done",
+        "restart deployment shop/payment: template annotation kubectl.kubernetes.io/restartedAt: (never restarted) →",
+    )?;
+    surge_servers::wait_until(
+        "every payment replica replaced",
+        Duration::from_secs(60),
+        Duration::from_millis(250),
+        || {
+            let now = drill.stack.replica_ports("payment");
+            Ok(now.len() == before.len() && now.iter().all(|p| !before.contains(p)))
+        },
+    )?;
+    drill.step("payment restarted from the panel");
+    tmux.keys("panel", &["R"])?;
     tmux.wait_for("panel", "the recording stopped", "recording stopped")?;
     tmux.keys("panel", &["q"])?;
 
@@ -730,11 +756,18 @@ fn drill_poison_deploy_fixed_and_redriven_from_the_panel() -> anyhow::Result<()>
     let log = surge_client::act::audit::AuditLog::at(&audit)
         .read()
         .map_err(anyhow::Error::msg)?;
-    assert_eq!(log.len(), 1, "{log:#?}");
+    assert_eq!(log.len(), 2, "{log:#?}");
     assert_eq!(
         log[0].changes[0].to_string(),
         format!("republished to order-placed: 0 → {letters}")
     );
+    assert_eq!(log[1].target, "deployment shop/payment");
+    assert!(
+        log[1].who.user.is_some(),
+        "the local API names its user: {:?}",
+        log[1].who
+    );
+    assert_eq!(log[1].who.os_user.as_deref(), Some("oncall"));
     let recording = std::fs::read_dir(&snapshots)?
         .filter_map(Result::ok)
         .map(|e| e.path())
@@ -751,8 +784,8 @@ fn drill_poison_deploy_fixed_and_redriven_from_the_panel() -> anyhow::Result<()>
         .collect();
     assert_eq!(
         replayed,
-        [log[0].summary()],
-        "the recording carries the redrive"
+        [log[0].summary(), log[1].summary()],
+        "the recording carries the redrive and the restart"
     );
     drill.report(Outcome {
         number: 14,
