@@ -95,6 +95,11 @@ fn status(code: u16, reason: &str, message: &str) -> Response {
         .into_response()
 }
 
+/// A refusal, boxed: results carry it cheaply.
+fn refuse(code: u16, reason: &str, message: &str) -> Box<Response> {
+    Box::new(status(code, reason, message))
+}
+
 fn object(body: Value) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
@@ -192,14 +197,14 @@ async fn handle(
                 (true, "GET", ["scale"]) => Ok(scale(api, name)),
                 (true, "PATCH", []) => patch_deployment(api, name, &kind, &body),
                 (true, "PATCH", ["scale"]) => patch_scale(api, name, &kind, &body),
-                _ => Err(status(
+                _ => Err(refuse(
                     404,
                     "NotFound",
                     "the server could not find the requested resource",
                 )),
             }
         }
-        _ => Err(status(
+        _ => Err(refuse(
             404,
             "NotFound",
             &format!("the local stack does not serve {method} {path}"),
@@ -207,12 +212,12 @@ async fn handle(
     };
     match answer {
         Ok(body) => object(body),
-        Err(refusal) => refusal,
+        Err(refusal) => *refusal,
     }
 }
 
-fn not_found(resource: &str, name: &str) -> Response {
-    status(404, "NotFound", &format!("{resource} \"{name}\" not found"))
+fn not_found(resource: &str, name: &str) -> Box<Response> {
+    refuse(404, "NotFound", &format!("{resource} \"{name}\" not found"))
 }
 
 /// The OS user the stack runs as: who the local cluster says the caller is.
@@ -223,9 +228,9 @@ fn who() -> String {
         .unwrap_or_else(|| "surge-local".into())
 }
 
-fn access_review(body: &[u8]) -> Result<Value, Response> {
+fn access_review(body: &[u8]) -> Result<Value, Box<Response>> {
     let mut review: Value = serde_json::from_slice(body)
-        .map_err(|e| status(400, "BadRequest", &format!("the body is not JSON: {e}")))?;
+        .map_err(|e| refuse(400, "BadRequest", &format!("the body is not JSON: {e}")))?;
     review["status"] = json!({"allowed": true, "reason": "the local stack is its user's own"});
     Ok(review)
 }
@@ -256,25 +261,25 @@ fn hpa(api: &Api, spec: &HpaSpec) -> Value {
 }
 
 /// The patch type's name, or the 415 the API server answers.
-fn merge_patch(kind: &str, body: &[u8]) -> Result<Value, Response> {
+fn merge_patch(kind: &str, body: &[u8]) -> Result<Value, Box<Response>> {
     if !matches!(
         kind,
         "application/merge-patch+json" | "application/strategic-merge-patch+json"
     ) {
-        return Err(status(
+        return Err(refuse(
             415,
             "UnsupportedMediaType",
             &format!("the local stack takes merge and strategic merge patches, not {kind:?}"),
         ));
     }
     serde_json::from_slice(body)
-        .map_err(|e| status(400, "BadRequest", &format!("the patch is not JSON: {e}")))
+        .map_err(|e| refuse(400, "BadRequest", &format!("the patch is not JSON: {e}")))
 }
 
-fn patch_hpa(api: &Api, spec: &HpaSpec, kind: &str, body: &[u8]) -> Result<Value, Response> {
+fn patch_hpa(api: &Api, spec: &HpaSpec, kind: &str, body: &[u8]) -> Result<Value, Box<Response>> {
     let patch = merge_patch(kind, body)?;
     let current = api.cluster.bounded(spec);
-    let read = |field: &str, now: i32| -> Result<i32, Response> {
+    let read = |field: &str, now: i32| -> Result<i32, Box<Response>> {
         match &patch["spec"][field] {
             Value::Null if patch["spec"].get(field).is_some() && field == "minReplicas" => Ok(1),
             Value::Null => Ok(now),
@@ -282,7 +287,7 @@ fn patch_hpa(api: &Api, spec: &HpaSpec, kind: &str, body: &[u8]) -> Result<Value
                 .as_i64()
                 .and_then(|v| i32::try_from(v).ok())
                 .ok_or_else(|| {
-                    status(
+                    refuse(
                         422,
                         "Invalid",
                         &format!("spec.{field}: Invalid value: {value}"),
@@ -295,14 +300,14 @@ fn patch_hpa(api: &Api, spec: &HpaSpec, kind: &str, body: &[u8]) -> Result<Value
         read("maxReplicas", current.max)?,
     );
     if min < 1 {
-        return Err(status(
+        return Err(refuse(
             422,
             "Invalid",
             &format!("spec.minReplicas: Invalid value: {min}: must be greater than or equal to 1"),
         ));
     }
     if max < min {
-        return Err(status(
+        return Err(refuse(
             422,
             "Invalid",
             &format!(
@@ -346,12 +351,12 @@ fn scale(api: &Api, name: &str) -> Value {
     })
 }
 
-fn set_replicas(api: &Api, name: &str, replicas: &Value) -> Result<(), Response> {
+fn set_replicas(api: &Api, name: &str, replicas: &Value) -> Result<(), Box<Response>> {
     let n = replicas
         .as_u64()
         .and_then(|n| usize::try_from(n).ok())
         .ok_or_else(|| {
-            status(
+            refuse(
                 422,
                 "Invalid",
                 &format!(
@@ -376,13 +381,13 @@ fn set_replicas(api: &Api, name: &str, replicas: &Value) -> Result<(), Response>
 }
 
 /// Hand `job` to the worker; an error when the stack is stopping.
-fn submit(api: &Api, job: impl FnOnce() + Send + 'static) -> Result<(), Response> {
+fn submit(api: &Api, job: impl FnOnce() + Send + 'static) -> Result<(), Box<Response>> {
     api.jobs
         .send(Box::new(job))
-        .map_err(|_| status(503, "ServiceUnavailable", "the local stack is stopping"))
+        .map_err(|_| refuse(503, "ServiceUnavailable", "the local stack is stopping"))
 }
 
-fn patch_scale(api: &Api, name: &str, kind: &str, body: &[u8]) -> Result<Value, Response> {
+fn patch_scale(api: &Api, name: &str, kind: &str, body: &[u8]) -> Result<Value, Box<Response>> {
     let patch = merge_patch(kind, body)?;
     set_replicas(api, name, &patch["spec"]["replicas"])?;
     let mut answer = scale(api, name);
@@ -390,7 +395,12 @@ fn patch_scale(api: &Api, name: &str, kind: &str, body: &[u8]) -> Result<Value, 
     Ok(answer)
 }
 
-fn patch_deployment(api: &Api, name: &str, kind: &str, body: &[u8]) -> Result<Value, Response> {
+fn patch_deployment(
+    api: &Api,
+    name: &str,
+    kind: &str,
+    body: &[u8],
+) -> Result<Value, Box<Response>> {
     let patch = merge_patch(kind, body)?;
     if let Some(replicas) = patch["spec"].get("replicas") {
         set_replicas(api, name, replicas)?;
