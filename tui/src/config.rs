@@ -365,6 +365,7 @@ pub struct KafkaSource {
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
     /// A file holding the SASL password (`sasl.password`), so the config holds no secret.
+    #[schemars(example = &"/etc/surge/kafka-password")]
     pub sasl_password_file: Option<PathBuf>,
 }
 

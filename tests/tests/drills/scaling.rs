@@ -605,3 +605,128 @@ fn drill_cpu_hot_at_max_replicas_warns_after_the_window_and_pages_for_that_workl
     });
     Ok(())
 }
+
+/// Drill 15: a ceiling set too low. The payment provider slows down (150 ms a call) while
+/// payment's HPA may not go past the replicas it runs: its lag grows at its maximum. The
+/// on-call engineer raises the maximum from the panel in tmux (`:svc payment`, `:max N`, the
+/// plan, `y`), through the local stack's Kubernetes API; the local HPA scales payment past its
+/// old ceiling, the backlog drains, and every accepted order ships exactly once.
+#[test]
+fn drill_ceiling_raised_from_the_panel_scales_past_it() -> anyhow::Result<()> {
+    use surge_testkit::tmux::Tmux;
+    let mut drill = Drill::start("ceiling", FAST, |o| {
+        o.payment_latency_ms = 150;
+        o.autoscale = Some(Duration::from_secs(3));
+    })?;
+    let spec = drill
+        .stack
+        .hpas
+        .iter()
+        .find(|h| h.workload == "payment")
+        .context("no payment HPA")?
+        .clone();
+    let ceiling = i32::try_from(drill.stack.replicas().get("payment").copied().unwrap_or(0))?;
+    // The team's mistake: a maximum no higher than what runs.
+    drill
+        .stack
+        .cluster
+        .bounds
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .insert(spec.name.clone(), (spec.min.min(ceiling), ceiling));
+    let ordering = drill.keep_ordering(20);
+    drill.wait_value(
+        "payment's lag growing at its ceiling",
+        "max(surge_kafka_group_topic_lag{group=\"payment\",topic=\"order-placed\"}) > bool 150",
+        1.0,
+    )?;
+    let at_ceiling = drill.stack.replicas().get("payment").copied().unwrap_or(0);
+    anyhow::ensure!(
+        at_ceiling == usize::try_from(ceiling)?,
+        "payment ran {at_ceiling} replicas, not its ceiling of {ceiling}"
+    );
+    drill.step("payment's lag growing at its ceiling");
+
+    let dir = drill.dir.path();
+    let audit = dir.join("audit.jsonl");
+    let command = format!(
+        "env HOME={dir} XDG_CONFIG_HOME={dir} USER=oncall KUBECONFIG={kubeconfig} {surge} --kube-context surge-local --refresh 1s --audit-log {audit} --log {log}",
+        dir = dir.display(),
+        kubeconfig = drill.stack.options.dir.join("kubeconfig").display(),
+        surge = surge_tests::drill::surge_bin()?.display(),
+        audit = audit.display(),
+        log = dir.join("panel.log").display(),
+    );
+    let tmux = Tmux::new("surge-drill-ceiling");
+    tmux.start("panel", 160, 40, &command)?;
+    tmux.wait_for("panel", "payment in the overview", "shop/payment")?;
+    tmux.keys("panel", &[":svc payment", "Enter"])?;
+    tmux.wait_for("panel", "the service", "HPA shop/payment")?;
+    tmux.keys("panel", &[&format!(":max {}", spec.max), "Enter"])?;
+    let plan = tmux.wait_for(
+        "panel",
+        "the plan",
+        &format!("maxReplicas: {ceiling} → {}", spec.max),
+    )?;
+    anyhow::ensure!(plan.contains("y apply"), "{plan}");
+    tmux.keys("panel", &["y"])?;
+    tmux.wait_for(
+        "panel",
+        "the change done",
+        &format!(
+            "set bounds horizontalpodautoscaler shop/payment: maxReplicas: {ceiling} → {}",
+            spec.max
+        ),
+    )?;
+    let raised = Instant::now();
+    drill.step("payment's maximum raised from the panel");
+    let mut most = at_ceiling;
+    surge_servers::wait_until(
+        "payment scaled past its old ceiling",
+        Duration::from_secs(90),
+        Duration::from_millis(250),
+        || {
+            most = most.max(drill.stack.replicas().get("payment").copied().unwrap_or(0));
+            Ok(most > at_ceiling)
+        },
+    )?;
+    let past = raised.elapsed();
+    drill.step("payment scaled past its old ceiling");
+    tmux.keys("panel", &["q"])?;
+    let refused = ordering.stop();
+    anyhow::ensure!(refused == 0, "{refused} orders refused");
+    let (orders, lost) = drill.audit(Duration::from_secs(180))?;
+    let recover = raised.elapsed();
+    let log = surge_client::act::audit::AuditLog::at(&audit)
+        .read()
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(log.len(), 1, "{log:#?}");
+    assert_eq!(
+        log[0].changes[1].to_string(),
+        format!("maxReplicas: {ceiling} → {}", spec.max)
+    );
+    drill.wait_lag_settled("payment")?;
+    // Replayed: payment needed attention at its ceiling, then it was fine again.
+    drill.expect_verdicts(
+        "payment",
+        &[&|v| v.urgency() != Urgency::Fine, &|v| {
+            v.urgency() == Urgency::Fine
+        }],
+    )?;
+    drill.report(Outcome {
+        number: 15,
+        title: "ceiling raised from the panel",
+        fault: "payment's HPA maximum no higher than what runs, the provider slow (150 ms), mid sale",
+        notified: format!(
+            "the maximum raised from the panel in tmux ({ceiling} → {}); payment scaled past it, to {most} and on",
+            spec.max
+        ),
+        detect: past,
+        detect_to: "from the raise to a replica past the old ceiling",
+        recover,
+        recover_to: "from the raise to every order shipped",
+        orders: Some((orders, lost)),
+        notes: format!("ceiling={ceiling} raised_to={} first_past={most}", spec.max),
+    });
+    Ok(())
+}
