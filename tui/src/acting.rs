@@ -168,35 +168,25 @@ pub(crate) fn apply(
         .map(|(n, _)| n.clone())
         .unwrap_or_default();
     let log = settings.audit_log.clone();
+    // Done unless said otherwise; the changes are what was read back (planned until then).
+    let mut entry = Entry {
+        at: now(),
+        who: Who {
+            user: None,
+            os_user: Who::os_user(),
+        },
+        context,
+        target: plan.action.target(),
+        action: plan.action.clone(),
+        changes: plan.changes.clone(),
+        outcome: Outcome::Done,
+    };
     if matches!(plan.action, Act::Redrive { .. }) {
-        let entry = Entry {
-            at: now(),
-            who: Who {
-                user: None,
-                os_user: Who::os_user(),
-            },
-            context,
-            target: plan.action.target(),
-            action: plan.action.clone(),
-            changes: Vec::new(),
-            outcome: Outcome::Done,
-        };
+        entry.changes.clear();
         redrive(broker(settings, index), plan, entry, index, log, updates);
         return;
     }
     tokio::spawn(async move {
-        let mut entry = Entry {
-            at: now(),
-            who: Who {
-                user: None,
-                os_user: Who::os_user(),
-            },
-            context,
-            target: plan.action.target(),
-            action: plan.action.clone(),
-            changes: plan.changes.clone(),
-            outcome: Outcome::Done,
-        };
         match workloads {
             Err(e) => entry.outcome = Outcome::Failed { error: e },
             Ok(w) => {

@@ -552,7 +552,9 @@ pub async fn interactive(settings: &Settings, started: Instant) -> Result<(), St
                 None => break Ok(()),
             },
             Some(plan) = plans.recv() => {
-                app.planned(plan);
+                if let Some(Some(session)) = sessions.get(app.context) {
+                    app.planned(plan, &session.store);
+                }
                 dirty = true;
             }
             update = updates.recv() => {

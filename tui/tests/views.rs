@@ -520,7 +520,7 @@ fn dead_letters_topics_letters_a_message_and_a_redrive_plan() {
     // The plan a redrive of the picked letter comes back with.
     use surge_client::act::dead_letters::Selection;
     use surge_client::act::{Action as Act, Change, Plan};
-    app.planned(Ok(Plan {
+    let plan = Plan {
         action: Act::Redrive {
             topic: "order-placed.dlq".into(),
             selection: Selection::Picked(app.picked.clone()),
@@ -531,6 +531,45 @@ fn dead_letters_topics_letters_a_message_and_a_redrive_plan() {
         missing: Vec::new(),
         notes: vec!["1 of the 3 letters selected; the letters stay in order-placed.dlq".into()],
         undo: "none: consumers get the messages again (marked surge-redrive-of); the letters and the ledger stay".into(),
-    }));
+    };
+    app.planned(Ok(plan), &store);
     insta::assert_snapshot!("redrive_plan_120x30", render(&app, &store, 120, 30));
+}
+
+#[test]
+fn a_saturated_service_offers_its_ceiling_and_the_plan_names_the_partitions() {
+    use surge_client::act::{Action as Act, Change, Plan};
+    let store = flash_sale();
+    let mut app = app();
+    keys(&mut app, &store, ":svc payment");
+    key(&mut app, &store, KeyCode::Enter);
+    let frame = render(&app, &store, 160, 48);
+    assert!(
+        frame.contains("saturated at max: :max N raises the ceiling"),
+        "{frame}"
+    );
+    let plan = |max: i32| Plan {
+        action: Act::HpaBounds {
+            namespace: "shop".into(),
+            name: "payment".into(),
+            min: None,
+            max: Some(max),
+        },
+        changes: vec![
+            Change::new("minReplicas", 2, 2),
+            Change::new("maxReplicas", 10, max),
+        ],
+        destructive: false,
+        missing: Vec::new(),
+        notes: Vec::new(),
+        undo: "set the bounds back to 2–10".into(),
+    };
+    app.planned(Ok(plan(12)), &store);
+    assert!(
+        !render(&app, &store, 120, 30).contains("sit idle"),
+        "12 replicas for 12 partitions is no waste"
+    );
+    app.popup = None;
+    app.planned(Ok(plan(16)), &store);
+    insta::assert_snapshot!("raise_ceiling_plan_120x30", render(&app, &store, 120, 30));
 }

@@ -6,6 +6,7 @@
 use crossterm::event::{KeyCode, KeyEvent};
 use surge_client::act::dead_letters::Selection;
 use surge_client::act::{Action as Act, Plan, WorkloadKind};
+use surge_client::store::Store;
 
 /// Letters a second when `:redrive` names no rate.
 pub const DEFAULT_RATE: u32 = 10;
@@ -124,10 +125,33 @@ impl App {
         vec![Action::Plan(act)]
     }
 
-    /// A plan (or why there is none) is back: show it for confirmation.
-    pub fn planned(&mut self, plan: Result<Plan, String>) {
+    /// A plan (or why there is none) is back: show it for confirmation, with what the store
+    /// knows that the cluster does not say (the partitions a consumer's replicas share).
+    pub fn planned(&mut self, plan: Result<Plan, String>, store: &Store) {
         match plan {
-            Ok(plan) => {
+            Ok(mut plan) => {
+                if let Act::HpaBounds {
+                    namespace, name, ..
+                } = &plan.action
+                    && let Some(service) = store
+                        .derived()
+                        .services
+                        .iter()
+                        .find(|s| &s.namespace == namespace && &s.workload == name)
+                    && let (Some(partitions), Some(group)) = (service.partitions, &service.kafka)
+                {
+                    let after = plan
+                        .changes
+                        .iter()
+                        .find(|c| c.field == "maxReplicas")
+                        .and_then(|c| c.after.parse::<f64>().ok());
+                    if after.is_some_and(|max| max > partitions) {
+                        plan.notes.push(format!(
+                            "{name} consumes {}: {partitions:.0} partitions, so replicas past {partitions:.0} sit idle",
+                            group.topic
+                        ));
+                    }
+                }
                 self.message = None;
                 self.popup = Some(Popup::Act(Box::new(ActForm {
                     plan,
@@ -264,7 +288,7 @@ mod tests {
         let store = Store::new(30.0);
         let mut app = on_payment(false);
         // Not destructive: y applies, n cancels.
-        app.planned(Ok(plan(false, Vec::new())));
+        app.planned(Ok(plan(false, Vec::new())), &store);
         assert!(app.handle_key(key(KeyCode::Char('x')), &store).is_empty());
         assert!(app.popup.is_some(), "other keys keep it open");
         assert_eq!(
@@ -272,13 +296,13 @@ mod tests {
             vec![Action::Apply(Box::new(plan(false, Vec::new())))]
         );
         assert!(app.popup.is_none());
-        app.planned(Ok(plan(false, Vec::new())));
+        app.planned(Ok(plan(false, Vec::new())), &store);
         assert!(app.handle_key(key(KeyCode::Char('n')), &store).is_empty());
         assert!(app.popup.is_none());
         assert_eq!(app.message.as_deref(), Some("cancelled: nothing changed"));
 
         // Destructive: y is just a letter; the name typed and Enter apply.
-        app.planned(Ok(plan(true, Vec::new())));
+        app.planned(Ok(plan(true, Vec::new())), &store);
         for c in "paymnt".chars() {
             assert!(app.handle_key(key(KeyCode::Char(c)), &store).is_empty());
         }
@@ -305,14 +329,15 @@ mod tests {
             namespace: "shop".into(),
             reason: String::new(),
         };
-        app.planned(Ok(plan(false, vec![missing])));
+        app.planned(Ok(plan(false, vec![missing])), &store);
         assert!(app.handle_key(key(KeyCode::Char('y')), &store).is_empty());
         assert!(app.popup.is_none());
 
         // No plan: the reason is the message.
-        app.planned(Err(
-            "reading horizontalpodautoscaler shop/payment: 404 NotFound: gone".into(),
-        ));
+        app.planned(
+            Err("reading horizontalpodautoscaler shop/payment: 404 NotFound: gone".into()),
+            &store,
+        );
         assert!(app.popup.is_none());
         assert!(app.message.as_deref().is_some_and(|m| m.contains("404")));
     }

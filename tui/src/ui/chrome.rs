@@ -193,9 +193,19 @@ pub fn footer(frame: &mut Frame, area: Rect, ctx: &Ctx) {
             if let Some(message) = ctx.app.message.as_deref().or(ctx.store.notice()) {
                 spans.push(Span::styled(format!(" {message}"), t.warn));
             } else {
-                let hints = match ctx.app.view {
+                let hints = match &ctx.app.view {
                     View::Alerts if ctx.app.readonly => "Enter jump  Tab silences  t range",
                     View::Alerts => "Enter jump  m silence  Tab silences  e expire  t range",
+                    View::Service {
+                        namespace,
+                        workload,
+                    } if !ctx.app.readonly
+                        && ctx.store.derived().services.iter().any(|s| {
+                            &s.namespace == namespace && &s.workload == workload && s.saturated
+                        }) =>
+                    {
+                        "saturated at max: :max N raises the ceiling  Esc back"
+                    }
                     View::Overview | View::Kafka => "Enter drill in  t range",
                     View::DeadLetters { topic: None } => "Enter letters  Esc back",
                     View::DeadLetters { topic: Some(_) } if ctx.app.readonly => {

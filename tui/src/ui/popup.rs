@@ -127,10 +127,9 @@ fn act(frame: &mut Frame, area: Rect, ctx: &Ctx, form: &crate::app::ActForm) {
         )));
     }
     for note in &plan.notes {
-        lines.push(Line::from(Span::styled(
-            format::fit(note, text),
-            ctx.theme.warn,
-        )));
+        for line in format::wrap(note, text, 3, "  ") {
+            lines.push(Line::from(Span::styled(line, ctx.theme.warn)));
+        }
     }
     for missing in &plan.missing {
         lines.push(Line::from(Span::styled(
