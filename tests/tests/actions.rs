@@ -635,13 +635,28 @@ fn raising_a_ceiling_from_the_keyboard_patches_the_hpa_and_audits_it() -> anyhow
     let kubeconfig = dir.path().join("kubeconfig");
     api.write_kubeconfig(&kubeconfig)?;
     let audit = dir.path().join("audit.jsonl");
+    // Grafana (the stand-in) takes each action as an annotation, with the service account
+    // token from a file the config names.
+    let grafana = surge_testkit::grafana::GrafanaStandIn::start(Some("glsa_act"))?;
+    let token = dir.path().join("grafana-token");
+    std::fs::write(&token, "glsa_act\n")?;
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sources.grafana]\nurl = \"{}\"\nbearer_token_file = \"{}\"\n",
+            grafana.url(),
+            token.display()
+        ),
+    )?;
     let surge = surge_stack::stack::sibling_binary("surge", "SURGE_BIN")?;
     let command = format!(
-        "env KUBECONFIG={} HOME={} XDG_CONFIG_HOME={} USER=oncall {} --kube-context stand-in --refresh 1s --audit-log {} --log {}",
+        "env KUBECONFIG={} HOME={} XDG_CONFIG_HOME={} USER=oncall {} --config {} --kube-context stand-in --refresh 1s --audit-log {} --log {}",
         kubeconfig.display(),
         home.display(),
         home.join(".config").display(),
         surge.display(),
+        config.display(),
         audit.display(),
         dir.path().join("panel.log").display(),
     );
@@ -703,6 +718,16 @@ fn raising_a_ceiling_from_the_keyboard_patches_the_hpa_and_audits_it() -> anyhow
     assert_eq!(log[0].context, "stand-in");
     assert_eq!(log[0].changes[1].to_string(), "maxReplicas: 10 → 16");
     assert_eq!(log[0].outcome, surge_client::act::audit::Outcome::Done);
+    let annotations = grafana.annotations();
+    assert_eq!(annotations.len(), 1, "{annotations:#?}");
+    assert_eq!(
+        annotations[0]["text"],
+        format!("surge: {}", log[0].summary())
+    );
+    assert_eq!(
+        annotations[0]["tags"],
+        json!(["surge", "set-bounds", "context:stand-in"])
+    );
     tmux.keys("act", &["q"])?;
     Ok(())
 }

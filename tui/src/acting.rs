@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use tokio::sync::mpsc;
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use surge_client::act::announce;
 use surge_client::act::audit::{AuditLog, Entry, Outcome, Who};
+use surge_client::fetch::{Endpoint, SourceClient};
 
 use surge_client::act::dead_letters::broker::Broker;
 use surge_client::act::workload::Workloads;
@@ -98,7 +102,7 @@ fn redrive(
     plan: Plan,
     mut entry: Entry,
     index: usize,
-    log: Option<PathBuf>,
+    trail: Trail,
     updates: mpsc::Sender<(usize, Update)>,
 ) {
     tokio::spawn(async move {
@@ -149,7 +153,7 @@ fn redrive(
             }
             Err(error) => entry.outcome = Outcome::Failed { error },
         }
-        let _ = updates.send((index, audited(log, entry))).await;
+        let _ = updates.send((index, trail.audited(entry).await)).await;
     });
 }
 
@@ -167,7 +171,17 @@ pub(crate) fn apply(
         .get(index)
         .map(|(n, _)| n.clone())
         .unwrap_or_default();
-    let log = settings.audit_log.clone();
+    let trail = Trail {
+        log: settings.audit_log.clone(),
+        grafana: settings
+            .contexts
+            .get(index)
+            .and_then(|(_, e)| e.grafana.clone()),
+        timeout: settings
+            .contexts
+            .get(index)
+            .map_or(Duration::from_secs(5), |(_, e)| e.timeout),
+    };
     // Done unless said otherwise; the changes are what was read back (planned until then).
     let mut entry = Entry {
         at: now(),
@@ -183,7 +197,7 @@ pub(crate) fn apply(
     };
     if matches!(plan.action, Act::Redrive { .. }) {
         entry.changes.clear();
-        redrive(broker(settings, index), plan, entry, index, log, updates);
+        redrive(broker(settings, index), plan, entry, index, trail, updates);
         return;
     }
     tokio::spawn(async move {
@@ -206,22 +220,49 @@ pub(crate) fn apply(
                 }
             }
         }
-        let _ = updates.send((index, audited(log, entry))).await;
+        let _ = updates.send((index, trail.audited(entry).await)).await;
     });
 }
 
-/// The entry written to the audit log, as the update the store takes; a log that cannot be
-/// written is said in the entry's notice, never swallowed.
-fn audited(log: Option<PathBuf>, entry: Entry) -> Update {
-    let written = match log {
-        Some(path) => AuditLog::at(path).append(&entry),
-        None => Err("no audit log (HOME is unset and --audit-log not given)".into()),
-    };
-    match written {
-        Ok(()) => Update::Acted(Box::new(entry)),
-        Err(e) => Update::Batch(vec![
+/// Where an action's audit line goes: the local log, and Grafana where configured.
+struct Trail {
+    log: Option<PathBuf>,
+    grafana: Option<Endpoint>,
+    timeout: Duration,
+}
+
+impl Trail {
+    /// The entry written to the audit log and posted to Grafana, as the update the store
+    /// takes; a log or an annotation that fails is said in a notice, never swallowed.
+    async fn audited(self, entry: Entry) -> Update {
+        let Trail {
+            log,
+            grafana,
+            timeout,
+        } = self;
+        let mut failures = Vec::new();
+        let written = match log {
+            Some(path) => AuditLog::at(path).append(&entry),
+            None => Err("no audit log (HOME is unset and --audit-log not given)".into()),
+        };
+        if let Err(e) = written {
+            failures.push(format!("not audited: {e}"));
+        }
+        if let Some(grafana) = grafana {
+            let posted = match SourceClient::new(&grafana.access, timeout) {
+                Ok(client) => announce::to_grafana(&client, &grafana.url, &entry).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = posted {
+                failures.push(format!("no Grafana annotation: {e}"));
+            }
+        }
+        if failures.is_empty() {
+            return Update::Acted(Box::new(entry));
+        }
+        Update::Batch(vec![
             Update::Acted(Box::new(entry)),
-            Update::Notice(format!("action done but not audited: {e}")),
-        ]),
+            Update::Notice(format!("action done; {}", failures.join("; "))),
+        ])
     }
 }

@@ -35,6 +35,10 @@ pub struct Cli {
     /// in the config file's [sources.kafka]).
     #[arg(long, value_name = "HOST:PORT", global = true)]
     pub kafka: Option<String>,
+    /// Grafana base URL: each action taken from the panel is posted there as an annotation
+    /// (a token goes in the config file's [sources.grafana]).
+    #[arg(long, value_name = "URL", global = true)]
+    pub grafana: Option<String>,
     /// Reach Prometheus and Alertmanager in this kubeconfig context's cluster, through the
     /// API server's service proxy with the kubeconfig's credentials.
     #[arg(long, value_name = "NAME", global = true, conflicts_with_all = ["prometheus", "alertmanager"])]
@@ -358,12 +362,17 @@ impl Cli {
             }),
             None => kafka_of(&file.sources.kafka)?,
         };
-        let endpoints_of = |prometheus, alertmanager, exporters, signals, kafka| {
+        let flagged_grafana = match &self.grafana {
+            Some(url) => Some(Endpoint::plain(&with_scheme(url))),
+            None => from_file(&file.sources.grafana),
+        };
+        let endpoints_of = |prometheus, alertmanager, exporters, signals, kafka, grafana| {
             let mut e = Endpoints {
                 prometheus,
                 alertmanager,
                 exporters,
                 kafka,
+                grafana,
                 dead_letter_patterns: patterns.clone(),
                 refresh,
                 timeout,
@@ -397,6 +406,7 @@ impl Cli {
                     exporters,
                     signals,
                     flagged_kafka.clone(),
+                    flagged_grafana.clone(),
                 ),
             ));
         }
@@ -411,6 +421,7 @@ impl Cli {
                     c.exporters.iter().map(|e| e.endpoint(&dir)).collect(),
                     signals,
                     kafka_of(&c.kafka).map_err(|e| format!("contexts.{name}.{e}"))?,
+                    from_file(&c.grafana),
                 ),
             ));
         }
@@ -432,7 +443,14 @@ impl Cli {
                 0,
                 (
                     name.clone(),
-                    endpoints_of(None, None, flagged, signals, flagged_kafka.clone()),
+                    endpoints_of(
+                        None,
+                        None,
+                        flagged,
+                        signals,
+                        flagged_kafka.clone(),
+                        flagged_grafana.clone(),
+                    ),
                 ),
             );
         }

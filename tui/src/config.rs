@@ -83,6 +83,10 @@ pub struct ContextTable {
     pub exporters: Vec<SourceSetting>,
     /// The Kafka broker, for the dead-letter view (`:dlq`) and redrives.
     pub kafka: Option<KafkaSource>,
+    /// Grafana, where each action taken from the panel is posted as an annotation: a URL or a
+    /// table like `prometheus`'s (a service account token in `bearer_token_file`).
+    #[schemars(example = &"https://grafana.example.com")]
+    pub grafana: Option<SourceSetting>,
     /// Label matchers added to every series asked of Prometheus (`cluster="eu-1"`).
     #[schemars(example = &"cluster=\"eu-1\"")]
     pub selector: Option<String>,
@@ -276,6 +280,10 @@ pub struct Sources {
     pub exporters: Vec<SourceSetting>,
     /// `[sources.kafka]`: the Kafka broker, for the dead-letter view (`:dlq`) and redrives.
     pub kafka: Option<KafkaSource>,
+    /// Grafana, where each action taken from the panel is posted as an annotation: a URL or a
+    /// table like `prometheus`'s (a service account token in `bearer_token_file`).
+    #[schemars(example = &"https://grafana.example.com")]
+    pub grafana: Option<SourceSetting>,
     /// Time between refreshes.
     #[serde(default = "default_refresh", with = "humantime_serde")]
     #[schemars(with = "String", extend("format" = "duration"))]
@@ -309,6 +317,7 @@ impl Default for Sources {
             alertmanager: None,
             exporters: Vec::new(),
             kafka: None,
+            grafana: None,
             refresh: default_refresh(),
             timeout: default_timeout(),
             stale_after: None,

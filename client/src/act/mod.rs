@@ -11,6 +11,7 @@
 //! The pure parts (what a change is, whether it is destructive, how to undo it) live here;
 //! [`workload`] talks to the Kubernetes API, [`dead_letters`] to the Kafka broker.
 
+pub mod announce;
 pub mod audit;
 pub mod dead_letters;
 pub mod workload;

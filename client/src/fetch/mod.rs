@@ -43,6 +43,8 @@ use tokio::task::JoinHandle;
 #[derive(Debug, Clone, Default)]
 pub struct Endpoints {
     pub prometheus: Option<Endpoint>,
+    /// Grafana, where each action is posted as an annotation.
+    pub grafana: Option<Endpoint>,
     /// The Kafka broker, for the dead-letter view and redrives.
     pub kafka: Option<crate::act::dead_letters::broker::KafkaAccess>,
     /// How dead-letter topics are named (`{topic}.dlq` when empty).
