@@ -825,7 +825,11 @@ fn dead_letters_are_browsed_and_redriven_from_the_keyboard() -> anyhow::Result<(
     tmux.keys("dlq", &[":redrive", "Enter"])?;
     tmux.wait_for("dlq", "the plan", "republished to orders-in: 0 → 1")?;
     tmux.keys("dlq", &["y"])?;
-    tmux.wait_for("dlq", "the second audit", "republished to orders-in: 0 → 1")?;
+    tmux.wait_for(
+        "dlq",
+        "the second audit",
+        "oncall redrive topic orders-in.dlq: republished to orders-in: 0 → 1",
+    )?;
     assert_eq!(surge_testkit::kafka::records(&broker, "orders-in")?, 9);
 
     let log = surge_client::act::audit::AuditLog::at(&audit)
