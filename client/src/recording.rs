@@ -832,27 +832,10 @@ mod tests {
     #[test]
     fn an_action_taken_is_in_the_recording_and_the_replayed_store()
     -> Result<(), Box<dyn std::error::Error>> {
-        use crate::act::audit::{Entry, Outcome, Who};
-        use crate::act::{Action, Change};
+        use crate::act::audit::{Outcome, example};
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("acted.surge");
-        let entry = Entry {
-            at: "2026-12-07T21:40:07Z".into(),
-            who: Who {
-                user: Some("alice".into()),
-                os_user: None,
-            },
-            context: "prod".into(),
-            target: "horizontalpodautoscaler shop/payment".into(),
-            action: Action::HpaBounds {
-                namespace: "shop".into(),
-                name: "payment".into(),
-                min: None,
-                max: Some(16),
-            },
-            changes: vec![Change::new("maxReplicas", 10, 16)],
-            outcome: Outcome::Done,
-        };
+        let entry = example(Outcome::Done);
         write(
             &path,
             &[

@@ -43,34 +43,17 @@ pub async fn to_grafana(client: &SourceClient, base: &str, entry: &Entry) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::act::audit::{Outcome, Who};
-    use crate::act::{Action, Change};
+    use crate::act::audit::{Outcome, example};
 
     #[test]
     fn an_entry_becomes_an_annotation_at_its_time() {
-        let entry = Entry {
-            at: "2026-12-07T21:40:07Z".into(),
-            who: Who {
-                user: Some("alice".into()),
-                os_user: None,
-            },
-            context: "prod".into(),
-            target: "horizontalpodautoscaler shop/payment".into(),
-            action: Action::HpaBounds {
-                namespace: "shop".into(),
-                name: "payment".into(),
-                min: None,
-                max: Some(16),
-            },
-            changes: vec![Change::new("maxReplicas", 10, 16)],
-            outcome: Outcome::Done,
-        };
+        let entry = example(Outcome::Done);
         let a = annotation(&entry).expect("annotation");
         assert_eq!(a["time"], 1_796_679_607_000_i64);
         assert_eq!(a["tags"], json!(["surge", "set-bounds", "context:prod"]));
         assert_eq!(
             a["text"],
-            "surge: alice set bounds horizontalpodautoscaler shop/payment: maxReplicas: 10 → 16"
+            "surge: alice (os: al) set bounds horizontalpodautoscaler shop/payment: maxReplicas: 10 → 16"
         );
         let bad = Entry {
             at: "yesterday".into(),

@@ -164,31 +164,37 @@ impl AuditLog {
     }
 }
 
+/// One entry, for the tests of what is built from entries (the log, annotations, recordings).
+#[cfg(test)]
+pub(crate) fn example(outcome: Outcome) -> Entry {
+    Entry {
+        at: "2026-12-07T21:40:07Z".into(),
+        who: Who {
+            user: Some("alice".into()),
+            os_user: Some("al".into()),
+        },
+        context: "prod".into(),
+        target: "horizontalpodautoscaler shop/payment".into(),
+        action: Action::HpaBounds {
+            namespace: "shop".into(),
+            name: "payment".into(),
+            min: None,
+            max: Some(16),
+        },
+        changes: vec![
+            Change::new("minReplicas", 2, 2),
+            Change::new("maxReplicas", 10, 16),
+        ],
+        outcome,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn entry(outcome: Outcome) -> Entry {
-        Entry {
-            at: "2026-12-07T21:40:07Z".into(),
-            who: Who {
-                user: Some("alice".into()),
-                os_user: Some("al".into()),
-            },
-            context: "prod".into(),
-            target: "horizontalpodautoscaler shop/payment".into(),
-            action: Action::HpaBounds {
-                namespace: "shop".into(),
-                name: "payment".into(),
-                min: None,
-                max: Some(16),
-            },
-            changes: vec![
-                Change::new("minReplicas", 2, 2),
-                Change::new("maxReplicas", 10, 16),
-            ],
-            outcome,
-        }
+        example(outcome)
     }
 
     #[test]
