@@ -648,6 +648,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_broker_table_gives_properties_and_the_password_from_its_file() -> Result<(), String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        std::fs::write(dir.path().join("kafka-password"), "s3cret\n").map_err(|e| e.to_string())?;
+        let c = Config::parse(
+            "[sources.kafka]\nbootstrap = \"kafka-0:9092\"\nsasl_password_file = \"kafka-password\"\n\
+             [sources.kafka.properties]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.username\" = \"oncall\"\n",
+        )?;
+        let kafka = c.sources.kafka.ok_or("no [sources.kafka]")?;
+        let access = kafka.access(dir.path())?;
+        assert_eq!(access.bootstrap, "kafka-0:9092");
+        assert_eq!(
+            access.properties,
+            [
+                ("sasl.username".to_owned(), "oncall".to_owned()),
+                ("security.protocol".to_owned(), "SASL_SSL".to_owned()),
+                ("sasl.password".to_owned(), "s3cret".to_owned()),
+            ]
+        );
+        let missing = kafka
+            .access(&dir.path().join("elsewhere"))
+            .expect_err("no file");
+        assert!(
+            missing.starts_with("kafka.sasl_password_file "),
+            "{missing}"
+        );
+        Ok(())
+    }
+
+    #[test]
     fn full_config_parses() -> Result<(), String> {
         let c = Config::parse(
             "[sources]\nprometheus = \"http://127.0.0.1:9090\"\nexporters = [\"127.0.0.1:9187\"]\nrefresh = \"1s\"\n\

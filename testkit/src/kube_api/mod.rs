@@ -37,7 +37,7 @@ pub struct RequestRecord {
     pub method: String,
     pub path: String,
     pub watch: bool,
-    /// The request's content type (a patch's kind: merge, strategic merge, JSON patch).
+    /// The request's content type (a patch's kind: merge or strategic merge).
     pub content_type: Option<String>,
     /// The request body as text (empty for reads).
     pub body: String,

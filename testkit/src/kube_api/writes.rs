@@ -1,6 +1,6 @@
 //! The stand-in's writes, with the request shapes the API server takes: reading one object,
-//! `PATCH` of an object (JSON merge patch, strategic merge patch — the same thing for the maps
-//! these tests patch — and JSON patch), the `scale` subresource of Deployments and
+//! `PATCH` of an object (JSON merge patch and strategic merge patch — the same thing for the
+//! maps these tests patch), the `scale` subresource of Deployments and
 //! StatefulSets (`GET`/`PATCH`/`PUT` of an `autoscaling/v1` `Scale`), and the two self
 //! reviews a client asks before acting: `SelfSubjectAccessReview` (may I?) answered from a
 //! deny list, and `SelfSubjectReview` (who am I?).
@@ -318,18 +318,11 @@ fn patched(mut base: Value, content_type: &str, patch: Value) -> Result<Value, R
             json_patch::merge(&mut base, &patch);
             Ok(base)
         }
-        "application/json-patch+json" => {
-            let operations: json_patch::Patch = serde_json::from_value(patch)
-                .map_err(|e| refuse(400, "BadRequest", &format!("not a JSON patch: {e}")))?;
-            json_patch::patch(&mut base, &operations)
-                .map_err(|e| refuse(422, "Invalid", &format!("the JSON patch failed: {e}")))?;
-            Ok(base)
-        }
         other => Err(refuse(
             415,
             "UnsupportedMediaType",
             &format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {other:?})"
+                "the body of the request was in an unknown format - the stand-in takes application/merge-patch+json, application/strategic-merge-patch+json (got {other:?})"
             ),
         )),
     }
