@@ -515,6 +515,15 @@ fn dead_letters_topics_letters_a_message_and_a_redrive_plan() {
     key(&mut app, &store, KeyCode::Char(' '));
     key(&mut app, &store, KeyCode::Enter);
     insta::assert_snapshot!("dead_letters_160x30", render(&app, &store, 160, 30));
+    // The broker failing now: what was seen stays, said stale at once.
+    let mut failing = store.clone();
+    failing.apply(Update::DeadLetters(Err("broker down".into())), NOW);
+    let frame = render(&app, &failing, 160, 30);
+    assert!(
+        frame.contains("held, 1 redriven, newest 3 shown, 1 picked STALE 0s ago"),
+        "{frame}"
+    );
+    assert!(!render(&app, &store, 160, 30).contains("STALE"));
     insta::assert_snapshot!("dead_letters_80x24", render(&app, &store, 80, 24));
 
     // The plan a redrive of the picked letter comes back with.

@@ -145,6 +145,8 @@ pub struct Store {
     pub(crate) notice: Option<String>,
     /// The broker's last answer for the dead-letter view, and when it came.
     dead_letter_look: Option<(f64, Result<crate::act::dead_letters::Look, String>)>,
+    /// Why the broker's last answer for the dead-letter view failed, until one succeeds.
+    dead_letters_failing: Option<String>,
     /// Actions tried from the panel, oldest first (the last [`ACTIONS_KEPT`]).
     actions: std::collections::VecDeque<crate::act::audit::Entry>,
     /// Unix seconds of the last data received.
@@ -402,7 +404,8 @@ impl Store {
             }
             Update::Notice(text) => self.notice = Some(text),
             Update::DeadLetters(look) => {
-                // An error keeps what was seen before, said stale by the view.
+                // An error keeps what was seen before, marked failing until an answer comes.
+                self.dead_letters_failing = look.as_ref().err().cloned();
                 match (&look, self.dead_letter_look.take()) {
                     (Err(e), Some((at, Ok(seen)))) => {
                         self.notice = Some(format!("kafka: {e}"));
@@ -424,6 +427,11 @@ impl Store {
     /// The broker's last answer for the dead-letter view and when it came.
     pub fn dead_letters(&self) -> Option<(f64, &Result<crate::act::dead_letters::Look, String>)> {
         self.dead_letter_look.as_ref().map(|(at, look)| (*at, look))
+    }
+
+    /// Why the last look at the dead letters failed, while what is shown is older.
+    pub fn dead_letters_failing(&self) -> Option<&str> {
+        self.dead_letters_failing.as_deref()
     }
 
     /// Actions tried from the panel (or in the recording being replayed), oldest first.

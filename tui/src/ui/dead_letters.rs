@@ -16,13 +16,18 @@ use crate::app;
 /// An answer older than this is shown stale (the view asks every refresh, at least 5 s apart).
 const STALE_AFTER: f64 = 30.0;
 
-/// The title's age, and the broker's error when the last look failed.
+/// The title's age, stale once old or when the last look failed, and the broker's error.
 fn age(ctx: &Ctx) -> (Option<(f64, bool)>, Option<String>) {
     match ctx.store.dead_letters() {
         None => (None, None),
         Some((at, look)) => {
             let age = (ctx.now - at).max(0.0);
-            let error = look.as_ref().err().map(|e| format!("kafka: {e}"));
+            let error = look
+                .as_ref()
+                .err()
+                .map(String::as_str)
+                .or(ctx.store.dead_letters_failing())
+                .map(|e| format!("kafka: {e}"));
             (Some((age, age > STALE_AFTER || error.is_some())), error)
         }
     }
