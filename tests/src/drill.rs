@@ -489,6 +489,22 @@ impl Drill {
         Ok((ids.len(), lost))
     }
 
+    /// The shell command that opens the interactive panel on this drill's stack as an on-call
+    /// engineer would: `--kube-context surge-local` through the stack's kubeconfig, as OS user
+    /// `oncall`, its audit in `audit.jsonl` and its log in `panel.log` in the drill's folder;
+    /// `extra` flags after.
+    pub fn panel_command(&self, extra: &str) -> anyhow::Result<String> {
+        let dir = self.dir.path();
+        Ok(format!(
+            "env HOME={dir} XDG_CONFIG_HOME={dir} USER=oncall KUBECONFIG={kubeconfig} {surge} --kube-context surge-local --refresh 1s --audit-log {audit} --log {log} {extra}",
+            dir = dir.display(),
+            kubeconfig = self.stack.options.dir.join("kubeconfig").display(),
+            surge = surge_bin()?.display(),
+            audit = dir.join("audit.jsonl").display(),
+            log = dir.join("panel.log").display(),
+        ))
+    }
+
     /// What the monitoring saw, for a failed wait: notifications so far, the signals, the
     /// exporter's log tail.
     pub fn diagnose(&self) -> String {

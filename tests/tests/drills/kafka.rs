@@ -636,16 +636,11 @@ fn drill_poison_deploy_fixed_and_redriven_from_the_panel() -> anyhow::Result<()>
     let snapshots = dir.join("panel-snapshots");
     // The panel reaches the stack as it would a cluster: its kubeconfig's context, Prometheus
     // and Alertmanager through the API's service proxy.
-    let command = format!(
-        "env HOME={dir} XDG_CONFIG_HOME={dir} USER=oncall KUBECONFIG={kubeconfig} {surge} --kube-context surge-local --kafka {kafka} --refresh 1s --audit-log {audit} --snapshot-dir {snapshots} --log {log}",
-        dir = dir.display(),
-        kubeconfig = drill.stack.options.dir.join("kubeconfig").display(),
-        surge = surge_tests::drill::surge_bin()?.display(),
-        kafka = drill.stack.kafka.bootstrap(),
-        audit = audit.display(),
-        snapshots = snapshots.display(),
-        log = dir.join("panel.log").display(),
-    );
+    let command = drill.panel_command(&format!(
+        "--kafka {} --snapshot-dir {}",
+        drill.stack.kafka.bootstrap(),
+        snapshots.display()
+    ))?;
     let tmux = Tmux::new("surge-drill-redrive");
     tmux.start("panel", 160, 40, &command)?;
     tmux.wait_for("panel", "the panel", "1 Overview")?;

@@ -649,14 +649,7 @@ fn drill_ceiling_raised_from_the_panel_scales_past_it() -> anyhow::Result<()> {
 
     let dir = drill.dir.path();
     let audit = dir.join("audit.jsonl");
-    let command = format!(
-        "env HOME={dir} XDG_CONFIG_HOME={dir} USER=oncall KUBECONFIG={kubeconfig} {surge} --kube-context surge-local --refresh 1s --audit-log {audit} --log {log}",
-        dir = dir.display(),
-        kubeconfig = drill.stack.options.dir.join("kubeconfig").display(),
-        surge = surge_tests::drill::surge_bin()?.display(),
-        audit = audit.display(),
-        log = dir.join("panel.log").display(),
-    );
+    let command = drill.panel_command("")?;
     let tmux = Tmux::new("surge-drill-ceiling");
     tmux.start("panel", 160, 40, &command)?;
     tmux.wait_for("panel", "payment in the overview", "shop/payment")?;
