@@ -101,6 +101,15 @@ pub(crate) async fn run(source: Arc<dyn Source>, store: Arc<Store>) {
     loop {
         ticker.tick().await;
         collect_cycle(source.as_ref(), &store).await;
+        // Encoded now, off the request path, so the scrape that follows finds it ready.
+        let prepared = Arc::clone(&store);
+        match tokio::task::spawn_blocking(move || prepared.prepare()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => tracing::error!(source = source.name(), "encoding the exposition failed"),
+            Err(e) => {
+                tracing::error!(source = source.name(), error = %e, "encoding the exposition panicked")
+            }
+        }
         crate::memory::give_back();
     }
 }

@@ -14,6 +14,8 @@ pub mod hpa;
 pub mod quantity;
 pub mod state;
 
+#[cfg(feature = "store")]
+mod exposition;
 #[cfg(feature = "http")]
 pub mod http;
 #[cfg(feature = "proc")]

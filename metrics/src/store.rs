@@ -4,24 +4,20 @@
 //! waits on a source: it copies `Arc`s under a short read lock and encodes outside it.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{
-    DescriptorEncoder, EncodeLabel, EncodeLabelSet, EncodeMetric, LabelSetEncoder,
-};
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::registry::{Registry, Unit};
 
 use crate::catalogue::exporter::{
     BUILD_INFO, SOURCE_DURATION, SOURCE_ERRORS, SOURCE_INTERVAL, SOURCE_LAST_SUCCESS,
     SOURCE_SERIES, SOURCE_UP,
 };
-use crate::family::{Family, Kind, Labels, Sample};
+pub use crate::exposition::Format;
+use crate::exposition::{end, header, series};
+use crate::family::{Family, Labels, Sample};
 
 // Every critical section here is a single assignment or a read, so a panic in another holder
 // cannot leave the data half-written: take the lock even if poisoned rather than stop serving.
@@ -52,15 +48,6 @@ pub struct TargetState {
     pub collected: bool,
     /// The configured time between collections, once announced with [`Store::expect`].
     pub interval: Option<Duration>,
-}
-
-/// Exposition formats `/metrics` can answer in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// Prometheus text format 0.0.4.
-    PrometheusText,
-    /// OpenMetrics text 1.0.0.
-    OpenMetrics,
 }
 
 /// How an exposition is sent: as it is, or gzip-compressed (Prometheus asks for gzip).
@@ -100,7 +87,41 @@ pub struct Store {
     /// The last encoding per format and content encoding: scrapes between two collections
     /// reuse it, so scrape cost does not grow with the number of scrapers.
     encoded: Mutex<[Cached; 4]>,
+    /// One encoding of a slot at a time: a scrape arriving while [`Store::prepare`] encodes
+    /// waits for that encoding instead of making a second one beside it.
+    encoding: [Mutex<()>; 4],
+    /// When each slot was last asked for by a scrape: [`Store::prepare`] encodes those asked
+    /// for lately.
+    asked: Mutex<[Option<Instant>; 4]>,
 }
+
+/// A slot asked for within this long is encoded after every collection. Prometheus scrapes
+/// every 15 s to 2 min; a one-off `curl` stops costing encodings after this.
+const ASKED_LATELY: Duration = Duration::from_secs(300);
+
+/// Slots in the order [`Store::prepare`] encodes them: each text before its gzip, which is
+/// compressed from the kept text when there is one.
+const SLOTS: [(Format, Encoding); 4] = [
+    (Format::PrometheusText, Encoding::Identity),
+    (Format::OpenMetrics, Encoding::Identity),
+    (Format::PrometheusText, Encoding::Gzip),
+    (Format::OpenMetrics, Encoding::Gzip),
+];
+
+fn slot_of(format: Format, encoding: Encoding) -> usize {
+    let text = match format {
+        Format::PrometheusText => 0,
+        Format::OpenMetrics => 1,
+    };
+    match encoding {
+        Encoding::Identity => text,
+        Encoding::Gzip => text + 2,
+    }
+}
+
+/// Formatted lines are handed to the output (a vector, or the gzip encoder) in chunks of about
+/// this size, so a compressed exposition never holds its whole text.
+const CHUNK: usize = 64 * 1024;
 
 impl Store {
     pub fn new() -> Arc<Self> {
@@ -206,25 +227,46 @@ impl Store {
             .collect()
     }
 
-    /// The exposition in `format`, sent as `encoding`; kept for the scrapes that follow until
-    /// the store changes.
+    /// The exposition in `format`, sent as `encoding`, for a scrape: the kept one if the
+    /// store has not changed since it was encoded, else encoded now and kept for the scrapes
+    /// that follow. The slot is remembered as asked for, so [`Store::prepare`] encodes it
+    /// after the next collection.
     pub fn exposition(
         self: &Arc<Self>,
         format: Format,
         encoding: Encoding,
     ) -> Result<Bytes, std::fmt::Error> {
-        let text_slot = match format {
-            Format::PrometheusText => 0,
-            Format::OpenMetrics => 1,
-        };
-        let slot = match encoding {
-            Encoding::Identity => text_slot,
-            Encoding::Gzip => text_slot + 2,
-        };
+        let slot = slot_of(format, encoding);
+        lock(&self.asked)[slot] = Some(Instant::now());
+        self.encoded_slot(slot)
+    }
+
+    /// Encode, off the request path, what scrapers asked for lately, so the first scrape after
+    /// a collection finds it ready. Call after recording a collection; it blocks for the
+    /// encoding (milliseconds to tens of them at 100,000 series).
+    pub fn prepare(self: &Arc<Self>) -> Result<(), std::fmt::Error> {
+        let asked = *lock(&self.asked);
+        // Slot order: each text before its gzip, compressed from the kept text if there is one.
+        for (slot, at) in asked.iter().enumerate() {
+            if at.is_some_and(|at| at.elapsed() < ASKED_LATELY) {
+                self.encoded_slot(slot)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn encoded_slot(self: &Arc<Self>, slot: usize) -> Result<Bytes, std::fmt::Error> {
+        let (format, encoding) = SLOTS[slot];
+        let text_slot = slot_of(format, Encoding::Identity);
         // Read before encoding: a record racing with us makes what we encode look older than
         // it is, which only costs one extra encoding later.
         let generation = self.generation.load(Ordering::Acquire);
-        let (capacity, kept_text, text_capacity) = {
+        if let Some(bytes) = lock(&self.encoded)[slot].current(generation) {
+            return Ok(bytes);
+        }
+        let _one_at_a_time = lock(&self.encoding[slot]);
+        let generation = self.generation.load(Ordering::Acquire);
+        let (capacity, kept_text) = {
             let encoded = lock(&self.encoded);
             if let Some(bytes) = encoded[slot].current(generation) {
                 return Ok(bytes);
@@ -232,24 +274,26 @@ impl Store {
             (
                 encoded[slot].capacity(),
                 encoded[text_slot].current(generation),
-                encoded[text_slot].capacity(),
             )
         };
-        let (bytes, text_len) = match (encoding, kept_text) {
-            (Encoding::Identity, _) => (self.encode(format, capacity)?.into_bytes(), None),
-            (Encoding::Gzip, Some(text)) => (gzip(&text, capacity)?, None),
-            // A scraper that only takes gzip (Prometheus) leaves no text cached beside it,
-            // only its size for the next one.
+        let bytes = match (encoding, kept_text) {
+            (Encoding::Identity, _) => {
+                let mut out = Vec::with_capacity(capacity);
+                self.write(format, &mut out).map_err(|_| std::fmt::Error)?;
+                out
+            }
+            (Encoding::Gzip, Some(text)) => gzip(&text, capacity)?,
+            // A scraper that only takes gzip (Prometheus) never has the whole text in memory:
+            // it is compressed chunk by chunk as it is written.
             (Encoding::Gzip, None) => {
-                let text = self.encode(format, text_capacity)?;
-                (gzip(text.as_bytes(), capacity)?, Some(text.len()))
+                let mut encoder = gzip_encoder(capacity);
+                self.write(format, &mut encoder)
+                    .map_err(|_| std::fmt::Error)?;
+                encoder.finish().map_err(|_| std::fmt::Error)?
             }
         };
         let bytes = Bytes::from(bytes);
         let mut encoded = lock(&self.encoded);
-        if let Some(len) = text_len {
-            encoded[text_slot].len = len;
-        }
         let kept = &mut encoded[slot];
         kept.len = bytes.len();
         // Kept only if nothing was recorded meanwhile (a record releases what is kept).
@@ -262,110 +306,36 @@ impl Store {
 
     /// Encode everything in the Prometheus text format (0.0.4).
     pub fn encode_prometheus_text(self: &Arc<Self>) -> Result<String, std::fmt::Error> {
-        self.encode(Format::PrometheusText, 0)
+        self.encode(Format::PrometheusText)
     }
 
     /// Encode everything in the OpenMetrics text format (ends with `# EOF`).
     pub fn encode_openmetrics(self: &Arc<Self>) -> Result<String, std::fmt::Error> {
-        self.encode(Format::OpenMetrics, 0)
+        self.encode(Format::OpenMetrics)
     }
 
-    /// Encode everything in `format` into a string of `capacity` to start with.
-    fn encode(
-        self: &Arc<Self>,
-        format: Format,
-        capacity: usize,
-    ) -> Result<String, std::fmt::Error> {
-        let mut out = String::with_capacity(capacity);
-        match format {
-            Format::PrometheusText => {
-                prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry())?
-            }
-            Format::OpenMetrics => {
-                prometheus_client::encoding::text::encode(&mut out, &self.registry())?
-            }
-        }
-        Ok(out)
+    fn encode(self: &Arc<Self>, format: Format) -> Result<String, std::fmt::Error> {
+        let mut out = Vec::new();
+        self.write(format, &mut out).map_err(|_| std::fmt::Error)?;
+        String::from_utf8(out).map_err(|_| std::fmt::Error)
     }
 
-    fn registry(self: &Arc<Self>) -> Registry {
-        let mut registry = Registry::default();
-        registry.register_collector(Box::new(StoreCollector(Arc::clone(self))));
-        registry
-    }
-}
-
-/// `text` gzip-compressed at the fastest level: an exposition is label names and values
-/// repeated line after line, which even that level shrinks about twentyfold, and a scrape
-/// that finds no cached copy waits for it.
-fn gzip(text: &[u8], capacity: usize) -> Result<Vec<u8>, std::fmt::Error> {
-    use std::io::Write;
-    let mut encoder =
-        flate2::write::GzEncoder::new(Vec::with_capacity(capacity), flate2::Compression::fast());
-    // Writing into a vector cannot fail; the error type is only the writer trait's.
-    encoder.write_all(text).map_err(|_| std::fmt::Error)?;
-    encoder.finish().map_err(|_| std::fmt::Error)
-}
-
-/// Self-observability series of one family, built per scrape.
-type OwnFamily = (&'static Family, Vec<(Labels, f64)>);
-
-/// Adapter so `prometheus-client` encodes the store's content on every scrape.
-#[derive(Debug)]
-struct StoreCollector(Arc<Store>);
-
-impl Collector for StoreCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let snapshot = self.0.snapshot();
-
-        // Self-observability series, one per (source, target).
-        let mut own: BTreeMap<&'static str, OwnFamily> = BTreeMap::new();
-        let mut push = |family: &'static Family, labels: Labels, value: f64| {
-            own.entry(family.name)
-                .or_insert_with(|| (family, Vec::new()))
-                .1
-                .push((labels, value));
-        };
-        push(
-            &BUILD_INFO,
-            vec![("version", env!("CARGO_PKG_VERSION").to_string())],
-            1.0,
-        );
-        for ((source, target), state) in &snapshot {
-            let labels =
-                || -> Labels { vec![("source", source.clone()), ("target", target.clone())] };
-            if let Some(interval) = state.interval {
-                push(&SOURCE_INTERVAL, labels(), interval.as_secs_f64());
-            }
-            if !state.collected {
-                continue;
-            }
-            push(&SOURCE_UP, labels(), if state.up { 1.0 } else { 0.0 });
-            push(
-                &SOURCE_DURATION,
-                labels(),
-                state.last_duration.as_secs_f64(),
-            );
-            push(&SOURCE_ERRORS, labels(), state.errors as f64);
-            if let Some(at) = state.last_success {
-                let secs = at
-                    .duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_secs_f64())
-                    .unwrap_or(0.0);
-                push(&SOURCE_LAST_SUCCESS, labels(), secs);
-            }
-            if state.up {
-                push(&SOURCE_SERIES, labels(), state.samples.len() as f64);
+    /// Write the whole exposition to `sink` in chunks of about [`CHUNK`]: the exporter's own
+    /// series first, then every source's samples, each family described once across targets.
+    fn write(&self, format: Format, sink: &mut impl Write) -> std::io::Result<()> {
+        let snapshot = self.snapshot();
+        let mut buffer = Vec::with_capacity(CHUNK + 4096);
+        for (family, rows) in own_series(&snapshot).values() {
+            header(&mut buffer, family, format);
+            for (labels, value) in rows {
+                series(
+                    &mut buffer,
+                    family,
+                    labels.iter().map(|(k, v)| (*k, v.as_str())),
+                    *value,
+                );
             }
         }
-        for (family, series) in own.values() {
-            encode_family(
-                &mut encoder,
-                family,
-                series.iter().map(|(l, v)| (l.as_slice(), *v)),
-            )?;
-        }
-
         // Source samples, grouped by family across targets so each family is described once.
         let mut by_family: BTreeMap<&'static str, (&'static Family, Vec<&Sample>)> =
             BTreeMap::new();
@@ -379,61 +349,90 @@ impl Collector for StoreCollector {
             }
         }
         for (family, samples) in by_family.values() {
-            encode_family(
-                &mut encoder,
-                family,
-                samples.iter().map(|s| (SampleLabels(s), s.value)),
-            )?;
+            header(&mut buffer, family, format);
+            for sample in samples {
+                series(&mut buffer, family, sample.labels(), sample.value);
+                flush(&mut buffer, sink, CHUNK)?;
+            }
         }
-        Ok(())
+        end(&mut buffer, format);
+        flush(&mut buffer, sink, 0)
     }
 }
 
-/// A sample's labels as `prometheus-client` encodes them.
-struct SampleLabels<'a>(&'a Sample);
-
-impl EncodeLabelSet for SampleLabels<'_> {
-    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
-        for pair in self.0.labels() {
-            pair.encode(encoder.encode_label())?;
-        }
-        Ok(())
-    }
-}
-
-fn encode_family(
-    encoder: &mut DescriptorEncoder,
-    family: &'static Family,
-    series: impl Iterator<Item = (impl EncodeLabelSet, f64)>,
-) -> Result<(), std::fmt::Error> {
-    let unit = family.unit.map(unit_of);
-    let metric_type = match family.kind {
-        Kind::Gauge => prometheus_client::metrics::MetricType::Gauge,
-        Kind::Counter => prometheus_client::metrics::MetricType::Counter,
-    };
-    let mut metric_encoder =
-        encoder.encode_descriptor(family.base_name(), family.help, unit.as_ref(), metric_type)?;
-    for (labels, value) in series {
-        let series_encoder = metric_encoder.encode_family(&labels)?;
-        match family.kind {
-            Kind::Gauge => ConstGauge::new(value).encode(series_encoder)?,
-            Kind::Counter => ConstCounter::new(value).encode(series_encoder)?,
-        }
+/// Hand `buffer` to `sink` once it holds `at_least` bytes.
+fn flush(buffer: &mut Vec<u8>, sink: &mut impl Write, at_least: usize) -> std::io::Result<()> {
+    if buffer.len() >= at_least {
+        sink.write_all(buffer)?;
+        buffer.clear();
     }
     Ok(())
 }
 
-fn unit_of(unit: &'static str) -> Unit {
-    match unit {
-        "seconds" => Unit::Seconds,
-        "bytes" => Unit::Bytes,
-        other => Unit::Other(other.to_string()),
+fn gzip_encoder(capacity: usize) -> flate2::write::GzEncoder<Vec<u8>> {
+    flate2::write::GzEncoder::new(Vec::with_capacity(capacity), flate2::Compression::fast())
+}
+
+/// `text` gzip-compressed at the fastest level: an exposition is label names and values
+/// repeated line after line, which even that level shrinks about twentyfold, and a scrape
+/// that finds no cached copy waits for it.
+fn gzip(text: &[u8], capacity: usize) -> Result<Vec<u8>, std::fmt::Error> {
+    let mut encoder = gzip_encoder(capacity);
+    // Writing into a vector cannot fail; the error type is only the writer trait's.
+    encoder.write_all(text).map_err(|_| std::fmt::Error)?;
+    encoder.finish().map_err(|_| std::fmt::Error)
+}
+
+/// Self-observability series of one family.
+type OwnFamily = (&'static Family, Vec<(Labels, f64)>);
+
+/// The exporter's own series, one per (source, target), by family name.
+fn own_series(snapshot: &[((String, String), TargetState)]) -> BTreeMap<&'static str, OwnFamily> {
+    let mut own: BTreeMap<&'static str, OwnFamily> = BTreeMap::new();
+    let mut push = |family: &'static Family, labels: Labels, value: f64| {
+        own.entry(family.name)
+            .or_insert_with(|| (family, Vec::new()))
+            .1
+            .push((labels, value));
+    };
+    push(
+        &BUILD_INFO,
+        vec![("version", env!("CARGO_PKG_VERSION").to_string())],
+        1.0,
+    );
+    for ((source, target), state) in snapshot {
+        let labels = || -> Labels { vec![("source", source.clone()), ("target", target.clone())] };
+        if let Some(interval) = state.interval {
+            push(&SOURCE_INTERVAL, labels(), interval.as_secs_f64());
+        }
+        if !state.collected {
+            continue;
+        }
+        push(&SOURCE_UP, labels(), if state.up { 1.0 } else { 0.0 });
+        push(
+            &SOURCE_DURATION,
+            labels(),
+            state.last_duration.as_secs_f64(),
+        );
+        push(&SOURCE_ERRORS, labels(), state.errors as f64);
+        if let Some(at) = state.last_success {
+            let secs = at
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0);
+            push(&SOURCE_LAST_SUCCESS, labels(), secs);
+        }
+        if state.up {
+            push(&SOURCE_SERIES, labels(), state.samples.len() as f64);
+        }
     }
+    own
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::family::Kind;
 
     static LAG: Family = Family {
         name: "surge_test_lag_bytes",
@@ -581,11 +580,41 @@ mod tests {
         let store = Store::new();
         store.record("pg", "a", Ok(vec![sample("a", 1.0)]), Duration::ZERO);
         scrape(&store, Encoding::Gzip);
-        let text = store.encode_prometheus_text().expect("encode");
         let encoded = lock(&store.encoded);
         assert!(encoded[0].bytes.is_none(), "text kept beside its gzip");
-        assert_eq!(encoded[0].len, text.len(), "the text's size not kept");
         assert!(encoded[2].bytes.is_some(), "gzip not kept");
+    }
+
+    /// What scrapers asked for is encoded after a collection, before the next scrape comes;
+    /// what nobody asked for (or not for five minutes) is not.
+    #[test]
+    fn prepare_encodes_what_was_asked_for_lately_and_nothing_else() {
+        let store = Store::new();
+        store.record("pg", "a", Ok(vec![sample("a", 1.0)]), Duration::ZERO);
+        store.prepare().expect("prepare");
+        assert!(
+            lock(&store.encoded).iter().all(|c| c.bytes.is_none()),
+            "encoded what nobody asked for"
+        );
+        scrape(&store, Encoding::Gzip);
+        scrape(&store, Encoding::Identity);
+        store.record("pg", "a", Ok(vec![sample("a", 2.0)]), Duration::ZERO);
+        store.prepare().expect("prepare");
+        let generation = store.generation.load(Ordering::Acquire);
+        {
+            let encoded = lock(&store.encoded);
+            let text = encoded[0].current(generation).expect("text ready");
+            assert!(String::from_utf8_lossy(&text).contains("} 2.0\n"));
+            let gzip = encoded[2].current(generation).expect("gzip ready");
+            assert_eq!(gunzip(&gzip).as_bytes(), &text[..]);
+            assert!(encoded[1].bytes.is_none() && encoded[3].bytes.is_none());
+        }
+        // Asked for six minutes ago: no longer encoded ahead.
+        let long_ago = Instant::now().checked_sub(Duration::from_secs(360));
+        *lock(&store.asked) = [long_ago; 4];
+        store.record("pg", "a", Ok(vec![sample("a", 3.0)]), Duration::ZERO);
+        store.prepare().expect("prepare");
+        assert!(lock(&store.encoded).iter().all(|c| c.bytes.is_none()));
     }
 
     #[test]
