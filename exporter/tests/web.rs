@@ -383,6 +383,63 @@ fn prometheus_scrapes_asking_for_gzip() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `match[]` as Prometheus sends it from a scrape config's `params` (as for `/federate`):
+/// only the series asked for reach Prometheus; a bad selector is a 400 naming it, one line.
+#[test]
+fn prometheus_scrapes_only_the_series_match_selects() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--config")
+        .arg(exporter_config(dir.path())?)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"));
+    let _exporter = ServerProcess::spawn("surge-exporter", cmd, &dir.path().join("exporter.log"))?;
+    let url = format!("http://127.0.0.1:{port}");
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    wait_status(&client, &url, None, 200)?;
+    let bad = client
+        .get(format!("{url}/metrics"))
+        .query(&[("match[]", "surge_source_up{source=~\"(\"}")])
+        .send()?;
+    assert_eq!(bad.status().as_u16(), 400);
+    let text = bad.text()?;
+    assert!(
+        text.starts_with("match[] \"surge_source_up{source=~\\\"(\\\"}\": label source: bad regex")
+            && text.trim_end().lines().count() == 1,
+        "{text}"
+    );
+
+    let prometheus = Prometheus::start_in(
+        Workdir::temp("surge-match-prom-")?,
+        free_port()?,
+        &format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: exporter\n    \
+             params:\n      'match[]': ['surge_source_up', 'surge_pod_ready{{workload=\"self\"}}', 'surge_pod_ready{{workload=\"other\"}}']\n    \
+             static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+        ),
+    )?;
+    let prom = PromQl::new(&prometheus.url())?;
+    let names = || -> anyhow::Result<Vec<String>> {
+        let mut names =
+            prom.label_values("__name__", "{job=\"exporter\",__name__=~\"surge_.*\"}")?;
+        names.sort();
+        Ok(names)
+    };
+    surge_servers::wait_until(
+        "Prometheus holding the exporter's series",
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        || Ok(names()?.len() >= 2),
+    )?;
+    assert_eq!(names()?, ["surge_pod_ready", "surge_source_up"]);
+    let workloads = prom.label_values("workload", "surge_pod_ready")?;
+    assert_eq!(workloads, ["self"]);
+    Ok(())
+}
+
 /// Until a line of `process`'s log satisfies `logged`.
 fn wait_logged(
     process: &ServerProcess,

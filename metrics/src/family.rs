@@ -87,7 +87,7 @@ impl Sample {
     }
 
     /// The label pairs, in the family's order.
-    pub fn labels(&self) -> impl Iterator<Item = (&'static str, &str)> + '_ {
+    pub fn labels(&self) -> impl Iterator<Item = (&'static str, &str)> + Clone + '_ {
         let starts = std::iter::once(0).chain(self.ends.iter().copied());
         self.family
             .labels

@@ -5,11 +5,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use crate::selector::Selectors;
 use crate::store::{Encoding, Format, Store};
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -65,7 +66,25 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
     gzip.or(any).is_some_and(|w| w > 0.0)
 }
 
-async fn metrics(State(store): State<Arc<Store>>, headers: HeaderMap) -> Response {
+/// The `match[]` selectors of a query string (none: everything).
+fn selectors(query: Option<&str>) -> Result<Selectors, String> {
+    let query = query.unwrap_or_default();
+    let values: Vec<String> = form_urlencoded::parse(query.as_bytes())
+        .filter(|(k, _)| k == "match[]")
+        .map(|(_, v)| v.into_owned())
+        .collect();
+    Selectors::parse(values.iter().map(String::as_str))
+}
+
+async fn metrics(
+    State(store): State<Arc<Store>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let selectors = match selectors(query.as_deref()) {
+        Ok(s) => s,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    };
     let (format, content_type) = if wants_openmetrics(&headers) {
         (Format::OpenMetrics, OPENMETRICS)
     } else {
@@ -78,7 +97,14 @@ async fn metrics(State(store): State<Arc<Store>>, headers: HeaderMap) -> Respons
     };
     // Encoding a large exposition takes milliseconds of CPU: off the threads serving
     // connections.
-    let body = tokio::task::spawn_blocking(move || store.exposition(format, encoding)).await;
+    let body = tokio::task::spawn_blocking(move || {
+        if selectors.is_empty() {
+            store.exposition(format, encoding)
+        } else {
+            store.exposition_matching(format, encoding, &selectors)
+        }
+    })
+    .await;
     match body {
         Ok(Ok(body)) => {
             let mut response = ([(header::CONTENT_TYPE, content_type)], body).into_response();

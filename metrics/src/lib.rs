@@ -21,6 +21,8 @@ pub mod http;
 #[cfg(feature = "proc")]
 pub mod proc;
 #[cfg(feature = "store")]
+pub mod selector;
+#[cfg(feature = "store")]
 pub mod store;
 
 pub use family::{Family, Kind, Labels, Sample};

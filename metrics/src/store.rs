@@ -18,6 +18,7 @@ use crate::catalogue::exporter::{
 pub use crate::exposition::Format;
 use crate::exposition::{end, header, series};
 use crate::family::{Family, Labels, Sample};
+use crate::selector::Selectors;
 
 // Every critical section here is a single assignment or a read, so a panic in another holder
 // cannot leave the data half-written: take the lock even if poisoned rather than stop serving.
@@ -279,7 +280,8 @@ impl Store {
         let bytes = match (encoding, kept_text) {
             (Encoding::Identity, _) => {
                 let mut out = Vec::with_capacity(capacity);
-                self.write(format, &mut out).map_err(|_| std::fmt::Error)?;
+                self.write(format, None, &mut out)
+                    .map_err(|_| std::fmt::Error)?;
                 out
             }
             (Encoding::Gzip, Some(text)) => gzip(&text, capacity)?,
@@ -287,7 +289,7 @@ impl Store {
             // it is compressed chunk by chunk as it is written.
             (Encoding::Gzip, None) => {
                 let mut encoder = gzip_encoder(capacity);
-                self.write(format, &mut encoder)
+                self.write(format, None, &mut encoder)
                     .map_err(|_| std::fmt::Error)?;
                 encoder.finish().map_err(|_| std::fmt::Error)?
             }
@@ -316,25 +318,53 @@ impl Store {
 
     fn encode(self: &Arc<Self>, format: Format) -> Result<String, std::fmt::Error> {
         let mut out = Vec::new();
-        self.write(format, &mut out).map_err(|_| std::fmt::Error)?;
+        self.write(format, None, &mut out)
+            .map_err(|_| std::fmt::Error)?;
         String::from_utf8(out).map_err(|_| std::fmt::Error)
     }
 
-    /// Write the whole exposition to `sink` in chunks of about [`CHUNK`]: the exporter's own
-    /// series first, then every source's samples, each family described once across targets.
-    fn write(&self, format: Format, sink: &mut impl Write) -> std::io::Result<()> {
+    /// Only the series `selectors` admit (`match[]`), in `format`, sent as `encoding`: encoded
+    /// for this request, never kept (each reader asks for its own).
+    pub fn exposition_matching(
+        &self,
+        format: Format,
+        encoding: Encoding,
+        selectors: &Selectors,
+    ) -> Result<Bytes, std::fmt::Error> {
+        let bytes = match encoding {
+            Encoding::Identity => {
+                let mut out = Vec::new();
+                self.write(format, Some(selectors), &mut out)
+                    .map_err(|_| std::fmt::Error)?;
+                out
+            }
+            Encoding::Gzip => {
+                let mut encoder = gzip_encoder(0);
+                self.write(format, Some(selectors), &mut encoder)
+                    .map_err(|_| std::fmt::Error)?;
+                encoder.finish().map_err(|_| std::fmt::Error)?
+            }
+        };
+        Ok(Bytes::from(bytes))
+    }
+
+    /// Write the exposition to `sink` in chunks of about [`CHUNK`]: the exporter's own series
+    /// first, then every source's samples, each family described once across targets; with
+    /// `selectors`, only the series they admit (a family none of them admits is left out,
+    /// header and all).
+    fn write(
+        &self,
+        format: Format,
+        selectors: Option<&Selectors>,
+        sink: &mut impl Write,
+    ) -> std::io::Result<()> {
         let snapshot = self.snapshot();
         let mut buffer = Vec::with_capacity(CHUNK + 4096);
         for (family, rows) in own_series(&snapshot).values() {
-            header(&mut buffer, family, format);
-            for (labels, value) in rows {
-                series(
-                    &mut buffer,
-                    family,
-                    labels.iter().map(|(k, v)| (*k, v.as_str())),
-                    *value,
-                );
-            }
+            let rows = rows
+                .iter()
+                .map(|(labels, value)| (labels.iter().map(|(k, v)| (*k, v.as_str())), *value));
+            write_family(&mut buffer, family, format, selectors, rows, sink)?;
         }
         // Source samples, grouped by family across targets so each family is described once.
         let mut by_family: BTreeMap<&'static str, (&'static Family, Vec<&Sample>)> =
@@ -349,15 +379,46 @@ impl Store {
             }
         }
         for (family, samples) in by_family.values() {
-            header(&mut buffer, family, format);
-            for sample in samples {
-                series(&mut buffer, family, sample.labels(), sample.value);
-                flush(&mut buffer, sink, CHUNK)?;
-            }
+            let rows = samples.iter().map(|s| (s.labels(), s.value));
+            write_family(&mut buffer, family, format, selectors, rows, sink)?;
         }
         end(&mut buffer, format);
         flush(&mut buffer, sink, 0)
     }
+}
+
+/// One family: its header and its rows, or with `selectors` only the rows they admit (and no
+/// header when none is admitted).
+fn write_family<'v, L>(
+    buffer: &mut Vec<u8>,
+    family: &Family,
+    format: Format,
+    selectors: Option<&Selectors>,
+    rows: impl Iterator<Item = (L, f64)>,
+    sink: &mut impl Write,
+) -> std::io::Result<()>
+where
+    L: Iterator<Item = (&'static str, &'v str)> + Clone,
+{
+    let picked = selectors.map(|s| s.for_family(family));
+    if picked.as_ref().is_some_and(Vec::is_empty) {
+        return Ok(());
+    }
+    let mut described = false;
+    for (labels, value) in rows {
+        if let Some(picked) = &picked
+            && !picked.iter().any(|s| s.admits(labels.clone()))
+        {
+            continue;
+        }
+        if !described {
+            header(buffer, family, format);
+            described = true;
+        }
+        series(buffer, family, labels, value);
+        flush(buffer, sink, CHUNK)?;
+    }
+    Ok(())
 }
 
 /// Hand `buffer` to `sink` once it holds `at_least` bytes.
@@ -459,6 +520,49 @@ mod tests {
 
     fn sample(target: &str, value: f64) -> Sample {
         Sample::new(&LAG, vec![("target", target.to_string())], value)
+    }
+
+    /// `match[]`: only the series a selector admits, families with none left out whole, the
+    /// exporter's own series filtered like any other; gzip the same text compressed.
+    #[test]
+    fn a_matched_exposition_holds_only_what_the_selectors_admit() -> Result<(), String> {
+        let store = Store::new();
+        store.record(
+            "pg",
+            "a",
+            Ok(vec![sample("a", 1.0), sample("b", 2.0), sample("c", 3.0)]),
+            Duration::ZERO,
+        );
+        let matched = |texts: &[&str]| -> Result<String, String> {
+            let selectors = Selectors::parse(texts.iter().copied())?;
+            let text = store
+                .exposition_matching(Format::PrometheusText, Encoding::Identity, &selectors)
+                .map_err(|e| e.to_string())?;
+            let gzip = store
+                .exposition_matching(Format::PrometheusText, Encoding::Gzip, &selectors)
+                .map_err(|e| e.to_string())?;
+            let text = String::from_utf8_lossy(&text).into_owned();
+            assert_eq!(gunzip(&gzip), text);
+            Ok(text)
+        };
+        let text = matched(&["surge_test_lag_bytes{target=~\"a|c\"}"])?;
+        assert_eq!(
+            text,
+            "# HELP surge_test_lag_bytes Test lag.\n# TYPE surge_test_lag_bytes gauge\n\
+             surge_test_lag_bytes{target=\"a\"} 1.0\nsurge_test_lag_bytes{target=\"c\"} 3.0\n"
+        );
+        let text = matched(&["surge_source_up", "surge_test_lag_bytes{target=\"b\"}"])?;
+        assert_eq!(
+            text.lines()
+                .filter(|l| !l.starts_with('#'))
+                .collect::<Vec<_>>(),
+            [
+                "surge_source_up{source=\"pg\",target=\"a\"} 1.0",
+                "surge_test_lag_bytes{target=\"b\"} 2.0"
+            ]
+        );
+        assert_eq!(matched(&["surge_test_lag_bytes{target=\"z\"}"])?, "");
+        Ok(())
     }
 
     #[test]
