@@ -6,6 +6,7 @@
 
 pub mod exporter;
 pub mod fixtures;
+pub mod fleet;
 pub mod grafana;
 pub mod http;
 pub mod kafka;

@@ -3,12 +3,14 @@
 
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::access::SourceClient;
 use super::clock::{now, ticker};
 use super::exposition;
 use super::http::{FetchError, read_text, status_reason};
+use super::plan::{OVERVIEW_QUERY, Want, partitions_selectors};
+use super::signals::Selector;
 use super::update::Update;
 
 #[derive(Debug, Clone)]
@@ -33,12 +35,40 @@ impl Exporter {
         &self.url
     }
 
-    /// One scrape, parsed. Unreadable lines are skipped and reported, never guessed.
+    /// One scrape of everything, parsed. Unreadable lines are skipped and reported, never
+    /// guessed.
     pub async fn scrape(&self) -> Result<exposition::Parsed, FetchError> {
+        self.scrape_matching(&[]).await
+    }
+
+    /// One scrape of what the panel shows for `want`: the series the Overview, Kafka,
+    /// PostgreSQL and health views read, and a group's partitions only while they are drilled
+    /// into, asked of the exporter with `match[]` (at 1,000 consumer groups, 17,000 series of
+    /// 177,000). An exporter that does not know `match[]` answers everything, which reads the
+    /// same.
+    pub async fn scrape_for(&self, want: &Want) -> Result<exposition::Parsed, FetchError> {
+        let mut selectors = vec![OVERVIEW_QUERY.clone()];
+        if let Some((cluster, group, topic)) = &want.partitions {
+            selectors.extend(partitions_selectors(
+                &Selector::default(),
+                cluster,
+                group,
+                topic,
+            ));
+        }
+        self.scrape_matching(&selectors).await
+    }
+
+    async fn scrape_matching(
+        &self,
+        selectors: &[String],
+    ) -> Result<exposition::Parsed, FetchError> {
+        let params: Vec<(&str, &str)> = selectors.iter().map(|s| ("match[]", s.as_str())).collect();
         let request = self
             .http
             .request(reqwest::Method::GET, &self.url)
             .map_err(|e| FetchError::new(&self.url, e))?
+            .query(&params)
             .header("accept", "text/plain;version=0.0.4");
         let response = self
             .http
@@ -94,12 +124,22 @@ pub fn source_name(url: &str) -> String {
 }
 
 /// The direct-mode fetcher of one exporter: a scrape every refresh.
-pub async fn run(exporter: Exporter, refresh: Duration, updates: mpsc::Sender<Update>) {
+pub async fn run(
+    exporter: Exporter,
+    refresh: Duration,
+    updates: mpsc::Sender<Update>,
+    mut want: watch::Receiver<Want>,
+) {
     let mut interval = ticker(refresh);
     let mut warned = false;
     loop {
-        interval.tick().await;
-        let update = match exporter.scrape().await {
+        // A drill-in changes what is asked for: scrape at once rather than at the next tick.
+        tokio::select! {
+            _ = interval.tick() => {}
+            Ok(()) = want.changed() => {}
+        }
+        let wanted = want.borrow_and_update().clone();
+        let update = match exporter.scrape_for(&wanted).await {
             Ok(parsed) => {
                 if parsed.skipped > 0 && !warned {
                     warned = true;

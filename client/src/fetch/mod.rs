@@ -115,7 +115,7 @@ pub fn spawn(
             endpoints.dead_letter_patterns(),
             endpoints.refresh,
             updates.clone(),
-            want,
+            want.clone(),
         )));
     }
     match &endpoints.alertmanager {
@@ -139,6 +139,7 @@ pub fn spawn(
             scraper,
             endpoints.refresh,
             updates.clone(),
+            want.clone(),
         )));
     }
     Ok(tasks)

@@ -78,18 +78,28 @@ fn with_selector(query: &str, selector: &Selector) -> String {
 
 /// The per-partition series of one group on one topic.
 pub fn partitions_query(selector: &Selector, cluster: &str, group: &str, topic: &str) -> String {
+    partitions_selectors(selector, cluster, group, topic).join(" or ")
+}
+
+/// [`partitions_query`] as series selectors: the group's per-partition series, then the
+/// topic's log ends (what direct mode asks the exporter for with `match[]`).
+pub fn partitions_selectors(
+    selector: &Selector,
+    cluster: &str,
+    group: &str,
+    topic: &str,
+) -> [String; 2] {
     let (c, g, t) = (quote(cluster), quote(group), quote(topic));
     let group_series = [&kafka::LAG, &kafka::COMMITTED, &kafka::HAS_COMMIT]
         .map(|f| f.exposed)
         .join("|");
-    format!(
-        "{} or {}",
+    [
         with_selector(
             &format!("{{__name__=~\"{group_series}\",cluster={c},group={g},topic={t}}}"),
-            selector
+            selector,
         ),
-        selector.series(kafka::LOG_END.exposed, &format!("cluster={c},topic={t}"))
-    )
+        selector.series(kafka::LOG_END.exposed, &format!("cluster={c},topic={t}")),
+    ]
 }
 
 /// The query of a history request: a family's name, or the firing alerts for the timeline.
