@@ -1007,3 +1007,94 @@ async fn a_wedged_member_stalls_its_partitions_while_the_other_commits() -> anyh
     producer.stop()?;
     Ok(())
 }
+
+/// Three brokers (proxies over one tansu, spread as a real cluster: partition leaders by
+/// partition, coordinators by group): the exporter reads the same exact lag, asks each leader
+/// for ListOffsets and each coordinator for OffsetFetch once per spec and cycle — counted on
+/// the wire, agreeing with its own counter — and asks them at once, not one after another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_brokers_are_asked_at_once_and_read_the_same_lag() -> anyhow::Result<()> {
+    use surge_testkit::broker_cluster::{BrokerCluster, coordinator_of};
+    let broker = KafkaBroker::start()?;
+    broker.create_topic("orders", 6)?;
+    let producer = broker.producer()?;
+    for p in 0..6 {
+        producer.send("orders", p, 30)?;
+    }
+    producer.flush()?;
+    let groups: Vec<String> = (0..6).map(|g| format!("group-{g}")).collect();
+    for (g, group) in groups.iter().enumerate() {
+        let offsets: Vec<(i32, i64)> = (0..6).map(|p| (p, i64::from(p) + g as i64)).collect();
+        broker.commit(group, "orders", &offsets)?;
+    }
+    let cluster = BrokerCluster::start(format!("127.0.0.1:{}", broker.port()).parse()?, 3)?;
+    // A broker's round trip: long enough that requests sent at once overlap for certain.
+    cluster.set_delay(Duration::from_millis(150));
+    let exporter = Exporter::from_toml(&format!(
+        "[kafka]\ninterval = \"5s\"\ntimeout = \"5s\"\ndiscovery_interval = \"60s\"\nwindow = \"20s\"\n\
+         [[kafka.clusters]]\nname = \"local\"\nbootstrap_servers = \"{}\"\n",
+        cluster.bootstrap()
+    ))?;
+    // Warm up: connections, discovery, coordinators found.
+    for _ in 0..2 {
+        assert!(
+            exporter.cycle().await,
+            "{:?}",
+            exporter.last_error("kafka", "local")
+        );
+    }
+    for (g, group) in groups.iter().enumerate() {
+        for p in 0..6 {
+            let partition = p.to_string();
+            let lag = exporter.value(
+                "surge_kafka_group_lag",
+                &lag_labels(group, "orders", &partition),
+            );
+            assert_eq!(lag, Some((30 - p - g) as f64), "{group}/{p}");
+        }
+    }
+    let own = |api: &str| {
+        exporter
+            .value("surge_kafka_requests", &[("api", api)])
+            .unwrap_or(0.0)
+    };
+    let (wire_before, own_before) = (cluster.requests(), (own("ListOffsets"), own("OffsetFetch")));
+    cluster.reset_most_in_flight();
+    for _ in 0..3 {
+        assert!(
+            exporter.cycle().await,
+            "{:?}",
+            exporter.last_error("kafka", "local")
+        );
+    }
+    let wire = cluster.requests();
+    let delta = |node: i32, api: &'static str| {
+        wire.get(&(node, api)).copied().unwrap_or(0)
+            - wire_before.get(&(node, api)).copied().unwrap_or(0)
+    };
+    let coordinators: std::collections::BTreeSet<i32> =
+        groups.iter().map(|g| coordinator_of(g, 3)).collect();
+    assert!(
+        coordinators.len() >= 2,
+        "groups all on one node: {coordinators:?}"
+    );
+    for node in 0..3 {
+        // Latest and earliest from each leader, each cycle.
+        assert_eq!(delta(node, "ListOffsets"), 6, "node {node}: {wire:?}");
+        let fetches = if coordinators.contains(&node) { 3 } else { 0 };
+        assert_eq!(delta(node, "OffsetFetch"), fetches, "node {node}: {wire:?}");
+    }
+    assert_eq!(
+        (
+            own("ListOffsets") - own_before.0,
+            own("OffsetFetch") - own_before.1
+        ),
+        (18.0, 3.0 * coordinators.len() as f64),
+        "the exporter's own counter disagrees with the wire"
+    );
+    assert!(
+        cluster.most_in_flight() >= 2,
+        "never more than one request in flight: brokers asked one after another"
+    );
+    Ok(())
+}

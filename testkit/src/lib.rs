@@ -4,6 +4,7 @@
 //! in-process. The real servers
 //! themselves come from `surge-servers`.
 
+pub mod broker_cluster;
 pub mod exporter;
 pub mod fixtures;
 pub mod fleet;

@@ -6,15 +6,14 @@
 //! connection).
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
-use crate::proxy::{Connections, Listener};
+use crate::proxy::{Connections, Listener, read_frame, write_frame};
 
 /// API key → highest version to advertise.
 type Caps = HashMap<i16, i16>;
@@ -115,20 +114,4 @@ fn lowered(frame: &[u8], version: i16, caps: &Caps) -> Option<Vec<u8>> {
     header.encode(&mut out, 0).ok()?;
     answer.encode(&mut out, version).ok()?;
     Some(out.to_vec())
-}
-
-fn read_frame(from: &mut TcpStream) -> Option<Vec<u8>> {
-    let mut length = [0u8; 4];
-    from.read_exact(&mut length).ok()?;
-    let length = usize::try_from(i32::from_be_bytes(length)).ok()?;
-    let mut frame = vec![0; length];
-    from.read_exact(&mut frame).ok()?;
-    Some(frame)
-}
-
-fn write_frame(to: &mut TcpStream, frame: &[u8]) -> std::io::Result<()> {
-    let mut out = BytesMut::with_capacity(frame.len() + 4);
-    out.put_i32(i32::try_from(frame.len()).map_err(std::io::Error::other)?);
-    out.put_slice(frame);
-    to.write_all(&out)
 }

@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use bytes::{BufMut, BytesMut};
+
 /// What the proxy does to traffic.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Fault {
@@ -186,4 +188,22 @@ fn copy(fault: &Mutex<Fault>, mut from: TcpStream, mut to: TcpStream) {
     }
     let _ = to.shutdown(Shutdown::Both);
     let _ = from.shutdown(Shutdown::Both);
+}
+
+/// One Kafka frame (its length prefix stripped).
+pub(crate) fn read_frame(from: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut length = [0u8; 4];
+    from.read_exact(&mut length).ok()?;
+    let length = usize::try_from(i32::from_be_bytes(length)).ok()?;
+    let mut frame = vec![0; length];
+    from.read_exact(&mut frame).ok()?;
+    Some(frame)
+}
+
+/// One Kafka frame, length-prefixed.
+pub(crate) fn write_frame(to: &mut TcpStream, frame: &[u8]) -> std::io::Result<()> {
+    let mut out = BytesMut::with_capacity(frame.len() + 4);
+    out.put_i32(i32::try_from(frame.len()).map_err(std::io::Error::other)?);
+    out.put_slice(frame);
+    to.write_all(&out)
 }

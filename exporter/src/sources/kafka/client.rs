@@ -8,7 +8,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::RangeInclusive;
+use std::sync::Arc;
 use std::time::Duration;
+
+use futures::StreamExt;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_groups_request::DescribeGroupsRequest;
@@ -104,11 +107,70 @@ fn text(s: &StrBytes) -> String {
     s.as_str().to_string()
 }
 
+/// Brokers asked at once in one round of requests.
+const BROKERS_AT_ONCE: usize = 8;
+
+/// One broker's connection taken out of the client for a round of requests, so rounds to
+/// different brokers run at once; it goes back (with what it counted) when the round ends.
+pub(crate) struct Lane {
+    address: String,
+    connection: Option<Connection>,
+    security: Arc<Security>,
+    request_timeout: Duration,
+    counts: RequestCounts,
+}
+
+impl Lane {
+    /// Send `build(version)` in the highest version both sides accept within `ours`, by the
+    /// earlier of `deadline` and the request's own timeout. A kept connection that fails is
+    /// replaced by a fresh one and the request sent once more (brokers close idle
+    /// connections); a connection that failed is never kept.
+    async fn request<R: Request>(
+        &mut self,
+        ours: RangeInclusive<i16>,
+        build: impl Fn(i16) -> R,
+        deadline: Instant,
+    ) -> Result<(R::Response, i16), WireError> {
+        let address = self.address.as_str();
+        let mut retried = false;
+        loop {
+            let until = deadline.min(Instant::now() + self.request_timeout);
+            let (mut connection, reused) = match self.connection.take() {
+                Some(c) => (c, true),
+                None => (
+                    Connection::open(address, &self.security, until, &mut self.counts).await?,
+                    false,
+                ),
+            };
+            let Some(version) = connection.version::<R>(ours.clone()) else {
+                self.connection = Some(connection);
+                return Err(WireError(format!(
+                    "{address}: the broker offers no {} version in {}..={}",
+                    api_name(R::KEY),
+                    ours.start(),
+                    ours.end()
+                )));
+            };
+            match connection
+                .call(&build(version), version, until, &mut self.counts)
+                .await
+            {
+                Ok(answer) => {
+                    self.connection = Some(connection);
+                    return Ok((answer, version));
+                }
+                Err(_) if reused && !retried => retried = true,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
 /// One cluster's client: connections by broker address, what it learned of the cluster, and
 /// how many requests it sent.
 pub struct ClusterClient {
     bootstrap: Vec<String>,
-    security: Security,
+    security: Arc<Security>,
     /// The longest one request (connecting included) may take: one unreachable broker cannot
     /// use up the whole cycle's deadline.
     request_timeout: Duration,
@@ -132,7 +194,7 @@ impl ClusterClient {
                 .map(|s| s.trim().to_string())
                 .filter(|s| !s.is_empty())
                 .collect(),
-            security,
+            security: Arc::new(security),
             request_timeout,
             connections: HashMap::new(),
             brokers: BTreeMap::new(),
@@ -151,10 +213,7 @@ impl ClusterClient {
             .collect()
     }
 
-    /// Send `build(version)` to `address` in the highest version both sides accept within
-    /// `ours`, by the earlier of `deadline` and the request's own timeout. A kept connection
-    /// that fails is replaced by a fresh one and the request sent once more (brokers close
-    /// idle connections); a connection that failed is never kept.
+    /// Send `build(version)` to `address` (see [`Lane::request`]).
     async fn request<R: Request>(
         &mut self,
         address: &str,
@@ -162,37 +221,63 @@ impl ClusterClient {
         build: impl Fn(i16) -> R,
         deadline: Instant,
     ) -> Result<(R::Response, i16), WireError> {
-        let mut retried = false;
-        loop {
-            let until = deadline.min(Instant::now() + self.request_timeout);
-            let (mut connection, reused) = match self.connections.remove(address) {
-                Some(c) => (c, true),
-                None => (
-                    Connection::open(address, &self.security, until, &mut self.counts).await?,
-                    false,
-                ),
-            };
-            let Some(version) = connection.version::<R>(ours.clone()) else {
-                self.keep(connection);
-                return Err(WireError(format!(
-                    "{address}: the broker offers no {} version in {}..={}",
-                    api_name(R::KEY),
-                    ours.start(),
-                    ours.end()
-                )));
-            };
-            match connection
-                .call(&build(version), version, until, &mut self.counts)
-                .await
-            {
-                Ok(answer) => {
-                    self.keep(connection);
-                    return Ok((answer, version));
-                }
-                Err(_) if reused && !retried => retried = true,
-                Err(e) => return Err(e),
-            }
+        let mut lane = self.lane(address);
+        let answer = lane.request(ours, build, deadline).await;
+        self.settle(lane);
+        answer
+    }
+
+    /// `address`'s kept connection, taken out to be used on its own.
+    fn lane(&mut self, address: &str) -> Lane {
+        Lane {
+            address: address.to_string(),
+            connection: self.connections.remove(address),
+            security: Arc::clone(&self.security),
+            request_timeout: self.request_timeout,
+            counts: RequestCounts::new(),
         }
+    }
+
+    /// A lane's connection kept (if it is still good) and its requests counted.
+    fn settle(&mut self, lane: Lane) {
+        if let Some(connection) = lane.connection {
+            self.keep(connection);
+        }
+        for (api, n) in lane.counts {
+            *self.counts.entry(api).or_default() += n;
+        }
+    }
+
+    /// `work` on each broker at once (at most [`BROKERS_AT_ONCE`]), each on its own lane:
+    /// with several brokers a cycle takes about as long as its slowest broker, not the sum.
+    /// Answers come back in `brokers`' order.
+    async fn on_each<K, T, F, Fut>(&mut self, brokers: Vec<(K, String)>, work: F) -> Vec<(K, T)>
+    where
+        K: Clone,
+        F: Fn(K, Lane) -> Fut,
+        Fut: Future<Output = (Lane, T)>,
+    {
+        let lanes: Vec<(K, Lane)> = brokers
+            .into_iter()
+            .map(|(key, address)| (key, self.lane(&address)))
+            .collect();
+        let work = &work;
+        let mut done: Vec<(usize, K, Lane, T)> =
+            futures::stream::iter(lanes.into_iter().enumerate())
+                .map(|(i, (key, lane))| async move {
+                    let (lane, answer) = work(key.clone(), lane).await;
+                    (i, key, lane, answer)
+                })
+                .buffer_unordered(BROKERS_AT_ONCE)
+                .collect()
+                .await;
+        done.sort_by_key(|(i, ..)| *i);
+        done.into_iter()
+            .map(|(_, key, lane, answer)| {
+                self.settle(lane);
+                (key, answer)
+            })
+            .collect()
     }
 
     fn keep(&mut self, connection: Connection) {
@@ -318,8 +403,8 @@ impl ClusterClient {
             }
         }
         let (mut answered, mut failures) = (0usize, Vec::new());
-        for (leader, topics) in &by_leader {
-            let failed = |out: &mut Vec<PartitionOffsets>, error: &str| {
+        let failed =
+            |out: &mut Vec<PartitionOffsets>, topics: &BTreeMap<&str, Vec<i32>>, error: &str| {
                 for o in out.iter_mut() {
                     for (topic, ps) in topics {
                         for p in ps {
@@ -328,45 +413,36 @@ impl ClusterClient {
                     }
                 }
             };
-            let address = match self.broker(*leader) {
-                Ok(a) => a,
+        let mut leaders = Vec::new();
+        for (leader, topics) in &by_leader {
+            match self.broker(*leader) {
+                Ok(address) => leaders.push((*leader, address)),
                 Err(e) => {
-                    failed(&mut out, &e);
+                    failed(&mut out, topics, &e);
                     failures.push(e);
-                    continue;
                 }
-            };
-            let mut error = None;
-            for (spec, offsets) in specs.iter().zip(out.iter_mut()) {
-                let request = ListOffsetsRequest::default()
-                    .with_replica_id(BrokerId(-1))
-                    .with_isolation_level(0)
-                    .with_topics(
-                        topics
-                            .iter()
-                            .map(|(topic, ps)| {
-                                ListOffsetsTopic::default()
-                                    .with_name(TopicName(StrBytes::from_string(
-                                        (*topic).to_string(),
-                                    )))
-                                    .with_partitions(
-                                        ps.iter()
-                                            .map(|p| {
-                                                ListOffsetsPartition::default()
-                                                    .with_partition_index(*p)
-                                                    .with_current_leader_epoch(-1)
-                                                    .with_timestamp(spec.timestamp())
-                                            })
-                                            .collect(),
-                                    )
-                            })
-                            .collect(),
-                    );
-                match self
-                    .request(&address, 1..=9, |_| request.clone(), deadline)
-                    .await
-                {
-                    Ok((answer, _)) => {
+            }
+        }
+        // Each leader's ListOffsets (one per spec) at once with the other leaders'.
+        let by_leader = &by_leader;
+        let answers = self
+            .on_each(leaders, |leader, mut lane| async move {
+                let mut answers = Vec::with_capacity(specs.len());
+                for spec in specs {
+                    let request = list_offsets_request(&by_leader[&leader], *spec);
+                    match lane.request(1..=9, |_| request.clone(), deadline).await {
+                        Ok((answer, _)) => answers.push(answer),
+                        Err(e) => return (lane, Err(e)),
+                    }
+                }
+                (lane, Ok(answers))
+            })
+            .await;
+        for (leader, answer) in answers {
+            match answer {
+                Ok(answers) => {
+                    answered += 1;
+                    for (answer, offsets) in answers.iter().zip(out.iter_mut()) {
                         for t in &answer.topics {
                             let topic = text(&t.name);
                             for p in &t.partitions {
@@ -382,19 +458,12 @@ impl ClusterClient {
                             }
                         }
                     }
-                    Err(e) => {
-                        error = Some(e.0);
-                        break;
-                    }
                 }
-            }
-            match error {
-                None => answered += 1,
-                Some(e) => {
+                Err(e) => {
                     // Its partitions may have moved to a broker that is up.
                     self.leaders_stale = true;
-                    failed(&mut out, &e);
-                    failures.push(e);
+                    failed(&mut out, &by_leader[&leader], &e.0);
+                    failures.push(e.0);
                 }
             }
         }
@@ -523,116 +592,33 @@ impl ClusterClient {
                 by_coordinator.entry(*node).or_default().push(g);
             }
         }
-        for (node, members) in by_coordinator {
-            let answers = self.offset_fetch(node, &members, topics, deadline).await;
-            for (group, answer) in answers {
-                if answer.is_err() {
-                    // Asked again next cycle: it may have moved, or its broker may be down.
-                    self.coordinators.remove(&group);
-                }
-                out.insert(group, answer);
-            }
-        }
-        out
-    }
-
-    async fn offset_fetch(
-        &mut self,
-        node: i32,
-        groups: &[&str],
-        topics: &BTreeMap<String, Vec<i32>>,
-        deadline: Instant,
-    ) -> Vec<(String, Result<Vec<Committed>, String>)> {
-        let all_failed = |groups: &[&str], e: &str| {
-            groups
-                .iter()
-                .map(|g| ((*g).to_string(), Err(format!("OffsetFetch: {e}"))))
-                .collect::<Vec<_>>()
-        };
-        let Some((first, rest)) = groups.split_first() else {
-            return Vec::new();
-        };
-        let address = match self.broker(node) {
-            Ok(a) => a,
-            Err(e) => return all_failed(groups, &e),
-        };
-        // Topics named for one group: "null for all topics" is not understood by every
-        // broker (tansu answers nothing), and naming them works everywhere.
-        let named: Vec<OffsetFetchRequestTopic> = topics
-            .iter()
-            .map(|(topic, partitions)| {
-                OffsetFetchRequestTopic::default()
-                    .with_name(TopicName(StrBytes::from_string(topic.clone())))
-                    .with_partition_indexes(partitions.clone())
-            })
-            .collect();
-        let one_group = |group: &str| {
-            OffsetFetchRequest::default()
-                .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
-                .with_topics(Some(named.clone()))
-        };
-        let build = |version: i16| {
-            if version >= MULTI_GROUP_OFFSET_FETCH {
-                OffsetFetchRequest::default().with_groups(
-                    groups
-                        .iter()
-                        .map(|g| {
-                            OffsetFetchRequestGroup::default()
-                                .with_group_id(GroupId(StrBytes::from_string((*g).to_string())))
-                                .with_topics(None)
-                        })
-                        .collect(),
-                )
-            } else {
-                one_group(first)
-            }
-        };
-        let (answer, version) = match self.request(&address, 2..=9, build, deadline).await {
-            Ok(a) => a,
-            Err(e) => return all_failed(groups, &e.0),
-        };
-        let mut out = Vec::with_capacity(groups.len());
-        if version >= MULTI_GROUP_OFFSET_FETCH {
-            for g in &answer.groups {
-                let value = commits(
-                    g.error_code,
-                    g.topics.iter().flat_map(|t| {
-                        t.partitions
-                            .iter()
-                            .map(|p| (&t.name, p.partition_index, p.committed_offset, p.error_code))
-                    }),
-                );
-                out.push((text(&g.group_id), value));
-            }
-            for g in groups {
-                if !answer.groups.iter().any(|a| a.group_id.as_str() == *g) {
-                    out.push(((*g).to_string(), Err("OffsetFetch: left out".into())));
-                }
-            }
-            return out;
-        }
-        let one = |answer: &OffsetFetchResponse| {
-            commits(
-                answer.error_code,
-                answer.topics.iter().flat_map(|t| {
-                    t.partitions
-                        .iter()
-                        .map(|p| (&t.name, p.partition_index, p.committed_offset, p.error_code))
-                }),
-            )
-        };
-        out.push(((*first).to_string(), one(&answer)));
-        for (i, g) in rest.iter().enumerate() {
-            match self
-                .request(&address, 2..=7, |_| one_group(g), deadline)
-                .await
-            {
-                Ok((answer, _)) => out.push(((*g).to_string(), one(&answer))),
+        let mut coordinators = Vec::new();
+        for (node, members) in &by_coordinator {
+            match self.broker(*node) {
+                Ok(address) => coordinators.push((*node, address)),
                 Err(e) => {
-                    out.extend(all_failed(&rest[i..], &e.0));
-                    break;
+                    for g in members {
+                        self.coordinators.remove(*g);
+                        out.insert((*g).to_string(), Err(format!("OffsetFetch: {e}")));
+                    }
                 }
             }
+        }
+        // Each coordinator's OffsetFetch at once with the others'.
+        let by_coordinator = &by_coordinator;
+        let answers = self
+            .on_each(coordinators, |node, mut lane| async move {
+                let answers =
+                    offset_fetch(&mut lane, &by_coordinator[&node], topics, deadline).await;
+                (lane, answers)
+            })
+            .await;
+        for (group, answer) in answers.into_iter().flat_map(|(_, a)| a) {
+            if answer.is_err() {
+                // Asked again next cycle: it may have moved, or its broker may be down.
+                self.coordinators.remove(&group);
+            }
+            out.insert(group, answer);
         }
         out
     }
@@ -647,13 +633,23 @@ impl ClusterClient {
         if self.brokers.is_empty() {
             self.metadata(deadline).await?;
         }
-        let brokers: Vec<String> = self.brokers.values().cloned().collect();
+        let brokers: Vec<(String, String)> = self
+            .brokers
+            .values()
+            .map(|a| (a.clone(), a.clone()))
+            .collect();
         let (mut listed, mut failures, mut answered) = (BTreeMap::new(), Vec::new(), 0);
-        for address in brokers {
-            match self
-                .request(&address, 0..=5, |_| ListGroupsRequest::default(), deadline)
-                .await
-            {
+        // Every broker at once.
+        let answers = self
+            .on_each(brokers, |_, mut lane| async move {
+                let answer = lane
+                    .request(0..=5, |_| ListGroupsRequest::default(), deadline)
+                    .await;
+                (lane, answer)
+            })
+            .await;
+        for (address, answer) in answers {
+            match answer {
                 Ok((answer, version)) if answer.error_code == 0 => {
                     answered += 1;
                     for g in &answer.groups {
@@ -713,24 +709,29 @@ impl ClusterClient {
             }
         }
         let (mut answered, mut failures) = (0usize, Vec::new());
-        for (node, members) in by_coordinator {
-            let address = match self.broker(node) {
-                Ok(a) => a,
-                Err(e) => {
-                    failures.push(e);
-                    continue;
-                }
-            };
-            let request = DescribeGroupsRequest::default().with_groups(
-                members
-                    .iter()
-                    .map(|g| GroupId(StrBytes::from_string((*g).clone())))
-                    .collect(),
-            );
-            match self
-                .request(&address, 0..=5, |_| request.clone(), deadline)
-                .await
-            {
+        let mut coordinators = Vec::new();
+        for node in by_coordinator.keys() {
+            match self.broker(*node) {
+                Ok(address) => coordinators.push((*node, address)),
+                Err(e) => failures.push(e),
+            }
+        }
+        // Every coordinator at once.
+        let by_coordinator = &by_coordinator;
+        let answers = self
+            .on_each(coordinators, |node, mut lane| async move {
+                let request = DescribeGroupsRequest::default().with_groups(
+                    by_coordinator[&node]
+                        .iter()
+                        .map(|g| GroupId(StrBytes::from_string((*g).clone())))
+                        .collect(),
+                );
+                let answer = lane.request(0..=5, |_| request.clone(), deadline).await;
+                (lane, answer)
+            })
+            .await;
+        for (_, answer) in answers {
+            match answer {
                 Ok((answer, _)) => {
                     answered += 1;
                     for d in &answer.groups {
@@ -769,6 +770,126 @@ impl ClusterClient {
         }
         Ok(out)
     }
+}
+
+/// One coordinator's OffsetFetch for all of `groups` (v8+), else one per group.
+async fn offset_fetch(
+    lane: &mut Lane,
+    groups: &[&str],
+    topics: &BTreeMap<String, Vec<i32>>,
+    deadline: Instant,
+) -> Vec<(String, Result<Vec<Committed>, String>)> {
+    let all_failed = |groups: &[&str], e: &str| {
+        groups
+            .iter()
+            .map(|g| ((*g).to_string(), Err(format!("OffsetFetch: {e}"))))
+            .collect::<Vec<_>>()
+    };
+    let Some((first, rest)) = groups.split_first() else {
+        return Vec::new();
+    };
+    // Topics named for one group: "null for all topics" is not understood by every
+    // broker (tansu answers nothing), and naming them works everywhere.
+    let named: Vec<OffsetFetchRequestTopic> = topics
+        .iter()
+        .map(|(topic, partitions)| {
+            OffsetFetchRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.clone())))
+                .with_partition_indexes(partitions.clone())
+        })
+        .collect();
+    let one_group = |group: &str| {
+        OffsetFetchRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+            .with_topics(Some(named.clone()))
+    };
+    let build = |version: i16| {
+        if version >= MULTI_GROUP_OFFSET_FETCH {
+            OffsetFetchRequest::default().with_groups(
+                groups
+                    .iter()
+                    .map(|g| {
+                        OffsetFetchRequestGroup::default()
+                            .with_group_id(GroupId(StrBytes::from_string((*g).to_string())))
+                            .with_topics(None)
+                    })
+                    .collect(),
+            )
+        } else {
+            one_group(first)
+        }
+    };
+    let (answer, version) = match lane.request(2..=9, build, deadline).await {
+        Ok(a) => a,
+        Err(e) => return all_failed(groups, &e.0),
+    };
+    let mut out = Vec::with_capacity(groups.len());
+    if version >= MULTI_GROUP_OFFSET_FETCH {
+        for g in &answer.groups {
+            let value = commits(
+                g.error_code,
+                g.topics.iter().flat_map(|t| {
+                    t.partitions
+                        .iter()
+                        .map(|p| (&t.name, p.partition_index, p.committed_offset, p.error_code))
+                }),
+            );
+            out.push((text(&g.group_id), value));
+        }
+        for g in groups {
+            if !answer.groups.iter().any(|a| a.group_id.as_str() == *g) {
+                out.push(((*g).to_string(), Err("OffsetFetch: left out".into())));
+            }
+        }
+        return out;
+    }
+    let one = |answer: &OffsetFetchResponse| {
+        commits(
+            answer.error_code,
+            answer.topics.iter().flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(|p| (&t.name, p.partition_index, p.committed_offset, p.error_code))
+            }),
+        )
+    };
+    out.push(((*first).to_string(), one(&answer)));
+    for (i, g) in rest.iter().enumerate() {
+        match lane.request(2..=7, |_| one_group(g), deadline).await {
+            Ok((answer, _)) => out.push(((*g).to_string(), one(&answer))),
+            Err(e) => {
+                out.extend(all_failed(&rest[i..], &e.0));
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// ListOffsets of `topics`' partitions at `spec`.
+fn list_offsets_request(topics: &BTreeMap<&str, Vec<i32>>, spec: OffsetSpec) -> ListOffsetsRequest {
+    ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_isolation_level(0)
+        .with_topics(
+            topics
+                .iter()
+                .map(|(topic, ps)| {
+                    ListOffsetsTopic::default()
+                        .with_name(TopicName(StrBytes::from_string((*topic).to_string())))
+                        .with_partitions(
+                            ps.iter()
+                                .map(|p| {
+                                    ListOffsetsPartition::default()
+                                        .with_partition_index(*p)
+                                        .with_current_leader_epoch(-1)
+                                        .with_timestamp(spec.timestamp())
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        )
 }
 
 /// FindCoordinator for one group (v0–3).

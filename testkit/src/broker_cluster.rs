@@ -1,0 +1,284 @@
+//! Several brokers in front of one real broker: `n` loopback proxies, each a broker with its
+//! own node id and port, forwarding to tansu (which holds all the data). Answers are rewritten
+//! so the cluster looks spread as a real one is: Metadata lists the `n` brokers and makes
+//! partition `p` of every topic led by node `p % n`; FindCoordinator places each group on one
+//! node by a hash of its name; ListGroups on a node lists only the groups it coordinates.
+//! Offsets and commits stay tansu's own (a request reaches tansu whichever node it was sent
+//! to), so lag read through the cluster is the real lag. Every request is counted on the wire
+//! per node and API, answers can be held back by a delay (a broker's round trip), and the
+//! most requests in flight at once across the cluster is recorded.
+//!
+//! tansu 0.6.0 runs one broker per storage here: its PostgreSQL engine, which several brokers
+//! share, needs a schema the package does not ship (`../shared/kafka-broker-notes.md`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, FindCoordinatorRequest, FindCoordinatorResponse, ListGroupsResponse,
+    MetadataResponse, RequestHeader, ResponseHeader,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+
+use crate::proxy::{Connections, Listener, read_frame, write_frame};
+
+/// What every node of the cluster shares.
+#[derive(Default)]
+struct Shared {
+    /// Node id → port, filled as the proxies start.
+    ports: Mutex<Vec<u16>>,
+    /// (node, API name) → requests received.
+    counts: Mutex<BTreeMap<(i32, &'static str), u64>>,
+    in_flight: AtomicUsize,
+    most_in_flight: AtomicUsize,
+    /// Each answer is held this long before it is sent on.
+    delay: Mutex<Duration>,
+}
+
+pub struct BrokerCluster {
+    shared: Arc<Shared>,
+    listeners: Vec<Listener>,
+}
+
+/// The node that coordinates `group` in a cluster of `n`.
+pub fn coordinator_of(group: &str, n: usize) -> i32 {
+    // FNV-1a: stable across runs and platforms.
+    let hash = group.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    i32::try_from(hash % n.max(1) as u64).unwrap_or(0)
+}
+
+impl BrokerCluster {
+    /// `n` brokers in front of `upstream`.
+    pub fn start(upstream: SocketAddr, n: usize) -> anyhow::Result<BrokerCluster> {
+        let shared = Arc::new(Shared::default());
+        let mut listeners = Vec::with_capacity(n);
+        for node in 0..n {
+            let held = Arc::clone(&shared);
+            let node = i32::try_from(node)?;
+            let listener = Listener::start(move |client, open| {
+                if let Ok(server) = TcpStream::connect(upstream) {
+                    relay(node, Arc::clone(&held), open, client, server);
+                }
+            })?;
+            shared
+                .ports
+                .lock()
+                .map_err(|_| anyhow::anyhow!("poisoned"))?
+                .push(listener.port());
+            listeners.push(listener);
+        }
+        Ok(BrokerCluster { shared, listeners })
+    }
+
+    /// `host:port` of every node, for `bootstrap_servers`.
+    pub fn bootstrap(&self) -> String {
+        self.listeners
+            .iter()
+            .map(|l| format!("127.0.0.1:{}", l.port()))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Hold each answer `delay` before sending it on (from the next answer).
+    pub fn set_delay(&self, delay: Duration) {
+        if let Ok(mut d) = self.shared.delay.lock() {
+            *d = delay;
+        }
+    }
+
+    /// (node, API) → requests received so far, counted on the wire.
+    pub fn requests(&self) -> BTreeMap<(i32, &'static str), u64> {
+        self.shared
+            .counts
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default()
+    }
+
+    /// The most requests that were in flight at once, across all nodes.
+    pub fn most_in_flight(&self) -> usize {
+        self.shared.most_in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Forget the highest in-flight count seen.
+    pub fn reset_most_in_flight(&self) {
+        self.shared.most_in_flight.store(0, Ordering::Relaxed);
+    }
+}
+
+/// A request waiting for its answer: (API key, version, FindCoordinator's key if any).
+type Pending = Arc<Mutex<HashMap<i32, (i16, i16, Option<String>)>>>;
+
+fn api_name(key: i16) -> &'static str {
+    ApiKey::try_from(key).map_or("Unknown", |k| match k {
+        ApiKey::ApiVersions => "ApiVersions",
+        ApiKey::Metadata => "Metadata",
+        ApiKey::ListOffsets => "ListOffsets",
+        ApiKey::OffsetFetch => "OffsetFetch",
+        ApiKey::FindCoordinator => "FindCoordinator",
+        ApiKey::ListGroups => "ListGroups",
+        ApiKey::DescribeGroups => "DescribeGroups",
+        ApiKey::SaslHandshake => "SaslHandshake",
+        ApiKey::SaslAuthenticate => "SaslAuthenticate",
+        _ => "Other",
+    })
+}
+
+fn relay(node: i32, shared: Arc<Shared>, open: &Connections, client: TcpStream, server: TcpStream) {
+    let streams = [client.try_clone(), server.try_clone()];
+    let [Ok(client_reader), Ok(server_reader)] = streams else {
+        return;
+    };
+    open.keep([&client, &server]);
+    let pending: Pending = Arc::default();
+    let (requests, counting) = (Arc::clone(&pending), Arc::clone(&shared));
+    std::thread::spawn(move || {
+        let (mut from, mut to) = (client_reader, server);
+        while let Some(frame) = read_frame(&mut from) {
+            if frame.len() >= 8 {
+                let key = i16::from_be_bytes([frame[0], frame[1]]);
+                let version = i16::from_be_bytes([frame[2], frame[3]]);
+                let id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+                let find_key = (key == ApiKey::FindCoordinator as i16)
+                    .then(|| coordinator_key(&frame, version))
+                    .flatten();
+                if let Ok(mut c) = counting.counts.lock() {
+                    *c.entry((node, api_name(key))).or_default() += 1;
+                }
+                // Counted in flight before it is pending, so an answer (or a closed
+                // connection) never takes back more than was counted.
+                let now = counting.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+                counting.most_in_flight.fetch_max(now, Ordering::Relaxed);
+                if let Ok(mut m) = requests.lock() {
+                    m.insert(id, (key, version, find_key));
+                }
+            }
+            if write_frame(&mut to, &frame).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(Shutdown::Both);
+    });
+    std::thread::spawn(move || {
+        let (mut from, mut to) = (server_reader, client);
+        while let Some(frame) = read_frame(&mut from) {
+            let id = (frame.len() >= 4)
+                .then(|| i32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]));
+            let request = id.and_then(|id| pending.lock().ok()?.remove(&id));
+            let ports = shared.ports.lock().map(|p| p.clone()).unwrap_or_default();
+            let frame = match &request {
+                Some((key, version, find_key)) => {
+                    rewritten(node, &ports, *key, *version, find_key.as_deref(), &frame)
+                        .unwrap_or(frame)
+                }
+                None => frame,
+            };
+            let delay = shared.delay.lock().map(|d| *d).unwrap_or_default();
+            if !delay.is_zero() {
+                std::thread::sleep(delay);
+            }
+            if request.is_some() {
+                shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+            }
+            if write_frame(&mut to, &frame).is_err() {
+                break;
+            }
+        }
+        // Requests the broker never answered (it closed the connection) are no longer in
+        // flight.
+        let unanswered = pending.lock().map(|mut m| m.drain().count()).unwrap_or(0);
+        shared.in_flight.fetch_sub(unanswered, Ordering::Relaxed);
+        let _ = to.shutdown(Shutdown::Both);
+    });
+}
+
+/// The group a FindCoordinator request (v0–3) asks about.
+fn coordinator_key(frame: &[u8], version: i16) -> Option<String> {
+    let mut body = Bytes::copy_from_slice(frame);
+    RequestHeader::decode(&mut body, FindCoordinatorRequest::header_version(version)).ok()?;
+    let request = FindCoordinatorRequest::decode(&mut body, version).ok()?;
+    Some(request.key.as_str().to_string())
+}
+
+/// An answer as the spread cluster gives it (`None`: unchanged).
+fn rewritten(
+    node: i32,
+    ports: &[u16],
+    key: i16,
+    version: i16,
+    find_key: Option<&str>,
+    frame: &[u8],
+) -> Option<Vec<u8>> {
+    let n = ports.len();
+    let host = StrBytes::from_static_str("127.0.0.1");
+    let port_of = |node: i32| i32::from(ports[usize::try_from(node).unwrap_or(0) % n.max(1)]);
+    let mut body = Bytes::copy_from_slice(frame);
+    let mut out = BytesMut::new();
+    match ApiKey::try_from(key).ok()? {
+        ApiKey::Metadata => {
+            let header_version = MetadataResponse::header_version(version);
+            let header = ResponseHeader::decode(&mut body, header_version).ok()?;
+            let mut answer = MetadataResponse::decode(&mut body, version).ok()?;
+            let template = answer.brokers.first().cloned().unwrap_or_default();
+            answer.brokers = (0..n)
+                .map(|i| {
+                    let id = i32::try_from(i).unwrap_or(0);
+                    template
+                        .clone()
+                        .with_node_id(BrokerId(id))
+                        .with_host(host.clone())
+                        .with_port(port_of(id))
+                })
+                .collect();
+            answer.controller_id = BrokerId(0);
+            for topic in &mut answer.topics {
+                for p in &mut topic.partitions {
+                    let leader = BrokerId(p.partition_index % i32::try_from(n).unwrap_or(1));
+                    p.leader_id = leader;
+                    p.replica_nodes = vec![leader];
+                    p.isr_nodes = vec![leader];
+                }
+            }
+            header.encode(&mut out, header_version).ok()?;
+            answer.encode(&mut out, version).ok()?;
+        }
+        ApiKey::FindCoordinator => {
+            let header_version = FindCoordinatorResponse::header_version(version);
+            let header = ResponseHeader::decode(&mut body, header_version).ok()?;
+            let mut answer = FindCoordinatorResponse::decode(&mut body, version).ok()?;
+            if version >= 4 {
+                for c in &mut answer.coordinators {
+                    let at = coordinator_of(c.key.as_str(), n);
+                    c.node_id = BrokerId(at);
+                    c.host = host.clone();
+                    c.port = port_of(at);
+                }
+            } else {
+                let at = coordinator_of(find_key?, n);
+                answer.node_id = BrokerId(at);
+                answer.host = host.clone();
+                answer.port = port_of(at);
+            }
+            header.encode(&mut out, header_version).ok()?;
+            answer.encode(&mut out, version).ok()?;
+        }
+        ApiKey::ListGroups => {
+            let header_version = ListGroupsResponse::header_version(version);
+            let header = ResponseHeader::decode(&mut body, header_version).ok()?;
+            let mut answer = ListGroupsResponse::decode(&mut body, version).ok()?;
+            answer
+                .groups
+                .retain(|g| coordinator_of(g.group_id.as_str(), n) == node);
+            header.encode(&mut out, header_version).ok()?;
+            answer.encode(&mut out, version).ok()?;
+        }
+        _ => return None,
+    }
+    Some(out.to_vec())
+}
