@@ -58,13 +58,17 @@ pub enum Encoding {
     Gzip,
 }
 
-/// One kept encoding: its bytes until the store changes, then only their size (the next
-/// encoding's starting capacity), so a stale copy holds no memory.
+/// One kept encoding. A text is dropped when the store changes, keeping only its size (the
+/// next encoding's starting capacity), so a stale 17 MB copy holds no memory; a compressed
+/// one (a twentieth of that) stays until the next replaces it, to answer scrapes that come
+/// while the next is being encoded.
 #[derive(Debug, Default)]
 struct Cached {
     generation: u64,
     bytes: Option<Bytes>,
     len: usize,
+    /// When `bytes` were encoded.
+    at: Option<Instant>,
 }
 
 impl Cached {
@@ -205,9 +209,20 @@ impl Store {
     /// Drop the kept encodings once the store changed: a 17 MB exposition nobody will serve
     /// again would otherwise stay until that format is asked for again.
     fn release_encodings(&self) {
-        for cached in lock(&self.encoded).iter_mut() {
-            cached.bytes = None;
+        for (slot, cached) in lock(&self.encoded).iter_mut().enumerate() {
+            if SLOTS[slot].1 == Encoding::Identity {
+                cached.bytes = None;
+            }
         }
+    }
+
+    /// The shortest collection interval of any target (15 s when none is known).
+    fn shortest_interval(&self) -> Duration {
+        read(&self.targets)
+            .values()
+            .filter_map(|t| t.interval)
+            .min()
+            .unwrap_or(Duration::from_secs(15))
     }
 
     /// Whether the target was up after its last collection (`None` before the first one).
@@ -265,7 +280,27 @@ impl Store {
         if let Some(bytes) = lock(&self.encoded)[slot].current(generation) {
             return Ok(bytes);
         }
-        let _one_at_a_time = lock(&self.encoding[slot]);
+        let _one_at_a_time = match self.encoding[slot].try_lock() {
+            Ok(guard) => guard,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                // The collection that made it stale is being encoded now (by
+                // [`Store::prepare`]): the last encoding answers at once instead of waiting,
+                // if it is no older than one collection interval.
+                let previous = {
+                    let encoded = lock(&self.encoded);
+                    let kept = &encoded[slot];
+                    kept.bytes.clone().filter(|_| {
+                        kept.at
+                            .is_some_and(|at| at.elapsed() <= self.shortest_interval())
+                    })
+                };
+                match previous {
+                    Some(bytes) => return Ok(bytes),
+                    None => lock(&self.encoding[slot]),
+                }
+            }
+        };
         let generation = self.generation.load(Ordering::Acquire);
         let (capacity, kept_text) = {
             let encoded = lock(&self.encoded);
@@ -302,6 +337,7 @@ impl Store {
         if self.generation.load(Ordering::Acquire) == generation {
             kept.generation = generation;
             kept.bytes = Some(bytes.clone());
+            kept.at = Some(Instant::now());
         }
         Ok(bytes)
     }
@@ -718,7 +754,12 @@ mod tests {
         *lock(&store.asked) = [long_ago; 4];
         store.record("pg", "a", Ok(vec![sample("a", 3.0)]), Duration::ZERO);
         store.prepare().expect("prepare");
-        assert!(lock(&store.encoded).iter().all(|c| c.bytes.is_none()));
+        let generation = store.generation.load(Ordering::Acquire);
+        assert!(
+            lock(&store.encoded)
+                .iter()
+                .all(|c| c.current(generation).is_none())
+        );
     }
 
     #[test]
@@ -726,13 +767,54 @@ mod tests {
         let store = Store::new();
         store.record("pg", "a", Ok(vec![sample("a", 1.0)]), Duration::ZERO);
         let text = scrape(&store, Encoding::Identity);
+        scrape(&store, Encoding::Gzip);
         store.record("pg", "a", Ok(vec![sample("a", 2.0)]), Duration::ZERO);
         let encoded = lock(&store.encoded);
-        assert!(
-            encoded.iter().all(|c| c.bytes.is_none()),
-            "stale encoding kept"
-        );
+        assert!(encoded[0].bytes.is_none(), "stale text kept");
         assert_eq!(encoded[0].len, text.len());
+        // The compressed copy stays (stale) for scrapes that come while the next is encoded.
+        let generation = store.generation.load(Ordering::Acquire);
+        assert!(encoded[2].bytes.is_some() && encoded[2].current(generation).is_none());
+    }
+
+    /// A scrape that comes while the collection it follows is being encoded gets the last
+    /// encoding at once; once that encoding is done, the new one.
+    #[test]
+    fn a_scrape_during_the_encoding_gets_the_last_one_at_once() {
+        let store = Store::new();
+        store.expect("pg", "a", Duration::from_secs(15));
+        store.record("pg", "a", Ok(vec![sample("a", 1.0)]), Duration::ZERO);
+        scrape(&store, Encoding::Gzip);
+        store.record("pg", "a", Ok(vec![sample("a", 2.0)]), Duration::ZERO);
+        let encoding = lock(&store.encoding[2]);
+        let (sent, answered) = std::sync::mpsc::channel();
+        {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || sent.send(gunzip(&scrape(&store, Encoding::Gzip))));
+        }
+        let during = answered
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the scrape waited for the encoding");
+        assert!(during.contains("} 1.0\n"), "{during}");
+        drop(encoding);
+        let after = gunzip(&scrape(&store, Encoding::Gzip));
+        assert!(after.contains("} 2.0\n"), "{after}");
+        // No older than one collection interval: past it, the scrape waits for the encoding.
+        store.record("pg", "a", Ok(vec![sample("a", 3.0)]), Duration::ZERO);
+        lock(&store.encoded)[2].at = Instant::now().checked_sub(Duration::from_secs(16));
+        let encoding = lock(&store.encoding[2]);
+        let waiting = {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || gunzip(&scrape(&store, Encoding::Gzip)))
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            !waiting.is_finished(),
+            "answered with an encoding older than the interval"
+        );
+        drop(encoding);
+        let late = waiting.join().expect("scrape");
+        assert!(late.contains("} 3.0\n"), "{late}");
     }
 
     #[test]
