@@ -17,7 +17,7 @@ use crate::catalogue::exporter::{
 };
 pub use crate::exposition::Format;
 use crate::exposition::{end, header, series};
-use crate::family::{Family, Labels, Sample};
+use crate::family::{Family, Labels, Sample, SampleSet};
 use crate::selector::Selectors;
 
 // Every critical section here is a single assignment or a read, so a panic in another holder
@@ -39,7 +39,7 @@ fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 pub struct TargetState {
     /// Samples of the last successful cycle; empty while the target is down, so a down
     /// target shows `surge_source_up 0` and no stale values.
-    pub samples: Arc<Vec<Sample>>,
+    pub samples: Arc<SampleSet>,
     pub up: bool,
     pub last_success: Option<SystemTime>,
     pub last_duration: Duration,
@@ -186,17 +186,14 @@ impl Store {
         state.last_duration = duration;
         state.collected = true;
         match outcome {
-            Ok(mut samples) => {
-                // Built by pushing: up to half the capacity would be held unused until the
-                // next cycle.
-                samples.shrink_to_fit();
-                state.samples = Arc::new(samples);
+            Ok(samples) => {
+                state.samples = Arc::new(SampleSet::from(samples));
                 state.up = true;
                 state.last_success = Some(SystemTime::now());
                 state.last_error = None;
             }
             Err(error) => {
-                state.samples = Arc::new(Vec::new());
+                state.samples = Arc::new(SampleSet::default());
                 state.up = false;
                 state.errors += 1;
                 state.last_error = Some(error);
@@ -403,19 +400,23 @@ impl Store {
             write_family(&mut buffer, family, format, selectors, rows, sink)?;
         }
         // Source samples, grouped by family across targets so each family is described once.
-        let mut by_family: BTreeMap<&'static str, (&'static Family, Vec<&Sample>)> =
+        let mut by_family: BTreeMap<&'static str, (&'static Family, Vec<&SampleSet>)> =
             BTreeMap::new();
         for (_, state) in &snapshot {
-            for sample in state.samples.iter() {
+            for (family, _) in state.samples.families() {
                 by_family
-                    .entry(sample.family.name)
-                    .or_insert_with(|| (sample.family, Vec::new()))
+                    .entry(family.name)
+                    .or_insert_with(|| (family, Vec::new()))
                     .1
-                    .push(sample);
+                    .push(&state.samples);
             }
         }
-        for (family, samples) in by_family.values() {
-            let rows = samples.iter().map(|s| (s.labels(), s.value));
+        for (family, sets) in by_family.values() {
+            let rows = sets
+                .iter()
+                .flat_map(|set| set.families().filter(|(f, _)| f.name == family.name))
+                .flat_map(|(_, samples)| samples)
+                .map(|s| (s.labels(), s.value));
             write_family(&mut buffer, family, format, selectors, rows, sink)?;
         }
         end(&mut buffer, format);

@@ -33,7 +33,7 @@ impl Exporter {
             .store()
             .snapshot()
             .into_iter()
-            .flat_map(|(_, state)| state.samples.as_ref().clone())
+            .flat_map(|(_, state)| state.samples.to_vec())
             .collect()
     }
 
