@@ -10,6 +10,11 @@
 //! `SURGE_KAFKA_BENCH_CONFIG` adds lines to the `[kafka]` section (e.g.
 //! `partition_metrics = false`).
 //!
+//! Then, at the largest size, each build against one and three brokers (proxies over the same
+//! tansu, spread as a real cluster: `surge_testkit::broker_cluster`), reporting the cycle and
+//! the requests per cycle counted on the wire by the proxies.
+//! `SURGE_KAFKA_BENCH_BROKERS=0` leaves that out.
+//!
 //! Run with `exporter/benches/run-kafka-benchmark`, or
 //! `cargo bench -p surge-exporter --bench kafka_scale`.
 
@@ -20,6 +25,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use surge_servers::{KafkaBroker, ServerProcess, free_port};
+use surge_testkit::broker_cluster::BrokerCluster;
 use surge_testkit::kafka::BrokerClients;
 
 const TOPICS: usize = 100;
@@ -97,6 +103,22 @@ fn timed_scrape(
     Ok((elapsed, body.len(), text))
 }
 
+/// p50 / p99 / max of `times` in ms.
+fn spread_ms(mut times: Vec<Duration>) -> String {
+    times.sort();
+    let at = |q: f64| {
+        let i = ((times.len() as f64 - 1.0) * q).round() as usize;
+        times.get(i).map_or(f64::NAN, |t| t.as_secs_f64() * 1000.0)
+    };
+    format!(
+        "{:.2} / {:.2} / {:.2} ms (n={})",
+        at(0.5),
+        at(0.99),
+        at(1.0),
+        times.len()
+    )
+}
+
 fn median_ms(mut times: Vec<Duration>) -> String {
     times.sort();
     match times.get(times.len() / 2) {
@@ -117,6 +139,7 @@ fn status_kib(pid: u32, field: &str) -> anyhow::Result<f64> {
 
 /// One build watched on the broker as it is.
 fn run(build: &str, bin: &Path, broker: &KafkaBroker, groups: usize) -> anyhow::Result<()> {
+    let bootstrap = broker.bootstrap();
     let dir = tempfile::tempdir()?;
     let config = dir.path().join("surge.toml");
     let extra = std::env::var("SURGE_KAFKA_BENCH_CONFIG").unwrap_or_default();
@@ -124,8 +147,7 @@ fn run(build: &str, bin: &Path, broker: &KafkaBroker, groups: usize) -> anyhow::
         &config,
         format!(
             "[kafka]\ninterval = \"5s\"\ntimeout = \"5s\"\ndiscovery_interval = \"30s\"\n{extra}\n\
-             [[kafka.clusters]]\nname = \"local\"\nbootstrap_servers = \"{}\"\n",
-            broker.bootstrap()
+             [[kafka.clusters]]\nname = \"local\"\nbootstrap_servers = \"{bootstrap}\"\n"
         ),
     )?;
     let addr = format!("127.0.0.1:{}", free_port()?);
@@ -160,11 +182,14 @@ fn run(build: &str, bin: &Path, broker: &KafkaBroker, groups: usize) -> anyhow::
     let mut durations = Vec::new();
     let mut snapshots = Vec::new();
     let mut seen = last_success(&body);
-    // The first scrape after a collection pays for encoding and compressing it.
+    // The first scrape showing a collection; and every scrape, as Prometheus' land at any
+    // moment of the cycle.
     let mut fresh_gzip = Vec::new();
+    let mut every_gzip = Vec::new();
     let watch_until = Instant::now() + WATCH;
     while Instant::now() < watch_until {
         let (took, _, body) = scrape(true)?;
+        every_gzip.push(took);
         let success = last_success(&body);
         if success != seen {
             seen = success;
@@ -273,17 +298,98 @@ fn run(build: &str, bin: &Path, broker: &KafkaBroker, groups: usize) -> anyhow::
         identity_bytes / 1024
     );
     println!(
-        "| /metrics median, gzip: first scrape after a collection / cached | {} / {} |",
+        "| /metrics median, gzip: first scrape showing a collection / cached | {} / {} |",
         median_ms(fresh_gzip),
         median_ms(cached_gzip)
     );
     println!(
-        "| /metrics median, as it is: first scrape after a collection / cached | {} / {} |",
+        "| /metrics, gzip, every scrape every 250 ms over {} s: p50 / p99 / max | {} |",
+        WATCH.as_secs(),
+        spread_ms(every_gzip)
+    );
+    println!(
+        "| /metrics median, as it is: first scrape showing a collection / cached | {} / {} |",
         median_ms(fresh_identity),
         median_ms(cached_identity)
     );
     println!("| RSS end / peak, scraped with gzip only | {rss_gzip:.1} MiB / {hwm_gzip:.1} MiB |");
     println!("| RSS end / peak, after scrapes as it is too | {rss:.1} MiB / {hwm:.1} MiB |");
+    drop(exporter);
+    Ok(())
+}
+
+/// `build` against `brokers` brokers over `broker`: the cycle, and the requests per steady
+/// cycle as the brokers' side counts them.
+fn run_brokers(
+    build: &str,
+    bin: &Path,
+    broker: &KafkaBroker,
+    brokers: usize,
+) -> anyhow::Result<()> {
+    let cluster = BrokerCluster::start(format!("127.0.0.1:{}", broker.port()).parse()?, brokers)?;
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("surge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[kafka]\ninterval = \"5s\"\ntimeout = \"5s\"\ndiscovery_interval = \"60s\"\n\
+             [[kafka.clusters]]\nname = \"local\"\nbootstrap_servers = \"{}\"\n",
+            cluster.bootstrap()
+        ),
+    )?;
+    let addr = format!("127.0.0.1:{}", free_port()?);
+    let mut cmd = Command::new(bin);
+    cmd.arg("--config").arg(&config).arg("--listen").arg(&addr);
+    let exporter = ServerProcess::spawn("surge-exporter", cmd, &dir.path().join("surge.log"))?;
+    let mut buffer = Vec::new();
+    let started = Instant::now();
+    let mut seen = 0.0;
+    let (mut durations, mut wire) = (Vec::new(), Vec::new());
+    // Cycles after the first two (connections, discovery, coordinators found).
+    while durations.len() < 7 {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(120),
+            "no cycles in 120 s\n{}",
+            exporter.log_tail(3000)
+        );
+        let body = timed_scrape(&addr, true, &mut buffer)
+            .map(|r| r.2)
+            .unwrap_or_default();
+        let success = series(
+            &body,
+            "surge_source_last_success_timestamp_seconds{source=\"kafka\"",
+        )
+        .first()
+        .map_or(0.0, |(_, v)| *v);
+        if success != seen && success > 0.0 {
+            seen = success;
+            if let Some((_, d)) = series(
+                &body,
+                "surge_source_collect_duration_seconds{source=\"kafka\"",
+            )
+            .first()
+            {
+                durations.push(*d);
+            }
+            wire.push(cluster.requests().values().sum::<u64>());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let cycles: Vec<String> = durations
+        .iter()
+        .skip(2)
+        .map(|d| format!("{d:.2}"))
+        .collect();
+    let per_cycle: Vec<String> = wire
+        .windows(2)
+        .skip(2)
+        .map(|w| (w[1] - w[0]).to_string())
+        .collect();
+    println!(
+        "| {build}, {brokers} broker(s) | {} | {} |",
+        cycles.join(", "),
+        per_cycle.join(", ")
+    );
     drop(exporter);
     Ok(())
 }
@@ -346,6 +452,19 @@ fn main() -> anyhow::Result<()> {
         for (build, bin) in &builds {
             if let Err(e) = run(build, bin, &broker, groups) {
                 println!("\n### {build}, {groups} groups\n\nfailed: {e:#}");
+            }
+        }
+    }
+    if std::env::var("SURGE_KAFKA_BENCH_BROKERS").as_deref() != Ok("0") {
+        println!(
+            "\n### One and three brokers, {committed} groups\n\n\
+             | build, brokers | collection cycle, s (steady cycles) | Kafka requests in each cycle, on the wire |\n|---|---|---|"
+        );
+        for (build, bin) in &builds {
+            for brokers in [1, 3] {
+                if let Err(e) = run_brokers(build, bin, &broker, brokers) {
+                    println!("| {build}, {brokers} broker(s) | failed: {e:#} | |");
+                }
             }
         }
     }

@@ -106,17 +106,19 @@ pub fn kafka_samples(cluster: &str, size: Size) -> Vec<Sample> {
     out
 }
 
-/// `/metrics` of a store holding `samples` as the `kafka` source's target `cluster`, on
-/// loopback, until the handle is dropped.
+/// `/metrics` of a store holding each `(cluster, samples)` as the `kafka` source's target
+/// `cluster`, on loopback, until the handle is dropped.
 pub struct Served {
     pub addr: SocketAddr,
     pub store: Arc<Store>,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
 
-pub async fn serve(cluster: &str, samples: Vec<Sample>) -> anyhow::Result<Served> {
+pub async fn serve(clusters: Vec<(String, Vec<Sample>)>) -> anyhow::Result<Served> {
     let store = Store::new();
-    store.record("kafka", cluster, Ok(samples), Duration::ZERO);
+    for (cluster, samples) in clusters {
+        store.record("kafka", &cluster, Ok(samples), Duration::ZERO);
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -27,7 +27,7 @@ async fn direct_mode_shows_a_thousand_groups_and_one_groups_partitions_when_dril
     let samples = fleet::kafka_samples("fleet", SIZE);
     let total = samples.len();
     assert!(total > 150_000, "{total} series");
-    let served = fleet::serve("fleet", samples).await?;
+    let served = fleet::serve(vec![("fleet".into(), samples)]).await?;
     let exporter = Exporter::new(&served.addr.to_string(), client()?);
 
     let everything = exporter

@@ -451,6 +451,40 @@ pub(crate) fn write_snapshot(
     notice
 }
 
+/// How long frames took to draw (building the widgets and writing the changed cells), logged
+/// every 30 s: where a slow panel spends its time, and what the fleet benchmark reads.
+#[derive(Default)]
+struct FrameTimes {
+    since: Option<Instant>,
+    micros: Vec<u64>,
+}
+
+impl FrameTimes {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+    fn add(&mut self, took: std::time::Duration) {
+        let since = *self.since.get_or_insert_with(Instant::now);
+        self.micros
+            .push(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
+        if since.elapsed() >= Self::EVERY {
+            self.micros.sort_unstable();
+            let at = |q: f64| {
+                let i = ((self.micros.len() - 1) as f64 * q).round() as usize;
+                self.micros[i] as f64 / 1000.0
+            };
+            tracing::info!(
+                frames = self.micros.len(),
+                p50_ms = at(0.5),
+                p99_ms = at(0.99),
+                max_ms = at(1.0),
+                "frame times"
+            );
+            self.micros.clear();
+            self.since = Some(Instant::now());
+        }
+    }
+}
+
 /// The interactive panel, until q, Ctrl-C, SIGINT, SIGTERM or SIGHUP.
 pub async fn interactive(settings: &Settings, started: Instant) -> Result<(), String> {
     use tokio::signal::unix::{SignalKind, signal};
@@ -469,6 +503,7 @@ pub async fn interactive(settings: &Settings, started: Instant) -> Result<(), St
     let (plans_tx, mut plans) = mpsc::channel(4);
     let mut dirty = true;
     let mut first_data_frame = true;
+    let mut frames = FrameTimes::default();
     let result = loop {
         let current = app.context;
         let Some(Some(session)) = sessions.get(current) else {
@@ -481,9 +516,11 @@ pub async fn interactive(settings: &Settings, started: Instant) -> Result<(), St
                 app.context_rows = context_rows(&sessions, now);
             }
             let store = &session.store;
+            let drawing = Instant::now();
             if let Err(e) = terminal.draw(|frame| ui::draw(frame, &app, store, &theme, now)) {
                 break Err(format!("cannot draw: {e}"));
             }
+            frames.add(drawing.elapsed());
             if first_data_frame && store.last_update().is_some() {
                 first_data_frame = false;
                 tracing::info!(
