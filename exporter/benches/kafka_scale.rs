@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use surge_servers::{KafkaBroker, ServerProcess, free_port};
 use surge_testkit::broker_cluster::BrokerCluster;
 use surge_testkit::kafka::BrokerClients;
+use surge_testkit::procstat::status_kib;
 
 const TOPICS: usize = 100;
 const PARTITIONS: i32 = 50;
@@ -125,16 +126,6 @@ fn median_ms(mut times: Vec<Duration>) -> String {
         Some(t) => format!("{:.2} ms (n={})", t.as_secs_f64() * 1000.0, times.len()),
         None => "none seen".into(),
     }
-}
-
-fn status_kib(pid: u32, field: &str) -> anyhow::Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|v| v.parse::<f64>().ok())
-        .ok_or_else(|| anyhow::anyhow!("no {field}"))
 }
 
 /// One build watched on the broker as it is.

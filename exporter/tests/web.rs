@@ -52,14 +52,18 @@ struct Served {
 }
 
 fn start(dir: &Path, web: &Path) -> anyhow::Result<Served> {
+    start_with(dir, &["--web.config.file".as_ref(), web.as_os_str()])
+}
+
+/// The exporter on a free port with [`exporter_config`] and `args`.
+fn start_with(dir: &Path, args: &[&std::ffi::OsStr]) -> anyhow::Result<Served> {
     let port = free_port()?;
     let mut cmd = Command::new(BIN);
     cmd.arg("--config")
         .arg(exporter_config(dir)?)
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
-        .arg("--web.config.file")
-        .arg(web);
+        .args(args);
     let process = ServerProcess::spawn("surge-exporter", cmd, &dir.join("exporter.log"))?;
     Ok(Served { process, port })
 }
@@ -388,13 +392,10 @@ fn prometheus_scrapes_asking_for_gzip() -> anyhow::Result<()> {
 #[test]
 fn prometheus_scrapes_only_the_series_match_selects() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let port = free_port()?;
-    let mut cmd = Command::new(BIN);
-    cmd.arg("--config")
-        .arg(exporter_config(dir.path())?)
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"));
-    let _exporter = ServerProcess::spawn("surge-exporter", cmd, &dir.path().join("exporter.log"))?;
+    let Served {
+        process: _exporter,
+        port,
+    } = start_with(dir.path(), &[])?;
     let url = format!("http://127.0.0.1:{port}");
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(5))
@@ -771,15 +772,13 @@ fn connections_past_the_cap_wait_for_one_to_end() -> anyhow::Result<()> {
     use std::io::{Read, Write};
     use std::net::TcpStream;
     let dir = tempfile::tempdir()?;
-    let port = free_port()?;
-    let mut cmd = Command::new(BIN);
-    cmd.arg("--config")
-        .arg(exporter_config(dir.path())?)
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--web.max-connections")
-        .arg("2");
-    let _exporter = ServerProcess::spawn("surge-exporter", cmd, &dir.path().join("exporter.log"))?;
+    let Served {
+        process: _exporter,
+        port,
+    } = start_with(
+        dir.path(),
+        &["--web.max-connections".as_ref(), "2".as_ref()],
+    )?;
     let http = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()?;

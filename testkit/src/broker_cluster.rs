@@ -11,8 +11,8 @@
 //! tansu 0.6.0 runs one broker per storage here: its PostgreSQL engine, which several brokers
 //! share, needs a schema the package does not ship (`../shared/kafka-broker-notes.md`).
 
-use std::collections::{BTreeMap, HashMap};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,7 +24,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 
-use crate::proxy::{Connections, Listener, read_frame, write_frame};
+use crate::proxy::{Connections, Listener, relay_kafka};
 
 /// What every node of the cluster shares.
 #[derive(Default)]
@@ -112,9 +112,6 @@ impl BrokerCluster {
     }
 }
 
-/// A request waiting for its answer: (API key, version, FindCoordinator's key if any).
-type Pending = Arc<Mutex<HashMap<i32, (i16, i16, Option<String>)>>>;
-
 fn api_name(key: i16) -> &'static str {
     ApiKey::try_from(key).map_or("Unknown", |k| match k {
         ApiKey::ApiVersions => "ApiVersions",
@@ -131,71 +128,46 @@ fn api_name(key: i16) -> &'static str {
 }
 
 fn relay(node: i32, shared: Arc<Shared>, open: &Connections, client: TcpStream, server: TcpStream) {
-    let streams = [client.try_clone(), server.try_clone()];
-    let [Ok(client_reader), Ok(server_reader)] = streams else {
-        return;
-    };
-    open.keep([&client, &server]);
-    let pending: Pending = Arc::default();
-    let (requests, counting) = (Arc::clone(&pending), Arc::clone(&shared));
-    std::thread::spawn(move || {
-        let (mut from, mut to) = (client_reader, server);
-        while let Some(frame) = read_frame(&mut from) {
-            if frame.len() >= 8 {
-                let key = i16::from_be_bytes([frame[0], frame[1]]);
-                let version = i16::from_be_bytes([frame[2], frame[3]]);
-                let id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
-                let find_key = (key == ApiKey::FindCoordinator as i16)
-                    .then(|| coordinator_key(&frame, version))
-                    .flatten();
-                if let Ok(mut c) = counting.counts.lock() {
-                    *c.entry((node, api_name(key))).or_default() += 1;
-                }
-                // Counted in flight before it is pending, so an answer (or a closed
-                // connection) never takes back more than was counted.
-                let now = counting.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
-                counting.most_in_flight.fetch_max(now, Ordering::Relaxed);
-                if let Ok(mut m) = requests.lock() {
-                    m.insert(id, (key, version, find_key));
-                }
+    let (counting, answering, closing) = (Arc::clone(&shared), Arc::clone(&shared), shared);
+    relay_kafka(
+        open,
+        client,
+        server,
+        // (API key, version, FindCoordinator's key if any) of each request, counted.
+        move |frame| {
+            let key = i16::from_be_bytes([frame[0], frame[1]]);
+            let version = i16::from_be_bytes([frame[2], frame[3]]);
+            if let Ok(mut c) = counting.counts.lock() {
+                *c.entry((node, api_name(key))).or_default() += 1;
             }
-            if write_frame(&mut to, &frame).is_err() {
-                break;
-            }
-        }
-        let _ = to.shutdown(Shutdown::Both);
-    });
-    std::thread::spawn(move || {
-        let (mut from, mut to) = (server_reader, client);
-        while let Some(frame) = read_frame(&mut from) {
-            let id = (frame.len() >= 4)
-                .then(|| i32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]));
-            let request = id.and_then(|id| pending.lock().ok()?.remove(&id));
-            let ports = shared.ports.lock().map(|p| p.clone()).unwrap_or_default();
-            let frame = match &request {
-                Some((key, version, find_key)) => {
-                    rewritten(node, &ports, *key, *version, find_key.as_deref(), &frame)
-                        .unwrap_or(frame)
-                }
-                None => frame,
-            };
-            let delay = shared.delay.lock().map(|d| *d).unwrap_or_default();
+            let now = counting.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+            counting.most_in_flight.fetch_max(now, Ordering::Relaxed);
+            let find_key = (key == ApiKey::FindCoordinator as i16)
+                .then(|| coordinator_key(frame, version))
+                .flatten();
+            (key, version, find_key)
+        },
+        move |(key, version, find_key), frame| {
+            let ports = answering
+                .ports
+                .lock()
+                .map(|p| p.clone())
+                .unwrap_or_default();
+            let frame =
+                rewritten(node, &ports, key, version, find_key.as_deref(), &frame).unwrap_or(frame);
+            let delay = answering.delay.lock().map(|d| *d).unwrap_or_default();
             if !delay.is_zero() {
                 std::thread::sleep(delay);
             }
-            if request.is_some() {
-                shared.in_flight.fetch_sub(1, Ordering::Relaxed);
-            }
-            if write_frame(&mut to, &frame).is_err() {
-                break;
-            }
-        }
+            answering.in_flight.fetch_sub(1, Ordering::Relaxed);
+            frame
+        },
         // Requests the broker never answered (it closed the connection) are no longer in
         // flight.
-        let unanswered = pending.lock().map(|mut m| m.drain().count()).unwrap_or(0);
-        shared.in_flight.fetch_sub(unanswered, Ordering::Relaxed);
-        let _ = to.shutdown(Shutdown::Both);
-    });
+        move |left| {
+            closing.in_flight.fetch_sub(left.len(), Ordering::Relaxed);
+        },
+    );
 }
 
 /// The group a FindCoordinator request (v0–3) asks about.

@@ -14,6 +14,7 @@ pub mod kafka;
 pub mod kube_api;
 pub mod older_broker;
 pub mod pagerduty;
+pub mod procstat;
 pub mod prom;
 pub mod promtool;
 pub mod proxy;

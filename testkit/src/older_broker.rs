@@ -6,14 +6,14 @@
 //! connection).
 
 use std::collections::HashMap;
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
-use crate::proxy::{Connections, Listener, read_frame, write_frame};
+use crate::proxy::{Connections, Listener, relay_kafka};
 
 /// API key → highest version to advertise.
 type Caps = HashMap<i16, i16>;
@@ -51,52 +51,27 @@ impl OlderBroker {
     }
 }
 
-/// Requests in flight on one connection: correlation id → (api key, version).
-type InFlight = Arc<Mutex<HashMap<i32, (i16, i16)>>>;
-
 fn relay(caps: Caps, open: &Connections, client: TcpStream, server: TcpStream) {
-    let streams = [client.try_clone(), server.try_clone()];
-    let [Ok(client_reader), Ok(server_reader)] = streams else {
-        return;
-    };
-    open.keep([&client, &server]);
-    let in_flight: InFlight = Arc::default();
-    let requests = Arc::clone(&in_flight);
-    std::thread::spawn(move || {
-        let (mut from, mut to) = (client_reader, server);
-        while let Some(frame) = read_frame(&mut from) {
-            if frame.len() >= 8 {
-                let key = i16::from_be_bytes([frame[0], frame[1]]);
-                let version = i16::from_be_bytes([frame[2], frame[3]]);
-                let id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
-                if let Ok(mut m) = requests.lock() {
-                    m.insert(id, (key, version));
-                }
+    relay_kafka(
+        open,
+        client,
+        server,
+        // (API key, version) of each request.
+        |frame| {
+            (
+                i16::from_be_bytes([frame[0], frame[1]]),
+                i16::from_be_bytes([frame[2], frame[3]]),
+            )
+        },
+        move |(key, version), frame| {
+            if key == ApiKey::ApiVersions as i16 && !caps.is_empty() {
+                lowered(&frame, version, &caps).unwrap_or(frame)
+            } else {
+                frame
             }
-            if write_frame(&mut to, &frame).is_err() {
-                break;
-            }
-        }
-        let _ = to.shutdown(Shutdown::Both);
-    });
-    std::thread::spawn(move || {
-        let (mut from, mut to) = (server_reader, client);
-        while let Some(frame) = read_frame(&mut from) {
-            let id = (frame.len() >= 4)
-                .then(|| i32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]));
-            let request = id.and_then(|id| in_flight.lock().ok()?.remove(&id));
-            let frame = match request {
-                Some((key, version)) if key == ApiKey::ApiVersions as i16 && !caps.is_empty() => {
-                    lowered(&frame, version, &caps).unwrap_or(frame)
-                }
-                _ => frame,
-            };
-            if write_frame(&mut to, &frame).is_err() {
-                break;
-            }
-        }
-        let _ = to.shutdown(Shutdown::Both);
-    });
+        },
+        |_| {},
+    );
 }
 
 /// The ApiVersions answer with the capped APIs' highest versions lowered.

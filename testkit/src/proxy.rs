@@ -191,7 +191,7 @@ fn copy(fault: &Mutex<Fault>, mut from: TcpStream, mut to: TcpStream) {
 }
 
 /// One Kafka frame (its length prefix stripped).
-pub(crate) fn read_frame(from: &mut TcpStream) -> Option<Vec<u8>> {
+fn read_frame(from: &mut TcpStream) -> Option<Vec<u8>> {
     let mut length = [0u8; 4];
     from.read_exact(&mut length).ok()?;
     let length = usize::try_from(i32::from_be_bytes(length)).ok()?;
@@ -201,9 +201,67 @@ pub(crate) fn read_frame(from: &mut TcpStream) -> Option<Vec<u8>> {
 }
 
 /// One Kafka frame, length-prefixed.
-pub(crate) fn write_frame(to: &mut TcpStream, frame: &[u8]) -> std::io::Result<()> {
+fn write_frame(to: &mut TcpStream, frame: &[u8]) -> std::io::Result<()> {
     let mut out = BytesMut::with_capacity(frame.len() + 4);
     out.put_i32(i32::try_from(frame.len()).map_err(std::io::Error::other)?);
     out.put_slice(frame);
     to.write_all(&out)
+}
+
+/// Relay Kafka frames between `client` and `server` until either side closes: `asked` sees
+/// each request frame on its way (what it returns is kept by correlation id), `answered` gets
+/// that back with the answer's frame and returns the frame to send on, and `unanswered` gets
+/// what was kept for requests never answered when the connection ends.
+pub(crate) fn relay_kafka<Q: Send + 'static>(
+    open: &Connections,
+    client: TcpStream,
+    server: TcpStream,
+    mut asked: impl FnMut(&[u8]) -> Q + Send + 'static,
+    mut answered: impl FnMut(Q, Vec<u8>) -> Vec<u8> + Send + 'static,
+    unanswered: impl FnOnce(Vec<Q>) + Send + 'static,
+) {
+    let streams = [client.try_clone(), server.try_clone()];
+    let [Ok(client_reader), Ok(server_reader)] = streams else {
+        return;
+    };
+    open.keep([&client, &server]);
+    let pending: Arc<Mutex<std::collections::HashMap<i32, Q>>> = Arc::default();
+    let requests = Arc::clone(&pending);
+    std::thread::spawn(move || {
+        let (mut from, mut to) = (client_reader, server);
+        while let Some(frame) = read_frame(&mut from) {
+            if frame.len() >= 8 {
+                let id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+                let kept = asked(&frame);
+                if let Ok(mut m) = requests.lock() {
+                    m.insert(id, kept);
+                }
+            }
+            if write_frame(&mut to, &frame).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(Shutdown::Both);
+    });
+    std::thread::spawn(move || {
+        let (mut from, mut to) = (server_reader, client);
+        while let Some(frame) = read_frame(&mut from) {
+            let id = (frame.len() >= 4)
+                .then(|| i32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]));
+            let request = id.and_then(|id| pending.lock().ok()?.remove(&id));
+            let frame = match request {
+                Some(kept) => answered(kept, frame),
+                None => frame,
+            };
+            if write_frame(&mut to, &frame).is_err() {
+                break;
+            }
+        }
+        let left: Vec<Q> = pending
+            .lock()
+            .map(|mut m| m.drain().map(|(_, q)| q).collect())
+            .unwrap_or_default();
+        unanswered(left);
+        let _ = to.shutdown(Shutdown::Both);
+    });
 }

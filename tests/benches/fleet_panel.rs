@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use surge_servers::{Prometheus, Workdir, free_port};
 use surge_testkit::fleet::{self, Size};
+use surge_testkit::procstat::{cpu_ticks, status_kib};
 use surge_testkit::prom::PromQl;
 use surge_testkit::tmux::Tmux;
 
@@ -37,26 +38,8 @@ const CONTEXT: Size = Size {
 };
 const CONTEXTS: [usize; 3] = [1, 5, 10];
 
-fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .ok_or_else(|| anyhow::anyhow!("no stat"))?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    Ok(fields[11].parse::<u64>()? + fields[12].parse::<u64>()?)
-}
-
 fn status_mib(pid: u32, field: &str) -> anyhow::Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|v| v.parse::<f64>().ok())
-        .map(|kib| kib / 1024.0)
-        .ok_or_else(|| anyhow::anyhow!("no {field}"))
+    Ok(status_kib(pid, field)? / 1024.0)
 }
 
 /// `frame times` lines of a surge log: (frames, p50, p99, max) of the last one.
