@@ -143,8 +143,14 @@ fn run(build: &str, bin: &Path, broker: &KafkaBroker, groups: usize) -> anyhow::
     )?;
     let addr = format!("127.0.0.1:{}", free_port()?);
     let mut cmd = Command::new(bin);
-    cmd.arg("--config").arg(&config).arg("--listen").arg(&addr);
-    let exporter = ServerProcess::spawn("surge-exporter", cmd, &dir.path().join("surge.log"))?;
+    cmd.arg("--config")
+        .arg(&config)
+        .arg("--listen")
+        .arg(&addr)
+        // This build logs how long each encoding after a collection took.
+        .env("SURGE_LOG", "info,surge_exporter::schedule=debug");
+    let log = dir.path().join("surge.log");
+    let exporter = ServerProcess::spawn("surge-exporter", cmd, &log)?;
     let pid = exporter.pid().unwrap_or(0);
     let mut buffer = Vec::new();
     let mut scrape = |gzip: bool| timed_scrape(&addr, gzip, &mut buffer);
@@ -302,6 +308,27 @@ fn run(build: &str, bin: &Path, broker: &KafkaBroker, groups: usize) -> anyhow::
         "| /metrics median, as it is: first scrape showing a collection / cached | {} / {} |",
         median_ms(fresh_identity),
         median_ms(cached_identity)
+    );
+    let mut encodings: Vec<f64> = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("exposition encoded"))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("elapsed_ms="))?
+                .parse()
+                .ok()
+        })
+        .collect();
+    encodings.sort_by(f64::total_cmp);
+    println!(
+        "| encoding after a collection, off the request path: median / max | {} |",
+        match (encodings.get(encodings.len() / 2), encodings.last()) {
+            (Some(median), Some(max)) => {
+                format!("{median:.1} / {max:.1} ms (n={})", encodings.len())
+            }
+            _ => "not logged (a build without it)".into(),
+        }
     );
     println!("| RSS end / peak, scraped with gzip only | {rss_gzip:.1} MiB / {hwm_gzip:.1} MiB |");
     println!("| RSS end / peak, after scrapes as it is too | {rss:.1} MiB / {hwm:.1} MiB |");

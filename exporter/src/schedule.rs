@@ -103,8 +103,13 @@ pub(crate) async fn run(source: Arc<dyn Source>, store: Arc<Store>) {
         collect_cycle(source.as_ref(), &store).await;
         // Encoded now, off the request path, so the scrape that follows finds it ready.
         let prepared = Arc::clone(&store);
+        let encoding = Instant::now();
         match tokio::task::spawn_blocking(move || prepared.prepare()).await {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => tracing::debug!(
+                source = source.name(),
+                elapsed_ms = encoding.elapsed().as_secs_f64() * 1000.0,
+                "exposition encoded"
+            ),
             Ok(Err(_)) => tracing::error!(source = source.name(), "encoding the exposition failed"),
             Err(e) => {
                 tracing::error!(source = source.name(), error = %e, "encoding the exposition panicked")
