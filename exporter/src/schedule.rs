@@ -126,8 +126,8 @@ pub(crate) mod tests {
     use std::time::Duration;
 
     use async_trait::async_trait;
-    use surge_metrics::Sample;
     use surge_metrics::catalogue::kubernetes::POD_METRICS_AVAILABLE;
+    use surge_metrics::{Sample, SampleSet};
 
     /// Target `bad` panics on every collection; target `good` returns one sample.
     #[derive(Default)]
@@ -149,17 +149,17 @@ pub(crate) mod tests {
         fn targets(&self) -> Vec<String> {
             vec!["bad".into(), "good".into()]
         }
-        async fn collect(&self, target: &str) -> anyhow::Result<Vec<Sample>> {
+        async fn collect(&self, target: &str) -> anyhow::Result<SampleSet> {
             self.calls.fetch_add(1, Ordering::Relaxed);
             let index: usize = if target == "bad" { 3 } else { 0 };
             let values = [1.0];
             // An out-of-bounds index, the kind of bug a collector can have.
             let value = values[std::hint::black_box(index)];
-            Ok(vec![Sample::new(
+            Ok(SampleSet::from(vec![Sample::new(
                 &POD_METRICS_AVAILABLE,
                 vec![("target", target.to_string())],
                 value,
-            )])
+            )]))
         }
     }
 

@@ -1,11 +1,11 @@
 //! The collector abstraction: a [`Source`] knows a set of targets and turns one target into
-//! a list of [`Sample`]s per cycle. Scheduling, timeouts, panics and self-observability live
+//! a [`SampleSet`] per cycle. Scheduling, timeouts, panics and self-observability live
 //! in [`crate::schedule`], so every source gets them the same way.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use surge_metrics::Sample;
+use surge_metrics::SampleSet;
 
 /// A collector of one kind of signal (PostgreSQL, Kubernetes, processes, ...).
 ///
@@ -31,5 +31,5 @@ pub(crate) trait Source: Send + Sync + 'static {
     async fn start(&self) {}
 
     /// Collect one target. An error marks only this target down for this cycle.
-    async fn collect(&self, target: &str) -> anyhow::Result<Vec<Sample>>;
+    async fn collect(&self, target: &str) -> anyhow::Result<SampleSet>;
 }

@@ -122,9 +122,75 @@ pub struct SampleSet {
 
 #[derive(Debug, Clone, Copy)]
 struct Row {
+    family: &'static Family,
     value: f64,
     /// Index of its first label in `ends`.
     first: u32,
+}
+
+/// A [`SampleSet`] being built, sample by sample (a source builds its collection in one, so
+/// the samples of a cycle never exist one by one, each with its own allocations).
+#[derive(Debug, Default)]
+pub struct SampleSetBuilder {
+    set: SampleSet,
+}
+
+impl SampleSetBuilder {
+    /// Add `sample` (whose own allocations are freed at once).
+    pub fn push(&mut self, sample: Sample) {
+        let set = &mut self.set;
+        let first = u32::try_from(set.ends.len()).unwrap_or(u32::MAX);
+        for (_, value) in sample.labels() {
+            set.text.push_str(value);
+            // Saturating, as in `Sample`: an absurd size cannot wrap into another label's
+            // bytes.
+            set.ends
+                .push(u32::try_from(set.text.len()).unwrap_or(u32::MAX));
+        }
+        set.rows.push(Row {
+            family: sample.family,
+            value: sample.value,
+            first,
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.set.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.set.rows.is_empty()
+    }
+
+    /// The set, its samples grouped by family (each family's in the order they came, the
+    /// families in the order they first came), shrunk to fit.
+    pub fn finish(self) -> SampleSet {
+        let mut set = self.set;
+        let mut order: Vec<&'static str> = Vec::new();
+        for row in &set.rows {
+            if !order.contains(&row.family.name) {
+                order.push(row.family.name);
+            }
+        }
+        // A stable sort: rows keep their order within a family. A row's labels are found by
+        // `first`, which does not move with it.
+        set.rows
+            .sort_by_key(|row| order.iter().position(|n| *n == row.family.name));
+        let mut start = 0;
+        while start < set.rows.len() {
+            let family = set.rows[start].family;
+            let end = set.rows[start..]
+                .iter()
+                .position(|r| r.family.name != family.name)
+                .map_or(set.rows.len(), |n| start + n);
+            set.families.push((family, start..end));
+            start = end;
+        }
+        set.text.shrink_to_fit();
+        set.ends.shrink_to_fit();
+        set.rows.shrink_to_fit();
+        set
+    }
 }
 
 /// One sample of a [`SampleSet`].
@@ -162,6 +228,10 @@ impl<'a> SampleRef<'a> {
 }
 
 impl SampleSet {
+    pub fn builder() -> SampleSetBuilder {
+        SampleSetBuilder::default()
+    }
+
     pub fn len(&self) -> usize {
         self.rows.len()
     }
@@ -198,52 +268,11 @@ impl SampleSet {
 
 impl From<Vec<Sample>> for SampleSet {
     fn from(samples: Vec<Sample>) -> SampleSet {
-        // Grouped by family, keeping each family's order and the families' first-seen order.
-        let mut order: Vec<&'static str> = Vec::new();
-        let mut by_family: std::collections::HashMap<&'static str, Vec<usize>> =
-            std::collections::HashMap::new();
-        for (i, s) in samples.iter().enumerate() {
-            by_family
-                .entry(s.family.name)
-                .or_insert_with(|| {
-                    order.push(s.family.name);
-                    Vec::new()
-                })
-                .push(i);
+        let mut builder = SampleSet::builder();
+        for sample in samples {
+            builder.push(sample);
         }
-        let text_len: usize = samples.iter().map(|s| s.values.len()).sum();
-        let label_count: usize = samples.iter().map(|s| s.ends.len()).sum();
-        let mut set = SampleSet {
-            text: String::with_capacity(text_len),
-            ends: Vec::with_capacity(label_count),
-            rows: Vec::with_capacity(samples.len()),
-            families: Vec::with_capacity(order.len()),
-        };
-        for name in order {
-            let indexes = by_family.remove(name).unwrap_or_default();
-            let begin = set.rows.len();
-            let mut family = None;
-            for i in indexes {
-                let s = &samples[i];
-                family = Some(s.family);
-                let first = u32::try_from(set.ends.len()).unwrap_or(u32::MAX);
-                for (_, value) in s.labels() {
-                    set.text.push_str(value);
-                    // Saturating, as in `Sample`: an absurd size cannot wrap into another
-                    // label's bytes.
-                    set.ends
-                        .push(u32::try_from(set.text.len()).unwrap_or(u32::MAX));
-                }
-                set.rows.push(Row {
-                    value: s.value,
-                    first,
-                });
-            }
-            if let Some(family) = family {
-                set.families.push((family, begin..set.rows.len()));
-            }
-        }
-        set
+        builder.finish()
     }
 }
 

@@ -25,4 +25,4 @@ pub mod selector;
 #[cfg(feature = "store")]
 pub mod store;
 
-pub use family::{Family, Kind, Labels, Sample, SampleRef, SampleSet};
+pub use family::{Family, Kind, Labels, Sample, SampleRef, SampleSet, SampleSetBuilder};

@@ -17,7 +17,7 @@ use crate::catalogue::exporter::{
 };
 pub use crate::exposition::Format;
 use crate::exposition::{end, header, series};
-use crate::family::{Family, Labels, Sample, SampleSet};
+use crate::family::{Family, Labels, SampleSet};
 use crate::selector::Selectors;
 
 // Every critical section here is a single assignment or a read, so a panic in another holder
@@ -175,7 +175,7 @@ impl Store {
         &self,
         source: &str,
         target: &str,
-        outcome: Result<Vec<Sample>, String>,
+        outcome: Result<impl Into<SampleSet>, String>,
         duration: Duration,
     ) {
         let mut targets = write(&self.targets);
@@ -187,7 +187,7 @@ impl Store {
         state.collected = true;
         match outcome {
             Ok(samples) => {
-                state.samples = Arc::new(SampleSet::from(samples));
+                state.samples = Arc::new(samples.into());
                 state.up = true;
                 state.last_success = Some(SystemTime::now());
                 state.last_error = None;
@@ -530,7 +530,7 @@ fn own_series(snapshot: &[((String, String), TargetState)]) -> BTreeMap<&'static
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::family::Kind;
+    use crate::family::{Kind, Sample};
 
     static LAG: Family = Family {
         name: "surge_test_lag_bytes",
@@ -620,7 +620,7 @@ mod tests {
         store.record(
             "pg",
             "b",
-            Err("connection refused".into()),
+            Err::<Vec<Sample>, _>("connection refused".into()),
             Duration::from_millis(5),
         );
         let text = store.encode_prometheus_text().expect("encode");
@@ -694,7 +694,7 @@ mod tests {
     #[test]
     fn gzip_is_the_cached_text_compressed_and_cached_itself() {
         let store = Store::new();
-        let samples = (0..500)
+        let samples: Vec<Sample> = (0..500)
             .map(|i| sample(&format!("t{i}"), i.into()))
             .collect();
         store.record("pg", "a", Ok(samples), Duration::ZERO);
@@ -829,7 +829,12 @@ mod tests {
         );
         assert!(!text.contains("surge_source_up{"), "{text}");
         assert_eq!(store.is_up("pg", "a"), None);
-        store.record("pg", "a", Err("refused".into()), Duration::ZERO);
+        store.record(
+            "pg",
+            "a",
+            Err::<Vec<Sample>, _>("refused".into()),
+            Duration::ZERO,
+        );
         let text = store.encode_prometheus_text().expect("encode");
         assert!(
             text.contains("surge_source_up{source=\"pg\",target=\"a\"} 0"),

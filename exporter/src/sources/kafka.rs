@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use async_trait::async_trait;
-use surge_metrics::Sample;
+use surge_metrics::SampleSet;
 
 use self::collect::{ClusterState, ClusterTarget};
 pub(crate) use self::config::{Section, Settings};
@@ -110,7 +110,7 @@ impl Source for KafkaSource {
     fn targets(&self) -> Vec<String> {
         self.clusters.iter().map(|c| c.name.clone()).collect()
     }
-    async fn collect(&self, target: &str) -> anyhow::Result<Vec<Sample>> {
+    async fn collect(&self, target: &str) -> anyhow::Result<SampleSet> {
         let cluster = self
             .clusters
             .iter()

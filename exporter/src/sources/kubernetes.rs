@@ -27,8 +27,8 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use surge_metrics::Sample;
 use surge_metrics::catalogue::kubernetes::POD_METRICS_AVAILABLE;
+use surge_metrics::{Sample, SampleSet};
 use tokio::task::JoinHandle;
 
 use self::model::{HpaTiming, samples, usage_map};
@@ -354,9 +354,11 @@ impl Source for KubernetesSource {
             tracing::warn!(%error, "kubernetes source not started yet; retrying each cycle");
         }
     }
-    async fn collect(&self, target: &str) -> anyhow::Result<Vec<Sample>> {
+    async fn collect(&self, target: &str) -> anyhow::Result<SampleSet> {
         let cluster = self.cluster().await?;
-        self.collect_scope(&cluster, target).await
+        self.collect_scope(&cluster, target)
+            .await
+            .map(SampleSet::from)
     }
 }
 

@@ -21,8 +21,8 @@ use serde::Deserialize;
 use sqlx::Row;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
-use surge_metrics::Sample;
 use surge_metrics::catalogue::postgres::IS_REPLICA;
+use surge_metrics::{Sample, SampleSet};
 
 use crate::check::{self, ConfigError, Secret};
 use crate::source::Source;
@@ -511,13 +511,13 @@ impl Source for PostgresSource {
         }
         out
     }
-    async fn collect(&self, target: &str) -> anyhow::Result<Vec<Sample>> {
+    async fn collect(&self, target: &str) -> anyhow::Result<SampleSet> {
         if let Some(d) = self.clusters.iter().find(|d| d.target == target) {
-            return self.discover(d).await;
+            return self.discover(d).await.map(SampleSet::from);
         }
         let t = self
             .target(target)
             .ok_or_else(|| anyhow!("{target} is gone (no longer an instance of its cluster)"))?;
-        self.collect_target(&t).await
+        self.collect_target(&t).await.map(SampleSet::from)
     }
 }

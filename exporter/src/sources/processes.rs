@@ -14,10 +14,10 @@ use anyhow::anyhow;
 use async_trait::async_trait;
 use regex::Regex;
 use serde::Deserialize;
-use surge_metrics::Sample;
 use surge_metrics::hpa::{Resources, workload_samples};
 use surge_metrics::proc::ProcSampler;
 use surge_metrics::quantity::{parse_bytes, parse_cpu_millis};
+use surge_metrics::{Sample, SampleSet};
 
 use crate::check::{self, ConfigError};
 use crate::source::Source;
@@ -318,7 +318,7 @@ impl Source for ProcessSource {
     fn targets(&self) -> Vec<String> {
         self.workloads.iter().map(|w| w.target.clone()).collect()
     }
-    async fn collect(&self, target: &str) -> anyhow::Result<Vec<Sample>> {
+    async fn collect(&self, target: &str) -> anyhow::Result<SampleSet> {
         let workload = self
             .workloads
             .iter()
@@ -328,5 +328,6 @@ impl Source for ProcessSource {
         tokio::task::spawn_blocking(move || workload.collect())
             .await
             .map_err(|e| anyhow!("process collection task failed: {e}"))?
+            .map(SampleSet::from)
     }
 }

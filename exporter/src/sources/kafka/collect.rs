@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail};
-use surge_metrics::Sample;
+use surge_metrics::SampleSet;
 
 use super::client::{ClusterClient, GroupDescription, OffsetSpec, TopicLayout};
 use super::config::{Limits, NameFilter, Settings};
@@ -61,7 +61,7 @@ impl ClusterTarget {
         &self,
         settings: &Settings,
         deadline: tokio::time::Instant,
-    ) -> anyhow::Result<Vec<Sample>> {
+    ) -> anyhow::Result<SampleSet> {
         let mut state = self.state.lock().await;
         let state = &mut *state;
         let client = state.client.get_or_insert_with(|| {
