@@ -283,13 +283,14 @@ impl Store {
             Err(std::sync::TryLockError::WouldBlock) => {
                 // The collection that made it stale is being encoded now (by
                 // [`Store::prepare`]): the last encoding answers at once instead of waiting,
-                // if it is no older than one collection interval.
+                // if it is the previous collection's — no older than two collection
+                // intervals (one interval apart, give or take how long each took).
                 let previous = {
                     let encoded = lock(&self.encoded);
                     let kept = &encoded[slot];
                     kept.bytes.clone().filter(|_| {
                         kept.at
-                            .is_some_and(|at| at.elapsed() <= self.shortest_interval())
+                            .is_some_and(|at| at.elapsed() <= 2 * self.shortest_interval())
                     })
                 };
                 match previous {
@@ -800,9 +801,9 @@ mod tests {
         drop(encoding);
         let after = gunzip(&scrape(&store, Encoding::Gzip));
         assert!(after.contains("} 2.0\n"), "{after}");
-        // No older than one collection interval: past it, the scrape waits for the encoding.
+        // No older than two collection intervals: past that, the scrape waits for the encoding.
         store.record("pg", "a", Ok(vec![sample("a", 3.0)]), Duration::ZERO);
-        lock(&store.encoded)[2].at = Instant::now().checked_sub(Duration::from_secs(16));
+        lock(&store.encoded)[2].at = Instant::now().checked_sub(Duration::from_secs(31));
         let encoding = lock(&store.encoding[2]);
         let waiting = {
             let store = Arc::clone(&store);
