@@ -12,7 +12,8 @@
 //!
 //! Then, at the largest size, each build against one and three brokers (proxies over the same
 //! tansu, spread as a real cluster: `surge_testkit::broker_cluster`), reporting the cycle and
-//! the requests per cycle counted on the wire by the proxies.
+//! the requests per cycle counted on the wire by the proxies; then again with each answer held
+//! 50 ms, as brokers on machines of their own across a network would answer.
 //! `SURGE_KAFKA_BENCH_BROKERS=0` leaves that out.
 //!
 //! Run with `exporter/benches/run-kafka-benchmark`, or
@@ -343,8 +344,10 @@ fn run_brokers(
     bin: &Path,
     broker: &KafkaBroker,
     brokers: usize,
+    delay: Duration,
 ) -> anyhow::Result<()> {
     let cluster = BrokerCluster::start(format!("127.0.0.1:{}", broker.port()).parse()?, brokers)?;
+    cluster.set_delay(delay);
     let dir = tempfile::tempdir()?;
     let config = dir.path().join("surge.toml");
     std::fs::write(
@@ -404,7 +407,8 @@ fn run_brokers(
         .map(|w| (w[1] - w[0]).to_string())
         .collect();
     println!(
-        "| {build}, {brokers} broker(s) | {} | {} |",
+        "| {build}, {brokers} broker(s), answers held {} ms | {} | {} |",
+        delay.as_millis(),
         cycles.join(", "),
         per_cycle.join(", ")
     );
@@ -478,10 +482,14 @@ fn main() -> anyhow::Result<()> {
             "\n### One and three brokers, {committed} groups\n\n\
              | build, brokers | collection cycle, s (steady cycles) | Kafka requests in each cycle, on the wire |\n|---|---|---|"
         );
-        for (build, bin) in &builds {
-            for brokers in [1, 3] {
-                if let Err(e) = run_brokers(build, bin, &broker, brokers) {
-                    println!("| {build}, {brokers} broker(s) | failed: {e:#} | |");
+        // On loopback every broker is the same tansu on the same cores; holding each answer
+        // 50 ms stands for brokers that are machines of their own across a network.
+        for delay in [Duration::ZERO, Duration::from_millis(50)] {
+            for (build, bin) in &builds {
+                for brokers in [1, 3] {
+                    if let Err(e) = run_brokers(build, bin, &broker, brokers, delay) {
+                        println!("| {build}, {brokers} broker(s) | failed: {e:#} | |");
+                    }
                 }
             }
         }

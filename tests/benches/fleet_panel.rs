@@ -223,7 +223,7 @@ fn main() -> anyhow::Result<()> {
     tmux.keys("fleet", &[":kafka", "Enter"])?;
     tmux.wait_for("fleet", "the Kafka view's first rows", "group-0000")?;
     for n in CONTEXTS {
-        tmux.wait_for(&format!("ctx{n}"), "the panel's first data", "c0")?;
+        tmux.wait_for(&format!("ctx{n}"), "the panel's first data", "group-0000")?;
         tmux.keys(&format!("ctx{n}"), &["0"])?;
     }
     std::thread::sleep(Duration::from_secs(5));
