@@ -72,6 +72,16 @@ struct Panel {
     ticks: u64,
 }
 
+impl Drop for Panel {
+    /// grafatui ignores SIGHUP and SIGTERM and outlives its tmux pane: every measured process
+    /// is ended for good, also when the benchmark fails half-way.
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &self.pid.to_string()])
+            .status();
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let seconds: u64 = std::env::var("SURGE_FLEET_BENCH_SECONDS")
         .ok()
@@ -279,11 +289,8 @@ fn main() -> anyhow::Result<()> {
             work.path().join(format!("{}-screen.txt", panel.session)),
             tmux.screen(&panel.session).unwrap_or_default(),
         )?;
-        // grafatui ignores SIGHUP and SIGTERM: end every measured process for good.
-        let _ = std::process::Command::new("kill")
-            .args(["-9", &panel.pid.to_string()])
-            .status();
     }
+    drop(panels);
     drop(prometheus);
     // Kept for reading the screens.
     let _ = work.keep();
