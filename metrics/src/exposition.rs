@@ -148,12 +148,14 @@ mod tests {
                     Kind::Gauge => prometheus_client::metrics::MetricType::Gauge,
                     Kind::Counter => prometheus_client::metrics::MetricType::Counter,
                 };
-                let mut metric = encoder.encode_descriptor(
-                    family.base_name(),
-                    family.help,
-                    unit.as_ref(),
-                    kind,
-                )?;
+                // prometheus-client appends the unit itself.
+                let base = family
+                    .unit
+                    .and_then(|u| family.name.strip_suffix(u))
+                    .and_then(|n| n.strip_suffix('_'))
+                    .unwrap_or(family.name);
+                let mut metric =
+                    encoder.encode_descriptor(base, family.help, unit.as_ref(), kind)?;
                 for s in samples {
                     let pairs = Pairs(s);
                     let series = metric.encode_family(&pairs)?;

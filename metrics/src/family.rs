@@ -22,20 +22,6 @@ pub struct Family {
     pub help: &'static str,
 }
 
-impl Family {
-    /// The name without its unit suffix, as `prometheus-client` wants it (it appends the unit).
-    pub fn base_name(&self) -> &'static str {
-        match self.unit {
-            Some(unit) => self
-                .name
-                .strip_suffix(unit)
-                .and_then(|n| n.strip_suffix('_'))
-                .unwrap_or(self.name),
-            None => self.name,
-        }
-    }
-}
-
 /// Label pairs of one sample, in the order they are written.
 pub type Labels = Vec<(&'static str, String)>;
 
@@ -152,14 +138,6 @@ impl SampleSetBuilder {
             value: sample.value,
             first,
         });
-    }
-
-    pub fn len(&self) -> usize {
-        self.set.rows.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.set.rows.is_empty()
     }
 
     /// The set, its samples grouped by family (each family's in the order they came, the

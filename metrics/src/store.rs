@@ -93,7 +93,7 @@ pub struct Store {
     /// reuse it, so scrape cost does not grow with the number of scrapers.
     encoded: Mutex<[Cached; 4]>,
     /// One encoding of a slot at a time: a scrape arriving while [`Store::prepare`] encodes
-    /// waits for that encoding instead of making a second one beside it.
+    /// gets the previous encoding, or waits for this one, instead of making a second beside it.
     encoding: [Mutex<()>; 4],
     /// When each slot was last asked for by a scrape: [`Store::prepare`] encodes those asked
     /// for lately.
@@ -203,8 +203,9 @@ impl Store {
         self.release_encodings();
     }
 
-    /// Drop the kept encodings once the store changed: a 17 MB exposition nobody will serve
-    /// again would otherwise stay until that format is asked for again.
+    /// Drop the kept texts once the store changed: a 17 MB exposition nobody will serve again
+    /// would otherwise stay until that format is asked for again. Compressed ones stay, to
+    /// answer scrapes that come while the next is encoded.
     fn release_encodings(&self) {
         for (slot, cached) in lock(&self.encoded).iter_mut().enumerate() {
             if SLOTS[slot].1 == Encoding::Identity {
@@ -311,21 +312,10 @@ impl Store {
             )
         };
         let bytes = match (encoding, kept_text) {
-            (Encoding::Identity, _) => {
-                let mut out = Vec::with_capacity(capacity);
-                self.write(format, None, &mut out)
-                    .map_err(|_| std::fmt::Error)?;
-                out
-            }
             (Encoding::Gzip, Some(text)) => gzip(&text, capacity)?,
             // A scraper that only takes gzip (Prometheus) never has the whole text in memory:
             // it is compressed chunk by chunk as it is written.
-            (Encoding::Gzip, None) => {
-                let mut encoder = gzip_encoder(capacity);
-                self.write(format, None, &mut encoder)
-                    .map_err(|_| std::fmt::Error)?;
-                encoder.finish().map_err(|_| std::fmt::Error)?
-            }
+            _ => self.encoded_as(format, encoding, None, capacity)?,
         };
         let bytes = Bytes::from(bytes);
         let mut encoded = lock(&self.encoded);
@@ -351,10 +341,8 @@ impl Store {
     }
 
     fn encode(self: &Arc<Self>, format: Format) -> Result<String, std::fmt::Error> {
-        let mut out = Vec::new();
-        self.write(format, None, &mut out)
-            .map_err(|_| std::fmt::Error)?;
-        String::from_utf8(out).map_err(|_| std::fmt::Error)
+        let text = self.encoded_as(format, Encoding::Identity, None, 0)?;
+        String::from_utf8(text).map_err(|_| std::fmt::Error)
     }
 
     /// Only the series `selectors` admit (`match[]`), in `format`, sent as `encoding`: encoded
@@ -365,21 +353,34 @@ impl Store {
         encoding: Encoding,
         selectors: &Selectors,
     ) -> Result<Bytes, std::fmt::Error> {
-        let bytes = match encoding {
+        self.encoded_as(format, encoding, Some(selectors), 0)
+            .map(Bytes::from)
+    }
+
+    /// The exposition (only what `selectors` admit, if given) in `format`, sent as
+    /// `encoding`, in a buffer of `capacity` to start with.
+    fn encoded_as(
+        &self,
+        format: Format,
+        encoding: Encoding,
+        selectors: Option<&Selectors>,
+        capacity: usize,
+    ) -> Result<Vec<u8>, std::fmt::Error> {
+        // Writing into a vector cannot fail; the error type is only the writer trait's.
+        match encoding {
             Encoding::Identity => {
-                let mut out = Vec::new();
-                self.write(format, Some(selectors), &mut out)
+                let mut out = Vec::with_capacity(capacity);
+                self.write(format, selectors, &mut out)
                     .map_err(|_| std::fmt::Error)?;
-                out
+                Ok(out)
             }
             Encoding::Gzip => {
-                let mut encoder = gzip_encoder(0);
-                self.write(format, Some(selectors), &mut encoder)
+                let mut encoder = gzip_encoder(capacity);
+                self.write(format, selectors, &mut encoder)
                     .map_err(|_| std::fmt::Error)?;
-                encoder.finish().map_err(|_| std::fmt::Error)?
+                encoder.finish().map_err(|_| std::fmt::Error)
             }
-        };
-        Ok(Bytes::from(bytes))
+        }
     }
 
     /// Write the exposition to `sink` in chunks of about [`CHUNK`]: the exporter's own series
@@ -401,23 +402,18 @@ impl Store {
             write_family(&mut buffer, family, format, selectors, rows, sink)?;
         }
         // Source samples, grouped by family across targets so each family is described once.
-        let mut by_family: BTreeMap<&'static str, (&'static Family, Vec<&SampleSet>)> =
-            BTreeMap::new();
+        let mut by_family = BTreeMap::new();
         for (_, state) in &snapshot {
-            for (family, _) in state.samples.families() {
+            for (family, samples) in state.samples.families() {
                 by_family
                     .entry(family.name)
                     .or_insert_with(|| (family, Vec::new()))
                     .1
-                    .push(&state.samples);
+                    .push(samples);
             }
         }
-        for (family, sets) in by_family.values() {
-            let rows = sets
-                .iter()
-                .flat_map(|set| set.families().filter(|(f, _)| f.name == family.name))
-                .flat_map(|(_, samples)| samples)
-                .map(|s| (s.labels(), s.value));
+        for (family, parts) in by_family.into_values() {
+            let rows = parts.into_iter().flatten().map(|s| (s.labels(), s.value));
             write_family(&mut buffer, family, format, selectors, rows, sink)?;
         }
         end(&mut buffer, format);
@@ -725,6 +721,36 @@ mod tests {
         let encoded = lock(&store.encoded);
         assert!(encoded[0].bytes.is_none(), "text kept beside its gzip");
         assert!(encoded[2].bytes.is_some(), "gzip not kept");
+    }
+
+    /// The exposition reaches its output (a vector, or the gzip encoder) in chunks of about
+    /// [`CHUNK`], so a compressed one never holds its whole text.
+    #[test]
+    fn the_exposition_is_written_in_chunks() {
+        struct Largest(Vec<usize>);
+        impl Write for Largest {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.push(buf.len());
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let store = Store::new();
+        let samples: Vec<Sample> = (0..20_000)
+            .map(|i| sample(&format!("target-{i:05}"), f64::from(i)))
+            .collect();
+        store.record("pg", "a", Ok(samples), Duration::ZERO);
+        let mut sink = Largest(Vec::new());
+        store
+            .write(Format::PrometheusText, None, &mut sink)
+            .expect("write");
+        let total: usize = sink.0.iter().sum();
+        assert!(total > 10 * CHUNK, "{total} bytes");
+        assert!(sink.0.len() >= 10, "{} writes", sink.0.len());
+        let largest = sink.0.iter().max().copied().unwrap_or(0);
+        assert!(largest < CHUNK + 4096, "a write of {largest} bytes");
     }
 
     /// What scrapers asked for is encoded after a collection, before the next scrape comes;
