@@ -17,14 +17,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use kafka_protocol::messages::{
     ApiKey, BrokerId, FindCoordinatorRequest, FindCoordinatorResponse, ListGroupsResponse,
-    MetadataResponse, RequestHeader, ResponseHeader,
+    MetadataResponse, RequestHeader,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use kafka_protocol::protocol::{Decodable, HeaderVersion, StrBytes};
 
-use crate::proxy::{Connections, Listener, relay_kafka};
+use crate::proxy::{Connections, Listener, edited, relay_kafka};
 
 /// What every node of the cluster shares.
 #[derive(Default)]
@@ -190,67 +190,67 @@ fn rewritten(
     let n = ports.len();
     let host = StrBytes::from_static_str("127.0.0.1");
     let port_of = |node: i32| i32::from(ports[usize::try_from(node).unwrap_or(0) % n.max(1)]);
-    let mut body = Bytes::copy_from_slice(frame);
-    let mut out = BytesMut::new();
     match ApiKey::try_from(key).ok()? {
-        ApiKey::Metadata => {
-            let header_version = MetadataResponse::header_version(version);
-            let header = ResponseHeader::decode(&mut body, header_version).ok()?;
-            let mut answer = MetadataResponse::decode(&mut body, version).ok()?;
-            let template = answer.brokers.first().cloned().unwrap_or_default();
-            answer.brokers = (0..n)
-                .map(|i| {
-                    let id = i32::try_from(i).unwrap_or(0);
-                    template
-                        .clone()
-                        .with_node_id(BrokerId(id))
-                        .with_host(host.clone())
-                        .with_port(port_of(id))
-                })
-                .collect();
-            answer.controller_id = BrokerId(0);
-            for topic in &mut answer.topics {
-                for p in &mut topic.partitions {
-                    let leader = BrokerId(p.partition_index % i32::try_from(n).unwrap_or(1));
-                    p.leader_id = leader;
-                    p.replica_nodes = vec![leader];
-                    p.isr_nodes = vec![leader];
+        ApiKey::Metadata => edited(
+            frame,
+            MetadataResponse::header_version(version),
+            version,
+            |answer: &mut MetadataResponse| {
+                let template = answer.brokers.first().cloned().unwrap_or_default();
+                answer.brokers = (0..n)
+                    .map(|i| {
+                        let id = i32::try_from(i).unwrap_or(0);
+                        template
+                            .clone()
+                            .with_node_id(BrokerId(id))
+                            .with_host(host.clone())
+                            .with_port(port_of(id))
+                    })
+                    .collect();
+                answer.controller_id = BrokerId(0);
+                for topic in &mut answer.topics {
+                    for p in &mut topic.partitions {
+                        let leader = BrokerId(p.partition_index % i32::try_from(n).unwrap_or(1));
+                        p.leader_id = leader;
+                        p.replica_nodes = vec![leader];
+                        p.isr_nodes = vec![leader];
+                    }
                 }
-            }
-            header.encode(&mut out, header_version).ok()?;
-            answer.encode(&mut out, version).ok()?;
-        }
-        ApiKey::FindCoordinator => {
-            let header_version = FindCoordinatorResponse::header_version(version);
-            let header = ResponseHeader::decode(&mut body, header_version).ok()?;
-            let mut answer = FindCoordinatorResponse::decode(&mut body, version).ok()?;
-            if version >= 4 {
-                for c in &mut answer.coordinators {
-                    let at = coordinator_of(c.key.as_str(), n);
-                    c.node_id = BrokerId(at);
-                    c.host = host.clone();
-                    c.port = port_of(at);
+                Some(())
+            },
+        ),
+        ApiKey::FindCoordinator => edited(
+            frame,
+            FindCoordinatorResponse::header_version(version),
+            version,
+            |answer: &mut FindCoordinatorResponse| {
+                if version >= 4 {
+                    for c in &mut answer.coordinators {
+                        let at = coordinator_of(c.key.as_str(), n);
+                        c.node_id = BrokerId(at);
+                        c.host = host.clone();
+                        c.port = port_of(at);
+                    }
+                } else {
+                    let at = coordinator_of(find_key?, n);
+                    answer.node_id = BrokerId(at);
+                    answer.host = host.clone();
+                    answer.port = port_of(at);
                 }
-            } else {
-                let at = coordinator_of(find_key?, n);
-                answer.node_id = BrokerId(at);
-                answer.host = host.clone();
-                answer.port = port_of(at);
-            }
-            header.encode(&mut out, header_version).ok()?;
-            answer.encode(&mut out, version).ok()?;
-        }
-        ApiKey::ListGroups => {
-            let header_version = ListGroupsResponse::header_version(version);
-            let header = ResponseHeader::decode(&mut body, header_version).ok()?;
-            let mut answer = ListGroupsResponse::decode(&mut body, version).ok()?;
-            answer
-                .groups
-                .retain(|g| coordinator_of(g.group_id.as_str(), n) == node);
-            header.encode(&mut out, header_version).ok()?;
-            answer.encode(&mut out, version).ok()?;
-        }
-        _ => return None,
+                Some(())
+            },
+        ),
+        ApiKey::ListGroups => edited(
+            frame,
+            ListGroupsResponse::header_version(version),
+            version,
+            |answer: &mut ListGroupsResponse| {
+                answer
+                    .groups
+                    .retain(|g| coordinator_of(g.group_id.as_str(), n) == node);
+                Some(())
+            },
+        ),
+        _ => None,
     }
-    Some(out.to_vec())
 }

@@ -9,11 +9,9 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, ResponseHeader};
-use kafka_protocol::protocol::{Decodable, Encodable};
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
 
-use crate::proxy::{Connections, Listener, relay_kafka};
+use crate::proxy::{Connections, Listener, edited, relay_kafka};
 
 /// API key → highest version to advertise.
 type Caps = HashMap<i16, i16>;
@@ -76,17 +74,13 @@ fn relay(caps: Caps, open: &Connections, client: TcpStream, server: TcpStream) {
 
 /// The ApiVersions answer with the capped APIs' highest versions lowered.
 fn lowered(frame: &[u8], version: i16, caps: &Caps) -> Option<Vec<u8>> {
-    let mut body = Bytes::copy_from_slice(frame);
     // ApiVersions answers always carry header v0 (so a client can read them at any version).
-    let header = ResponseHeader::decode(&mut body, 0).ok()?;
-    let mut answer = ApiVersionsResponse::decode(&mut body, version).ok()?;
-    for api in &mut answer.api_keys {
-        if let Some(max) = caps.get(&api.api_key) {
-            api.max_version = api.max_version.min(*max);
+    edited(frame, 0, version, |answer: &mut ApiVersionsResponse| {
+        for api in &mut answer.api_keys {
+            if let Some(max) = caps.get(&api.api_key) {
+                api.max_version = api.max_version.min(*max);
+            }
         }
-    }
-    let mut out = BytesMut::new();
-    header.encode(&mut out, 0).ok()?;
-    answer.encode(&mut out, version).ok()?;
-    Some(out.to_vec())
+        Some(())
+    })
 }

@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::ResponseHeader;
+use kafka_protocol::protocol::{Decodable, Encodable};
 
 /// What the proxy does to traffic.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -264,4 +266,22 @@ pub(crate) fn relay_kafka<Q: Send + 'static>(
         unanswered(left);
         let _ = to.shutdown(Shutdown::Both);
     });
+}
+
+/// A Kafka answer frame (header at `header_version`, body an `A` at `version`) decoded,
+/// changed by `change`, and encoded again; `None` if it does not decode or `change` gives up.
+pub(crate) fn edited<A: Decodable + Encodable>(
+    frame: &[u8],
+    header_version: i16,
+    version: i16,
+    change: impl FnOnce(&mut A) -> Option<()>,
+) -> Option<Vec<u8>> {
+    let mut body = Bytes::copy_from_slice(frame);
+    let header = ResponseHeader::decode(&mut body, header_version).ok()?;
+    let mut answer = A::decode(&mut body, version).ok()?;
+    change(&mut answer)?;
+    let mut out = BytesMut::new();
+    header.encode(&mut out, header_version).ok()?;
+    answer.encode(&mut out, version).ok()?;
+    Some(out.to_vec())
 }
